@@ -1,0 +1,188 @@
+"""The `fiitedsim` command line: thin wrappers that parse, call the library, and print.
+
+Bad input raises `InputError` anywhere below; `main` turns it into one line on
+stderr and exit code 2, never a traceback.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .config import DEFAULT_CHUNK, DEFAULT_DIM, DEFAULT_DTYPE_BYTES, ReplayConfig, TableSpec
+from .errors import InputError
+
+SAMPLE_TRACE = Path(__file__).parent / "data" / "sample.parquet"
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
+    help="Simulate FIITED embedding-dimension pruning on VHPI hash tables against uniform pruning baselines: "
+         "memory, fragmentation and hit rates from access traces, before any GPU time is spent.",
+)
+err = Console(stderr=True)
+out = Console()
+if not out.is_terminal:  # piped or captured: do not squeeze the summary table into 80 columns
+    out = Console(width=160)
+
+
+def _progress(total: int, what: str, quiet: bool) -> Progress:
+    return Progress(TextColumn(f"[bold]{what}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), console=err, disable=quiet, transient=True)
+
+
+@app.command()
+def replay(
+    trace: Optional[Path] = typer.Argument(
+        None, help="Access trace (Parquet, DESIGN.md 1.2). Omit to replay the small sample shipped with fiitedsim."),
+    budget: str = typer.Option("0.10", help="Payload budget: a fraction of the dense size (0.1) or bytes with a "
+                                            "unit (2GiB); a comma-separated list runs each (keys NAME@BUDGET)."),
+    policy: str = typer.Option("fiited,uniform-dim,uniform-row,full",
+                               help="Comma-separated policies: fiited, uniform-dim, uniform-row, full, or all."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for summary.json and timeseries/*.parquet "
+                                                               "(written all-or-nothing)."),
+    tables: Optional[Path] = typer.Option(None, help="Table list (JSON or TOML) overriding the trace's metadata."),
+    importance: Optional[Path] = typer.Option(None, help="Importance log (Parquet, DESIGN.md 1.3); wins over "
+                                                         "inline grad_norm."),
+    gamma: float = typer.Option(0.999, help="Utility decay factor per step."),
+    interval: int = typer.Option(100, help="Steps between pruning rounds."),
+    position_weight: float = typer.Option(1.0, help="Weight w_k = position_weight**k of chunk k; below 1 "
+                                                    "favours leading chunks."),
+    dim: Optional[int] = typer.Option(None, help=f"Override every table's dimension D (default from the trace, "
+                                                 f"else {DEFAULT_DIM})."),
+    chunk: Optional[int] = typer.Option(None, help=f"Override every table's chunk size C (default from the trace, "
+                                                   f"else {DEFAULT_CHUNK}); C must divide D."),
+    dtype_bytes: Optional[int] = typer.Option(None, help=f"Override bytes per value (default from the trace, "
+                                                         f"else {DEFAULT_DTYPE_BYTES})."),
+    page_bytes: int = typer.Option(65536, help="Physical page size in bytes."),
+    max_load: float = typer.Option(0.75, help="Hash-index load factor that triggers doubling."),
+    index_initial: int = typer.Option(1024, help="Initial capacity of each hash index (a power of two)."),
+    allocator: str = typer.Option("lowest", help="Slot allocator: lowest (lowest free address) or lifo."),
+    budget_covers: str = typer.Option("payload", help="What the budget covers: payload, or all "
+                                                      "(payload + index + metadata)."),
+    report_every: int = typer.Option(100, help="Steps per time-series window."),
+    count_accesses: bool = typer.Option(False, "--count-accesses", help="With --importance, accesses also add "
+                                                                        "w_k to utilities."),
+    as_json: bool = typer.Option(False, "--json", help="Print summary.json on stdout instead of the table."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    """Replay a trace through the policies and compare memory, fragmentation and hit rates.
+
+    Example: fiitedsim replay trace.parquet --budget 0.05,0.10 --policy fiited,uniform-dim --out runs/demo
+    """
+    from .replay import parse_budgets, parse_policies, replay as run_replay, summary_text, write_results
+    from .trace import TraceSource
+
+    trace_path = trace if trace is not None else SAMPLE_TRACE
+    cfg = ReplayConfig(gamma=gamma, interval=interval, position_weight=position_weight, page_bytes=page_bytes,
+                       max_load=max_load, index_initial=index_initial, allocator=allocator,
+                       budget_covers=budget_covers, report_every=report_every, count_accesses=count_accesses)
+    names = parse_policies(policy)
+    source = TraceSource(trace_path, tables_file=tables, importance=importance, warn=lambda m: err.print(
+        f"[yellow]warning:[/] {m}", highlight=False))
+    if dim is not None or chunk is not None or dtype_bytes is not None:
+        source.tables = [TableSpec(t.name, t.rows, dim if dim is not None else t.dim,
+                                   chunk if chunk is not None else t.chunk,
+                                   dtype_bytes if dtype_bytes is not None else t.dtype_bytes) for t in source.tables]
+    budgets = parse_budgets(budget, source.tables)
+    with _progress(source.num_lookups, f"replaying {trace_path.name}", quiet or as_json) as bar:
+        task = bar.add_task("replay", total=source.num_lookups)
+        results = run_replay(source, names, budgets, cfg, progress=lambda n: bar.advance(task, n))
+    if out_dir is not None:
+        write_results(out_dir, results)
+    if as_json:
+        sys.stdout.write(summary_text(results.summary))
+        return
+    _print_summary(results.summary)
+    if out_dir is not None:
+        err.print(f"results in {out_dir}/ (summary.json, timeseries/)")
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.1f}"
+
+
+def _print_summary(summary: dict) -> None:
+    trace = summary["trace"]
+    table = Table(title=f"{trace['path']}: {trace['lookups']:,} lookups, dense size {_mib(trace['dense_bytes'])} MiB",
+                  title_justify="left")
+    for col in ("policy", "total MiB", "payload", "index", "meta", "frag", "row hit", "chunk hit", "full hit",
+                "rehashes", "probe"):
+        table.add_column(col, justify="left" if col == "policy" else "right")
+    for key, s in summary["policies"].items():
+        table.add_row(key, _mib(s["total_bytes_final"]), _mib(s["payload_bytes_final"]), _mib(s["index_bytes_final"]),
+                      _mib(s["meta_bytes_final"]), f"{s['fragmentation_final']:.3f}", f"{s['row_hit_rate']:.3f}",
+                      f"{s['chunk_hit_rate']:.3f}", f"{s['full_hit_rate']:.3f}", f"{s['rehashes']:,}",
+                      f"{s['mean_probe_length']:.2f}")
+    out.print(table)
+
+
+@app.command()
+def generate(
+    output: Path = typer.Argument(..., help="Trace file to write (Parquet)."),
+    profile: str = typer.Option("zipf", help="zipf (Zipf(alpha) per table), meta2021 or meta2022 (reuse "
+                                             "histogram of Meta's published DLRM datasets)."),
+    alpha: float = typer.Option(1.05, help="Zipf exponent (popularity skew)."),
+    tables: int = typer.Option(4, help="Number of tables."),
+    rows: int = typer.Option(1_000_000, help="Rows per table."),
+    steps: int = typer.Option(1000, help="Training steps."),
+    batch: int = typer.Option(4096, help="Lookups per table per step (a trace has steps x tables x batch lookups)."),
+    dim: int = typer.Option(DEFAULT_DIM, help="Embedding dimension D."),
+    chunk: int = typer.Option(DEFAULT_CHUNK, help="Chunk size C (must divide D)."),
+    drift: float = typer.Option(0.0, help="Popularity drift: share of the row space the hot set moves per step."),
+    no_grad: bool = typer.Option(False, "--no-grad", help="Leave out the synthetic grad_norm column."),
+    seed: int = typer.Option(0, help="Random seed (same arguments and seed give a byte-identical file)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    """Write a synthetic access trace with per-chunk gradient norms.
+
+    Example: fiitedsim generate traces/demo.parquet --profile meta2021 --tables 4 --rows 1000000 --steps 2000
+    """
+    from .generate import GenerateConfig, generate as run_generate
+
+    cfg = GenerateConfig(profile=profile, alpha=alpha, tables=tables, rows=rows, steps=steps, batch=batch, dim=dim,
+                         chunk=chunk, drift=drift, grad=not no_grad, seed=seed)
+    total = steps * tables * batch
+    with _progress(total, f"generating {output.name}", quiet) as bar:
+        task = bar.add_task("generate", total=total)
+        done = [0]
+
+        def advance(written: int) -> None:
+            bar.advance(task, written - done[0])
+            done[0] = written
+        report = run_generate(output, cfg, progress=advance)
+    err.print(f"wrote {output}: {report.lookups:,} lookups in {report.seconds:.1f} s")
+    if getattr(report, "tvd", None) is not None:
+        err.print(f"reuse-factor histogram vs published {profile} (conditioned on reuse <= {batch}): "
+                  f"total-variation distance {report.tvd:.4f}; published lookup mass above the batch: "
+                  f"{report.cut_mass:.3f}")
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except InputError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""Parameters of a replay: tables and policy knobs, validated at the boundary.
+
+Objects here hold parameters; the engine and the reference compute. Every knob
+of DESIGN.md has a field here and a CLI flag of the same name.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import tomllib
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from .errors import InputError
+
+DEFAULT_DIM = 64
+DEFAULT_CHUNK = 8
+DEFAULT_DTYPE_BYTES = 4
+
+#: Packed keys use 40 bits for the row and 16 for the table (see store.py).
+MAX_ROWS = 1 << 40
+MAX_TABLES = 1 << 15
+MAX_CHUNKS = 128
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One embedding table: `rows` virtual rows of `dim` floats in chunks of `chunk`."""
+
+    name: str
+    rows: int
+    dim: int = DEFAULT_DIM
+    chunk: int = DEFAULT_CHUNK
+    dtype_bytes: int = DEFAULT_DTYPE_BYTES
+
+    def __post_init__(self):
+        where = f"table {self.name!r}"
+        for key in ("rows", "dim", "chunk", "dtype_bytes"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InputError(f"{where}: {key} must be an integer, got {value!r}")
+        if not 1 <= self.rows < MAX_ROWS:
+            raise InputError(f"{where}: rows must be between 1 and 2**40-1, got {self.rows}")
+        if self.dim < 1 or self.chunk < 1:
+            raise InputError(f"{where}: dim and chunk must be positive, got dim={self.dim}, chunk={self.chunk}")
+        if self.dim % self.chunk:
+            raise InputError(
+                f"{where}: chunk C={self.chunk} does not divide dim D={self.dim}; pick C among the divisors of D")
+        if self.dim // self.chunk > MAX_CHUNKS:
+            raise InputError(f"{where}: at most {MAX_CHUNKS} chunks per row, got D/C={self.dim // self.chunk}")
+        if self.dtype_bytes not in (1, 2, 4, 8):
+            raise InputError(f"{where}: dtype_bytes must be 1, 2, 4 or 8, got {self.dtype_bytes}")
+
+    @property
+    def chunks(self) -> int:
+        """K, the number of chunks per row."""
+        return self.dim // self.chunk
+
+    @property
+    def chunk_bytes(self) -> int:
+        return self.chunk * self.dtype_bytes
+
+    @property
+    def dense_bytes(self) -> int:
+        """Size of the table stored dense at full dimension."""
+        return self.rows * self.dim * self.dtype_bytes
+
+
+def tables_from_json(data, source: str) -> list[TableSpec]:
+    """Build table specs from the `fiitedsim.tables` JSON list (or a TOML `tables` array)."""
+    if isinstance(data, dict) and "tables" in data:
+        data = data["tables"]
+    if not isinstance(data, list) or not data:
+        raise InputError(f"{source}: expected a non-empty list of tables")
+    if len(data) > MAX_TABLES:
+        raise InputError(f"{source}: at most {MAX_TABLES} tables, got {len(data)}")
+    allowed = {"name", "rows", "dim", "chunk", "dtype_bytes"}
+    specs = []
+    for i, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise InputError(f"{source}: table {i} is not an object")
+        unknown = set(item) - allowed
+        if unknown:
+            raise InputError(f"{source}: table {i} has unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+        if "rows" not in item:
+            raise InputError(f"{source}: table {i} has no 'rows'")
+        specs.append(TableSpec(name=str(item.get("name", f"t{i}")), **{k: v for k, v in item.items() if k != "name"}))
+    names = [t.name for t in specs]
+    if len(set(names)) != len(names):
+        raise InputError(f"{source}: table names must be unique, got {names}")
+    return specs
+
+
+def load_tables_file(path: str | Path) -> list[TableSpec]:
+    """Read a `--tables FILE` (JSON or TOML)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"tables file not found: {path}")
+    try:
+        text = path.read_text()
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot parse tables file: {exc}") from None
+    return tables_from_json(data, str(path))
+
+
+def tables_to_json(tables: list[TableSpec]) -> str:
+    return json.dumps([asdict(t) for t in tables], separators=(",", ":"))
+
+
+_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_budget(text: str, dense_bytes: int) -> int:
+    """Budget in bytes from `0.1` (fraction of the dense size) or `2GiB` (bytes with a unit)."""
+    raw = str(text).strip()
+    match = re.fullmatch(r"([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z%]*)", raw)
+    if not match:
+        raise InputError(f"budget {raw!r} is not a number: give a fraction like 0.1 or bytes like 2GiB")
+    value, unit = float(match.group(1)), match.group(2).lower()
+    if not math.isfinite(value):
+        raise InputError(f"budget {raw!r} is not finite")
+    if unit == "":
+        if value > 100:
+            raise InputError(f"budget {raw!r} as a fraction of the dense size is over 100x; "
+                             "for bytes add a unit, e.g. 2GiB or 500MB")
+        return int(math.floor(value * dense_bytes))
+    if unit == "%":
+        return int(math.floor(value / 100 * dense_bytes))
+    if unit not in _UNITS:
+        raise InputError(f"budget {raw!r}: unknown unit {unit!r}; use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB")
+    return int(math.floor(value * _UNITS[unit]))
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """Every knob of DESIGN.md sections 2-5, with its default."""
+
+    budget_bytes: int = 0
+    gamma: float = 0.999
+    interval: int = 100
+    position_weight: float = 1.0
+    page_bytes: int = 65536
+    max_load: float = 0.75
+    index_initial: int = 1024
+    index_entry_bytes: int = 16
+    meta_bytes_per_row: int | None = None  # None: 4 + 4*K per table
+    allocator: str = "lowest"
+    budget_covers: str = "payload"
+    report_every: int = 100
+    count_accesses: bool = False
+    budget_label: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        if self.budget_bytes < 0:
+            raise InputError(f"budget must not be negative, got {self.budget_bytes} bytes")
+        if not (0.0 < self.gamma <= 1.0):
+            raise InputError(f"--gamma must be in (0, 1], got {self.gamma}")
+        if self.interval < 1:
+            raise InputError(f"--interval must be at least 1 step, got {self.interval}")
+        if not (0.0 < self.position_weight <= 1.0) or not math.isfinite(self.position_weight):
+            raise InputError(f"--position-weight must be in (0, 1], got {self.position_weight}")
+        if self.page_bytes < 1:
+            raise InputError(f"--page-bytes must be positive, got {self.page_bytes}")
+        if not (0.0 < self.max_load < 1.0):
+            raise InputError(f"--max-load must be in (0, 1), got {self.max_load}")
+        if self.index_initial < 1 or self.index_initial & (self.index_initial - 1):
+            raise InputError(f"--index-initial must be a power of two, got {self.index_initial}")
+        if self.allocator not in ("lowest", "lifo"):
+            raise InputError(f"--allocator must be 'lowest' or 'lifo', got {self.allocator!r}")
+        if self.budget_covers not in ("payload", "all"):
+            raise InputError(f"--budget-covers must be 'payload' or 'all', got {self.budget_covers!r}")
+        if self.report_every < 1:
+            raise InputError(f"--report-every must be at least 1 step, got {self.report_every}")
+        if self.meta_bytes_per_row is not None and self.meta_bytes_per_row < 0:
+            raise InputError(f"meta_bytes_per_row must not be negative, got {self.meta_bytes_per_row}")
+
+    def meta_bytes_for(self, table: TableSpec) -> int:
+        return 4 + 4 * table.chunks if self.meta_bytes_per_row is None else self.meta_bytes_per_row
+
+    def with_budget(self, budget_bytes: int, label: str = "") -> "ReplayConfig":
+        return replace(self, budget_bytes=budget_bytes, budget_label=label)
+
+
+def check_tables_fit_pages(tables: list[TableSpec], cfg: ReplayConfig) -> None:
+    """Every chunk must fit in a page, or no slot could ever be allocated."""
+    for t in tables:
+        if t.chunk_bytes > cfg.page_bytes:
+            raise InputError(f"table {t.name!r}: a chunk of {t.chunk_bytes} bytes does not fit a page of "
+                             f"{cfg.page_bytes} bytes; raise --page-bytes")
+
+
+def dense_bytes(tables: list[TableSpec]) -> int:
+    return sum(t.dense_bytes for t in tables)
+
+
+@dataclass(frozen=True)
+class PoolLayout:
+    """Tables grouped by chunk byte size: one physical pool each (DESIGN 3.2)."""
+
+    chunk_bytes: tuple[int, ...]      # per pool, ascending
+    pool_of_table: tuple[int, ...]    # per table
+    dense_bytes: tuple[int, ...]      # per pool: full dense size of its tables
+    slots_per_page: tuple[int, ...]   # per pool
+
+    @classmethod
+    def of(cls, tables: list[TableSpec], page_bytes: int) -> "PoolLayout":
+        sizes = sorted({t.chunk_bytes for t in tables})
+        pool_of = tuple(sizes.index(t.chunk_bytes) for t in tables)
+        dense = tuple(sum(t.dense_bytes for t, p in zip(tables, pool_of) if p == i) for i in range(len(sizes)))
+        return cls(tuple(sizes), pool_of, dense, tuple(page_bytes // s for s in sizes))
+
+    def page_caps(self, budget_bytes: int, overhead_bytes: int, page_bytes: int) -> list[int]:
+        """Pages each pool may map: the available budget split by dense share (docs/semantics.md)."""
+        avail = max(0, budget_bytes - overhead_bytes)
+        total = sum(self.dense_bytes)
+        return [(avail * d // total) // page_bytes for d in self.dense_bytes]

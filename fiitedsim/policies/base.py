@@ -1,0 +1,83 @@
+"""The one small interface every policy fills, and the summary it produces.
+
+A policy is built for a list of tables and a config, is fed the record
+stream batch by batch (`consume`), and at the end returns a `PolicyResult`:
+the summary (the stable `summary.json` contract of the README) and the time
+series of per-window snapshots.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from typing import TYPE_CHECKING
+
+from ..config import ReplayConfig, TableSpec
+
+if TYPE_CHECKING:
+    from ..trace import RecordBatch
+
+#: Keys of every policy object in summary.json, in this order (README contract).
+SUMMARY_KEYS = [
+    "payload_bytes_peak", "payload_bytes_final", "index_bytes_peak", "index_bytes_final", "meta_bytes_final",
+    "total_bytes_peak", "total_bytes_final", "mapped_pages_final", "live_chunks_final", "fragmentation_final",
+    "row_hit_rate", "chunk_hit_rate", "full_hit_rate", "lookups", "row_hits", "chunk_hits", "chunks_requested",
+    "full_hits", "allocations", "frees", "rehashes", "denied_full", "denied_threshold", "theta_final",
+    "mean_probe_length", "max_probe_length", "searches", "probes", "rounds", "tracked_rows", "dim_hist_final",
+    "index_load_factor_final",
+]
+
+
+def ratio(num, den) -> float:
+    return float(num) / float(den) if den else 0.0
+
+
+@dataclass
+class PolicyResult:
+    summary: dict
+    snapshots: pl.DataFrame
+
+    def summary_json(self) -> dict:
+        """The summary with +inf theta written as null (JSON has no infinity)."""
+        out = dict(self.summary)
+        if not math.isfinite(out["theta_final"]):
+            out["theta_final"] = None
+        return out
+
+
+def finish_summary(counts: dict) -> dict:
+    """Fill derived rates from raw counts; return the keys in SUMMARY_KEYS order."""
+    counts = dict(counts)
+    counts["row_hit_rate"] = ratio(counts["row_hits"], counts["lookups"])
+    counts["chunk_hit_rate"] = ratio(counts["chunk_hits"], counts["chunks_requested"])
+    counts["full_hit_rate"] = ratio(counts["full_hits"], counts["lookups"])
+    counts["mean_probe_length"] = ratio(counts["probes"], counts["searches"])
+    missing = set(SUMMARY_KEYS) - set(counts)
+    if missing:
+        raise AssertionError(f"summary lacks {sorted(missing)}")
+    return {key: counts[key] for key in SUMMARY_KEYS}
+
+
+def snapshots_frame(rows: np.ndarray, columns: list[str]) -> pl.DataFrame:
+    """Time-series table: counters and byte gauges as int64, ratios as float64."""
+    float_cols = {"fragmentation", "theta", "index_load_factor"}
+    data = {c: rows[:, i] if c in float_cols else rows[:, i].astype(np.int64) for i, c in enumerate(columns)}
+    return pl.DataFrame(data)
+
+
+class Policy:
+    """Base of all policies: fed merged record batches in order, then asked to finish."""
+
+    name = "policy"
+
+    def __init__(self, tables: list[TableSpec], cfg: ReplayConfig, has_grad: bool, has_log: bool):
+        self.tables, self.cfg, self.has_grad, self.has_log = tables, cfg, has_grad, has_log
+
+    def consume(self, batch: "RecordBatch") -> None:
+        raise NotImplementedError
+
+    def finish(self) -> PolicyResult:
+        raise NotImplementedError

@@ -1,0 +1,410 @@
+"""FIITED: per-chunk utilities, pruning rounds and threshold admission (DESIGN.md section 2).
+
+The kernels follow DESIGN.md and `fiitedsim/reference.py` step by step, with
+the same names: `access` (hit status, probe searches, utility update,
+admission), `importance_record`, `pruning_round`, and `run`, which walks the
+merged record stream and runs rounds and snapshots in the gaps between records.
+Two speed measures keep results bit-identical to the reference:
+
+* decay factors gamma ** float64(n) come from a table filled with the same
+  pow call (`engine.fill_powtab`), falling back to pow for long gaps;
+* e = min_j (u_j * f) is computed as (min_j u_j) * f, equal because rounding
+  is monotonic; a round selects the N-th largest e by a radix histogram over
+  the bit patterns of e (non-negative floats order like their bits) instead of
+  sorting every tracked chunk.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from .. import store
+from ..engine import DONE, NEED_INDEX, NEED_PAGES, NEED_ROWS, NEED_SNAPSHOTS, EngineState, snapshot_columns
+from ..store import (ALLOCATIONS, CHUNK_HITS, CHUNKS_REQUESTED, DENIED_FULL, DENIED_THRESHOLD, FULL_HITS,
+                     HAVE_PREV, IX_BUMP, IX_CAP_MAX, LIVE_TOTAL, LOOKUPS, MAPPED_TOTAL, MAX_PROBE, META_BYTES,
+                     P_COUNT_ACCESSES, P_HAS_GRAD, P_HAS_LOG, P_INTERVAL, P_KMAX, P_LIFO, P_REPORT_EVERY,
+                     P_TOTAL_ROWS, PREV_STEP, PROBES, ROUNDS, ROW_BITS, ROW_HITS, SEARCHES, SNAP_N, TRACKED)
+from .base import Policy, PolicyResult, finish_summary, snapshots_frame
+
+INF = np.inf
+TIE_K_SHIFT = 56  # tie key (k, t, r): k in bits 56.., t in 40..55, r in 0..39
+
+
+@numba.njit(cache=True, inline="always")
+def decay(st, gap):
+    """gamma ** float64(gap), from the table when it covers the gap."""
+    if gap < st.powtab.size:
+        return st.powtab[gap]
+    return st.gamma ** np.float64(gap)
+
+
+@numba.njit(cache=True, inline="always")
+def set_dim(st, tid, d):
+    st.dim_hist[st.row_d[tid]] -= 1
+    st.dim_hist[d] += 1
+    st.row_d[tid] = d
+
+
+# ============================================================================
+# An access (DESIGN 2, "An access"): hit status, utilities, admission
+# ============================================================================
+
+@numba.njit(cache=True)
+def access(st, t, r, s, grad, gi):
+    kmax = st.ip[P_KMAX]
+    tid = store.tracker_row(st, t, r, s)
+    k_row = st.tab_k[t]
+    d = st.row_d[tid]
+    # (1) hit status from the resident prefix before anything changes (DESIGN 5)
+    st.sc[LOOKUPS] += 1
+    if d > 0:
+        st.sc[ROW_HITS] += 1
+    st.sc[CHUNK_HITS] += d
+    st.sc[CHUNKS_REQUESTED] += k_row
+    if d == k_row:
+        st.sc[FULL_HITS] += 1
+    #     searches of k = 0 .. min(d, K-1): the resident prefix and the first absent chunk (DESIGN 3.1)
+    for k in range(min(d, k_row - 1) + 1):
+        _, probes = store.index_search(st, t * kmax + k, r)
+        st.sc[SEARCHES] += 1
+        st.sc[PROBES] += probes
+        if probes > st.sc[MAX_PROBE]:
+            st.sc[MAX_PROBE] = probes
+    # (2) utilities: u = u * gamma ** (s - last) + x[k]
+    f = decay(st, s - st.row_last[tid])
+    for k in range(k_row):
+        if st.ip[P_HAS_LOG]:
+            x = st.wpos[k] if st.ip[P_COUNT_ACCESSES] else 0.0
+        elif st.ip[P_HAS_GRAD]:
+            x = np.float64(grad[gi, k]) * st.wpos[k]
+        else:
+            x = 1.0 * st.wpos[k]
+        st.row_u[tid, k] = st.row_u[tid, k] * f + x
+    st.row_last[tid] = s
+    # (3) admission of k = d, d+1, ...: e[k] = min over j <= k of u[j] (already decayed to s)
+    pool = st.tab_pool[t]
+    theta = st.pool_theta[pool]
+    e = INF
+    for k in range(d):
+        e = min(e, st.row_u[tid, k])
+    for k in range(d, k_row):
+        e = min(e, st.row_u[tid, k])
+        if e < theta:
+            st.sc[DENIED_THRESHOLD] += 1
+            break
+        slot = store.alloc_slot(st, pool)
+        if slot < 0:
+            st.sc[DENIED_FULL] += 1
+            break
+        store.index_insert(st, t * kmax + k, r, slot)
+        set_dim(st, tid, k + 1)
+
+
+@numba.njit(cache=True)
+def importance_record(st, t, r, k, value, s):
+    """Importance-log record (DESIGN 1.3/2): decay the row to s, then add v * w_k. Never admits."""
+    tid = store.tracker_row(st, t, r, s)
+    f = decay(st, s - st.row_last[tid])
+    for j in range(st.tab_k[t]):
+        st.row_u[tid, j] = st.row_u[tid, j] * f
+    st.row_last[tid] = s
+    st.row_u[tid, k] = st.row_u[tid, k] + np.float64(value) * st.wpos[k]
+
+
+# ============================================================================
+# Pruning round (DESIGN 2, "Pruning rounds")
+# ============================================================================
+
+@numba.njit(cache=True, inline="always")
+def e_bits(m, f):
+    """Bit pattern of e = m * f; for e >= 0 the bits order like the values."""
+    return np.float64(m * f).view(np.uint64)
+
+
+@numba.njit(cache=True, inline="always")
+def tie_key(t, r, k):
+    return (np.int64(k) << TIE_K_SHIFT) | (np.int64(t) << ROW_BITS) | np.int64(r)
+
+
+@numba.njit(cache=True)
+def select_keep(st, pool, n_keep, now):
+    """Find the keep set of the first n_keep chunks of `pool` in (e desc, k asc, t asc, r asc).
+
+    Returns (theta, cut_bits, cut_key, keep_all): a chunk is kept when its e
+    bits exceed cut_bits, or equal them with tie key <= cut_key.
+    """
+    n_rows = st.sc[TRACKED]
+    # pass A: how many chunks, and a histogram of the top 16 bits of e
+    hist = np.zeros(1 << 16, np.int64)
+    total = 0
+    min_e = INF
+    for tid in range(n_rows):
+        t = st.row_key[tid] >> ROW_BITS
+        if st.tab_pool[t] != pool:
+            continue
+        f = decay(st, now - st.row_last[tid])
+        m = INF
+        for k in range(st.tab_k[t]):
+            m = min(m, st.row_u[tid, k])
+            bits = e_bits(m, f)
+            hist[bits >> np.uint64(48)] += 1
+        total += st.tab_k[t]
+        min_e = min(min_e, m * f)
+    if n_keep == 0:
+        return INF, np.uint64(0), np.int64(-1), False
+    if total <= n_keep:
+        return (0.0 if total < n_keep else min_e), np.uint64(0), np.int64(0), True
+    # the bucket holding the n_keep-th largest e
+    above = 0
+    bucket = (1 << 16) - 1
+    while above + hist[bucket] < n_keep:
+        above += hist[bucket]
+        bucket -= 1
+    # pass B: candidates of that bucket, with their tie keys
+    cand_bits = np.empty(hist[bucket], np.uint64)
+    cand_keys = np.empty(hist[bucket], np.int64)
+    c = 0
+    for tid in range(n_rows):
+        t = st.row_key[tid] >> ROW_BITS
+        if st.tab_pool[t] != pool:
+            continue
+        f = decay(st, now - st.row_last[tid])
+        r = st.row_key[tid] & store.ROW_MASK
+        m = INF
+        for k in range(st.tab_k[t]):
+            m = min(m, st.row_u[tid, k])
+            bits = e_bits(m, f)
+            if (bits >> np.uint64(48)) == np.uint64(bucket):
+                cand_bits[c] = bits
+                cand_keys[c] = tie_key(t, r, k)
+                c += 1
+    need = n_keep - above  # 1 <= need <= candidates
+    order = np.argsort(cand_bits)[::-1]
+    cut_bits = cand_bits[order[need - 1]]
+    greater = 0
+    tied = 0
+    for q in range(c):
+        if cand_bits[q] > cut_bits:
+            greater += 1
+        elif cand_bits[q] == cut_bits:
+            tied += 1
+    take = need - greater  # how many of the tied chunks are kept, in (k, t, r) order
+    tied_keys = np.empty(tied, np.int64)
+    q2 = 0
+    for q in range(c):
+        if cand_bits[q] == cut_bits:
+            tied_keys[q2] = cand_keys[q]
+            q2 += 1
+    tied_keys.sort()
+    cut_key = tied_keys[take - 1]
+    theta = np.uint64(cut_bits).view(np.float64)
+    return theta, cut_bits, cut_key, False
+
+
+@numba.njit(cache=True)
+def pruning_round(st, now):
+    """Rank, keep the first N chunks of each pool, free the rest in (t, r, k) order, unmap empty pages."""
+    st.sc[ROUNDS] += 1
+    kmax = st.ip[P_KMAX]
+    n_rows = st.sc[TRACKED]
+    for pool in range(st.pool_spp.size):
+        n_keep = store.page_cap(st, pool) * st.pool_spp[pool]
+        theta, cut_bits, cut_key, keep_all = select_keep(st, pool, n_keep, now)
+        st.pool_theta[pool] = theta
+        if keep_all:
+            continue
+        # rows whose resident prefix is longer than their kept prefix
+        free_rows = np.empty(0, np.int64)
+        free_keep = np.empty(0, np.int64)
+        n_free = 0
+        for tid in range(n_rows):
+            d = st.row_d[tid]
+            if d == 0:
+                continue
+            t = st.row_key[tid] >> ROW_BITS
+            if st.tab_pool[t] != pool:
+                continue
+            r = st.row_key[tid] & store.ROW_MASK
+            f = decay(st, now - st.row_last[tid])
+            m = INF
+            kept = 0
+            if n_keep > 0:
+                for k in range(d):
+                    m = min(m, st.row_u[tid, k])
+                    bits = e_bits(m, f)
+                    if bits > cut_bits or (bits == cut_bits and tie_key(t, r, k) <= cut_key):
+                        kept = k + 1
+                    else:
+                        break
+            if kept < d:
+                if n_free == free_rows.size:
+                    free_rows = np.concatenate((free_rows, np.empty(max(1024, n_free), np.int64)))
+                    free_keep = np.concatenate((free_keep, np.empty(max(1024, n_free), np.int64)))
+                free_rows[n_free] = tid
+                free_keep[n_free] = kept
+                n_free += 1
+        # (t, r, k) order. With the lowest-address allocator the result does not depend on the
+        # order (the free set is a set, and backward-shift deletion leaves an index as if the key
+        # had never been inserted: Knuth's Algorithm R), so only LIFO pays for the sort.
+        order = np.arange(n_free)
+        if st.ip[P_LIFO]:
+            order = np.argsort(st.row_key[free_rows[:n_free]], kind="mergesort")
+        for q in range(n_free):
+            tid = free_rows[order[q]]
+            kept = free_keep[order[q]]
+            t = st.row_key[tid] >> ROW_BITS
+            r = st.row_key[tid] & store.ROW_MASK
+            for k in range(kept, st.row_d[tid]):
+                slot = store.index_delete(st, t * kmax + k, r)
+                store.free_slot(st, pool, slot)
+            set_dim(st, tid, kept)
+    store.unmap_empty_pages(st)
+
+
+# ============================================================================
+# Snapshots and the record loop
+# ============================================================================
+
+@numba.njit(cache=True)
+def take_snapshot(st, step):
+    row = st.snap[st.sc[SNAP_N]]
+    row[0] = step
+    n_counters = st.counter_sc.size
+    for c in range(n_counters):
+        row[1 + c] = st.sc[st.counter_sc[c]]
+    g = 1 + n_counters
+    payload = store.payload_bytes(st)
+    index = store.index_bytes(st)
+    meta = st.sc[META_BYTES]
+    mapped_slots = 0
+    theta = INF
+    for pool in range(st.pool_spp.size):
+        mapped_slots += st.pool_mapped[pool] * st.pool_spp[pool]
+        if st.pool_theta[pool] < theta:
+            theta = st.pool_theta[pool]
+    row[g + 0] = payload
+    row[g + 1] = index
+    row[g + 2] = meta
+    row[g + 3] = payload + index + meta
+    row[g + 4] = st.sc[MAPPED_TOTAL]
+    row[g + 5] = st.sc[LIVE_TOTAL]
+    row[g + 6] = st.sc[TRACKED]
+    row[g + 7] = 1.0 - st.sc[LIVE_TOTAL] / mapped_slots if mapped_slots > 0 else 0.0
+    row[g + 8] = theta
+    row[g + 9] = st.sc[store.IX_COUNT_TOTAL] / st.sc[store.IX_CAP_TOTAL] if st.sc[store.IX_CAP_TOTAL] > 0 else 0.0
+    for d in range(st.dim_hist.size):
+        row[g + 10 + d] = st.dim_hist[d]
+    row[g + 10] += st.ip[P_TOTAL_ROWS] - st.sc[TRACKED]
+    st.sc[SNAP_N] += 1
+
+
+@numba.njit(cache=True)
+def run(st, lk_step, lk_table, lk_row, lk_grad, im_step, im_table, im_row, im_chunk, im_value, i, j):
+    """Process the merged records from lookup i and importance record j on; stop early to grow."""
+    n_lk, n_im = lk_step.size, im_step.size
+    kmax = st.ip[P_KMAX]
+    interval, report_every = st.ip[P_INTERVAL], st.ip[P_REPORT_EVERY]
+    while i < n_lk or j < n_im:
+        is_lookup = i < n_lk and (j >= n_im or lk_step[i] <= im_step[j])
+        s = lk_step[i] if is_lookup else im_step[j]
+        t = lk_table[i] if is_lookup else im_table[j]
+        # capacity checks first, so that stopping here leaves nothing half done
+        if st.sc[TRACKED] + 1 > st.row_key.size or 2 * (st.sc[TRACKED] + 1) > st.trk_keys.size:
+            return NEED_ROWS, i, j
+        if is_lookup:
+            if st.sc[IX_BUMP] + 2 * kmax * st.sc[IX_CAP_MAX] > st.ix_keys.size:
+                return NEED_INDEX, i, j
+            if st.pool_hwm[st.tab_pool[t]] + st.tab_k[t] >= st.page_live.shape[1]:
+                return NEED_PAGES, i, j
+        if st.sc[HAVE_PREV]:
+            prev = st.sc[PREV_STEP]
+            snapshot_due = s // report_every > prev // report_every
+            if snapshot_due and st.sc[SNAP_N] >= st.snap.shape[0]:
+                return NEED_SNAPSHOTS, i, j
+            if s // interval > prev // interval:
+                pruning_round(st, prev)
+            if snapshot_due:
+                take_snapshot(st, prev)
+        if is_lookup:
+            access(st, t, lk_row[i], s, lk_grad, i)
+            i += 1
+        else:
+            importance_record(st, t, im_row[j], im_chunk[j], im_value[j], s)
+            j += 1
+        st.sc[PREV_STEP] = s
+        st.sc[HAVE_PREV] = 1
+    return DONE, i, j
+
+
+@numba.njit(cache=True)
+def final_snapshot(st):
+    if st.sc[HAVE_PREV]:
+        take_snapshot(st, st.sc[PREV_STEP])
+
+
+# ============================================================================
+# Python driver
+# ============================================================================
+
+class Fiited(Policy):
+    """FIITED dimension pruning over VHPI storage."""
+
+    name = "fiited"
+
+    def __init__(self, tables, cfg, has_grad, has_log):
+        super().__init__(tables, cfg, has_grad, has_log)
+        self.engine = EngineState(tables, cfg, has_grad, has_log)
+        k_max = self.engine.k_max
+        self._no_grad = np.zeros((1, k_max), np.float32)
+
+    def consume(self, batch) -> None:
+        steps_max = 0
+        if batch.step.size:
+            steps_max = int(batch.step[-1])
+        if batch.imp_step.size:
+            steps_max = max(steps_max, int(batch.imp_step[-1]))
+        self.engine.ensure_steps(steps_max)
+        grad = batch.grad if (batch.grad is not None and self.engine.st.ip[store.P_HAS_GRAD]) else self._no_grad
+        i = j = 0
+        while True:
+            status, i, j = run(self.engine.st, batch.step, batch.table, batch.row, grad, batch.imp_step,
+                               batch.imp_table, batch.imp_row, batch.imp_chunk, batch.imp_value, i, j)
+            if status == DONE:
+                return
+            self.engine.grow(status)
+
+    def finish(self) -> PolicyResult:
+        eng = self.engine
+        if eng.st.sc[SNAP_N] >= eng.st.snap.shape[0]:
+            eng.flush_snapshots()
+        final_snapshot(eng.st)
+        rows = eng.snapshot_table()
+        columns = snapshot_columns(eng.k_max)
+        return PolicyResult(summary=self.summary(), snapshots=snapshots_frame(rows, columns))
+
+    def summary(self) -> dict:
+        st = self.engine.st
+        sc = st.sc
+        payload = int(sc[MAPPED_TOTAL]) * self.cfg.page_bytes
+        index = int(sc[store.IX_CAP_TOTAL]) * self.cfg.index_entry_bytes
+        meta = int(sc[META_BYTES])
+        mapped_slots = int(sum(st.pool_mapped[p] * st.pool_spp[p] for p in range(self.engine.n_pools)))
+        hist = [int(x) for x in st.dim_hist]
+        hist[0] += int(st.ip[P_TOTAL_ROWS] - sc[TRACKED])
+        thetas = [float(x) for x in st.pool_theta]
+        counts = dict(
+            payload_bytes_peak=int(sc[store.PAYLOAD_PEAK]), payload_bytes_final=payload,
+            index_bytes_peak=int(sc[store.INDEX_PEAK]), index_bytes_final=index, meta_bytes_final=meta,
+            total_bytes_peak=int(sc[store.TOTAL_PEAK]), total_bytes_final=payload + index + meta,
+            mapped_pages_final=int(sc[MAPPED_TOTAL]), live_chunks_final=int(sc[LIVE_TOTAL]),
+            fragmentation_final=1.0 - int(sc[LIVE_TOTAL]) / mapped_slots if mapped_slots else 0.0,
+            lookups=int(sc[LOOKUPS]), row_hits=int(sc[ROW_HITS]), chunk_hits=int(sc[CHUNK_HITS]),
+            chunks_requested=int(sc[CHUNKS_REQUESTED]), full_hits=int(sc[FULL_HITS]),
+            allocations=int(sc[ALLOCATIONS]), frees=int(sc[store.FREES]), rehashes=int(sc[store.REHASHES]),
+            denied_full=int(sc[DENIED_FULL]), denied_threshold=int(sc[DENIED_THRESHOLD]),
+            theta_final=min(thetas), max_probe_length=int(sc[MAX_PROBE]), searches=int(sc[SEARCHES]),
+            probes=int(sc[PROBES]), rounds=int(sc[ROUNDS]), tracked_rows=int(sc[TRACKED]), dim_hist_final=hist,
+            index_load_factor_final=(int(sc[store.IX_COUNT_TOTAL]) / int(sc[store.IX_CAP_TOTAL])
+                                     if sc[store.IX_CAP_TOTAL] else 0.0),
+        )
+        return finish_summary(counts)

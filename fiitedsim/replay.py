@@ -1,0 +1,132 @@
+"""Replay one record stream through several policies and budgets, and save the results.
+
+The trace is read once: each batch goes to every (policy, budget) instance in
+turn, so adding policies costs replay time but not I/O or memory per lookup.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import polars as pl
+
+from .atomic import atomic_path
+from .config import PoolLayout, ReplayConfig, TableSpec, check_tables_fit_pages, dense_bytes, parse_budget
+from .errors import InputError
+from .policies import POLICIES
+from .trace import TraceSource
+
+#: Version of the results folder layout (summary.json + timeseries/); bump on incompatible change.
+RESULTS_FORMAT = 1
+#: Policies that store chunks in pages and so need at least one page per pool.
+PAGED_POLICIES = {"fiited"}
+
+
+def parse_policies(text: str) -> list[str]:
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    if not names:
+        raise InputError("--policy is empty: name at least one of " + ", ".join(POLICIES))
+    unknown = [n for n in names if n not in POLICIES and n != "all"]
+    if unknown:
+        raise InputError(f"unknown policy {unknown[0]!r}: choose from {', '.join(POLICIES)} or all")
+    if "all" in names:
+        return list(POLICIES)
+    return list(dict.fromkeys(names))
+
+
+def parse_budgets(text: str, tables: list[TableSpec]) -> list[tuple[str, int]]:
+    labels = [b.strip() for b in str(text).split(",") if b.strip()]
+    if not labels:
+        raise InputError("--budget is empty: give a fraction like 0.1 or bytes like 2GiB")
+    if len(set(labels)) != len(labels):
+        raise InputError(f"--budget lists a budget twice: {text}")
+    dense = dense_bytes(tables)
+    return [(label, parse_budget(label, dense)) for label in labels]
+
+
+def check_budget_workable(label: str, budget_bytes: int, tables: list[TableSpec], cfg: ReplayConfig) -> None:
+    """A paged policy needs room for at least one page in every pool, or nothing can ever be stored."""
+    layout = PoolLayout.of(tables, cfg.page_bytes)
+    caps = layout.page_caps(budget_bytes, 0, cfg.page_bytes)
+    if min(caps) < 1:
+        total = sum(layout.dense_bytes)
+        need = max(-(-cfg.page_bytes * total // d) for d in layout.dense_bytes)
+        raise InputError(f"budget {label} ({budget_bytes} bytes) leaves no room for one {cfg.page_bytes}-byte page "
+                         f"in every pool; the smallest workable budget is {need} bytes "
+                         f"({need / total:.6g} of the dense size), or lower --page-bytes")
+
+
+@dataclass
+class ReplayResults:
+    summary: dict                       # the summary.json object
+    series: dict[str, pl.DataFrame]     # time series per policy key
+
+
+def replay(source: TraceSource, policies: list[str], budgets: list[tuple[str, int]], cfg: ReplayConfig,
+           progress: Callable[[int], None] | None = None) -> ReplayResults:
+    """Feed the trace once through every policy at every budget."""
+    tables = source.tables
+    check_tables_fit_pages(tables, cfg)
+    keyed = len(budgets) > 1
+    instances = {}
+    for label, budget in budgets:
+        cfg_b = cfg.with_budget(budget, label)
+        for name in policies:
+            if name in PAGED_POLICIES:
+                check_budget_workable(label, budget, tables, cfg_b)
+            key = f"{name}@{label}" if keyed else name
+            instances[key] = POLICIES[name](tables, cfg_b, source.has_grad, source.has_importance)
+    first_step = last_step = None
+    lookups = importance = 0
+    for batch in source.batches():
+        for policy in instances.values():
+            policy.consume(batch)
+        for steps in (batch.step, batch.imp_step):
+            if steps.size:
+                first_step = int(steps[0]) if first_step is None else min(first_step, int(steps[0]))
+                last_step = int(steps[-1]) if last_step is None else max(last_step, int(steps[-1]))
+        lookups += batch.num_lookups
+        importance += batch.num_importance
+        if progress:
+            progress(batch.num_lookups)
+    if lookups == 0:
+        raise InputError(f"{source.path}: the trace has no lookups")
+    results = {key: policy.finish() for key, policy in instances.items()}
+    summary = {
+        "format": RESULTS_FORMAT,
+        "policies": {key: r.summary_json() for key, r in results.items()},
+        "config": config_json(cfg, budgets, policies),
+        "trace": {
+            "path": str(source.path), "importance": str(source.importance_path) if source.has_importance else None,
+            "lookups": lookups, "importance_records": importance, "grad_norm": source.has_grad,
+            "first_step": first_step, "last_step": last_step, "dense_bytes": dense_bytes(tables),
+            "tables": [asdict(t) for t in tables],
+        },
+    }
+    return ReplayResults(summary, {key: r.snapshots for key, r in results.items()})
+
+
+def config_json(cfg: ReplayConfig, budgets, policies) -> dict:
+    out = {k: v for k, v in asdict(cfg).items() if k not in ("budget_bytes", "budget_label")}
+    out["budgets"] = [{"label": label, "bytes": b} for label, b in budgets]
+    out["policies"] = list(policies)
+    return out
+
+
+def write_results(out: str | Path, results: ReplayResults) -> Path:
+    """Write `summary.json` and `timeseries/KEY.parquet` all-or-nothing into `out`."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "summary.json").exists())):
+        raise InputError(f"--out {out} exists and is not a fiitedsim results folder; choose a new folder")
+    with atomic_path(out, directory=True) as tmp:
+        (tmp / "timeseries").mkdir()
+        for key, frame in results.series.items():
+            frame.write_parquet(tmp / "timeseries" / f"{key}.parquet")
+        (tmp / "summary.json").write_text(summary_text(results.summary))
+    return out
+
+
+def summary_text(summary: dict) -> str:
+    return json.dumps(summary, indent=2, allow_nan=False) + "\n"
