@@ -71,48 +71,51 @@ def packed_row_key(t, r):
 # Row tracker (implementation memory: not part of the modelled footprint)
 # ============================================================================
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def tracker_find(st, key):
     """Tracked-row id of packed key, or -1."""
-    mask = st.trk_keys.size - 1
+    trk_keys, trk_vals = st.trk_keys, st.trk_vals
+    mask = trk_keys.size - 1
     b = np.int64(splitmix64(key) & np.uint64(mask))
     while True:
-        k = st.trk_keys[b]
+        k = trk_keys[b]
         if k == EMPTY:
             return -1
         if k == key + 1:
-            return st.trk_vals[b]
+            return trk_vals[b]
         b = (b + 1) & mask
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def tracker_add(st, t, r, s):
     """Track a row first seen at step s: u = 0, last = s, d = 0 (DESIGN 2).
 
     The caller has checked capacity. Metadata bytes grow by the table's
     per-row cost; the peak total is updated.
     """
+    trk_keys, sc, trk_vals, row_key, row_u = st.trk_keys, st.sc, st.trk_vals, st.row_key, st.row_u
+    row_last, row_d, dim_hist, tab_meta = st.row_last, st.row_d, st.dim_hist, st.tab_meta
     key = packed_row_key(t, r)
-    mask = st.trk_keys.size - 1
+    mask = trk_keys.size - 1
     b = np.int64(splitmix64(key) & np.uint64(mask))
-    while st.trk_keys[b] != EMPTY:
+    while trk_keys[b] != EMPTY:
         b = (b + 1) & mask
-    tid = st.sc[TRACKED]
-    st.trk_keys[b] = key + 1
-    st.trk_vals[b] = tid
-    st.row_key[tid] = key
-    for k in range(st.row_u.shape[1]):
-        st.row_u[tid, k] = 0.0
-    st.row_last[tid] = s
-    st.row_d[tid] = 0
-    st.sc[TRACKED] = tid + 1
-    st.dim_hist[0] += 1
-    st.sc[META_BYTES] += st.tab_meta[t]
+    tid = sc[TRACKED]
+    trk_keys[b] = key + 1
+    trk_vals[b] = tid
+    row_key[tid] = key
+    for k in range(row_u.shape[1]):
+        row_u[tid, k] = 0.0
+    row_last[tid] = s
+    row_d[tid] = 0
+    sc[TRACKED] = tid + 1
+    dim_hist[0] += 1
+    sc[META_BYTES] += tab_meta[t]
     note_peaks(st, 0)
     return tid
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def tracker_row(st, t, r, s):
     """Tracked-row id of (t, r), tracking it first if it is new."""
     tid = tracker_find(st, packed_row_key(t, r))
@@ -139,28 +142,31 @@ def tracker_rebuild(keys_old, vals_old, keys_new, vals_new):
 # Memory accounting
 # ============================================================================
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def payload_bytes(st):
-    return st.sc[MAPPED_TOTAL] * st.ip[P_PAGE_BYTES]
+    sc, ip = st.sc, st.ip
+    return sc[MAPPED_TOTAL] * ip[P_PAGE_BYTES]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def index_bytes(st):
-    return st.sc[IX_CAP_TOTAL] * st.ip[P_ENTRY_BYTES]
+    sc, ip = st.sc, st.ip
+    return sc[IX_CAP_TOTAL] * ip[P_ENTRY_BYTES]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def note_peaks(st, transient_index_entries):
     """Raise the peaks; `transient_index_entries` is the extra capacity held during a rehash."""
+    sc, ip = st.sc, st.ip
     payload = payload_bytes(st)
-    index = (st.sc[IX_CAP_TOTAL] + transient_index_entries) * st.ip[P_ENTRY_BYTES]
-    if payload > st.sc[PAYLOAD_PEAK]:
-        st.sc[PAYLOAD_PEAK] = payload
-    if index > st.sc[INDEX_PEAK]:
-        st.sc[INDEX_PEAK] = index
-    total = payload + index + st.sc[META_BYTES]
-    if total > st.sc[TOTAL_PEAK]:
-        st.sc[TOTAL_PEAK] = total
+    index = (sc[IX_CAP_TOTAL] + transient_index_entries) * ip[P_ENTRY_BYTES]
+    if payload > sc[PAYLOAD_PEAK]:
+        sc[PAYLOAD_PEAK] = payload
+    if index > sc[INDEX_PEAK]:
+        sc[INDEX_PEAK] = index
+    total = payload + index + sc[META_BYTES]
+    if total > sc[TOTAL_PEAK]:
+        sc[TOTAL_PEAK] = total
 
 
 @numba.njit(cache=True)
@@ -191,87 +197,94 @@ def muldiv(a, b, c):
     return np.int64(q)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def page_cap(st, pool):
     """Pages pool `pool` may map now (docs/semantics.md "Budget")."""
-    avail = st.ip[P_BUDGET]
-    if st.ip[P_COVERS_ALL]:
-        avail -= index_bytes(st) + st.sc[META_BYTES]
+    ip, sc, pool_dense = st.ip, st.sc, st.pool_dense
+    avail = ip[P_BUDGET]
+    if ip[P_COVERS_ALL]:
+        avail -= index_bytes(st) + sc[META_BYTES]
         if avail < 0:
             avail = 0
-    if st.ip[P_NPOOLS] > 1:
-        avail = muldiv(avail, st.pool_dense[pool], st.ip[P_DENSE_TOTAL])
-    return avail // st.ip[P_PAGE_BYTES]
+    if ip[P_NPOOLS] > 1:
+        avail = muldiv(avail, pool_dense[pool], ip[P_DENSE_TOTAL])
+    return avail // ip[P_PAGE_BYTES]
 
 
 # ============================================================================
 # Hash index, one per (table, chunk position): DESIGN 3.1
 # ============================================================================
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def index_search(st, i, row):
     """Bucket of `row` in index i (or the empty bucket ending the probe) and the probe length."""
-    off = st.ix_off[i]
-    mask = st.ix_cap[i] - 1
-    b = home_bucket(row, st.ix_cap[i])
+    ix_off, ix_cap, ix_keys = st.ix_off, st.ix_cap, st.ix_keys
+    off = ix_off[i]
+    mask = ix_cap[i] - 1
+    b = home_bucket(row, ix_cap[i])
     probes = 1
     while True:
-        key = st.ix_keys[off + b]
+        key = ix_keys[off + b]
         if key == EMPTY or key == row + 1:
             return b, probes
         b = (b + 1) & mask
         probes += 1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def index_rehash(st, i):
     """Double index i: reinsert scanning the old array from slot 0 upward (a counted rehash)."""
-    old_off, old_cap = st.ix_off[i], st.ix_cap[i]
+    ix_off, ix_cap, sc, ix_keys, ix_vals = st.ix_off, st.ix_cap, st.sc, st.ix_keys, st.ix_vals
+    old_off, old_cap = ix_off[i], ix_cap[i]
     new_cap = 2 * old_cap
-    new_off = st.sc[IX_BUMP]
-    st.ix_keys[new_off:new_off + new_cap] = EMPTY
+    new_off = sc[IX_BUMP]
+    ix_keys[new_off:new_off + new_cap] = EMPTY
     mask = new_cap - 1
     for j in range(old_cap):
-        key = st.ix_keys[old_off + j]
+        key = ix_keys[old_off + j]
         if key != EMPTY:
             b = home_bucket(key - 1, new_cap)
-            while st.ix_keys[new_off + b] != EMPTY:
+            while ix_keys[new_off + b] != EMPTY:
                 b = (b + 1) & mask
-            st.ix_keys[new_off + b] = key
-            st.ix_vals[new_off + b] = st.ix_vals[old_off + j]
+            ix_keys[new_off + b] = key
+            ix_vals[new_off + b] = ix_vals[old_off + j]
     note_peaks(st, new_cap)  # old + new are both held during the move
-    st.ix_off[i] = new_off
-    st.ix_cap[i] = new_cap
-    st.sc[IX_BUMP] = new_off + new_cap
-    st.sc[IX_CAP_TOTAL] += old_cap
-    if new_cap > st.sc[IX_CAP_MAX]:
-        st.sc[IX_CAP_MAX] = new_cap
-    st.sc[REHASHES] += 1
+    ix_off[i] = new_off
+    ix_cap[i] = new_cap
+    sc[IX_BUMP] = new_off + new_cap
+    sc[IX_CAP_TOTAL] += old_cap
+    if new_cap > sc[IX_CAP_MAX]:
+        sc[IX_CAP_MAX] = new_cap
+    sc[REHASHES] += 1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def index_insert(st, i, row, slot):
     """Insert row -> slot into index i, doubling first if (count + 1) > max_load * capacity."""
-    if (st.ix_count[i] + 1) > st.max_load * st.ix_cap[i]:
+    ix_count, max_load, ix_cap, ix_keys, ix_off = st.ix_count, st.max_load, st.ix_cap, st.ix_keys, st.ix_off
+    ix_vals, sc = st.ix_vals, st.sc
+    if (ix_count[i] + 1) > max_load * ix_cap[i]:
         index_rehash(st, i)
     b, _ = index_search(st, i, row)
-    st.ix_keys[st.ix_off[i] + b] = row + 1
-    st.ix_vals[st.ix_off[i] + b] = slot
-    st.ix_count[i] += 1
-    st.sc[IX_COUNT_TOTAL] += 1
+    ix_keys[ix_off[i] + b] = row + 1
+    ix_vals[ix_off[i] + b] = slot
+    ix_count[i] += 1
+    sc[IX_COUNT_TOTAL] += 1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def index_delete(st, i, row):
     """Remove `row` from index i by backward shift (no tombstones); returns its slot."""
-    off, cap = st.ix_off[i], st.ix_cap[i]
+    ix_off, ix_cap, ix_vals, ix_keys, ix_count = st.ix_off, st.ix_cap, st.ix_vals, st.ix_keys, st.ix_count
+    sc = st.sc
+    off, cap = ix_off[i], ix_cap[i]
     mask = cap - 1
     hole, _ = index_search(st, i, row)
-    slot = st.ix_vals[off + hole]
+    slot = ix_vals[off + hole]
     j = hole
     while True:
         j = (j + 1) & mask
-        key = st.ix_keys[off + j]
+        key = ix_keys[off + j]
         if key == EMPTY:
             break
         h = home_bucket(key - 1, cap)
@@ -281,12 +294,12 @@ def index_delete(st, i, row):
         else:
             stays = h > hole or h <= j
         if not stays:
-            st.ix_keys[off + hole] = key
-            st.ix_vals[off + hole] = st.ix_vals[off + j]
+            ix_keys[off + hole] = key
+            ix_vals[off + hole] = ix_vals[off + j]
             hole = j
-    st.ix_keys[off + hole] = EMPTY
-    st.ix_count[i] -= 1
-    st.sc[IX_COUNT_TOTAL] -= 1
+    ix_keys[off + hole] = EMPTY
+    ix_count[i] -= 1
+    sc[IX_COUNT_TOTAL] -= 1
     return slot
 
 
@@ -294,155 +307,178 @@ def index_delete(st, i, row):
 # Physical pools of pages of slots: DESIGN 3.2
 # ============================================================================
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def map_page(st, pool):
     """Map the lowest unmapped page number of `pool`; return it."""
-    p = st.pool_hint_unmapped[pool]
-    while st.page_mapped[pool, p]:
+    pool_hint_unmapped, page_mapped, page_live = st.pool_hint_unmapped, st.page_mapped, st.page_live
+    pool_spp, page_free_bits, pool_hwm = st.pool_spp, st.page_free_bits, st.pool_hwm
+    pool_hint_free, pool_mapped, sc, ip = st.pool_hint_free, st.pool_mapped, st.sc, st.ip
+    p = pool_hint_unmapped[pool]
+    while page_mapped[pool, p]:
         p += 1
-    st.page_mapped[pool, p] = 1
-    st.page_live[pool, p] = 0
-    spp = st.pool_spp[pool]
+    page_mapped[pool, p] = 1
+    page_live[pool, p] = 0
+    spp = pool_spp[pool]
     words = (spp + 63) // 64
     for w in range(words):
         bits = min(64, spp - 64 * w)
-        st.page_free_bits[pool, p, w] = ~np.uint64(0) if bits == 64 else (np.uint64(1) << np.uint64(bits)) - np.uint64(1)
-    st.pool_hint_unmapped[pool] = p + 1
-    if p + 1 > st.pool_hwm[pool]:
-        st.pool_hwm[pool] = p + 1
-    if p < st.pool_hint_free[pool]:
-        st.pool_hint_free[pool] = p
-    st.pool_mapped[pool] += 1
-    st.sc[MAPPED_TOTAL] += 1
-    if st.ip[P_LIFO]:
+        page_free_bits[pool, p, w] = ~np.uint64(0) if bits == 64 else (np.uint64(1) << np.uint64(bits)) - np.uint64(1)
+    pool_hint_unmapped[pool] = p + 1
+    if p + 1 > pool_hwm[pool]:
+        pool_hwm[pool] = p + 1
+    if p < pool_hint_free[pool]:
+        pool_hint_free[pool] = p
+    pool_mapped[pool] += 1
+    sc[MAPPED_TOTAL] += 1
+    if ip[P_LIFO]:
         for slot in range(spp - 1, -1, -1):  # slot 0 ends on top of the stack
             lifo_push(st, pool, p * spp + slot)
     note_peaks(st, 0)
     return p
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def take_slot(st, pool, page, slot_in_page):
-    spp = st.pool_spp[pool]
+    pool_spp, page_free_bits, page_live = st.pool_spp, st.page_free_bits, st.page_live
+    pool_live, sc = st.pool_live, st.sc
+    spp = pool_spp[pool]
     w, bit = slot_in_page // 64, slot_in_page % 64
-    st.page_free_bits[pool, page, w] &= ~(np.uint64(1) << np.uint64(bit))
-    st.page_live[pool, page] += 1
-    st.pool_live[pool] += 1
-    st.sc[LIVE_TOTAL] += 1
-    st.sc[ALLOCATIONS] += 1
+    page_free_bits[pool, page, w] &= ~(np.uint64(1) << np.uint64(bit))
+    page_live[pool, page] += 1
+    pool_live[pool] += 1
+    sc[LIVE_TOTAL] += 1
+    sc[ALLOCATIONS] += 1
     return page * spp + slot_in_page
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def lowest_free_in_page(st, pool, page):
-    words = (st.pool_spp[pool] + 63) // 64
+    pool_spp, page_free_bits = st.pool_spp, st.page_free_bits
+    words = (pool_spp[pool] + 63) // 64
     for w in range(words):
-        bits = st.page_free_bits[pool, page, w]
+        bits = page_free_bits[pool, page, w]
         if bits != 0:
             return 64 * w + trailing_zeros(bits)
     return -1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def alloc_lowest(st, pool):
     """The free slot with the lowest address; map a page only when all mapped pages are full."""
-    spp = st.pool_spp[pool]
-    p = st.pool_hint_free[pool]
-    hwm = st.pool_hwm[pool]
-    while p < hwm and (st.page_mapped[pool, p] == 0 or st.page_live[pool, p] == spp):
+    pool_spp, pool_hint_free, pool_hwm = st.pool_spp, st.pool_hint_free, st.pool_hwm
+    page_mapped, page_live, pool_mapped = st.page_mapped, st.page_live, st.pool_mapped
+    spp = pool_spp[pool]
+    p = pool_hint_free[pool]
+    hwm = pool_hwm[pool]
+    while p < hwm and (page_mapped[pool, p] == 0 or page_live[pool, p] == spp):
         p += 1
-    st.pool_hint_free[pool] = p
+    pool_hint_free[pool] = p
     if p < hwm:
         return take_slot(st, pool, p, lowest_free_in_page(st, pool, p))
-    if st.pool_mapped[pool] >= page_cap(st, pool):
+    if pool_mapped[pool] >= page_cap(st, pool):
         return -1
     p = map_page(st, pool)
     return take_slot(st, pool, p, 0)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def lifo_push(st, pool, slot):
-    top = st.lifo_top[pool]
-    if top == st.lifo_slot.shape[1]:
+    lifo_top, lifo_slot, sc, slot_stamp = st.lifo_top, st.lifo_slot, st.sc, st.slot_stamp
+    lifo_stamp = st.lifo_stamp
+    top = lifo_top[pool]
+    if top == lifo_slot.shape[1]:
         lifo_compact(st, pool)
-        top = st.lifo_top[pool]
-    st.sc[STAMP] += 1
-    st.slot_stamp[pool, slot] = st.sc[STAMP]
-    st.lifo_slot[pool, top] = slot
-    st.lifo_stamp[pool, top] = st.sc[STAMP]
-    st.lifo_top[pool] = top + 1
+        top = lifo_top[pool]
+    sc[STAMP] += 1
+    slot_stamp[pool, slot] = sc[STAMP]
+    lifo_slot[pool, top] = slot
+    lifo_stamp[pool, top] = sc[STAMP]
+    lifo_top[pool] = top + 1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def lifo_entry_valid(st, pool, slot, stamp):
     """A stack entry is live while its slot is free, on a mapped page, and not pushed again since."""
-    spp = st.pool_spp[pool]
+    pool_spp, page_mapped, slot_stamp = st.pool_spp, st.page_mapped, st.slot_stamp
+    page_free_bits = st.page_free_bits
+    spp = pool_spp[pool]
     page, s = slot // spp, slot % spp
-    if st.page_mapped[pool, page] == 0 or st.slot_stamp[pool, slot] != stamp:
+    if page_mapped[pool, page] == 0 or slot_stamp[pool, slot] != stamp:
         return False
-    return (st.page_free_bits[pool, page, s // 64] >> np.uint64(s % 64)) & np.uint64(1) != 0
+    return (page_free_bits[pool, page, s // 64] >> np.uint64(s % 64)) & np.uint64(1) != 0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def lifo_compact(st, pool):
     """Drop stale stack entries, keeping the order of the live ones."""
+    lifo_top, lifo_slot, lifo_stamp = st.lifo_top, st.lifo_slot, st.lifo_stamp
     out = 0
-    for j in range(st.lifo_top[pool]):
-        slot, stamp = st.lifo_slot[pool, j], st.lifo_stamp[pool, j]
+    for j in range(lifo_top[pool]):
+        slot, stamp = lifo_slot[pool, j], lifo_stamp[pool, j]
         if lifo_entry_valid(st, pool, slot, stamp):
-            st.lifo_slot[pool, out] = slot
-            st.lifo_stamp[pool, out] = stamp
+            lifo_slot[pool, out] = slot
+            lifo_stamp[pool, out] = stamp
             out += 1
-    st.lifo_top[pool] = out
+    lifo_top[pool] = out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def alloc_lifo(st, pool):
     """The most recently freed slot among mapped pages (docs/semantics.md "Allocator")."""
-    spp = st.pool_spp[pool]
-    while st.lifo_top[pool] > 0:
-        top = st.lifo_top[pool] - 1
-        slot, stamp = st.lifo_slot[pool, top], st.lifo_stamp[pool, top]
-        st.lifo_top[pool] = top
+    pool_spp, lifo_top, lifo_slot, lifo_stamp = st.pool_spp, st.lifo_top, st.lifo_slot, st.lifo_stamp
+    pool_mapped = st.pool_mapped
+    spp = pool_spp[pool]
+    while lifo_top[pool] > 0:
+        top = lifo_top[pool] - 1
+        slot, stamp = lifo_slot[pool, top], lifo_stamp[pool, top]
+        lifo_top[pool] = top
         if lifo_entry_valid(st, pool, slot, stamp):
             return take_slot(st, pool, slot // spp, slot % spp)
-    if st.pool_mapped[pool] >= page_cap(st, pool):
+    if pool_mapped[pool] >= page_cap(st, pool):
         return -1
-    map_page(st, pool)
-    return alloc_lifo(st, pool)
+    map_page(st, pool)  # pushes the new page's slots with slot 0 on top
+    top = lifo_top[pool] - 1
+    lifo_top[pool] = top
+    slot = lifo_slot[pool, top]
+    return take_slot(st, pool, slot // spp, slot % spp)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def alloc_slot(st, pool):
     """A slot address in `pool`, or -1 when the budget allows no more pages."""
-    if st.ip[P_LIFO]:
+    ip = st.ip
+    if ip[P_LIFO]:
         return alloc_lifo(st, pool)
     return alloc_lowest(st, pool)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def free_slot(st, pool, slot):
-    spp = st.pool_spp[pool]
+    pool_spp, page_free_bits, page_live = st.pool_spp, st.page_free_bits, st.page_live
+    pool_live, sc, pool_hint_free, ip = st.pool_live, st.sc, st.pool_hint_free, st.ip
+    spp = pool_spp[pool]
     page, s = slot // spp, slot % spp
-    st.page_free_bits[pool, page, s // 64] |= np.uint64(1) << np.uint64(s % 64)
-    st.page_live[pool, page] -= 1
-    st.pool_live[pool] -= 1
-    st.sc[LIVE_TOTAL] -= 1
-    st.sc[FREES] += 1
-    if page < st.pool_hint_free[pool]:
-        st.pool_hint_free[pool] = page
-    if st.ip[P_LIFO]:
+    page_free_bits[pool, page, s // 64] |= np.uint64(1) << np.uint64(s % 64)
+    page_live[pool, page] -= 1
+    pool_live[pool] -= 1
+    sc[LIVE_TOTAL] -= 1
+    sc[FREES] += 1
+    if page < pool_hint_free[pool]:
+        pool_hint_free[pool] = page
+    if ip[P_LIFO]:
         lifo_push(st, pool, slot)
 
 
 @numba.njit(cache=True)
 def unmap_empty_pages(st):
     """Unmap every mapped page with no live slot, lowest first (end of a round)."""
-    for pool in range(st.pool_spp.size):
-        for p in range(st.pool_hwm[pool]):
-            if st.page_mapped[pool, p] and st.page_live[pool, p] == 0:
-                st.page_mapped[pool, p] = 0
-                st.pool_mapped[pool] -= 1
-                st.sc[MAPPED_TOTAL] -= 1
-                if p < st.pool_hint_unmapped[pool]:
-                    st.pool_hint_unmapped[pool] = p
+    pool_spp, pool_hwm, page_mapped, page_live = st.pool_spp, st.pool_hwm, st.page_mapped, st.page_live
+    pool_mapped, sc, pool_hint_unmapped = st.pool_mapped, st.sc, st.pool_hint_unmapped
+    for pool in range(pool_spp.size):
+        for p in range(pool_hwm[pool]):
+            if page_mapped[pool, p] and page_live[pool, p] == 0:
+                page_mapped[pool, p] = 0
+                pool_mapped[pool] -= 1
+                sc[MAPPED_TOTAL] -= 1
+                if p < pool_hint_unmapped[pool]:
+                    pool_hint_unmapped[pool] = p

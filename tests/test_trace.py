@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 from pathlib import Path
 
@@ -14,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 # The project has no installed package or root conftest yet; make `import fiitedsim` work from a checkout.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fiitedsim.config import TableSpec, tables_to_json  # noqa: E402
 from fiitedsim.errors import InputError  # noqa: E402

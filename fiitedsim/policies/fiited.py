@@ -33,82 +33,87 @@ TIE_K_SHIFT = 56  # tie key (k, t, r): k in bits 56.., t in 40..55, r in 0..39
 @numba.njit(cache=True, inline="always")
 def decay(st, gap):
     """gamma ** float64(gap), from the table when it covers the gap."""
-    if gap < st.powtab.size:
-        return st.powtab[gap]
-    return st.gamma ** np.float64(gap)
+    powtab, gamma = st.powtab, st.gamma
+    if gap < powtab.size:
+        return powtab[gap]
+    return gamma ** np.float64(gap)
 
 
 @numba.njit(cache=True, inline="always")
 def set_dim(st, tid, d):
-    st.dim_hist[st.row_d[tid]] -= 1
-    st.dim_hist[d] += 1
-    st.row_d[tid] = d
+    dim_hist, row_d = st.dim_hist, st.row_d
+    dim_hist[row_d[tid]] -= 1
+    dim_hist[d] += 1
+    row_d[tid] = d
 
 
 # ============================================================================
 # An access (DESIGN 2, "An access"): hit status, utilities, admission
 # ============================================================================
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def access(st, t, r, s, grad, gi):
-    kmax = st.ip[P_KMAX]
+    ip, tab_k, row_d, sc, row_last, wpos = st.ip, st.tab_k, st.row_d, st.sc, st.row_last, st.wpos
+    row_u, tab_pool, pool_theta = st.row_u, st.tab_pool, st.pool_theta
+    kmax = ip[P_KMAX]
     tid = store.tracker_row(st, t, r, s)
-    k_row = st.tab_k[t]
-    d = st.row_d[tid]
+    k_row = tab_k[t]
+    d = row_d[tid]
     # (1) hit status from the resident prefix before anything changes (DESIGN 5)
-    st.sc[LOOKUPS] += 1
+    sc[LOOKUPS] += 1
     if d > 0:
-        st.sc[ROW_HITS] += 1
-    st.sc[CHUNK_HITS] += d
-    st.sc[CHUNKS_REQUESTED] += k_row
+        sc[ROW_HITS] += 1
+    sc[CHUNK_HITS] += d
+    sc[CHUNKS_REQUESTED] += k_row
     if d == k_row:
-        st.sc[FULL_HITS] += 1
+        sc[FULL_HITS] += 1
     #     searches of k = 0 .. min(d, K-1): the resident prefix and the first absent chunk (DESIGN 3.1)
     for k in range(min(d, k_row - 1) + 1):
         _, probes = store.index_search(st, t * kmax + k, r)
-        st.sc[SEARCHES] += 1
-        st.sc[PROBES] += probes
-        if probes > st.sc[MAX_PROBE]:
-            st.sc[MAX_PROBE] = probes
+        sc[SEARCHES] += 1
+        sc[PROBES] += probes
+        if probes > sc[MAX_PROBE]:
+            sc[MAX_PROBE] = probes
     # (2) utilities: u = u * gamma ** (s - last) + x[k]
-    f = decay(st, s - st.row_last[tid])
+    f = decay(st, s - row_last[tid])
     for k in range(k_row):
-        if st.ip[P_HAS_LOG]:
-            x = st.wpos[k] if st.ip[P_COUNT_ACCESSES] else 0.0
-        elif st.ip[P_HAS_GRAD]:
-            x = np.float64(grad[gi, k]) * st.wpos[k]
+        if ip[P_HAS_LOG]:
+            x = wpos[k] if ip[P_COUNT_ACCESSES] else 0.0
+        elif ip[P_HAS_GRAD]:
+            x = np.float64(grad[gi, k]) * wpos[k]
         else:
-            x = 1.0 * st.wpos[k]
-        st.row_u[tid, k] = st.row_u[tid, k] * f + x
-    st.row_last[tid] = s
+            x = 1.0 * wpos[k]
+        row_u[tid, k] = row_u[tid, k] * f + x
+    row_last[tid] = s
     # (3) admission of k = d, d+1, ...: e[k] = min over j <= k of u[j] (already decayed to s)
-    pool = st.tab_pool[t]
-    theta = st.pool_theta[pool]
+    pool = tab_pool[t]
+    theta = pool_theta[pool]
     e = INF
     for k in range(d):
-        e = min(e, st.row_u[tid, k])
+        e = min(e, row_u[tid, k])
     for k in range(d, k_row):
-        e = min(e, st.row_u[tid, k])
+        e = min(e, row_u[tid, k])
         if e < theta:
-            st.sc[DENIED_THRESHOLD] += 1
+            sc[DENIED_THRESHOLD] += 1
             break
         slot = store.alloc_slot(st, pool)
         if slot < 0:
-            st.sc[DENIED_FULL] += 1
+            sc[DENIED_FULL] += 1
             break
         store.index_insert(st, t * kmax + k, r, slot)
         set_dim(st, tid, k + 1)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def importance_record(st, t, r, k, value, s):
     """Importance-log record (DESIGN 1.3/2): decay the row to s, then add v * w_k. Never admits."""
+    row_last, tab_k, row_u, wpos = st.row_last, st.tab_k, st.row_u, st.wpos
     tid = store.tracker_row(st, t, r, s)
-    f = decay(st, s - st.row_last[tid])
-    for j in range(st.tab_k[t]):
-        st.row_u[tid, j] = st.row_u[tid, j] * f
-    st.row_last[tid] = s
-    st.row_u[tid, k] = st.row_u[tid, k] + np.float64(value) * st.wpos[k]
+    f = decay(st, s - row_last[tid])
+    for j in range(tab_k[t]):
+        row_u[tid, j] = row_u[tid, j] * f
+    row_last[tid] = s
+    row_u[tid, k] = row_u[tid, k] + np.float64(value) * wpos[k]
 
 
 # ============================================================================
@@ -133,22 +138,24 @@ def select_keep(st, pool, n_keep, now):
     Returns (theta, cut_bits, cut_key, keep_all): a chunk is kept when its e
     bits exceed cut_bits, or equal them with tie key <= cut_key.
     """
-    n_rows = st.sc[TRACKED]
+    sc, row_key, tab_pool, row_last, tab_k = st.sc, st.row_key, st.tab_pool, st.row_last, st.tab_k
+    row_u = st.row_u
+    n_rows = sc[TRACKED]
     # pass A: how many chunks, and a histogram of the top 16 bits of e
     hist = np.zeros(1 << 16, np.int64)
     total = 0
     min_e = INF
     for tid in range(n_rows):
-        t = st.row_key[tid] >> ROW_BITS
-        if st.tab_pool[t] != pool:
+        t = row_key[tid] >> ROW_BITS
+        if tab_pool[t] != pool:
             continue
-        f = decay(st, now - st.row_last[tid])
+        f = decay(st, now - row_last[tid])
         m = INF
-        for k in range(st.tab_k[t]):
-            m = min(m, st.row_u[tid, k])
+        for k in range(tab_k[t]):
+            m = min(m, row_u[tid, k])
             bits = e_bits(m, f)
             hist[bits >> np.uint64(48)] += 1
-        total += st.tab_k[t]
+        total += tab_k[t]
         min_e = min(min_e, m * f)
     if n_keep == 0:
         return INF, np.uint64(0), np.int64(-1), False
@@ -165,14 +172,14 @@ def select_keep(st, pool, n_keep, now):
     cand_keys = np.empty(hist[bucket], np.int64)
     c = 0
     for tid in range(n_rows):
-        t = st.row_key[tid] >> ROW_BITS
-        if st.tab_pool[t] != pool:
+        t = row_key[tid] >> ROW_BITS
+        if tab_pool[t] != pool:
             continue
-        f = decay(st, now - st.row_last[tid])
-        r = st.row_key[tid] & store.ROW_MASK
+        f = decay(st, now - row_last[tid])
+        r = row_key[tid] & store.ROW_MASK
         m = INF
-        for k in range(st.tab_k[t]):
-            m = min(m, st.row_u[tid, k])
+        for k in range(tab_k[t]):
+            m = min(m, row_u[tid, k])
             bits = e_bits(m, f)
             if (bits >> np.uint64(48)) == np.uint64(bucket):
                 cand_bits[c] = bits
@@ -204,13 +211,15 @@ def select_keep(st, pool, n_keep, now):
 @numba.njit(cache=True)
 def pruning_round(st, now):
     """Rank, keep the first N chunks of each pool, free the rest in (t, r, k) order, unmap empty pages."""
-    st.sc[ROUNDS] += 1
-    kmax = st.ip[P_KMAX]
-    n_rows = st.sc[TRACKED]
-    for pool in range(st.pool_spp.size):
-        n_keep = store.page_cap(st, pool) * st.pool_spp[pool]
+    sc, ip, pool_spp, pool_theta, row_d = st.sc, st.ip, st.pool_spp, st.pool_theta, st.row_d
+    row_key, tab_pool, row_last, row_u = st.row_key, st.tab_pool, st.row_last, st.row_u
+    sc[ROUNDS] += 1
+    kmax = ip[P_KMAX]
+    n_rows = sc[TRACKED]
+    for pool in range(pool_spp.size):
+        n_keep = store.page_cap(st, pool) * pool_spp[pool]
         theta, cut_bits, cut_key, keep_all = select_keep(st, pool, n_keep, now)
-        st.pool_theta[pool] = theta
+        pool_theta[pool] = theta
         if keep_all:
             continue
         # rows whose resident prefix is longer than their kept prefix
@@ -218,19 +227,19 @@ def pruning_round(st, now):
         free_keep = np.empty(0, np.int64)
         n_free = 0
         for tid in range(n_rows):
-            d = st.row_d[tid]
+            d = row_d[tid]
             if d == 0:
                 continue
-            t = st.row_key[tid] >> ROW_BITS
-            if st.tab_pool[t] != pool:
+            t = row_key[tid] >> ROW_BITS
+            if tab_pool[t] != pool:
                 continue
-            r = st.row_key[tid] & store.ROW_MASK
-            f = decay(st, now - st.row_last[tid])
+            r = row_key[tid] & store.ROW_MASK
+            f = decay(st, now - row_last[tid])
             m = INF
             kept = 0
             if n_keep > 0:
                 for k in range(d):
-                    m = min(m, st.row_u[tid, k])
+                    m = min(m, row_u[tid, k])
                     bits = e_bits(m, f)
                     if bits > cut_bits or (bits == cut_bits and tie_key(t, r, k) <= cut_key):
                         kept = k + 1
@@ -247,14 +256,14 @@ def pruning_round(st, now):
         # order (the free set is a set, and backward-shift deletion leaves an index as if the key
         # had never been inserted: Knuth's Algorithm R), so only LIFO pays for the sort.
         order = np.arange(n_free)
-        if st.ip[P_LIFO]:
-            order = np.argsort(st.row_key[free_rows[:n_free]], kind="mergesort")
+        if ip[P_LIFO]:
+            order = np.argsort(row_key[free_rows[:n_free]], kind="mergesort")
         for q in range(n_free):
             tid = free_rows[order[q]]
             kept = free_keep[order[q]]
-            t = st.row_key[tid] >> ROW_BITS
-            r = st.row_key[tid] & store.ROW_MASK
-            for k in range(kept, st.row_d[tid]):
+            t = row_key[tid] >> ROW_BITS
+            r = row_key[tid] & store.ROW_MASK
+            for k in range(kept, row_d[tid]):
                 slot = store.index_delete(st, t * kmax + k, r)
                 store.free_slot(st, pool, slot)
             set_dim(st, tid, kept)
@@ -267,59 +276,63 @@ def pruning_round(st, now):
 
 @numba.njit(cache=True)
 def take_snapshot(st, step):
-    row = st.snap[st.sc[SNAP_N]]
+    snap, sc, counter_sc, pool_spp, pool_mapped = st.snap, st.sc, st.counter_sc, st.pool_spp, st.pool_mapped
+    pool_theta, dim_hist, ip = st.pool_theta, st.dim_hist, st.ip
+    row = snap[sc[SNAP_N]]
     row[0] = step
-    n_counters = st.counter_sc.size
+    n_counters = counter_sc.size
     for c in range(n_counters):
-        row[1 + c] = st.sc[st.counter_sc[c]]
+        row[1 + c] = sc[counter_sc[c]]
     g = 1 + n_counters
     payload = store.payload_bytes(st)
     index = store.index_bytes(st)
-    meta = st.sc[META_BYTES]
+    meta = sc[META_BYTES]
     mapped_slots = 0
     theta = INF
-    for pool in range(st.pool_spp.size):
-        mapped_slots += st.pool_mapped[pool] * st.pool_spp[pool]
-        if st.pool_theta[pool] < theta:
-            theta = st.pool_theta[pool]
+    for pool in range(pool_spp.size):
+        mapped_slots += pool_mapped[pool] * pool_spp[pool]
+        if pool_theta[pool] < theta:
+            theta = pool_theta[pool]
     row[g + 0] = payload
     row[g + 1] = index
     row[g + 2] = meta
     row[g + 3] = payload + index + meta
-    row[g + 4] = st.sc[MAPPED_TOTAL]
-    row[g + 5] = st.sc[LIVE_TOTAL]
-    row[g + 6] = st.sc[TRACKED]
-    row[g + 7] = 1.0 - st.sc[LIVE_TOTAL] / mapped_slots if mapped_slots > 0 else 0.0
+    row[g + 4] = sc[MAPPED_TOTAL]
+    row[g + 5] = sc[LIVE_TOTAL]
+    row[g + 6] = sc[TRACKED]
+    row[g + 7] = 1.0 - sc[LIVE_TOTAL] / mapped_slots if mapped_slots > 0 else 0.0
     row[g + 8] = theta
-    row[g + 9] = st.sc[store.IX_COUNT_TOTAL] / st.sc[store.IX_CAP_TOTAL] if st.sc[store.IX_CAP_TOTAL] > 0 else 0.0
-    for d in range(st.dim_hist.size):
-        row[g + 10 + d] = st.dim_hist[d]
-    row[g + 10] += st.ip[P_TOTAL_ROWS] - st.sc[TRACKED]
-    st.sc[SNAP_N] += 1
+    row[g + 9] = sc[store.IX_COUNT_TOTAL] / sc[store.IX_CAP_TOTAL] if sc[store.IX_CAP_TOTAL] > 0 else 0.0
+    for d in range(dim_hist.size):
+        row[g + 10 + d] = dim_hist[d]
+    row[g + 10] += ip[P_TOTAL_ROWS] - sc[TRACKED]
+    sc[SNAP_N] += 1
 
 
 @numba.njit(cache=True)
 def run(st, lk_step, lk_table, lk_row, lk_grad, im_step, im_table, im_row, im_chunk, im_value, i, j):
     """Process the merged records from lookup i and importance record j on; stop early to grow."""
+    ip, sc, row_key, trk_keys, ix_keys = st.ip, st.sc, st.row_key, st.trk_keys, st.ix_keys
+    pool_hwm, tab_pool, tab_k, page_live, snap = st.pool_hwm, st.tab_pool, st.tab_k, st.page_live, st.snap
     n_lk, n_im = lk_step.size, im_step.size
-    kmax = st.ip[P_KMAX]
-    interval, report_every = st.ip[P_INTERVAL], st.ip[P_REPORT_EVERY]
+    kmax = ip[P_KMAX]
+    interval, report_every = ip[P_INTERVAL], ip[P_REPORT_EVERY]
     while i < n_lk or j < n_im:
         is_lookup = i < n_lk and (j >= n_im or lk_step[i] <= im_step[j])
         s = lk_step[i] if is_lookup else im_step[j]
         t = lk_table[i] if is_lookup else im_table[j]
         # capacity checks first, so that stopping here leaves nothing half done
-        if st.sc[TRACKED] + 1 > st.row_key.size or 2 * (st.sc[TRACKED] + 1) > st.trk_keys.size:
+        if sc[TRACKED] + 1 > row_key.size or 2 * (sc[TRACKED] + 1) > trk_keys.size:
             return NEED_ROWS, i, j
         if is_lookup:
-            if st.sc[IX_BUMP] + 2 * kmax * st.sc[IX_CAP_MAX] > st.ix_keys.size:
+            if sc[IX_BUMP] + 2 * kmax * sc[IX_CAP_MAX] > ix_keys.size:
                 return NEED_INDEX, i, j
-            if st.pool_hwm[st.tab_pool[t]] + st.tab_k[t] >= st.page_live.shape[1]:
+            if pool_hwm[tab_pool[t]] + tab_k[t] >= page_live.shape[1]:
                 return NEED_PAGES, i, j
-        if st.sc[HAVE_PREV]:
-            prev = st.sc[PREV_STEP]
+        if sc[HAVE_PREV]:
+            prev = sc[PREV_STEP]
             snapshot_due = s // report_every > prev // report_every
-            if snapshot_due and st.sc[SNAP_N] >= st.snap.shape[0]:
+            if snapshot_due and sc[SNAP_N] >= snap.shape[0]:
                 return NEED_SNAPSHOTS, i, j
             if s // interval > prev // interval:
                 pruning_round(st, prev)
@@ -331,15 +344,16 @@ def run(st, lk_step, lk_table, lk_row, lk_grad, im_step, im_table, im_row, im_ch
         else:
             importance_record(st, t, im_row[j], im_chunk[j], im_value[j], s)
             j += 1
-        st.sc[PREV_STEP] = s
-        st.sc[HAVE_PREV] = 1
+        sc[PREV_STEP] = s
+        sc[HAVE_PREV] = 1
     return DONE, i, j
 
 
 @numba.njit(cache=True)
 def final_snapshot(st):
-    if st.sc[HAVE_PREV]:
-        take_snapshot(st, st.sc[PREV_STEP])
+    sc = st.sc
+    if sc[HAVE_PREV]:
+        take_snapshot(st, sc[PREV_STEP])
 
 
 # ============================================================================

@@ -1,0 +1,22 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import settings
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/engine_adapter.py
+
+settings.register_profile("ci", max_examples=int(os.environ.get("FIITEDSIM_EXAMPLES", "150")), deadline=None)
+settings.register_profile("dev", max_examples=40, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The workplace's shared data folder; tests using it skip when it is absent (the product never needs it)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data folder {SHARED_DATA} is absent (only present in the development workplace)")
+    return SHARED_DATA
