@@ -2,9 +2,11 @@
 
 Kernels never reallocate: before each record they check that the record
 cannot overflow any array (tracked rows, the tracker map, the flat index
-arrays, page arrays, the snapshot buffer) and otherwise return a status code.
-`EngineState.run` then grows what was asked and calls the kernel again from the
-same record. State therefore stays proportional to the distinct rows seen
+arrays, page arrays) and otherwise return a status code; the driver grows what
+was asked and calls the kernel again from the same record. A gap between
+records that needs a pruning round or a snapshot is handed back the same way
+(status GAP), because the record loop is compiled without reference counting
+and so cannot call code that allocates. State therefore stays proportional to the distinct rows seen
 (DESIGN 1.3), and growth costs are amortised by doubling.
 """
 from __future__ import annotations
@@ -18,7 +20,7 @@ from . import store
 from .config import PoolLayout, ReplayConfig, TableSpec
 
 # kernel status codes
-DONE, NEED_ROWS, NEED_INDEX, NEED_PAGES, NEED_SNAPSHOTS = 0, 1, 2, 3, 4
+DONE, NEED_ROWS, NEED_INDEX, NEED_PAGES, GAP = 0, 1, 2, 3, 4
 
 #: Columns of the per-window time series, in the order kernels write them.
 COUNTER_COLUMNS = ["lookups", "row_hits", "chunk_hits", "chunks_requested", "full_hits", "allocations",
@@ -33,15 +35,21 @@ COUNTER_SC = np.array([store.LOOKUPS, store.ROW_HITS, store.CHUNK_HITS, store.CH
 POWTAB_MAX = 1 << 20
 
 State = namedtuple("State", [
-    "sc", "ip", "gamma", "max_load",
-    "tab_k", "tab_pool", "tab_meta", "wpos", "powtab",
-    "trk_keys", "trk_vals", "row_key", "row_u", "row_last", "row_d", "dim_hist",
-    "ix_keys", "ix_vals", "ix_off", "ix_cap", "ix_count",
-    "pool_spp", "pool_dense", "pool_hwm", "pool_mapped", "pool_live", "pool_hint_free", "pool_hint_unmapped",
-    "pool_theta", "page_live", "page_mapped", "page_free_bits",
-    "lifo_slot", "lifo_stamp", "lifo_top", "slot_stamp",
-    "snap", "counter_sc",
+    "sc", "ip", "fp", "tabs", "wpos", "powtab",          # scalars, parameters, per-table columns, decay table
+    "trk", "rows", "row_u", "dim_hist",                  # row tracker and tracked-row state
+    "ix_keys", "ix_vals", "ix_meta",                     # hash indices
+    "pools", "pool_theta", "page_live", "page_free_bits", "lifo", "slot_stamp",  # physical pools
+    "snap", "counter_sc",                                # snapshot buffer
 ])
+
+
+def _grown(a: np.ndarray, axis: int, n: int) -> np.ndarray:
+    """A copy of `a` enlarged to length n along `axis`, zero-filled."""
+    shape = list(a.shape)
+    shape[axis] = n
+    out = np.zeros(shape, a.dtype)
+    out[tuple(slice(0, m) for m in a.shape)] = a
+    return out
 
 
 def snapshot_columns(k_max: int) -> list[str]:
@@ -82,42 +90,34 @@ class EngineState:
         ip[store.P_DENSE_TOTAL] = sum(layout.dense_bytes)
         ip[store.P_TOTAL_ROWS] = sum(t.rows for t in tables)
         sc = np.zeros(store.N_SC, np.int64)
-        n_index = n_tables * k_max
-        sc[store.IX_CAP_TOTAL] = sum(t.chunks for t in tables) * cfg.index_initial
+        caps = np.array([[cfg.index_initial if k < t.chunks else 0 for k in range(k_max)] for t in tables],
+                        np.int64).reshape(-1)  # chunk positions a table does not have get no index
+        ix_meta = np.zeros((caps.size, 3), np.int64)
+        ix_meta[:, store.X_CAP] = caps
+        ix_meta[:, store.X_OFF] = np.cumsum(caps) - caps
+        sc[store.IX_BUMP] = sc[store.IX_CAP_TOTAL] = int(caps.sum())
         sc[store.IX_CAP_MAX] = cfg.index_initial
         sc[store.INDEX_PEAK] = sc[store.TOTAL_PEAK] = sc[store.IX_CAP_TOTAL] * cfg.index_entry_bytes
-        ix_cap = np.full(n_index, cfg.index_initial, np.int64)
-        for t, spec in enumerate(tables):  # chunk positions a table does not have get no index
-            ix_cap[t * k_max + spec.chunks:(t + 1) * k_max] = 0
-        ix_off = np.zeros(n_index, np.int64)
-        ix_off[:] = np.cumsum(np.concatenate([[0], ix_cap[:-1]]))
-        sc[store.IX_BUMP] = int(ix_cap.sum())
-        flat = max(4 * int(ix_cap.sum()), 1 << 16)
-        spp = np.array(layout.slots_per_page, np.int64)
-        pages = 16
-        rows_cap = 1024
+        flat = max(4 * int(caps.sum()), 1 << 16)
+        pools = np.zeros((n_pools, store.N_Q), np.int64)
+        pools[:, store.Q_SPP] = layout.slots_per_page
+        pools[:, store.Q_DENSE] = layout.dense_bytes
+        fp = np.zeros(store.N_FP, np.float64)
+        fp[store.F_GAMMA], fp[store.F_MAX_LOAD] = cfg.gamma, cfg.max_load
+        tabs = np.array([[t.chunks, pool, cfg.meta_bytes_for(t)] for t, pool in zip(tables, layout.pool_of_table)],
+                        np.int64)
+        pages, rows_cap = 16, 1024
         self.st = State(
-            sc=sc, ip=ip, gamma=float(cfg.gamma), max_load=float(cfg.max_load),
-            tab_k=np.array([t.chunks for t in tables], np.int64),
-            tab_pool=np.array(layout.pool_of_table, np.int64),
-            tab_meta=np.array([cfg.meta_bytes_for(t) for t in tables], np.int64),
+            sc=sc, ip=ip, fp=fp, tabs=tabs,
             wpos=np.array([cfg.position_weight ** float(k) for k in range(k_max)], np.float64),
             powtab=self._powtab(np.zeros(0), 1024),
-            trk_keys=np.zeros(2 * rows_cap, np.int64), trk_vals=np.zeros(2 * rows_cap, np.int64),
-            row_key=np.zeros(rows_cap, np.int64), row_u=np.zeros((rows_cap, k_max), np.float64),
-            row_last=np.zeros(rows_cap, np.int64), row_d=np.zeros(rows_cap, np.int64),
-            dim_hist=np.zeros(k_max + 1, np.int64),
-            ix_keys=np.zeros(flat, np.int64), ix_vals=np.zeros(flat, np.int64),
-            ix_off=ix_off, ix_cap=ix_cap, ix_count=np.zeros(n_index, np.int64),
-            pool_spp=spp, pool_dense=np.array(layout.dense_bytes, np.int64),
-            pool_hwm=np.zeros(n_pools, np.int64), pool_mapped=np.zeros(n_pools, np.int64),
-            pool_live=np.zeros(n_pools, np.int64), pool_hint_free=np.zeros(n_pools, np.int64),
-            pool_hint_unmapped=np.zeros(n_pools, np.int64), pool_theta=np.zeros(n_pools, np.float64),
-            page_live=np.zeros((n_pools, pages), np.int64), page_mapped=np.zeros((n_pools, pages), np.int8),
-            page_free_bits=np.zeros((n_pools, pages, (int(spp.max()) + 63) // 64), np.uint64),
-            lifo_slot=np.zeros((n_pools, self._lifo_len(pages)), np.int64),
-            lifo_stamp=np.zeros((n_pools, self._lifo_len(pages)), np.int64),
-            lifo_top=np.zeros(n_pools, np.int64),
+            trk=np.zeros((2 * rows_cap, 2), np.int64), rows=np.zeros((rows_cap, 3), np.int64),
+            row_u=np.zeros((rows_cap, k_max), np.float64), dim_hist=np.zeros(k_max + 1, np.int64),
+            ix_keys=np.zeros(flat, np.int64), ix_vals=np.zeros(flat, np.int64), ix_meta=ix_meta,
+            pools=pools, pool_theta=np.zeros(n_pools, np.float64),
+            page_live=np.full((n_pools, pages), store.UNMAPPED, np.int64),
+            page_free_bits=np.zeros((n_pools, pages, (max(layout.slots_per_page) + 63) // 64), np.uint64),
+            lifo=np.zeros((n_pools, self._lifo_len(pages), 2), np.int64),
             slot_stamp=np.zeros((n_pools, self._slot_len(pages)), np.int64),
             snap=np.zeros((snapshot_capacity, len(snapshot_columns(k_max))), np.float64),
             counter_sc=COUNTER_SC,
@@ -148,53 +148,38 @@ class EngineState:
     def grow(self, status: int) -> None:
         st = self.st
         if status == NEED_ROWS:
-            cap = 2 * st.row_key.size
-            keys, vals = np.zeros(2 * cap, np.int64), np.zeros(2 * cap, np.int64)
-            store.tracker_rebuild(st.trk_keys, st.trk_vals, keys, vals)
-
-            def bigger(a):
-                out = np.zeros((cap,) + a.shape[1:], a.dtype)
-                out[:a.shape[0]] = a
-                return out
-            self.st = st._replace(trk_keys=keys, trk_vals=vals, row_key=bigger(st.row_key),
-                                  row_u=bigger(st.row_u), row_last=bigger(st.row_last), row_d=bigger(st.row_d))
+            cap = 2 * st.rows.shape[0]
+            trk = np.zeros((2 * cap, 2), np.int64)
+            store.tracker_rebuild(st.trk, trk)
+            self.st = st._replace(trk=trk, rows=_grown(st.rows, 0, cap), row_u=_grown(st.row_u, 0, cap))
         elif status == NEED_INDEX:
             self._compact_index()
         elif status == NEED_PAGES:
-            old = st.page_live.shape[1]
-            pages = 2 * old
-
-            def wider(a, n):
-                out = np.zeros((a.shape[0], n) + a.shape[2:], a.dtype)
-                out[:, :a.shape[1]] = a
-                return out
-            self.st = st._replace(page_live=wider(st.page_live, pages), page_mapped=wider(st.page_mapped, pages),
-                                  page_free_bits=wider(st.page_free_bits, pages),
-                                  lifo_slot=wider(st.lifo_slot, self._lifo_len(pages)),
-                                  lifo_stamp=wider(st.lifo_stamp, self._lifo_len(pages)),
-                                  slot_stamp=wider(st.slot_stamp, self._slot_len(pages)))
-        elif status == NEED_SNAPSHOTS:
-            self.flush_snapshots()
+            pages = 2 * st.page_live.shape[1]
+            page_live = _grown(st.page_live, 1, pages)
+            page_live[:, st.page_live.shape[1]:] = store.UNMAPPED
+            self.st = st._replace(page_live=page_live, page_free_bits=_grown(st.page_free_bits, 1, pages),
+                                  lifo=_grown(st.lifo, 1, self._lifo_len(pages)),
+                                  slot_stamp=_grown(st.slot_stamp, 1, self._slot_len(pages)))
         else:
             raise RuntimeError(f"unknown engine status {status}")
 
     def _compact_index(self) -> None:
         """Copy live index regions into fresh flat arrays with room for the next doublings."""
         st = self.st
-        live = int(st.ix_cap.sum())
+        caps = st.ix_meta[:, store.X_CAP]
+        live = int(caps.sum())
         size = max(2 * live + 4 * self.k_max * int(st.sc[store.IX_CAP_MAX]), st.ix_keys.size)
         keys, vals = np.zeros(size, np.int64), np.zeros(size, np.int64)
-        off = np.zeros_like(st.ix_off)
         pos = 0
-        for i in range(st.ix_cap.size):
-            cap = int(st.ix_cap[i])
-            src = int(st.ix_off[i])
+        for i in range(caps.size):
+            cap, src = int(caps[i]), int(st.ix_meta[i, store.X_OFF])
             keys[pos:pos + cap] = st.ix_keys[src:src + cap]
             vals[pos:pos + cap] = st.ix_vals[src:src + cap]
-            off[i] = pos
+            st.ix_meta[i, store.X_OFF] = pos
             pos += cap
         st.sc[store.IX_BUMP] = pos
-        self.st = st._replace(ix_keys=keys, ix_vals=vals, ix_off=off)
+        self.st = st._replace(ix_keys=keys, ix_vals=vals)
 
     def flush_snapshots(self) -> None:
         n = int(self.st.sc[store.SNAP_N])
@@ -212,13 +197,11 @@ class EngineState:
     def tracked(self):
         """(t, r) -> (utilities tuple, last step, resident prefix d) for every tracked row."""
         st = self.st
-        n = int(st.sc[store.TRACKED])
         out = {}
-        for tid in range(n):
-            key = int(st.row_key[tid])
+        for tid in range(int(st.sc[store.TRACKED])):
+            key, last, d = (int(x) for x in st.rows[tid])
             t, r = key >> store.ROW_BITS, key & store.ROW_MASK
-            k = self.tables[t].chunks
-            out[(t, r)] = (tuple(float(x) for x in st.row_u[tid, :k]), int(st.row_last[tid]), int(st.row_d[tid]))
+            out[(t, r)] = (tuple(float(x) for x in st.row_u[tid, :self.tables[t].chunks]), last, d)
         return out
 
     def index_contents(self):
@@ -227,10 +210,8 @@ class EngineState:
         out = {}
         for t, spec in enumerate(self.tables):
             for k in range(spec.chunks):
-                i = t * self.k_max + k
-                cap, off = int(st.ix_cap[i]), int(st.ix_off[i])
-                keys = st.ix_keys[off:off + cap]
-                vals = st.ix_vals[off:off + cap]
+                off, cap, _ = (int(x) for x in st.ix_meta[t * self.k_max + k])
+                keys, vals = st.ix_keys[off:off + cap], st.ix_vals[off:off + cap]
                 layout = [int(x) - 1 if x != store.EMPTY else None for x in keys]
                 mapping = {int(x) - 1: int(v) for x, v in zip(keys, vals) if x != store.EMPTY}
                 out[(t, k)] = (cap, layout, mapping)
@@ -238,7 +219,8 @@ class EngineState:
 
     def mapped_pages(self):
         st = self.st
-        return [sorted(int(p) for p in np.nonzero(st.page_mapped[pool])[0]) for pool in range(self.n_pools)]
+        return [sorted(int(p) for p in np.nonzero(st.page_live[pool] != store.UNMAPPED)[0])
+                for pool in range(self.n_pools)]
 
     def check_invariants(self) -> None:
         """DESIGN invariants: one slot per resident chunk, no slot owned twice,
@@ -249,15 +231,15 @@ class EngineState:
         owners: dict[tuple[int, int], tuple[int, int, int]] = {}
         entries = 0
         for (t, k), (cap, layout, mapping) in index.items():
-            assert int(st.ix_count[t * self.k_max + k]) == len(mapping)
+            assert int(st.ix_meta[t * self.k_max + k, store.X_COUNT]) == len(mapping)
             entries += len(mapping)
             pool = self.layout.pool_of_table[t]
+            spp = self.layout.slots_per_page[pool]
             for r, slot in mapping.items():
                 assert (pool, slot) not in owners, f"slot {slot} of pool {pool} owned twice"
                 owners[(pool, slot)] = (t, r, k)
-                spp = self.layout.slots_per_page[pool]
                 page, s = divmod(slot, spp)
-                assert st.page_mapped[pool, page], f"slot {slot} on unmapped page {page}"
+                assert st.page_live[pool, page] != store.UNMAPPED, f"slot {slot} on unmapped page {page}"
                 assert not (int(st.page_free_bits[pool, page, s // 64]) >> (s % 64)) & 1, f"slot {slot} marked free"
         dims = 0
         for (t, r), (_, _, d) in rows.items():
@@ -266,10 +248,13 @@ class EngineState:
                 assert (r in index[(t, k)][2]) == (k < d), f"row {(t, r)}: resident set is not the prefix 0..{d - 1}"
         live = int(st.sc[store.LIVE_TOTAL])
         assert live == dims == entries == int(st.sc[store.IX_COUNT_TOTAL]), (live, dims, entries)
-        assert live == int(st.page_live.sum())
+        mapped = st.page_live != store.UNMAPPED
+        assert live == int(st.page_live[mapped].sum())
+        assert int(mapped.sum()) == int(st.sc[store.MAPPED_TOTAL])
         if self.cfg.budget_covers == "payload":
+            caps = self.layout.page_caps(self.cfg.budget_bytes, 0, self.cfg.page_bytes)
             for pool in range(self.n_pools):
-                cap = self.layout.page_caps(self.cfg.budget_bytes, 0, self.cfg.page_bytes)[pool]
-                assert st.pool_mapped[pool] <= cap, f"pool {pool}: {st.pool_mapped[pool]} pages mapped over cap {cap}"
-        hist = np.bincount(st.row_d[:len(rows)], minlength=self.k_max + 1)
+                n = int(st.pools[pool, store.Q_MAPPED])
+                assert n <= caps[pool], f"pool {pool}: {n} pages mapped over the cap {caps[pool]}"
+        hist = np.bincount(st.rows[:len(rows), store.R_D], minlength=self.k_max + 1)
         assert np.array_equal(hist, st.dim_hist), "dimension histogram out of date"
