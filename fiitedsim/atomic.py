@@ -7,6 +7,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .errors import InputError
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | Path, directory: bool = False):
@@ -16,13 +18,22 @@ def atomic_path(target: str | Path, directory: bool = False):
     is left as it was, so a failed run never leaves a half-written output.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if directory:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    else:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        os.close(fd)
-        tmp = Path(name)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if directory:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        else:
+            fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            os.close(fd)
+            tmp = Path(name)
+    except OSError as exc:  # parent is a file, no permission, read-only file system: the user's path is wrong
+        blocker = next((p for p in target.parents if p.exists()), None)
+        why = f"{blocker} is not a folder" if blocker is not None and not blocker.is_dir() else exc.strerror or exc
+        raise InputError(f"cannot write {target}: {why}") from None
+    # mkstemp/mkdtemp create private (0600/0700) files; give outputs the usual umask-based mode
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod((0o777 if directory else 0o666) & ~umask)
     try:
         yield tmp
         if directory and target.is_dir():

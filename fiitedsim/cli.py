@@ -13,8 +13,10 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from .config import DEFAULT_CHUNK, DEFAULT_DIM, DEFAULT_DTYPE_BYTES, ReplayConfig, TableSpec
 from .errors import InputError
@@ -26,14 +28,20 @@ app = typer.Typer(
     help="Simulate FIITED embedding-dimension pruning on VHPI hash tables against uniform pruning baselines: "
          "memory, fragmentation and hit rates from access traces, before any GPU time is spent.",
 )
-err = Console(stderr=True)
+# soft_wrap: messages stay one line whatever the terminal width (scripts grep them; tests count them)
+err = Console(stderr=True, soft_wrap=True)
 out = Console()
 if not out.is_terminal:  # piped or captured: do not squeeze the summary table into 80 columns
     out = Console(width=160)
 
 
+def _say(label: str, style: str, message) -> None:
+    """One plain line on stderr: `message` may hold user text (paths, values), so no markup or emoji codes."""
+    err.print(Text.assemble((label, style), " ", " ".join(str(message).split())), highlight=False)
+
+
 def _progress(total: int, what: str, quiet: bool) -> Progress:
-    return Progress(TextColumn(f"[bold]{what}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    return Progress(TextColumn(f"[bold]{escape(what)}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     TimeRemainingColumn(), console=err, disable=quiet, transient=True)
 
 
@@ -76,7 +84,7 @@ def replay(
 
     Example: fiitedsim replay trace.parquet --budget 0.05,0.10 --policy fiited,uniform-dim --out runs/demo
     """
-    from .replay import parse_budgets, parse_policies, replay as run_replay, summary_text, write_results
+    from .replay import check_out_dir, parse_budgets, parse_policies, replay as run_replay, summary_text, write_results
     from .trace import TraceSource
 
     trace_path = trace if trace is not None else SAMPLE_TRACE
@@ -84,12 +92,15 @@ def replay(
                        max_load=max_load, index_initial=index_initial, allocator=allocator,
                        budget_covers=budget_covers, report_every=report_every, count_accesses=count_accesses)
     names = parse_policies(policy)
-    source = TraceSource(trace_path, tables_file=tables, importance=importance, warn=lambda m: err.print(
-        f"[yellow]warning:[/] {m}", highlight=False))
+    if out_dir is not None:
+        check_out_dir(out_dir)  # before the replay, not after it
+    source = TraceSource(trace_path, tables_file=tables, importance=importance,
+                         warn=lambda m: _say("warning:", "yellow", m))
     if dim is not None or chunk is not None or dtype_bytes is not None:
-        source.tables = [TableSpec(t.name, t.rows, dim if dim is not None else t.dim,
-                                   chunk if chunk is not None else t.chunk,
-                                   dtype_bytes if dtype_bytes is not None else t.dtype_bytes) for t in source.tables]
+        _override_tables(source, [TableSpec(t.name, t.rows, dim if dim is not None else t.dim,
+                                            chunk if chunk is not None else t.chunk,
+                                            dtype_bytes if dtype_bytes is not None else t.dtype_bytes)
+                                  for t in source.tables])
     budgets = parse_budgets(budget, source.tables)
     with _progress(source.num_lookups, f"replaying {trace_path.name}", quiet or as_json) as bar:
         task = bar.add_task("replay", total=source.num_lookups)
@@ -101,7 +112,23 @@ def replay(
         return
     _print_summary(results.summary)
     if out_dir is not None:
-        err.print(f"results in {out_dir}/ (summary.json, timeseries/)")
+        err.print(f"results in {out_dir}/ (summary.json, timeseries/)", markup=False, highlight=False)
+
+
+def _override_tables(source, tables: list[TableSpec]) -> None:
+    """Replace the source's table list, refreshing what TraceSource derived from it.
+
+    The per-table rows and K arrays drive validation (row range, grad_norm
+    length, importance chunk range); leaving the old ones would let a --dim or
+    --chunk override slip mismatched records past the checks into the engine.
+    """
+    import numpy as np
+
+    source.tables = tables
+    source._names = {t.name: i for i, t in enumerate(tables)}
+    source._rows = np.array([t.rows for t in tables], dtype=np.int64)
+    source._k = np.array([t.chunks for t in tables], dtype=np.int64)
+    source.k_max = int(source._k.max())
 
 
 def _mib(n: int) -> str:
@@ -110,7 +137,7 @@ def _mib(n: int) -> str:
 
 def _print_summary(summary: dict) -> None:
     trace = summary["trace"]
-    table = Table(title=f"{trace['path']}: {trace['lookups']:,} lookups, dense size {_mib(trace['dense_bytes'])} MiB",
+    table = Table(title=f"{escape(trace['path'])}: {trace['lookups']:,} lookups, dense size {_mib(trace['dense_bytes'])} MiB",
                   title_justify="left")
     for col in ("policy", "total MiB", "payload", "index", "meta", "frag", "row hit", "chunk hit", "full hit",
                 "rehashes", "probe"):
@@ -157,31 +184,41 @@ def generate(
             bar.advance(task, written - done[0])
             done[0] = written
         report = run_generate(output, cfg, progress=advance)
-    err.print(f"wrote {output}: {report.lookups:,} lookups in {report.seconds:.1f} s")
-    if getattr(report, "tvd", None) is not None:
-        err.print(f"reuse-factor histogram vs published {profile} (conditioned on reuse <= {batch}): "
-                  f"total-variation distance {report.tvd:.4f}; published lookup mass above the batch: "
-                  f"{report.cut_mass:.3f}")
+    for line in report.lines():
+        err.print(line, markup=False, highlight=False)
+
+
+def _usage_errors() -> tuple[type, ...]:
+    """Click's exception base: typer >= 0.2x vendors click as typer._click, older typer uses click itself."""
+    found = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(__import__(module, fromlist=["ClickException"]).ClickException)
+        except ImportError:
+            pass
+    return tuple(found)
 
 
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except InputError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        _say("error:", "bold red", exc)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
         err.print("aborted")
         sys.exit(130)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-        if isinstance(exc, click.ClickException):
+    except _usage_errors() as exc:  # bad flags (unknown option, non-numeric value ...) in non-standalone mode
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `fiitedsim`: the message is the help text
             exc.show()
-            sys.exit(exc.exit_code)
-        raise
+        else:
+            _say("error:", "bold red", exc.format_message())
+        sys.exit(exc.exit_code)
+    if isinstance(code, int) and code:  # non-standalone click returns Exit codes (130 on Ctrl-C) instead of exiting
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -116,6 +116,8 @@ _UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
 def parse_budget(text: str, dense_bytes: int) -> int:
     """Budget in bytes from `0.1` (fraction of the dense size) or `2GiB` (bytes with a unit)."""
     raw = str(text).strip()
+    if raw.startswith("-"):
+        raise InputError(f"budget {raw!r} is negative: give a fraction like 0.1 or bytes like 2GiB")
     match = re.fullmatch(r"([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z%]*)", raw)
     if not match:
         raise InputError(f"budget {raw!r} is not a number: give a fraction like 0.1 or bytes like 2GiB")

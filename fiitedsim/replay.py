@@ -115,11 +115,31 @@ def config_json(cfg: ReplayConfig, budgets, policies) -> dict:
     return out
 
 
+def check_out_dir(out: str | Path) -> Path:
+    """`out` may be new, an empty folder or an earlier results folder (which is replaced); nothing else."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not _is_results_folder(out))):
+        raise InputError(f"--out {out} exists and is not a fiitedsim results folder; choose a new folder")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"--out {out}: {parent} is not a folder")
+            break
+    return out
+
+
+def _is_results_folder(folder: Path) -> bool:
+    """Written by fiitedsim: its summary.json parses and has our keys (the folder is deleted on replace)."""
+    try:
+        summary = json.loads((folder / "summary.json").read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(summary, dict) and "format" in summary and "policies" in summary
+
+
 def write_results(out: str | Path, results: ReplayResults) -> Path:
     """Write `summary.json` and `timeseries/KEY.parquet` all-or-nothing into `out`."""
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "summary.json").exists())):
-        raise InputError(f"--out {out} exists and is not a fiitedsim results folder; choose a new folder")
+    out = check_out_dir(out)
     with atomic_path(out, directory=True) as tmp:
         (tmp / "timeseries").mkdir()
         for key, frame in results.series.items():

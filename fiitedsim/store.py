@@ -201,9 +201,15 @@ def tracker_rebuild(old, new):
 @inline
 def index_search(ix_keys, ix_meta, i, row):
     """Bucket of `row` in index i (or the empty bucket ending the probe) and the probe length."""
+    return index_search_hashed(ix_keys, ix_meta, i, row, splitmix64(row))
+
+
+@inline
+def index_search_hashed(ix_keys, ix_meta, i, row, h):
+    """`index_search` with h = splitmix64(row) computed by the caller (once for all K indices of a row)."""
     off, cap = ix_meta[i, X_OFF], ix_meta[i, X_CAP]
     mask = cap - 1
-    b = home_bucket(row, cap)
+    b = np.int64(h & np.uint64(mask))
     probes = 1
     while True:
         key = ix_keys[off + b]

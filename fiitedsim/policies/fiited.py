@@ -26,9 +26,11 @@ from ..store import (ALLOCATIONS, CHUNK_HITS, CHUNKS_REQUESTED, DENIED_FULL, DEN
                      P_HAS_LOG, P_INTERVAL, P_KMAX, P_LIFO, P_PAGE_BYTES, P_REPORT_EVERY, P_TOTAL_ROWS, PREV_STEP,
                      PROBES, Q_HWM, Q_MAPPED, Q_SPP, R_D, R_KEY, R_LAST, ROUNDS, ROW_BITS, ROW_HITS, ROW_MASK,
                      SEARCHES, SNAP_N, T_K, T_POOL, TRACKED, inline)
+from ..prefetch import prefetch
 from .base import Policy, PolicyResult, finish_summary, snapshots_frame
 
 INF = np.inf
+LOOKAHEAD = 16  # lookups ahead whose tracker bucket is prefetched; their row state at half that distance
 TIE_K_SHIFT = 56  # tie key (k, t, r): k in bits 56.., t in 40..55, r in 0..39
 
 
@@ -67,8 +69,9 @@ def access(st, t, r, s, grad, gi):
     sc[CHUNKS_REQUESTED] += k_row
     sc[FULL_HITS] += d == k_row
     #     searches of k = 0 .. min(d, K-1): the resident prefix and the first absent chunk (DESIGN 3.1)
+    h = store.splitmix64(r)
     for k in range(min(d, k_row - 1) + 1):
-        _, probes = store.index_search(ix_keys, ix_meta, t * kmax + k, r)
+        _, probes = store.index_search_hashed(ix_keys, ix_meta, t * kmax + k, r, h)
         sc[SEARCHES] += 1
         sc[PROBES] += probes
         sc[MAX_PROBE] = max(sc[MAX_PROBE], probes)
@@ -191,6 +194,17 @@ def select_keep(st, pool, n_keep, now):
     return np.uint64(cut_bits).view(np.float64), cut_bits, cut_key, False
 
 
+@inline
+def prefetch_index_buckets(st, rows, tid, k_from):
+    """Prefetch the home buckets of row tid in the indices of chunks k_from .. d-1."""
+    key = rows[tid, R_KEY]
+    t, r = key >> ROW_BITS, key & ROW_MASK
+    h = store.splitmix64(r)
+    for k in range(k_from, rows[tid, R_D]):
+        ix = st.ix_meta[t * st.ip[P_KMAX] + k]
+        prefetch(st.ix_keys, ix[store.X_OFF] + np.int64(h & np.uint64(ix[store.X_CAP] - 1)))
+
+
 @numba.njit(cache=True)
 def pruning_round(st, now):
     """Rank, keep the first N chunks of each pool, free the rest in (t, r, k) order, unmap empty pages."""
@@ -243,6 +257,8 @@ def pruning_round(st, now):
         if ip[P_LIFO]:
             order = np.argsort(rows[free_rows[:n_free], R_KEY], kind="mergesort")
         for q in range(n_free):
+            if q + LOOKAHEAD < n_free:  # start the index-bucket misses of a row further down the list
+                prefetch_index_buckets(st, rows, free_rows[order[q + LOOKAHEAD]], free_keep[order[q + LOOKAHEAD]])
             tid = free_rows[order[q]]
             kept = free_keep[order[q]]
             t = rows[tid, R_KEY] >> ROW_BITS
@@ -289,6 +305,29 @@ def take_snapshot(st, step):
     sc[SNAP_N] += 1
 
 
+@inline
+def prefetch_ahead(st, lk_table, lk_row, i):
+    """Start the cache misses of lookups i + LOOKAHEAD (tracker bucket) and i + LOOKAHEAD/2
+    (row state and the home bucket of each of the table's indices)."""
+    n = lk_row.size
+    far = i + LOOKAHEAD
+    if far < n:
+        key = store.packed_row_key(lk_table[far], lk_row[far])
+        prefetch(st.trk, np.int64(store.splitmix64(key) & np.uint64(st.trk.shape[0] - 1)))
+    near = i + LOOKAHEAD // 2
+    if near < n:
+        t, r = lk_table[near], lk_row[near]
+        tid = store.tracker_find(st.trk, store.packed_row_key(t, r))
+        if tid >= 0:
+            prefetch(st.rows, tid)
+            prefetch(st.row_u, tid)
+            kmax = st.ip[P_KMAX]
+            h = store.splitmix64(r)
+            for k in range(st.tabs[t, T_K]):  # every index: d is not known before rows[tid] arrives
+                ix = st.ix_meta[t * kmax + k]
+                prefetch(st.ix_keys, ix[store.X_OFF] + np.int64(h & np.uint64(ix[store.X_CAP] - 1)))
+
+
 # Everything a record needs is inlined into `run`, which allocates nothing; compiling it without
 # reference counting (Numba's `_nrt=False`) removes an incref/decref pair per array per inlined
 # call, measured at ~140 ns of a ~175 ns lookup. Rounds and snapshots are separate functions
@@ -319,6 +358,7 @@ def run(st, lk_step, lk_table, lk_row, lk_grad, im_step, im_table, im_row, im_ch
             if sc[GAP_ROUND] or sc[GAP_SNAPSHOT]:
                 return GAP, i, j
         if is_lookup:
+            prefetch_ahead(st, lk_table, lk_row, i)
             access(st, t, lk_row[i], s, lk_grad, i)
             i += 1
         else:
