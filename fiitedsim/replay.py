@@ -80,7 +80,9 @@ def replay(source: TraceSource, policies: list[str], budgets: list[tuple[str, in
             instances[key] = POLICIES[name](tables, cfg_b, source.has_grad, source.has_importance)
     first_step = last_step = None
     lookups = importance = 0
-    for batch in source.batches():
+    # only policies that read gradient norms make the reader decode them (the widest column)
+    with_grad = any(getattr(policy, "uses_grad", True) for policy in instances.values())
+    for batch in source.batches(with_grad=with_grad):
         for policy in instances.values():
             policy.consume(batch)
         for steps in (batch.step, batch.imp_step):

@@ -406,16 +406,17 @@ class TraceSource:
 
     # -- streams ---------------------------------------------------------------
 
-    def _lookups(self) -> Iterator[tuple]:
+    def _lookups(self, with_grad: bool) -> Iterator[tuple]:
         """Validated lookups per Parquet batch: (step, table, row, grad)."""
-        columns = list(TRACE_COLUMNS) + (["grad_norm"] if self.has_grad else [])
+        read_grad = self.has_grad and with_grad
+        columns = list(TRACE_COLUMNS) + (["grad_norm"] if read_grad else [])
         offset, last = 0, None
         for batch in _stream(self.path, columns, self.batch_rows):
             where = _Where(self.path, offset)
             step = _ints(batch.column("step"), "step", where)
             last = _check_steps(step, last, where, "sort the trace by step, keeping lookup order within a step")
             table, row = self._tables_rows(batch.column("table"), batch.column("row"), step, where)
-            grad = self._grad(batch.column("grad_norm"), table, step, where) if self.has_grad else None
+            grad = self._grad(batch.column("grad_norm"), table, step, where) if read_grad else None
             yield step, table.astype(np.int32), row, grad
             offset += batch.num_rows
 
@@ -449,8 +450,11 @@ class TraceSource:
         return (np.empty(0, np.int64), np.empty(0, np.int32), np.empty(0, np.int64),
                 np.empty(0, np.int64), np.empty(0, np.float32))
 
-    def batches(self) -> Iterator[RecordBatch]:
+    def batches(self, with_grad: bool = True) -> Iterator[RecordBatch]:
         """Stream RecordBatches whose concatenation, merged batch by batch by step, is the record stream.
+
+        `with_grad=False` skips decoding (and so validating) `grad_norm`, for
+        consumers that do not use it; `grad` is then None.
 
         Every batch but the last holds only records with step < X, where X is
         the step of the first lookup held back for the next batch: the tail of
@@ -463,7 +467,7 @@ class TraceSource:
         imp_done = not self.has_importance
         imp_held = self._empty_importance()
         held = None
-        for part in self._lookups():
+        for part in self._lookups(with_grad):
             lookups = part if held is None else _cat(held, part)
             x = lookups[0][-1]
             out, held = _split(lookups, int(np.searchsorted(lookups[0], x, side="left")))

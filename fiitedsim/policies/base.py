@@ -72,6 +72,8 @@ class Policy:
     """Base of all policies: fed merged record batches in order, then asked to finish."""
 
     name = "policy"
+    #: whether `consume` reads `batch.grad` (if no policy of a replay does, the reader skips the column)
+    uses_grad = True
 
     def __init__(self, tables: list[TableSpec], cfg: ReplayConfig, has_grad: bool, has_log: bool):
         self.tables, self.cfg, self.has_grad, self.has_log = tables, cfg, has_grad, has_log

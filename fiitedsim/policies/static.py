@@ -53,6 +53,7 @@ class StaticPolicy(Policy):
     """
 
     payload_bytes = index_bytes = meta_bytes = 0
+    uses_grad = False
     dim_hist: list[int] = []
 
     def __init__(self, tables, cfg, has_grad, has_log):
