@@ -37,8 +37,19 @@ def atomic_path(target: str | Path, directory: bool = False):
     try:
         yield tmp
         if directory and target.is_dir():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+            # a folder cannot be renamed over a non-empty one: move the old one aside first, and
+            # delete it only once the new one is in place, so a crash never loses both
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            os.replace(target, old / target.name)
+            try:
+                os.replace(tmp, target)
+            except BaseException:
+                os.replace(old / target.name, target)
+                raise
+            finally:
+                shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
     except BaseException:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -5,9 +5,7 @@ stderr and exit code 2, never a traceback.
 """
 from __future__ import annotations
 
-import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -41,8 +39,9 @@ def _say(label: str, style: str, message) -> None:
 
 
 def _progress(total: int, what: str, quiet: bool) -> Progress:
+    # Only on a terminal: redirected, the transient bar shows nothing yet leaves a blank line on stderr.
     return Progress(TextColumn(f"[bold]{escape(what)}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=err, disable=quiet, transient=True)
+                    TimeRemainingColumn(), console=err, disable=quiet or not err.is_terminal, transient=True)
 
 
 @app.command()
@@ -97,10 +96,10 @@ def replay(
     source = TraceSource(trace_path, tables_file=tables, importance=importance,
                          warn=lambda m: _say("warning:", "yellow", m))
     if dim is not None or chunk is not None or dtype_bytes is not None:
-        _override_tables(source, [TableSpec(t.name, t.rows, dim if dim is not None else t.dim,
-                                            chunk if chunk is not None else t.chunk,
-                                            dtype_bytes if dtype_bytes is not None else t.dtype_bytes)
-                                  for t in source.tables])
+        source.set_tables([TableSpec(t.name, t.rows, dim if dim is not None else t.dim,
+                                     chunk if chunk is not None else t.chunk,
+                                     dtype_bytes if dtype_bytes is not None else t.dtype_bytes)
+                           for t in source.tables])
     budgets = parse_budgets(budget, source.tables)
     with _progress(source.num_lookups, f"replaying {trace_path.name}", quiet or as_json) as bar:
         task = bar.add_task("replay", total=source.num_lookups)
@@ -113,22 +112,6 @@ def replay(
     _print_summary(results.summary)
     if out_dir is not None:
         err.print(f"results in {out_dir}/ (summary.json, timeseries/)", markup=False, highlight=False)
-
-
-def _override_tables(source, tables: list[TableSpec]) -> None:
-    """Replace the source's table list, refreshing what TraceSource derived from it.
-
-    The per-table rows and K arrays drive validation (row range, grad_norm
-    length, importance chunk range); leaving the old ones would let a --dim or
-    --chunk override slip mismatched records past the checks into the engine.
-    """
-    import numpy as np
-
-    source.tables = tables
-    source._names = {t.name: i for i, t in enumerate(tables)}
-    source._rows = np.array([t.rows for t in tables], dtype=np.int64)
-    source._k = np.array([t.chunks for t in tables], dtype=np.int64)
-    source.k_max = int(source._k.max())
 
 
 def _mib(n: int) -> str:

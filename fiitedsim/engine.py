@@ -70,7 +70,6 @@ class EngineState:
                  snapshot_capacity: int = 4096):
         self.tables, self.cfg = tables, cfg
         self.layout = layout = PoolLayout.of(tables, cfg.page_bytes)
-        n_tables = len(tables)
         k_max = max(t.chunks for t in tables)
         n_pools = len(layout.chunk_bytes)
         self.k_max, self.n_pools = k_max, n_pools
@@ -230,7 +229,7 @@ class EngineState:
         index = self.index_contents()
         owners: dict[tuple[int, int], tuple[int, int, int]] = {}
         entries = 0
-        for (t, k), (cap, layout, mapping) in index.items():
+        for (t, k), (_, _, mapping) in index.items():
             assert int(st.ix_meta[t * self.k_max + k, store.X_COUNT]) == len(mapping)
             entries += len(mapping)
             pool = self.layout.pool_of_table[t]

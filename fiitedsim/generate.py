@@ -356,7 +356,7 @@ def _fill(u0, u1, ntab, batch, rows, bits, keys, drift, states, head_cdf, zp,
                     pend_c[t, b] = 0
                     hist_l[b] += c
                     hist_u[b] += 1
-            for i in range(room):
+            for _ in range(room):
                 counts[m] = 1
                 m += 1
             credit[t, 0] -= room

@@ -16,6 +16,7 @@ from .atomic import atomic_path
 from .config import PoolLayout, ReplayConfig, TableSpec, check_tables_fit_pages, dense_bytes, parse_budget
 from .errors import InputError
 from .policies import POLICIES
+from .readahead import read_ahead
 from .trace import TraceSource
 
 #: Version of the results folder layout (summary.json + timeseries/); bump on incompatible change.
@@ -82,7 +83,7 @@ def replay(source: TraceSource, policies: list[str], budgets: list[tuple[str, in
     lookups = importance = 0
     # only policies that read gradient norms make the reader decode them (the widest column)
     with_grad = any(getattr(policy, "uses_grad", True) for policy in instances.values())
-    for batch in source.batches(with_grad=with_grad):
+    for batch in read_ahead(source.batches(with_grad=with_grad)):  # decode the next batches meanwhile
         for policy in instances.values():
             policy.consume(batch)
         for steps in (batch.step, batch.imp_step):
@@ -120,6 +121,9 @@ def config_json(cfg: ReplayConfig, budgets, policies) -> dict:
 def check_out_dir(out: str | Path) -> Path:
     """`out` may be new, an empty folder or an earlier results folder (which is replaced); nothing else."""
     out = Path(out)
+    here = Path.cwd().resolve()
+    if out.resolve() == here or out.resolve() in here.parents:
+        raise InputError(f"--out {out} is the current folder or contains it; name a new folder such as runs/demo")
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not _is_results_folder(out))):
         raise InputError(f"--out {out} exists and is not a fiitedsim results folder; choose a new folder")
     for parent in out.parents:
@@ -142,7 +146,7 @@ def _is_results_folder(folder: Path) -> bool:
 def write_results(out: str | Path, results: ReplayResults) -> Path:
     """Write `summary.json` and `timeseries/KEY.parquet` all-or-nothing into `out`."""
     out = check_out_dir(out)
-    with atomic_path(out, directory=True) as tmp:
+    with atomic_path(out.resolve(), directory=True) as tmp:  # resolved: `a/../b` must not create `a`
         (tmp / "timeseries").mkdir()
         for key, frame in results.series.items():
             frame.write_parquet(tmp / "timeseries" / f"{key}.parquet")

@@ -245,7 +245,11 @@ class TraceSource:
             warn(f"{self.path} has grad_norm and an importance log {self.importance_path} was given too: "
                  "the log wins and grad_norm is ignored")
 
-        self.tables = self._resolve_tables(schema, tables_file)
+        self.set_tables(self._resolve_tables(schema, tables_file))
+
+    def set_tables(self, tables: list[TableSpec]) -> None:
+        """Use `tables` (e.g. with --dim/--chunk overrides applied); records are validated against them."""
+        self.tables = list(tables)
         self._names = {t.name: i for i, t in enumerate(self.tables)}
         self._rows = np.array([t.rows for t in self.tables], dtype=np.int64)
         self._k = np.array([t.chunks for t in self.tables], dtype=np.int64)

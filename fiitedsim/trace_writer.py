@@ -52,5 +52,8 @@ class TraceWriter:
     def __exit__(self, exc_type, exc, tb):
         try:
             self._writer.close()
-        finally:
-            return self._atomic.__exit__(exc_type, exc, tb)
+        except Exception as close_error:
+            if exc_type is None:  # a failed close is the error to report; still remove the temporary file
+                self._atomic.__exit__(type(close_error), close_error, close_error.__traceback__)
+                raise
+        return self._atomic.__exit__(exc_type, exc, tb)

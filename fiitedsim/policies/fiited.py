@@ -332,7 +332,7 @@ def prefetch_ahead(st, lk_table, lk_row, i):
 # reference counting (Numba's `_nrt=False`) removes an incref/decref pair per array per inlined
 # call, measured at ~140 ns of a ~175 ns lookup. Rounds and snapshots are separate functions
 # compiled normally, since they allocate.
-@numba.njit(cache=True, _nrt=False)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def run(st, lk_step, lk_table, lk_row, lk_grad, im_step, im_table, im_row, im_chunk, im_value, i, j):
     """Process the merged records from lookup i and importance record j on; stop early to grow."""
     sc, ip, tabs = st.sc, st.ip, st.tabs
@@ -370,7 +370,7 @@ def run(st, lk_step, lk_table, lk_row, lk_grad, im_step, im_table, im_row, im_ch
     return DONE, i, j
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def handle_gap(st):
     """The gap `run` stopped at: the round (if due) at now = the last record's step, then the snapshot."""
     sc = st.sc

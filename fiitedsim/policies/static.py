@@ -17,7 +17,7 @@ _LOOKUPS, _ROW_HITS, _CHUNK_HITS, _CHUNKS_REQUESTED, _FULL_HITS = 0, 1, 2, 3, 4
 _PREV, _HAVE_PREV = 5, 6
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def static_run(sc, lk_step, lk_table, lk_d, tab_k, im_step, report_every, snap_steps, snap_counts):
     """Count hits of a fixed layout; write a snapshot at each report boundary between records."""
     n_lk, n_im = lk_step.size, im_step.size
