@@ -37,7 +37,7 @@ POWTAB_MAX = 1 << 20
 State = namedtuple("State", [
     "sc", "ip", "fp", "tabs", "wpos", "powtab",          # scalars, parameters, per-table columns, decay table
     "trk", "rows", "row_u", "dim_hist",                  # row tracker and tracked-row state
-    "ix_keys", "ix_vals", "ix_meta",                     # hash indices
+    "ix", "ix_meta",                                     # hash indices: (key, slot) pairs, per-index columns
     "pools", "pool_theta", "page_live", "page_free_bits", "lifo", "slot_stamp",  # physical pools
     "snap", "counter_sc",                                # snapshot buffer
 ])
@@ -112,7 +112,7 @@ class EngineState:
             powtab=self._powtab(np.zeros(0), 1024),
             trk=np.zeros((2 * rows_cap, 2), np.int64), rows=np.zeros((rows_cap, 3), np.int64),
             row_u=np.zeros((rows_cap, k_max), np.float64), dim_hist=np.zeros(k_max + 1, np.int64),
-            ix_keys=np.zeros(flat, np.int64), ix_vals=np.zeros(flat, np.int64), ix_meta=ix_meta,
+            ix=np.zeros((flat, 2), np.int64), ix_meta=ix_meta,
             pools=pools, pool_theta=np.zeros(n_pools, np.float64),
             page_live=np.full((n_pools, pages), store.UNMAPPED, np.int64),
             page_free_bits=np.zeros((n_pools, pages, (max(layout.slots_per_page) + 63) // 64), np.uint64),
@@ -168,17 +168,16 @@ class EngineState:
         st = self.st
         caps = st.ix_meta[:, store.X_CAP]
         live = int(caps.sum())
-        size = max(2 * live + 4 * self.k_max * int(st.sc[store.IX_CAP_MAX]), st.ix_keys.size)
-        keys, vals = np.zeros(size, np.int64), np.zeros(size, np.int64)
+        size = max(2 * live + 4 * self.k_max * int(st.sc[store.IX_CAP_MAX]), st.ix.shape[0])
+        ix = np.zeros((size, 2), np.int64)
         pos = 0
         for i in range(caps.size):
             cap, src = int(caps[i]), int(st.ix_meta[i, store.X_OFF])
-            keys[pos:pos + cap] = st.ix_keys[src:src + cap]
-            vals[pos:pos + cap] = st.ix_vals[src:src + cap]
+            ix[pos:pos + cap] = st.ix[src:src + cap]
             st.ix_meta[i, store.X_OFF] = pos
             pos += cap
         st.sc[store.IX_BUMP] = pos
-        self.st = st._replace(ix_keys=keys, ix_vals=vals)
+        self.st = st._replace(ix=ix)
 
     def flush_snapshots(self) -> None:
         n = int(self.st.sc[store.SNAP_N])
@@ -210,7 +209,7 @@ class EngineState:
         for t, spec in enumerate(self.tables):
             for k in range(spec.chunks):
                 off, cap, _ = (int(x) for x in st.ix_meta[t * self.k_max + k])
-                keys, vals = st.ix_keys[off:off + cap], st.ix_vals[off:off + cap]
+                keys, vals = st.ix[off:off + cap, store.IX_KEY], st.ix[off:off + cap, store.IX_SLOT]
                 layout = [int(x) - 1 if x != store.EMPTY else None for x in keys]
                 mapping = {int(x) - 1: int(v) for x, v in zip(keys, vals) if x != store.EMPTY}
                 out[(t, k)] = (cap, layout, mapping)

@@ -14,8 +14,9 @@ tuple of arrays through nested calls with a reference-count update per
 field, which cost ~200 ns per lookup. Arrays with named columns (`rows[tid,
 LAST]`, `pools[p, HWM]`) keep the argument lists short.
 
-All index regions live in one flat key/value array pair. A region is
-`capacity` entries long; doubling writes the new region at the bump pointer
+All index regions live in one flat array `ix` of (key, slot) pairs, so an
+insert or delete touches one cache line, not two. A region is `capacity`
+entries long; doubling writes the new region at the bump pointer
 (scanning the old one from slot 0 upward, as DESIGN 3.1 says) and abandons the
 old one. The Python driver compacts and enlarges the flat arrays between
 kernel calls (`engine.EngineState.grow`), so kernels never reallocate.
@@ -53,6 +54,8 @@ X_OFF, X_CAP, X_COUNT = 0, 1, 2                    # ix_meta[i, :]
 Q_SPP, Q_DENSE, Q_HWM, Q_MAPPED, Q_LIVE, Q_HINT_FREE, Q_HINT_UNMAPPED, Q_LIFO_TOP = range(8)  # pools[p, :]
 N_Q = 8
 UNMAPPED = -1                                      # page_live[p, page] of a page that is not mapped
+
+IX_KEY, IX_SLOT = 0, 1                            # ix[entry, :]
 
 ROW_BITS = 40
 ROW_MASK = (1 << ROW_BITS) - 1
@@ -199,20 +202,20 @@ def tracker_rebuild(old, new):
 # ============================================================================
 
 @inline
-def index_search(ix_keys, ix_meta, i, row):
+def index_search(ix, ix_meta, i, row):
     """Bucket of `row` in index i (or the empty bucket ending the probe) and the probe length."""
-    return index_search_hashed(ix_keys, ix_meta, i, row, splitmix64(row))
+    return index_search_hashed(ix, ix_meta, i, row, splitmix64(row))
 
 
 @inline
-def index_search_hashed(ix_keys, ix_meta, i, row, h):
+def index_search_hashed(ix, ix_meta, i, row, h):
     """`index_search` with h = splitmix64(row) computed by the caller (once for all K indices of a row)."""
     off, cap = ix_meta[i, X_OFF], ix_meta[i, X_CAP]
     mask = cap - 1
     b = np.int64(h & np.uint64(mask))
     probes = 1
     while True:
-        key = ix_keys[off + b]
+        key = ix[off + b, IX_KEY]
         if key == EMPTY or key == row + 1:
             return b, probes
         b = (b + 1) & mask
@@ -220,21 +223,21 @@ def index_search_hashed(ix_keys, ix_meta, i, row, h):
 
 
 @inline
-def index_rehash(ix_keys, ix_vals, ix_meta, sc, ip, i):
+def index_rehash(ix, ix_meta, sc, ip, i):
     """Double index i: reinsert scanning the old array from slot 0 upward (a counted rehash)."""
     old_off, old_cap = ix_meta[i, X_OFF], ix_meta[i, X_CAP]
     new_cap = 2 * old_cap
     new_off = sc[IX_BUMP]
-    ix_keys[new_off:new_off + new_cap] = EMPTY
+    ix[new_off:new_off + new_cap, IX_KEY] = EMPTY
     mask = new_cap - 1
     for j in range(old_cap):
-        key = ix_keys[old_off + j]
+        key = ix[old_off + j, IX_KEY]
         if key != EMPTY:
             b = home_bucket(key - 1, new_cap)
-            while ix_keys[new_off + b] != EMPTY:
+            while ix[new_off + b, IX_KEY] != EMPTY:
                 b = (b + 1) & mask
-            ix_keys[new_off + b] = key
-            ix_vals[new_off + b] = ix_vals[old_off + j]
+            ix[new_off + b, IX_KEY] = key
+            ix[new_off + b, IX_SLOT] = ix[old_off + j, IX_SLOT]
     note_peaks(sc, ip, new_cap)  # old and new are both held during the move
     ix_meta[i, X_OFF] = new_off
     ix_meta[i, X_CAP] = new_cap
@@ -245,38 +248,38 @@ def index_rehash(ix_keys, ix_vals, ix_meta, sc, ip, i):
 
 
 @inline
-def index_insert(ix_keys, ix_vals, ix_meta, sc, ip, max_load, i, row, slot):
+def index_insert(ix, ix_meta, sc, ip, max_load, i, row, slot):
     """Insert row -> slot into index i, doubling first if (count + 1) > max_load * capacity."""
     if (ix_meta[i, X_COUNT] + 1) > max_load * ix_meta[i, X_CAP]:
-        index_rehash(ix_keys, ix_vals, ix_meta, sc, ip, i)
-    b, _ = index_search(ix_keys, ix_meta, i, row)
-    ix_keys[ix_meta[i, X_OFF] + b] = row + 1
-    ix_vals[ix_meta[i, X_OFF] + b] = slot
+        index_rehash(ix, ix_meta, sc, ip, i)
+    b, _ = index_search(ix, ix_meta, i, row)
+    ix[ix_meta[i, X_OFF] + b, IX_KEY] = row + 1
+    ix[ix_meta[i, X_OFF] + b, IX_SLOT] = slot
     ix_meta[i, X_COUNT] += 1
     sc[IX_COUNT_TOTAL] += 1
 
 
 @inline
-def index_delete(ix_keys, ix_vals, ix_meta, sc, i, row):
+def index_delete(ix, ix_meta, sc, i, row):
     """Remove `row` from index i by backward shift (no tombstones); return its slot."""
     off, cap = ix_meta[i, X_OFF], ix_meta[i, X_CAP]
     mask = cap - 1
-    hole, _ = index_search(ix_keys, ix_meta, i, row)
-    slot = ix_vals[off + hole]
+    hole, _ = index_search(ix, ix_meta, i, row)
+    slot = ix[off + hole, IX_SLOT]
     j = hole
     while True:
         j = (j + 1) & mask
-        key = ix_keys[off + j]
+        key = ix[off + j, IX_KEY]
         if key == EMPTY:
             break
         h = home_bucket(key - 1, cap)
         # the entry at j stays unless its home lies cyclically outside (hole, j]
         stays = (hole < h <= j) if hole <= j else (h > hole or h <= j)
         if not stays:
-            ix_keys[off + hole] = key
-            ix_vals[off + hole] = ix_vals[off + j]
+            ix[off + hole, IX_KEY] = key
+            ix[off + hole, IX_SLOT] = ix[off + j, IX_SLOT]
             hole = j
-    ix_keys[off + hole] = EMPTY
+    ix[off + hole, IX_KEY] = EMPTY
     ix_meta[i, X_COUNT] -= 1
     sc[IX_COUNT_TOTAL] -= 1
     return slot

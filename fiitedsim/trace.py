@@ -98,9 +98,12 @@ def _stream(path: Path, columns: list[str], batch_rows: int) -> Iterator[pa.Reco
     """Stream `columns` in batches; pyarrow errors raised mid-file (bad pages) become InputError."""
     try:
         with pq.ParquetFile(path) as pf:
-            for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
-                if batch.num_rows:
-                    yield batch
+            # one row group at a time: iter_batches over the whole file keeps memory that grows with
+            # the number of row groups read (measured 7x on a 10x longer trace), per group it is flat
+            for group in range(pf.num_row_groups):
+                for batch in pf.iter_batches(batch_size=batch_rows, columns=columns, row_groups=[group]):
+                    if batch.num_rows:
+                        yield batch
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{path}: corrupt or truncated Parquet data: {_one_line(exc)}") from None
 

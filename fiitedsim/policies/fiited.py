@@ -56,7 +56,7 @@ def set_dim(rows, dim_hist, tid, d):
 @inline
 def access(st, t, r, s, grad, gi):
     sc, ip, tabs, rows, row_u, wpos = st.sc, st.ip, st.tabs, st.rows, st.row_u, st.wpos
-    ix_keys, ix_vals, ix_meta = st.ix_keys, st.ix_vals, st.ix_meta
+    ix, ix_meta = st.ix, st.ix_meta
     pools, page_live, page_free_bits, lifo, slot_stamp = st.pools, st.page_live, st.page_free_bits, st.lifo, st.slot_stamp
     kmax = ip[P_KMAX]
     tid = store.track_row(st.trk, rows, row_u, st.dim_hist, tabs, sc, ip, t, r, s)
@@ -71,7 +71,7 @@ def access(st, t, r, s, grad, gi):
     #     searches of k = 0 .. min(d, K-1): the resident prefix and the first absent chunk (DESIGN 3.1)
     h = store.splitmix64(r)
     for k in range(min(d, k_row - 1) + 1):
-        _, probes = store.index_search_hashed(ix_keys, ix_meta, t * kmax + k, r, h)
+        _, probes = store.index_search_hashed(ix, ix_meta, t * kmax + k, r, h)
         sc[SEARCHES] += 1
         sc[PROBES] += probes
         sc[MAX_PROBE] = max(sc[MAX_PROBE], probes)
@@ -101,7 +101,7 @@ def access(st, t, r, s, grad, gi):
         if slot < 0:
             sc[DENIED_FULL] += 1
             break
-        store.index_insert(ix_keys, ix_vals, ix_meta, sc, ip, st.fp[F_MAX_LOAD], t * kmax + k, r, slot)
+        store.index_insert(ix, ix_meta, sc, ip, st.fp[F_MAX_LOAD], t * kmax + k, r, slot)
         set_dim(rows, st.dim_hist, tid, k + 1)
 
 
@@ -201,8 +201,8 @@ def prefetch_index_buckets(st, rows, tid, k_from):
     t, r = key >> ROW_BITS, key & ROW_MASK
     h = store.splitmix64(r)
     for k in range(k_from, rows[tid, R_D]):
-        ix = st.ix_meta[t * st.ip[P_KMAX] + k]
-        prefetch(st.ix_keys, ix[store.X_OFF] + np.int64(h & np.uint64(ix[store.X_CAP] - 1)))
+        meta = st.ix_meta[t * st.ip[P_KMAX] + k]
+        prefetch(st.ix, meta[store.X_OFF] + np.int64(h & np.uint64(meta[store.X_CAP] - 1)))
 
 
 @numba.njit(cache=True)
@@ -264,7 +264,7 @@ def pruning_round(st, now):
             t = rows[tid, R_KEY] >> ROW_BITS
             r = rows[tid, R_KEY] & ROW_MASK
             for k in range(kept, rows[tid, R_D]):
-                slot = store.index_delete(st.ix_keys, st.ix_vals, st.ix_meta, sc, t * kmax + k, r)
+                slot = store.index_delete(st.ix, st.ix_meta, sc, t * kmax + k, r)
                 store.free_slot(pools, page_live, page_free_bits, lifo, slot_stamp, sc, ip, pool, slot)
             set_dim(rows, dim_hist, tid, kept)
     store.unmap_empty_pages(pools, page_live, sc)
@@ -324,8 +324,8 @@ def prefetch_ahead(st, lk_table, lk_row, i):
             kmax = st.ip[P_KMAX]
             h = store.splitmix64(r)
             for k in range(st.tabs[t, T_K]):  # every index: d is not known before rows[tid] arrives
-                ix = st.ix_meta[t * kmax + k]
-                prefetch(st.ix_keys, ix[store.X_OFF] + np.int64(h & np.uint64(ix[store.X_CAP] - 1)))
+                meta = st.ix_meta[t * kmax + k]
+                prefetch(st.ix, meta[store.X_OFF] + np.int64(h & np.uint64(meta[store.X_CAP] - 1)))
 
 
 # Everything a record needs is inlined into `run`, which allocates nothing; compiling it without
@@ -347,7 +347,7 @@ def run(st, lk_step, lk_table, lk_row, lk_grad, im_step, im_table, im_row, im_ch
         if sc[TRACKED] + 1 > st.rows.shape[0] or 2 * (sc[TRACKED] + 1) > st.trk.shape[0]:
             return NEED_ROWS, i, j
         if is_lookup:
-            if sc[IX_BUMP] + 2 * kmax * sc[IX_CAP_MAX] > st.ix_keys.size:
+            if sc[IX_BUMP] + 2 * kmax * sc[IX_CAP_MAX] > st.ix.shape[0]:
                 return NEED_INDEX, i, j
             if st.pools[tabs[t, T_POOL], Q_HWM] + tabs[t, T_K] >= st.page_live.shape[1]:
                 return NEED_PAGES, i, j
