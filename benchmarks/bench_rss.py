@@ -40,9 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -82,12 +80,6 @@ print(f"scanned {n:,} rows")
 """
 
 
-def fiitedsim_exe() -> list[str]:
-    exe = Path(sys.executable).parent / "fiitedsim"
-    if exe.exists():
-        return [str(exe)]
-    found = shutil.which("fiitedsim")
-    return [found] if found else [sys.executable, "-m", "fiitedsim"]
 
 
 def maxrss_kib(value: int) -> int:
@@ -119,7 +111,7 @@ def measure(cmd: list[str]) -> dict:
 def warm_cache(policy: str) -> None:
     """One unmeasured replay of the shipped sample so the measured runs load kernels instead of compiling."""
     t0 = time.perf_counter()
-    subprocess.run(fiitedsim_exe() + ["replay", "-q", "--policy", policy], capture_output=True, text=True)
+    subprocess.run(common.fiitedsim_exe() + ["replay", "-q", "--policy", policy], capture_output=True, text=True)
     print(f"kernel cache warmed with `fiitedsim replay -q --policy {policy}` ({time.perf_counter() - t0:.1f} s)")
 
 
@@ -145,7 +137,7 @@ def main() -> None:
     # rows, and replay state grows with distinct rows by design, DESIGN 1.3)
     long = (common.ensure_trace(None, args.steps_long) if args.fresh_long
             else common.ensure_repeated_trace(base, args.steps_long // args.steps))
-    replay_cmd = fiitedsim_exe() + ["replay", "TRACE", "--policy", "POLICY", "--budget", args.budget, "-q"]
+    replay_cmd = common.fiitedsim_exe() + ["replay", "TRACE", "--policy", "POLICY", "--budget", args.budget, "-q"]
     runs = [(args.policy, "target", args.policy)]
     if not args.no_reference:
         if args.policy != "full":

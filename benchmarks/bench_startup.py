@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,12 +34,6 @@ import common  # noqa: E402
 LIMIT_S = 3.0
 
 
-def fiitedsim_exe() -> list[str]:
-    exe = Path(sys.executable).parent / "fiitedsim"
-    if exe.exists():
-        return [str(exe)]
-    found = shutil.which("fiitedsim")
-    return [found] if found else [sys.executable, "-m", "fiitedsim"]
 
 
 def timed(cmd: list[str], env: dict | None = None) -> tuple[float, subprocess.CompletedProcess]:
@@ -76,7 +69,7 @@ def main() -> None:
     cdir = cache_dir(env)
     cached = len(list(Path(cdir).rglob("*.nbi"))) if Path(cdir).is_dir() else 0
     print(f"kernel cache: {cdir} ({cached} cached kernel index files; run 1 compiles whatever is missing)")
-    cmd = fiitedsim_exe() + ["replay", "-q"]
+    cmd = common.fiitedsim_exe() + ["replay", "-q"]
     print(f"command: {' '.join(cmd)}   (replays the shipped sample through all four policies)")
 
     walls = []
@@ -91,7 +84,7 @@ def main() -> None:
 
     floor_cmd = [sys.executable, "-c", "import numpy, numba, polars, pyarrow"]
     floors = [timed(floor_cmd, env)[0] for _ in range(3)]
-    help_walls = [timed(fiitedsim_exe() + ["--help"], env)[0] for _ in range(3)]
+    help_walls = [timed(common.fiitedsim_exe() + ["--help"], env)[0] for _ in range(3)]
     if tmp is not None:
         tmp.cleanup()
 

@@ -193,3 +193,14 @@ def ensure_repeated_trace(base: Path, times: int, verbose: bool = True) -> Path:
     if verbose:
         print(f"wrote {rel(path)} ({times} x {rel(base)}) in {time.perf_counter() - start:.1f} s")
     return path
+
+
+def fiitedsim_exe() -> list[str]:
+    """The `fiitedsim` command of this interpreter's environment (or `python -m fiitedsim`)."""
+    import shutil
+
+    exe = Path(sys.executable).parent / "fiitedsim"
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("fiitedsim")
+    return [found] if found else [sys.executable, "-m", "fiitedsim"]

@@ -316,6 +316,19 @@ def _draw_count(states, t, lo, hi, wcum):
     return c
 
 
+@numba.njit(cache=True, inline="always")
+def _add_distinct(hset, hmask, r, ranks_buf, got):
+    """Append rank r to ranks_buf[got] unless the open-addressing set hset holds it; return the count."""
+    j = np.int64(_mix64(np.uint64(r)) & np.uint64(hmask))
+    while hset[j] != 0 and hset[j] != r:
+        j = (j + 1) & hmask
+    if hset[j] == 0:
+        hset[j] = r
+        ranks_buf[got] = r
+        got += 1
+    return got
+
+
 @numba.njit(cache=True)
 def _fill(u0, u1, ntab, batch, rows, bits, keys, drift, states, head_cdf, zp,
           meta, q, bin_lo, bin_hi, wcum, credit, pend_c, pend_thr, hist_l, hist_u,
@@ -369,22 +382,10 @@ def _fill(u0, u1, ntab, batch, rows, bits, keys, drift, states, head_cdf, zp,
             while got < m and draws < limit:
                 r = _zipf_rank(_uniform(states, t), head_cdf, rows, zp)
                 draws += 1
-                j = np.int64(_mix64(np.uint64(r)) & np.uint64(hmask))
-                while hset[j] != 0 and hset[j] != r:
-                    j = (j + 1) & hmask
-                if hset[j] == 0:
-                    hset[j] = r
-                    ranks_buf[got] = r
-                    got += 1
+                got = _add_distinct(hset, hmask, r, ranks_buf, got)
             r = np.int64(1)
             while got < m:  # fallback: smallest unused ranks
-                j = np.int64(_mix64(np.uint64(r)) & np.uint64(hmask))
-                while hset[j] != 0 and hset[j] != r:
-                    j = (j + 1) & hmask
-                if hset[j] == 0:
-                    hset[j] = r
-                    ranks_buf[got] = r
-                    got += 1
+                got = _add_distinct(hset, hmask, r, ranks_buf, got)
                 r += 1
             for i in range(m):  # clear the set
                 j = np.int64(_mix64(np.uint64(ranks_buf[i])) & np.uint64(hmask))

@@ -3,8 +3,9 @@
 The kernels follow DESIGN.md and `fiitedsim/reference.py` step by step, with
 the same names: `access` (hit status, probe searches, utility update,
 admission), `importance_record`, `pruning_round`, and `run`, which walks the
-merged record stream and runs rounds and snapshots in the gaps between records.
-Two speed measures keep results bit-identical to the reference:
+merged record stream and stops at each gap between records that needs a round
+or a snapshot, for `handle_gap` (see docs/engine.md for why). Two speed
+measures keep results bit-identical to the reference:
 
 * decay factors gamma ** float64(n) come from a table filled with the same
   pow call (`engine.fill_powtab`), falling back to pow for long gaps;
@@ -19,13 +20,14 @@ import numba
 import numpy as np
 
 from .. import store
-from ..engine import DONE, GAP, NEED_INDEX, NEED_PAGES, NEED_ROWS, EngineState, snapshot_columns
-from ..store import (ALLOCATIONS, CHUNK_HITS, CHUNKS_REQUESTED, DENIED_FULL, DENIED_THRESHOLD, F_GAMMA,
-                     F_MAX_LOAD, FULL_HITS, GAP_DONE, GAP_ROUND, GAP_SNAPSHOT, HAVE_PREV, IX_BUMP, IX_CAP_MAX, IX_CAP_TOTAL, IX_COUNT_TOTAL, LIVE_TOTAL,
-                     LOOKUPS, MAPPED_TOTAL, MAX_PROBE, META_BYTES, P_COUNT_ACCESSES, P_ENTRY_BYTES, P_HAS_GRAD,
-                     P_HAS_LOG, P_INTERVAL, P_KMAX, P_LIFO, P_PAGE_BYTES, P_REPORT_EVERY, P_TOTAL_ROWS, PREV_STEP,
-                     PROBES, Q_HWM, Q_MAPPED, Q_SPP, R_D, R_KEY, R_LAST, ROUNDS, ROW_BITS, ROW_HITS, ROW_MASK,
-                     SEARCHES, SNAP_N, T_K, T_POOL, TRACKED, inline)
+from ..engine import COUNTER_COLUMNS, DONE, GAP, NEED_INDEX, NEED_PAGES, NEED_ROWS, EngineState, snapshot_columns
+from ..store import (CHUNK_HITS, CHUNKS_REQUESTED, DENIED_FULL, DENIED_THRESHOLD, F_GAMMA,
+                     F_MAX_LOAD, FULL_HITS, GAP_DONE, GAP_ROUND, GAP_SNAPSHOT, HAVE_PREV, IX_BUMP, IX_CAP_MAX,
+                     IX_CAP_TOTAL, IX_COUNT_TOTAL, LIVE_TOTAL, LOOKUPS, MAPPED_TOTAL, MAX_PROBE, META_BYTES,
+                     P_COUNT_ACCESSES, P_ENTRY_BYTES, P_HAS_GRAD, P_HAS_LOG, P_INTERVAL, P_KMAX, P_LIFO,
+                     P_PAGE_BYTES, P_REPORT_EVERY, P_TOTAL_ROWS, PREV_STEP, PROBES, Q_HWM, Q_MAPPED, Q_SPP, R_D,
+                     R_KEY, R_LAST, ROUNDS, ROW_BITS, ROW_HITS, ROW_MASK, SEARCHES, SNAP_N, T_K, T_POOL, TRACKED,
+                     inline)
 from ..prefetch import prefetch
 from .base import Policy, PolicyResult, finish_summary, snapshots_frame
 
@@ -276,8 +278,14 @@ def pruning_round(st, now):
 
 @numba.njit(cache=True)
 def take_snapshot(st, step):
+    fill_snapshot_row(st, step, st.snap[st.sc[SNAP_N]])
+    st.sc[SNAP_N] += 1
+
+
+@numba.njit(cache=True)
+def fill_snapshot_row(st, step, row):
+    """One row of the time series (engine.snapshot_columns): step, counters, gauges, dimension histogram."""
     sc, pools = st.sc, st.pools
-    row = st.snap[sc[SNAP_N]]
     row[0] = step
     n_counters = st.counter_sc.size
     for c in range(n_counters):
@@ -302,7 +310,6 @@ def take_snapshot(st, step):
     for d in range(st.dim_hist.size):
         row[g + 10 + d] = st.dim_hist[d]
     row[g + 10] += st.ip[P_TOTAL_ROWS] - sc[TRACKED]
-    sc[SNAP_N] += 1
 
 
 @inline
@@ -433,28 +440,21 @@ class Fiited(Policy):
         return PolicyResult(summary=self.summary(), snapshots=snapshots_frame(rows, columns))
 
     def summary(self) -> dict:
-        st = self.engine.st
-        sc = st.sc
-        payload = int(sc[MAPPED_TOTAL]) * self.cfg.page_bytes
-        index = int(sc[store.IX_CAP_TOTAL]) * self.cfg.index_entry_bytes
-        meta = int(sc[META_BYTES])
-        mapped_slots = int((st.pools[:, Q_MAPPED] * st.pools[:, Q_SPP]).sum())
-        hist = [int(x) for x in st.dim_hist]
-        hist[0] += int(st.ip[P_TOTAL_ROWS] - sc[TRACKED])
-        thetas = [float(x) for x in st.pool_theta]
-        counts = dict(
-            payload_bytes_peak=int(sc[store.PAYLOAD_PEAK]), payload_bytes_final=payload,
-            index_bytes_peak=int(sc[store.INDEX_PEAK]), index_bytes_final=index, meta_bytes_final=meta,
-            total_bytes_peak=int(sc[store.TOTAL_PEAK]), total_bytes_final=payload + index + meta,
-            mapped_pages_final=int(sc[MAPPED_TOTAL]), live_chunks_final=int(sc[LIVE_TOTAL]),
-            fragmentation_final=1.0 - int(sc[LIVE_TOTAL]) / mapped_slots if mapped_slots else 0.0,
-            lookups=int(sc[LOOKUPS]), row_hits=int(sc[ROW_HITS]), chunk_hits=int(sc[CHUNK_HITS]),
-            chunks_requested=int(sc[CHUNKS_REQUESTED]), full_hits=int(sc[FULL_HITS]),
-            allocations=int(sc[ALLOCATIONS]), frees=int(sc[store.FREES]), rehashes=int(sc[store.REHASHES]),
-            denied_full=int(sc[DENIED_FULL]), denied_threshold=int(sc[DENIED_THRESHOLD]),
-            theta_final=min(thetas), max_probe_length=int(sc[MAX_PROBE]), searches=int(sc[SEARCHES]),
-            probes=int(sc[PROBES]), rounds=int(sc[ROUNDS]), tracked_rows=int(sc[TRACKED]), dim_hist_final=hist,
-            index_load_factor_final=(int(sc[store.IX_COUNT_TOTAL]) / int(sc[store.IX_CAP_TOTAL])
-                                     if sc[store.IX_CAP_TOTAL] else 0.0),
+        """Final values are those of a snapshot row taken now; peaks and probe maxima come from the counters."""
+        sc = self.engine.st.sc
+        columns = snapshot_columns(self.engine.k_max)
+        values = np.zeros(len(columns))
+        fill_snapshot_row(self.engine.st, sc[PREV_STEP], values)
+        now = dict(zip(columns, values.tolist()))
+        counts = {key: int(now[key]) for key in COUNTER_COLUMNS}
+        counts.update(
+            payload_bytes_peak=int(sc[store.PAYLOAD_PEAK]), payload_bytes_final=int(now["payload_bytes"]),
+            index_bytes_peak=int(sc[store.INDEX_PEAK]), index_bytes_final=int(now["index_bytes"]),
+            meta_bytes_final=int(now["meta_bytes"]), total_bytes_peak=int(sc[store.TOTAL_PEAK]),
+            total_bytes_final=int(now["total_bytes"]), mapped_pages_final=int(now["mapped_pages"]),
+            live_chunks_final=int(now["live_chunks"]), fragmentation_final=now["fragmentation"],
+            theta_final=now["theta"], max_probe_length=int(sc[MAX_PROBE]), tracked_rows=int(now["tracked_rows"]),
+            dim_hist_final=[int(now[f"dim_{d}"]) for d in range(self.engine.k_max + 1)],
+            index_load_factor_final=now["index_load_factor"],
         )
         return finish_summary(counts)
