@@ -5,6 +5,7 @@ stderr and exit code 2, never a traceback.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Optional
@@ -47,11 +48,12 @@ def _progress(total: int, what: str, quiet: bool) -> Progress:
 @app.command()
 def replay(
     trace: Optional[Path] = typer.Argument(
-        None, help="Access trace (Parquet, DESIGN.md 1.2). Omit to replay the small sample shipped with fiitedsim."),
+        None, help="Access trace (Parquet, DESIGN.md 1.2): a file, a folder of part files or a quoted glob (parts in natural name order). Omit to replay the small sample shipped with fiitedsim."),
     budget: str = typer.Option("0.10", help="Payload budget: a fraction of the dense size (0.1) or bytes with a "
                                             "unit (2GiB); a comma-separated list runs each (keys NAME@BUDGET)."),
     policy: str = typer.Option("fiited,uniform-dim,uniform-row,full",
-                               help="Comma-separated policies: fiited, uniform-dim, uniform-row, full, or all."),
+                               help="Comma-separated policies: fiited, row-prune, uniform-dim, uniform-row, full, "
+                                    "lru, lfu (row caches), or all."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for summary.json and timeseries/*.parquet "
                                                                "(written all-or-nothing)."),
     tables: Optional[Path] = typer.Option(None, help="Table list (JSON or TOML) overriding the trace's metadata."),
@@ -77,6 +79,9 @@ def replay(
     count_accesses: bool = typer.Option(False, "--count-accesses", help="With --importance, accesses also add "
                                                                         "w_k to utilities."),
     as_json: bool = typer.Option(False, "--json", help="Print summary.json on stdout instead of the table."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Also write one self-contained HTML report "
+                                                                 "(charts and tables, opens offline) to this file; "
+                                                                 "its folder must exist."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
     """Replay a trace through the policies and compare memory, fragmentation and hit rates.
@@ -93,6 +98,9 @@ def replay(
     names = parse_policies(policy)
     if out_dir is not None:
         check_out_dir(out_dir)  # before the replay, not after it
+    if report is not None:
+        from .report import check_report_path
+        check_report_path(report, will_exist=out_dir)  # the report may go inside the --out folder
     source = TraceSource(trace_path, tables_file=tables, importance=importance,
                          warn=lambda m: _say("warning:", "yellow", m))
     if dim is not None or chunk is not None or dtype_bytes is not None:
@@ -106,12 +114,46 @@ def replay(
         results = run_replay(source, names, budgets, cfg, progress=lambda n: bar.advance(task, n))
     if out_dir is not None:
         write_results(out_dir, results)
+    if report is not None:
+        _write_report(report, results)
     if as_json:
         sys.stdout.write(summary_text(results.summary))
         return
     _print_summary(results.summary)
     if out_dir is not None:
         err.print(f"results in {out_dir}/ (summary.json, timeseries/)", markup=False, highlight=False)
+
+
+def _write_report(target: Path, results) -> None:
+    from .report import write_report
+
+    with err.status("writing the report", spinner="dots") if err.is_terminal else contextlib.nullcontext():
+        write_report(target, results)
+    err.print(f"report in {target}", markup=False, highlight=False)
+
+
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="Results folder written by `fiitedsim replay TRACE --out RUN_DIR` "
+                                             "(summary.json and timeseries/)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="HTML file to write (default: "
+                                                                      "RUN_DIR/report.html); its folder must exist."),
+):
+    """Render the HTML comparison report of a saved replay, without replaying.
+
+    One self-contained file: a summary table per policy and budget, hit rate against memory across \
+budgets, memory (payload / index / metadata), fragmentation, mapped pages and per-window hit rates \
+over the steps, row dimensions at the end and over time, and the run's configuration and trace. \
+The chart libraries are inside the file, so it opens offline; the same results give the same bytes.
+
+    Example: fiitedsim replay trace.parquet --budget 0.05,0.10,0.25 --out runs/demo, then \
+fiitedsim report runs/demo -o runs/demo.html (or replay with --report runs/demo.html directly).
+    """
+    from .report import check_report_path, load_results
+
+    results = load_results(run_dir)  # first: a wrong RUN_DIR is the likelier mistake
+    target = check_report_path(output if output is not None else run_dir / "report.html")
+    _write_report(target, results)
 
 
 def _mib(n: int) -> str:
@@ -169,6 +211,178 @@ def generate(
         report = run_generate(output, cfg, progress=advance)
     for line in report.lines():
         err.print(line, markup=False, highlight=False)
+
+
+@app.command()
+def inspect(
+    trace: Optional[Path] = typer.Argument(
+        None, help="Access trace (Parquet, DESIGN.md 1.2). Omit to inspect the small sample shipped with fiitedsim."),
+    tables: Optional[Path] = typer.Option(None, help="Table list (JSON or TOML) overriding the trace's metadata "
+                                                     "(rows, D, C and dtype bytes shown and checked against)."),
+    importance: Optional[Path] = typer.Option(None, help="Importance log (Parquet, DESIGN.md 1.3): also report "
+                                                         "its records, distinct rows and importance per chunk."),
+    compare: Optional[str] = typer.Option(None, help="Print the reuse histogram beside Meta's published one: "
+                                                     "meta2021 or meta2022, conditioned on reuse <= the largest "
+                                                     "batch, with the total-variation distance (TVD)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON on stdout instead of tables."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    """Describe a trace in one streaming pass: size, steps, tables, distinct rows, reuse histogram, gradient norms.
+
+    Per table: lookups, distinct rows and their share of the table, lookups per step. The reuse factor (how
+    often a row occurs in one (step, table) batch) is binned as in Meta's dlrm_datasets locality statistics,
+    weighted by lookups and by distinct rows, exactly as `fiitedsim generate` measures its output.
+    Every record is validated as a replay would, so a clean inspect means the trace replays.
+
+    Example: fiitedsim inspect traces/demo.parquet --compare meta2021
+    """
+    from .replay import summary_text
+    from .trace_stats import inspect_trace, stats_tables
+
+    trace_path = trace if trace is not None else SAMPLE_TRACE
+    with _progress(0, f"inspecting {trace_path.name}", quiet or as_json) as bar:
+        task = bar.add_task("inspect", total=None)
+        stats = inspect_trace(trace_path, tables_file=tables, importance=importance, compare=compare,
+                              warn=lambda m: _say("warning:", "yellow", m),
+                              progress=lambda done, total: bar.update(task, completed=done, total=total))
+    if as_json:
+        sys.stdout.write(summary_text(stats))
+        return
+    for table in stats_tables(stats):
+        out.print(table)
+
+
+import_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode="rich",
+    help="Convert traces from other formats into fiitedsim traces (Parquet with the table list in its metadata). "
+         "Inputs are streamed; the output appears only when the whole import succeeded. Several outputs in one "
+         "folder (part-0.parquet, part-1.parquet, ...) replay as one trace: fiitedsim replay FOLDER.",
+)
+app.add_typer(import_app, name="import")
+_OUTPUT = typer.Option(..., "--output", "-o", help="Trace file to write (.parquet).")
+_DIM = typer.Option(DEFAULT_DIM, help="Embedding dimension D given to every table.")
+_CHUNK = typer.Option(DEFAULT_CHUNK, help="Chunk size C given to every table (must divide D).")
+_DTYPE = typer.Option(DEFAULT_DTYPE_BYTES, help="Bytes per value given to every table (4 = fp32).")
+_QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
+
+
+def _run_import(what: str, quiet: bool, run) -> None:
+    """Run an importer under a progress bar (its own unit: bytes of input or lookups) and print its report."""
+    with _progress(0, what, quiet) as bar:
+        task = bar.add_task("import", total=None)
+        report = run(lambda done, total: bar.update(task, completed=done, total=total))
+    for line in report.lines():
+        err.print(line, markup=False, highlight=False)
+
+
+@import_app.command("fbgemm")
+def import_fbgemm(
+    input: Path = typer.Argument(..., help="A .pt file of FBGEMM TBE benchmark requests (indices, offsets, "
+                                           "lengths), e.g. fbgemm_t856_bs65536_0.pt of Meta's dlrm_datasets; "
+                                           "gzip-compressed files are read too."),
+    output: Path = _OUTPUT,
+    step: int = typer.Option(0, help="Step of this batch (one file is one training step; give file N --step N)."),
+    rows: Optional[int] = typer.Option(None, help="Rows of every table (default: max index + 1 per table)."),
+    tables: Optional[Path] = typer.Option(None, help="Table list (JSON or TOML) with one entry per table of the "
+                                                     "file; replaces --rows, --dim, --chunk, --dtype-bytes."),
+    dim: int = _DIM, chunk: int = _CHUNK, dtype_bytes: int = _DTYPE, quiet: bool = _QUIET,
+):
+    """Import one batch of FBGEMM table-batched-embedding requests (needs PyTorch: pip install 'fiitedsim\\[fbgemm]').
+
+    lengths is T x B (lookups of table t in sample b), offsets the T*B+1 CSR offsets into indices (table-major).
+
+    Tables are named t0..t{T-1}; lookups keep the file's order.
+
+    Example: for i in 0 1 2; do fiitedsim import fbgemm fbgemm_t856_bs65536_$i.pt --step $i -o traces/meta/part-$i.parquet; done
+    """
+    from .importers.common import Layout, check_output
+    from .importers.fbgemm import import_fbgemm as run
+
+    out_path = check_output(output, [input])
+    _run_import(f"importing {input.name}", quiet, lambda progress: run(
+        input, out_path, step=step, rows=rows, tables_file=tables, layout=Layout(dim, chunk, dtype_bytes),
+        progress=progress))
+
+
+@import_app.command("criteo")
+def import_criteo(
+    input: Path = typer.Argument(..., help="Criteo TSV (label, I1..I13, C1..C26, no header; test files without "
+                                           "the label and .gz are fine) or the same as CSV with a header line."),
+    output: Path = _OUTPUT,
+    batch: int = typer.Option(4096, help="Samples per training step."),
+    rows: int = typer.Option(1_000_000, help="Rows of every categorical table; values are hashed into 1..rows-1, "
+                                             "row 0 is the missing value."),
+    step: int = typer.Option(0, help="Step of the first batch (continue a previous day file's steps)."),
+    tables: Optional[Path] = typer.Option(None, help="Table list (JSON or TOML) with 26 entries, for per-table "
+                                                     "rows, D, C; replaces --rows, --dim, --chunk, --dtype-bytes."),
+    dim: int = _DIM, chunk: int = _CHUNK, dtype_bytes: int = _DTYPE, quiet: bool = _QUIET,
+):
+    """Import Criteo display-advertising data: each of the 26 categorical fields is a table.
+
+    Every --batch samples form one step; within a step lookups are table-major.
+
+    A value is hashed into its table with FNV-1a 64 + splitmix64 (stable across runs and machines; see
+    fiitedsim/hashing.py); a missing value is row 0.
+
+    Example: fiitedsim import criteo day_0.tsv --batch 4096 -o traces/criteo.parquet
+    """
+    from .importers.common import Layout, check_output
+    from .importers.criteo import import_criteo as run
+
+    out_path = check_output(output, [input])
+    _run_import(f"importing {input.name}", quiet, lambda progress: run(
+        input, out_path, batch=batch, rows=rows, step=step, tables_file=tables,
+        layout=Layout(dim, chunk, dtype_bytes), progress=progress))
+
+
+def _import_columns(fmt: str, input: Path, output: Path, step_col: str, table_col: str, row_col: str,
+                    grad_col: Optional[str], tables: Optional[Path], dim: int, chunk: int, dtype_bytes: int,
+                    quiet: bool) -> None:
+    from .importers.columns import import_columns
+    from .importers.common import Layout, check_output
+
+    out_path = check_output(output, [input])
+    _run_import(f"importing {input.name}", quiet, lambda progress: import_columns(
+        fmt, input, out_path, step_col=step_col, table_col=table_col, row_col=row_col, grad_col=grad_col,
+        tables_file=tables, layout=Layout(dim, chunk, dtype_bytes), progress=progress))
+
+
+_STEP_COL = typer.Option("step", help="Column with the training step (integers, sorted).")
+_TABLE_COL = typer.Option("table", help="Column with the table: integer index or table name.")
+_ROW_COL = typer.Option("row", help="Column with the embedding row (integers >= 0).")
+_COLS_TABLES = typer.Option(None, "--tables", help="Table list (JSON or TOML); default: the tables seen, "
+                                                   "rows = max(row)+1.")
+
+
+@import_app.command("csv")
+def import_csv(
+    input: Path = typer.Argument(..., help="CSV file with a header line."),
+    output: Path = _OUTPUT, step_col: str = _STEP_COL, table_col: str = _TABLE_COL, row_col: str = _ROW_COL,
+    tables: Optional[Path] = _COLS_TABLES, dim: int = _DIM, chunk: int = _CHUNK, dtype_bytes: int = _DTYPE,
+    quiet: bool = _QUIET,
+):
+    """Import a CSV file with one lookup per line in named step / table / row columns (sorted by step).
+
+    Example: fiitedsim import csv lookups.csv --step-col iter --table-col feature --row-col id -o traces/t.parquet
+    """
+    _import_columns("csv", input, output, step_col, table_col, row_col, None, tables, dim, chunk, dtype_bytes, quiet)
+
+
+@import_app.command("parquet")
+def import_parquet(
+    input: Path = typer.Argument(..., help="Parquet file with one lookup per record."),
+    output: Path = _OUTPUT, step_col: str = _STEP_COL, table_col: str = _TABLE_COL, row_col: str = _ROW_COL,
+    grad_col: Optional[str] = typer.Option(None, help="Column of per-chunk gradient norms (list of K=D/C floats), "
+                                                      "written as grad_norm."),
+    tables: Optional[Path] = _COLS_TABLES, dim: int = _DIM, chunk: int = _CHUNK, dtype_bytes: int = _DTYPE,
+    quiet: bool = _QUIET,
+):
+    """Import a Parquet file with one lookup per record in named step / table / row columns (sorted by step).
+
+    Example: fiitedsim import parquet lookups.parquet --step-col iter --table-col feature --row-col id -o t.parquet
+    """
+    _import_columns("parquet", input, output, step_col, table_col, row_col, grad_col, tables, dim, chunk,
+                    dtype_bytes, quiet)
 
 
 def _usage_errors() -> tuple[type, ...]:

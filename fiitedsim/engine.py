@@ -33,11 +33,14 @@ COUNTER_SC = np.array([store.LOOKUPS, store.ROW_HITS, store.CHUNK_HITS, store.CH
                        store.SEARCHES, store.PROBES, store.ROUNDS], dtype=np.int64)
 
 POWTAB_MAX = 1 << 20
+#: row_pos[tid, k] holds a bucket number of one index: int32 halves its size (an index of 2**31 buckets
+#: would take 48 GiB of implementation memory alone)
+ROW_POS_DTYPE = np.int32
 
 State = namedtuple("State", [
     "sc", "ip", "fp", "tabs", "wpos", "powtab",          # scalars, parameters, per-table columns, decay table
-    "trk", "rows", "row_u", "dim_hist",                  # row tracker and tracked-row state
-    "ix", "ix_meta",                                     # hash indices: (key, slot) pairs, per-index columns
+    "trk", "rows", "row_u", "row_pos", "dim_hist",       # row tracker and tracked-row state
+    "ix", "ix_meta",                                     # hash indices: (key, slot, tid) entries, per-index columns
     "pools", "pool_theta", "page_live", "page_free_bits", "lifo", "slot_stamp",  # physical pools
     "snap", "counter_sc",                                # snapshot buffer
 ])
@@ -111,8 +114,9 @@ class EngineState:
             wpos=np.array([cfg.position_weight ** float(k) for k in range(k_max)], np.float64),
             powtab=self._powtab(np.zeros(0), 1024),
             trk=np.zeros((2 * rows_cap, 2), np.int64), rows=np.zeros((rows_cap, 3), np.int64),
-            row_u=np.zeros((rows_cap, k_max), np.float64), dim_hist=np.zeros(k_max + 1, np.int64),
-            ix=np.zeros((flat, 2), np.int64), ix_meta=ix_meta,
+            row_u=np.zeros((rows_cap, k_max), np.float64), row_pos=np.zeros((rows_cap, k_max), ROW_POS_DTYPE),
+            dim_hist=np.zeros(k_max + 1, np.int64),
+            ix=np.zeros((flat, store.IX_COLS), np.int64), ix_meta=ix_meta,
             pools=pools, pool_theta=np.zeros(n_pools, np.float64),
             page_live=np.full((n_pools, pages), store.UNMAPPED, np.int64),
             page_free_bits=np.zeros((n_pools, pages, (max(layout.slots_per_page) + 63) // 64), np.uint64),
@@ -150,7 +154,8 @@ class EngineState:
             cap = 2 * st.rows.shape[0]
             trk = np.zeros((2 * cap, 2), np.int64)
             store.tracker_rebuild(st.trk, trk)
-            self.st = st._replace(trk=trk, rows=_grown(st.rows, 0, cap), row_u=_grown(st.row_u, 0, cap))
+            self.st = st._replace(trk=trk, rows=_grown(st.rows, 0, cap), row_u=_grown(st.row_u, 0, cap),
+                                  row_pos=_grown(st.row_pos, 0, cap))
         elif status == NEED_INDEX:
             self._compact_index()
         elif status == NEED_PAGES:
@@ -168,8 +173,10 @@ class EngineState:
         st = self.st
         caps = st.ix_meta[:, store.X_CAP]
         live = int(caps.sum())
-        size = max(2 * live + 4 * self.k_max * int(st.sc[store.IX_CAP_MAX]), st.ix.shape[0])
-        ix = np.zeros((size, 2), np.int64)
+        if 2 * int(st.sc[store.IX_CAP_MAX]) > np.iinfo(ROW_POS_DTYPE).max:
+            raise RuntimeError("a hash index would exceed 2**31 buckets (row_pos holds int32 buckets)")
+        size = max(4 * live + 4 * self.k_max * int(st.sc[store.IX_CAP_MAX]), st.ix.shape[0])
+        ix = np.zeros((size, store.IX_COLS), np.int64)
         pos = 0
         for i in range(caps.size):
             cap, src = int(caps[i]), int(st.ix_meta[i, store.X_OFF])
@@ -240,10 +247,14 @@ class EngineState:
                 assert st.page_live[pool, page] != store.UNMAPPED, f"slot {slot} on unmapped page {page}"
                 assert not (int(st.page_free_bits[pool, page, s // 64]) >> (s % 64)) & 1, f"slot {slot} marked free"
         dims = 0
-        for (t, r), (_, _, d) in rows.items():
+        for tid, ((t, r), (_, _, d)) in enumerate(rows.items()):
             dims += d
             for k in range(self.tables[t].chunks):
                 assert (r in index[(t, k)][2]) == (k < d), f"row {(t, r)}: resident set is not the prefix 0..{d - 1}"
+                if k < d:  # the engine's cached bucket of each resident chunk is where the index holds it
+                    bucket = int(st.row_pos[tid, k])
+                    assert index[(t, k)][1][bucket] == r, f"row {(t, r)} chunk {k}: row_pos {bucket} is stale"
+                    assert int(st.ix[int(st.ix_meta[t * self.k_max + k, store.X_OFF]) + bucket, store.IX_TID]) == tid
         live = int(st.sc[store.LIVE_TOTAL])
         assert live == dims == entries == int(st.sc[store.IX_COUNT_TOTAL]), (live, dims, entries)
         mapped = st.page_live != store.UNMAPPED

@@ -24,7 +24,7 @@ import numpy as np
 
 from .config import PoolLayout, ReplayConfig, TableSpec
 
-POLICIES = ("fiited", "full", "uniform-dim", "uniform-row")
+POLICIES = ("fiited", "row-prune", "full", "uniform-dim", "uniform-row")
 
 MASK64 = (1 << 64) - 1
 
@@ -514,6 +514,12 @@ class FiitedModel:
         row.last = s
 
         # (3) admission
+        self.admit(t, r, s, row, d)
+
+    def admit(self, t: int, r: int, s: int, row: TrackedRow, d: int) -> None:
+        """Step (3) of an access: admit chunks k = d, d+1, ... while they pass theta and fit."""
+        K = self.tables[t].chunks
+        c = self.counters
         pool_id = self.layout.pool_of_table[t]
         pool = self.pools[pool_id]
         e = self.effective_utilities(row, s)
@@ -742,6 +748,92 @@ class FiitedModel:
                 assert owned > 0, f"page {page} mapped but empty after a record"
 
 
+class RowPruneModel(FiitedModel):
+    """DESIGN 4 `row-prune`: "the FIITED machinery at row granularity (a row has all K
+    chunks or none; row utility = sum over its chunks)". Only admission and the round
+    differ from FIITED; semantics.md "Row pruning (row-prune)" fixes the details."""
+
+    def row_utility(self, row: TrackedRow, now: int) -> float:
+        """semantics.md: "U = (u[0] + u[1] + ... + u[K-1]) * gamma ** float64(s - last),
+        the raw utilities summed in k order from 0.0 in float64, then multiplied once by
+        the decay factor"."""
+        total = 0.0
+        for u in row.u:
+            total += u
+        return total * self.cfg.gamma ** float(now - row.last)
+
+    def admit(self, t: int, r: int, s: int, row: TrackedRow, d: int) -> None:
+        """semantics.md: an access with d = 0: "U < theta -> denied_threshold; else if the
+        pool cannot give K slots -> denied_full; else the row is admitted", first taking
+        its K slots, then inserting chunk k into index (t, k) for k = 0, 1, ..."""
+        if d > 0:
+            return  # d == K: the row is already whole
+        K = self.tables[t].chunks
+        c = self.counters
+        pool_id = self.layout.pool_of_table[t]
+        pool = self.pools[pool_id]
+        if self.row_utility(row, s) < self.theta[pool_id]:
+            c["denied_threshold"] += 1
+            return
+        # "free slots on mapped pages plus max(0, page_cap - mapped_pages) * slots_per_page
+        # must be at least K"
+        page_cap = self.page_caps()[pool_id]
+        obtainable = len(pool.free) + max(0, page_cap - len(pool.mapped)) * pool.slots_per_page
+        if obtainable < K:
+            c["denied_full"] += 1
+            return
+        for k in range(K):
+            address = pool.take_slot((t, r, k), page_cap)
+            assert address is not None, "the slot count above guarantees K slots"
+            c["allocations"] += 1
+            row.resident[k] = address
+            self.observe_peaks()
+        for k in range(K):
+            self.insert_index(t, k, r, row.resident[k])
+
+    def round(self, now: int) -> None:
+        """semantics.md "Row pruning": per pool, rank rows by (U desc, t asc, r asc); keep
+        the longest prefix whose chunk total is at most N; theta = U of the last kept row
+        (+inf if N = 0 or no row fits, 0.0 if fewer than N chunks are tracked); free the
+        other resident rows in (t, r, k) order, then unmap empty pages."""
+        self.counters["rounds"] += 1
+        caps = self.page_caps()
+        for pool_id, pool in enumerate(self.pools):
+            N = caps[pool_id] * pool.slots_per_page
+            ranked = []  # (U, t, r)
+            for (t, r), row in self.rows.items():
+                if self.layout.pool_of_table[t] == pool_id:
+                    ranked.append((self.row_utility(row, now), t, r))
+            ranked.sort(key=lambda x: (-x[0], x[1], x[2]))
+            keep = set()
+            used = 0
+            last_kept_u = math.inf
+            for u, t, r in ranked:
+                if used + self.tables[t].chunks > N:
+                    break  # "the first row that does not fit ends it"
+                used += self.tables[t].chunks
+                keep.add((t, r))
+                last_kept_u = u
+            if N == 0:
+                self.theta[pool_id] = math.inf
+            elif sum(self.tables[t].chunks for _, t, _ in ranked) < N:
+                self.theta[pool_id] = 0.0
+            else:
+                self.theta[pool_id] = last_kept_u  # +inf when not even the first row fits
+            resident = sorted((t, r, k) for (t, r), row in self.rows.items()
+                              if self.layout.pool_of_table[t] == pool_id for k in row.resident)
+            for (t, r, k) in resident:
+                if (t, r) not in keep:
+                    self.free_chunk(t, r, k)
+            pool.unmap_empty_pages()
+
+    def check_invariants(self) -> None:
+        """FIITED's invariants, and every row whole or absent (d in {0, K})."""
+        super().check_invariants()
+        for (t, r), row in self.rows.items():
+            assert len(row.resident) in (0, self.tables[t].chunks), f"row {(t, r)} is partly resident"
+
+
 def _check_index_layout(keys: list, count: int, where: str) -> None:
     """Linear probing integrity: every entry is reachable from its home bucket
     without crossing an empty bucket; no duplicate keys; at least one empty bucket."""
@@ -920,19 +1012,21 @@ def replay(tables: list[TableSpec], cfg: ReplayConfig, lookups, importance=(), p
 
     if policy == "fiited":
         model = FiitedModel(tables, cfg, has_grads, log_given)
+    elif policy == "row-prune":
+        model = RowPruneModel(tables, cfg, has_grads, log_given)
     else:
         model = DenseBaseline(tables, cfg, policy)
 
     snapshots = []
     for i, rec in enumerate(records):
         model.apply(rec)
-        if check and policy == "fiited":
+        if check and isinstance(model, FiitedModel):
             model.check_invariants()
         if i + 1 < len(records):
             s, s_next = rec.step, records[i + 1].step
             if s_next // cfg.interval > s // cfg.interval:
                 model.round(now=s)
-                if check and policy == "fiited":
+                if check and isinstance(model, FiitedModel):
                     model.check_invariants()
             if s_next // cfg.report_every > s // cfg.report_every:
                 snapshots.append(model.snapshot(s))

@@ -22,7 +22,7 @@ from .trace import TraceSource
 #: Version of the results folder layout (summary.json + timeseries/); bump on incompatible change.
 RESULTS_FORMAT = 1
 #: Policies that store chunks in pages and so need at least one page per pool.
-PAGED_POLICIES = {"fiited"}
+PAGED_POLICIES = {"fiited", "row-prune"}
 
 
 def parse_policies(text: str) -> list[str]:
@@ -83,7 +83,9 @@ def replay(source: TraceSource, policies: list[str], budgets: list[tuple[str, in
     lookups = importance = 0
     # only policies that read gradient norms make the reader decode them (the widest column)
     with_grad = any(getattr(policy, "uses_grad", True) for policy in instances.values())
-    for batch in read_ahead(source.batches(with_grad=with_grad)):  # decode the next batches meanwhile
+    # whole_steps=False: a step may span batches, so memory stays at a few Parquet batches even when one step
+    # does not fit (policies process records one by one, so where a batch ends does not matter)
+    for batch in read_ahead(source.batches(with_grad=with_grad, whole_steps=False)):  # decode the next meanwhile
         for policy in instances.values():
             policy.consume(batch)
         for steps in (batch.step, batch.imp_step):

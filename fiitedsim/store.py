@@ -14,8 +14,15 @@ tuple of arrays through nested calls with a reference-count update per
 field, which cost ~200 ns per lookup. Arrays with named columns (`rows[tid,
 LAST]`, `pools[p, HWM]`) keep the argument lists short.
 
-All index regions live in one flat array `ix` of (key, slot) pairs, so an
-insert or delete touches one cache line, not two. A region is `capacity`
+All index regions live in one flat array `ix` of (key, slot, tid) entries,
+so an insert or delete touches one cache line, not several. `tid`, the
+tracked-row id of the entry, lets the engine keep `row_pos[tid, k]`: the
+bucket of each resident chunk in its index. Linear probing never moves an
+entry on insert, and backward-shift deletion and rehashing update `row_pos`
+of the entries they move, so the probe length of a search for a resident
+chunk is the cyclic distance from its home bucket to `row_pos` plus one,
+with no index access; only the search for the first absent chunk walks the
+index. A region is `capacity`
 entries long; doubling writes the new region at the bump pointer
 (scanning the old one from slot 0 upward, as DESIGN 3.1 says) and abandons the
 old one. The Python driver compacts and enlarges the flat arrays between
@@ -55,7 +62,8 @@ Q_SPP, Q_DENSE, Q_HWM, Q_MAPPED, Q_LIVE, Q_HINT_FREE, Q_HINT_UNMAPPED, Q_LIFO_TO
 N_Q = 8
 UNMAPPED = -1                                      # page_live[p, page] of a page that is not mapped
 
-IX_KEY, IX_SLOT = 0, 1                            # ix[entry, :]
+IX_KEY, IX_SLOT, IX_TID = 0, 1, 2                 # ix[entry, :]: row + 1 (0 = empty), slot, tracked-row id
+IX_COLS = 3
 
 ROW_BITS = 40
 ROW_MASK = (1 << ROW_BITS) - 1
@@ -223,8 +231,20 @@ def index_search_hashed(ix, ix_meta, i, row, h):
 
 
 @inline
-def index_rehash(ix, ix_meta, sc, ip, i):
-    """Double index i: reinsert scanning the old array from slot 0 upward (a counted rehash)."""
+def resident_probes(ix_meta, i, h, pos):
+    """Probe length of a search of index i that finds its key at bucket `pos` (h = splitmix64(row)).
+
+    Linear probing examines home, home + 1, ..., pos, and the key is always
+    found before any empty bucket (no entry between home and pos is ever
+    emptied without shifting the key back), so no index access is needed.
+    """
+    mask = ix_meta[i, X_CAP] - 1
+    return ((pos - np.int64(h & np.uint64(mask))) & mask) + 1
+
+
+@inline
+def index_rehash(ix, ix_meta, sc, ip, i, row_pos, k):
+    """Double index i (chunk position k): reinsert scanning the old array from slot 0 upward (a counted rehash)."""
     old_off, old_cap = ix_meta[i, X_OFF], ix_meta[i, X_CAP]
     new_cap = 2 * old_cap
     new_off = sc[IX_BUMP]
@@ -238,6 +258,9 @@ def index_rehash(ix, ix_meta, sc, ip, i):
                 b = (b + 1) & mask
             ix[new_off + b, IX_KEY] = key
             ix[new_off + b, IX_SLOT] = ix[old_off + j, IX_SLOT]
+            tid = ix[old_off + j, IX_TID]
+            ix[new_off + b, IX_TID] = tid
+            row_pos[tid, k] = b
     note_peaks(sc, ip, new_cap)  # old and new are both held during the move
     ix_meta[i, X_OFF] = new_off
     ix_meta[i, X_CAP] = new_cap
@@ -248,23 +271,27 @@ def index_rehash(ix, ix_meta, sc, ip, i):
 
 
 @inline
-def index_insert(ix, ix_meta, sc, ip, max_load, i, row, slot):
-    """Insert row -> slot into index i, doubling first if (count + 1) > max_load * capacity."""
+def index_insert(ix, ix_meta, sc, ip, max_load, i, row, slot, tid, row_pos, k):
+    """Insert row -> slot into index i (chunk position k of tracked row tid), doubling first if
+    (count + 1) > max_load * capacity; record the bucket in row_pos[tid, k]."""
     if (ix_meta[i, X_COUNT] + 1) > max_load * ix_meta[i, X_CAP]:
-        index_rehash(ix, ix_meta, sc, ip, i)
+        index_rehash(ix, ix_meta, sc, ip, i, row_pos, k)
     b, _ = index_search(ix, ix_meta, i, row)
-    ix[ix_meta[i, X_OFF] + b, IX_KEY] = row + 1
-    ix[ix_meta[i, X_OFF] + b, IX_SLOT] = slot
+    e = ix_meta[i, X_OFF] + b
+    ix[e, IX_KEY] = row + 1
+    ix[e, IX_SLOT] = slot
+    ix[e, IX_TID] = tid
+    row_pos[tid, k] = b
     ix_meta[i, X_COUNT] += 1
     sc[IX_COUNT_TOTAL] += 1
 
 
 @inline
-def index_delete(ix, ix_meta, sc, i, row):
-    """Remove `row` from index i by backward shift (no tombstones); return its slot."""
+def index_delete(ix, ix_meta, sc, i, hole, row_pos, k):
+    """Remove the entry at bucket `hole` of index i (chunk position k) by backward shift (no
+    tombstones), keeping row_pos of the entries it moves; return the removed entry's slot."""
     off, cap = ix_meta[i, X_OFF], ix_meta[i, X_CAP]
     mask = cap - 1
-    hole, _ = index_search(ix, ix_meta, i, row)
     slot = ix[off + hole, IX_SLOT]
     j = hole
     while True:
@@ -276,8 +303,11 @@ def index_delete(ix, ix_meta, sc, i, row):
         # the entry at j stays unless its home lies cyclically outside (hole, j]
         stays = (hole < h <= j) if hole <= j else (h > hole or h <= j)
         if not stays:
+            tid = ix[off + j, IX_TID]
             ix[off + hole, IX_KEY] = key
             ix[off + hole, IX_SLOT] = ix[off + j, IX_SLOT]
+            ix[off + hole, IX_TID] = tid
+            row_pos[tid, k] = hole
             hole = j
     ix[off + hole, IX_KEY] = EMPTY
     ix_meta[i, X_COUNT] -= 1

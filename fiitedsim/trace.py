@@ -6,15 +6,25 @@ per Parquet batch and every failure is an `InputError` whose message is one
 line naming the file and, for bad data, the 0-based record number (the row
 of the Parquet file), its step and the offending value.
 
+A trace may be one Parquet file or several "parts" (a folder of `*.parquet`
+files or a glob pattern, see `trace_parts`): parts are streamed one after the
+other in natural name order and behave exactly like their concatenation, so a
+trace larger than memory or disk quota can be written and replayed piecewise.
+
 Nothing here needs the whole trace in memory: files are streamed with
-`ParquetFile.iter_batches`, and `batches()` only holds back the lookups of one
-step (the tail of a Parquet batch that may continue in the next one) so that
-the consumer can merge each batch's lookups with its importance records by
-step without looking ahead (docs/semantics.md, "Records and their order").
+`ParquetFile.iter_batches`, one row group at a time. `batches()` holds back
+what may still continue in the next Parquet batch, so that the consumer can
+merge each batch's lookups with its importance records by step without
+looking ahead (docs/semantics.md, "Records and their order"): by default the
+lookups of the last step (whole steps per batch), with `whole_steps=False`
+only the importance records of that step, which keeps memory at one Parquet
+batch even when a single step does not fit in memory.
 """
 from __future__ import annotations
 
+import glob
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +73,15 @@ class RecordBatch:
     imp_chunk: np.ndarray  # int64 [m]
     imp_value: np.ndarray  # float32 [m]
 
+    def __post_init__(self):
+        # Read-only views throughout: arrays decoded zero-copy from Arrow are read-only and joined ones are
+        # not, and Numba compiles a kernel once per signature, so a mix would compile every kernel twice.
+        for name, value in vars(self).items():
+            if isinstance(value, np.ndarray) and value.flags.writeable:
+                view = value.view()
+                view.flags.writeable = False
+                setattr(self, name, view)
+
     @property
     def num_lookups(self) -> int:
         return len(self.step)
@@ -92,6 +111,41 @@ def _open_parquet(path: Path, what: str) -> pq.ParquetFile:
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{path}: not a readable Parquet file (corrupt, truncated or another format): "
                          f"{_one_line(exc)}") from None
+
+
+_GLOB_CHARS = re.compile(r"[*?[]")
+
+
+def natural_key(path: Path) -> tuple:
+    """Sort key comparing digit runs as numbers: part-2 before part-10 (plain string order puts it after)."""
+    text = str(path)
+    return tuple((0, int(piece), piece) if piece.isdigit() else (1, 0, piece)
+                 for piece in re.split(r"(\d+)", text)), text
+
+
+def trace_parts(path) -> list[Path]:
+    """The Parquet files a trace argument names: the file itself, every `*.parquet` in a folder, or a glob's matches.
+
+    Parts are ordered by `natural_key` of their path (numbers compare as
+    numbers, so part-2 comes before part-10); files whose name starts with "."
+    (hidden, or an unfinished atomic write) are skipped.
+    """
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        parts = [p for p in path.iterdir() if p.suffix == ".parquet" and p.is_file() and not p.name.startswith(".")]
+        if not parts:
+            raise InputError(f"trace {path} is not a file, and as a folder of parts it holds no *.parquet files")
+        return sorted(parts, key=natural_key)
+    if _GLOB_CHARS.search(str(path)):
+        parts = [Path(p) for p in glob.glob(str(path)) if Path(p).is_file() and not Path(p).name.startswith(".")]
+        if not parts:
+            raise InputError(f"trace file not found, nor any file matching it as a glob pattern: {path}")
+        return sorted(parts, key=natural_key)
+    if path.exists():
+        raise InputError(f"trace file {path} is not a regular file; give a Parquet file, a folder of parts or a glob")
+    raise InputError(f"trace file not found: {path}")
 
 
 def _stream(path: Path, columns: list[str], batch_rows: int) -> Iterator[pa.RecordBatch]:
@@ -143,6 +197,19 @@ def _naming(source: str, build: Callable[[], list[TableSpec]]) -> list[TableSpec
 
 def _kind(t: pa.DataType) -> str:
     return "name" if _is_string(t) else "index"
+
+
+def _columns_text(schema: pa.Schema) -> str:
+    return ", ".join(f"{f.name}: {f.type}" for f in schema)
+
+
+def _tables_meta(schema: pa.Schema):
+    """The table metadata of a part, parsed when it is JSON so that formatting differences do not matter."""
+    raw = (schema.metadata or {}).get(TABLES_KEY)
+    try:
+        return None if raw is None else json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return raw
 
 
 _TABLE_TYPE = (lambda t: pa.types.is_integer(t) or _is_string(t), "an integer table index or a string table name")
@@ -199,8 +266,11 @@ def _check_steps(step: np.ndarray, previous: int | None, where: _Where, fix: str
     return int(step[-1])
 
 
-def _cat(a: tuple, b: tuple) -> tuple:
-    return tuple(None if x is None else np.concatenate([x, y]) for x, y in zip(a, b))
+def _join(parts: list[tuple]) -> tuple:
+    """Concatenate a list of column tuples once (appending one by one would copy quadratically)."""
+    if len(parts) == 1:
+        return parts[0]
+    return tuple(None if cols[0] is None else np.concatenate(cols) for cols in zip(*parts))
 
 
 def _split(parts: tuple, i: int) -> tuple[tuple, tuple]:
@@ -227,12 +297,9 @@ class TraceSource:
         self.batch_rows = int(batch_rows)
         self.warn = warn
 
-        with _open_parquet(self.path, "trace file") as pf:
-            schema = pf.schema_arrow
-            self.num_lookups = pf.metadata.num_rows
-        _check_schema(self.path, schema, "a trace", TRACE_COLUMNS, {
-            "step": _INT_TYPE, "row": _INT_TYPE, "table": _TABLE_TYPE,
-            "grad_norm": (_is_float_list, "a list of floats (one L2 norm per chunk)")})
+        #: the Parquet files of the trace, in replay order (one for a plain file)
+        self.parts = trace_parts(self.path)
+        schema, self.num_lookups = self._check_parts()
         if self.num_lookups == 0:
             raise InputError(f"{self.path}: the trace has no lookups; a replay needs at least one")
         self._table_kind = _kind(schema.field("table").type)
@@ -259,6 +326,33 @@ class TraceSource:
         self.k_max = int(self._k.max())
 
     # -- setup ---------------------------------------------------------------
+
+    def _check_parts(self) -> tuple[pa.Schema, int]:
+        """Footers of every part: readable, a trace schema, and the same columns and table metadata in all.
+
+        Returns the first part's schema (the table metadata comes from it) and
+        the total number of lookups, without reading any data.
+        """
+        first, total = None, 0
+        for part in self.parts:
+            with _open_parquet(part, "trace file") as pf:
+                schema = pf.schema_arrow
+                total += pf.metadata.num_rows
+            _check_schema(part, schema, "a trace", TRACE_COLUMNS, {
+                "step": _INT_TYPE, "row": _INT_TYPE, "table": _TABLE_TYPE,
+                "grad_norm": (_is_float_list, "a list of floats (one L2 norm per chunk)")})
+            if first is None:
+                first = schema
+                continue
+            if not schema.remove_metadata().equals(first.remove_metadata()):
+                raise InputError(f"{part}: its columns ({_columns_text(schema)}) differ from those of the first "
+                                 f"part {self.parts[0]} ({_columns_text(first)}); every part of a trace needs the "
+                                 "same schema")
+            if _tables_meta(schema) != _tables_meta(first):
+                raise InputError(f"{part}: its '{TABLES_KEY.decode()}' metadata differs from that of the first "
+                                 f"part {self.parts[0]}; every part of a trace must carry the same table list "
+                                 "(or none)")
+        return first, total
 
     def _open_importance(self) -> None:
         path = self.importance_path
@@ -291,10 +385,10 @@ class TraceSource:
             try:
                 data = json.loads(meta.decode("utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise InputError(f"{self.path}: Parquet metadata '{key}' is not valid JSON "
+                raise InputError(f"{self.parts[0]}: Parquet metadata '{key}' is not valid JSON "
                                  f"({_one_line(exc)}); pass --tables FILE instead") from None
             self._tables_source = f"the trace's '{key}' metadata"
-            source = f"{self.path} metadata '{key}'"
+            source = f"{self.parts[0]} metadata '{key}'"
             return _naming(source, lambda: tables_from_json(data, source))
         self._tables_source = "the inferred table list"
         return self._infer_tables()
@@ -314,7 +408,7 @@ class TraceSource:
         """rows = max(row)+1 per table over the trace and the log, default D, C and dtype, with a warning."""
         names: dict[str, int] = {}  # grows in order of first appearance when tables are named
         max_row = np.full(0, -1, dtype=np.int64)
-        files = [self.path] + ([self.importance_path] if self.has_importance else [])
+        files = list(self.parts) + ([self.importance_path] if self.has_importance else [])
         for path in files:
             offset = 0
             for batch in _stream(path, ["table", "row"], self.batch_rows):
@@ -417,15 +511,23 @@ class TraceSource:
         """Validated lookups per Parquet batch: (step, table, row, grad)."""
         read_grad = self.has_grad and with_grad
         columns = list(TRACE_COLUMNS) + (["grad_norm"] if read_grad else [])
-        offset, last = 0, None
-        for batch in _stream(self.path, columns, self.batch_rows):
-            where = _Where(self.path, offset)
-            step = _ints(batch.column("step"), "step", where)
-            last = _check_steps(step, last, where, "sort the trace by step, keeping lookup order within a step")
-            table, row = self._tables_rows(batch.column("table"), batch.column("row"), step, where)
-            grad = self._grad(batch.column("grad_norm"), table, step, where) if read_grad else None
-            yield step, table.astype(np.int32), row, grad
-            offset += batch.num_rows
+        last, last_part = None, None
+        for part in self.parts:
+            offset = 0
+            for batch in _stream(part, columns, self.batch_rows):
+                where = _Where(part, offset)
+                step = _ints(batch.column("step"), "step", where)
+                if offset == 0 and last_part is not None and step[0] < last:
+                    where.fail(0, step, f"the part starts at step {int(step[0])} but the previous part "
+                                        f"{last_part} ends at step {last}; parts are replayed in natural name "
+                                        "order and their steps must be non-decreasing across parts")
+                last = _check_steps(step, last, where, "sort the trace by step, keeping lookup order within a step")
+                table, row = self._tables_rows(batch.column("table"), batch.column("row"), step, where)
+                grad = self._grad(batch.column("grad_norm"), table, step, where) if read_grad else None
+                yield step, table.astype(np.int32), row, grad
+                offset += batch.num_rows
+            if offset:
+                last_part = part
 
     def _importance(self) -> Iterator[tuple]:
         """Validated importance records per Parquet batch: (step, table, row, chunk, value)."""
@@ -457,39 +559,65 @@ class TraceSource:
         return (np.empty(0, np.int64), np.empty(0, np.int32), np.empty(0, np.int64),
                 np.empty(0, np.int64), np.empty(0, np.float32))
 
-    def batches(self, with_grad: bool = True) -> Iterator[RecordBatch]:
+    def batches(self, with_grad: bool = True, whole_steps: bool = True) -> Iterator[RecordBatch]:
         """Stream RecordBatches whose concatenation, merged batch by batch by step, is the record stream.
 
         `with_grad=False` skips decoding (and so validating) `grad_norm`, for
         consumers that do not use it; `grad` is then None.
 
-        Every batch but the last holds only records with step < X, where X is
-        the step of the first lookup held back for the next batch: the tail of
-        a Parquet batch sharing its final step is held back because more
-        lookups of that step may follow, and importance records of step X must
-        come after all of them. The last batch gets whatever remains,
-        including importance records after the last lookup.
+        With `whole_steps` (the default), every batch but the last holds only
+        records with step < X, where X is the step of the first lookup held
+        back for the next batch: the tail of a Parquet batch sharing its final
+        step is held back because more lookups of that step may follow, and
+        importance records of step X must come after all of them. The last
+        batch gets whatever remains, including importance records after the
+        last lookup. Consumers that count per step (trace statistics) need this.
+
+        With `whole_steps=False`, lookups are passed on as soon as they are
+        decoded, so a step may continue in the next batch, and only importance
+        records of a batch's last lookup step wait for the next batch. Merging
+        batch by batch still gives the record stream, and memory stays at one
+        Parquet batch even when one step has more lookups than fit in memory
+        (one FBGEMM request file is one step); replay uses this.
         """
         importance = self._importance() if self.has_importance else iter(())
-        imp_done = not self.has_importance
-        imp_held = self._empty_importance()
-        held = None
-        for part in self._lookups(with_grad):
-            lookups = part if held is None else _cat(held, part)
-            x = lookups[0][-1]
-            out, held = _split(lookups, int(np.searchsorted(lookups[0], x, side="left")))
-            while not imp_done and (len(imp_held[0]) == 0 or imp_held[0][-1] < x):
+        imp_held = [self._empty_importance()]
+
+        def importance_before(x: int) -> tuple:
+            """Importance records of steps < x, leaving those of steps >= x held back."""
+            while imp_held[-1][0].size == 0 or imp_held[-1][0][-1] < x:
                 more = next(importance, None)
                 if more is None:
-                    imp_done = True
-                else:
-                    imp_held = _cat(imp_held, more)
-            imp_out, imp_held = _split(imp_held, int(np.searchsorted(imp_held[0], x, side="left")))
+                    break
+                imp_held.append(more)
+            records = _join(imp_held)
+            out, rest = _split(records, int(np.searchsorted(records[0], x, side="left")))
+            imp_held[:] = [rest]
+            return out
+
+        held: list[tuple] = []  # lookups of the last step seen, when whole_steps
+        for part in self._lookups(with_grad):
+            x = part[0][-1]
+            if not whole_steps:
+                yield self._batch(part, importance_before(x))
+                continue
+            if held and part[0][0] == x == held[-1][0][-1]:  # the part only continues the held step: no copy yet
+                held.append(part)
+                continue
+            lookups = _join(held + [part])
+            out, tail = _split(lookups, int(np.searchsorted(lookups[0], x, side="left")))
+            held = [tail]
+            imp_out = importance_before(x)
             if len(out[0]) or len(imp_out[0]):
                 yield self._batch(out, imp_out)
-        for more in importance:
-            imp_held = _cat(imp_held, more)
-        yield self._batch(held, imp_held)
+        rest = _join(imp_held + list(importance))
+        lookups = _join(held) if held else None
+        if lookups is not None or len(rest[0]):
+            yield self._batch(lookups if lookups is not None else self._no_lookups(with_grad), rest)
+
+    def _no_lookups(self, with_grad: bool) -> tuple:
+        grad = np.zeros((0, self.k_max), np.float32) if self.has_grad and with_grad else None
+        return np.empty(0, np.int64), np.empty(0, np.int32), np.empty(0, np.int64), grad
 
     @staticmethod
     def _batch(lookups: tuple, imp: tuple) -> RecordBatch:

@@ -70,7 +70,7 @@ def engine_replay(tables, cfg, lookups, importance=(), policy="fiited", check=Fa
     policy_obj = POLICIES[policy](tables, cfg, has_grad, len(imp[0]) > 0)
     for batch in _batches(step, table, row, grad, imp, cuts):
         policy_obj.consume(batch)
-        if check and policy == "fiited":
+        if check and hasattr(policy_obj, "engine"):  # the chunk-storing policies
             policy_obj.engine.check_invariants()
     result = policy_obj.finish()
     frame = result.snapshots
@@ -81,7 +81,7 @@ def engine_replay(tables, cfg, lookups, importance=(), policy="fiited", check=Fa
         snap["dim_hist"] = [rec[c] for c in dim_cols]
         snapshots.append(snap)
     out = EngineResult(summary=result.summary, snapshots=snapshots)
-    if policy == "fiited":
+    if hasattr(policy_obj, "engine"):
         eng = policy_obj.engine
         for key, (u, last, _) in eng.tracked().items():
             out.utilities[key] = u

@@ -33,6 +33,7 @@ from .base import Policy, PolicyResult, finish_summary, snapshots_frame
 
 INF = np.inf
 LOOKAHEAD = 16  # lookups ahead whose tracker bucket is prefetched; their row state at half that distance
+NEAR = 3        # lookups ahead whose absent chunks' index home buckets are prefetched
 TIE_K_SHIFT = 56  # tie key (k, t, r): k in bits 56.., t in 40..55, r in 0..39
 
 
@@ -56,28 +57,32 @@ def set_dim(rows, dim_hist, tid, d):
 # ============================================================================
 
 @inline
-def access(st, t, r, s, grad, gi):
-    sc, ip, tabs, rows, row_u, wpos = st.sc, st.ip, st.tabs, st.rows, st.row_u, st.wpos
-    ix, ix_meta = st.ix, st.ix_meta
-    pools, page_live, page_free_bits, lifo, slot_stamp = st.pools, st.page_live, st.page_free_bits, st.lifo, st.slot_stamp
-    kmax = ip[P_KMAX]
-    tid = store.track_row(st.trk, rows, row_u, st.dim_hist, tabs, sc, ip, t, r, s)
-    k_row = tabs[t, T_K]
-    d = rows[tid, R_D]
-    # (1) hit status from the resident prefix before anything changes (DESIGN 5)
+def observe(st, tid, t, r, d, k_row):
+    """Step (1) of an access: hit status from the resident prefix d before anything changes (DESIGN 5),
+    and the searches of k = 0 .. min(d, K-1): the resident prefix and the first absent chunk (DESIGN 3.1).
+    A resident chunk's probe length follows from its cached bucket; only the absent one walks the index."""
+    sc, ix, ix_meta, row_pos = st.sc, st.ix, st.ix_meta, st.row_pos
+    kmax = st.ip[P_KMAX]
     sc[LOOKUPS] += 1
     sc[ROW_HITS] += d > 0
     sc[CHUNK_HITS] += d
     sc[CHUNKS_REQUESTED] += k_row
     sc[FULL_HITS] += d == k_row
-    #     searches of k = 0 .. min(d, K-1): the resident prefix and the first absent chunk (DESIGN 3.1)
     h = store.splitmix64(r)
     for k in range(min(d, k_row - 1) + 1):
-        _, probes = store.index_search_hashed(ix, ix_meta, t * kmax + k, r, h)
+        if k < d:
+            probes = store.resident_probes(ix_meta, t * kmax + k, h, np.int64(row_pos[tid, k]))
+        else:
+            _, probes = store.index_search_hashed(ix, ix_meta, t * kmax + k, r, h)
         sc[SEARCHES] += 1
         sc[PROBES] += probes
         sc[MAX_PROBE] = max(sc[MAX_PROBE], probes)
-    # (2) utilities: u = u * gamma ** (s - last) + x[k]
+
+
+@inline
+def update_utilities(st, tid, s, k_row, grad, gi):
+    """Step (2) of an access: u = u * gamma ** (s - last) + x[k] (DESIGN 2)."""
+    ip, rows, row_u, wpos = st.ip, st.rows, st.row_u, st.wpos
     f = decay(st.powtab, st.fp[F_GAMMA], s - rows[tid, R_LAST])
     for k in range(k_row):
         if ip[P_HAS_LOG]:
@@ -88,6 +93,19 @@ def access(st, t, r, s, grad, gi):
             x = 1.0 * wpos[k]
         row_u[tid, k] = row_u[tid, k] * f + x
     rows[tid, R_LAST] = s
+
+
+@inline
+def access(st, t, r, s, grad, gi):
+    sc, ip, tabs, rows, row_u = st.sc, st.ip, st.tabs, st.rows, st.row_u
+    ix, ix_meta, row_pos = st.ix, st.ix_meta, st.row_pos
+    pools, page_live, page_free_bits, lifo, slot_stamp = st.pools, st.page_live, st.page_free_bits, st.lifo, st.slot_stamp
+    kmax = ip[P_KMAX]
+    tid = store.track_row(st.trk, rows, row_u, st.dim_hist, tabs, sc, ip, t, r, s)
+    k_row = tabs[t, T_K]
+    d = rows[tid, R_D]
+    observe(st, tid, t, r, d, k_row)              # (1) hit status and searches
+    update_utilities(st, tid, s, k_row, grad, gi)  # (2) utilities
     # (3) admission of k = d, d+1, ...: e[k] = min over j <= k of u[j] (already decayed to s)
     pool = tabs[t, T_POOL]
     theta = st.pool_theta[pool]
@@ -103,7 +121,7 @@ def access(st, t, r, s, grad, gi):
         if slot < 0:
             sc[DENIED_FULL] += 1
             break
-        store.index_insert(ix, ix_meta, sc, ip, st.fp[F_MAX_LOAD], t * kmax + k, r, slot)
+        store.index_insert(ix, ix_meta, sc, ip, st.fp[F_MAX_LOAD], t * kmax + k, r, slot, tid, row_pos, k)
         set_dim(rows, st.dim_hist, tid, k + 1)
 
 
@@ -198,13 +216,10 @@ def select_keep(st, pool, n_keep, now):
 
 @inline
 def prefetch_index_buckets(st, rows, tid, k_from):
-    """Prefetch the home buckets of row tid in the indices of chunks k_from .. d-1."""
-    key = rows[tid, R_KEY]
-    t, r = key >> ROW_BITS, key & ROW_MASK
-    h = store.splitmix64(r)
+    """Prefetch the index entries of row tid's chunks k_from .. d-1 (their buckets are cached in row_pos)."""
+    t = rows[tid, R_KEY] >> ROW_BITS
     for k in range(k_from, rows[tid, R_D]):
-        meta = st.ix_meta[t * st.ip[P_KMAX] + k]
-        prefetch(st.ix, meta[store.X_OFF] + np.int64(h & np.uint64(meta[store.X_CAP] - 1)))
+        prefetch(st.ix, st.ix_meta[t * st.ip[P_KMAX] + k, store.X_OFF] + np.int64(st.row_pos[tid, k]))
 
 
 @numba.njit(cache=True)
@@ -264,9 +279,9 @@ def pruning_round(st, now):
             tid = free_rows[order[q]]
             kept = free_keep[order[q]]
             t = rows[tid, R_KEY] >> ROW_BITS
-            r = rows[tid, R_KEY] & ROW_MASK
             for k in range(kept, rows[tid, R_D]):
-                slot = store.index_delete(st.ix, st.ix_meta, sc, t * kmax + k, r)
+                slot = store.index_delete(st.ix, st.ix_meta, sc, t * kmax + k, np.int64(st.row_pos[tid, k]),
+                                          st.row_pos, k)
                 store.free_slot(pools, page_live, page_free_bits, lifo, slot_stamp, sc, ip, pool, slot)
             set_dim(rows, dim_hist, tid, kept)
     store.unmap_empty_pages(pools, page_live, sc)
@@ -314,25 +329,31 @@ def fill_snapshot_row(st, step, row):
 
 @inline
 def prefetch_ahead(st, lk_table, lk_row, i):
-    """Start the cache misses of lookups i + LOOKAHEAD (tracker bucket) and i + LOOKAHEAD/2
-    (row state and the home bucket of each of the table's indices)."""
+    """Start the cache misses of later lookups in three stages: the tracker bucket of lookup
+    i + LOOKAHEAD, the row state of lookup i + LOOKAHEAD/2 (its tracker bucket has arrived), and
+    the home buckets of the absent chunks of lookup i + NEAR (its row state has arrived): the search
+    of the first absent chunk is the only one that reads the index, and admission inserts from there.)"""
     n = lk_row.size
     far = i + LOOKAHEAD
     if far < n:
         key = store.packed_row_key(lk_table[far], lk_row[far])
         prefetch(st.trk, np.int64(store.splitmix64(key) & np.uint64(st.trk.shape[0] - 1)))
-    near = i + LOOKAHEAD // 2
-    if near < n:
-        t, r = lk_table[near], lk_row[near]
-        tid = store.tracker_find(st.trk, store.packed_row_key(t, r))
+    mid = i + LOOKAHEAD // 2
+    if mid < n:
+        tid = store.tracker_find(st.trk, store.packed_row_key(lk_table[mid], lk_row[mid]))
         if tid >= 0:
             prefetch(st.rows, tid)
             prefetch(st.row_u, tid)
-            kmax = st.ip[P_KMAX]
-            h = store.splitmix64(r)
-            for k in range(st.tabs[t, T_K]):  # every index: d is not known before rows[tid] arrives
-                meta = st.ix_meta[t * kmax + k]
-                prefetch(st.ix, meta[store.X_OFF] + np.int64(h & np.uint64(meta[store.X_CAP] - 1)))
+            prefetch(st.row_pos, tid)
+    near = i + NEAR
+    if near < n:
+        t, r = lk_table[near], lk_row[near]
+        tid = store.tracker_find(st.trk, store.packed_row_key(t, r))
+        d = st.rows[tid, R_D] if tid >= 0 else 0
+        h = store.splitmix64(r)
+        for k in range(d, st.tabs[t, T_K]):  # the search of chunk d, and the inserts if d, d+1, ... are admitted
+            meta = st.ix_meta[t * st.ip[P_KMAX] + k]
+            prefetch(st.ix, meta[store.X_OFF] + np.int64(h & np.uint64(meta[store.X_CAP] - 1)))
 
 
 # Everything a record needs is inlined into `run`, which allocates nothing; compiling it without
@@ -402,12 +423,19 @@ class Fiited(Policy):
     """FIITED dimension pruning over VHPI storage."""
 
     name = "fiited"
+    #: the record loop and gap handler of this policy (row-prune, which shares this driver, has its own)
+    run_kernel = staticmethod(run)
+    gap_kernel = staticmethod(handle_gap)
 
     def __init__(self, tables, cfg, has_grad, has_log):
         super().__init__(tables, cfg, has_grad, has_log)
         self.engine = EngineState(tables, cfg, has_grad, has_log)
         k_max = self.engine.k_max
         self._no_grad = np.zeros((1, k_max), np.float32)
+
+    def kernel_scratch(self) -> tuple:
+        """Extra arguments of `run_kernel` after (i, j): scratch arrays, since the loop cannot allocate."""
+        return ()
 
     def consume(self, batch) -> None:
         steps_max = 0
@@ -419,14 +447,15 @@ class Fiited(Policy):
         grad = batch.grad if (batch.grad is not None and self.engine.st.ip[store.P_HAS_GRAD]) else self._no_grad
         i = j = 0
         while True:
-            status, i, j = run(self.engine.st, batch.step, batch.table, batch.row, grad, batch.imp_step,
-                               batch.imp_table, batch.imp_row, batch.imp_chunk, batch.imp_value, i, j)
+            status, i, j = self.run_kernel(self.engine.st, batch.step, batch.table, batch.row, grad, batch.imp_step,
+                                           batch.imp_table, batch.imp_row, batch.imp_chunk, batch.imp_value, i, j,
+                                           *self.kernel_scratch())
             if status == DONE:
                 return
             if status == GAP:
                 if self.engine.st.sc[SNAP_N] == self.engine.st.snap.shape[0]:
                     self.engine.flush_snapshots()
-                handle_gap(self.engine.st)
+                self.gap_kernel(self.engine.st)
             else:
                 self.engine.grow(status)
 

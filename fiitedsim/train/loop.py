@@ -1,0 +1,165 @@
+"""The training loop: time-ordered batches, a residency hook around every step, periodic evaluation.
+
+One step of `Trainer.step`, in this order:
+1. hook.lookup -> d per lookup (and chunks to zero, which are zeroed now);
+2. forward with chunks >= d read as zeros; loss; backward;
+3. per-chunk gradient norms of every lookup (float32, the trace's grad_norm);
+4. row-wise Adagrad on the embeddings (masked: non-resident chunks get no
+   update), Adam on the MLPs;
+5. hook.feedback(step, table, row, grad_norm) (and chunks to zero, zeroed now).
+
+Deterministic: parameters come from `seed`, batches are taken in file (time)
+order without shuffling, and every kernel sums in a fixed order.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .data import Dataset
+from .metrics import auc, log_loss
+from .model import (
+    ModelConfig,
+    backward,
+    bce_with_logits,
+    chunk_norms,
+    forward,
+    init_params,
+    sigmoid,
+)
+from .optim import Adam, RowWiseAdagrad
+from .residency import FullResidency, Resets, ResidencyHook
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    dim: int = 16
+    chunk: int = 4
+    bottom: tuple[int, ...] = (128, 64)
+    top: tuple[int, ...] = (256, 128)
+    batch: int = 2048
+    epochs: int = 1
+    steps: int | None = None          # if set, wins over epochs
+    lr_emb: float = 0.05              # row-wise Adagrad
+    lr_mlp: float = 1e-3              # Adam
+    eval_every: int = 1000            # steps between evaluations (and one at the end)
+    eval_fraction: float = 0.1        # the last 10% of the samples, in time order
+    seed: int = 0
+
+
+@dataclass
+class TrainResult:
+    auc: float
+    logloss: float
+    samples: int                      # training samples processed
+    steps: int
+    seconds: float                    # training time, evaluations excluded
+    teacher_auc: float | None         # synthetic data: AUC of the planted P(click) on the eval split
+    history: list[dict] = field(default_factory=list)
+
+
+class Trainer:
+    """Model parameters, optimizers and a residency hook; `step` trains on one batch."""
+
+    def __init__(self, model: ModelConfig, lr_emb: float = 0.05, lr_mlp: float = 1e-3, seed: int = 0,
+                 hook: ResidencyHook | None = None, dtype=np.float32):
+        self.cfg = model
+        self.p = init_params(model, seed, dtype)
+        self.hook = hook if hook is not None else FullResidency(model.chunks)
+        if self.hook.chunks != model.chunks:
+            raise ValueError(f"hook has {self.hook.chunks} chunks per row, the model {model.chunks}")
+        self.adagrad = RowWiseAdagrad(self.p.emb, lr=lr_emb)
+        self.adam = Adam(self.p.mlp_arrays(), lr=lr_mlp)
+
+    def _lookups(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(table, row) of a batch's lookups in trace order: table-major, batch order inside a table."""
+        B, F = idx.shape
+        return np.repeat(np.arange(F, dtype=np.int32), B), np.ascontiguousarray(idx.T).reshape(-1).astype(np.int64)
+
+    def _as_batch(self, d: np.ndarray, B: int) -> np.ndarray:
+        """Trace-ordered d (F*B) as a (B, F) array, clipped to 0..K."""
+        d = np.clip(np.asarray(d), 0, self.cfg.chunks).astype(np.int32)
+        return np.ascontiguousarray(d.reshape(self.cfg.fields, B).T)
+
+    def zero(self, resets: Resets | None) -> None:
+        """Set the stored values of the listed chunks to zero."""
+        if resets is None or len(resets.row) == 0:
+            return
+        C = self.cfg.chunk
+        rows = self.p.offsets[np.asarray(resets.table, dtype=np.int64)] + np.asarray(resets.row, dtype=np.int64)
+        cols = np.asarray(resets.chunk, dtype=np.int64)[:, None] * C + np.arange(C)
+        self.p.emb[rows[:, None], cols] = 0
+
+    def step(self, step: int, dense: np.ndarray, idx: np.ndarray, y: np.ndarray) -> float:
+        """Train on one batch; return its mean loss (before the update)."""
+        B = idx.shape[0]
+        table, row = self._lookups(idx)
+        d, resets = self.hook.lookup(step, table, row)
+        self.zero(resets)
+        d = self._as_batch(d, B)
+        cache = forward(self.p, self.cfg, dense, idx, d)
+        loss = bce_with_logits(cache.logit, y)
+        g = backward(self.p, self.cfg, cache, y)
+        norms = np.empty((self.cfg.fields, B, self.cfg.chunks), dtype=np.float32)
+        chunk_norms(g.dT, g.start, self.cfg.chunk, norms)
+        self.adagrad.step(self.p.emb, self.p.offsets, idx, d, self.cfg.chunk, g.dT, g.start)
+        self.adam.step(g.mlp_arrays())
+        self.zero(self.hook.feedback(step, table, row, norms.reshape(-1, self.cfg.chunks)))
+        return loss
+
+    def predict(self, dense: np.ndarray, idx: np.ndarray, batch: int = 8192) -> np.ndarray:
+        """P(click) of each sample with the currently resident chunks (float64)."""
+        out = np.empty(idx.shape[0])
+        for lo in range(0, idx.shape[0], batch):
+            i = np.ascontiguousarray(idx[lo:lo + batch])
+            table, row = self._lookups(i)
+            d = self._as_batch(self.hook.resident(table, row), i.shape[0])
+            out[lo:lo + batch] = sigmoid(forward(self.p, self.cfg, dense[lo:lo + batch], i, d).logit.astype(np.float64))
+        return out
+
+
+def model_config(ds: Dataset, cfg: TrainConfig) -> ModelConfig:
+    return ModelConfig(rows=tuple(ds.rows), dense=ds.dense.shape[1], dim=cfg.dim, chunk=cfg.chunk,
+                       bottom=tuple(cfg.bottom), top=tuple(cfg.top))
+
+
+def train(ds: Dataset, cfg: TrainConfig, hook: ResidencyHook | None = None, progress=None) -> TrainResult:
+    """Train on the first 90% of `ds` in time order, evaluate on the last 10% every `eval_every` steps.
+
+    `progress(done_steps, total_steps)` is called after every step if given.
+    """
+    tr, ev = ds.split(cfg.eval_fraction)
+    n_train = tr.stop - tr.start
+    if n_train < 1 or ev.stop - ev.start < 1:
+        raise ValueError("need at least 2 samples (one to train on, one to evaluate)")
+    trainer = Trainer(model_config(ds, cfg), cfg.lr_emb, cfg.lr_mlp, cfg.seed, hook)
+    per_epoch = -(-n_train // cfg.batch)
+    total = cfg.steps if cfg.steps is not None else cfg.epochs * per_epoch
+    y_ev = ds.label[ev]
+    teacher_auc = auc(y_ev, ds.teacher_prob[ev]) if ds.teacher_prob is not None else None
+    history, losses = [], []
+    seconds, samples = 0.0, 0
+    ev_auc = ev_ll = float("nan")
+    for s in range(total):
+        lo = (s % per_epoch) * cfg.batch
+        hi = min(lo + cfg.batch, n_train)
+        t0 = time.perf_counter()
+        losses.append(trainer.step(s, ds.dense[lo:hi], ds.sparse[lo:hi], ds.label[lo:hi]))
+        seconds += time.perf_counter() - t0
+        samples += hi - lo
+        if progress is not None:
+            progress(s + 1, total)
+        if (s + 1) % cfg.eval_every == 0 or s + 1 == total:
+            prob = trainer.predict(ds.dense[ev], ds.sparse[ev])
+            ev_auc, ev_ll = auc(y_ev, prob), log_loss(y_ev, prob)
+            history.append({"step": s + 1, "samples": samples, "train_loss": float(np.mean(losses)),
+                            "auc": ev_auc, "logloss": ev_ll})
+            losses = []
+    return TrainResult(auc=ev_auc, logloss=ev_ll, samples=samples, steps=total, seconds=seconds,
+                       teacher_auc=teacher_auc, history=history)
+
+
+def config_dict(cfg: TrainConfig) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}

@@ -1,0 +1,84 @@
+"""Optimizers: row-wise Adagrad for the embedding tables, Adam for the MLPs.
+
+Row-wise Adagrad (the optimizer of DLRM's embedding tables, as in FBGEMM's
+`rowwise_adagrad`): one accumulator per row instead of one per value. At a
+step, let G_r be the summed gradient of row r over all its lookups in the batch
+(values of non-resident chunks dropped, so they count as 0). Then
+
+    a_r <- a_r + mean_k(G_r[k]^2)          (mean over all D values of the row)
+    E_r <- E_r - lr * G_r / (sqrt(a_r) + eps)
+
+Rows not looked up in the batch are untouched (no decay, no accumulator
+change). It is plain Adagrad with the D accumulators of a row tied to their
+mean, which costs 4 bytes per row instead of 4D.
+
+Adam (Kingma & Ba, with bias correction, as torch.optim.Adam without weight
+decay): m <- b1 m + (1-b1) g; v <- b2 v + (1-b2) g^2;
+w <- w - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps).
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from .model import coalesce
+
+
+@numba.njit(cache=True)
+def rowwise_adagrad_update(emb, acc, rows, grads, n, lr, eps):
+    """Apply the row-wise Adagrad update to the first n (row, summed gradient) pairs."""
+    D = emb.shape[1]
+    for u in range(n):
+        r = rows[u]
+        s = 0.0
+        for k in range(D):
+            g = np.float64(grads[u, k])
+            s += g * g
+        acc[r] += s / D
+        scale = lr / (np.sqrt(np.float64(acc[r])) + eps)
+        for k in range(D):
+            emb[r, k] -= scale * grads[u, k]
+
+
+class RowWiseAdagrad:
+    """Row-wise Adagrad over the concatenated table array `emb` (see the module docstring)."""
+
+    def __init__(self, emb: np.ndarray, lr: float = 0.05, eps: float = 1e-8):
+        self.lr, self.eps = float(lr), float(eps)
+        self.acc = np.zeros(emb.shape[0], dtype=emb.dtype)
+        self._marker = np.full(emb.shape[0], -1, dtype=np.int32)
+        self._rows = np.empty(0, dtype=np.int64)
+        self._grads = np.empty((0, emb.shape[1]), dtype=emb.dtype)
+
+    def step(self, emb, offsets, idx, d, chunk, dT, start) -> None:
+        """Sum the batch's masked lookup gradients per row (`coalesce`), then update those rows."""
+        n_max = idx.size
+        if self._rows.shape[0] < n_max:
+            self._rows = np.empty(n_max, dtype=np.int64)
+            self._grads = np.empty((n_max, emb.shape[1]), dtype=emb.dtype)
+        n = coalesce(offsets, idx, d, chunk, dT, start, self._marker, self._rows, self._grads)
+        rowwise_adagrad_update(emb, self.acc, self._rows, self._grads, n, self.lr, self.eps)
+
+
+class Adam:
+    """Adam over a fixed list of arrays (updated in place)."""
+
+    def __init__(self, params: list[np.ndarray], lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8):
+        self.params = params
+        self.lr, self.b1, self.b2, self.eps = float(lr), float(betas[0]), float(betas[1]), float(eps)
+        self.m = [np.zeros_like(p) for p in params]
+        self.v = [np.zeros_like(p) for p in params]
+        self.t = 0
+
+    def step(self, grads: list[np.ndarray]) -> None:
+        self.t += 1
+        c1 = 1.0 - self.b1 ** self.t
+        c2 = 1.0 - self.b2 ** self.t
+        for p, g, m, v in zip(self.params, grads, self.m, self.v):
+            m *= self.b1
+            m += (1.0 - self.b1) * g
+            v *= self.b2
+            v += (1.0 - self.b2) * (g * g)
+            denom = np.sqrt(v / c2)
+            denom += self.eps
+            p -= (self.lr / c1) * m / denom

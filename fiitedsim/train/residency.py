@@ -1,0 +1,88 @@
+"""The residency hook: how the trainer asks a storage policy which embedding chunks exist.
+
+Every embedding row is K = D / C chunks of C values. A policy keeps a prefix
+of each row resident: chunks 0..d-1, d in 0..K. The trainer talks to the
+policy through three calls; lookups are always passed as flat arrays in the
+trace's order (all lookups of table 0 in batch order, then table 1, ...):
+
+    d, resets = hook.lookup(step, table, row)
+        Before the forward pass of `step`. Returns d (int, one per lookup): the
+        resident prefix the forward pass may read. The policy may admit chunks
+        here; `resets` (or None) lists chunks whose stored values must be set to
+        zero before they are read (a newly admitted chunk starts at zero).
+    resets = hook.feedback(step, table, row, grad_norm)
+        After the backward pass and the optimizer update of `step`. grad_norm is
+        (lookups, K) float32, the L2 norm of each chunk of each lookup's
+        gradient (the trace's `grad_norm` column; see `model.chunk_norms`). The
+        policy may prune here; `resets` lists chunks to zero (freed ones).
+    d = hook.resident(table, row)
+        Side-effect free: what is resident now (used for evaluation).
+
+The trainer reads non-resident chunks as zeros, gives them no update, and zeroes
+the stored values of every chunk in `resets`. `FullResidency` keeps everything;
+a FIITED adapter over the replay engine can implement the same three calls.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol
+
+import numpy as np
+
+
+class Resets(NamedTuple):
+    """Chunks whose stored values the trainer must set to zero: (table, row, chunk) triples."""
+
+    table: np.ndarray   # int32
+    row: np.ndarray     # int64
+    chunk: np.ndarray   # int16, 0..K-1
+
+
+class ResidencyHook(Protocol):
+    chunks: int  # K, chunks per row
+
+    def lookup(self, step: int, table: np.ndarray, row: np.ndarray) -> tuple[np.ndarray, Resets | None]: ...
+
+    def feedback(self, step: int, table: np.ndarray, row: np.ndarray,
+                 grad_norm: np.ndarray) -> Resets | None: ...
+
+    def resident(self, table: np.ndarray, row: np.ndarray) -> np.ndarray: ...
+
+
+class FullResidency:
+    """Everything resident, nothing ever freed: plain training (the `full` policy)."""
+
+    def __init__(self, chunks: int):
+        self.chunks = chunks
+
+    def lookup(self, step, table, row):
+        return np.full(row.shape[0], self.chunks, dtype=np.int32), None
+
+    def feedback(self, step, table, row, grad_norm):
+        return None
+
+    def resident(self, table, row):
+        return np.full(row.shape[0], self.chunks, dtype=np.int32)
+
+
+class PrefixResidency:
+    """A test hook: row r of table t keeps `dims(t, r)` chunks (vectorised), frees what `frees[step]` says.
+
+    Records every call in `calls` so tests can check what the trainer reported.
+    """
+
+    def __init__(self, chunks: int, dims, frees: dict[int, Resets] | None = None,
+                 admits: dict[int, Resets] | None = None):
+        self.chunks, self.dims = chunks, dims
+        self.frees, self.admits = frees or {}, admits or {}
+        self.calls: list[tuple] = []
+
+    def lookup(self, step, table, row):
+        self.calls.append(("lookup", step, table.copy(), row.copy()))
+        return self.resident(table, row), self.admits.get(step)
+
+    def feedback(self, step, table, row, grad_norm):
+        self.calls.append(("feedback", step, table.copy(), row.copy(), grad_norm.copy()))
+        return self.frees.get(step)
+
+    def resident(self, table, row):
+        return np.asarray(self.dims(table, row), dtype=np.int32)

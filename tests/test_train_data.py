@@ -1,0 +1,229 @@
+"""Training data readers, the planted-truth generator, metrics, and the trainer's loop and residency hook."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from fiitedsim.errors import InputError
+from fiitedsim.train.data import read_criteo, read_table, synthetic, useful_dims
+from fiitedsim.train.loop import TrainConfig, Trainer, train
+from fiitedsim.train.metrics import auc, log_loss
+from fiitedsim.train.model import ModelConfig
+from fiitedsim.train.residency import PrefixResidency, Resets
+
+try:
+    from sklearn import metrics as sklearn_metrics
+except ImportError:  # a test extra; only the metrics comparison needs it
+    sklearn_metrics = None
+
+
+def fnv1a64(text: str) -> int:
+    """FNV-1a 64 written from the FNV specification (offset basis 14695981039346656037, prime 1099511628211)."""
+    h = 14695981039346656037
+    for byte in text.encode():
+        h = ((h ^ byte) * 1099511628211) % 2**64
+    return h
+
+
+def ref_row(text: str, field: int, rows: int) -> int:
+    """fiitedsim/hashing.py's rule from its docstring: FNV-1a 64, per-field seed, splitmix64 (DESIGN 3.1)."""
+    if text == "":
+        return 0
+    z = (fnv1a64(text) + (field + 1) * 0x9E3779B97F4A7C15) % 2**64
+    z ^= z >> 30
+    z = (z * 0xBF58476D1CE4E5B9) % 2**64
+    z ^= z >> 27
+    z = (z * 0x94D049BB133111EB) % 2**64
+    z ^= z >> 31
+    return 1 + z % (rows - 1)
+
+
+def test_reference_fnv_matches_published_vectors():
+    # test vectors of the FNV reference code (isthe.com/chongo/tech/comp/fnv): "", "a", "foobar"
+    assert fnv1a64("") == 0xCBF29CE484222325
+    assert fnv1a64("a") == 0xAF63DC4C8601EC8C
+    assert fnv1a64("foobar") == 0x85944171F73967E8
+
+
+# ---------------------------------------------------------------- synthetic
+
+def test_synthetic_is_deterministic_and_seeded():
+    a = synthetic(samples=3000, fields=4, rows=500, seed=3)
+    b = synthetic(samples=3000, fields=4, rows=500, seed=3)
+    c = synthetic(samples=3000, fields=4, rows=500, seed=4)
+    for x, y in ((a.dense, b.dense), (a.sparse, b.sparse), (a.label, b.label), (a.teacher_prob, b.teacher_prob)):
+        assert np.array_equal(x, y)
+    assert not np.array_equal(a.sparse, c.sparse)
+    assert a.sparse.shape == (3000, 4) and a.dense.shape == (3000, 13) and a.rows == (500,) * 4
+    assert set(np.unique(a.label)) <= {0.0, 1.0}
+
+
+def test_useful_dims_by_hand():
+    # ceil(16 * (1 - ln(r+1)/ln(100))): r=0 -> 16; r=9 -> ln10/ln100 = 1/2 -> 8; r=99 -> 0 -> clipped to 1
+    dims = useful_dims(100, 16)
+    assert dims[0] == 16 and dims[9] == 8 and dims[99] == 1
+    assert (np.diff(dims) <= 0).all()
+
+
+def test_synthetic_rows_follow_the_power_law():
+    rows, alpha, n = 1000, 1.05, 200_000
+    ds = synthetic(samples=n, fields=1, rows=rows, alpha=alpha, seed=0)
+    counts = np.sort(np.bincount(ds.sparse[:, 0], minlength=rows))[::-1]
+    h = np.sum(np.arange(1, rows + 1, dtype=float) ** -alpha)
+    # the most popular row has probability 1/H, the 10th 10^-alpha/H (binomial sd ~ 0.5% of n/H here)
+    assert counts[0] / n == pytest.approx(1 / h, rel=0.05)
+    assert counts[9] / n == pytest.approx(10**-alpha / h, rel=0.15)
+
+
+def test_teacher_auc_is_a_plausible_ceiling():
+    ds = synthetic(samples=40_000, fields=8, rows=2000, seed=1)
+    tr, ev = ds.split()
+    assert ev.stop - ev.start == 4000 and tr.stop == ev.start == 36_000
+    teacher = auc(ds.label[ev], ds.teacher_prob[ev])
+    assert 0.75 < teacher < 0.97
+    # labels were drawn from teacher_prob: its mean matches the click rate
+    assert ds.teacher_prob.mean() == pytest.approx(ds.label.mean(), abs=0.01)
+    # a shuffled predictor is at chance
+    assert abs(auc(ds.label[ev], np.random.default_rng(0).permutation(ds.teacher_prob[ev])) - 0.5) < 0.05
+
+
+# ---------------------------------------------------------------- metrics
+
+@pytest.mark.skipif(sklearn_metrics is None and not os.environ.get("CI"), reason="scikit-learn not installed")
+def test_auc_and_log_loss_match_sklearn():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, size=5000)
+    score = np.round(rng.random(5000) + 0.3 * y, 2)  # rounded: many ties
+    assert auc(y, score) == pytest.approx(sklearn_metrics.roc_auc_score(y, score), rel=1e-12)
+    p = np.clip(rng.random(5000), 0.01, 0.99)
+    assert log_loss(y, p) == pytest.approx(sklearn_metrics.log_loss(y, p), rel=1e-12)
+    assert np.isnan(auc(np.ones(5), score[:5]))
+
+
+# ---------------------------------------------------------------- Criteo
+
+def test_criteo_shared_sample(shared_data):
+    ds = read_criteo(shared_data / "criteo_sample.csv", rows=1000)
+    assert len(ds) == 200 and ds.sparse.shape == (200, 26) and ds.dense.shape == (200, 13)
+    # first line: 0,,3,260.0,,17668.0,,,33.0,,,,0.0,,05db9164,08d6d899,...
+    assert ds.label[0] == 0
+    np.testing.assert_allclose(ds.dense[0, :6], [0, np.log(4), np.log(261), 0, np.log(17669), 0], rtol=1e-6)
+    assert ds.sparse[0, 0] == ref_row("05db9164", 0, 1000)
+    assert ds.sparse[0, 1] == ref_row("08d6d899", 1, 1000)
+    assert ds.sparse[0, 18] == 0       # C19 is empty in the first line
+    # second line has I2 = -1: clamped to 0 before log(1 + x)
+    assert ds.dense[1, 1] == 0
+    assert 0 < ds.label.mean() < 1
+
+
+def criteo_line(label, dense, cats):
+    return "\t".join([str(label), *dense, *cats]) + "\n"
+
+
+def test_criteo_tsv_by_hand(tmp_path):
+    path = tmp_path / "day_0.tsv"
+    cats = ["a", "foobar"] + [""] * 24
+    path.write_text(criteo_line(1, ["0", "", "-2", "7"] + [""] * 9, cats)
+                    + criteo_line(0, ["1"] * 13, ["foobar"] * 26))
+    ds = read_criteo(path, rows=97)
+    assert ds.label.tolist() == [1, 0]
+    # log(1+0) = 0, missing -> 0, -2 clamped -> 0, log(8) = 2.0794415
+    np.testing.assert_allclose(ds.dense[0, :4], [0, 0, 0, 2.0794415], rtol=1e-6)
+    np.testing.assert_allclose(ds.dense[1], np.full(13, 0.6931472), rtol=1e-6)
+    assert ds.sparse[0, 0] == ref_row("a", 0, 97)
+    assert ds.sparse[0, 1] == ref_row("foobar", 1, 97)
+    assert ds.sparse[0, 2] == 0
+    assert ds.sparse[1].tolist() == [ref_row("foobar", f, 97) for f in range(26)]
+    assert len(set(ds.sparse[1].tolist())) > 20   # equal values of different fields land on different rows
+    assert len(read_criteo(path, rows=97, samples=1)) == 1
+
+
+def test_generic_parquet_and_csv_hash_the_same_text(tmp_path):
+    table = pa.table({"ts": [1, 2, 3], "click": [0, 1, 1], "user": [7, 42, 7], "item": ["x", "y", None],
+                      "price": [1.5, None, 3.0]})
+    pq.write_table(table, tmp_path / "d.parquet")
+    (tmp_path / "d.csv").write_text("ts,click,user,item,price\n1,0,7,x,1.5\n2,1,42,y,\n3,1,7,,3.0\n")
+    a = read_table(tmp_path / "d.parquet", "click", ["user", "item"], ["price"], rows=50)
+    b = read_table(tmp_path / "d.csv", "click", ["user", "item"], ["price"], rows=50)
+    for x, y in ((a.sparse, b.sparse), (a.dense, b.dense), (a.label, b.label)):
+        assert np.array_equal(x, y)
+    assert a.sparse[:, 0].tolist() == [ref_row("7", 0, 50), ref_row("42", 0, 50), ref_row("7", 0, 50)]
+    assert a.sparse[2, 1] == 0
+    assert a.dense[:, 0].tolist() == [1.5, 0.0, 3.0]
+
+
+@pytest.mark.parametrize("content, kwargs, message", [
+    ("click,user\n1,a\n", {"sparse": ["user", "nope"]}, "unknown column(s) nope"),
+    ("click,user,price\n1,a,cheap\n", {"sparse": ["user"], "dense": ["price"]}, "'price' has non-numeric"),
+    ("click,user\n2,a\n", {"sparse": ["user"]}, "labels must be 0 or 1"),
+    ("click,user\n,a\n", {"sparse": ["user"]}, "missing values"),
+    ("click,user\n", {"sparse": ["user"]}, "holds no samples"),
+    ("", {"sparse": ["user"]}, "holds no samples"),
+    ("click,user\n1,a\n", {"sparse": []}, "at least one sparse column"),
+])
+def test_bad_input_is_an_input_error(tmp_path, content, kwargs, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    kwargs = {"dense": [], **kwargs}
+    with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        read_table(path, "click", rows=10, **kwargs)
+
+
+def test_bad_criteo_input(tmp_path):
+    path = tmp_path / "x.txt"
+    path.write_text("hello,world\n")
+    with pytest.raises(InputError, match="not Criteo data"):
+        read_criteo(path, rows=10)
+    path.write_text(criteo_line(1, ["abc"] + ["1"] * 12, ["a"] * 26))
+    with pytest.raises(InputError, match="'I1' has non-numeric"):
+        read_criteo(path, rows=10)
+    with pytest.raises(InputError, match="cannot read"):
+        read_criteo(tmp_path / "missing.tsv", rows=10)
+    with pytest.raises(InputError, match="not a readable Parquet"):
+        (tmp_path / "trunc.parquet").write_bytes(b"PAR1garbage")
+        read_table(tmp_path / "trunc.parquet", "label", ["a"], [], rows=10)
+
+
+# ---------------------------------------------------------------- training loop and residency hook
+
+SMALL = TrainConfig(dim=8, chunk=2, bottom=(16,), top=(16,), batch=256, eval_every=10, seed=5)
+
+
+def test_training_is_deterministic_and_learns():
+    ds = synthetic(samples=12_000, fields=4, rows=300, dense=3, seed=2)
+    a, b = train(ds, SMALL), train(ds, SMALL)
+    assert a.auc == b.auc and a.history == b.history
+    assert a.samples == 10_800 and a.steps == 43
+    assert 0.6 < a.auc <= a.teacher_auc + 0.02
+    assert a.history[-1]["train_loss"] < a.history[0]["train_loss"]
+
+
+def test_residency_hook_masks_reports_and_zeroes():
+    cfg = ModelConfig(rows=(6, 5), dense=2, dim=4, chunk=2, bottom=(4,), top=(4,))
+    # table 0 keeps nothing, table 1 keeps chunk 0 of every row
+    freed = Resets(np.array([1], np.int32), np.array([3], np.int64), np.array([0], np.int16))
+    hook = PrefixResidency(2, lambda t, r: np.where(t == 0, 0, 1), frees={0: freed})
+    tr = Trainer(cfg, seed=1, hook=hook)
+    before = tr.p.emb.copy()
+    rng = np.random.default_rng(0)
+    idx = np.stack([rng.integers(0, 6, 8), rng.integers(0, 5, 8)], axis=1)
+    idx[0, 1] = 3
+    tr.step(0, rng.normal(size=(8, 2)).astype(np.float32), idx, rng.integers(0, 2, 8).astype(np.float32))
+    kind, step, table, row = hook.calls[0][:4]
+    assert kind == "lookup" and step == 0
+    assert table.tolist() == [0] * 8 + [1] * 8 and row.tolist() == idx[:, 0].tolist() + idx[:, 1].tolist()
+    kind, step, table, row, norms = hook.calls[1]
+    assert kind == "feedback" and norms.shape == (16, 2) and norms.dtype == np.float32
+    # non-resident chunks still report the gradient they would get as zero-valued parameters
+    assert (norms[:8] > 0).any()
+    # table 0 (nothing resident) and chunk 1 of table 1 got no update
+    assert np.array_equal(tr.p.emb[:6], before[:6])
+    assert np.array_equal(tr.p.emb[6:, 2:], before[6:, 2:])
+    looked = np.unique(idx[:, 1])
+    assert not np.array_equal(tr.p.emb[6 + looked, :2], before[6 + looked, :2])
+    # the freed chunk (table 1, row 3, chunk 0) was zeroed after the update
+    assert (tr.p.emb[6 + 3, :2] == 0).all()
