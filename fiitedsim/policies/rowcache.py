@@ -381,7 +381,7 @@ class RowCache(Policy):
     """Base of `lru` and `lfu`: subclasses set `name`, `kind` and `meta_bytes_per_row` (their list links)."""
 
     kind = LRU
-    #: modelled bytes of eviction-order state per cached row (used unless --meta-bytes-per-row is given)
+    #: modelled bytes of eviction-order state per cached row (used unless ReplayConfig.meta_bytes_per_row is set)
     meta_bytes_per_row = 0
     uses_grad = False
 
