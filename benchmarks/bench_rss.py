@@ -31,8 +31,13 @@ fault (~6 GiB, written once under benchmarks/out/ and reused). With
 touches about 3x more distinct rows, and FIITED's state grows with the
 distinct rows seen (DESIGN 1.3), so its ratio measures that growth too.
 
-Usage: python benchmarks/bench_rss.py [--steps 1221] [--steps-long 12210] [--policy fiited] [--budget 0.1]
-                                      [--no-reference] [--json FILE]
+The scale-out issue's figure, a 1,000,000,000-lookup trace in parts on disk
+(the 20M trace played 50 times, one Parquet part per repetition, replayed as
+`fiitedsim replay FOLDER`): `--times 50 --parts --no-reference` (~31 GiB of
+parts under benchmarks/out/, written once).
+
+Usage: python benchmarks/bench_rss.py [--steps 1221] [--times 10] [--parts] [--fresh-long] [--policy fiited]
+                                      [--budget 0.1] [--no-reference] [--json FILE]
 (--policy full --no-reference measures only the dense baseline.)
 Always exits 0 once the measurements ran; a missed target is reported as FAIL.
 """
@@ -119,8 +124,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=common.STEPS_20M, help="steps of the base trace (~20M lookups)")
-    ap.add_argument("--steps-long", type=int, default=common.STEPS_200M,
-                    help="steps of the long trace (default 12210, ~200M lookups)")
+    ap.add_argument("--times", type=int, default=10,
+                    help="the long trace is the base played this many times (default 10: ~200M lookups)")
+    ap.add_argument("--parts", action="store_true",
+                    help="write the long trace as a folder of parts, one per repetition, and replay the folder")
     ap.add_argument("--fresh-long", action="store_true",
                     help="generate the long trace independently (more distinct rows) instead of repeating the base")
     ap.add_argument("--policy", default="fiited")
@@ -135,8 +142,13 @@ def main() -> None:
     # "a 10x longer trace over the same rows": the base trace played 10 times (identical distinct rows);
     # with --fresh-long, an independently generated 10x trace instead (it touches ~3x more distinct
     # rows, and replay state grows with distinct rows by design, DESIGN 1.3)
-    long = (common.ensure_trace(None, args.steps_long) if args.fresh_long
-            else common.ensure_repeated_trace(base, args.steps_long // args.steps))
+    steps_long = args.steps * args.times
+    if args.fresh_long:
+        long = common.ensure_trace(None, steps_long)
+    elif args.parts:
+        long = common.ensure_repeated_parts(base, args.times)
+    else:
+        long = common.ensure_repeated_trace(base, args.times)
     replay_cmd = common.fiitedsim_exe() + ["replay", "TRACE", "--policy", "POLICY", "--budget", args.budget, "-q"]
     runs = [(args.policy, "target", args.policy)]
     if not args.no_reference:
@@ -150,7 +162,7 @@ def main() -> None:
     results: dict[str, list[dict]] = {}
     for key, what, arg in runs:
         results[key] = []
-        for steps, trace in ((args.steps, base), (args.steps_long, long)):
+        for steps, trace in ((args.steps, base), (steps_long, long)):
             if key.startswith("scan"):
                 cmd = [sys.executable, "-c", SCAN, str(trace), arg]
             else:
@@ -166,7 +178,7 @@ def main() -> None:
     for key, what, _ in runs:
         for r in results[key]:
             rows.append([what if key != args.policy else f"fiitedsim replay --policy {key}", f"{r['steps']}",
-                         f"{r['lookups']:,}", f"{Path(r['trace']).stat().st_size / 2**20:,.0f}",
+                         f"{r['lookups']:,}", f"{common.size_bytes(r['trace']) / 2**20:,.0f}",
                          f"{r['wall_s']:.1f}", f"{r['lookups'] / r['wall_s'] / 1e6:.1f}",
                          f"{r['maxrss_kib'] / 1024:,.1f}",
                          f"{r['gnu_time_kib'] / 1024:,.1f}" if r["gnu_time_kib"] else "-"])

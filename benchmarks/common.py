@@ -37,7 +37,6 @@ GRAD = True
 BUDGET = "0.10"
 
 STEPS_20M = 1221      # 1221 * 4 * 4096 = 20,004,864 lookups
-STEPS_200M = 12210    # 10x: 200,048,640 lookups
 
 
 def lookups_of(steps: int, batch: int = BATCH) -> int:
@@ -94,6 +93,12 @@ def ensure_trace(path: str | Path | None, steps: int, seed: int = 0, batch: int 
               f"({report.lookups / seconds / 1e6:.1f} M lookups/s), {path.stat().st_size / 2**20:,.0f} MiB",
               flush=True)
     return path
+
+
+def size_bytes(path: str | Path) -> int:
+    """Bytes of a trace file, or of every part in a trace folder."""
+    path = Path(path)
+    return sum(p.stat().st_size for p in path.glob("*.parquet")) if path.is_dir() else path.stat().st_size
 
 
 def rel(path: Path) -> str:
@@ -158,10 +163,6 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
-if __name__ == "__main__":  # `python benchmarks/common.py [STEPS]`: just make the trace
-    ensure_trace(None, int(sys.argv[1]) if len(sys.argv) > 1 else STEPS_20M)
-
-
 def ensure_repeated_trace(base: Path, times: int, verbose: bool = True) -> Path:
     """The base trace played `times` times in a row (steps shifted), written once under benchmarks/out/.
 
@@ -204,3 +205,44 @@ def fiitedsim_exe() -> list[str]:
         return [str(exe)]
     found = shutil.which("fiitedsim")
     return [found] if found else [sys.executable, "-m", "fiitedsim"]
+
+
+def ensure_repeated_parts(base: Path, times: int, verbose: bool = True) -> Path:
+    """The base trace played `times` times in a row, as a folder of `times` Parquet parts (one per repetition).
+
+    Part i is the base with every step shifted by i * (last step + 1); the table metadata and row
+    groups are copied as they are. This is how a trace larger than memory (or disk per file) is
+    given to `fiitedsim replay FOLDER`. Written once under benchmarks/out/, a part only when its
+    footer does not already hold the expected rows, each via a temporary name and a rename.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = base.with_name(f"{base.stem}_x{times}_parts")
+    folder.mkdir(parents=True, exist_ok=True)
+    src = pq.ParquetFile(base)
+    rows = src.metadata.num_rows
+    span = int(src.read_row_group(src.num_row_groups - 1, columns=["step"]).column(0)[-1].as_py()) + 1
+    start, written = time.perf_counter(), 0
+    for rep in range(times):
+        part = folder / f"part-{rep:04d}.parquet"
+        if part.exists() and _holds(part, rows):
+            continue
+        tmp = part.with_name(f".{part.name}.tmp")
+        with pq.ParquetWriter(tmp, src.schema_arrow, compression="zstd") as out:
+            for g in range(src.num_row_groups):
+                group = src.read_row_group(g)
+                step = pa.array(group.column("step").to_numpy() + rep * span)
+                out.write_table(group.set_column(group.schema.get_field_index("step"), "step", step))
+        tmp.rename(part)
+        written += 1
+        if verbose and (time.perf_counter() - start) > 0:
+            print(f"  part {rep + 1}/{times} written ({time.perf_counter() - start:.0f} s)", flush=True)
+    if verbose:
+        verb = f"wrote {written} parts in {time.perf_counter() - start:.1f} s" if written else "reusing"
+        print(f"{verb}: {rel(folder)} ({times} x {rel(base)}, {times * rows:,} lookups)")
+    return folder
+
+
+if __name__ == "__main__":  # `python benchmarks/common.py [STEPS]`: just make the trace
+    ensure_trace(None, int(sys.argv[1]) if len(sys.argv) > 1 else STEPS_20M)
