@@ -158,7 +158,7 @@ fiitedsim report runs/demo -o runs/demo.html (or replay with --report runs/demo.
 
 SWEEP_EPILOG = """[bold]Sweep file[/bold] (TOML; relative paths are relative to the file's folder):
 
-[sweep]
+\\[sweep]
 traces = ["traces/a.parquet", "traces/meta/"]   # files, folders or quoted globs of parts; each is one trace
 policies = ["fiited", "uniform-dim", "row-prune"]   # or ["all"]
 budgets = [0.02, 0.05, 0.1]   # fractions of the dense size, or strings like "2GiB"
@@ -178,7 +178,7 @@ Examples: fiitedsim sweep sweep.toml  |  fiitedsim sweep sweep.toml --scheduler 
 
 @app.command(epilog=SWEEP_EPILOG)
 def sweep(
-    config: Path = typer.Argument(..., help="Sweep file (TOML) with a [sweep] table; format below."),
+    config: Path = typer.Argument(..., help="Sweep file (TOML) with a \\[sweep] table; format below."),
     scheduler: Optional[str] = typer.Option(None, help="Address of a running Dask scheduler "
                                                        "(tcp://HOST:8786); its workers need fiitedsim installed and "
                                                        "the traces at the same paths. Default: local processes."),

@@ -286,3 +286,17 @@ def test_killed_worker_every_point_exactly_once_and_equal_to_a_local_run(monkeyp
         assert {k: row[k] for k in SUMMARY_KEYS} == expected
         stored = pl.read_parquet(out / POINTS_DIR / f"{row['key']}.parquet")
         assert stored.equals(local.series[f"fiited@{row['budget']}"])
+
+
+def test_a_point_that_fails_on_its_data_leaves_the_others_stored(monkeypatch, capsys, tmp_path, inputs, cluster):
+    """Steps decreasing across parts show only while replaying (on a worker): that point fails, the rest is kept."""
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    write_trace(bad / "part-1.parquet", steps=10, per_step=8, seed=6, first_step=50)
+    write_trace(bad / "part-2.parquet", steps=10, per_step=8, seed=7)
+    toml = write_sweep(tmp_path / "s.toml", traces=[str(inputs / "small.parquet"), str(bad)], policies=["full"],
+                       budgets=[0.1], out="o")
+    result = run(monkeypatch, capsys, "sweep", toml, "--scheduler", cluster.scheduler_address, "-q")
+    assert_clean_failure(result, "1 of 2 points failed", "trace=", "non-decreasing", "the 1 finished points are stored")
+    assert len(list((tmp_path / "o" / POINTS_DIR).glob("*.json"))) == 1
+    assert not (tmp_path / "o" / "points.parquet").exists()
