@@ -425,8 +425,10 @@ def run_sweep(sweep: SweepFile, out: str | Path, *, scheduler: str | None = None
                     done += 1
                     if progress:
                         progress(done, total)
-                else:
+                elif future.status == "error":
                     failures.append((point, future.exception()))
+                else:  # cancelled: the scheduler went away or dropped the task
+                    failures.append((point, InputError(f"its task was {future.status} by the cluster")))
                 future.release()
     if failures:
         point, exc = failures[0]

@@ -300,3 +300,14 @@ def test_a_point_that_fails_on_its_data_leaves_the_others_stored(monkeypatch, ca
     assert_clean_failure(result, "1 of 2 points failed", "trace=", "non-decreasing", "the 1 finished points are stored")
     assert len(list((tmp_path / "o" / POINTS_DIR).glob("*.json"))) == 1
     assert not (tmp_path / "o" / "points.parquet").exists()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--workers", "0"], ["--workers must be at least 1"]),
+    (["--workers", "2", "--scheduler", "tcp://127.0.0.1:9"], ["--workers sizes the local cluster"]),
+    (["--connect-timeout", "0", "--scheduler", "tcp://127.0.0.1:9"], ["--connect-timeout must be positive"]),
+])
+def test_bad_options(monkeypatch, capsys, tmp_path, inputs, args, words):
+    toml = write_sweep(tmp_path / "s.toml", traces=[str(inputs / "small.parquet")], policies=["full"], budgets=[0.1],
+                       out="o")
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["sweep", toml, *args], *words)
