@@ -411,9 +411,10 @@ def run_sweep(sweep: SweepFile, out: str | Path, *, scheduler: str | None = None
         progress(done, total)
     failures: list[tuple[Point, BaseException]] = []
     if pending:
-        (out / POINTS_DIR).mkdir(parents=True, exist_ok=True)
         with quiet_distributed(), dask_client(scheduler, workers, connect_timeout) as client:
             from distributed import as_completed
+
+            (out / POINTS_DIR).mkdir(parents=True, exist_ok=True)  # only once a cluster answered
 
             by_key = {f"fiitedsim-point-{p.key}": p for p in pending}
             futures = [client.submit(run_point, p.spec, key=k, pure=False) for k, p in by_key.items()]
