@@ -156,6 +156,60 @@ fiitedsim report runs/demo -o runs/demo.html (or replay with --report runs/demo.
     _write_report(target, results)
 
 
+SWEEP_EPILOG = """[bold]Sweep file[/bold] (TOML; relative paths are relative to the file's folder):
+
+\\[sweep]
+traces = ["traces/a.parquet", "traces/meta/"]   # files, folders or quoted globs of parts; each is one trace
+policies = ["fiited", "uniform-dim", "row-prune"]   # or ["all"]
+budgets = [0.02, 0.05, 0.1]   # fractions of the dense size, or strings like "2GiB"
+chunk = [4, 8]                # optional axes; a scalar is an axis of one value
+gamma = [0.999]
+interval = [100]
+out = "runs/sweep"            # --out overrides it
+# tables = "tables.toml"      # a table list for every trace (as replay --tables)
+# other axes: dim, dtype_bytes, position_weight, page_bytes, max_load, index_initial,
+#             allocator, budget_covers, report_every, count_accesses
+
+[bold]Output[/bold]: OUT/points/KEY.json + KEY.parquet per point (summary and time series, KEY = sha256 of the point's full configuration, written as each point finishes), OUT/points.parquet (one row per point: the axes, budget_bytes, dense_bytes and every summary.json metric) and OUT/report.html. Re-running the same file computes only the points not stored yet; --force recomputes all.
+
+Examples: fiitedsim sweep sweep.toml  |  fiitedsim sweep sweep.toml --scheduler tcp://HOST:8786
+"""
+
+
+@app.command(epilog=SWEEP_EPILOG)
+def sweep(
+    config: Path = typer.Argument(..., help="Sweep file (TOML) with a \\[sweep] table; format below."),
+    scheduler: Optional[str] = typer.Option(None, help="Address of a running Dask scheduler "
+                                                       "(tcp://HOST:8786); its workers need fiitedsim installed and "
+                                                       "the traces at the same paths. Default: local processes."),
+    workers: Optional[int] = typer.Option(None, help="Local worker processes (default: one per CPU core)."),
+    connect_timeout: float = typer.Option(10.0, help="Seconds to wait for --scheduler before giving up."),
+    force: bool = typer.Option(False, "--force", help="Recompute every point, also those already stored."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Output folder; overrides the file's out."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    """Replay a grid of traces x policies x budgets x knobs, one replay per point, on local processes or a Dask cluster.
+
+    Every point is one replay of one trace with one policy at one budget (the same numbers as `fiitedsim replay`
+    with those settings), stored under a hash of its full configuration as soon as it finishes: an interrupted
+    sweep resumes where it stopped and loses nothing that had finished.
+    """
+    from .sweep import load_sweep_file, run_sweep
+
+    sweep_file = load_sweep_file(config)
+    out_path = out_dir if out_dir is not None else sweep_file.out
+    if out_path is None:
+        raise InputError(f"{config}: no output folder: add out = \"runs/sweep\" to [sweep] or give --out DIR")
+    with _progress(0, "sweep points", quiet) as bar:
+        task = bar.add_task("sweep", total=None)
+        outcome = run_sweep(sweep_file, out_path, scheduler=scheduler, workers=workers,
+                            connect_timeout=connect_timeout, force=force,
+                            warn=lambda m: _say("warning:", "yellow", m),
+                            progress=lambda done, total: bar.update(task, completed=done, total=total))
+    err.print(f"{len(outcome.points)} points ({outcome.computed} computed, {outcome.reused} already stored) in "
+              f"{out_path}/ (points.parquet, report.html, points/)", markup=False, highlight=False)
+
+
 def _mib(n: int) -> str:
     return f"{n / 2**20:,.1f}"
 

@@ -573,6 +573,25 @@ PAGE_SCRIPT = """
 """
 
 
+def _page(title: str, body: list[str], specs: dict[str, dict]) -> str:
+    """The page shell: head with the inlined libraries once, `body`, then the chart specs and the embed script."""
+    return "\n".join([
+        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(title)}</title>", f"<style>{STYLE}</style>",
+        (f"<script>/* Vega, Vega-Lite {alt.SCHEMA_VERSION} and vega-embed, bundled by vl-convert */\n"
+         f"{vega_bundle()}\n</script>"),
+        "</head>", "<body>", f"<h1>{_e(title)}</h1>",
+        *body,
+        (f'<p class="note">Made by fiitedsim {_e(__version__)} from results format {RESULTS_FORMAT}. '
+         "Opens offline: the chart libraries and data are inside this file.</p>"),
+        f'<script type="application/json" id="fiitedsim-specs">{_json_for_script(specs)}</script>',
+        f'<script type="application/json" id="fiitedsim-embed-options">{_json_for_script(EMBED_OPTIONS)}</script>',
+        f"<script>{PAGE_SCRIPT}</script>",
+        "</body>", "</html>", "",
+    ])
+
+
 def render_report(results: ReplayResults) -> str:
     """The whole page as one string: deterministic (no dates, no random ids), offline, one copy of the libraries."""
     check_summary(results.summary)
@@ -589,34 +608,53 @@ def render_report(results: ReplayResults) -> str:
              f"dense size {_mib(trace['dense_bytes'])} MiB" if isinstance(trace.get("dense_bytes"), int) else "",
              f"{len(lay.policies)} policies x {len(lay.budgets)} budget{'s' if lay.multi_budget else ''}"]
     parts = [
-        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>fiitedsim report: {_e(name)}</title>", f"<style>{STYLE}</style>",
-        (f"<script>/* Vega, Vega-Lite {alt.SCHEMA_VERSION} and vega-embed, bundled by vl-convert */\n"
-         f"{vega_bundle()}\n</script>"),
-        "</head>", "<body>",
-        f"<h1>fiitedsim report: {_e(name)}</h1>",
         f'<p class="sub">{_e(", ".join(f for f in facts if f))}. Trace: <code>{_e(trace.get("path"))}</code></p>',
         "<nav>" + "".join(f'<a href="#sec-{i}">{_e(t)}</a>' for i, (t, _) in CHARTS.items())
         + '<a href="#summary">Summary table</a><a href="#config">Configuration</a><a href="#trace">Trace</a></nav>',
         headline(results, runs, lay),
         '<h2 id="summary">Summary at the end of the run</h2>',
-        ('<p class="note">Memory is at the end of the run (peak where it says so); hit rates are over the whole '
-         "run: row hit = the row's first chunk was resident, chunk hit = resident chunks / requested chunks, "
-         "full hit = all chunks of the row were resident. The budget is the payload budget of DESIGN.md 3.3 "
-         "(payload + index + metadata with --budget-covers all).</p>"),
+        SUMMARY_NOTE,
         summary_table(results, runs),
     ]
     for chart_id, (title, _) in CHARTS.items():
         parts.append(f'<h2 id="sec-{chart_id}">{_e(title)}</h2>')
         parts.append(f'<div class="chart" id="chart-{chart_id}" data-chart="{chart_id}"></div>')
-    parts += [
-        config_tables(summary),
-        (f'<p class="note">Made by fiitedsim {_e(__version__)} from results format {RESULTS_FORMAT}. '
-         "Opens offline: the chart libraries and data are inside this file.</p>"),
-        f'<script type="application/json" id="fiitedsim-specs">{_json_for_script(specs)}</script>',
-        f'<script type="application/json" id="fiitedsim-embed-options">{_json_for_script(EMBED_OPTIONS)}</script>',
-        f"<script>{PAGE_SCRIPT}</script>",
-        "</body>", "</html>", "",
-    ]
-    return "\n".join(parts)
+    parts.append(config_tables(summary))
+    return _page(f"fiitedsim report: {name}", parts, specs)
+
+
+SUMMARY_NOTE = ('<p class="note">Memory is at the end of the run (peak where it says so); hit rates are over the whole '
+                "run: row hit = the row's first chunk was resident, chunk hit = resident chunks / requested chunks, "
+                "full hit = all chunks of the row were resident. The budget is the payload budget of DESIGN.md 3.3 "
+                "(payload + index + metadata with --budget-covers all).</p>")
+#: Charts drawn for each group of a sweep report (the rest would multiply the page size by the group count).
+SWEEP_CHARTS = ("tradeoff", "hit_rates", "memory")
+
+
+def render_sweep_report(groups: list[tuple[str, ReplayResults]]) -> str:
+    """A sweep's page: per group of points that differ only in policy and budget, the replay report's ranking,
+    summary table and the tradeoff, hit-rate and memory charts; one copy of the libraries for all."""
+    specs: dict[str, dict] = {}
+    body = [(f'<p class="sub">{sum(len(r.summary["policies"]) for _, r in groups)} points in {len(groups)} '
+             f'group{"s" if len(groups) != 1 else ""} (same trace and knobs; policies and budgets within)</p>'),
+            "<nav>" + "".join(f'<a href="#group-{i}">{_e(title)}</a>' for i, (title, _) in enumerate(groups))
+            + "</nav>", SUMMARY_NOTE]
+    for i, (title, results) in enumerate(groups):
+        check_summary(results.summary)
+        check_series(results)
+        runs = runs_of(results.summary)
+        lay = _Layout(runs)
+        body += [f'<h2 id="group-{i}">{_e(title)}</h2>', headline(results, runs, lay), summary_table(results, runs)]
+        for chart_id in SWEEP_CHARTS:
+            chart = CHARTS[chart_id][1](results, runs, lay)
+            specs[f"g{i}-{chart_id}"] = chart.configure_view(stroke="#ddd").configure_axis(labelFontSize=11).to_dict()
+            body.append(f'<div class="chart" id="chart-g{i}-{chart_id}" data-chart="{chart_id}"></div>')
+    return _page("fiitedsim sweep report", body, specs)
+
+
+def write_sweep_report(target: str | Path, groups: list[tuple[str, ReplayResults]]) -> Path:
+    """Render and write a sweep's page all-or-nothing to `target`."""
+    page = render_sweep_report(groups)
+    with atomic_path(target) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return Path(target)

@@ -1,0 +1,535 @@
+"""`fiitedsim sweep`: a grid of replays (traces x policies x budgets x knobs) on local processes or a Dask cluster.
+
+Why it is built this way:
+
+- A *point* is one `replay()` of one trace with one policy at one budget, so
+  points are independent (any order, any worker) and each equals a plain
+  `fiitedsim replay TRACE --policy P --budget B ...` with the point's knobs.
+- A point's *key* is the sha256 of the canonical JSON of everything that can
+  change its result (`point_identity`): the trace's resolved part files with
+  their sizes and modification times, the effective table list, every
+  `ReplayConfig` field, the policy, the budget, the results format and the
+  fiitedsim version. Results are stored under that key, so a re-run skips what
+  is stored (resume), a changed input or knob makes a new key instead of
+  reusing a stale result, and a task that Dask runs twice (a worker died after
+  finishing it) is harmless.
+- Workers only compute: a task returns the point's summary and its time series
+  (Parquet bytes) to the client, and the client writes `OUT/points/KEY.json`
+  and `KEY.parquet` atomically as each point finishes. Workers need the input
+  traces at the same path, but no shared filesystem for outputs, and an
+  interrupted sweep loses nothing that had finished.
+- Local and remote runs take the same path: a `distributed.LocalCluster` of
+  single-threaded worker processes on 127.0.0.1, or a `Client` of the given
+  scheduler; everything after that is identical.
+- Everything that can be checked without replaying (the sweep file, every
+  trace's footers, every table override, knob and budget) is checked on the
+  client before any task is submitted, so bad input costs no cluster time.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import itertools
+import json
+import logging
+import math
+import os
+import tomllib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import polars as pl
+
+from . import __version__
+from .atomic import atomic_path
+from .config import ReplayConfig, TableSpec, check_tables_fit_pages, dense_bytes, load_tables_file, parse_budget
+from .errors import InputError
+from .policies import POLICIES
+from .policies.base import SUMMARY_KEYS
+from .replay import PAGED_POLICIES, RESULTS_FORMAT, ReplayResults, check_budget_workable, replay
+from .trace import TraceSource
+
+#: Layout version of a sweep folder (points/KEY.json, points.parquet); part of every point key.
+SWEEP_FORMAT = 1
+POINTS_DIR = "points"
+POINTS_FILE = "points.parquet"
+REPORT_FILE = "report.html"
+
+
+@dataclass(frozen=True)
+class Knob:
+    """A setting that may be a grid axis: a scalar (one value) or a list of values in the sweep file.
+
+    `target` says where a value goes: "tables" overrides that field of every
+    table of the trace (as `replay --dim/--chunk/--dtype-bytes` do), "config"
+    sets the `ReplayConfig` field of that name. Extension point for the
+    trainer: its settings become knobs with target "train", and `run_point`
+    hands them to the trainer instead of `replay()`; keys, storage and
+    scheduling need no change.
+    """
+
+    name: str
+    kind: type  # int, float, str or bool
+    target: str
+
+
+#: Knobs in column order of points.parquet (after trace, policy, budget). Every CLI knob of `replay`.
+KNOBS = (
+    Knob("chunk", int, "tables"), Knob("dim", int, "tables"), Knob("dtype_bytes", int, "tables"),
+    Knob("gamma", float, "config"), Knob("interval", int, "config"), Knob("position_weight", float, "config"),
+    Knob("page_bytes", int, "config"), Knob("max_load", float, "config"), Knob("index_initial", int, "config"),
+    Knob("allocator", str, "config"), Knob("budget_covers", str, "config"), Knob("report_every", int, "config"),
+    Knob("count_accesses", bool, "config"),
+)
+KNOB_BY_NAME = {k.name: k for k in KNOBS}
+#: Keys of [sweep] that are not knobs.
+REQUIRED_KEYS = ("traces", "policies", "budgets")
+OTHER_KEYS = ("out", "tables")
+ALLOWED_KEYS = (*REQUIRED_KEYS, *OTHER_KEYS, *KNOB_BY_NAME)
+
+
+# ---------------------------------------------------------------------------
+# The sweep file
+
+
+@dataclass(frozen=True)
+class SweepFile:
+    """A validated sweep file: axis values in the order given, paths resolved against the file's folder."""
+
+    path: Path
+    traces: tuple[str, ...]              # as written in the file (the `trace` column)
+    trace_paths: tuple[Path, ...]        # absolute: file, folder or glob
+    policies: tuple[str, ...]
+    budgets: tuple[str, ...]             # labels, as parse_budget reads them
+    knobs: dict[str, tuple]              # knob name -> values, only the knobs the file sets, in KNOBS order
+    out: Path | None
+    tables_file: Path | None
+
+
+def _type_name(kind: type) -> str:
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[kind]
+
+
+def _check_value(where: str, value, kind: type):
+    """One TOML value of `kind` (an int is fine where a float is wanted; a bool is never an int)."""
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind in (int, float) and isinstance(value, bool) or not isinstance(value, kind):
+        raise InputError(f"{where}: expected {_type_name(kind)}, got {value!r}")
+    if kind is float and not math.isfinite(value):
+        raise InputError(f"{where}: expected a finite number, got {value!r}")
+    return value
+
+
+def _axis(path: Path, key: str, raw, check: Callable) -> tuple:
+    """A list of values (a scalar counts as a list of one); empty lists and repeated values are errors."""
+    where = f"{path}: [sweep] {key}"
+    values = raw if isinstance(raw, list) else [raw]
+    if not values:
+        raise InputError(f"{where} is empty: give at least one value, e.g. {key} = [{_example(key)}]")
+    out = [check(f"{where}[{i}]" if isinstance(raw, list) else where, v) for i, v in enumerate(values)]
+    seen = set()
+    for v in out:
+        if v in seen:
+            raise InputError(f"{where} lists {v!r} twice; each value of an axis must be different")
+        seen.add(v)
+    return tuple(out)
+
+
+def _example(key: str) -> str:
+    return {"traces": '"traces/a.parquet"', "policies": '"fiited", "uniform-dim"', "budgets": "0.05, 0.1",
+            "allocator": '"lowest"', "budget_covers": '"payload"', "count_accesses": "false"}.get(
+        key, "0.999" if key in KNOB_BY_NAME and KNOB_BY_NAME[key].kind is float else "8")
+
+
+def _budget_label(where: str, value) -> str:
+    """Numbers are fractions of the dense size (0.1), strings may carry a unit ("2GiB")."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise InputError(f"{where}: expected a fraction like 0.1 or a string like \"2GiB\", got {value!r}")
+    label = repr(value) if isinstance(value, float) else str(value).strip()
+    parse_budget(label, 1)  # the syntax; the bytes depend on each trace's dense size
+    return label
+
+
+def _policy(where: str, value) -> str:
+    value = _check_value(where, value, str)
+    if value not in POLICIES and value != "all":
+        raise InputError(f"{where}: unknown policy {value!r}; choose from {', '.join(POLICIES)} or all")
+    return value
+
+
+def load_sweep_file(path: str | Path) -> SweepFile:
+    """Parse and validate a sweep file; every problem is an InputError that says what to change."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"sweep file not found: {path}" if not path.exists() else
+                         f"sweep file {path} is not a file; give a .toml file with a [sweep] table")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid TOML: {exc}") from None
+    extra = [k for k in data if k != "sweep"]
+    if extra:
+        raise InputError(f"{path}: unknown top-level key {extra[0]!r}; everything goes in the [sweep] table")
+    sweep = data.get("sweep")
+    if not isinstance(sweep, dict):
+        raise InputError(f"{path}: no [sweep] table; see `fiitedsim sweep --help` for the format")
+    unknown = [k for k in sweep if k not in ALLOWED_KEYS]
+    if unknown:
+        raise InputError(f"{path}: unknown key {unknown[0]!r} in [sweep]; allowed: {', '.join(ALLOWED_KEYS)}")
+    missing = [k for k in REQUIRED_KEYS if k not in sweep]
+    if missing:
+        raise InputError(f"{path}: [sweep] lacks {missing[0]!r}, e.g. {missing[0]} = [{_example(missing[0])}]")
+    base = path.resolve().parent
+
+    def non_empty_string(where, v):
+        v = _check_value(where, v, str)
+        if not v.strip():
+            raise InputError(f"{where}: empty path")
+        return v
+
+    traces = _axis(path, "traces", sweep["traces"], non_empty_string)
+    policies = _axis(path, "policies", sweep["policies"], _policy)
+    if "all" in policies:
+        policies = tuple(POLICIES)
+    budgets = _axis(path, "budgets", sweep["budgets"], _budget_label)
+    knobs = {k.name: _axis(path, k.name, sweep[k.name], lambda w, v, k=k: _check_value(w, v, k.kind))
+             for k in KNOBS if k.name in sweep}
+    out = tables = None
+    if "out" in sweep:
+        out = base / non_empty_string(f"{path}: [sweep] out", sweep["out"])
+    if "tables" in sweep:
+        tables = base / non_empty_string(f"{path}: [sweep] tables", sweep["tables"])
+    return SweepFile(path, traces, tuple(base / t for t in traces), policies, budgets, knobs, out, tables)
+
+
+# ---------------------------------------------------------------------------
+# Points
+
+
+@dataclass(frozen=True)
+class PointSpec:
+    """Everything a worker needs to compute a point (it must be picklable and small)."""
+
+    trace: str                     # absolute path of the file, folder or glob
+    tables_file: str | None
+    tables: tuple[TableSpec, ...]  # effective tables (overrides applied); the worker uses these
+    policy: str
+    budget_label: str
+    budget_bytes: int
+    config: ReplayConfig
+
+
+@dataclass(frozen=True)
+class Point:
+    key: str
+    axes: dict     # column -> value: trace, policy, budget, then the knobs the file sets
+    spec: PointSpec
+
+
+def trace_identity(source: TraceSource) -> list[list]:
+    """Resolved path, size and modification time (ns) of every part: a rewritten trace gets new point keys."""
+    out = []
+    for part in source.parts:
+        st = part.stat()
+        out.append([str(part.resolve()), st.st_size, st.st_mtime_ns])
+    return out
+
+
+def point_identity(parts: list[list], spec: PointSpec) -> dict:
+    """The full configuration of a point; its canonical JSON's sha256 is the point key (docs/semantics.md)."""
+    return {
+        "sweep_format": SWEEP_FORMAT, "results_format": RESULTS_FORMAT, "fiitedsim": __version__,
+        "trace_parts": parts, "tables": [asdict(t) for t in spec.tables],
+        "config": asdict(spec.config), "policy": spec.policy,
+        "budget": {"label": spec.budget_label, "bytes": spec.budget_bytes},
+    }
+
+
+def point_key(identity: dict) -> str:
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def plan_points(sweep: SweepFile, warn: Callable[[str], None]) -> list[Point]:
+    """Expand the grid in axis order (trace, policy, budget, knobs), checking every combination on the client."""
+    table_knobs = [k for k in sweep.knobs if KNOB_BY_NAME[k].target == "tables"]
+    config_knobs = [k for k in sweep.knobs if KNOB_BY_NAME[k].target == "config"]
+    if sweep.tables_file is not None:
+        load_tables_file(sweep.tables_file)  # a bad tables file is named once, not per trace
+    points = []
+    seen_traces: dict[str, str] = {}
+    for label, path in zip(sweep.traces, sweep.trace_paths):
+        source = TraceSource(path, tables_file=sweep.tables_file, warn=warn)
+        parts = trace_identity(source)
+        same = seen_traces.setdefault(json.dumps(parts), label)
+        if same != label:
+            raise InputError(f"{sweep.path}: traces {same!r} and {label!r} are the same files; list each trace once")
+        for policy, budget, *values in itertools.product(sweep.policies, sweep.budgets, *sweep.knobs.values()):
+            chosen = dict(zip(sweep.knobs, values))
+            try:  # replace() re-runs TableSpec's checks (C divides D, ...): say which trace they failed on
+                tables = tuple(replace(t, **{k: chosen[k] for k in table_knobs}) for t in source.tables)
+            except InputError as exc:
+                raise InputError(f"{sweep.path}: trace {label!r}: {exc}") from None
+            if source.has_grad and any(a.chunks != b.chunks for a, b in zip(tables, source.tables)):
+                raise InputError(f"{sweep.path}: trace {label!r} has grad_norm with K = dim/chunk values per "
+                                 f"lookup, so its chunks per row cannot change ({', '.join(table_knobs)} axis); "
+                                 "sweep chunk sizes on traces without grad_norm (importance then is frequency)")
+            cfg = ReplayConfig(**{k: chosen[k] for k in config_knobs})
+            check_tables_fit_pages(list(tables), cfg)
+            budget_bytes = parse_budget(budget, dense_bytes(list(tables)))
+            cfg = cfg.with_budget(budget_bytes, budget)
+            if policy in PAGED_POLICIES:
+                check_budget_workable(budget, budget_bytes, list(tables), cfg)
+            spec = PointSpec(str(path), None if sweep.tables_file is None else str(sweep.tables_file), tables,
+                             policy, budget, budget_bytes, cfg)
+            axes = {"trace": label, "policy": policy, "budget": budget, **chosen}
+            points.append(Point(point_key(point_identity(parts, spec)), axes, spec))
+    return points
+
+
+def run_point(spec: PointSpec) -> tuple[dict, bytes]:
+    """Compute one point (on a worker): its summary.json object and its time series as Parquet bytes."""
+    source = TraceSource(spec.trace, tables_file=spec.tables_file, warn=lambda message: None)  # client warned
+    source.set_tables(list(spec.tables))
+    results = replay(source, [spec.policy], [(spec.budget_label, spec.budget_bytes)], spec.config)
+    buffer = io.BytesIO()
+    results.series[spec.policy].write_parquet(buffer)
+    return results.summary, buffer.getvalue()
+
+
+# ---------------------------------------------------------------------------
+# The output folder
+
+
+def check_sweep_out(out: str | Path) -> Path:
+    """`out` may be new, empty or an earlier sweep folder (whose stored points are reused); nothing else."""
+    out = Path(out)
+    here = Path.cwd().resolve()
+    if out.resolve() == here or out.resolve() in here.parents:
+        raise InputError(f"out folder {out} is the current folder or contains it; name a new folder such as runs/sweep")
+    if out.exists():
+        if not out.is_dir():
+            raise InputError(f"out folder {out} is a file; name a folder such as runs/sweep")
+        if any(out.iterdir()) and not (out / POINTS_DIR).is_dir():
+            raise InputError(f"out folder {out} exists and is not a fiitedsim sweep folder (no {POINTS_DIR}/); "
+                             "choose a new folder")
+    return out
+
+
+def _stored(out: Path, key: str) -> dict | None:
+    """The stored record of a point, or None when it is absent, damaged or of another layout."""
+    try:
+        record = json.loads((out / POINTS_DIR / f"{key}.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    ok = (isinstance(record, dict) and record.get("format") == SWEEP_FORMAT and record.get("key") == key
+          and (out / POINTS_DIR / f"{key}.parquet").is_file())
+    return record if ok else None
+
+
+def store_point(out: Path, point: Point, summary: dict, series: bytes) -> None:
+    """Series first, then the JSON record: a point counts as stored only once its JSON exists, both complete."""
+    folder = out / POINTS_DIR
+    with atomic_path(folder / f"{point.key}.parquet") as tmp:
+        tmp.write_bytes(series)
+    record = {"format": SWEEP_FORMAT, "key": point.key, "point": point.axes, "summary": summary}
+    with atomic_path(folder / f"{point.key}.json") as tmp:
+        tmp.write_text(json.dumps(record, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------
+# Scheduling
+
+
+@contextlib.contextmanager
+def quiet_distributed():
+    """Dask logs every worker start, loss and shutdown race at INFO/WARNING: keep the terminal to our lines."""
+    names = ["distributed", *(n for n in logging.root.manager.loggerDict if n.startswith("distributed."))]
+    saved = {n: logging.getLogger(n).level for n in names}
+    for n in names:
+        logging.getLogger(n).setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for n, level in saved.items():
+            logging.getLogger(n).setLevel(level)
+
+
+@contextlib.contextmanager
+def dask_client(scheduler: str | None, workers: int | None, connect_timeout: float):
+    """A Client of `scheduler`, or of a LocalCluster of `workers` single-threaded processes on 127.0.0.1."""
+    from distributed import Client, LocalCluster
+
+    if scheduler is not None:
+        try:
+            client = Client(scheduler, timeout=connect_timeout, set_as_default=False)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise InputError(f"cannot reach the Dask scheduler at {scheduler} within {connect_timeout:g} s "
+                             f"({' '.join(str(exc).split())}); check the address, or leave out --scheduler "
+                             "to run on local processes") from None
+        with client:
+            yield client
+        return
+    n = workers or os.cpu_count() or 1
+    # no dashboard is installed (bokeh is not a dependency); the scheduler's small HTTP server (health checks)
+    # takes any free loopback port instead of 8787, which another cluster may hold
+    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as cluster, \
+            Client(cluster, set_as_default=False) as client:
+        yield client
+
+
+@dataclass
+class SweepOutcome:
+    points: list[Point]
+    computed: int   # points computed by this run
+    reused: int     # points found stored
+
+
+def run_sweep(sweep: SweepFile, out: str | Path, *, scheduler: str | None = None, workers: int | None = None,
+              connect_timeout: float = 10.0, force: bool = False, warn: Callable[[str], None] = lambda m: None,
+              progress: Callable[[int, int], None] | None = None) -> SweepOutcome:
+    """Compute the points not stored yet (all with `force`), store each as it finishes, then write the summaries.
+
+    `progress(done, total)` is called once before the first point and after each one.
+    """
+    if workers is not None and workers < 1:
+        raise InputError(f"--workers must be at least 1, got {workers}")
+    if scheduler is not None and workers is not None:
+        raise InputError("--workers sizes the local cluster; with --scheduler the cluster has its own workers")
+    if not connect_timeout > 0:
+        raise InputError(f"--connect-timeout must be positive, got {connect_timeout}")
+    out = check_sweep_out(out)
+    points = plan_points(sweep, warn)
+    pending = points if force else [p for p in points if _stored(out, p.key) is None]
+    total = len(points)
+    done = total - len(pending)
+    if progress:
+        progress(done, total)
+    failures: list[tuple[Point, BaseException]] = []
+    if pending:
+        with quiet_distributed(), dask_client(scheduler, workers, connect_timeout) as client:
+            from distributed import as_completed
+
+            (out / POINTS_DIR).mkdir(parents=True, exist_ok=True)  # only once a cluster answered
+
+            by_key = {f"fiitedsim-point-{p.key}": p for p in pending}
+            futures = [client.submit(run_point, p.spec, key=k, pure=False) for k, p in by_key.items()]
+            for future in as_completed(futures, loop=client.loop):
+                point = by_key[future.key]
+                if future.status == "finished":
+                    summary, series = future.result()
+                    store_point(out, point, summary, series)
+                    done += 1
+                    if progress:
+                        progress(done, total)
+                elif future.status == "error":
+                    failures.append((point, future.exception()))
+                else:  # cancelled: the scheduler went away or dropped the task
+                    failures.append((point, InputError(f"its task was {future.status} by the cluster")))
+                future.release()
+    if failures:
+        point, exc = failures[0]
+        if not isinstance(exc, InputError) and type(exc).__name__ != "KilledWorker":
+            raise exc
+        raise InputError(f"{len(failures)} of {total} points failed, e.g. {_describe(point)}: "
+                         f"{' '.join(str(exc).split())}; the {done} finished points are stored in {out}: "
+                         "fix the input and run the sweep again to compute only the rest")
+    write_points_table(out, points)
+    write_sweep_report(out, points)
+    return SweepOutcome(points, len(pending), total - len(pending))
+
+
+def _describe(point: Point) -> str:
+    return ", ".join(f"{k}={v}" for k, v in point.axes.items())
+
+
+# ---------------------------------------------------------------------------
+# Summaries: points.parquet and the report
+
+#: Polars types of the axis columns (knobs by their kind).
+_KIND_DTYPE = {int: pl.Int64, float: pl.Float64, str: pl.String, bool: pl.Boolean}
+
+
+def _records(out: Path, points: list[Point]) -> list[dict]:
+    records = []
+    for p in points:
+        record = _stored(out, p.key)
+        if record is None:  # the folder was changed under us
+            raise InputError(f"{out}: point {p.key} vanished while the sweep ran; run the sweep again")
+        records.append(record)
+    return records
+
+
+def points_frame(out: Path, points: list[Point]) -> pl.DataFrame:
+    """One row per point in grid order: the axes, budget bytes and dense size, then every summary.json metric."""
+    records = _records(out, points)
+    knob_names = [k for k in points[0].axes if k in KNOB_BY_NAME] if points else []
+    schema = {"key": pl.String, "trace": pl.String, "policy": pl.String, "budget": pl.String,
+              **{k: _KIND_DTYPE[KNOB_BY_NAME[k].kind] for k in knob_names},
+              "budget_bytes": pl.Int64, "dense_bytes": pl.Int64}
+    columns: dict[str, list] = {c: [] for c in schema}
+    metrics: dict[str, list] = {k: [] for k in SUMMARY_KEYS}
+    for p, record in zip(points, records):
+        summary = record["summary"]
+        for c in ("trace", "policy", "budget", *knob_names):
+            columns[c].append(p.axes[c])
+        columns["key"].append(p.key)
+        columns["budget_bytes"].append(p.spec.budget_bytes)
+        columns["dense_bytes"].append(summary["trace"]["dense_bytes"])
+        stats = summary["policies"][p.spec.policy]
+        for k in SUMMARY_KEYS:
+            metrics[k].append(stats[k])
+    for k, values in metrics.items():
+        if k == "dim_hist_final":
+            schema[k] = pl.List(pl.Int64)
+        elif all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            schema[k] = pl.Int64
+        else:  # rates, and theta_final (null = +infinity)
+            schema[k] = pl.Float64
+        columns[k] = values
+    return pl.DataFrame(columns, schema=schema)
+
+
+def write_points_table(out: Path, points: list[Point]) -> Path:
+    target = out / POINTS_FILE
+    frame = points_frame(out, points)
+    with atomic_path(target) as tmp:
+        frame.write_parquet(tmp, statistics=False)
+    return target
+
+
+def report_groups(out: Path, points: list[Point]) -> list[tuple[str, ReplayResults]]:
+    """Points that differ only in policy and budget form one replay-like result (keys NAME@BUDGET)."""
+    records = {p.key: r for p, r in zip(points, _records(out, points))}
+    groups: dict[tuple, list[Point]] = {}
+    for p in points:
+        rest = tuple((k, v) for k, v in p.axes.items() if k not in ("policy", "budget"))
+        groups.setdefault(rest, []).append(p)
+    results = []
+    for rest, members in groups.items():
+        budgets = list(dict.fromkeys(p.spec.budget_label for p in members))
+        keyed = len(budgets) > 1
+        first = records[members[0].key]["summary"]
+        summary = {"format": RESULTS_FORMAT, "policies": {}, "config": dict(first["config"]), "trace": first["trace"]}
+        summary["config"]["budgets"] = [{"label": p.spec.budget_label, "bytes": p.spec.budget_bytes}
+                                        for p in {p.spec.budget_label: p for p in members}.values()]
+        summary["config"]["policies"] = list(dict.fromkeys(p.spec.policy for p in members))
+        series = {}
+        for p in members:
+            key = f"{p.spec.policy}@{p.spec.budget_label}" if keyed else p.spec.policy
+            summary["policies"][key] = records[p.key]["summary"]["policies"][p.spec.policy]
+            series[key] = pl.read_parquet(out / POINTS_DIR / f"{p.key}.parquet")
+        title = ", ".join(f"{k} {v}" for k, v in rest)
+        results.append((title, ReplayResults(summary, series)))
+    return results
+
+
+def write_sweep_report(out: Path, points: list[Point]) -> Path:
+    from .report import write_sweep_report as write
+
+    return write(out / REPORT_FILE, report_groups(out, points))
+

@@ -1,0 +1,313 @@
+"""`fiitedsim sweep`: validation, equality with plain replays, resume, --force, and surviving a killed worker.
+
+Clusters are real `distributed` clusters of worker processes on 127.0.0.1. One
+module-scoped cluster serves the tests that go through `--scheduler` (the code
+path is the same as for local runs); the local default path is exercised once,
+and the killed-worker test starts its own cluster. Kernels are compiled in this
+process first (`warm`), so workers load them from the on-disk cache.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from test_cli import assert_clean_failure, fails_cleanly, run
+
+from fiitedsim.config import ReplayConfig, TableSpec
+from fiitedsim.policies.base import SUMMARY_KEYS
+from fiitedsim.replay import replay
+from fiitedsim.sweep import POINTS_DIR, load_sweep_file, plan_points
+from fiitedsim.trace import TraceSource
+from fiitedsim.trace_writer import TraceWriter
+
+distributed = pytest.importorskip("distributed")
+
+TABLES = [TableSpec("a", rows=50_000, dim=16, chunk=4), TableSpec("b", rows=20_000, dim=16, chunk=4)]
+QUIET = {"warn": lambda m: None}
+
+
+def write_trace(path: Path, steps: int, per_step: int, seed: int, first_step: int = 0, grad: bool = False) -> Path:
+    rng = np.random.default_rng(seed)
+    n = steps * per_step
+    step = np.repeat(np.arange(first_step, first_step + steps), per_step)
+    table = rng.integers(0, 2, n).astype(np.int32)
+    row = (rng.zipf(1.2, n) % np.where(table == 0, 50_000, 20_000)).astype(np.int64)
+    norms = rng.gamma(2.0, 0.5, size=(n, 4)).astype(np.float32)
+    with TraceWriter(path, TABLES, with_grad=grad) as w:
+        for a in range(0, n, 1 << 18):
+            w.write(step[a:a + (1 << 18)], table[a:a + (1 << 18)], row[a:a + (1 << 18)],
+                    norms[a:a + (1 << 18)] if grad else None)
+    return path
+
+
+def write_sweep(path: Path, **keys) -> Path:
+    """A [sweep] table; JSON values are valid TOML for strings, numbers, booleans and their lists."""
+    path.write_text("[sweep]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in keys.items()))
+    return path
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> Path:
+    """A small trace file and a two-part folder trace (no grad_norm, so chunk sizes can be swept); kernels warmed."""
+    root = tmp_path_factory.mktemp("sweep_in")
+    write_trace(root / "small.parquet", steps=60, per_step=64, seed=1)
+    (root / "parts").mkdir()
+    write_trace(root / "parts" / "part-1.parquet", steps=30, per_step=64, seed=2)
+    write_trace(root / "parts" / "part-2.parquet", steps=30, per_step=64, seed=3, first_step=30)
+    source = TraceSource(root / "small.parquet", **QUIET)
+    replay(source, ["fiited", "uniform-dim", "row-prune"], [("0.1", 10**6)], ReplayConfig(interval=5))
+    write_trace(root / "grad.parquet", steps=10, per_step=64, seed=4, grad=True)
+    replay(TraceSource(root / "grad.parquet", **QUIET), ["fiited"], [("0.1", 10**6)], ReplayConfig(interval=5))
+    return root
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address="127.0.0.1:0") as c:
+        yield c
+
+
+def final_line(result) -> str:
+    assert result.code == 0, result
+    return result.err.strip().splitlines()[-1]
+
+
+def reference(trace: Path, policy: str, budget: str, chunk: int | None, **knobs) -> tuple[dict, list]:
+    """The point computed by a plain replay() of one policy at one budget."""
+    from fiitedsim.config import dense_bytes, parse_budget
+
+    source = TraceSource(trace, **QUIET)
+    if chunk is not None:
+        source.set_tables([TableSpec(t.name, t.rows, t.dim, chunk, t.dtype_bytes) for t in source.tables])
+    bytes_ = parse_budget(budget, dense_bytes(source.tables))
+    cfg = ReplayConfig(**knobs)
+    results = replay(source, [policy], [(budget, bytes_)], cfg)
+    return results.summary, results.series[policy].to_dicts()
+
+
+# ---------------------------------------------------------------------------
+# Bad input: one line, exit 2, nothing written
+
+
+BAD_FILES = [
+    ({"traces": ["small.parquet"], "policies": ["fiited"], "budgets": [0.1], "out": "o", "gama": [0.9]},
+     ["unknown key 'gama'", "allowed"]),
+    ({"traces": ["small.parquet"], "policies": [], "budgets": [0.1], "out": "o"}, ["policies", "is empty"]),
+    ({"traces": ["small.parquet"], "policies": ["fiited"], "budgets": [0.1], "chunk": [], "out": "o"},
+     ["chunk", "is empty"]),
+    ({"traces": ["small.parquet"], "policies": ["fiited"], "budgets": [0.1], "interval": ["100"], "out": "o"},
+     ["interval[0]", "expected an integer", "'100'"]),
+    ({"traces": ["small.parquet"], "policies": ["fiited"], "budgets": [0.1], "gamma": [True], "out": "o"},
+     ["gamma[0]", "expected a number"]),
+    ({"traces": "small.parquet", "policies": ["fifo"], "budgets": [0.1], "out": "o"}, ["unknown policy 'fifo'"]),
+    ({"traces": ["missing.parquet"], "policies": ["fiited"], "budgets": [0.1], "out": "o"},
+     ["trace file not found", "missing.parquet"]),
+    ({"traces": ["small.parquet"], "policies": ["fiited"], "budgets": [0.1, 0.1], "out": "o"}, ["0.1", "twice"]),
+    ({"traces": ["small.parquet"], "policies": ["fiited"], "budgets": ["lots"], "out": "o"}, ["'lots'", "not a number"]),
+    ({"policies": ["fiited"], "budgets": [0.1], "out": "o"}, ["lacks 'traces'"]),
+    ({"traces": ["small.parquet"], "policies": ["fiited"], "budgets": [0.1]}, ["no output folder", "--out"]),
+    ({"traces": ["small.parquet"], "policies": ["fiited"], "budgets": [0.1], "chunk": [3], "out": "o"},
+     ["small.parquet", "does not divide"]),
+    ({"traces": ["grad.parquet"], "policies": ["fiited"], "budgets": [0.1], "chunk": [8], "out": "o"},
+     ["grad.parquet", "has grad_norm", "without grad_norm"]),
+    ({"traces": ["small.parquet"], "policies": ["fiited"], "budgets": [0.1], "gamma": [1.5], "out": "o"},
+     ["--gamma must be in (0, 1]"]),
+]
+
+
+@pytest.mark.parametrize("keys, words", BAD_FILES, ids=[w[0] for _, w in BAD_FILES])
+def test_bad_sweep_file_is_one_line_exit_2(monkeypatch, capsys, tmp_path, inputs, keys, words):
+    folder = tmp_path / "w"
+    folder.mkdir()
+    for name in ("small.parquet", "grad.parquet"):
+        (folder / name).write_bytes((inputs / name).read_bytes())
+    toml = write_sweep(folder / "sweep.toml", **keys)
+    fails_cleanly(monkeypatch, capsys, folder, ["sweep", toml, "-q"], *words)
+
+
+def test_not_toml_and_no_sweep_table(monkeypatch, capsys, tmp_path):
+    (tmp_path / "bad.toml").write_text("[sweep\n")
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["sweep", tmp_path / "bad.toml"], "not valid TOML")
+    (tmp_path / "other.toml").write_text("[grid]\ntraces = []\n")
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["sweep", tmp_path / "other.toml"], "unknown top-level key 'grid'")
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["sweep", tmp_path / "none.toml"], "sweep file not found")
+
+
+def test_out_folder_that_is_not_a_sweep_is_refused(monkeypatch, capsys, tmp_path, inputs):
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "notes.txt").write_text("mine")
+    toml = write_sweep(tmp_path / "s.toml", traces=[str(inputs / "small.parquet")], policies=["full"], budgets=[0.1])
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["sweep", toml, "--out", tmp_path / "o"], "not a fiitedsim sweep")
+
+
+def test_unreachable_scheduler_fails_within_the_timeout(monkeypatch, capsys, tmp_path, inputs):
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    toml = write_sweep(tmp_path / "s.toml", traces=[str(inputs / "small.parquet")], policies=["full"], budgets=[0.1],
+                       out=str(tmp_path / "o"))
+    t0 = time.monotonic()
+    result = run(monkeypatch, capsys, "sweep", toml, "--scheduler", f"tcp://127.0.0.1:{port}",
+                 "--connect-timeout", "2", "-q")
+    elapsed = time.monotonic() - t0
+    assert_clean_failure(result, "cannot reach the Dask scheduler", f"127.0.0.1:{port}", "within 2 s")
+    assert elapsed < 2 + 5, elapsed
+    assert not (tmp_path / "o").exists()
+
+
+# ---------------------------------------------------------------------------
+# Results
+
+
+def test_plan_expands_the_grid_in_axis_order(tmp_path, inputs):
+    toml = write_sweep(tmp_path / "s.toml", traces=[str(inputs / "small.parquet"), str(inputs / "parts")],
+                       policies=["fiited", "full"], budgets=[0.05, "1MiB"], chunk=[4, 8], gamma=0.99)
+    points = plan_points(load_sweep_file(toml), warn=lambda m: None)
+    assert len(points) == 2 * 2 * 2 * 2
+    assert list(points[0].axes) == ["trace", "policy", "budget", "chunk", "gamma"]
+    assert [p.axes["chunk"] for p in points[:4]] == [4, 8, 4, 8]
+    assert len({p.key for p in points}) == len(points)
+    # the key depends on the trace's files: touching one part changes only that trace's keys
+    again = plan_points(load_sweep_file(toml), warn=lambda m: None)
+    assert [p.key for p in again] == [p.key for p in points]
+    os.utime(inputs / "parts" / "part-2.parquet", ns=(1, 1))
+    moved = plan_points(load_sweep_file(toml), warn=lambda m: None)
+    assert [a.key == b.key for a, b in zip(points, moved)] == [p.axes["trace"].endswith("small.parquet")
+                                                              for p in points]
+
+
+def test_sweep_equals_separate_replays(monkeypatch, capsys, tmp_path, inputs, cluster):
+    toml = write_sweep(tmp_path / "s.toml", traces=[str(inputs / "small.parquet"), str(inputs / "parts")],
+                       policies=["fiited", "uniform-dim"], budgets=[0.05, "0.2"], chunk=[4, 8], gamma=[0.99],
+                       interval=5, report_every=10, out="o")
+    line = final_line(run(monkeypatch, capsys, "sweep", toml, "--scheduler", cluster.scheduler_address, "-q"))
+    assert "16 points (16 computed, 0 already stored)" in line
+    out = tmp_path / "o"
+    frame = pl.read_parquet(out / "points.parquet")
+    assert frame.height == 16 and frame["key"].n_unique() == 16
+    assert frame.columns[:9] == ["key", "trace", "policy", "budget", "chunk", "gamma", "interval", "report_every",
+                                 "budget_bytes"]
+    assert all(k in frame.columns for k in SUMMARY_KEYS)
+    assert frame.schema["dim_hist_final"] == pl.List(pl.Int64)
+    for row in frame.iter_rows(named=True):
+        summary, series = reference(Path(row["trace"]), row["policy"], row["budget"], row["chunk"],
+                                    gamma=0.99, interval=5, report_every=10)
+        record = json.loads((out / POINTS_DIR / f"{row['key']}.json").read_text())
+        assert record["summary"] == summary
+        assert pl.read_parquet(out / POINTS_DIR / f"{row['key']}.parquet").to_dicts() == series
+        assert {k: row[k] for k in SUMMARY_KEYS} == summary["policies"][row["policy"]]
+    page = (out / "report.html").read_text()
+    assert page.count('class="chart"') == 4 * 3 and "http://" not in page.split("<body>")[1][:2000]
+
+
+def test_resume_recomputes_only_missing_points_and_force_recomputes_all(monkeypatch, capsys, tmp_path, inputs,
+                                                                       cluster):
+    toml = write_sweep(tmp_path / "s.toml", traces=[str(inputs / "small.parquet")],
+                       policies=["fiited", "row-prune", "full"], budgets=[0.05, 0.1], interval=5, out="o")
+    out = tmp_path / "o"
+    # the default path: a LocalCluster of this run's own
+    line = final_line(run(monkeypatch, capsys, "sweep", toml, "--workers", "2", "-q"))
+    assert "6 points (6 computed, 0 already stored)" in line
+    table = (out / "points.parquet").read_bytes()
+    report = (out / "report.html").read_bytes()
+    stored = sorted((out / POINTS_DIR).glob("*.json"))
+    assert len(stored) == 6
+    mtimes = {p: p.stat().st_mtime_ns for p in stored}
+    stored[2].unlink()
+    line = final_line(run(monkeypatch, capsys, "sweep", toml, "--scheduler", cluster.scheduler_address, "-q"))
+    assert "6 points (1 computed, 5 already stored)" in line
+    assert (out / "points.parquet").read_bytes() == table
+    assert (out / "report.html").read_bytes() == report
+    assert {p: p.stat().st_mtime_ns for p in stored if p != stored[2]} == \
+        {p: t for p, t in mtimes.items() if p != stored[2]}
+    # nothing to do: no cluster is contacted at all (an unreachable address does not matter)
+    line = final_line(run(monkeypatch, capsys, "sweep", toml, "--scheduler", "tcp://127.0.0.1:9", "-q"))
+    assert "6 points (0 computed, 6 already stored)" in line
+    line = final_line(run(monkeypatch, capsys, "sweep", toml, "--scheduler", cluster.scheduler_address,
+                          "--force", "-q"))
+    assert "6 points (6 computed, 0 already stored)" in line
+    assert (out / "points.parquet").read_bytes() == table
+    assert all(p.stat().st_mtime_ns != mtimes[p] for p in stored if p != stored[2])
+    assert sorted(p.name for p in (out / POINTS_DIR).iterdir()) == sorted(
+        [p.name for p in stored] + [p.with_suffix(".parquet").name for p in stored])
+
+
+def test_killed_worker_every_point_exactly_once_and_equal_to_a_local_run(monkeypatch, capsys, tmp_path, inputs):
+    """The issue's required test: a worker is SIGKILLed mid-sweep; Dask reruns its task elsewhere."""
+    big = write_trace(tmp_path / "big.parquet", steps=400, per_step=4096, seed=5, grad=True)  # 1.6M lookups per point
+    budgets = [0.02, 0.04, 0.08, 0.16, 0.32, 0.64]
+    toml = write_sweep(tmp_path / "s.toml", traces=[str(big)], policies=["fiited"], budgets=budgets, out="o")
+    out = tmp_path / "o"
+    killed = {}
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address="127.0.0.1:0") as cluster, distributed.Client(cluster) as client:
+        pids = client.run(os.getpid)
+
+        def kill_one_busy_worker():
+            while not killed and not finished.is_set():
+                done = len(list((out / POINTS_DIR).glob("*.json"))) if (out / POINTS_DIR).is_dir() else 0
+                busy = [w for w, keys in client.processing().items() if keys] if done else []
+                if busy:
+                    os.kill(pids[busy[0]], signal.SIGKILL)
+                    killed.update(done=done, worker=busy[0])
+                time.sleep(0.05)
+
+        finished = threading.Event()
+
+        watcher = threading.Thread(target=kill_one_busy_worker, daemon=True)
+        watcher.start()
+        try:
+            result = run(monkeypatch, capsys, "sweep", toml, "--scheduler", cluster.scheduler_address, "-q")
+        finally:
+            finished.set()
+            watcher.join()
+    line = final_line(result)
+    assert killed and killed["done"] < len(budgets), killed
+    assert f"{len(budgets)} points ({len(budgets)} computed, 0 already stored)" in line
+    assert len(list((out / POINTS_DIR).glob("*.json"))) == len(budgets)
+    frame = pl.read_parquet(out / "points.parquet")
+    assert frame["budget"].to_list() == [repr(b) for b in budgets] and frame["key"].n_unique() == len(budgets)
+    # the local run: one replay() of every budget in this process
+    from fiitedsim.replay import parse_budgets
+
+    source = TraceSource(big, **QUIET)
+    local = replay(source, ["fiited"], parse_budgets(",".join(map(repr, budgets)), source.tables), ReplayConfig())
+    for row in frame.iter_rows(named=True):
+        expected = local.summary["policies"][f"fiited@{row['budget']}"]
+        assert {k: row[k] for k in SUMMARY_KEYS} == expected
+        stored = pl.read_parquet(out / POINTS_DIR / f"{row['key']}.parquet")
+        assert stored.equals(local.series[f"fiited@{row['budget']}"])
+
+
+def test_a_point_that_fails_on_its_data_leaves_the_others_stored(monkeypatch, capsys, tmp_path, inputs, cluster):
+    """Steps decreasing across parts show only while replaying (on a worker): that point fails, the rest is kept."""
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    write_trace(bad / "part-1.parquet", steps=10, per_step=8, seed=6, first_step=50)
+    write_trace(bad / "part-2.parquet", steps=10, per_step=8, seed=7)
+    toml = write_sweep(tmp_path / "s.toml", traces=[str(inputs / "small.parquet"), str(bad)], policies=["full"],
+                       budgets=[0.1], out="o")
+    result = run(monkeypatch, capsys, "sweep", toml, "--scheduler", cluster.scheduler_address, "-q")
+    assert_clean_failure(result, "1 of 2 points failed", "trace=", "non-decreasing", "the 1 finished points are stored")
+    assert len(list((tmp_path / "o" / POINTS_DIR).glob("*.json"))) == 1
+    assert not (tmp_path / "o" / "points.parquet").exists()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--workers", "0"], ["--workers must be at least 1"]),
+    (["--workers", "2", "--scheduler", "tcp://127.0.0.1:9"], ["--workers sizes the local cluster"]),
+    (["--connect-timeout", "0", "--scheduler", "tcp://127.0.0.1:9"], ["--connect-timeout must be positive"]),
+])
+def test_bad_options(monkeypatch, capsys, tmp_path, inputs, args, words):
+    toml = write_sweep(tmp_path / "s.toml", traces=[str(inputs / "small.parquet")], policies=["full"], budgets=[0.1],
+                       out="o")
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["sweep", toml, *args], *words)
