@@ -144,13 +144,13 @@ class EngineResidency:
             policy.close_gap(step)  # a snapshot only: nothing is freed
             return None
         n = int(policy.engine.st.sc[TRACKED])
-        before = policy.engine.st.rows[:n, R_D].copy()
+        keys, before = policy.engine.st.rows[:n, R_KEY].copy(), policy.engine.st.rows[:n, R_D].copy()
         policy.close_gap(step)
-        rows = policy.engine.st.rows  # a round tracks no new rows, so tracked ids 0..n-1 are the same rows
-        after = rows[:n, R_D]
+        rows = policy.engine.st.rows
+        # a tracked id now holding another row (if an engine ever reused ids) lost all of its old row's chunks
+        after = np.where(rows[:n, R_KEY] == keys, rows[:n, R_D], 0)
         shrunk = np.flatnonzero(after < before)
-        keys = rows[shrunk, R_KEY]
-        return prefix_ranges(keys >> ROW_BITS, keys & ROW_MASK, after[shrunk], before[shrunk])
+        return prefix_ranges(keys[shrunk] >> ROW_BITS, keys[shrunk] & ROW_MASK, after[shrunk], before[shrunk])
 
     def feedback(self, step: int, table: np.ndarray, row: np.ndarray, grad_norm: np.ndarray):
         if step != self._step:
