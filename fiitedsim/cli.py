@@ -230,6 +230,110 @@ def _print_summary(summary: dict) -> None:
 
 
 @app.command()
+def train(
+    data: str = typer.Option("synthetic", help="synthetic (planted-truth CTR task), criteo:PATH (TSV, or CSV with "
+                                               "a header), parquet:PATH or csv:PATH (with --label and --sparse)."),
+    label: Optional[str] = typer.Option(None, help="Label column (0/1) of parquet:/csv: data."),
+    sparse: Optional[str] = typer.Option(None, help="Comma-separated categorical columns of parquet:/csv: data "
+                                                    "(one embedding table each, values hashed into --rows rows)."),
+    dense: Optional[str] = typer.Option(None, help="Comma-separated numeric columns of parquet:/csv: data."),
+    samples: Optional[int] = typer.Option(None, help="Samples to use (synthetic: to generate, default 2,000,000; "
+                                                     "files: the first N, default all)."),
+    fields: int = typer.Option(26, help="Synthetic data: sparse fields (embedding tables)."),
+    rows: int = typer.Option(100_000, help="Rows per embedding table (synthetic: distinct values per field; "
+                                           "files: hash size)."),
+    policy: str = typer.Option("fiited", help="Comma-separated storage policies: fiited, uniform-dim, row-prune, "
+                                              "full, or all; each trains its own model."),
+    budget: str = typer.Option("0.10", help="Payload budget: a fraction of the dense embedding size (0.1) or "
+                                            "bytes with a unit (2GiB); a comma-separated list trains each."),
+    dim: int = typer.Option(16, help="Embedding dimension D."),
+    chunk: int = typer.Option(4, help="Chunk size C (must divide D): the unit of pruning."),
+    batch: int = typer.Option(2048, help="Samples per training step."),
+    epochs: int = typer.Option(1, help="Passes over the training split (the first 90% in time order)."),
+    eval_every: int = typer.Option(1000, help="Steps between evaluations on the last 10% (and one at the end)."),
+    gamma: float = typer.Option(0.999, help="Utility decay factor per step."),
+    interval: int = typer.Option(100, help="Steps between pruning rounds."),
+    page_bytes: int = typer.Option(65536, help="Physical page size in bytes."),
+    seed: int = typer.Option(0, help="Seed of the synthetic data and of the model's initial parameters."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for train_summary.json and curve.parquet "
+                                                               "(written all-or-nothing)."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Also write a self-contained HTML report "
+                                                                 "(AUC against memory, AUC over steps)."),
+    emit_trace: Optional[Path] = typer.Option(None, help="Write the run's lookups with their per-chunk gradient "
+                                                         "norms as a trace (DESIGN.md 1.2); one policy and budget."),
+    emit_importance: Optional[Path] = typer.Option(None, help="Write the same gradient norms as an importance "
+                                                              "log (DESIGN.md 1.3); one policy and budget."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    """Train a DLRM-style CTR model in NumPy with its embeddings stored by each policy, and compare accuracy.
+
+    Embedding storage goes through the replay engine itself: a chunk that is not resident reads as zeros and \
+gets no update, a re-admitted chunk starts at zero, and each step's per-chunk gradient norms feed the \
+FIITED utilities. Prints AUC and log loss on the last 10% of the data beside each policy's memory.
+
+    Example: fiitedsim train --data synthetic --policy all --budget 0.05,0.10,0.25 --report runs/train.html
+    """
+    from .train.runner import check_train_out, load_data, parse_train_policies, run_all, write_outputs
+
+    names = parse_train_policies(policy)
+    tcfg = _train_config(dim=dim, chunk=chunk, batch=batch, epochs=epochs, eval_every=eval_every, seed=seed)
+    rcfg = ReplayConfig(gamma=gamma, interval=interval, page_bytes=page_bytes)
+    if out_dir is not None:
+        check_train_out(out_dir)
+    if report is not None:
+        from .report import check_report_path
+        check_report_path(report, will_exist=out_dir)
+    for path in (emit_trace, emit_importance):
+        if path is not None and path.is_dir():
+            raise InputError(f"{path} is a folder; name a .parquet file")
+    ds = load_data(data, label, sparse, dense, samples, fields, rows, dim, seed)
+    train_split = ds.split(tcfg.eval_fraction)[0]
+    runs = len(names) * len([b for b in budget.split(",") if b.strip()])
+    total = epochs * -(-max(train_split.stop - train_split.start, 1) // batch) * runs
+    with _progress(total, "training", quiet) as bar:
+        task = bar.add_task("train", total=total)
+        outputs = run_all(ds, data, names, budget, tcfg, rcfg, emit_trace, emit_importance,
+                          progress=lambda n: bar.advance(task, n))
+    if out_dir is not None:
+        write_outputs(out_dir, outputs)
+    if report is not None:
+        from .report import write_train_report
+        write_train_report(report, outputs)
+        err.print(f"report in {report}", markup=False, highlight=False)
+    _print_train(outputs.summary)
+    for what, path in (("results", out_dir), ("trace", emit_trace), ("importance log", emit_importance)):
+        if path is not None:
+            err.print(f"{what} in {path}", markup=False, highlight=False)
+
+
+def _train_config(**kw):
+    """TrainConfig from CLI values, with their bounds checked as input errors."""
+    from .train.loop import TrainConfig
+
+    for key in ("batch", "epochs", "eval_every"):
+        if kw[key] < 1:
+            raise InputError(f"--{key.replace('_', '-')} must be at least 1, got {kw[key]}")
+    if kw["dim"] < 1 or kw["chunk"] < 1 or kw["dim"] % kw["chunk"]:
+        raise InputError(f"--chunk {kw['chunk']} must divide --dim {kw['dim']} (both positive)")
+    return TrainConfig(**kw)
+
+
+def _print_train(summary: dict) -> None:
+    teacher = summary.get("teacher_auc")
+    title = "training results" + (f" (teacher AUC {teacher:.4f}: the best achievable)" if teacher is not None else "")
+    table = Table(title=title, title_justify="left")
+    for col in ("policy@budget", "AUC", "log loss", "payload peak MiB", "total peak MiB", "chunk hit", "samples",
+                "seconds"):
+        table.add_column(col, justify="left" if col == "policy@budget" else "right")
+    for key, s in summary["policies"].items():
+        table.add_row(key, "-" if s["auc"] is None else f"{s['auc']:.4f}",
+                      "-" if s["logloss"] is None else f"{s['logloss']:.4f}", _mib(s["payload_bytes_peak"]),
+                      _mib(s["total_bytes_peak"]), f"{s['chunk_hit_rate']:.3f}", f"{s['samples']:,}",
+                      f"{s['seconds']:.1f}")
+    out.print(table)
+
+
+@app.command()
 def generate(
     output: Path = typer.Argument(..., help="Trace file to write (Parquet)."),
     profile: str = typer.Option("zipf", help="zipf (Zipf(alpha) per table), meta2021 or meta2022 (reuse "

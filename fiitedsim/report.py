@@ -573,7 +573,8 @@ PAGE_SCRIPT = """
 """
 
 
-def _page(title: str, body: list[str], specs: dict[str, dict]) -> str:
+def _page(title: str, body: list[str], specs: dict[str, dict],
+          made_from: str = f"results format {RESULTS_FORMAT}") -> str:
     """The page shell: head with the inlined libraries once, `body`, then the chart specs and the embed script."""
     return "\n".join([
         "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
@@ -583,7 +584,7 @@ def _page(title: str, body: list[str], specs: dict[str, dict]) -> str:
          f"{vega_bundle()}\n</script>"),
         "</head>", "<body>", f"<h1>{_e(title)}</h1>",
         *body,
-        (f'<p class="note">Made by fiitedsim {_e(__version__)} from results format {RESULTS_FORMAT}. '
+        (f'<p class="note">Made by fiitedsim {_e(__version__)} from {_e(made_from)}. '
          "Opens offline: the chart libraries and data are inside this file.</p>"),
         f'<script type="application/json" id="fiitedsim-specs">{_json_for_script(specs)}</script>',
         f'<script type="application/json" id="fiitedsim-embed-options">{_json_for_script(EMBED_OPTIONS)}</script>',
@@ -658,3 +659,89 @@ def write_sweep_report(target: str | Path, groups: list[tuple[str, ReplayResults
     with atomic_path(target) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return Path(target)
+
+
+# ---------------------------------------------------------------------------
+# The training report (`fiitedsim train --report`): accuracy against memory
+
+
+#: Chart ids of the training report, in page order.
+TRAIN_CHART_IDS = ("accuracy_memory", "auc_steps")
+
+
+def train_chart_specs(summary: dict, curve: pl.DataFrame) -> dict[str, dict]:
+    """AUC against peak payload across budgets per policy; AUC over training steps per run."""
+    runs = runs_of(summary)
+    lay = _Layout(runs)
+    points = []
+    for run in runs:
+        s = summary["policies"][run.key]
+        points.append({"policy": run.policy, "budget": run.budget, "budget_bytes": run.budget_bytes or 0,
+                       "payload_mib": _num(s["payload_bytes_peak"] / MIB), "auc": _num(s["auc"]),
+                       "label": run.budget})
+    base = alt.Chart(alt.Data(values=points)).encode(
+        x=alt.X("payload_mib:Q", title="peak embedding payload (MiB)"),
+        y=alt.Y("auc:Q", title="AUC on the last 10%", scale=alt.Scale(zero=False)), color=lay.color)
+    tooltip = [alt.Tooltip("policy:N"), alt.Tooltip("budget:N"),
+               alt.Tooltip("payload_mib:Q", title="payload MiB", format=".2f"), alt.Tooltip("auc:Q", format=".4f")]
+    tradeoff = alt.layer(
+        base.mark_line().encode(order="budget_bytes:Q", detail="policy:N"),
+        base.mark_point(filled=True, size=60).encode(tooltip=tooltip),
+        base.mark_text(align="left", dx=6, dy=-6, fontSize=10).encode(text="label:N"),
+    ).properties(width=520, height=320, title=alt.Title(
+        "AUC against memory: further up and further left is better",
+        subtitle="one line per policy through its budgets (points labelled by budget)"))
+    steps = [{"policy": r["policy"], "budget": r["budget"], "step": r["step"], "auc": _num(r["auc"])}
+             for r in curve.iter_rows(named=True)]
+    over = alt.Chart(alt.Data(values=steps)).mark_line(point=True).encode(
+        x=_step_x(), y=alt.Y("auc:Q", title="AUC on the last 10%", scale=alt.Scale(zero=False)), color=lay.color,
+        tooltip=[alt.Tooltip("policy:N"), alt.Tooltip("budget:N"), alt.Tooltip("step:Q"),
+                 alt.Tooltip("auc:Q", format=".4f")]).properties(width=300 if lay.multi_budget else 520, height=260)
+    over = lay.budget_column(over).properties(title=alt.Title("AUC over training steps"))
+    specs = {}
+    for chart_id, chart in zip(TRAIN_CHART_IDS, (tradeoff, over)):
+        specs[chart_id] = chart.configure_view(stroke="#ddd").configure_axis(labelFontSize=11).to_dict()
+    return specs
+
+
+def render_train_report(summary: dict, curve: pl.DataFrame) -> str:
+    """The training report page: deterministic apart from the `seconds` column, offline, libraries inlined once."""
+    runs = runs_of(summary)
+    specs = train_chart_specs(summary, curve)
+    teacher = summary.get("teacher_auc")
+    config = summary["config"]
+    rows = []
+    for run in runs:
+        s = summary["policies"][run.key]
+        rows.append([run.policy, run.budget, "" if s["auc"] is None else f"{s['auc']:.4f}",
+                     "" if s["logloss"] is None else f"{s['logloss']:.4f}", _mib(s["payload_bytes_peak"]),
+                     _mib(s["total_bytes_peak"]), _pct(s["chunk_hit_rate"]), f"{s['samples']:,}",
+                     f"{s['seconds']:.1f}"])
+    facts = f"data {config.get('data')}, {config.get('samples', 0):,} samples"
+    if teacher is not None:
+        facts += f"; the planted teacher's AUC on the evaluation split is {teacher:.4f} (the best achievable)"
+    knobs = [[k, _plain(v)] for k, v in config.items()]
+    body = [
+        f'<p class="sub">{_e(facts)}.</p>',
+        '<h2 id="summary">Accuracy and memory at the end of training</h2>',
+        ('<p class="note">AUC and log loss on the last 10% of the samples (time order); memory is the embedding '
+         "storage of each policy as the replay engine accounts it (payload = mapped pages; total adds the hash "
+         "index and the per-row metadata); chunk hit = resident chunks / requested chunks over all training "
+         "lookups. Seconds are wall time of the training steps.</p>"),
+        _table(["policy", "budget", "AUC", "log loss", "payload peak MiB", "total peak MiB", "chunk hit",
+                "samples", "seconds"], rows, "numbers"),
+    ]
+    for chart_id, title in zip(TRAIN_CHART_IDS, ("AUC against memory", "AUC over training steps")):
+        body.append(f'<h2 id="sec-{chart_id}">{_e(title)}</h2>')
+        body.append(f'<div class="chart" id="chart-{chart_id}" data-chart="{chart_id}"></div>')
+    body += ['<h2 id="config">Configuration</h2>', _table(["setting", "value"], knobs, "kv")]
+    return _page("fiitedsim training report", body, specs, made_from="a training run")
+
+
+def write_train_report(target: str | Path, outputs) -> Path:
+    """Render a `fiitedsim train` result (`runner.TrainOutputs`) and write the page all-or-nothing."""
+    target = check_report_path(target)
+    page = render_train_report(outputs.summary, outputs.curve)
+    with atomic_path(target) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return target

@@ -38,14 +38,10 @@ import pyarrow.parquet as pq
 from .atomic import atomic_path
 from .config import MAX_TABLES, TableSpec, load_tables_file, tables_from_json
 from .errors import InputError
-from .trace_writer import TABLES_KEY
+from .trace_writer import IMPORTANCE_SCHEMA, TABLES_KEY
 
 TRACE_COLUMNS = ("step", "table", "row")
 IMPORTANCE_COLUMNS = ("step", "table", "row", "chunk", "importance")
-IMPORTANCE_SCHEMA = pa.schema([
-    pa.field("step", pa.int64()), pa.field("table", pa.int32()), pa.field("row", pa.int64()),
-    pa.field("chunk", pa.int16()), pa.field("importance", pa.float32()),
-])
 _INT64_MAX = np.iinfo(np.int64).max
 
 

@@ -286,3 +286,21 @@ def test_help_teaches_the_report_options(monkeypatch, capsys):
         assert words in r.out, words
     r = run(monkeypatch, capsys, "--help")
     assert "report" in r.out
+
+
+def test_training_report_draws_auc_against_memory_and_over_steps(tmp_path):
+    from report_fixtures import train_outputs
+
+    outputs = train_outputs()
+    page = rp.write_train_report(tmp_path / "train.html", outputs).read_text()
+    assert page.count(rp.vega_bundle()) == 1 and "<script src" not in page
+    assert rp.render_train_report(outputs.summary, outputs.curve) == page  # deterministic
+    specs = specs_of(page)
+    assert urls_in(specs) == []
+    assert sorted(specs) == sorted(rp.TRAIN_CHART_IDS)
+    points = {(r["policy"], r["budget"]): (r["payload_mib"], r["auc"]) for r in datasets(specs["accuracy_memory"])}
+    assert points == {("fiited", "0.05"): (5.0, 0.701), ("full", "0.05"): (100.0, 0.71),
+                      ("fiited", "0.25"): (25.0, 0.709), ("full", "0.25"): (100.0, 0.71)}
+    steps = sorted((r["policy"], r["budget"], r["step"], r["auc"]) for r in datasets(specs["auc_steps"]))
+    assert steps[:2] == [("fiited", "0.05", 10, 0.691), ("fiited", "0.05", 20, 0.701)] and len(steps) == 8
+    assert "0.7500" in page  # the teacher's AUC beside the results

@@ -130,3 +130,17 @@ def _full_page_screenshot(driver) -> bytes:
         "format": "png", "captureBeyondViewport": True,
         "clip": {"x": 0, "y": 0, "width": size[0], "height": size[1], "scale": 1}})
     return base64.b64decode(shot["data"])
+
+
+def test_training_report_renders_offline(driver, tmp_path):
+    from report_fixtures import train_outputs
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from fiitedsim.report import TRAIN_CHART_IDS, write_train_report
+
+    page = write_train_report(tmp_path / "train.html", train_outputs())
+    driver.get(page.resolve().as_uri())
+    WebDriverWait(driver, RENDER_TIMEOUT, poll_frequency=0.2).until(lambda d: d.execute_script(
+        "return Array.from(document.querySelectorAll('div.chart'))"
+        ".filter(e => e.dataset.rendered === '1' && e.querySelector('g.role-mark')).length") == len(TRAIN_CHART_IDS))
+    assert [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"] == []

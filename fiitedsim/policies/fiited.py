@@ -410,6 +410,14 @@ def handle_gap(st):
 
 
 @numba.njit(cache=True)
+def resident_prefix(trk, rows, table, row, out):
+    """out[i] = the resident prefix d of (table[i], row[i]) now; 0 for a row never seen. Reads only."""
+    for i in range(row.size):
+        tid = store.tracker_find(trk, store.packed_row_key(table[i], row[i]))
+        out[i] = rows[tid, R_D] if tid >= 0 else 0
+
+
+@numba.njit(cache=True)
 def final_snapshot(st):
     if st.sc[HAVE_PREV]:
         take_snapshot(st, st.sc[PREV_STEP])
@@ -458,6 +466,40 @@ class Fiited(Policy):
                 self.gap_kernel(self.engine.st)
             else:
                 self.engine.grow(status)
+
+    def gap_due(self, step: int) -> tuple[bool, bool]:
+        """(round, snapshot): what `run` would handle in the gap before a record of `step` (DESIGN 2)."""
+        sc, ip = self.engine.st.sc, self.engine.st.ip
+        if not sc[HAVE_PREV] or sc[GAP_DONE]:
+            return False, False
+        prev = int(sc[PREV_STEP])
+        return (step // int(ip[P_INTERVAL]) > prev // int(ip[P_INTERVAL]),
+                step // int(ip[P_REPORT_EVERY]) > prev // int(ip[P_REPORT_EVERY]))
+
+    def close_gap(self, step: int) -> bool:
+        """Handle now the gap `run` would stop at before the first record of `step`; return whether a round ran.
+
+        The trainer needs a round's frees before it reads the rows of `step`, while replay
+        runs the round when that step's first record arrives: both happen between the last
+        consumed record and `step`, at now = the last record's step, so the results agree.
+        Marking the gap done lets the records of `step` then pass it without a second round.
+        """
+        round_due, snapshot_due = self.gap_due(step)
+        if not (round_due or snapshot_due):
+            return False
+        st = self.engine.st
+        st.sc[GAP_ROUND], st.sc[GAP_SNAPSHOT] = round_due, snapshot_due
+        if st.sc[SNAP_N] == st.snap.shape[0]:
+            self.engine.flush_snapshots()
+        self.gap_kernel(st)
+        return round_due
+
+    def resident_dims(self, table: np.ndarray, row: np.ndarray) -> np.ndarray:
+        """Resident prefix d (int32) of each (table, row) lookup now, without changing any state."""
+        out = np.empty(row.size, np.int32)
+        resident_prefix(self.engine.st.trk, self.engine.st.rows, np.ascontiguousarray(table, np.int64),
+                        np.ascontiguousarray(row, np.int64), out)
+        return out
 
     def finish(self) -> PolicyResult:
         eng = self.engine

@@ -125,10 +125,13 @@ def model_config(ds: Dataset, cfg: TrainConfig) -> ModelConfig:
                        bottom=tuple(cfg.bottom), top=tuple(cfg.top))
 
 
-def train(ds: Dataset, cfg: TrainConfig, hook: ResidencyHook | None = None, progress=None) -> TrainResult:
+def train(ds: Dataset, cfg: TrainConfig, hook: ResidencyHook | None = None, progress=None,
+          eval_extra=None) -> TrainResult:
     """Train on the first 90% of `ds` in time order, evaluate on the last 10% every `eval_every` steps.
 
-    `progress(done_steps, total_steps)` is called after every step if given.
+    `progress(done_steps, total_steps)` is called after every step if given;
+    `eval_extra()` (a dict, e.g. the storage policy's memory now) is merged into
+    every evaluation's history entry, so accuracy and memory line up per step.
     """
     tr, ev = ds.split(cfg.eval_fraction)
     n_train = tr.stop - tr.start
@@ -155,7 +158,7 @@ def train(ds: Dataset, cfg: TrainConfig, hook: ResidencyHook | None = None, prog
             prob = trainer.predict(ds.dense[ev], ds.sparse[ev])
             ev_auc, ev_ll = auc(y_ev, prob), log_loss(y_ev, prob)
             history.append({"step": s + 1, "samples": samples, "train_loss": float(np.mean(losses)),
-                            "auc": ev_auc, "logloss": ev_ll})
+                            "auc": ev_auc, "logloss": ev_ll, **(eval_extra() if eval_extra is not None else {})})
             losses = []
     return TrainResult(auc=ev_auc, logloss=ev_ll, samples=samples, steps=total, seconds=seconds,
                        teacher_auc=teacher_auc, history=history)

@@ -7,20 +7,21 @@ trace's order (all lookups of table 0 in batch order, then table 1, ...):
 
     d, resets = hook.lookup(step, table, row)
         Before the forward pass of `step`. Returns d (int, one per lookup): the
-        resident prefix the forward pass may read. The policy may admit chunks
-        here; `resets` (or None) lists chunks whose stored values must be set to
-        zero before they are read (a newly admitted chunk starts at zero).
+        resident prefix the forward pass may read. `resets` (or None) lists
+        chunks whose stored values must be set to zero now (freed or newly
+        admitted ones: an admitted chunk starts at zero).
     resets = hook.feedback(step, table, row, grad_norm)
         After the backward pass and the optimizer update of `step`. grad_norm is
         (lookups, K) float32, the L2 norm of each chunk of each lookup's
-        gradient (the trace's `grad_norm` column; see `model.chunk_norms`). The
-        policy may prune here; `resets` lists chunks to zero (freed ones).
+        gradient (the trace's `grad_norm` column; see `model.chunk_norms`).
+        `resets` lists chunks to zero, as for `lookup`.
     d = hook.resident(table, row)
         Side-effect free: what is resident now (used for evaluation).
 
 The trainer reads non-resident chunks as zeros, gives them no update, and zeroes
 the stored values of every chunk in `resets`. `FullResidency` keeps everything;
-a FIITED adapter over the replay engine can implement the same three calls.
+`engine_hook.EngineResidency` runs the replay policies (FIITED frees chunks in
+the pruning round it runs at `lookup` and admits at `feedback`).
 """
 from __future__ import annotations
 

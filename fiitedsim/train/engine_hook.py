@@ -1,0 +1,187 @@
+"""Training through the replay engine: a `ResidencyHook` over the replay policy objects themselves.
+
+`EngineResidency` wraps one `fiitedsim.policies` object (`fiited`, `row-prune`,
+`uniform-dim`, `full`, ...) built exactly as `fiitedsim.replay.replay` builds
+it, so the trainer and a replay share one implementation of DESIGN.md
+sections 2-5 and their memory metrics are identical (docs/semantics.md,
+"Training through the engine"). Per training step s, in this order:
+
+1. `lookup(s)`: the gap between the last consumed step and s is closed first
+   (`Fiited.close_gap`: the pruning round and snapshot `run` would do when
+   step s's first record arrives, at now = the last consumed step). A round
+   is the only place chunks are freed, so the chunks freed are found by
+   diffing the tracked rows' resident prefixes before and after it (only on
+   round steps) and returned as resets. Then d per lookup is the resident
+   prefix now: what the forward pass may read (a row first seen has d = 0).
+2. `feedback(s, ...)`: the step's lookups with their per-chunk gradient norms
+   become one `RecordBatch` for the policy's ordinary `consume` (hit status,
+   utility updates, admission, in trace order). All its records have step s,
+   so no round can run inside it (checked). Chunks admitted by it
+   (d after minus d before, once per distinct row) are returned as resets:
+   a (re-)admitted chunk starts at zero.
+
+Hit statistics are the policy's own: for a row looked up twice in one step,
+the second lookup's hit status counts chunks admitted by the first (as in a
+replay), while the forward pass of that step read the prefix of step 1 for
+both, since admitted chunks start at zero only after the step.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..config import ReplayConfig, TableSpec, check_tables_fit_pages
+from ..errors import InputError
+from ..policies import POLICIES
+from ..policies.base import Policy, PolicyResult
+from ..policies.fiited import Fiited
+from ..policies.static import StaticPolicy
+from ..replay import PAGED_POLICIES, check_budget_workable
+from ..store import R_D, R_KEY, ROUNDS, ROW_BITS, ROW_MASK, TRACKED
+from ..trace import RecordBatch
+from .residency import Resets
+
+#: Policies a trainer can run on: chunk storage through the engine, or a fixed layout.
+TRAIN_POLICIES = ("fiited", "uniform-dim", "row-prune", "full")
+
+_NO_IMP = (np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.int64),
+           np.zeros(0, np.float32))
+
+
+def train_tables(rows, dim: int, chunk: int, names=None) -> list[TableSpec]:
+    """One fp32 table per sparse field, as the model stores them (the budget's dense size is theirs)."""
+    names = names if names is not None else [f"f{i}" for i in range(len(rows))]
+    return [TableSpec(str(name), int(r), dim, chunk, 4) for name, r in zip(names, rows)]
+
+
+def prefix_ranges(table: np.ndarray, row: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> Resets:
+    """Chunks lo[i] .. hi[i]-1 of every (table[i], row[i]) with lo < hi, row-major then chunk order."""
+    keep = hi > lo
+    table, row, lo, hi = table[keep], row[keep], lo[keep].astype(np.int64), hi[keep].astype(np.int64)
+    counts = hi - lo
+    starts = np.cumsum(counts) - counts
+    within = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(starts, counts)
+    return Resets(np.repeat(table, counts).astype(np.int32), np.repeat(row, counts).astype(np.int64),
+                  (np.repeat(lo, counts) + within).astype(np.int16))
+
+
+class TraceRecorder:
+    """The trainer's lookups with their gradient norms, buffered into ~1M-lookup row groups.
+
+    `trace` is a `TraceWriter` (grad_norm column) and `importance` an
+    `ImportanceWriter`, either None; both are already open.
+    """
+
+    def __init__(self, trace=None, importance=None, flush_lookups: int = 1 << 20):
+        self.trace, self.importance, self.flush_lookups = trace, importance, flush_lookups
+        self._parts: list[tuple] = []
+        self._n = 0
+
+    def record(self, step: int, table: np.ndarray, row: np.ndarray, grad: np.ndarray) -> None:
+        self._parts.append((np.full(row.size, step, np.int64), table.copy(), row.copy(), grad.copy()))
+        self._n += row.size
+        if self._n >= self.flush_lookups:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._parts:
+            return
+        step, table, row, grad = (np.concatenate(c) for c in zip(*self._parts))
+        if self.trace is not None:
+            self.trace.write(step, table, row, grad)
+        if self.importance is not None:
+            self.importance.write(step, table, row, grad)
+        self._parts, self._n = [], 0
+
+
+class EngineResidency:
+    """A residency hook backed by a replay policy object (module docstring)."""
+
+    def __init__(self, policy: Policy, recorder: TraceRecorder | None = None):
+        if not isinstance(policy, (Fiited, StaticPolicy)):
+            raise InputError(f"policy {policy.name!r} cannot drive training; choose from {', '.join(TRAIN_POLICIES)}")
+        if len({t.chunks for t in policy.tables}) != 1:
+            raise ValueError("the trainer's tables all have the same chunks per row")
+        self.policy, self.recorder = policy, recorder
+        self.chunks = policy.tables[0].chunks
+        self.paged = isinstance(policy, Fiited)
+        self._step = None
+        self._d = None
+        self._finished: PolicyResult | None = None
+
+    @classmethod
+    def build(cls, name: str, tables: list[TableSpec], cfg: ReplayConfig, recorder: TraceRecorder | None = None):
+        """The policy `name` at `cfg`'s budget, checked and constructed as `replay` does for a trace with grad_norm."""
+        if name not in TRAIN_POLICIES:
+            raise InputError(f"unknown training policy {name!r}: choose from {', '.join(TRAIN_POLICIES)}")
+        check_tables_fit_pages(tables, cfg)
+        if name in PAGED_POLICIES:
+            check_budget_workable(cfg.budget_label or str(cfg.budget_bytes), cfg.budget_bytes, tables, cfg)
+        return cls(POLICIES[name](tables, cfg, True, False), recorder)
+
+    def _batch(self, step: int, table: np.ndarray, row: np.ndarray, grad: np.ndarray | None) -> RecordBatch:
+        return RecordBatch(np.full(row.size, step, np.int64), np.ascontiguousarray(table, np.int32),
+                           np.ascontiguousarray(row, np.int64), grad, *_NO_IMP)
+
+    def resident(self, table: np.ndarray, row: np.ndarray) -> np.ndarray:
+        if self.paged:
+            return self.policy.resident_dims(table, row)
+        return self.policy.resident(self._batch(0, table, row, None)).astype(np.int32)
+
+    def lookup(self, step: int, table: np.ndarray, row: np.ndarray):
+        if self._step is not None and step <= self._step:
+            raise ValueError(f"steps must increase: step {step} after {self._step}")
+        resets = None
+        if self.paged:
+            resets = self._close_gap(step)
+        self._step = step
+        self._d = self.resident(table, row)
+        return self._d, resets
+
+    def _close_gap(self, step: int) -> Resets | None:
+        """Run the gap before `step`; the chunks its round freed, from the per-row prefixes before and after."""
+        policy = self.policy
+        if not policy.gap_due(step)[0]:
+            policy.close_gap(step)  # a snapshot only: nothing is freed
+            return None
+        n = int(policy.engine.st.sc[TRACKED])
+        keys, before = policy.engine.st.rows[:n, R_KEY].copy(), policy.engine.st.rows[:n, R_D].copy()
+        policy.close_gap(step)
+        rows = policy.engine.st.rows
+        # a tracked id now holding another row (if an engine ever reused ids) lost all of its old row's chunks
+        after = np.where(rows[:n, R_KEY] == keys, rows[:n, R_D], 0)
+        shrunk = np.flatnonzero(after < before)
+        return prefix_ranges(keys[shrunk] >> ROW_BITS, keys[shrunk] & ROW_MASK, after[shrunk], before[shrunk])
+
+    def feedback(self, step: int, table: np.ndarray, row: np.ndarray, grad_norm: np.ndarray):
+        if step != self._step:
+            raise ValueError(f"feedback for step {step} after the lookup of step {self._step}")
+        grad = np.ascontiguousarray(grad_norm, np.float32)
+        if self.recorder is not None:
+            self.recorder.record(step, table, row, grad)
+        if not self.paged:
+            self.policy.consume(self._batch(step, table, row, grad))
+            return None
+        rounds = int(self.policy.engine.st.sc[ROUNDS])
+        self.policy.consume(self._batch(step, table, row, grad))
+        if int(self.policy.engine.st.sc[ROUNDS]) != rounds:
+            raise AssertionError(f"a pruning round ran inside the records of step {step}")
+        after = self.resident(table, row)
+        grew = np.flatnonzero(after > self._d)
+        if grew.size == 0:
+            return None
+        keys = (table[grew].astype(np.int64) << ROW_BITS) | row[grew].astype(np.int64)
+        _, first = np.unique(keys, return_index=True)  # a row looked up twice is admitted once
+        pick = grew[np.sort(first)]
+        return prefix_ranges(table[pick], row[pick], self._d[pick], after[pick])
+
+    def memory(self) -> dict:
+        """The policy's summary now (current gauges, peaks and hit rates so far), as replay would report it."""
+        return self.policy.summary()
+
+    def finish(self) -> PolicyResult:
+        """The policy's final summary and time series (once), flushing any recorded trace."""
+        if self._finished is None:
+            if self.recorder is not None:
+                self.recorder.flush()
+            self._finished = self.policy.finish()
+        return self._finished
