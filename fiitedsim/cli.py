@@ -184,6 +184,10 @@ def sweep(
                                                        "the traces at the same paths. Default: local processes."),
     workers: Optional[int] = typer.Option(None, help="Local worker processes (default: one per CPU core)."),
     connect_timeout: float = typer.Option(10.0, help="Seconds to wait for --scheduler before giving up."),
+    points_per_task: int = typer.Option(4, help="Points that share a trace pass (same trace and knobs) are "
+                                                "replayed together, up to this many per task: the trace is "
+                                                "decoded once for them. Each keeps its own state, so memory per "
+                                                "worker grows with it; 1 = one point per task."),
     force: bool = typer.Option(False, "--force", help="Recompute every point, also those already stored."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Output folder; overrides the file's out."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -191,8 +195,8 @@ def sweep(
     """Replay a grid of traces x policies x budgets x knobs, one replay per point, on local processes or a Dask cluster.
 
     Every point is one replay of one trace with one policy at one budget (the same numbers as `fiitedsim replay`
-    with those settings), stored under a hash of its full configuration as soon as it finishes: an interrupted
-    sweep resumes where it stopped and loses nothing that had finished.
+    with those settings), stored under a hash of its full configuration as soon as its task finishes: an
+    interrupted sweep resumes where it stopped and loses nothing that had finished.
     """
     from .sweep import load_sweep_file, run_sweep
 
@@ -203,7 +207,7 @@ def sweep(
     with _progress(0, "sweep points", quiet) as bar:
         task = bar.add_task("sweep", total=None)
         outcome = run_sweep(sweep_file, out_path, scheduler=scheduler, workers=workers,
-                            connect_timeout=connect_timeout, force=force,
+                            connect_timeout=connect_timeout, force=force, points_per_task=points_per_task,
                             warn=lambda m: _say("warning:", "yellow", m),
                             progress=lambda done, total: bar.update(task, completed=done, total=total))
     err.print(f"{len(outcome.points)} points ({outcome.computed} computed, {outcome.reused} already stored) in "

@@ -68,17 +68,51 @@ class ReplayResults:
 def replay(source: TraceSource, policies: list[str], budgets: list[tuple[str, int]], cfg: ReplayConfig,
            progress: Callable[[int], None] | None = None) -> ReplayResults:
     """Feed the trace once through every policy at every budget."""
+    keyed = len(budgets) > 1
+    runs = [(f"{name}@{label}" if keyed else name, name, label, budget)
+            for label, budget in budgets for name in policies]
+    results, trace = _one_pass(source, runs, cfg, progress)
+    summary = {
+        "format": RESULTS_FORMAT,
+        "policies": {key: r.summary_json() for key, r in results.items()},
+        "config": config_json(cfg, budgets, policies),
+        "trace": trace,
+    }
+    return ReplayResults(summary, {key: r.snapshots for key, r in results.items()})
+
+
+def replay_each(source: TraceSource, points: list[tuple[str, str, int]], cfg: ReplayConfig,
+                progress: Callable[[int], None] | None = None) -> list[ReplayResults]:
+    """Several (policy, budget label, budget bytes) replays in one pass over the trace.
+
+    Result i equals `replay(source, [policy_i], [(label_i, bytes_i)], cfg)` exactly (policy
+    instances never share state): the trace is decoded once for all of them instead of once
+    each, which is what `fiitedsim sweep` batches points for.
+    """
+    runs = [(str(i), name, label, budget) for i, (name, label, budget) in enumerate(points)]
+    results, trace = _one_pass(source, runs, cfg, progress)
+    out = []
+    for (key, name, label, budget) in runs:
+        summary = {"format": RESULTS_FORMAT, "policies": {name: results[key].summary_json()},
+                   "config": config_json(cfg, [(label, budget)], [name]), "trace": trace}
+        out.append(ReplayResults(summary, {name: results[key].snapshots}))
+    return out
+
+
+def _one_pass(source: TraceSource, runs: list[tuple[str, str, str, int]], cfg: ReplayConfig,
+              progress: Callable[[int], None] | None) -> tuple[dict, dict]:
+    """Feed the trace once through one policy instance per run (key, policy, budget label, budget bytes).
+
+    Returns the finished `PolicyResult` per key and the summary's "trace" object.
+    """
     tables = source.tables
     check_tables_fit_pages(tables, cfg)
-    keyed = len(budgets) > 1
     instances = {}
-    for label, budget in budgets:
+    for key, name, label, budget in runs:
         cfg_b = cfg.with_budget(budget, label)
-        for name in policies:
-            if name in PAGED_POLICIES:
-                check_budget_workable(label, budget, tables, cfg_b)
-            key = f"{name}@{label}" if keyed else name
-            instances[key] = POLICIES[name](tables, cfg_b, source.has_grad, source.has_importance)
+        if name in PAGED_POLICIES:
+            check_budget_workable(label, budget, tables, cfg_b)
+        instances[key] = POLICIES[name](tables, cfg_b, source.has_grad, source.has_importance)
     first_step = last_step = None
     lookups = importance = 0
     # only policies that read gradient norms make the reader decode them (the widest column)
@@ -99,18 +133,13 @@ def replay(source: TraceSource, policies: list[str], budgets: list[tuple[str, in
     if lookups == 0:
         raise InputError(f"{source.path}: the trace has no lookups")
     results = {key: policy.finish() for key, policy in instances.items()}
-    summary = {
-        "format": RESULTS_FORMAT,
-        "policies": {key: r.summary_json() for key, r in results.items()},
-        "config": config_json(cfg, budgets, policies),
-        "trace": {
-            "path": str(source.path), "importance": str(source.importance_path) if source.has_importance else None,
-            "lookups": lookups, "importance_records": importance, "grad_norm": source.has_grad,
-            "first_step": first_step, "last_step": last_step, "dense_bytes": dense_bytes(tables),
-            "tables": [asdict(t) for t in tables],
-        },
+    trace = {
+        "path": str(source.path), "importance": str(source.importance_path) if source.has_importance else None,
+        "lookups": lookups, "importance_records": importance, "grad_norm": source.has_grad,
+        "first_step": first_step, "last_step": last_step, "dense_bytes": dense_bytes(tables),
+        "tables": [asdict(t) for t in tables],
     }
-    return ReplayResults(summary, {key: r.snapshots for key, r in results.items()})
+    return results, trace
 
 
 def config_json(cfg: ReplayConfig, budgets, policies) -> dict:

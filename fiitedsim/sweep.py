@@ -48,7 +48,7 @@ from .config import ReplayConfig, TableSpec, check_tables_fit_pages, dense_bytes
 from .errors import InputError
 from .policies import POLICIES
 from .policies.base import SUMMARY_KEYS
-from .replay import PAGED_POLICIES, RESULTS_FORMAT, ReplayResults, check_budget_workable, replay
+from .replay import PAGED_POLICIES, RESULTS_FORMAT, ReplayResults, check_budget_workable, replay_each
 from .trace import TraceSource
 
 #: Layout version of a sweep folder (points/KEY.json, points.parquet); part of every point key.
@@ -292,12 +292,51 @@ def plan_points(sweep: SweepFile, warn: Callable[[str], None]) -> list[Point]:
 
 def run_point(spec: PointSpec) -> tuple[dict, bytes]:
     """Compute one point (on a worker): its summary.json object and its time series as Parquet bytes."""
-    source = TraceSource(spec.trace, tables_file=spec.tables_file, warn=lambda message: None)  # client warned
-    source.set_tables(list(spec.tables))
-    results = replay(source, [spec.policy], [(spec.budget_label, spec.budget_bytes)], spec.config)
-    buffer = io.BytesIO()
-    results.series[spec.policy].write_parquet(buffer)
-    return results.summary, buffer.getvalue()
+    return run_points([spec])[0]
+
+
+def run_points(specs: list[PointSpec]) -> list[tuple[dict, bytes]]:
+    """Compute points that share a trace pass (`pass_key`) in one pass: decoded once, replayed by each.
+
+    Each result equals `run_point` of that spec alone (`replay_each`); a point is a single-policy,
+    single-budget replay, so it is the same whether it ran alone or batched.
+    """
+    first = specs[0]
+    if any(pass_key(s) != pass_key(first) for s in specs):
+        raise ValueError("run_points: the points do not share a trace pass")
+    source = TraceSource(first.trace, tables_file=first.tables_file, warn=lambda message: None)  # client warned
+    source.set_tables(list(first.tables))
+    results = replay_each(source, [(s.policy, s.budget_label, s.budget_bytes) for s in specs], first.config)
+    out = []
+    for spec, result in zip(specs, results):
+        buffer = io.BytesIO()
+        result.series[spec.policy].write_parquet(buffer)
+        out.append((result.summary, buffer.getvalue()))
+    return out
+
+
+def pass_key(spec: PointSpec) -> tuple:
+    """Points with equal pass keys differ only in policy and budget, so one trace pass can feed them all."""
+    return (spec.trace, spec.tables_file, spec.tables, replace(spec.config, budget_bytes=0, budget_label=""))
+
+
+def plan_tasks(points: list[Point], workers: int, points_per_task: int) -> list[list[Point]]:
+    """Batch points that share a trace pass into tasks of at most `points_per_task` points.
+
+    Decoding the trace (above all its grad_norm lists) is a large share of a point's work, so a
+    task replays several points in one pass. A group of n points becomes a multiple of `workers`
+    tasks (when it has that many points), filled round-robin so fast and slow policies mix and
+    the workers finish together. `points_per_task` 1 gives one task per point.
+    """
+    groups: dict[tuple, list[Point]] = {}
+    for point in points:
+        groups.setdefault(pass_key(point.spec), []).append(point)
+    tasks = []
+    for group in groups.values():
+        n_tasks = -(-len(group) // points_per_task)
+        n_tasks = min(len(group), -(-n_tasks // workers) * workers)
+        tasks += [group[i::n_tasks] for i in range(n_tasks)]
+    return tasks
 
 
 # ---------------------------------------------------------------------------
@@ -390,16 +429,20 @@ class SweepOutcome:
 
 
 def run_sweep(sweep: SweepFile, out: str | Path, *, scheduler: str | None = None, workers: int | None = None,
-              connect_timeout: float = 10.0, force: bool = False, warn: Callable[[str], None] = lambda m: None,
+              connect_timeout: float = 10.0, force: bool = False, points_per_task: int = 4,
+              warn: Callable[[str], None] = lambda m: None,
               progress: Callable[[int, int], None] | None = None) -> SweepOutcome:
-    """Compute the points not stored yet (all with `force`), store each as it finishes, then write the summaries.
+    """Compute the points not stored yet (all with `force`), store each as its task finishes, then the summaries.
 
-    `progress(done, total)` is called once before the first point and after each one.
+    Points sharing a trace pass are batched into tasks of at most `points_per_task` (`plan_tasks`).
+    `progress(done, total)` is called once before the first task and after each one.
     """
     if workers is not None and workers < 1:
         raise InputError(f"--workers must be at least 1, got {workers}")
     if scheduler is not None and workers is not None:
         raise InputError("--workers sizes the local cluster; with --scheduler the cluster has its own workers")
+    if points_per_task < 1:
+        raise InputError(f"--points-per-task must be at least 1, got {points_per_task}")
     if not connect_timeout > 0:
         raise InputError(f"--connect-timeout must be positive, got {connect_timeout}")
     out = check_sweep_out(out)
@@ -416,20 +459,24 @@ def run_sweep(sweep: SweepFile, out: str | Path, *, scheduler: str | None = None
 
             (out / POINTS_DIR).mkdir(parents=True, exist_ok=True)  # only once a cluster answered
 
-            by_key = {f"fiitedsim-point-{p.key}": p for p in pending}
-            futures = [client.submit(run_point, p.spec, key=k, pure=False) for k, p in by_key.items()]
+            n_workers = max(1, len(client.scheduler_info(n_workers=-1)["workers"]))
+            tasks = plan_tasks(pending, n_workers, points_per_task)
+            by_key = {"fiitedsim-points-" + hashlib.sha256("".join(p.key for p in task).encode()).hexdigest(): task
+                      for task in tasks}
+            futures = [client.submit(run_points, [p.spec for p in task], key=k, pure=False)
+                       for k, task in by_key.items()]
             for future in as_completed(futures, loop=client.loop):
-                point = by_key[future.key]
+                task = by_key[future.key]
                 if future.status == "finished":
-                    summary, series = future.result()
-                    store_point(out, point, summary, series)
-                    done += 1
+                    for point, (summary, series) in zip(task, future.result()):
+                        store_point(out, point, summary, series)
+                        done += 1
                     if progress:
                         progress(done, total)
                 elif future.status == "error":
-                    failures.append((point, future.exception()))
+                    failures += [(point, future.exception()) for point in task]
                 else:  # cancelled: the scheduler went away or dropped the task
-                    failures.append((point, InputError(f"its task was {future.status} by the cluster")))
+                    failures += [(point, InputError(f"its task was {future.status} by the cluster")) for point in task]
                 future.release()
     if failures:
         point, exc = failures[0]

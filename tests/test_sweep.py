@@ -24,7 +24,7 @@ from test_cli import assert_clean_failure, fails_cleanly, run
 from fiitedsim.config import ReplayConfig, TableSpec
 from fiitedsim.policies.base import SUMMARY_KEYS
 from fiitedsim.replay import replay
-from fiitedsim.sweep import POINTS_DIR, load_sweep_file, plan_points
+from fiitedsim.sweep import POINTS_DIR, load_sweep_file, plan_points, plan_tasks
 from fiitedsim.trace import TraceSource
 from fiitedsim.trace_writer import TraceWriter
 
@@ -185,6 +185,30 @@ def test_plan_expands_the_grid_in_axis_order(tmp_path, inputs):
                                                               for p in points]
 
 
+def test_points_sharing_a_trace_pass_are_batched_round_robin(tmp_path, inputs):
+    """Tasks by hand: (policy, budget) points of one trace and knobs share a pass; other knobs do not."""
+    toml = write_sweep(tmp_path / "s.toml", traces=[str(inputs / "small.parquet")],
+                       policies=["fiited", "row-prune", "full"], budgets=[0.05, 0.1, 0.2, 0.4], gamma=[0.99, 0.9])
+    points = plan_points(load_sweep_file(toml), warn=lambda m: None)
+    assert len(points) == 24
+
+    def names(tasks):
+        return [[(p.axes["policy"], p.axes["budget"], p.axes["gamma"]) for p in task] for task in tasks]
+
+    # two groups of 12 (one per gamma); at most 4 per task -> 3 tasks, rounded up to 2 workers -> 4 of 3 each
+    tasks = plan_tasks(points, workers=2, points_per_task=4)
+    assert [len(t) for t in tasks] == [3, 3, 3, 3, 3, 3, 3, 3]
+    group = [p for p in points if p.axes["gamma"] == 0.99]  # grid order: policy, budget, gamma
+    assert names(tasks[:4]) == names([group[0::4], group[1::4], group[2::4], group[3::4]])
+    assert names(tasks[0:1]) == [[("fiited", "0.05", 0.99), ("row-prune", "0.05", 0.99), ("full", "0.05", 0.99)]]
+    assert all(len({p.axes["gamma"] for p in t}) == 1 for t in tasks)
+    assert sorted(p.key for t in tasks for p in t) == sorted(p.key for p in points)
+    # one point per task; and a group smaller than the workers gets one task per point
+    assert [len(t) for t in plan_tasks(points, workers=2, points_per_task=1)] == [1] * 24
+    assert [len(t) for t in plan_tasks(points[:3], workers=4, points_per_task=4)] == [1, 1, 1]
+    assert [len(t) for t in plan_tasks(points, workers=1, points_per_task=100)] == [12, 12]
+
+
 def test_sweep_equals_separate_replays(monkeypatch, capsys, tmp_path, inputs, cluster):
     toml = write_sweep(tmp_path / "s.toml", traces=[str(inputs / "small.parquet"), str(inputs / "parts")],
                        policies=["fiited", "uniform-dim"], budgets=[0.05, "0.2"], chunk=[4, 8], gamma=[0.99],
@@ -266,7 +290,10 @@ def test_killed_worker_every_point_exactly_once_and_equal_to_a_local_run(monkeyp
         watcher = threading.Thread(target=kill_one_busy_worker, daemon=True)
         watcher.start()
         try:
-            result = run(monkeypatch, capsys, "sweep", toml, "--scheduler", cluster.scheduler_address, "-q")
+            # 2 points per task: 4 tasks of 2, 2, 1, 1 points on 2 workers, so a task is still running
+            # when the first one has stored its points (and a killed task loses two points at once)
+            result = run(monkeypatch, capsys, "sweep", toml, "--scheduler", cluster.scheduler_address,
+                         "--points-per-task", "2", "-q")
         finally:
             finished.set()
             watcher.join()
@@ -306,6 +333,7 @@ def test_a_point_that_fails_on_its_data_leaves_the_others_stored(monkeypatch, ca
     (["--workers", "0"], ["--workers must be at least 1"]),
     (["--workers", "2", "--scheduler", "tcp://127.0.0.1:9"], ["--workers sizes the local cluster"]),
     (["--connect-timeout", "0", "--scheduler", "tcp://127.0.0.1:9"], ["--connect-timeout must be positive"]),
+    (["--points-per-task", "0"], ["--points-per-task must be at least 1"]),
 ])
 def test_bad_options(monkeypatch, capsys, tmp_path, inputs, args, words):
     toml = write_sweep(tmp_path / "s.toml", traces=[str(inputs / "small.parquet")], policies=["full"], budgets=[0.1],
