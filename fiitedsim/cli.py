@@ -277,9 +277,11 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
 
     Example: fiitedsim train --data synthetic --policy all --budget 0.05,0.10,0.25 --report runs/train.html
     """
-    from .train.runner import check_train_out, load_data, parse_train_policies, run_all, write_outputs
+    from .replay import parse_policies
+    from .train.engine_hook import TRAIN_POLICIES
+    from .train.runner import check_train_out, load_data, run_all, write_outputs
 
-    names = parse_train_policies(policy)
+    names = parse_policies(policy, TRAIN_POLICIES, " for training")
     tcfg = _train_config(dim=dim, chunk=chunk, batch=batch, epochs=epochs, eval_every=eval_every, seed=seed)
     rcfg = ReplayConfig(gamma=gamma, interval=interval, page_bytes=page_bytes)
     if out_dir is not None:

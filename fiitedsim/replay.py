@@ -25,15 +25,19 @@ RESULTS_FORMAT = 1
 PAGED_POLICIES = {"fiited", "row-prune"}
 
 
-def parse_policies(text: str) -> list[str]:
+def parse_policies(text: str, choices=tuple(POLICIES), purpose: str = "") -> list[str]:
+    """Comma-separated policy names (or `all`) among `choices`, in the given order, without repeats.
+
+    `purpose` qualifies the error for a command that accepts fewer policies (" for training").
+    """
     names = [p.strip() for p in text.split(",") if p.strip()]
     if not names:
-        raise InputError("--policy is empty: name at least one of " + ", ".join(POLICIES))
-    unknown = [n for n in names if n not in POLICIES and n != "all"]
+        raise InputError("--policy is empty: name at least one of " + ", ".join(choices))
+    unknown = [n for n in names if n not in choices and n != "all"]
     if unknown:
-        raise InputError(f"unknown policy {unknown[0]!r}: choose from {', '.join(POLICIES)} or all")
+        raise InputError(f"unknown policy {unknown[0]!r}{purpose}: choose from {', '.join(choices)} or all")
     if "all" in names:
-        return list(POLICIES)
+        return list(choices)
     return list(dict.fromkeys(names))
 
 

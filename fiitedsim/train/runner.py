@@ -24,7 +24,7 @@ from ..errors import InputError
 from ..replay import parse_budgets
 from ..trace_writer import ImportanceWriter, TraceWriter
 from .data import Dataset, read_criteo, read_table, synthetic
-from .engine_hook import TRAIN_POLICIES, EngineResidency, TraceRecorder, train_tables
+from .engine_hook import EngineResidency, TraceRecorder, train_tables
 from .loop import TrainConfig, config_dict, train
 
 SUMMARY_FILE, CURVE_FILE = "train_summary.json", "curve.parquet"
@@ -33,17 +33,6 @@ RUN_KEYS = ("auc", "logloss", "payload_bytes_peak", "total_bytes_peak", "chunk_h
 #: Columns of curve.parquet.
 CURVE_COLUMNS = ("key", "policy", "budget", "step", "samples", "train_loss", "auc", "logloss", "payload_bytes",
                  "total_bytes", "chunk_hit_rate")
-
-
-def parse_train_policies(text: str) -> list[str]:
-    names = [p.strip() for p in text.split(",") if p.strip()]
-    if not names:
-        raise InputError("--policy is empty: name at least one of " + ", ".join(TRAIN_POLICIES))
-    unknown = [n for n in names if n not in TRAIN_POLICIES and n != "all"]
-    if unknown:
-        raise InputError(f"unknown policy {unknown[0]!r} for training: choose from {', '.join(TRAIN_POLICIES)} "
-                         "or all")
-    return list(TRAIN_POLICIES) if "all" in names else list(dict.fromkeys(names))
 
 
 def _columns(text: str | None) -> list[str]:
