@@ -56,3 +56,10 @@ def atomic_path(target: str | Path, directory: bool = False):
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def refuse_cwd_or_parent(out: Path, name: str, example: str) -> None:
+    """An output folder that is replaced or filled must not be the working folder or one above it."""
+    here = Path.cwd().resolve()
+    if out.resolve() == here or out.resolve() in here.parents:
+        raise InputError(f"{name} {out} is the current folder or contains it; name a new folder such as {example}")

@@ -12,7 +12,7 @@ from typing import Callable
 
 import polars as pl
 
-from .atomic import atomic_path
+from .atomic import atomic_path, refuse_cwd_or_parent
 from .config import PoolLayout, ReplayConfig, TableSpec, check_tables_fit_pages, dense_bytes, parse_budget
 from .errors import InputError
 from .policies import POLICIES
@@ -156,9 +156,7 @@ def config_json(cfg: ReplayConfig, budgets, policies) -> dict:
 def check_out_dir(out: str | Path) -> Path:
     """`out` may be new, an empty folder or an earlier results folder (which is replaced); nothing else."""
     out = Path(out)
-    here = Path.cwd().resolve()
-    if out.resolve() == here or out.resolve() in here.parents:
-        raise InputError(f"--out {out} is the current folder or contains it; name a new folder such as runs/demo")
+    refuse_cwd_or_parent(out, "--out", "runs/demo")
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not _is_results_folder(out))):
         raise InputError(f"--out {out} exists and is not a fiitedsim results folder; choose a new folder")
     for parent in out.parents:

@@ -43,7 +43,7 @@ from pathlib import Path
 import polars as pl
 
 from . import __version__
-from .atomic import atomic_path
+from .atomic import atomic_path, refuse_cwd_or_parent
 from .config import ReplayConfig, TableSpec, check_tables_fit_pages, dense_bytes, load_tables_file, parse_budget
 from .errors import InputError
 from .policies import POLICIES
@@ -346,9 +346,7 @@ def plan_tasks(points: list[Point], workers: int, points_per_task: int) -> list[
 def check_sweep_out(out: str | Path) -> Path:
     """`out` may be new, empty or an earlier sweep folder (whose stored points are reused); nothing else."""
     out = Path(out)
-    here = Path.cwd().resolve()
-    if out.resolve() == here or out.resolve() in here.parents:
-        raise InputError(f"out folder {out} is the current folder or contains it; name a new folder such as runs/sweep")
+    refuse_cwd_or_parent(out, "out folder", "runs/sweep")
     if out.exists():
         if not out.is_dir():
             raise InputError(f"out folder {out} is a file; name a folder such as runs/sweep")

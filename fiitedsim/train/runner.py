@@ -18,7 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, refuse_cwd_or_parent
 from ..config import ReplayConfig, TableSpec, dense_bytes
 from ..errors import InputError
 from ..replay import parse_budgets
@@ -130,9 +130,7 @@ def _recording(tables: list[TableSpec], trace: Path | None, importance: Path | N
 
 def check_train_out(out: Path) -> Path:
     """`--out` may be new, empty or an earlier `fiitedsim train` folder (replaced); nothing else."""
-    here = Path.cwd().resolve()
-    if out.resolve() == here or out.resolve() in here.parents:
-        raise InputError(f"--out {out} is the current folder or contains it; name a new folder such as runs/train")
+    refuse_cwd_or_parent(out, "--out", "runs/train")
     if out.exists():
         if not out.is_dir():
             raise InputError(f"--out {out} exists and is not a folder")
