@@ -9,8 +9,13 @@ concatenated `nn.Embedding(sparse=True)` with per-field offsets, `bmm` for the
 interaction, row-wise Adagrad on the coalesced sparse gradient, torch.optim.Adam.
 
 Both sides train on the same batches in time order after `--warmup` untimed
-steps; both use the threads they pick by default (print below). Needs torch
-(the `test` extra): `pip install -e '.[test]'`.
+steps. Each side runs in its own fresh Python process, one after the other,
+with its threading as shipped: ours the way `fiitedsim train` runs its steps
+(NumPy's BLAS single-threaded, the MLP products split over the trainer's
+threads, idle OpenMP threads sleeping; see fiitedsim/train/threads.py),
+PyTorch with its defaults. Separate processes because both sides configure
+OpenMP when it first loads, and neither should inherit the other's setting.
+Needs torch (the `test` extra): `pip install -e '.[test]'`.
 
     python benchmarks/bench_train.py [--steps 30] [--batch 2048]
 """
@@ -18,23 +23,28 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import subprocess
+import sys
 import time
+from contextlib import closing
 
 import numpy as np
 from common import load, machine_line, print_table, verdict
 
 from fiitedsim.train.data import synthetic
 from fiitedsim.train.loop import TrainConfig, Trainer, model_config
+from fiitedsim.train.threads import blas_threads
 
 
 def ours(ds, cfg: TrainConfig, steps: int, warmup: int) -> float:
     tr = Trainer(model_config(ds, cfg), cfg.lr_emb, cfg.lr_mlp, cfg.seed)
     B = cfg.batch
-    for s in range(warmup + steps):
-        if s == warmup:
-            t0 = time.perf_counter()
-        lo = s * B
-        tr.step(s, ds.dense[lo:lo + B], ds.sparse[lo:lo + B], ds.label[lo:lo + B])
+    with blas_threads(1), closing(tr):  # as `loop.train` runs its steps
+        for s in range(warmup + steps):
+            if s == warmup:
+                t0 = time.perf_counter()
+            lo = s * B
+            tr.step(s, ds.dense[lo:lo + B], ds.sparse[lo:lo + B], ds.label[lo:lo + B])
     return steps * B / (time.perf_counter() - t0)
 
 
@@ -95,16 +105,29 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--batch", type=int, default=2048)
     ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument("--side", choices=["ours", "torch"], help=argparse.SUPPRESS)  # a child process: one side
     args = ap.parse_args()
     cfg = TrainConfig(batch=args.batch, dim=16)
-    print(machine_line())
     ds = synthetic(samples=(args.steps + args.warmup) * args.batch, fields=26, rows=args.rows, seed=0)
+    if args.side == "ours":
+        print(ours(ds, cfg, args.steps, args.warmup))
+        return
+    if args.side == "torch":
+        print(*torch_side(ds, cfg, args.steps, args.warmup))
+        return
+    print(machine_line())
     mc = model_config(ds, cfg)
     print(f"model: bottom {mc.bottom_sizes()}, top {mc.top_sizes()}, 26 tables x {args.rows:,} rows, D = 16; "
           f"batch {args.batch}, {args.steps} timed steps after {args.warmup} warm-up")
     print(f"load before: {load()}")
-    ours_sps = ours(ds, cfg, args.steps, args.warmup)
-    torch_sps, threads = torch_side(ds, cfg, args.steps, args.warmup)
+
+    def side(name: str) -> list[float]:
+        cmd = [sys.executable, __file__, "--side", name, *sys.argv[1:]]
+        return [float(x) for x in subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.split()]
+
+    (ours_sps,) = side("ours")
+    torch_sps, threads = side("torch")
+    threads = int(threads)
     print(f"load after: {load()}")
     print_table(["trainer", "samples/s"], [["fiitedsim (NumPy + Numba)", f"{ours_sps:,.0f}"],
                                            [f"PyTorch CPU ({threads} threads)", f"{torch_sps:,.0f}"]])

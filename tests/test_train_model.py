@@ -19,6 +19,7 @@ from fiitedsim.train.model import (
     backward,
     bce_with_logits,
     coalesce,
+    coalesced_rows,
     forward,
     init_params,
 )
@@ -63,9 +64,11 @@ def ours(p, cfg, dense, idx, d, y):
     marker = np.full(p.emb.shape[0], -1, dtype=np.int32)
     rows = np.empty(idx.size, dtype=np.int64)
     grads = np.empty((idx.size, cfg.dim), dtype=p.emb.dtype)
-    n = coalesce(p.offsets, idx, d, cfg.chunk, g.dT, g.start, marker, rows, grads)
+    counts = np.empty(cfg.fields, dtype=np.int64)
+    coalesce(p.offsets, idx, d, cfg.chunk, g.dT, g.start, marker, rows, grads, counts)
+    used = coalesced_rows(counts, idx.shape[0])
     demb = np.zeros_like(p.emb)
-    demb[rows[:n]] = grads[:n]
+    demb[rows[used]] = grads[used]
     assert (marker == -1).all()
     return loss, g, demb
 

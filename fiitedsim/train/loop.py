@@ -14,6 +14,7 @@ order without shuffling, and every kernel sums in a fixed order.
 from __future__ import annotations
 
 import time
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -31,6 +32,7 @@ from .model import (
 )
 from .optim import Adam, RowWiseAdagrad
 from .residency import FullResidency, Resets, ResidencyHook
+from .threads import ThreadedMatmul, blas_threads
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,11 @@ class Trainer:
             raise ValueError(f"hook has {self.hook.chunks} chunks per row, the model {model.chunks}")
         self.adagrad = RowWiseAdagrad(self.p.emb, lr=lr_emb)
         self.adam = Adam(self.p.mlp_arrays(), lr=lr_mlp)
+        self.mm = ThreadedMatmul()   # the MLP products; run steps inside `threads.blas_threads(1)`
+
+    def close(self) -> None:
+        """Stop the matrix-product threads."""
+        self.mm.close()
 
     def _lookups(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(table, row) of a batch's lookups in trace order: table-major, batch order inside a table."""
@@ -99,9 +106,9 @@ class Trainer:
         d, resets = self.hook.lookup(step, table, row)
         self.zero(resets)
         d = self._as_batch(d, B)
-        cache = forward(self.p, self.cfg, dense, idx, d)
+        cache = forward(self.p, self.cfg, dense, idx, d, self.mm)
         loss = bce_with_logits(cache.logit, y)
-        g = backward(self.p, self.cfg, cache, y)
+        g = backward(self.p, self.cfg, cache, y, self.mm)
         norms = np.empty((self.cfg.fields, B, self.cfg.chunks), dtype=np.float32)
         chunk_norms(g.dT, g.start, self.cfg.chunk, norms)
         self.adagrad.step(self.p.emb, self.p.offsets, idx, d, self.cfg.chunk, g.dT, g.start)
@@ -116,7 +123,7 @@ class Trainer:
             i = np.ascontiguousarray(idx[lo:lo + batch])
             table, row = self._lookups(i)
             d = self._as_batch(self.hook.resident(table, row), i.shape[0])
-            out[lo:lo + batch] = sigmoid(forward(self.p, self.cfg, dense[lo:lo + batch], i, d).logit.astype(np.float64))
+            out[lo:lo + batch] = sigmoid(forward(self.p, self.cfg, dense[lo:lo + batch], i, d, self.mm).logit.astype(np.float64))
         return out
 
 
@@ -145,21 +152,23 @@ def train(ds: Dataset, cfg: TrainConfig, hook: ResidencyHook | None = None, prog
     history, losses = [], []
     seconds, samples = 0.0, 0
     ev_auc = ev_ll = float("nan")
-    for s in range(total):
-        lo = (s % per_epoch) * cfg.batch
-        hi = min(lo + cfg.batch, n_train)
-        t0 = time.perf_counter()
-        losses.append(trainer.step(s, ds.dense[lo:hi], ds.sparse[lo:hi], ds.label[lo:hi]))
-        seconds += time.perf_counter() - t0
-        samples += hi - lo
-        if progress is not None:
-            progress(s + 1, total)
-        if (s + 1) % cfg.eval_every == 0 or s + 1 == total:
-            prob = trainer.predict(ds.dense[ev], ds.sparse[ev])
-            ev_auc, ev_ll = auc(y_ev, prob), log_loss(y_ev, prob)
-            history.append({"step": s + 1, "samples": samples, "train_loss": float(np.mean(losses)),
-                            "auc": ev_auc, "logloss": ev_ll, **(eval_extra() if eval_extra is not None else {})})
-            losses = []
+    # threads.py: BLAS single-threaded, the trainer's own threads split the products
+    with blas_threads(1), closing(trainer):
+        for s in range(total):
+            lo = (s % per_epoch) * cfg.batch
+            hi = min(lo + cfg.batch, n_train)
+            t0 = time.perf_counter()
+            losses.append(trainer.step(s, ds.dense[lo:hi], ds.sparse[lo:hi], ds.label[lo:hi]))
+            seconds += time.perf_counter() - t0
+            samples += hi - lo
+            if progress is not None:
+                progress(s + 1, total)
+            if (s + 1) % cfg.eval_every == 0 or s + 1 == total:
+                prob = trainer.predict(ds.dense[ev], ds.sparse[ev])
+                ev_auc, ev_ll = auc(y_ev, prob), log_loss(y_ev, prob)
+                history.append({"step": s + 1, "samples": samples, "train_loss": float(np.mean(losses)),
+                                "auc": ev_auc, "logloss": ev_ll, **(eval_extra() if eval_extra is not None else {})})
+                losses = []
     return TrainResult(auc=ev_auc, logloss=ev_ll, samples=samples, steps=total, seconds=seconds,
                        teacher_auc=teacher_auc, history=history)
 

@@ -140,15 +140,20 @@ def gather(emb, offsets, idx, d, chunk, out, start):
                 out[b, start + f, k] = emb[r, k] if k < keep else 0.0
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
 def interact(T, out):
-    """out[b, p] = T[b, i] . T[b, j] for the pairs p = (i, j), i > j, in row-major order."""
+    """out[b, p] = T[b, i] . T[b, j] for the pairs p = (i, j), i > j, in row-major order.
+
+    The dot products accumulate in float64; `reassoc` lets LLVM split each sum
+    into vector lanes (a fixed order for a given build, so still deterministic),
+    which halves the time of this latency-bound loop. No other fast-math flag.
+    """
     B, n, D = T.shape
     for b in numba.prange(B):
         p = 0
         for i in range(1, n):
             for j in range(i):
-                s = 0.0   # float64 accumulation
+                s = 0.0
                 for k in range(D):
                     s += T[b, i, k] * T[b, j, k]
                 out[b, p] = s
@@ -193,35 +198,45 @@ def chunk_norms(dT, start, chunk, out):
                 out[f, b, c] = np.float32(np.sqrt(s))
 
 
-@numba.njit(cache=True)
-def coalesce(offsets, idx, d, chunk, dT, start, marker, rows_out, grads_out):
-    """Sum the masked per-lookup gradients of each distinct row; return how many rows.
+@numba.njit(cache=True, parallel=True)
+def coalesce(offsets, idx, d, chunk, dT, start, marker, rows_out, grads_out, counts):
+    """Sum the masked per-lookup gradients of each distinct row of each field.
 
-    rows_out[u] is the u-th distinct global row in lookup order (table-major),
-    grads_out[u] the sum over its lookups of dL/de with the values of
-    non-resident chunks (>= d) dropped. `marker` (one int32 per global row, all
-    -1 on entry and on return) maps a row to its slot without sorting.
+    Field f's distinct global rows go to slots f*B .. f*B + counts[f] - 1 of
+    rows_out, in batch order, and grads_out holds, per slot, the sum over that
+    row's lookups of dL/de with the values of non-resident chunks (>= d) dropped.
+    Fields own disjoint global rows, so they are coalesced in parallel with the
+    same result (and the same order of additions) as one at a time. `marker`
+    (one int32 per global row, all -1 on entry and on return) maps a row to its
+    slot without sorting.
     """
     B, F = idx.shape
     D = grads_out.shape[1]
-    u = 0
-    for f in range(F):
+    for f in numba.prange(F):
+        base = f * B
+        u = 0
         for b in range(B):
             r = offsets[f] + idx[b, f]
             s = marker[r]
             if s < 0:
-                s = u
-                marker[r] = u
-                rows_out[u] = r
+                s = base + u
+                marker[r] = s
+                rows_out[s] = r
                 for k in range(D):
-                    grads_out[u, k] = 0.0
+                    grads_out[s, k] = 0.0
                 u += 1
             keep = d[b, f] * chunk
             for k in range(keep):
                 grads_out[s, k] += dT[b, start + f, k]
-    for i in range(u):
-        marker[rows_out[i]] = -1
-    return u
+        counts[f] = u
+        for i in range(base, base + u):
+            marker[rows_out[i]] = -1
+
+
+def coalesced_rows(counts: np.ndarray, batch: int) -> np.ndarray:
+    """The used slots of `coalesce`'s output, field by field: indices into rows_out and grads_out."""
+    return np.concatenate([np.arange(f * batch, f * batch + int(n)) for f, n in enumerate(counts)]) \
+        if len(counts) else np.empty(0, dtype=np.int64)
 
 
 # ---------------------------------------------------------------- forward / backward
@@ -251,10 +266,12 @@ class Grads:
         return mlp_list(self.bottom_w, self.bottom_b, self.top_w, self.top_b)
 
 
-def forward(p: Params, cfg: ModelConfig, dense: np.ndarray, idx: np.ndarray, d: np.ndarray) -> Cache:
+def forward(p: Params, cfg: ModelConfig, dense: np.ndarray, idx: np.ndarray, d: np.ndarray,
+            mm=np.matmul) -> Cache:
     """Steps 1-4 of the module docstring: the logits of a batch and what backward needs.
 
     dense (B, M), idx (B, F) rows within each table, d (B, F) resident chunks of each lookup.
+    `mm(a, b)` computes the MLPs' matrix products (the trainer passes `threads.ThreadedMatmul`).
     """
     dtype = p.emb.dtype
     B = idx.shape[0]
@@ -263,7 +280,7 @@ def forward(p: Params, cfg: ModelConfig, dense: np.ndarray, idx: np.ndarray, d: 
     h = np.ascontiguousarray(dense, dtype=dtype)
     for w, b in zip(p.bottom_w, p.bottom_b):
         bottom_h.append(h)
-        h = h @ w
+        h = mm(h, w)
         h += b
         np.maximum(h, 0, out=h)
     start = 1 if cfg.dense > 0 else 0
@@ -284,7 +301,7 @@ def forward(p: Params, cfg: ModelConfig, dense: np.ndarray, idx: np.ndarray, d: 
     last = len(p.top_w) - 1
     for i, (w, b) in enumerate(zip(p.top_w, p.top_b)):
         top_h.append(h)
-        h = h @ w
+        h = mm(h, w)
         h += b
         if i < last:
             np.maximum(h, 0, out=h)
@@ -303,7 +320,7 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
 
 
-def backward(p: Params, cfg: ModelConfig, cache: Cache, y: np.ndarray) -> Grads:
+def backward(p: Params, cfg: ModelConfig, cache: Cache, y: np.ndarray, mm=np.matmul) -> Grads:
     """Gradients of the mean loss, the forward steps in reverse.
 
     5. dL/dl = (sigmoid(l) - y) / B.
@@ -327,9 +344,9 @@ def backward(p: Params, cfg: ModelConfig, cache: Cache, y: np.ndarray) -> Grads:
     top_w, top_b = [None] * n_top, [None] * n_top
     for i in range(n_top - 1, -1, -1):
         h_in = cache.top_h[i]
-        top_w[i] = h_in.T @ g
+        top_w[i] = mm(h_in.T, g)
         top_b[i] = g.sum(axis=0)
-        g = g @ p.top_w[i].T
+        g = mm(g, p.top_w[i].T)
         if i > 0:
             g *= h_in > 0
     # 3. interaction
@@ -343,10 +360,10 @@ def backward(p: Params, cfg: ModelConfig, cache: Cache, y: np.ndarray) -> Grads:
         g *= cache.bottom_h[-1] > 0   # the last bottom layer has a ReLU too
         for i in range(n_bot - 1, -1, -1):
             h_in = cache.bottom_h[i]
-            bottom_w[i] = h_in.T @ g
+            bottom_w[i] = mm(h_in.T, g)
             bottom_b[i] = g.sum(axis=0)
             if i > 0:
-                g = g @ p.bottom_w[i].T
+                g = mm(g, p.bottom_w[i].T)
                 g *= h_in > 0
     return Grads(bottom_w=bottom_w, bottom_b=bottom_b, top_w=top_w, top_b=top_b, dT=dT, start=start)
 

@@ -24,20 +24,24 @@ import numpy as np
 from .model import coalesce
 
 
-@numba.njit(cache=True)
-def rowwise_adagrad_update(emb, acc, rows, grads, n, lr, eps):
-    """Apply the row-wise Adagrad update to the first n (row, summed gradient) pairs."""
+@numba.njit(cache=True, parallel=True)
+def rowwise_adagrad_update(emb, acc, rows, grads, counts, batch, lr, eps):
+    """Apply the row-wise Adagrad update to `coalesce`'s output: field f's rows are slots f*batch + 0..counts[f]-1.
+
+    Fields own disjoint rows, so they update in parallel.
+    """
     D = emb.shape[1]
-    for u in range(n):
-        r = rows[u]
-        s = 0.0
-        for k in range(D):
-            g = np.float64(grads[u, k])
-            s += g * g
-        acc[r] += s / D
-        scale = lr / (np.sqrt(np.float64(acc[r])) + eps)
-        for k in range(D):
-            emb[r, k] -= scale * grads[u, k]
+    for f in numba.prange(counts.shape[0]):
+        for u in range(f * batch, f * batch + counts[f]):
+            r = rows[u]
+            s = 0.0
+            for k in range(D):
+                g = np.float64(grads[u, k])
+                s += g * g
+            acc[r] += s / D
+            scale = lr / (np.sqrt(np.float64(acc[r])) + eps)
+            for k in range(D):
+                emb[r, k] -= scale * grads[u, k]
 
 
 class RowWiseAdagrad:
@@ -52,12 +56,13 @@ class RowWiseAdagrad:
 
     def step(self, emb, offsets, idx, d, chunk, dT, start) -> None:
         """Sum the batch's masked lookup gradients per row (`coalesce`), then update those rows."""
-        n_max = idx.size
-        if self._rows.shape[0] < n_max:
-            self._rows = np.empty(n_max, dtype=np.int64)
-            self._grads = np.empty((n_max, emb.shape[1]), dtype=emb.dtype)
-        n = coalesce(offsets, idx, d, chunk, dT, start, self._marker, self._rows, self._grads)
-        rowwise_adagrad_update(emb, self.acc, self._rows, self._grads, n, self.lr, self.eps)
+        B, F = idx.shape
+        if self._rows.shape[0] < B * F:
+            self._rows = np.empty(B * F, dtype=np.int64)
+            self._grads = np.empty((B * F, emb.shape[1]), dtype=emb.dtype)
+        counts = np.empty(F, dtype=np.int64)
+        coalesce(offsets, idx, d, chunk, dT, start, self._marker, self._rows, self._grads, counts)
+        rowwise_adagrad_update(emb, self.acc, self._rows, self._grads, counts, B, self.lr, self.eps)
 
 
 class Adam:
