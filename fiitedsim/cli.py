@@ -170,7 +170,21 @@ out = "runs/sweep"            # --out overrides it
 # other axes: dim, dtype_bytes, position_weight, page_bytes, max_load, index_initial,
 #             allocator, budget_covers, report_every, count_accesses
 
-[bold]Output[/bold]: OUT/points/KEY.json + KEY.parquet per point (summary and time series, KEY = sha256 of the point's full configuration, written as each point finishes), OUT/points.parquet (one row per point: the axes, budget_bytes, dense_bytes and every summary.json metric) and OUT/report.html. Re-running the same file computes only the points not stored yet; --force recomputes all.
+[bold]Training points[/bold]: data instead of traces (exactly one of the two); each point is one `fiitedsim train` run:
+
+\\[sweep]
+data = ["synthetic", "csv:data/clicks.csv"]   # synthetic, criteo:PATH, parquet:PATH, csv:PATH
+policies = ["fiited", "uniform-dim"]          # training policies: fiited, uniform-dim, row-prune, full, or ["all"]
+budgets = [0.05, 0.1]
+lr_emb = [0.02, 0.05]         # axes: dim, chunk, batch, epochs, lr_emb, lr_mlp, seed, samples, fields, rows,
+samples = 500000              #   eval_every, gamma, interval, position_weight, page_bytes, max_load,
+                              #   index_initial, allocator, budget_covers
+label = "clicked"             # columns of parquet:/csv: data (one string each, not axes)
+sparse = "site,ad"
+dense = "hour"
+out = "runs/train-sweep"
+
+[bold]Output[/bold]: OUT/points/KEY.json + KEY.parquet per point (summary and time series, KEY = sha256 of the point's full configuration, written as each point finishes), OUT/points.parquet (one row per point: the axes, budget_bytes, dense_bytes and every summary.json metric; for training points the train_summary.json figures with samples named trained_samples, and teacher_auc) and OUT/report.html. Re-running the same file computes only the points not stored yet; --force recomputes all.
 
 Examples: fiitedsim sweep sweep.toml  |  fiitedsim sweep sweep.toml --scheduler tcp://HOST:8786
 """
@@ -181,10 +195,10 @@ def sweep(
     config: Path = typer.Argument(..., help="Sweep file (TOML) with a \\[sweep] table; format below."),
     scheduler: Optional[str] = typer.Option(None, help="Address of a running Dask scheduler "
                                                        "(tcp://HOST:8786); its workers need fiitedsim installed and "
-                                                       "the traces at the same paths. Default: local processes."),
+                                                       "the traces (or data files) at the same paths. Default: local processes."),
     workers: Optional[int] = typer.Option(None, help="Local worker processes (default: one per CPU core)."),
     connect_timeout: float = typer.Option(10.0, help="Seconds to wait for --scheduler before giving up."),
-    points_per_task: int = typer.Option(4, help="Points that share a trace pass (same trace and knobs) are "
+    points_per_task: int = typer.Option(4, help="Replay points that share a trace pass (same trace and knobs) are "
                                                 "replayed together, up to this many per task: the trace is "
                                                 "decoded once for them. Each keeps its own state, so memory per "
                                                 "worker grows with it; 1 = one point per task."),
@@ -192,11 +206,12 @@ def sweep(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Output folder; overrides the file's out."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
-    """Replay a grid of traces x policies x budgets x knobs, one replay per point, on local processes or a Dask cluster.
+    """Replay a grid of traces (or train on a grid of data sets) x policies x budgets x knobs, on local processes or a Dask cluster.
 
     Every point is one replay of one trace with one policy at one budget (the same numbers as `fiitedsim replay`
-    with those settings), stored under a hash of its full configuration as soon as its task finishes: an
-    interrupted sweep resumes where it stopped and loses nothing that had finished.
+    with those settings), or with data = [...] one training run (the numbers of `fiitedsim train` with those
+    settings), stored under a hash of its full configuration as soon as its task finishes: an interrupted sweep
+    resumes where it stopped and loses nothing that had finished.
     """
     from .sweep import load_sweep_file, run_sweep
 
@@ -255,6 +270,8 @@ def train(
     batch: int = typer.Option(2048, help="Samples per training step."),
     epochs: int = typer.Option(1, help="Passes over the training split (the first 90% in time order)."),
     eval_every: int = typer.Option(1000, help="Steps between evaluations on the last 10% (and one at the end)."),
+    lr_emb: float = typer.Option(0.05, help="Learning rate of the embeddings (row-wise Adagrad)."),
+    lr_mlp: float = typer.Option(1e-3, help="Learning rate of the MLPs (Adam)."),
     gamma: float = typer.Option(0.999, help="Utility decay factor per step."),
     interval: int = typer.Option(100, help="Steps between pruning rounds."),
     page_bytes: int = typer.Option(65536, help="Physical page size in bytes."),
@@ -279,10 +296,17 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
     """
     from .replay import parse_policies
     from .train.engine_hook import TRAIN_POLICIES
-    from .train.runner import check_train_out, load_data, run_all, write_outputs
+    from .train.runner import (
+        check_train_out,
+        load_data,
+        run_all,
+        train_config,
+        write_outputs,
+    )
 
     names = parse_policies(policy, TRAIN_POLICIES, " for training")
-    tcfg = _train_config(dim=dim, chunk=chunk, batch=batch, epochs=epochs, eval_every=eval_every, seed=seed)
+    tcfg = train_config(dim=dim, chunk=chunk, batch=batch, epochs=epochs, eval_every=eval_every, lr_emb=lr_emb,
+                        lr_mlp=lr_mlp, seed=seed)
     rcfg = ReplayConfig(gamma=gamma, interval=interval, page_bytes=page_bytes)
     if out_dir is not None:
         check_train_out(out_dir)
@@ -310,18 +334,6 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
     for what, path in (("results", out_dir), ("trace", emit_trace), ("importance log", emit_importance)):
         if path is not None:
             err.print(f"{what} in {path}", markup=False, highlight=False)
-
-
-def _train_config(**kw):
-    """TrainConfig from CLI values, with their bounds checked as input errors."""
-    from .train.loop import TrainConfig
-
-    for key in ("batch", "epochs", "eval_every"):
-        if kw[key] < 1:
-            raise InputError(f"--{key.replace('_', '-')} must be at least 1, got {kw[key]}")
-    if kw["dim"] < 1 or kw["chunk"] < 1 or kw["dim"] % kw["chunk"]:
-        raise InputError(f"--chunk {kw['chunk']} must divide --dim {kw['dim']} (both positive)")
-    return TrainConfig(**kw)
 
 
 def _print_train(summary: dict) -> None:

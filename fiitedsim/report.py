@@ -704,10 +704,10 @@ def train_chart_specs(summary: dict, curve: pl.DataFrame) -> dict[str, dict]:
     return specs
 
 
-def render_train_report(summary: dict, curve: pl.DataFrame) -> str:
-    """The training report page: deterministic apart from the `seconds` column, offline, libraries inlined once."""
+def _train_sections(summary: dict, curve: pl.DataFrame, prefix: str = "", h: str = "h2") -> tuple[list[str], dict]:
+    """The body and chart specs of one training result; `prefix` keeps ids unique when a page holds several."""
     runs = runs_of(summary)
-    specs = train_chart_specs(summary, curve)
+    specs = {f"{prefix}{k}": v for k, v in train_chart_specs(summary, curve).items()}
     teacher = summary.get("teacher_auc")
     config = summary["config"]
     rows = []
@@ -723,7 +723,7 @@ def render_train_report(summary: dict, curve: pl.DataFrame) -> str:
     knobs = [[k, _plain(v)] for k, v in config.items()]
     body = [
         f'<p class="sub">{_e(facts)}.</p>',
-        '<h2 id="summary">Accuracy and memory at the end of training</h2>',
+        f'<{h} id="{prefix}summary">Accuracy and memory at the end of training</{h}>',
         ('<p class="note">AUC and log loss on the last 10% of the samples (time order); memory is the embedding '
          "storage of each policy as the replay engine accounts it (payload = mapped pages; total adds the hash "
          "index and the per-row metadata); chunk hit = resident chunks / requested chunks over all training "
@@ -732,10 +732,39 @@ def render_train_report(summary: dict, curve: pl.DataFrame) -> str:
                 "samples", "seconds"], rows, "numbers"),
     ]
     for chart_id, title in zip(TRAIN_CHART_IDS, ("AUC against memory", "AUC over training steps")):
-        body.append(f'<h2 id="sec-{chart_id}">{_e(title)}</h2>')
-        body.append(f'<div class="chart" id="chart-{chart_id}" data-chart="{chart_id}"></div>')
-    body += ['<h2 id="config">Configuration</h2>', _table(["setting", "value"], knobs, "kv")]
+        body.append(f'<{h} id="{prefix}sec-{chart_id}">{_e(title)}</{h}>')
+        body.append(f'<div class="chart" id="chart-{prefix}{chart_id}" data-chart="{chart_id}"></div>')
+    body += [f'<{h} id="{prefix}config">Configuration</{h}>', _table(["setting", "value"], knobs, "kv")]
+    return body, specs
+
+
+def render_train_report(summary: dict, curve: pl.DataFrame) -> str:
+    """The training report page: deterministic apart from the `seconds` column, offline, libraries inlined once."""
+    body, specs = _train_sections(summary, curve)
     return _page("fiitedsim training report", body, specs, made_from="a training run")
+
+
+def render_train_sweep_report(groups: list[tuple[str, dict, pl.DataFrame]]) -> str:
+    """A data sweep's page: per group of points that differ only in policy and budget, the training report's
+    sections (as `fiitedsim train --report` draws them for that group's runs); one copy of the libraries."""
+    specs: dict[str, dict] = {}
+    body = [(f'<p class="sub">{sum(len(g[1]["policies"]) for g in groups)} training points in {len(groups)} '
+             f'group{"s" if len(groups) != 1 else ""} (same data and settings; policies and budgets within)</p>'),
+            "<nav>" + "".join(f'<a href="#group-{i}">{_e(title)}</a>' for i, (title, _, _) in enumerate(groups))
+            + "</nav>"]
+    for i, (title, summary, curve) in enumerate(groups):
+        sections, group_specs = _train_sections(summary, curve, prefix=f"g{i}-", h="h3")
+        body += [f'<h2 id="group-{i}">{_e(title)}</h2>', *sections]
+        specs.update(group_specs)
+    return _page("fiitedsim training sweep report", body, specs, made_from="a training sweep")
+
+
+def write_train_sweep_report(target: str | Path, groups: list[tuple[str, dict, pl.DataFrame]]) -> Path:
+    """Render and write a data sweep's page all-or-nothing to `target`."""
+    page = render_train_sweep_report(groups)
+    with atomic_path(target) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return Path(target)
 
 
 def write_train_report(target: str | Path, outputs) -> Path:

@@ -1,4 +1,5 @@
-"""`fiitedsim sweep`: a grid of replays (traces x policies x budgets x knobs) on local processes or a Dask cluster.
+"""`fiitedsim sweep`: a grid of replays (traces x policies x budgets x knobs) or of training runs
+(data x policies x budgets x trainer settings) on local processes or a Dask cluster.
 
 Why it is built this way:
 
@@ -24,6 +25,14 @@ Why it is built this way:
 - Everything that can be checked without replaying (the sweep file, every
   trace's footers, every table override, knob and budget) is checked on the
   client before any task is submitted, so bad input costs no cluster time.
+- A sweep file with `data` instead of `traces` makes *training points*: one
+  `train.runner.run_all` of one data set with one policy at one budget (the
+  numbers of `fiitedsim train --policy P --budget B` with the point's
+  settings). They use the same keys, storage, resume and scheduling; only the
+  work of a point (`run_train_point`), its identity (`train_point_identity`)
+  and the summaries differ. A training point is heavy, so each is its own
+  task, and a worker keeps the last data set it loaded (`_dataset`) for the
+  next point on the same data.
 """
 from __future__ import annotations
 
@@ -37,8 +46,9 @@ import math
 import os
 import tomllib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -48,8 +58,11 @@ from .config import ReplayConfig, TableSpec, check_tables_fit_pages, dense_bytes
 from .errors import InputError
 from .policies import POLICIES
 from .policies.base import SUMMARY_KEYS
-from .replay import PAGED_POLICIES, RESULTS_FORMAT, ReplayResults, check_budget_workable, replay_each
+from .replay import PAGED_POLICIES, RESULTS_FORMAT, ReplayResults, check_budget_workable, parse_budgets, replay_each
 from .trace import TraceSource
+
+if TYPE_CHECKING:  # the trainer is imported only by data sweeps (it is heavy, and sets OMP_WAIT_POLICY)
+    from .train.loop import TrainConfig
 
 #: Layout version of a sweep folder (points/KEY.json, points.parquet); part of every point key.
 SWEEP_FORMAT = 1
@@ -64,10 +77,10 @@ class Knob:
 
     `target` says where a value goes: "tables" overrides that field of every
     table of the trace (as `replay --dim/--chunk/--dtype-bytes` do), "config"
-    sets the `ReplayConfig` field of that name. Extension point for the
-    trainer: its settings become knobs with target "train", and `run_point`
-    hands them to the trainer instead of `replay()`; keys, storage and
-    scheduling need no change.
+    sets the `ReplayConfig` field of that name. In a data sweep (TRAIN_KNOBS)
+    "train" sets the `TrainConfig` field of that name and "data" the argument
+    of `runner.load_data`; `run_train_point` hands them to the trainer instead
+    of `replay()`, and keys, storage and scheduling are shared.
     """
 
     name: str
@@ -75,7 +88,8 @@ class Knob:
     target: str
 
 
-#: Knobs in column order of points.parquet (after trace, policy, budget). Every CLI knob of `replay`.
+#: Knobs of a replay sweep (`traces`) in column order of points.parquet (after trace, policy, budget).
+#: Every CLI knob of `replay`.
 KNOBS = (
     Knob("chunk", int, "tables"), Knob("dim", int, "tables"), Knob("dtype_bytes", int, "tables"),
     Knob("gamma", float, "config"), Knob("interval", int, "config"), Knob("position_weight", float, "config"),
@@ -84,10 +98,27 @@ KNOBS = (
     Knob("count_accesses", bool, "config"),
 )
 KNOB_BY_NAME = {k.name: k for k in KNOBS}
-#: Keys of [sweep] that are not knobs.
-REQUIRED_KEYS = ("traces", "policies", "budgets")
+#: Knobs of a training sweep (`data`) in column order of its points.parquet (after data, policy, budget): the
+#: settings of `fiitedsim train` ("train": TrainConfig fields; "data": how the data set is made) and the
+#: ReplayConfig fields the engine hook honours (report_every and count_accesses change nothing in training).
+TRAIN_KNOBS = (
+    Knob("dim", int, "train"), Knob("chunk", int, "train"), Knob("batch", int, "train"),
+    Knob("epochs", int, "train"), Knob("lr_emb", float, "train"), Knob("lr_mlp", float, "train"),
+    Knob("seed", int, "train"), Knob("samples", int, "data"), Knob("fields", int, "data"), Knob("rows", int, "data"),
+    Knob("eval_every", int, "train"),
+    Knob("gamma", float, "config"), Knob("interval", int, "config"), Knob("position_weight", float, "config"),
+    Knob("page_bytes", int, "config"), Knob("max_load", float, "config"), Knob("index_initial", int, "config"),
+    Knob("allocator", str, "config"), Knob("budget_covers", str, "config"),
+)
+TRAIN_KNOB_BY_NAME = {k.name: k for k in TRAIN_KNOBS}
+#: Keys of [sweep] that are not knobs. A sweep has exactly one of `traces` (replay points) and `data` (training).
+COMMON_KEYS = ("policies", "budgets", "out")
+REQUIRED_KEYS = ("traces", *COMMON_KEYS[:2])
 OTHER_KEYS = ("out", "tables")
-ALLOWED_KEYS = (*REQUIRED_KEYS, *OTHER_KEYS, *KNOB_BY_NAME)
+COLUMN_KEYS = ("label", "sparse", "dense")   # column names of parquet:/csv: data; one string each, not axes
+REPLAY_KEYS = (*REQUIRED_KEYS, *OTHER_KEYS, *KNOB_BY_NAME)
+TRAIN_KEYS = ("data", *COMMON_KEYS, *COLUMN_KEYS, *TRAIN_KNOB_BY_NAME)
+ALLOWED_KEYS = tuple(dict.fromkeys((*REPLAY_KEYS, *TRAIN_KEYS)))
 
 
 # ---------------------------------------------------------------------------
@@ -104,8 +135,11 @@ class SweepFile:
     policies: tuple[str, ...]
     budgets: tuple[str, ...]             # labels, as parse_budget reads them
     knobs: dict[str, tuple]              # knob name -> values, only the knobs the file sets, in KNOBS order
-    out: Path | None
+    out: Path | None                     #   (TRAIN_KNOBS order for a data sweep)
     tables_file: Path | None
+    data: tuple[str, ...] = ()           # a data sweep: the data specs as written (the `data` column); traces ()
+    data_specs: tuple[str, ...] = ()     # ... with their paths made absolute
+    columns: dict[str, str] = field(default_factory=dict)  # label, sparse, dense as given
 
 
 def _type_name(kind: type) -> str:
@@ -139,9 +173,11 @@ def _axis(path: Path, key: str, raw, check: Callable) -> tuple:
 
 
 def _example(key: str) -> str:
-    return {"traces": '"traces/a.parquet"', "policies": '"fiited", "uniform-dim"', "budgets": "0.05, 0.1",
-            "allocator": '"lowest"', "budget_covers": '"payload"', "count_accesses": "false"}.get(
-        key, "0.999" if key in KNOB_BY_NAME and KNOB_BY_NAME[key].kind is float else "8")
+    kind = (KNOB_BY_NAME.get(key) or TRAIN_KNOB_BY_NAME.get(key) or Knob(key, int, "")).kind
+    return {"traces": '"traces/a.parquet"', "data": '"synthetic"', "policies": '"fiited", "uniform-dim"',
+            "budgets": "0.05, 0.1", "allocator": '"lowest"', "budget_covers": '"payload"',
+            "count_accesses": "false", "lr_emb": "0.05, 0.1", "lr_mlp": "0.001"}.get(
+        key, "0.999" if kind is float else "8")
 
 
 def _budget_label(where: str, value) -> str:
@@ -153,11 +189,31 @@ def _budget_label(where: str, value) -> str:
     return label
 
 
-def _policy(where: str, value) -> str:
+def _policy(where: str, value, choices=tuple(POLICIES), what: str = "policy") -> str:
     value = _check_value(where, value, str)
-    if value not in POLICIES and value != "all":
-        raise InputError(f"{where}: unknown policy {value!r}; choose from {', '.join(POLICIES)} or all")
+    if value not in choices and value != "all":
+        raise InputError(f"{where}: unknown {what} {value!r}; choose from {', '.join(choices)} or all")
     return value
+
+
+def _sweep_kind(path: Path, sweep: dict) -> str:
+    """"traces" (replay points) or "data" (training points): exactly one of the two keys, and only its keys."""
+    if "traces" in sweep and "data" in sweep:
+        raise InputError(f"{path}: [sweep] has both 'traces' and 'data'; give traces = [...] for replay points "
+                         "or data = [...] for training points, not both (use two sweep files)")
+    if "traces" not in sweep and "data" not in sweep:
+        raise InputError(f"{path}: [sweep] lacks 'traces' (replay points, e.g. traces = [{_example('traces')}]) "
+                         f"or 'data' (training points, e.g. data = [{_example('data')}])")
+    kind = "traces" if "traces" in sweep else "data"
+    allowed = REPLAY_KEYS if kind == "traces" else TRAIN_KEYS
+    wrong = [k for k in sweep if k not in allowed]
+    if wrong and kind == "traces":
+        raise InputError(f"{path}: [sweep] {wrong[0]!r} is a training setting: it needs data = [...] (training "
+                         "points) instead of traces; remove it to replay traces")
+    if wrong:
+        raise InputError(f"{path}: [sweep] {wrong[0]!r} applies to replays of traces, not to training points "
+                         "(data = [...]); remove it")
+    return kind
 
 
 def load_sweep_file(path: str | Path) -> SweepFile:
@@ -179,16 +235,15 @@ def load_sweep_file(path: str | Path) -> SweepFile:
     unknown = [k for k in sweep if k not in ALLOWED_KEYS]
     if unknown:
         raise InputError(f"{path}: unknown key {unknown[0]!r} in [sweep]; allowed: {', '.join(ALLOWED_KEYS)}")
+    if _sweep_kind(path, sweep) == "data":
+        return _load_train_sweep(path, sweep)
     missing = [k for k in REQUIRED_KEYS if k not in sweep]
     if missing:
         raise InputError(f"{path}: [sweep] lacks {missing[0]!r}, e.g. {missing[0]} = [{_example(missing[0])}]")
     base = path.resolve().parent
 
     def non_empty_string(where, v):
-        v = _check_value(where, v, str)
-        if not v.strip():
-            raise InputError(f"{where}: empty path")
-        return v
+        return _non_empty_string(where, v, "path")
 
     traces = _axis(path, "traces", sweep["traces"], non_empty_string)
     policies = _axis(path, "policies", sweep["policies"], _policy)
@@ -203,6 +258,60 @@ def load_sweep_file(path: str | Path) -> SweepFile:
     if "tables" in sweep:
         tables = base / non_empty_string(f"{path}: [sweep] tables", sweep["tables"])
     return SweepFile(path, traces, tuple(base / t for t in traces), policies, budgets, knobs, out, tables)
+
+
+def _non_empty_string(where: str, value, what: str = "string") -> str:
+    value = _check_value(where, value, str)
+    if not value.strip():
+        raise InputError(f"{where}: empty {what}")
+    return value
+
+
+def _load_train_sweep(path: Path, sweep: dict) -> SweepFile:
+    """The rest of `load_sweep_file` for a data sweep: data specs, training policies, train knobs, columns."""
+    from .train.engine_hook import TRAIN_POLICIES
+    from .train.runner import data_kind
+
+    missing = [k for k in COMMON_KEYS[:2] if k not in sweep]
+    if missing:
+        raise InputError(f"{path}: [sweep] lacks {missing[0]!r}, e.g. {missing[0]} = [{_example(missing[0])}]")
+    base = path.resolve().parent
+
+    def data_spec(where, value):
+        value = _non_empty_string(where, value).strip()
+        try:
+            data_kind(value)
+        except InputError:
+            raise InputError(f"{where}: {value!r} is not a data spec; use synthetic, criteo:PATH, parquet:PATH "
+                             "or csv:PATH") from None
+        return value
+
+    data = _axis(path, "data", sweep["data"], data_spec)
+    specs = []
+    for spec in data:
+        kind, file = data_kind(spec)
+        specs.append(spec if kind == "synthetic" else f"{kind}:{(base / file).resolve()}")
+    repeated = [d for i, d in enumerate(data) if specs[i] in specs[:i]]
+    if repeated:
+        raise InputError(f"{path}: [sweep] data lists {repeated[0]!r} twice (as another spelling of the same "
+                         "file); list each data set once")
+    policies = _axis(path, "policies", sweep["policies"],
+                     lambda w, v: _policy(w, v, TRAIN_POLICIES, "training policy"))
+    if "all" in policies:
+        policies = TRAIN_POLICIES
+    budgets = _axis(path, "budgets", sweep["budgets"], _budget_label)
+    knobs = {k.name: _axis(path, k.name, sweep[k.name], lambda w, v, k=k: _check_value(w, v, k.kind))
+             for k in TRAIN_KNOBS if k.name in sweep}
+    columns = {k: _non_empty_string(f"{path}: [sweep] {k}", sweep[k]) for k in COLUMN_KEYS if k in sweep}
+    tables_kinds = [s for s in data if data_kind(s)[0] in ("parquet", "csv")]
+    if columns and not tables_kinds:
+        raise InputError(f"{path}: [sweep] {next(iter(columns))!r} names columns of parquet:/csv: data, and "
+                         "data lists none; remove it")
+    if tables_kinds and not ("label" in columns and "sparse" in columns):
+        raise InputError(f"{path}: [sweep] data {tables_kinds[0]!r} needs label = \"COLUMN\" and "
+                         "sparse = \"COLUMN,COLUMN\" (and optionally dense = \"COLUMN,...\") in [sweep]")
+    out = base / _non_empty_string(f"{path}: [sweep] out", sweep["out"]) if "out" in sweep else None
+    return SweepFile(path, (), (), policies, budgets, knobs, out, None, data, tuple(specs), columns)
 
 
 # ---------------------------------------------------------------------------
@@ -223,10 +332,35 @@ class PointSpec:
 
 
 @dataclass(frozen=True)
+class TrainPointSpec:
+    """A training point: the arguments of `runner.load_data` and of a one-policy, one-budget `runner.run_all`."""
+
+    data: str                      # the spec with an absolute path: synthetic, criteo:/..., parquet:/..., csv:/...
+    file: tuple | None             # (resolved path, size, mtime ns) of the data file; None for synthetic
+    label: str | None
+    sparse: str | None
+    dense: str | None
+    samples: int | None            # None: synthetic 2,000,000, files all
+    fields: int
+    rows: int
+    train: TrainConfig
+    config: ReplayConfig           # without the budget: run_all sets it
+    policy: str
+    budget_label: str
+    budget_bytes: int
+
+    def data_key(self) -> tuple:
+        """What shapes the data set (the worker's cache key): synthetic data depends on dim and seed, files do not."""
+        if self.file is None:
+            return (self.data, self.samples, self.fields, self.rows, self.train.dim, self.train.seed)
+        return (self.data, self.file, self.label, self.sparse, self.dense, self.samples, self.rows)
+
+
+@dataclass(frozen=True)
 class Point:
     key: str
-    axes: dict     # column -> value: trace, policy, budget, then the knobs the file sets
-    spec: PointSpec
+    axes: dict     # column -> value: trace (or data), policy, budget, then the knobs the file sets
+    spec: PointSpec | TrainPointSpec
 
 
 def trace_identity(source: TraceSource) -> list[list]:
@@ -255,6 +389,8 @@ def point_key(identity: dict) -> str:
 
 def plan_points(sweep: SweepFile, warn: Callable[[str], None]) -> list[Point]:
     """Expand the grid in axis order (trace, policy, budget, knobs), checking every combination on the client."""
+    if sweep.data:
+        return plan_train_points(sweep)
     table_knobs = [k for k in sweep.knobs if KNOB_BY_NAME[k].target == "tables"]
     config_knobs = [k for k in sweep.knobs if KNOB_BY_NAME[k].target == "config"]
     if sweep.tables_file is not None:
@@ -290,6 +426,76 @@ def plan_points(sweep: SweepFile, warn: Callable[[str], None]) -> list[Point]:
     return points
 
 
+def file_identity(path: str) -> tuple:
+    """Resolved path, size and modification time (ns) of a data file: a rewritten file gets new point keys."""
+    st = Path(path).stat()
+    return (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+def train_point_identity(spec: TrainPointSpec) -> dict:
+    """The full configuration of a training point; its canonical JSON's sha256 is the point key."""
+    return {
+        "sweep_format": SWEEP_FORMAT, "point": "train", "fiitedsim": __version__,
+        "data": {"spec": spec.data, "file": None if spec.file is None else list(spec.file), "label": spec.label,
+                 "sparse": spec.sparse, "dense": spec.dense, "samples": spec.samples, "fields": spec.fields,
+                 "rows": spec.rows},
+        "train": asdict(spec.train), "config": asdict(spec.config.with_budget(spec.budget_bytes, spec.budget_label)),
+        "policy": spec.policy, "budget": {"label": spec.budget_label, "bytes": spec.budget_bytes},
+    }
+
+
+def _data_tables(spec: TrainPointSpec, heads: dict) -> list[TableSpec]:
+    """The point's embedding tables, after the cheap checks of its data (a file's first sample is read once)."""
+    from .train.engine_hook import train_tables
+    from .train.runner import load_data
+
+    if spec.samples is not None and spec.samples < 2:
+        raise InputError(f"samples must be at least 2 (one to train on, one to evaluate), got {spec.samples}")
+    if spec.file is None:
+        if spec.fields < 1 or spec.rows < 1:
+            raise InputError(f"synthetic data needs fields >= 1 and rows >= 1, got {spec.fields} and {spec.rows}")
+        return train_tables((spec.rows,) * spec.fields, spec.train.dim, spec.train.chunk)
+    key = spec.data_key()
+    if key not in heads:  # the file's format, columns and first values, as load_data checks them
+        heads[key] = load_data(spec.data, spec.label, spec.sparse, spec.dense, 1, spec.fields, spec.rows,
+                               spec.train.dim, spec.train.seed)
+    head = heads[key]
+    return train_tables(head.rows, spec.train.dim, spec.train.chunk, head.sparse_names)
+
+
+def plan_train_points(sweep: SweepFile) -> list[Point]:
+    """The grid of a data sweep (data, policy, budget, knobs), every point checked as `fiitedsim train` would."""
+    from .train.engine_hook import EngineResidency
+    from .train.runner import DEFAULT_FIELDS, DEFAULT_ROWS, data_kind, train_config
+
+    train_knobs = [k for k in sweep.knobs if TRAIN_KNOB_BY_NAME[k].target == "train"]
+    config_knobs = [k for k in sweep.knobs if TRAIN_KNOB_BY_NAME[k].target == "config"]
+    points, heads = [], {}
+    for label, data in zip(sweep.data, sweep.data_specs):
+        kind, file = data_kind(data)
+        columns = sweep.columns if kind in ("parquet", "csv") else {}
+        for policy, budget, *values in itertools.product(sweep.policies, sweep.budgets, *sweep.knobs.values()):
+            chosen = dict(zip(sweep.knobs, values))
+            try:
+                if file and not Path(file).is_file():
+                    raise InputError(f"file {file} not found")
+                tcfg = train_config(**{k: chosen[k] for k in train_knobs})
+                rcfg = ReplayConfig(**{k: chosen[k] for k in config_knobs})
+                spec = TrainPointSpec(data, file_identity(file) if file else None, columns.get("label"),
+                                      columns.get("sparse"), columns.get("dense"), chosen.get("samples"),
+                                      chosen.get("fields", DEFAULT_FIELDS), chosen.get("rows", DEFAULT_ROWS),
+                                      tcfg, rcfg, policy, budget, 0)
+                tables = _data_tables(spec, heads)
+                [(_, budget_bytes)] = parse_budgets(budget, tables)
+                EngineResidency.check(policy, tables, rcfg.with_budget(budget_bytes, budget))
+            except InputError as exc:
+                raise InputError(f"{sweep.path}: data {label!r}: {exc}") from None
+            spec = replace(spec, budget_bytes=budget_bytes)
+            axes = {"data": label, "policy": policy, "budget": budget, **chosen}
+            points.append(Point(point_key(train_point_identity(spec)), axes, spec))
+    return points
+
+
 def run_point(spec: PointSpec) -> tuple[dict, bytes]:
     """Compute one point (on a worker): its summary.json object and its time series as Parquet bytes."""
     return run_points([spec])[0]
@@ -313,6 +519,42 @@ def run_points(specs: list[PointSpec]) -> list[tuple[dict, bytes]]:
         result.series[spec.policy].write_parquet(buffer)
         out.append((result.summary, buffer.getvalue()))
     return out
+
+
+#: The last data set this (worker) process loaded, with its `data_key`: consecutive training points on the same
+#: data (the usual order of a grid) load it once. One at a time, so a worker holds at most one data set.
+_LAST_DATA: tuple | None = None
+
+
+def _dataset(spec: TrainPointSpec):
+    global _LAST_DATA
+    from .train.runner import load_data
+
+    key = spec.data_key()
+    if _LAST_DATA is None or _LAST_DATA[0] != key:
+        _LAST_DATA = None  # free the previous data set before loading the next
+        _LAST_DATA = (key, load_data(spec.data, spec.label, spec.sparse, spec.dense, spec.samples, spec.fields,
+                                     spec.rows, spec.train.dim, spec.train.seed))
+    return _LAST_DATA[1]
+
+
+def run_train_point(spec: TrainPointSpec) -> tuple[dict, bytes]:
+    """Compute one training point (on a worker): its train_summary.json object and its curve as Parquet bytes.
+
+    The summary is exactly what `fiitedsim train --policy P --budget B` with the point's settings writes (one
+    run, keyed P@B), so it carries the data's teacher AUC and the configuration the report shows.
+    """
+    from .train.runner import run_all
+
+    outputs = run_all(_dataset(spec), spec.data, [spec.policy], spec.budget_label, spec.train, spec.config)
+    buffer = io.BytesIO()
+    outputs.curve.write_parquet(buffer)
+    return outputs.summary, buffer.getvalue()
+
+
+def run_train_points(specs: list[TrainPointSpec]) -> list[tuple[dict, bytes]]:
+    """`run_train_point` of each spec: the task function of a data sweep (whose tasks hold one point each)."""
+    return [run_train_point(spec) for spec in specs]
 
 
 def pass_key(spec: PointSpec) -> tuple:
@@ -432,7 +674,8 @@ def run_sweep(sweep: SweepFile, out: str | Path, *, scheduler: str | None = None
               progress: Callable[[int, int], None] | None = None) -> SweepOutcome:
     """Compute the points not stored yet (all with `force`), store each as its task finishes, then the summaries.
 
-    Points sharing a trace pass are batched into tasks of at most `points_per_task` (`plan_tasks`).
+    Points sharing a trace pass are batched into tasks of at most `points_per_task` (`plan_tasks`);
+    training points are one per task (`points_per_task` does not apply to them).
     `progress(done, total)` is called once before the first task and after each one.
     """
     if workers is not None and workers < 1:
@@ -457,11 +700,17 @@ def run_sweep(sweep: SweepFile, out: str | Path, *, scheduler: str | None = None
 
             (out / POINTS_DIR).mkdir(parents=True, exist_ok=True)  # only once a cluster answered
 
-            n_workers = max(1, len(client.scheduler_info(n_workers=-1)["workers"]))
-            tasks = plan_tasks(pending, n_workers, points_per_task)
+            if sweep.data:  # one training point per task, points on the same data set next to each other
+                order: dict[tuple, int] = {}
+                for p in pending:
+                    order.setdefault(p.spec.data_key(), len(order))
+                tasks, work = [[p] for p in sorted(pending, key=lambda p: order[p.spec.data_key()])], run_train_points
+            else:
+                n_workers = max(1, len(client.scheduler_info(n_workers=-1)["workers"]))
+                tasks, work = plan_tasks(pending, n_workers, points_per_task), run_points
             by_key = {"fiitedsim-points-" + hashlib.sha256("".join(p.key for p in task).encode()).hexdigest(): task
                       for task in tasks}
-            futures = [client.submit(run_points, [p.spec for p in task], key=k, pure=False)
+            futures = [client.submit(work, [p.spec for p in task], key=k, pure=False)
                        for k, task in by_key.items()]
             for future in as_completed(futures, loop=client.loop):
                 task = by_key[future.key]
@@ -509,8 +758,36 @@ def _records(out: Path, points: list[Point]) -> list[dict]:
     return records
 
 
+#: Metric columns of a data sweep's points.parquet: the run's keys of train_summary.json, with `samples` (the
+#: training samples processed) named `trained_samples` so that it cannot clash with the `samples` knob, then
+#: the teacher AUC (synthetic data; null for files).
+TRAIN_METRICS = {"auc": pl.Float64, "logloss": pl.Float64, "payload_bytes_peak": pl.Int64,
+                 "total_bytes_peak": pl.Int64, "chunk_hit_rate": pl.Float64, "trained_samples": pl.Int64,
+                 "seconds": pl.Float64, "teacher_auc": pl.Float64}
+
+
+def train_points_frame(out: Path, points: list[Point]) -> pl.DataFrame:
+    """A data sweep's points.parquet: the axes, budget bytes and dense size, then the run's metrics."""
+    records = _records(out, points)
+    knob_names = [k for k in points[0].axes if k in TRAIN_KNOB_BY_NAME]
+    schema = {"key": pl.String, "data": pl.String, "policy": pl.String, "budget": pl.String,
+              **{k: _KIND_DTYPE[TRAIN_KNOB_BY_NAME[k].kind] for k in knob_names},
+              "budget_bytes": pl.Int64, "dense_bytes": pl.Int64, **TRAIN_METRICS}
+    rows = []
+    for p, record in zip(points, records):
+        summary = record["summary"]
+        [run] = summary["policies"].values()
+        rows.append({"key": p.key, **p.axes, "budget_bytes": p.spec.budget_bytes,
+                     "dense_bytes": summary["config"]["dense_bytes"],
+                     **{("trained_samples" if k == "samples" else k): v for k, v in run.items()},
+                     "teacher_auc": summary["teacher_auc"]})
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
 def points_frame(out: Path, points: list[Point]) -> pl.DataFrame:
     """One row per point in grid order: the axes, budget bytes and dense size, then every summary.json metric."""
+    if points and isinstance(points[0].spec, TrainPointSpec):
+        return train_points_frame(out, points)
     records = _records(out, points)
     knob_names = [k for k in points[0].axes if k in KNOB_BY_NAME] if points else []
     schema = {"key": pl.String, "trace": pl.String, "policy": pl.String, "budget": pl.String,
@@ -547,15 +824,24 @@ def write_points_table(out: Path, points: list[Point]) -> Path:
     return target
 
 
-def report_groups(out: Path, points: list[Point]) -> list[tuple[str, ReplayResults]]:
-    """Points that differ only in policy and budget form one replay-like result (keys NAME@BUDGET)."""
-    records = {p.key: r for p, r in zip(points, _records(out, points))}
+def _groups(points: list[Point]) -> dict[tuple, list[Point]]:
+    """Points by their axes other than policy and budget, in grid order: the groups of the report."""
     groups: dict[tuple, list[Point]] = {}
     for p in points:
         rest = tuple((k, v) for k, v in p.axes.items() if k not in ("policy", "budget"))
         groups.setdefault(rest, []).append(p)
+    return groups
+
+
+def _title(rest: tuple) -> str:
+    return ", ".join(f"{k} {v}" for k, v in rest)
+
+
+def report_groups(out: Path, points: list[Point]) -> list[tuple[str, ReplayResults]]:
+    """Points that differ only in policy and budget form one replay-like result (keys NAME@BUDGET)."""
+    records = {p.key: r for p, r in zip(points, _records(out, points))}
     results = []
-    for rest, members in groups.items():
+    for rest, members in _groups(points).items():
         budgets = list(dict.fromkeys(p.spec.budget_label for p in members))
         keyed = len(budgets) > 1
         first = records[members[0].key]["summary"]
@@ -568,13 +854,37 @@ def report_groups(out: Path, points: list[Point]) -> list[tuple[str, ReplayResul
             key = f"{p.spec.policy}@{p.spec.budget_label}" if keyed else p.spec.policy
             summary["policies"][key] = records[p.key]["summary"]["policies"][p.spec.policy]
             series[key] = pl.read_parquet(out / POINTS_DIR / f"{p.key}.parquet")
-        title = ", ".join(f"{k} {v}" for k, v in rest)
-        results.append((title, ReplayResults(summary, series)))
+        results.append((_title(rest), ReplayResults(summary, series)))
+    return results
+
+
+def train_report_groups(out: Path, points: list[Point]) -> list[tuple[str, dict, pl.DataFrame]]:
+    """Training points that differ only in policy and budget form one `fiitedsim train`-like result.
+
+    Its train summary holds their runs (keys NAME@BUDGET, as `train --policy ... --budget ...` would key
+    them) and the first point's configuration with the group's policies and budgets; its curve is theirs.
+    """
+    records = {p.key: r for p, r in zip(points, _records(out, points))}
+    results = []
+    for rest, members in _groups(points).items():
+        first = records[members[0].key]["summary"]
+        config = dict(first["config"])
+        config["policies"] = list(dict.fromkeys(p.spec.policy for p in members))
+        config["budgets"] = [{"label": p.spec.budget_label, "bytes": p.spec.budget_bytes}
+                             for p in {p.spec.budget_label: p for p in members}.values()]
+        summary = {"policies": {}, "teacher_auc": first["teacher_auc"], "config": config}
+        for p in members:
+            summary["policies"].update(records[p.key]["summary"]["policies"])
+        curve = pl.concat([pl.read_parquet(out / POINTS_DIR / f"{p.key}.parquet") for p in members])
+        results.append((_title(rest), summary, curve))
     return results
 
 
 def write_sweep_report(out: Path, points: list[Point]) -> Path:
     from .report import write_sweep_report as write
+    from .report import write_train_sweep_report
 
+    if points and isinstance(points[0].spec, TrainPointSpec):
+        return write_train_sweep_report(out / REPORT_FILE, train_report_groups(out, points))
     return write(out / REPORT_FILE, report_groups(out, points))
 

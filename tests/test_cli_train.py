@@ -82,6 +82,8 @@ GOOD_CSV = "y,a,b,x\n" + "".join(f"{i % 2},u{i % 7},v{i % 5},{i / 10}\n" for i i
      ["one --policy and one --budget"]),
     (GOOD_CSV, ["--label", "y", "--sparse", "a", "--policy", "lru"], ["unknown policy", "lru"]),
     (GOOD_CSV, ["--sparse", "a"], ["--label and --sparse"]),
+    (GOOD_CSV, ["--label", "y", "--sparse", "a", "--lr-emb", "0"], ["--lr-emb must be a positive number"]),
+    (GOOD_CSV, ["--label", "y", "--sparse", "a", "--lr-mlp", "nan"], ["--lr-mlp must be a positive number"]),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(monkeypatch, capsys, tmp_path, content, args, words):
     data = write_csv(tmp_path / "data.csv", content)
@@ -95,3 +97,12 @@ def test_bad_data_spec(monkeypatch, capsys, tmp_path):
     fails_cleanly(monkeypatch, capsys, tmp_path, ["train", "--data", "tsv:x", "-q"], "synthetic, criteo:PATH")
     fails_cleanly(monkeypatch, capsys, tmp_path, ["train", "--data", f"criteo:{tmp_path}/none.tsv", "-q"],
                   "not found")
+
+
+def test_learning_rates_reach_the_trainer(monkeypatch, capsys, tmp_path):
+    train(monkeypatch, capsys, "--policy", "full", "--lr-emb", "0.2", "--lr-mlp", "0.01", "--out", tmp_path / "a")
+    train(monkeypatch, capsys, "--policy", "full", "--out", tmp_path / "b")
+    a, b = (json.loads((tmp_path / d / "train_summary.json").read_text()) for d in "ab")
+    assert (a["config"]["lr_emb"], a["config"]["lr_mlp"]) == (0.2, 0.01)
+    assert (b["config"]["lr_emb"], b["config"]["lr_mlp"]) == (0.05, 0.001)
+    assert a["policies"]["full@0.10"]["auc"] != b["policies"]["full@0.10"]["auc"]

@@ -108,14 +108,19 @@ class EngineResidency:
         self._d = None
         self._finished: PolicyResult | None = None
 
-    @classmethod
-    def build(cls, name: str, tables: list[TableSpec], cfg: ReplayConfig, recorder: TraceRecorder | None = None):
-        """The policy `name` at `cfg`'s budget, checked and constructed as `replay` does for a trace with grad_norm."""
+    @staticmethod
+    def check(name: str, tables: list[TableSpec], cfg: ReplayConfig) -> None:
+        """The checks of `build` without building: `fiitedsim sweep` runs them on the client before submitting."""
         if name not in TRAIN_POLICIES:
             raise InputError(f"unknown training policy {name!r}: choose from {', '.join(TRAIN_POLICIES)}")
         check_tables_fit_pages(tables, cfg)
         if name in PAGED_POLICIES:
             check_budget_workable(cfg.budget_label or str(cfg.budget_bytes), cfg.budget_bytes, tables, cfg)
+
+    @classmethod
+    def build(cls, name: str, tables: list[TableSpec], cfg: ReplayConfig, recorder: TraceRecorder | None = None):
+        """The policy `name` at `cfg`'s budget, checked and constructed as `replay` does for a trace with grad_norm."""
+        cls.check(name, tables, cfg)
         return cls(POLICIES[name](tables, cfg, True, False), recorder)
 
     def _batch(self, step: int, table: np.ndarray, row: np.ndarray, grad: np.ndarray | None) -> RecordBatch:

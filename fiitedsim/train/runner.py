@@ -28,6 +28,8 @@ from .engine_hook import EngineResidency, TraceRecorder, train_tables
 from .loop import TrainConfig, config_dict, train
 
 SUMMARY_FILE, CURVE_FILE = "train_summary.json", "curve.parquet"
+#: The defaults of `fiitedsim train --fields/--rows`, and of the `fields`/`rows` knobs of a data sweep.
+DEFAULT_FIELDS, DEFAULT_ROWS = 26, 100_000
 #: Keys of every run in train_summary.json, in this order (README contract).
 RUN_KEYS = ("auc", "logloss", "payload_bytes_peak", "total_bytes_peak", "chunk_hit_rate", "samples", "seconds")
 #: Columns of curve.parquet.
@@ -39,15 +41,23 @@ def _columns(text: str | None) -> list[str]:
     return [c.strip() for c in (text or "").split(",") if c.strip()]
 
 
+def data_kind(spec: str) -> tuple[str, str]:
+    """(kind, path) of a data spec: ("synthetic", "") or ("criteo" | "parquet" | "csv", PATH); else an InputError."""
+    kind, _, path = spec.partition(":")
+    if kind == "synthetic" and not path:
+        return kind, ""
+    if kind not in ("criteo", "parquet", "csv") or not path:
+        raise InputError(f"--data {spec!r}: use synthetic, criteo:PATH, parquet:PATH or csv:PATH")
+    return kind, path
+
+
 def load_data(spec: str, label: str | None, sparse: str | None, dense: str | None, samples: int | None,
               fields: int, rows: int, dim: int, seed: int) -> Dataset:
     """`synthetic`, `criteo:PATH`, `parquet:PATH` or `csv:PATH` (the latter two with --label and --sparse)."""
-    kind, _, path = spec.partition(":")
-    if kind == "synthetic" and not path:
+    kind, path = data_kind(spec)
+    if kind == "synthetic":
         return synthetic(samples=2_000_000 if samples is None else samples, fields=fields, rows=rows, dim=dim,
                          seed=seed)
-    if kind not in ("criteo", "parquet", "csv") or not path:
-        raise InputError(f"--data {spec!r}: use synthetic, criteo:PATH, parquet:PATH or csv:PATH")
     if not Path(path).is_file():
         raise InputError(f"--data {spec!r}: file {path} not found")
     if samples is not None and samples < 1:
@@ -57,6 +67,20 @@ def load_data(spec: str, label: str | None, sparse: str | None, dense: str | Non
     if not label or not _columns(sparse):
         raise InputError(f"--data {kind}:PATH needs --label and --sparse (and optionally --dense) column lists")
     return read_table(path, label, _columns(sparse), _columns(dense), rows=rows, samples=samples)
+
+
+def train_config(**kw) -> TrainConfig:
+    """TrainConfig from user values (CLI options or sweep knobs), with their bounds checked as input errors."""
+    for key in ("batch", "epochs", "eval_every"):
+        if key in kw and kw[key] < 1:
+            raise InputError(f"--{key.replace('_', '-')} must be at least 1, got {kw[key]}")
+    for key in ("lr_emb", "lr_mlp"):
+        if key in kw and not (math.isfinite(kw[key]) and kw[key] > 0):
+            raise InputError(f"--{key.replace('_', '-')} must be a positive number, got {kw[key]}")
+    tcfg = TrainConfig(**kw)
+    if tcfg.dim < 1 or tcfg.chunk < 1 or tcfg.dim % tcfg.chunk:
+        raise InputError(f"--chunk {tcfg.chunk} must divide --dim {tcfg.dim} (both positive)")
+    return tcfg
 
 
 @dataclass

@@ -1,0 +1,195 @@
+"""`fiitedsim sweep` with `data = [...]`: training points equal direct `run_all` runs, resume and --force,
+bad sweep files as one line with exit 2, and unchanged keys of replay points.
+
+The data is tiny (3,000 synthetic samples, 3 fields of 200 rows, D = 8, C = 4, 256-byte pages) so a point
+trains in well under a second once its kernels are compiled. The references are computed in this process
+first, which also compiles the kernels into Numba's on-disk cache for the workers.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import polars as pl
+import pytest
+from test_cli import fails_cleanly, run
+from test_sweep import QUIET, final_line, write_sweep, write_trace
+
+from fiitedsim import __version__
+from fiitedsim.config import ReplayConfig
+from fiitedsim.replay import RESULTS_FORMAT
+from fiitedsim.sweep import (
+    POINTS_DIR,
+    TRAIN_METRICS,
+    load_sweep_file,
+    plan_points,
+    trace_identity,
+)
+from fiitedsim.trace import TraceSource
+from fiitedsim.train.runner import RUN_KEYS, load_data, run_all, train_config
+
+distributed = pytest.importorskip("distributed")
+
+#: The sweep's fixed settings: every key is a scalar axis (a column of points.parquet).
+SMALL = {"samples": 3000, "fields": 3, "rows": 200, "batch": 256, "dim": 8, "chunk": 4, "eval_every": 4,
+         "interval": 3, "page_bytes": 256}
+
+
+def reference(policy: str, budget: str, lr_emb: float) -> tuple[dict, pl.DataFrame]:
+    """The point as one direct `run_all` of one policy at one budget."""
+    ds = load_data("synthetic", None, None, None, SMALL["samples"], SMALL["fields"], SMALL["rows"], SMALL["dim"], 0)
+    tcfg = train_config(dim=SMALL["dim"], chunk=SMALL["chunk"], batch=SMALL["batch"], eval_every=SMALL["eval_every"],
+                        lr_emb=lr_emb)
+    outputs = run_all(ds, "synthetic", [policy], budget, tcfg,
+                      ReplayConfig(interval=SMALL["interval"], page_bytes=SMALL["page_bytes"]))
+    return outputs.summary, outputs.curve
+
+
+def without_seconds(summary: dict) -> dict:
+    """A train summary with the wall time (the one field that differs between identical runs) left out."""
+    return {**summary, "policies": {k: {m: v for m, v in run.items() if m != "seconds"}
+                                    for k, run in summary["policies"].items()}}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address="127.0.0.1:0") as c:
+        yield c
+
+
+def test_data_sweep_equals_direct_runs(monkeypatch, capsys, tmp_path, cluster):
+    grid = {"policies": ["fiited", "row-prune"], "budgets": [0.1, "0.25"], "lr_emb": [0.05, 0.1]}
+    expected = {(p, b, lr): reference(p, b, lr) for p in grid["policies"] for b in ("0.1", "0.25")
+                for lr in grid["lr_emb"]}
+    toml = write_sweep(tmp_path / "s.toml", data=["synthetic"], **grid, **SMALL, out="o")
+    line = final_line(run(monkeypatch, capsys, "sweep", toml, "--scheduler", cluster.scheduler_address, "-q"))
+    assert "8 points (8 computed, 0 already stored)" in line
+    out = tmp_path / "o"
+    frame = pl.read_parquet(out / "points.parquet")
+    axes = ["dim", "chunk", "batch", "lr_emb", "samples", "fields", "rows", "eval_every", "interval", "page_bytes"]
+    assert frame.columns == ["key", "data", "policy", "budget", *axes, "budget_bytes", "dense_bytes",
+                             *TRAIN_METRICS]
+    assert frame.height == 8 and frame["key"].n_unique() == 8
+    assert frame.select("policy", "budget", "lr_emb").rows() == [
+        (p, b, lr) for p in grid["policies"] for b in ("0.1", "0.25") for lr in grid["lr_emb"]]
+    for row in frame.iter_rows(named=True):
+        summary, curve = expected[(row["policy"], row["budget"], row["lr_emb"])]
+        record = json.loads((out / POINTS_DIR / f"{row['key']}.json").read_text())
+        assert without_seconds(record["summary"]) == without_seconds(summary)
+        assert pl.read_parquet(out / POINTS_DIR / f"{row['key']}.parquet").equals(curve)
+        [run_] = summary["policies"].values()
+        got = {("samples" if k == "trained_samples" else k): row[k] for k in TRAIN_METRICS}
+        assert {k: got[k] for k in RUN_KEYS if k != "seconds"} == {k: run_[k] for k in RUN_KEYS if k != "seconds"}
+        assert row["teacher_auc"] == summary["teacher_auc"] is not None
+        assert row["dense_bytes"] == 3 * 200 * 8 * 4 and row["budget_bytes"] == summary["config"]["budgets"][0]["bytes"]
+    page = (out / "report.html").read_text()
+    assert page.count('class="chart"') == 2 * 2  # two groups (lr_emb), two charts each
+    assert 'id="chart-g1-auc_steps"' in page
+
+
+def test_resume_skips_stored_points_and_force_recomputes(monkeypatch, capsys, tmp_path, cluster):
+    toml = write_sweep(tmp_path / "s.toml", data="synthetic", policies=["fiited", "full"], budgets=[0.1, 0.25],
+                       **SMALL, out="o")
+    out = tmp_path / "o"
+    assert "4 points (4 computed" in final_line(run(monkeypatch, capsys, "sweep", toml, "--scheduler",
+                                                    cluster.scheduler_address, "-q"))
+    stored = sorted((out / POINTS_DIR).glob("*.json"))
+    mtimes = {p: p.stat().st_mtime_ns for p in stored}
+    table = pl.read_parquet(out / "points.parquet").drop("seconds")
+    stored[1].unlink()
+    line = final_line(run(monkeypatch, capsys, "sweep", toml, "--scheduler", cluster.scheduler_address, "-q"))
+    assert "4 points (1 computed, 3 already stored)" in line
+    assert {p: p.stat().st_mtime_ns for p in stored if p != stored[1]} == \
+        {p: t for p, t in mtimes.items() if p != stored[1]}
+    assert pl.read_parquet(out / "points.parquet").drop("seconds").equals(table)  # only wall time may differ
+    line = final_line(run(monkeypatch, capsys, "sweep", toml, "--scheduler", cluster.scheduler_address,
+                          "--force", "-q"))
+    assert "4 points (4 computed, 0 already stored)" in line
+    assert all(p.stat().st_mtime_ns != mtimes[p] for p in stored if p != stored[1])
+    assert pl.read_parquet(out / "points.parquet").drop("seconds").equals(table)
+
+
+CSV = "y,a,b,x\n" + "".join(f"{i % 2},u{i % 7},v{i % 5},{i / 10}\n" for i in range(40))
+BASE = {"policies": ["fiited"], "budgets": [0.5], "out": "o"}
+BAD_FILES = [
+    ({"traces": ["t.parquet"], "data": ["synthetic"], **BASE}, ["both 'traces' and 'data'", "not both"]),
+    ({**BASE}, ["lacks 'traces'", "or 'data'"]),
+    ({"traces": ["t.parquet"], "lr_emb": [0.1], **BASE}, ["'lr_emb' is a training setting", "data = [...]"]),
+    ({"traces": ["t.parquet"], "label": "y", **BASE}, ["'label' is a training setting"]),
+    ({"data": ["synthetic"], "dtype_bytes": [2], **BASE}, ["'dtype_bytes' applies to replays of traces"]),
+    ({"data": ["synthetic"], "tables": "t.toml", **BASE}, ["'tables' applies to replays of traces"]),
+    ({"data": ["synthetic"], **BASE, "policies": ["lru"]}, ["unknown training policy 'lru'"]),
+    ({"data": ["tsv:x"], **BASE}, ["data[0]", "'tsv:x' is not a data spec"]),
+    ({"data": ["csv:missing.csv"], "label": "y", "sparse": "a", **BASE}, ["data 'csv:missing.csv'", "not found"]),
+    ({"data": ["csv:d.csv"], "sparse": "a", **BASE}, ["needs label", "sparse"]),
+    ({"data": ["synthetic"], "label": "y", **BASE}, ["'label' names columns of parquet:/csv: data"]),
+    ({"data": ["csv:d.csv"], "label": "y", "sparse": "a,nope", **BASE}, ["d.csv", "unknown column", "nope"]),
+    ({"data": ["synthetic", "synthetic"], **BASE}, ["lists 'synthetic' twice"]),
+    ({"data": ["synthetic"], "dim": 8, "chunk": [4, 3], **BASE}, ["--chunk 3 must divide --dim 8"]),
+    ({"data": ["synthetic"], "lr_emb": [0.0], **BASE}, ["--lr-emb must be a positive number"]),
+    ({"data": ["synthetic"], "samples": 1, **BASE}, ["samples must be at least 2"]),
+    ({"data": ["synthetic"], "rows": 200, "fields": 3, **BASE, "budgets": [0.01]}, ["no room for one", "page"]),
+    ({"data": ["synthetic"], "gamma": [2.0], **BASE}, ["--gamma must be in (0, 1]"]),
+]
+
+
+@pytest.mark.parametrize("keys, words", BAD_FILES, ids=[w[0] for _, w in BAD_FILES])
+def test_bad_data_sweep_file_is_one_line_exit_2(monkeypatch, capsys, tmp_path, keys, words):
+    (tmp_path / "d.csv").write_text(CSV)
+    toml = write_sweep(tmp_path / "sweep.toml", **keys)
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["sweep", toml, "-q"], *words)
+
+
+def test_replay_point_keys_follow_the_documented_identity(tmp_path):
+    """Training points must not change replay keys: the key of a trace point is still the sha256 of the
+    identity docs/semantics.md ("Sweeps") spells out, computed here by hand."""
+    trace = write_trace(tmp_path / "t.parquet", steps=5, per_step=16, seed=1)
+    toml = write_sweep(tmp_path / "s.toml", traces=[str(trace)], policies=["fiited"], budgets=[0.1], gamma=0.99)
+    [point] = plan_points(load_sweep_file(toml), warn=lambda m: None)
+    source = TraceSource(trace, **QUIET)
+    config = {"budget_bytes": point.spec.budget_bytes, "gamma": 0.99, "interval": 100, "position_weight": 1.0,
+              "page_bytes": 65536, "max_load": 0.75, "index_initial": 1024, "index_entry_bytes": 16,
+              "meta_bytes_per_row": None, "allocator": "lowest", "budget_covers": "payload", "report_every": 100,
+              "count_accesses": False, "budget_label": "0.1"}
+    identity = {"sweep_format": 1, "results_format": RESULTS_FORMAT, "fiitedsim": __version__,
+                "trace_parts": trace_identity(source),
+                "tables": [{"name": t.name, "rows": t.rows, "dim": t.dim, "chunk": t.chunk,
+                            "dtype_bytes": t.dtype_bytes} for t in source.tables],
+                "config": config, "policy": "fiited", "budget": {"label": "0.1", "bytes": point.spec.budget_bytes}}
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    assert point.key == hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_training_keys_change_with_the_data_file(tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text(CSV)
+    toml = write_sweep(tmp_path / "s.toml", data=["csv:d.csv"], label="y", sparse="a,b", dense="x", rows=64,
+                       batch=8, page_bytes=256, policies=["fiited", "full"], budgets=[0.5])
+    keys = [p.key for p in plan_points(load_sweep_file(toml), warn=lambda m: None)]
+    assert len(set(keys)) == 2 and keys == [p.key for p in plan_points(load_sweep_file(toml), warn=lambda m: None)]
+    data.write_text(CSV + "1,u1,v1,0.5\n")
+    assert not set(keys) & {p.key for p in plan_points(load_sweep_file(toml), warn=lambda m: None)}
+
+
+def test_a_worker_loads_each_data_set_once_for_consecutive_points(monkeypatch, tmp_path):
+    """`run_train_point` keeps the last data set: points that differ in policy, budget or trainer settings
+    other than dim and seed reuse it; another data-shaping setting loads anew."""
+    from fiitedsim import sweep
+    from fiitedsim.train import runner
+
+    loads = []
+    real = runner.load_data
+    monkeypatch.setattr(runner, "load_data", lambda *a: loads.append(a) or real(*a))
+    monkeypatch.setattr(sweep, "_LAST_DATA", None)
+    toml = write_sweep(tmp_path / "s.toml", data="synthetic", policies=["full"], budgets=[0.5],
+                       **{**SMALL, "lr_emb": [0.05, 0.1], "rows": [200, 100]})
+    points = plan_points(load_sweep_file(toml), warn=lambda m: None)
+    assert [(p.axes["lr_emb"], p.axes["rows"]) for p in points] == [(0.05, 200), (0.05, 100), (0.1, 200), (0.1, 100)]
+    for point in points:  # grid order: rows varies fastest, so every point switches data sets
+        sweep.run_train_point(point.spec)
+    assert len(loads) == 4
+    loads.clear()
+    for point in sorted(points, key=lambda p: p.axes["rows"]):  # 100, 100 (still loaded), 200, 200
+        sweep.run_train_point(point.spec)
+    assert [a[6] for a in loads] == [200]  # the rows argument of load_data
