@@ -55,10 +55,11 @@ TRACE_COLUMNS = ["step", "table", "row", "grad_norm"]
 def worker_warmup(policy: str, trace: str) -> None:
     """Run in a fresh process: time imports, then a first and a second replay of the tiny trace; print JSON."""
     t0 = time.perf_counter()
+    import numba
+
     from fiitedsim.config import ReplayConfig
     from fiitedsim.replay import parse_budgets, replay
     from fiitedsim.trace import TraceSource
-    import numba
     t_import = time.perf_counter() - t0
     times = []
     for _ in range(2):

@@ -88,7 +88,8 @@ def replay(
 
     Example: fiitedsim replay trace.parquet --budget 0.05,0.10 --policy fiited,uniform-dim --out runs/demo
     """
-    from .replay import check_out_dir, parse_budgets, parse_policies, replay as run_replay, summary_text, write_results
+    from .replay import check_out_dir, parse_budgets, parse_policies, summary_text, write_results
+    from .replay import replay as run_replay
     from .trace import TraceSource
 
     trace_path = trace if trace is not None else SAMPLE_TRACE
@@ -372,7 +373,8 @@ def generate(
 
     Example: fiitedsim generate traces/demo.parquet --profile meta2021 --tables 4 --rows 1000000 --steps 2000
     """
-    from .generate import GenerateConfig, generate as run_generate
+    from .generate import GenerateConfig
+    from .generate import generate as run_generate
 
     cfg = GenerateConfig(profile=profile, alpha=alpha, tables=tables, rows=rows, steps=steps, batch=batch, dim=dim,
                          chunk=chunk, drift=drift, grad=not no_grad, seed=seed)

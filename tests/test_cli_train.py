@@ -7,9 +7,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from test_cli import fails_cleanly, run
 
 from fiitedsim.train.runner import CURVE_COLUMNS, RUN_KEYS
-from test_cli import fails_cleanly, run
 
 # Tiny but real: 4 fields of 300 rows, 16-dim embeddings in 4 chunks, 256-byte pages (16 chunks each).
 SMALL = ["--samples", "1500", "--fields", "4", "--rows", "300", "--batch", "128", "--eval-every", "4",

@@ -10,13 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 
 # The project has no installed package or root conftest yet; make `import fiitedsim` work from a checkout.
-
 from fiitedsim import generate as gen  # noqa: E402
 from fiitedsim import profiles  # noqa: E402
 from fiitedsim.errors import InputError  # noqa: E402
 from fiitedsim.generate import GenerateConfig, generate  # noqa: E402
 from fiitedsim.trace_writer import TABLES_KEY  # noqa: E402
-
 
 
 def small(**kw) -> GenerateConfig:

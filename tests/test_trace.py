@@ -13,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 # The project has no installed package or root conftest yet; make `import fiitedsim` work from a checkout.
-
 from fiitedsim.config import TableSpec, tables_to_json  # noqa: E402
 from fiitedsim.errors import InputError  # noqa: E402
 from fiitedsim.trace import TraceSource, read_lookups, write_importance  # noqa: E402

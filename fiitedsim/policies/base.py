@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
-
-from typing import TYPE_CHECKING
 
 from ..config import ReplayConfig, TableSpec
 

@@ -22,11 +22,50 @@ import numpy as np
 
 from .. import store
 from ..engine import DONE, GAP, NEED_INDEX, NEED_PAGES, NEED_ROWS
-from ..store import (DENIED_FULL, DENIED_THRESHOLD, F_GAMMA, F_MAX_LOAD, GAP_DONE, GAP_ROUND, GAP_SNAPSHOT,
-                     HAVE_PREV, IX_BUMP, IX_CAP_MAX, P_INTERVAL, P_KMAX, P_LIFO, P_REPORT_EVERY, PREV_STEP, Q_HWM,
-                     Q_LIVE, Q_MAPPED, Q_SPP, R_D, R_KEY, R_LAST, ROUNDS, ROW_BITS, T_K, T_POOL, TRACKED, inline)
-from .fiited import (INF, LOOKAHEAD, Fiited, decay, e_bits, importance_record, observe, prefetch_ahead,
-                     prefetch_index_buckets, set_dim, take_snapshot, update_utilities)
+from ..store import (
+    DENIED_FULL,
+    DENIED_THRESHOLD,
+    F_GAMMA,
+    F_MAX_LOAD,
+    GAP_DONE,
+    GAP_ROUND,
+    GAP_SNAPSHOT,
+    HAVE_PREV,
+    IX_BUMP,
+    IX_CAP_MAX,
+    P_INTERVAL,
+    P_KMAX,
+    P_LIFO,
+    P_REPORT_EVERY,
+    PREV_STEP,
+    Q_HWM,
+    Q_LIVE,
+    Q_MAPPED,
+    Q_SPP,
+    R_D,
+    R_KEY,
+    R_LAST,
+    ROUNDS,
+    ROW_BITS,
+    T_K,
+    T_POOL,
+    TRACKED,
+    inline,
+)
+from .fiited import (
+    INF,
+    LOOKAHEAD,
+    Fiited,
+    decay,
+    e_bits,
+    importance_record,
+    observe,
+    prefetch_ahead,
+    prefetch_index_buckets,
+    set_dim,
+    take_snapshot,
+    update_utilities,
+)
 
 ALL_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)  # a cut no U bit pattern exceeds: keep nothing
 LOW_48 = np.uint64((1 << 48) - 1)
