@@ -208,7 +208,8 @@ def main() -> None:
     record: dict = {"machine": common.machine_line(), "steps": args.steps, "policies": {}}
 
     # (a) JIT warm-up, each in a fresh subprocess
-    print(f"\n(a) JIT warm-up: first vs second replay of a tiny trace ({common.lookups_of(WARMUP_STEPS, WARMUP_BATCH):,}"
+    print(f"\n(a) JIT warm-up: first vs second replay of a tiny trace "
+          f"({common.lookups_of(WARMUP_STEPS, WARMUP_BATCH):,}"
           f" lookups, same tables) in a fresh process; warm-up = first - second")
     warm_rows = []
     for name in policies:

@@ -132,7 +132,8 @@ def main() -> None:
                     help="generate the long trace independently (more distinct rows) instead of repeating the base")
     ap.add_argument("--policy", default="fiited")
     ap.add_argument("--budget", default="0.1")
-    ap.add_argument("--no-reference", action="store_true", help="skip the reference runs (replay --policy full, bare pyarrow scans)")
+    ap.add_argument("--no-reference", action="store_true",
+                    help="skip the reference runs (replay --policy full, bare pyarrow scans)")
     ap.add_argument("--json", type=Path, help="also write the measurements to this JSON file")
     args = ap.parse_args()
 

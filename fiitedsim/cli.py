@@ -48,7 +48,8 @@ def _progress(total: int, what: str, quiet: bool) -> Progress:
 @app.command()
 def replay(
     trace: Optional[Path] = typer.Argument(
-        None, help="Access trace (Parquet, DESIGN.md 1.2): a file, a folder of part files or a quoted glob (parts in natural name order). Omit to replay the small sample shipped with fiitedsim."),
+        None, help="Access trace (Parquet, DESIGN.md 1.2): a file, a folder of part files or a quoted glob (parts "
+                   "in natural name order). Omit to replay the small sample shipped with fiitedsim."),
     budget: str = typer.Option("0.10", help="Payload budget: a fraction of the dense size (0.1) or bytes with a "
                                             "unit (2GiB); a comma-separated list runs each (keys NAME@BUDGET)."),
     policy: str = typer.Option("fiited,uniform-dim,uniform-row,full",
@@ -185,7 +186,11 @@ sparse = "site,ad"
 dense = "hour"
 out = "runs/train-sweep"
 
-[bold]Output[/bold]: OUT/points/KEY.json + KEY.parquet per point (summary and time series, KEY = sha256 of the point's full configuration, written as each point finishes), OUT/points.parquet (one row per point: the axes, budget_bytes, dense_bytes and every summary.json metric; for training points the train_summary.json figures with samples named trained_samples, and teacher_auc) and OUT/report.html. Re-running the same file computes only the points not stored yet; --force recomputes all.
+[bold]Output[/bold]: OUT/points/KEY.json + KEY.parquet per point (summary and time series, KEY = sha256 of the \
+point's full configuration, written as each point finishes), OUT/points.parquet (one row per point: the axes, \
+budget_bytes, dense_bytes and every summary.json metric; for training points the train_summary.json figures with \
+samples named trained_samples, and teacher_auc) and OUT/report.html. Re-running the same file computes only the \
+points not stored yet; --force recomputes all.
 
 Examples: fiitedsim sweep sweep.toml  |  fiitedsim sweep sweep.toml --scheduler tcp://HOST:8786
 """
@@ -196,7 +201,8 @@ def sweep(
     config: Path = typer.Argument(..., help="Sweep file (TOML) with a \\[sweep] table; format below."),
     scheduler: Optional[str] = typer.Option(None, help="Address of a running Dask scheduler "
                                                        "(tcp://HOST:8786); its workers need fiitedsim installed and "
-                                                       "the traces (or data files) at the same paths. Default: local processes."),
+                                                       "the traces (or data files) at the same paths. "
+                                                       "Default: local processes."),
     workers: Optional[int] = typer.Option(None, help="Local worker processes (default: one per CPU core)."),
     connect_timeout: float = typer.Option(10.0, help="Seconds to wait for --scheduler before giving up."),
     points_per_task: int = typer.Option(4, help="Replay points that share a trace pass (same trace and knobs) are "
@@ -207,7 +213,8 @@ def sweep(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Output folder; overrides the file's out."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
-    """Replay a grid of traces (or train on a grid of data sets) x policies x budgets x knobs, on local processes or a Dask cluster.
+    """Replay a grid of traces (or train on a grid of data sets) x policies x budgets x knobs, on local processes \
+or a Dask cluster.
 
     Every point is one replay of one trace with one policy at one budget (the same numbers as `fiitedsim replay`
     with those settings), or with data = [...] one training run (the numbers of `fiitedsim train` with those
@@ -236,7 +243,8 @@ def _mib(n: int) -> str:
 
 def _print_summary(summary: dict) -> None:
     trace = summary["trace"]
-    table = Table(title=f"{escape(trace['path'])}: {trace['lookups']:,} lookups, dense size {_mib(trace['dense_bytes'])} MiB",
+    table = Table(title=f"{escape(trace['path'])}: {trace['lookups']:,} lookups, "
+                        f"dense size {_mib(trace['dense_bytes'])} MiB",
                   title_justify="left")
     for col in ("policy", "total MiB", "payload", "index", "meta", "frag", "row hit", "chunk hit", "full hit",
                 "rehashes", "probe"):
@@ -471,7 +479,8 @@ def import_fbgemm(
 
     Tables are named t0..t{T-1}; lookups keep the file's order.
 
-    Example: for i in 0 1 2; do fiitedsim import fbgemm fbgemm_t856_bs65536_$i.pt --step $i -o traces/meta/part-$i.parquet; done
+    Example: for i in 0 1 2; do fiitedsim import fbgemm fbgemm_t856_bs65536_$i.pt --step $i \
+-o traces/meta/part-$i.parquet; done
     """
     from .importers.common import Layout, check_output
     from .importers.fbgemm import import_fbgemm as run

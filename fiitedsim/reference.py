@@ -717,7 +717,8 @@ class FiitedModel:
         seen_addresses = set()
         for (t, r), row in self.rows.items():
             d = row.prefix_length()
-            assert set(row.resident) == set(range(d)), f"row {(t, r)} resident set {sorted(row.resident)} is not a prefix"
+            assert set(row.resident) == set(range(d)), \
+                f"row {(t, r)} resident set {sorted(row.resident)} is not a prefix"
             pool = self.pools[self.layout.pool_of_table[t]]
             for k, address in row.resident.items():
                 key = (self.layout.pool_of_table[t], address)
@@ -736,7 +737,8 @@ class FiitedModel:
         caps = self.page_caps()
         for pool_id, pool in enumerate(self.pools):
             if self.cfg.budget_covers == "payload":
-                assert len(pool.mapped) <= caps[pool_id], f"pool {pool_id} maps {len(pool.mapped)} > cap {caps[pool_id]}"
+                assert len(pool.mapped) <= caps[pool_id], \
+                    f"pool {pool_id} maps {len(pool.mapped)} > cap {caps[pool_id]}"
             for address in pool.owner:
                 assert pool.page_of(address) in pool.mapped, f"owned slot {address} on an unmapped page"
             expected_free = {a for page in pool.mapped for a in pool.slots_of_page(page)} - set(pool.owner)

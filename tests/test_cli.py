@@ -178,7 +178,8 @@ def _bad_trace(name):
             [[1.0] * 4, [1.0] * 4, [float("inf"), 1.0, 1.0, 1.0], [1.0] * 4], pa.list_(pa.float32()))),
         "negative_grad.parquet": lambda d: raw_trace(d / name, grad_norm=pa.array(
             [[1.0] * 4, [1.0] * 4, [1.0] * 4, [1.0, 1.0, 1.0, -0.5]], pa.list_(pa.float32()))),
-        "short_grad.parquet": lambda d: raw_trace(d / name, grad_norm=pa.array([[1.0] * 3] * 4, pa.list_(pa.float32()))),
+        "short_grad.parquet": lambda d: raw_trace(d / name, grad_norm=pa.array(
+            [[1.0] * 3] * 4, pa.list_(pa.float32()))),
         "null_row.parquet": lambda d: raw_trace(d / name, row=pa.array([3, None, 5, 6], pa.int64())),
         "empty.parquet": empty,
         "truncated.parquet": truncated,
@@ -215,7 +216,8 @@ BAD_TRACES = [
 def test_replay_bad_trace(monkeypatch, capsys, tmp_path, name, words, as_json):
     _bad_trace(name)(tmp_path)
     # without -q: the progress bar must not leak onto stderr around the error line either
-    args = ["replay", tmp_path / name, "--out", tmp_path / "res", "--report-every", "5"] + (["--json"] if as_json else [])
+    args = (["replay", tmp_path / name, "--out", tmp_path / "res", "--report-every", "5"]
+            + (["--json"] if as_json else []))
     fails_cleanly(monkeypatch, capsys, tmp_path, args, str(tmp_path / name), *words)
 
 
@@ -227,7 +229,8 @@ def test_replay_missing_trace(monkeypatch, capsys, tmp_path):
 def test_user_text_in_messages_is_printed_verbatim(monkeypatch, capsys, tmp_path):
     """Paths and values are not rich markup or emoji codes: no crash, nothing swallowed."""
     odd = tmp_path / "[bold]:smile:[/]  two  spaces.parquet"
-    line = fails_cleanly(monkeypatch, capsys, tmp_path, ["replay", odd, "--out", tmp_path / "res"], "trace file not found")
+    line = fails_cleanly(monkeypatch, capsys, tmp_path, ["replay", odd, "--out", tmp_path / "res"],
+                         "trace file not found")
     assert line.endswith("[bold]:smile:[/] two spaces.parquet")  # whitespace runs collapse to keep one line
     fails_cleanly(monkeypatch, capsys, tmp_path, ["replay", "--out", tmp_path / "res", "--allocator", "[red]x[/red]"],
                   "got '[red]x[/red]'")
@@ -284,13 +287,16 @@ BAD_OPTIONS = {
     "budget_over_100x": (["--budget", "1000"], ["over 100x"]),
     "budget_infinite": (["--budget", "1e999"], ["not finite"]),
     "budget_twice": (["--budget", "0.1,0.1"], ["lists a budget twice"]),
-    "budget_too_small_for_a_page": (["--budget", "1KiB"], ["budget 1KiB (1024 bytes) leaves no room for one 65536-byte page"]),
+    "budget_too_small_for_a_page": (["--budget", "1KiB"],
+                                    ["budget 1KiB (1024 bytes) leaves no room for one 65536-byte page"]),
     "budget_zero": (["--budget", "0"], ["no room for one 65536-byte page"]),
     "budget_small_fraction": (["--budget", "0.05,0.001"], ["budget 0.001 (8960 bytes) leaves no room"]),
     "budget_covers_all_too_small": (["--budget", "0.0001", "--budget-covers", "all"], ["no room"]),
     # tables and overrides
-    "tables_c_not_dividing_d": (["--tables", "{d}/bad_chunk.json"], ["bad_chunk.json", "chunk C=5 does not divide dim D=16"]),
-    "tables_toml_c_not_dividing_d": (["--tables", "{d}/bad_chunk.toml"], ["bad_chunk.toml", "C=3 does not divide dim D=32"]),
+    "tables_c_not_dividing_d": (["--tables", "{d}/bad_chunk.json"],
+                                ["bad_chunk.json", "chunk C=5 does not divide dim D=16"]),
+    "tables_toml_c_not_dividing_d": (["--tables", "{d}/bad_chunk.toml"],
+                                     ["bad_chunk.toml", "C=3 does not divide dim D=32"]),
     "tables_not_json": (["--tables", "{d}/broken.json"], ["broken.json", "cannot parse tables file"]),
     "tables_missing": (["--tables", "{d}/nope.json"], ["tables file not found", "nope.json"]),
     "tables_wrong_count": (["--tables", "{d}/one_table.json"], ["lists 1 tables", "written for 2"]),
@@ -413,7 +419,8 @@ def test_failed_run_leaves_earlier_results_untouched(monkeypatch, capsys, tmp_pa
 def test_out_replaces_earlier_results_and_accepts_an_empty_folder(monkeypatch, capsys, tmp_path, inputs):
     out = tmp_path / "res"
     out.mkdir()
-    assert run(monkeypatch, capsys, "replay", inputs / "trace.parquet", "--out", out, "--policy", "full", *FAST).code == 0
+    assert run(monkeypatch, capsys, "replay", inputs / "trace.parquet", "--out", out, "--policy", "full",
+               *FAST).code == 0
     assert sorted(p.name for p in (out / "timeseries").iterdir()) == ["full.parquet"]
     r = run(monkeypatch, capsys, "replay", inputs / "trace.parquet", "--out", out, "--policy", "fiited", *FAST)
     assert r.code == 0, r.err

@@ -70,7 +70,8 @@ def test_libraries_inlined_exactly_once_and_nothing_loaded_from_the_network(page
     # no element of ours that loads a resource when the page opens (the bundle's own code is Vega's: its
     # strings such as an `<img src=` for the PNG export run only on a click, and the browser test runs offline)
     ours = page.replace(bundle, "")
-    assert not re.findall(r"<(?:script|link|img|iframe|embed|object|source)\b[^>]*\b(?:src|href|data)\s*=", ours, re.IGNORECASE)
+    assert not re.findall(r"<(?:script|link|img|iframe|embed|object|source)\b[^>]*\b(?:src|href|data)\s*=", ours,
+                          re.IGNORECASE)
     assert not re.findall(r"@import|url\(|https?://", ours.split('<script type="application/json"')[0])
     assert urls_in(specs_of(page)) == []
 

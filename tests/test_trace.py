@@ -109,7 +109,8 @@ def test_round_trip_with_grad_zero_padded_per_table(tmp_path):
 
 def test_string_and_dictionary_table_names(tmp_path):
     names = pa.array(["items", "users", "items"])
-    for i, col in enumerate([names, names.dictionary_encode(), pa.array(["items", "users", "items"], pa.large_string())]):
+    for i, col in enumerate([names, names.dictionary_encode(),
+                             pa.array(["items", "users", "items"], pa.large_string())]):
         path = write_raw(tmp_path / f"s{i}.parquet", {"step": [0, 1, 1], "table": col, "row": [49, 99, 0]})
         got = read(path)
         np.testing.assert_array_equal(got.table, [1, 0, 1])
@@ -117,7 +118,8 @@ def test_string_and_dictionary_table_names(tmp_path):
 
 
 def test_narrow_integer_types_are_cast(tmp_path):
-    path = write_raw(tmp_path / "n.parquet", {"step": pa.array([0, 1], pa.int16()), "table": pa.array([1, 0], pa.uint8()),
+    path = write_raw(tmp_path / "n.parquet", {"step": pa.array([0, 1], pa.int16()),
+                                              "table": pa.array([1, 0], pa.uint8()),
                                               "row": pa.array([7, 8], pa.int32())})
     got = read(path)
     assert got.step.dtype == np.int64 and got.row.dtype == np.int64 and got.table.dtype == np.int32
@@ -280,7 +282,8 @@ def test_empty_trace(tmp_path):
     ("step", pa.array([0.0, 0, 1, 2]), "'step' has type double; expected an integer"),
     ("row", pa.array(["a", "b", "c", "d"]), "'row' has type string; expected an integer"),
     ("table", pa.array([0.0, 1, 0, 1]), "'table' has type double; expected an integer table index or a string"),
-    ("grad_norm", pa.array([[1]] * 4, pa.list_(pa.int32())), r"'grad_norm' has type list<.*int32>; expected a list of floats"),
+    ("grad_norm", pa.array([[1]] * 4, pa.list_(pa.int32())),
+     r"'grad_norm' has type list<.*int32>; expected a list of floats"),
     ("grad_norm", pa.array([1.0] * 4), "'grad_norm' has type double; expected a list of floats"),
 ])
 def test_wrong_dtypes(tmp_path, column, array, expected):
@@ -324,7 +327,8 @@ def test_null_string_table(tmp_path):
 
 def test_null_grad_norm(tmp_path):
     grad = pa.array([[1.0] * 8, [1.0] * 4, None, [1.0] * 4], pa.list_(pa.float32()))
-    expect_error("record 2: column 'grad_norm' is null", consume, TraceSource(simple(tmp_path / "t.parquet", grad_norm=grad)))
+    expect_error("record 2: column 'grad_norm' is null", consume,
+                 TraceSource(simple(tmp_path / "t.parquet", grad_norm=grad)))
 
 
 def test_null_inside_grad_norm(tmp_path):
@@ -424,7 +428,8 @@ def test_importance_table_out_of_range(tmp_path):
 
 
 def test_importance_null(tmp_path):
-    log = write_raw(tmp_path / "imp.parquet", log_cols(importance=pa.array([0.5, None, 1.0], pa.float32())), tables=None)
+    log = write_raw(tmp_path / "imp.parquet", log_cols(importance=pa.array([0.5, None, 1.0], pa.float32())),
+                    tables=None)
     expect_error("record 1: column 'importance' is null", consume,
                  TraceSource(simple(tmp_path / "t.parquet"), importance=log))
 

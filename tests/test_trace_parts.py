@@ -277,7 +277,8 @@ def test_cli_replays_a_folder(monkeypatch, capsys, tmp_path):
 def test_cli_bad_part_exits_2(monkeypatch, capsys, tmp_path):
     write_part(tmp_path / "parts" / "p0.parquet", [3])
     write_part(tmp_path / "parts" / "p1.parquet", [2])
-    fails_cleanly(monkeypatch, capsys, tmp_path, ["replay", tmp_path / "parts", "--policy", "full", "--out", tmp_path / "res"],
+    fails_cleanly(monkeypatch, capsys, tmp_path,
+                  ["replay", tmp_path / "parts", "--policy", "full", "--out", tmp_path / "res"],
                   str(tmp_path / "parts" / "p1.parquet"), "across parts")
 
 

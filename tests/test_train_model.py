@@ -75,7 +75,9 @@ def ours(p, cfg, dense, idx, d, y):
 
 def torch_model(p, cfg, dense, idx, d, y):
     """The same model written independently with torch ops and autograd; returns loss and leaf tensors."""
-    t = lambda a: torch.tensor(a, dtype=torch.float64, requires_grad=True)
+    def t(a):
+        return torch.tensor(a, dtype=torch.float64, requires_grad=True)
+
     emb = t(p.emb)
     bw, bb = [t(w) for w in p.bottom_w], [t(b) for b in p.bottom_b]
     tw, tb = [t(w) for w in p.top_w], [t(b) for b in p.top_b]

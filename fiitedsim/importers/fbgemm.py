@@ -15,9 +15,9 @@ One file is one step (`step`, default 0); the lookups keep the file's order
 (table-major, then sample, then position in the bag). Tables are named
 t0..t{T-1}; a table's rows are max(index)+1 unless `rows` or a tables file
 gives them. Some copies of these files are gzip-compressed; that is detected
-from the magic bytes (and decompressed in memory; plain files are memory-mapped). PyTorch is needed only here (`pip install
-'fiitedsim[fbgemm]'`); `torch.load` runs with `weights_only=True`, so a file
-cannot execute code.
+from the magic bytes (and decompressed in memory; plain files are
+memory-mapped). PyTorch is needed only here (`pip install 'fiitedsim[fbgemm]'`);
+`torch.load` runs with `weights_only=True`, so a file cannot execute code.
 """
 from __future__ import annotations
 

@@ -142,7 +142,8 @@ def update_utilities(st, tid, s, k_row, grad, gi):
 def access(st, t, r, s, grad, gi):
     sc, ip, tabs, rows, row_u = st.sc, st.ip, st.tabs, st.rows, st.row_u
     ix, ix_meta, row_pos = st.ix, st.ix_meta, st.row_pos
-    pools, page_live, page_free_bits, lifo, slot_stamp = st.pools, st.page_live, st.page_free_bits, st.lifo, st.slot_stamp
+    pools, page_live, page_free_bits, lifo, slot_stamp = (st.pools, st.page_live, st.page_free_bits, st.lifo,
+                                                          st.slot_stamp)
     kmax = ip[P_KMAX]
     tid = store.track_row(st.trk, rows, row_u, st.dim_hist, tabs, sc, ip, t, r, s)
     k_row = tabs[t, T_K]
@@ -269,7 +270,8 @@ def prefetch_index_buckets(st, rows, tid, k_from):
 def pruning_round(st, now):
     """Rank, keep the first N chunks of each pool, free the rest in (t, r, k) order, unmap empty pages."""
     sc, ip, tabs, rows, row_u, dim_hist = st.sc, st.ip, st.tabs, st.rows, st.row_u, st.dim_hist
-    pools, page_live, page_free_bits, lifo, slot_stamp = st.pools, st.page_live, st.page_free_bits, st.lifo, st.slot_stamp
+    pools, page_live, page_free_bits, lifo, slot_stamp = (st.pools, st.page_live, st.page_free_bits, st.lifo,
+                                                          st.slot_stamp)
     powtab, gamma = st.powtab, st.fp[F_GAMMA]
     sc[ROUNDS] += 1
     kmax = ip[P_KMAX]

@@ -90,7 +90,8 @@ def access(st, t, r, s, grad, gi, slots):
     nothing."""
     sc, ip, tabs, rows, row_u = st.sc, st.ip, st.tabs, st.rows, st.row_u
     ix, ix_meta, row_pos = st.ix, st.ix_meta, st.row_pos
-    pools, page_live, page_free_bits, lifo, slot_stamp = st.pools, st.page_live, st.page_free_bits, st.lifo, st.slot_stamp
+    pools, page_live, page_free_bits, lifo, slot_stamp = (st.pools, st.page_live, st.page_free_bits, st.lifo,
+                                                          st.slot_stamp)
     kmax = ip[P_KMAX]
     tid = store.track_row(st.trk, rows, row_u, st.dim_hist, tabs, sc, ip, t, r, s)
     k_row = tabs[t, T_K]
@@ -187,7 +188,8 @@ def select_rows(st, pool, n_keep, now):
     if last >= 0:
         return np.uint64(cand_bits[last]).view(np.float64), cand_bits[last], cand_keys[last], False
     if above > 0:  # the cut falls just above this bucket
-        return np.uint64(last_above_bits).view(np.float64), (np.uint64(bucket) << np.uint64(48)) | LOW_48, np.int64(-1), False
+        return (np.uint64(last_above_bits).view(np.float64), (np.uint64(bucket) << np.uint64(48)) | LOW_48,
+                np.int64(-1), False)
     return INF, ALL_ONES, np.int64(-1), False  # not even the first row fits
 
 
@@ -195,7 +197,8 @@ def select_rows(st, pool, n_keep, now):
 def pruning_round(st, now):
     """Per pool: keep the rows `select_rows` chooses, free every other resident row, unmap empty pages."""
     sc, ip, tabs, rows, row_u, dim_hist = st.sc, st.ip, st.tabs, st.rows, st.row_u, st.dim_hist
-    pools, page_live, page_free_bits, lifo, slot_stamp = st.pools, st.page_live, st.page_free_bits, st.lifo, st.slot_stamp
+    pools, page_live, page_free_bits, lifo, slot_stamp = (st.pools, st.page_live, st.page_free_bits, st.lifo,
+                                                          st.slot_stamp)
     powtab, gamma = st.powtab, st.fp[F_GAMMA]
     sc[ROUNDS] += 1
     kmax = ip[P_KMAX]

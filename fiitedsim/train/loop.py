@@ -123,7 +123,8 @@ class Trainer:
             i = np.ascontiguousarray(idx[lo:lo + batch])
             table, row = self._lookups(i)
             d = self._as_batch(self.hook.resident(table, row), i.shape[0])
-            out[lo:lo + batch] = sigmoid(forward(self.p, self.cfg, dense[lo:lo + batch], i, d, self.mm).logit.astype(np.float64))
+            out[lo:lo + batch] = sigmoid(
+                forward(self.p, self.cfg, dense[lo:lo + batch], i, d, self.mm).logit.astype(np.float64))
         return out
 
 

@@ -310,8 +310,8 @@ def forward(p: Params, cfg: ModelConfig, dense: np.ndarray, idx: np.ndarray, d: 
 
 def bce_with_logits(logit: np.ndarray, y: np.ndarray) -> float:
     """Step 5: mean binary cross-entropy of sigmoid(logit) against labels y in {0, 1} (float64 sum)."""
-    l = logit.astype(np.float64)
-    return float(np.mean(np.maximum(l, 0) - l * y + np.log1p(np.exp(-np.abs(l)))))
+    z = logit.astype(np.float64)
+    return float(np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))))
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
