@@ -8,7 +8,7 @@ curve and the budget at which FIITED first falls 0.003 below `full` (scanning
 budgets from the largest down).
 
 `full` does not depend on the budget, so it is trained once. 2M samples take
-about 25 minutes for all runs on two cores; `--samples` reduces the task (the
+about 15 minutes for all runs on two cores; `--samples` reduces the task (the
 printout says what was run, and a reduced run is not the target's figure).
 
     python benchmarks/bench_accuracy.py [--samples 2000000] [--budgets 0.02,0.05,0.10,0.25]
