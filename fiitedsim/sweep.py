@@ -694,6 +694,8 @@ def run_sweep(sweep: SweepFile, out: str | Path, *, scheduler: str | None = None
     if progress:
         progress(done, total)
     failures: list[tuple[Point, BaseException]] = []
+    if sweep.data and scheduler is None and workers is None:
+        workers = 1  # a training run already uses every core (train/threads.py); more workers would compete
     if pending:
         with quiet_distributed(), dask_client(scheduler, workers, connect_timeout) as client:
             from distributed import as_completed

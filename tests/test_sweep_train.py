@@ -12,7 +12,7 @@ import json
 
 import polars as pl
 import pytest
-from test_cli import fails_cleanly, run
+from test_cli import assert_clean_failure, fails_cleanly, run
 from test_sweep import QUIET, final_line, write_sweep, write_trace
 
 from fiitedsim import __version__
@@ -193,3 +193,24 @@ def test_a_worker_loads_each_data_set_once_for_consecutive_points(monkeypatch, t
     for point in sorted(points, key=lambda p: p.axes["rows"]):  # 100, 100 (still loaded), 200, 200
         sweep.run_train_point(point.spec)
     assert [a[6] for a in loads] == [200]  # the rows argument of load_data
+
+
+@pytest.mark.parametrize("kind, extra, expected", [("data", [], 1), ("data", ["--workers", "2"], 2),
+                                                   ("traces", [], None)])
+def test_local_training_points_default_to_one_worker(monkeypatch, capsys, tmp_path, kind, extra, expected):
+    """A training run uses every core itself, so a local data sweep starts one worker unless told otherwise;
+    a replay sweep keeps one single-threaded worker per core (workers None: dask_client sizes it)."""
+    import fiitedsim.sweep as sweep_module
+
+    asked = []
+
+    def no_cluster(scheduler, workers, connect_timeout):
+        asked.append(workers)
+        raise sweep_module.InputError("no cluster in this test")
+
+    monkeypatch.setattr(sweep_module, "dask_client", no_cluster)
+    source = ["synthetic"] if kind == "data" else [str(write_trace(tmp_path / "t.parquet", 5, 8, seed=0))]
+    toml = write_sweep(tmp_path / "s.toml", **{kind: source}, policies=["full"], budgets=[0.5],
+                       **(SMALL if kind == "data" else {}), out="o")
+    assert_clean_failure(run(monkeypatch, capsys, "sweep", toml, "-q", *extra), "no cluster in this test")
+    assert asked == [expected]
