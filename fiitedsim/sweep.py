@@ -363,13 +363,15 @@ class Point:
     spec: PointSpec | TrainPointSpec
 
 
+def file_identity(path: str | Path) -> tuple:
+    """Resolved path, size and modification time (ns) of a file: a rewritten file gets new point keys."""
+    st = Path(path).stat()
+    return (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
 def trace_identity(source: TraceSource) -> list[list]:
-    """Resolved path, size and modification time (ns) of every part: a rewritten trace gets new point keys."""
-    out = []
-    for part in source.parts:
-        st = part.stat()
-        out.append([str(part.resolve()), st.st_size, st.st_mtime_ns])
-    return out
+    """`file_identity` of every part of a trace, in order."""
+    return [list(file_identity(part)) for part in source.parts]
 
 
 def point_identity(parts: list[list], spec: PointSpec) -> dict:
@@ -424,12 +426,6 @@ def plan_points(sweep: SweepFile, warn: Callable[[str], None]) -> list[Point]:
             axes = {"trace": label, "policy": policy, "budget": budget, **chosen}
             points.append(Point(point_key(point_identity(parts, spec)), axes, spec))
     return points
-
-
-def file_identity(path: str) -> tuple:
-    """Resolved path, size and modification time (ns) of a data file: a rewritten file gets new point keys."""
-    st = Path(path).stat()
-    return (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
 
 
 def train_point_identity(spec: TrainPointSpec) -> dict:

@@ -19,7 +19,6 @@ from fiitedsim.train.model import (
     backward,
     bce_with_logits,
     coalesce,
-    coalesced_rows,
     forward,
     init_params,
 )
@@ -55,6 +54,11 @@ def perturb(p, seed=2):
     rng = np.random.default_rng(seed)
     p.emb[...] = rng.normal(size=p.emb.shape)
     return p
+
+
+def coalesced_rows(counts: np.ndarray, batch: int) -> np.ndarray:
+    """The used slots of `coalesce`'s output: field f's distinct rows are slots f*batch .. f*batch + counts[f] - 1."""
+    return np.concatenate([np.arange(f * batch, f * batch + int(n)) for f, n in enumerate(counts)])
 
 
 def ours(p, cfg, dense, idx, d, y):

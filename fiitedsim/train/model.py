@@ -233,12 +233,6 @@ def coalesce(offsets, idx, d, chunk, dT, start, marker, rows_out, grads_out, cou
             marker[rows_out[i]] = -1
 
 
-def coalesced_rows(counts: np.ndarray, batch: int) -> np.ndarray:
-    """The used slots of `coalesce`'s output, field by field: indices into rows_out and grads_out."""
-    return np.concatenate([np.arange(f * batch, f * batch + int(n)) for f, n in enumerate(counts)]) \
-        if len(counts) else np.empty(0, dtype=np.int64)
-
-
 # ---------------------------------------------------------------- forward / backward
 
 @dataclass
