@@ -33,6 +33,14 @@ COUNTER_SC = np.array([store.LOOKUPS, store.ROW_HITS, store.CHUNK_HITS, store.CH
                        store.SEARCHES, store.PROBES, store.ROUNDS], dtype=np.int64)
 
 POWTAB_MAX = 1 << 20
+#: The arrays sized by tracked rows (`rows`, `row_u`, `row_pos`) and the flat index array start with room
+#: for up to this many bytes each (never more than the tables could ever need). np.zeros takes fresh pages
+#: from the kernel, which materialises a page only when it is first written, so the room costs address
+#: space, not memory: resident memory still follows the rows seen and the index buckets used, while the
+#: copies of doubling happen only past the reservation (on the 20M-lookup benchmark, growth went from
+#: ~1.5 s to ~0.45 s; docs/engine.md "Memory per tracked row").
+RESERVE_BYTES = 2 << 30
+ROWS_MIN, INDEX_MIN = 1024, 1 << 16
 #: row_pos[tid, k] holds a bucket number of one index: int32 halves its size (an index of 2**31 buckets
 #: would take 48 GiB of implementation memory alone)
 ROW_POS_DTYPE = np.int32
@@ -53,6 +61,23 @@ def _grown(a: np.ndarray, axis: int, n: int) -> np.ndarray:
     out = np.zeros(shape, a.dtype)
     out[tuple(slice(0, m) for m in a.shape)] = a
     return out
+
+
+def _zeros_reserving(tails, dtypes, floor: int, need: int):
+    """Zeroed arrays of n rows each, n = `need` capped at RESERVE_BYTES for the widest (never below `floor`).
+
+    `tails` and `dtypes` are one shape tail and dtype, or lists of them (arrays that share n). Where the
+    system refuses that much address space (strict overcommit), the arrays start at `floor` rows.
+    """
+    single = not isinstance(tails, list)
+    tails, dtypes = ([tails], [dtypes]) if single else (tails, dtypes)
+    widest = max(int(np.prod(tail)) * np.dtype(dtype).itemsize for tail, dtype in zip(tails, dtypes))
+    n = max(floor, min(need, RESERVE_BYTES // widest))
+    try:
+        arrays = [np.zeros((n, *tail), dtype) for tail, dtype in zip(tails, dtypes)]
+    except MemoryError:
+        arrays = [np.zeros((floor, *tail), dtype) for tail, dtype in zip(tails, dtypes)]
+    return arrays[0] if single else arrays
 
 
 def snapshot_columns(k_max: int) -> list[str]:
@@ -100,7 +125,11 @@ class EngineState:
         sc[store.IX_BUMP] = sc[store.IX_CAP_TOTAL] = int(caps.sum())
         sc[store.IX_CAP_MAX] = cfg.index_initial
         sc[store.INDEX_PEAK] = sc[store.TOTAL_PEAK] = sc[store.IX_CAP_TOTAL] * cfg.index_entry_bytes
-        flat = max(4 * int(caps.sum()), 1 << 16)
+        flat = max(4 * int(caps.sum()), INDEX_MIN)
+        ix = _zeros_reserving((store.IX_COLS,), np.int64, flat,
+                              sum(4 * t.chunks * self._index_cap_bound(t.rows) for t in tables))
+        rows, row_u, row_pos = _zeros_reserving(
+            [(3,), (k_max,), (k_max,)], [np.int64, np.float64, ROW_POS_DTYPE], ROWS_MIN, sum(t.rows for t in tables))
         pools = np.zeros((n_pools, store.N_Q), np.int64)
         pools[:, store.Q_SPP] = layout.slots_per_page
         pools[:, store.Q_DENSE] = layout.dense_bytes
@@ -108,15 +137,14 @@ class EngineState:
         fp[store.F_GAMMA], fp[store.F_MAX_LOAD] = cfg.gamma, cfg.max_load
         tabs = np.array([[t.chunks, pool, cfg.meta_bytes_for(t)] for t, pool in zip(tables, layout.pool_of_table)],
                         np.int64)
-        pages, rows_cap = 16, 1024
+        pages = 16
         self.st = State(
             sc=sc, ip=ip, fp=fp, tabs=tabs,
             wpos=np.array([cfg.position_weight ** float(k) for k in range(k_max)], np.float64),
             powtab=self._powtab(np.zeros(0), 1024),
-            trk=np.zeros((2 * rows_cap, 2), np.int64), rows=np.zeros((rows_cap, 3), np.int64),
-            row_u=np.zeros((rows_cap, k_max), np.float64), row_pos=np.zeros((rows_cap, k_max), ROW_POS_DTYPE),
+            trk=np.zeros((2 * ROWS_MIN, 2), np.int64), rows=rows, row_u=row_u, row_pos=row_pos,
             dim_hist=np.zeros(k_max + 1, np.int64),
-            ix=np.zeros((flat, store.IX_COLS), np.int64), ix_meta=ix_meta,
+            ix=ix, ix_meta=ix_meta,
             pools=pools, pool_theta=np.zeros(n_pools, np.float64),
             page_live=np.full((n_pools, pages), store.UNMAPPED, np.int64),
             page_free_bits=np.zeros((n_pools, pages, (max(layout.slots_per_page) + 63) // 64), np.uint64),
@@ -128,6 +156,13 @@ class EngineState:
         self.snapshots: list[np.ndarray] = []
 
     # ---- sizes -------------------------------------------------------------
+    def _index_cap_bound(self, rows: int) -> int:
+        """The largest capacity an index of a table of `rows` rows can reach (all rows resident)."""
+        cap = self.cfg.index_initial
+        while rows > self.cfg.max_load * cap:
+            cap *= 2
+        return cap
+
     def _lifo_len(self, pages: int) -> int:
         return 2 * pages * int(max(self.layout.slots_per_page)) + 1 if self.cfg.allocator == "lifo" else 1
 
@@ -150,12 +185,17 @@ class EngineState:
 
     def grow(self, status: int) -> None:
         st = self.st
-        if status == NEED_ROWS:
-            cap = 2 * st.rows.shape[0]
-            trk = np.zeros((2 * cap, 2), np.int64)
-            store.tracker_rebuild(st.trk, trk)
-            self.st = st._replace(trk=trk, rows=_grown(st.rows, 0, cap), row_u=_grown(st.row_u, 0, cap),
-                                  row_pos=_grown(st.row_pos, 0, cap))
+        if status == NEED_ROWS:  # the row arrays are full, or the tracker map would pass half full
+            need = int(st.sc[store.TRACKED]) + 1
+            if need > st.rows.shape[0]:
+                cap = 2 * st.rows.shape[0]
+                st = st._replace(rows=_grown(st.rows, 0, cap), row_u=_grown(st.row_u, 0, cap),
+                                 row_pos=_grown(st.row_pos, 0, cap))
+            if 2 * need > st.trk.shape[0]:
+                trk = np.zeros((2 * st.trk.shape[0], 2), np.int64)
+                store.tracker_rebuild(st.trk, trk)
+                st = st._replace(trk=trk)
+            self.st = st
         elif status == NEED_INDEX:
             self._compact_index()
         elif status == NEED_PAGES:
@@ -255,6 +295,9 @@ class EngineState:
                     bucket = int(st.row_pos[tid, k])
                     assert index[(t, k)][1][bucket] == r, f"row {(t, r)} chunk {k}: row_pos {bucket} is stale"
                     assert int(st.ix[int(st.ix_meta[t * self.k_max + k, store.X_OFF]) + bucket, store.IX_TID]) == tid
+        regions = sorted((int(off), int(cap)) for off, cap, _ in st.ix_meta if cap)
+        for (off, cap), (next_off, _) in zip(regions, regions[1:] + [(int(st.sc[store.IX_BUMP]), 0)]):
+            assert off + cap <= next_off, f"index region at {off} overlaps the next one or the bump pointer"
         live = int(st.sc[store.LIVE_TOTAL])
         assert live == dims == entries == int(st.sc[store.IX_COUNT_TOTAL]), (live, dims, entries)
         mapped = st.page_live != store.UNMAPPED

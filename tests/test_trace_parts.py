@@ -287,21 +287,20 @@ def test_cli_bad_part_exits_2(monkeypatch, capsys, tmp_path):
 
 
 def test_engine_md_memory_figures_match_the_arrays():
-    """Bytes per slot of row capacity (K = 8) and per index bucket, from the arrays of a fresh EngineState."""
-    import re
+    """Bytes per tracked row (K = 8), per tracker bucket and per index bucket, from a fresh EngineState."""
+    from fiitedsim.engine import EngineState
 
-    from fiitedsim.engine import NEED_ROWS, EngineState
-
-    engine = EngineState([TableSpec("t", rows=1000, dim=64, chunk=8)], ReplayConfig(budget_bytes=1 << 20),
+    engine = EngineState([TableSpec("t", rows=5000, dim=64, chunk=8)], ReplayConfig(budget_bytes=1 << 20),
                          has_grad=True, has_log=False)
-    engine.grow(NEED_ROWS)  # a capacity no other array happens to share (the decay table starts at 1024)
     state = engine.st
     cap = state.rows.shape[0]
+    assert cap == 5000, "the row arrays are reserved for every row of the tables"  # a length no other array has
     per_row = sum(a.nbytes for a in state if isinstance(a, np.ndarray) and a.ndim >= 1 and a.shape[0] == cap)
-    per_row += state.trk.nbytes  # the tracker has 2 buckets per slot of capacity
     doc = (Path(__file__).resolve().parents[1] / "docs" / "engine.md").read_text()
     section = doc[doc.index("## Memory per tracked row"):]
-    assert f"{per_row // cap} B at K = 8" in section, "docs/engine.md: bytes per tracked row are stale"
+    assert f"24 + 12K bytes per tracked row: {per_row // cap} B at K = 8" in section, \
+        "docs/engine.md: bytes per tracked row are stale"
+    assert f"(buckets, 2) int64 at {state.trk.itemsize * state.trk.shape[1]} B per bucket" in section
     bucket = state.ix.shape[1] * state.ix.itemsize
     assert f"{bucket} B per bucket" in section, "docs/engine.md: bytes per index bucket are stale"
-    assert re.search(rf"4 x 1024 x {bucket} B = {4 * 1024 * bucket // 1024} KiB per index", section)
+    assert f"1024) buckets, {1024 * bucket // 1024} KiB" in section
