@@ -23,7 +23,14 @@ The reference figures measured in the same run: a bare pyarrow scan of the
 same columns of the same file (iter_batches, nothing else; once with
 grad_norm, which FIITED reads, once without, as the baselines read), and the
 TraceSource.batches() pass alone (decoding + validation, no policy), so the
-reader sees how much of end-to-end is reading the trace.
+reader sees how much of end-to-end is reading the trace; and the *utility
+floor*: over the same in-memory batches, only the first thing every FIITED
+access does (find or track the row with `store.track_row`, then
+`fiited.update_utilities`: decay and K multiply-adds), with the record loop's
+prefetching of tracker buckets and row state, and nothing of the VHPI store
+(no index, no pages, no rounds). No exact FIITED replay can be faster than
+this on the same machine, so it shows how much of the target the machine's
+memory system leaves.
 
 Usage: python benchmarks/bench_replay.py [--steps 1221] [--policies fiited,uniform-dim,full]
                                          [--repeat 3] [--no-cold] [--pin] [--json FILE]
@@ -167,6 +174,65 @@ def in_process_warmup(name: str, trace: Path, cfg) -> float:
     return time.perf_counter() - t0
 
 
+# ----------------------------------------------------------------------------- the utility floor
+
+def utility_floor_kernel():
+    """Compile (once) the floor loop: track the row, update its utilities, prefetch like `fiited.run`."""
+    import numba
+    import numpy as np
+
+    from fiitedsim import store
+    from fiitedsim.policies.fiited import LOOKAHEAD, update_utilities
+    from fiitedsim.prefetch import prefetch
+
+    @numba.njit(nogil=True, _nrt=False)
+    def floor(st, lk_step, lk_table, lk_row, lk_grad, i):
+        n = lk_row.size
+        while i < n:
+            if st.sc[store.TRACKED] + 1 > st.rows.shape[0] or 2 * (st.sc[store.TRACKED] + 1) > st.trk.shape[0]:
+                return i  # the driver grows the row arrays or the tracker, then calls again from lookup i
+            far = i + LOOKAHEAD
+            if far < n:
+                key = store.packed_row_key(lk_table[far], lk_row[far])
+                prefetch(st.trk, np.int64(store.splitmix64(key) & np.uint64(st.trk.shape[0] - 1)))
+            mid = i + LOOKAHEAD // 2
+            if mid < n:
+                tid = store.tracker_find(st.trk, store.packed_row_key(lk_table[mid], lk_row[mid]))
+                if tid >= 0:
+                    prefetch(st.rows, tid)
+                    prefetch(st.row_u, tid)
+            t, s = lk_table[i], lk_step[i]
+            tid = store.track_row(st.trk, st.rows, st.row_u, st.dim_hist, st.tabs, st.sc, st.ip, t, lk_row[i], s)
+            update_utilities(st, tid, s, st.tabs[t, store.T_K], lk_grad, i)
+            i += 1
+        return n
+
+    return floor
+
+
+def utility_floor_run(kernel, source, batches, cfg) -> dict:
+    """The floor loop over every in-memory batch, on a fresh engine state of FIITED's tables and config."""
+    import numpy as np
+
+    from fiitedsim import store
+    from fiitedsim.engine import NEED_ROWS, EngineState
+    engine = EngineState(source.tables, cfg, source.has_grad, source.has_importance)
+    gc.collect()
+    c0, t0 = time.process_time(), time.perf_counter()
+    no_grad = np.zeros((1, engine.k_max), np.float32)
+    for batch in batches:
+        engine.ensure_steps(int(batch.step[-1]) if batch.step.size else 0)
+        grad = batch.grad if batch.grad is not None else no_grad  # as Fiited.consume passes it
+        i = 0
+        while i < batch.step.size:
+            i = kernel(engine.st, batch.step, batch.table, batch.row, grad, i)
+            if i < batch.step.size:
+                engine.grow(NEED_ROWS)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"wall_s": wall, "cpu_s": cpu, "lookups": sum(b.num_lookups for b in batches),
+            "tracked_rows": int(engine.st.sc[store.TRACKED])}
+
+
 # ----------------------------------------------------------------------------- main
 
 def mps(lookups: int, seconds: float) -> float:
@@ -268,6 +334,18 @@ def main() -> None:
         record["policies"][name]["engine"] = {"runs_s": walls, "best_s": best["wall_s"],
                                               "median_s": statistics.median(walls), "cpu_s": best["cpu_s"],
                                               "build_s": best["build_s"], "lookups": best["lookups"]}
+    # the utility floor, same batches (only when fiited runs: it is FIITED's floor)
+    floor = None
+    if "fiited" in policies:
+        kernel = utility_floor_kernel()
+        utility_floor_run(kernel, source, batches[:1], cfg)  # compile outside the timing
+        runs = [utility_floor_run(kernel, source, batches, cfg) for _ in range(max(1, args.repeat))]
+        floor = min(runs, key=lambda r: r["wall_s"])
+        print(f"  {'floor':12s} runs: " + ", ".join(f"{r['wall_s']:.3f}" for r in runs) + " s"
+              f"  (track the row + update its utilities only, no VHPI store; {floor['tracked_rows']:,} rows)")
+        record["utility_floor"] = {"runs_s": [r["wall_s"] for r in runs], "best_s": floor["wall_s"],
+                                   "cpu_s": floor["cpu_s"], "lookups": floor["lookups"],
+                                   "mlps": mps(floor["lookups"], floor["wall_s"])}
     del batches
     gc.collect()
 
@@ -305,6 +383,11 @@ def main() -> None:
           f"({mps(scan_n, scan_wall):.1f} M rows/s), of step,table,row {scan3_wall:.2f} s "
           f"({mps(scan3_n, scan3_wall):.1f} M rows/s); TraceSource.batches() {load_wall:.2f} s "
           f"({mps(n_lookups, load_wall):.1f} M lookups/s)")
+    if floor:
+        floor_mps = mps(floor["lookups"], floor["wall_s"])
+        print(f"utility floor, same run and batches: {floor['wall_s']:.3f} s ({floor_mps:.1f} M lookups/s): "
+              f"tracking rows and updating utilities alone, without the VHPI store, takes "
+              f"{floor['wall_s'] / engine['fiited']['wall_s']:.0%} of the fiited engine's time")
     print(f"load average at end: {common.load()} (other processes on this machine slow every figure down)")
     if args.json:
         args.json.write_text(json.dumps(record, indent=2) + "\n")
