@@ -37,8 +37,7 @@ POWTAB_MAX = 1 << 20
 #: for up to this many bytes each (never more than the tables could ever need). np.zeros takes fresh pages
 #: from the kernel, which materialises a page only when it is first written, so the room costs address
 #: space, not memory: resident memory still follows the rows seen and the index buckets used, while the
-#: copies of doubling happen only past the reservation (on the 20M-lookup benchmark, growth went from
-#: ~1.5 s to ~0.45 s; docs/engine.md "Memory per tracked row").
+#: copies of doubling happen only past the reservation (docs/engine.md, "Memory per tracked row").
 RESERVE_BYTES = 2 << 30
 ROWS_MIN, INDEX_MIN = 1024, 1 << 16
 #: row_pos[tid, k] holds a bucket number of one index: int32 halves its size (an index of 2**31 buckets
