@@ -181,7 +181,12 @@ def in_process_warmup(name: str, trace: Path, cfg) -> float:
 # ----------------------------------------------------------------------------- the utility floor
 
 def utility_floor_kernel():
-    """Compile (once) the floor loop: track the row, update its utilities, prefetch like `fiited.run`."""
+    """Compile (once) the floor loop: track the row, update its utilities, prefetch like `fiited.run`.
+
+    The prefetching repeats the first two stages of `fiited.prefetch_ahead` (tracker bucket, then row
+    state) but not its row_pos and index prefetches: the floor reads neither, and prefetching them
+    would load it with traffic that is not its own.
+    """
     import numba
     import numpy as np
 
