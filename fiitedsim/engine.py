@@ -62,21 +62,19 @@ def _grown(a: np.ndarray, axis: int, n: int) -> np.ndarray:
     return out
 
 
-def _zeros_reserving(tails, dtypes, floor: int, need: int):
+def _zeros_reserving(tails, dtypes, floor: int, need: int) -> list[np.ndarray]:
     """Zeroed arrays of n rows each, n = `need` capped at RESERVE_BYTES for the widest (never below `floor`).
 
-    `tails` and `dtypes` are one shape tail and dtype, or lists of them (arrays that share n). Where the
-    system refuses that much address space (strict overcommit), the arrays start at `floor` rows.
+    One array per (shape tail, dtype) of `tails` and `dtypes`; they share n. Where the system refuses
+    that much address space (strict overcommit), the arrays start at `floor` rows.
     """
-    single = not isinstance(tails, list)
-    tails, dtypes = ([tails], [dtypes]) if single else (tails, dtypes)
     widest = max(int(np.prod(tail)) * np.dtype(dtype).itemsize for tail, dtype in zip(tails, dtypes))
     n = max(floor, min(need, RESERVE_BYTES // widest))
     try:
         arrays = [np.zeros((n, *tail), dtype) for tail, dtype in zip(tails, dtypes)]
     except MemoryError:
         arrays = [np.zeros((floor, *tail), dtype) for tail, dtype in zip(tails, dtypes)]
-    return arrays[0] if single else arrays
+    return arrays
 
 
 def snapshot_columns(k_max: int) -> list[str]:
@@ -125,8 +123,8 @@ class EngineState:
         sc[store.IX_CAP_MAX] = cfg.index_initial
         sc[store.INDEX_PEAK] = sc[store.TOTAL_PEAK] = sc[store.IX_CAP_TOTAL] * cfg.index_entry_bytes
         flat = max(4 * int(caps.sum()), INDEX_MIN)
-        ix = _zeros_reserving((store.IX_COLS,), np.int64, flat,
-                              sum(4 * t.chunks * self._index_cap_bound(t.rows) for t in tables))
+        ix, = _zeros_reserving([(store.IX_COLS,)], [np.int64], flat,
+                               sum(4 * t.chunks * self._index_cap_bound(t.rows) for t in tables))
         rows, row_u, row_pos = _zeros_reserving(
             [(3,), (k_max,), (k_max,)], [np.int64, np.float64, ROW_POS_DTYPE], ROWS_MIN, sum(t.rows for t in tables))
         pools = np.zeros((n_pools, store.N_Q), np.int64)
