@@ -53,8 +53,9 @@ def replay(
     budget: str = typer.Option("0.10", help="Payload budget: a fraction of the dense size (0.1) or bytes with a "
                                             "unit (2GiB); a comma-separated list runs each (keys NAME@BUDGET)."),
     policy: str = typer.Option("fiited,uniform-dim,uniform-row,full",
-                               help="Comma-separated policies: fiited, row-prune, uniform-dim, uniform-row, full, "
-                                    "lru, lfu (row caches), or all."),
+                               help="Comma-separated policies: fiited, row-prune, uniform-dim, uniform-row, hash "
+                                    "(hashing trick), mde (mixed dimensions, sized from a first pass: an offline "
+                                    "oracle), full, lru, lfu (row caches over a full copy), or all."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for summary.json and timeseries/*.parquet "
                                                                "(written all-or-nothing)."),
     tables: Optional[Path] = typer.Option(None, help="Table list (JSON or TOML) overriding the trace's metadata."),
@@ -79,6 +80,9 @@ def replay(
     report_every: int = typer.Option(100, help="Steps per time-series window."),
     count_accesses: bool = typer.Option(False, "--count-accesses", help="With --importance, accesses also add "
                                                                         "w_k to utilities."),
+    mde_exponent: float = typer.Option(0.3, help="mde: a row's dimension grows as (its share of its table's "
+                                                 "lookups) ** this, in [0, 1]; 0 gives every touched row the same "
+                                                 "dimension."),
     as_json: bool = typer.Option(False, "--json", help="Print summary.json on stdout instead of the table."),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write one self-contained HTML report "
                                                                  "(charts and tables, opens offline) to this file; "
@@ -89,14 +93,15 @@ def replay(
 
     Example: fiitedsim replay trace.parquet --budget 0.05,0.10 --policy fiited,uniform-dim --out runs/demo
     """
-    from .replay import check_out_dir, parse_budgets, parse_policies, summary_text, write_results
+    from .replay import check_out_dir, parse_budgets, parse_policies, passes, summary_text, write_results
     from .replay import replay as run_replay
     from .trace import TraceSource
 
     trace_path = trace if trace is not None else SAMPLE_TRACE
     cfg = ReplayConfig(gamma=gamma, interval=interval, position_weight=position_weight, page_bytes=page_bytes,
                        max_load=max_load, index_initial=index_initial, allocator=allocator,
-                       budget_covers=budget_covers, report_every=report_every, count_accesses=count_accesses)
+                       budget_covers=budget_covers, report_every=report_every, count_accesses=count_accesses,
+                       mde_exponent=mde_exponent)
     names = parse_policies(policy)
     if out_dir is not None:
         check_out_dir(out_dir)  # before the replay, not after it
@@ -111,9 +116,12 @@ def replay(
                                      dtype_bytes if dtype_bytes is not None else t.dtype_bytes)
                            for t in source.tables])
     budgets = parse_budgets(budget, source.tables)
-    with _progress(source.num_lookups, f"replaying {trace_path.name}", quiet or as_json) as bar:
-        task = bar.add_task("replay", total=source.num_lookups)
+    total = source.num_lookups * passes(names)
+    with _progress(total, f"replaying {trace_path.name}", quiet or as_json) as bar:
+        task = bar.add_task("replay", total=total)
         results = run_replay(source, names, budgets, cfg, progress=lambda n: bar.advance(task, n))
+    for message in results.summary["warnings"]:
+        _say("warning:", "yellow", message)
     if out_dir is not None:
         write_results(out_dir, results)
     if report is not None:
@@ -247,14 +255,19 @@ def _print_summary(summary: dict) -> None:
     table = Table(title=f"{escape(trace['path'])}: {trace['lookups']:,} lookups, "
                         f"dense size {_mib(trace['dense_bytes'])} MiB",
                   title_justify="left")
-    for col in ("policy", "total MiB", "payload", "index", "meta", "frag", "row hit", "chunk hit", "full hit",
-                "rehashes", "probe"):
+    touched = trace["touched_rows"]
+    table.caption = (f"the trace touched {touched:,} rows, {_mib(trace['touched_dense_bytes'])} MiB dense; budgets: "
+                     + ", ".join(f"{b['label']} = {_mib(b['bytes'])} MiB ({b['touched_share']:.3g}x touched)"
+                                 for b in summary["config"]["budgets"]))
+    table.caption_justify = "left"
+    for col in ("policy", "total MiB", "payload", "index", "meta", "frag", "row hit", "chunk hit", "dim hit",
+                "full hit", "collide", "rehashes", "probe"):
         table.add_column(col, justify="left" if col == "policy" else "right")
     for key, s in summary["policies"].items():
         table.add_row(key, _mib(s["total_bytes_final"]), _mib(s["payload_bytes_final"]), _mib(s["index_bytes_final"]),
                       _mib(s["meta_bytes_final"]), f"{s['fragmentation_final']:.3f}", f"{s['row_hit_rate']:.3f}",
-                      f"{s['chunk_hit_rate']:.3f}", f"{s['full_hit_rate']:.3f}", f"{s['rehashes']:,}",
-                      f"{s['mean_probe_length']:.2f}")
+                      f"{s['chunk_hit_rate']:.3f}", f"{s['dim_hit_rate']:.3f}", f"{s['full_hit_rate']:.3f}",
+                      f"{s['collision_share']:.3f}", f"{s['rehashes']:,}", f"{s['mean_probe_length']:.2f}")
     out.print(table)
 
 
@@ -271,53 +284,67 @@ def train(
     fields: int = typer.Option(26, help="Synthetic data: sparse fields (embedding tables)."),
     rows: int = typer.Option(100_000, help="Rows per embedding table (synthetic: distinct values per field; "
                                            "files: hash size)."),
-    policy: str = typer.Option("fiited", help="Comma-separated storage policies: fiited, uniform-dim, row-prune, "
-                                              "full, or all; each trains its own model."),
+    policy: str = typer.Option("fiited", help="Comma-separated storage policies: fiited, row-prune, uniform-dim, "
+                                              "hash, mde (sized from the training split's lookups: an offline "
+                                              "oracle), full, or all; each trains its own model."),
     budget: str = typer.Option("0.10", help="Payload budget: a fraction of the dense embedding size (0.1) or "
                                             "bytes with a unit (2GiB); a comma-separated list trains each."),
     dim: int = typer.Option(16, help="Embedding dimension D."),
     chunk: int = typer.Option(4, help="Chunk size C (must divide D): the unit of pruning."),
     batch: int = typer.Option(2048, help="Samples per training step."),
     epochs: int = typer.Option(1, help="Passes over the training split (the first 90% in time order)."),
-    eval_every: int = typer.Option(1000, help="Steps between evaluations on the last 10% (and one at the end)."),
+    eval_every: Optional[int] = typer.Option(None, help="Steps between evaluations on the last 10% (and one at the "
+                                                        "end). Default: about 20 evaluations, ceil(steps / 20)."),
     lr_emb: float = typer.Option(0.05, help="Learning rate of the embeddings (row-wise Adagrad)."),
     lr_mlp: float = typer.Option(1e-3, help="Learning rate of the MLPs (Adam)."),
     gamma: float = typer.Option(0.999, help="Utility decay factor per step."),
-    interval: int = typer.Option(100, help="Steps between pruning rounds."),
+    interval: Optional[int] = typer.Option(None, help="Steps between pruning rounds. Default: about 10 rounds, "
+                                                      "min(100, max(1, steps // 10)), so short runs prune too."),
     page_bytes: int = typer.Option(65536, help="Physical page size in bytes."),
+    mde_exponent: float = typer.Option(0.3, help="mde: a row's dimension grows as (its share of its field's "
+                                                 "lookups) ** this, in [0, 1]."),
     seed: int = typer.Option(0, help="Seed of the synthetic data and of the model's initial parameters."),
+    seeds: Optional[str] = typer.Option(None, help="Comma-separated seeds (e.g. 0,1,2): train every policy and "
+                                                   "budget once per seed and report the mean and spread; replaces "
+                                                   "--seed. Synthetic data is drawn anew per seed."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for train_summary.json and curve.parquet "
                                                                "(written all-or-nothing)."),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write a self-contained HTML report "
-                                                                 "(AUC against memory, AUC over steps)."),
+                                                                 "(AUC against memory, AUC over steps, ties)."),
     emit_trace: Optional[Path] = typer.Option(None, help="Write the run's lookups with their per-chunk gradient "
-                                                         "norms as a trace (DESIGN.md 1.2); one policy and budget."),
+                                                         "norms as a trace (DESIGN.md 1.2); one policy, budget "
+                                                         "and seed."),
     emit_importance: Optional[Path] = typer.Option(None, help="Write the same gradient norms as an importance "
-                                                              "log (DESIGN.md 1.3); one policy and budget."),
+                                                              "log (DESIGN.md 1.3); one policy, budget and seed."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
     """Train a DLRM-style CTR model in NumPy with its embeddings stored by each policy, and compare accuracy.
 
     Embedding storage goes through the replay engine itself: a chunk that is not resident reads as zeros and \
 gets no update, a re-admitted chunk starts at zero, and each step's per-chunk gradient norms feed the \
-FIITED utilities. Prints AUC and log loss on the last 10% of the data beside each policy's memory.
+FIITED utilities. Prints AUC and log loss on the last 10% of the data beside each policy's memory; with \
+--seeds, the mean and standard deviation over the seeds.
 
-    Example: fiitedsim train --data synthetic --policy all --budget 0.05,0.10,0.25 --report runs/train.html
+    Example: fiitedsim train --data synthetic --policy all --budget 0.05,0.10,0.25 --seeds 0,1,2 \
+--report runs/train.html
     """
     from .replay import parse_policies
     from .train.engine_hook import TRAIN_POLICIES
     from .train.runner import (
         check_train_out,
+        data_kind,
         load_data,
+        parse_seeds,
         run_all,
         train_config,
         write_outputs,
     )
 
     names = parse_policies(policy, TRAIN_POLICIES, " for training")
-    tcfg = train_config(dim=dim, chunk=chunk, batch=batch, epochs=epochs, eval_every=eval_every, lr_emb=lr_emb,
-                        lr_mlp=lr_mlp, seed=seed)
-    rcfg = ReplayConfig(gamma=gamma, interval=interval, page_bytes=page_bytes)
+    seed_list = parse_seeds(seeds) if seeds is not None else [seed]
+    tcfg = train_config(dim=dim, chunk=chunk, batch=batch, epochs=epochs, eval_every=eval_every, interval=interval,
+                        lr_emb=lr_emb, lr_mlp=lr_mlp, seed=seed_list[0])
+    rcfg = ReplayConfig(gamma=gamma, page_bytes=page_bytes, mde_exponent=mde_exponent)
     if out_dir is not None:
         check_train_out(out_dir)
     if report is not None:
@@ -326,14 +353,22 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
     for path in (emit_trace, emit_importance):
         if path is not None and path.is_dir():
             raise InputError(f"{path} is a folder; name a .parquet file")
-    ds = load_data(data, label, sparse, dense, samples, fields, rows, dim, seed)
+    ds = load_data(data, label, sparse, dense, samples, fields, rows, dim, seed_list[0])
+
+    def data_of_seed(s: int):
+        """Synthetic data is drawn anew per seed; a file is the same data for every seed."""
+        if s == seed_list[0] or data_kind(data)[0] != "synthetic":
+            return ds
+        return load_data(data, label, sparse, dense, samples, fields, rows, dim, s)
     train_split = ds.split(tcfg.eval_fraction)[0]
-    runs = len(names) * len([b for b in budget.split(",") if b.strip()])
+    runs = len(names) * len([b for b in budget.split(",") if b.strip()]) * len(seed_list)
     total = epochs * -(-max(train_split.stop - train_split.start, 1) // batch) * runs
     with _progress(total, "training", quiet) as bar:
         task = bar.add_task("train", total=total)
-        outputs = run_all(ds, data, names, budget, tcfg, rcfg, emit_trace, emit_importance,
-                          progress=lambda n: bar.advance(task, n))
+        outputs = run_all(data_of_seed, data, names, budget, tcfg, rcfg, emit_trace, emit_importance,
+                          progress=lambda n: bar.advance(task, n), seeds=seed_list)
+    for message in outputs.summary["warnings"]:
+        _say("warning:", "yellow", message)
     if out_dir is not None:
         write_outputs(out_dir, outputs)
     if report is not None:
@@ -348,16 +383,29 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
 
 def _print_train(summary: dict) -> None:
     teacher = summary.get("teacher_auc")
+    cfg = summary["config"]
+    seeds = cfg["seeds"]
     title = "training results" + (f" (teacher AUC {teacher:.4f}: the best achievable)" if teacher is not None else "")
     table = Table(title=title, title_justify="left")
-    for col in ("policy@budget", "AUC", "log loss", "payload peak MiB", "total peak MiB", "chunk hit", "samples",
-                "seconds"):
+    table.caption = (f"{len(seeds)} seed(s) {', '.join(map(str, seeds))}: AUC and log loss are means"
+                     + (" ± standard deviation" if len(seeds) > 1 else "; one seed shows no spread")
+                     + f". The training split touched {sum(cfg['touched_rows']):,} rows, "
+                       f"{_mib(cfg['touched_dense_bytes'])} MiB dense; budgets as a share of that: "
+                     + ", ".join(f"{b['label']} = {b['touched_share']:.3g}x" for b in cfg["budgets"]))
+    table.caption_justify = "left"
+    for col in ("policy@budget", "AUC", "log loss", "payload peak MiB", "total peak MiB", "dim hit", "rounds",
+                "samples", "seconds"):
         table.add_column(col, justify="left" if col == "policy@budget" else "right")
+
+    def with_std(mean, std):
+        if mean is None:
+            return "-"
+        return f"{mean:.4f}" + (f" ± {std:.4f}" if std is not None else "")
+
     for key, s in summary["policies"].items():
-        table.add_row(key, "-" if s["auc"] is None else f"{s['auc']:.4f}",
-                      "-" if s["logloss"] is None else f"{s['logloss']:.4f}", _mib(s["payload_bytes_peak"]),
-                      _mib(s["total_bytes_peak"]), f"{s['chunk_hit_rate']:.3f}", f"{s['samples']:,}",
-                      f"{s['seconds']:.1f}")
+        table.add_row(key, with_std(s["auc"], s["auc_std"]), with_std(s["logloss"], s["logloss_std"]),
+                      _mib(s["payload_bytes_peak"]), _mib(s["total_bytes_peak"]), f"{s['dim_hit_rate']:.3f}",
+                      f"{s['rounds']:,}", f"{s['samples']:,}", f"{s['seconds']:.1f}")
     out.print(table)
 
 

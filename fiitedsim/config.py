@@ -153,6 +153,7 @@ class ReplayConfig:
     budget_covers: str = "payload"
     report_every: int = 100
     count_accesses: bool = False
+    mde_exponent: float = 0.3          # `mde`: a row's dimension grows as (its lookup share) ** mde_exponent
     budget_label: str = field(default="", compare=False)
 
     def __post_init__(self):
@@ -176,6 +177,9 @@ class ReplayConfig:
             raise InputError(f"--budget-covers must be 'payload' or 'all', got {self.budget_covers!r}")
         if self.report_every < 1:
             raise InputError(f"--report-every must be at least 1 step, got {self.report_every}")
+        if not (0.0 <= self.mde_exponent <= 1.0):
+            raise InputError(f"--mde-exponent must be in [0, 1] (0: every touched row gets the same dimension, "
+                             f"1: dimension proportional to lookups), got {self.mde_exponent}")
         if self.meta_bytes_per_row is not None and self.meta_bytes_per_row < 0:
             raise InputError(f"meta_bytes_per_row must not be negative, got {self.meta_bytes_per_row}")
 
@@ -219,3 +223,21 @@ class PoolLayout:
         avail = max(0, budget_bytes - overhead_bytes)
         total = sum(self.dense_bytes)
         return [(avail * d // total) // page_bytes for d in self.dense_bytes]
+
+
+def budget_name(cfg: ReplayConfig) -> str:
+    """How errors name the budget: its label as the user gave it, else its bytes."""
+    return cfg.budget_label or f"{cfg.budget_bytes}B"
+
+
+def check_budget_workable(tables: list[TableSpec], cfg: ReplayConfig) -> None:
+    """A paged policy needs room for at least one page in every pool, or nothing can ever be stored."""
+    label, budget_bytes = budget_name(cfg), cfg.budget_bytes
+    layout = PoolLayout.of(tables, cfg.page_bytes)
+    caps = layout.page_caps(budget_bytes, 0, cfg.page_bytes)
+    if min(caps) < 1:
+        total = sum(layout.dense_bytes)
+        need = max(-(-cfg.page_bytes * total // d) for d in layout.dense_bytes)
+        raise InputError(f"budget {label} ({budget_bytes} bytes) leaves no room for one {cfg.page_bytes}-byte page "
+                         f"in every pool; the smallest workable budget is {need} bytes "
+                         f"({need / total:.6g} of the dense size), or lower --page-bytes")

@@ -23,14 +23,16 @@ from .config import PoolLayout, ReplayConfig, TableSpec
 DONE, NEED_ROWS, NEED_INDEX, NEED_PAGES, GAP = 0, 1, 2, 3, 4
 
 #: Columns of the per-window time series, in the order kernels write them.
-COUNTER_COLUMNS = ["lookups", "row_hits", "chunk_hits", "chunks_requested", "full_hits", "allocations",
-                   "frees", "rehashes", "denied_full", "denied_threshold", "searches", "probes", "rounds"]
+COUNTER_COLUMNS = ["lookups", "row_hits", "chunk_hits", "chunks_requested", "full_hits", "dim_hits", "dims_requested",
+                   "collisions", "allocations", "frees", "rehashes", "denied_full", "denied_threshold", "searches",
+                   "probes", "rounds"]
 GAUGE_COLUMNS = ["payload_bytes", "index_bytes", "meta_bytes", "total_bytes", "mapped_pages", "live_chunks",
                  "tracked_rows", "fragmentation", "theta", "index_load_factor"]
 #: st.sc index of each counter column
 COUNTER_SC = np.array([store.LOOKUPS, store.ROW_HITS, store.CHUNK_HITS, store.CHUNKS_REQUESTED, store.FULL_HITS,
-                       store.ALLOCATIONS, store.FREES, store.REHASHES, store.DENIED_FULL, store.DENIED_THRESHOLD,
-                       store.SEARCHES, store.PROBES, store.ROUNDS], dtype=np.int64)
+                       store.DIM_HITS, store.DIMS_REQUESTED, store.COLLISIONS, store.ALLOCATIONS, store.FREES,
+                       store.REHASHES, store.DENIED_FULL, store.DENIED_THRESHOLD, store.SEARCHES, store.PROBES,
+                       store.ROUNDS], dtype=np.int64)
 
 POWTAB_MAX = 1 << 20
 #: The arrays sized by tracked rows (`rows`, `row_u`, `row_pos`) and the flat index array start with room
@@ -132,7 +134,7 @@ class EngineState:
         pools[:, store.Q_DENSE] = layout.dense_bytes
         fp = np.zeros(store.N_FP, np.float64)
         fp[store.F_GAMMA], fp[store.F_MAX_LOAD] = cfg.gamma, cfg.max_load
-        tabs = np.array([[t.chunks, pool, cfg.meta_bytes_for(t)] for t, pool in zip(tables, layout.pool_of_table)],
+        tabs = np.array([[t.chunks, pool, cfg.meta_bytes_for(t), t.chunk] for t, pool in zip(tables, layout.pool_of_table)],
                         np.int64)
         pages = 16
         self.st = State(

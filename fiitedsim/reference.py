@@ -24,7 +24,7 @@ import numpy as np
 
 from .config import PoolLayout, ReplayConfig, TableSpec
 
-POLICIES = ("fiited", "row-prune", "full", "uniform-dim", "uniform-row")
+POLICIES = ("fiited", "row-prune", "full", "uniform-dim", "uniform-row", "hash", "mde")
 
 MASK64 = (1 << 64) - 1
 
@@ -32,7 +32,8 @@ SUMMARY_KEYS = (
     "payload_bytes_peak", "payload_bytes_final", "index_bytes_peak", "index_bytes_final",
     "meta_bytes_final", "total_bytes_peak", "total_bytes_final", "mapped_pages_final",
     "live_chunks_final", "fragmentation_final", "row_hit_rate", "chunk_hit_rate",
-    "full_hit_rate", "lookups", "row_hits", "chunk_hits", "chunks_requested", "full_hits",
+    "full_hit_rate", "dim_hit_rate", "collision_share", "lookups", "row_hits", "chunk_hits",
+    "chunks_requested", "full_hits", "dim_hits", "dims_requested", "collisions",
     "allocations", "frees", "rehashes", "denied_full", "denied_threshold", "theta_final",
     "mean_probe_length", "max_probe_length", "searches", "probes", "rounds", "tracked_rows",
     "dim_hist_final", "index_load_factor_final",
@@ -40,13 +41,14 @@ SUMMARY_KEYS = (
 
 SNAPSHOT_KEYS = (
     "step", "lookups", "row_hits", "chunk_hits", "chunks_requested", "full_hits",
-    "allocations", "frees", "rehashes", "denied_full", "denied_threshold", "searches",
+    "dim_hits", "dims_requested", "collisions", "allocations", "frees", "rehashes", "denied_full", "denied_threshold", "searches",
     "probes", "rounds", "payload_bytes", "index_bytes", "meta_bytes", "total_bytes",
     "mapped_pages", "live_chunks", "tracked_rows", "fragmentation", "theta", "dim_hist",
 )
 
 COUNTER_KEYS = (
-    "lookups", "row_hits", "chunk_hits", "chunks_requested", "full_hits", "allocations",
+    "lookups", "row_hits", "chunk_hits", "chunks_requested", "full_hits", "dim_hits",
+    "dims_requested", "collisions", "allocations",
     "frees", "rehashes", "denied_full", "denied_threshold", "searches", "probes", "rounds",
 )
 
@@ -485,6 +487,9 @@ class FiitedModel:
         c["chunk_hits"] += d
         c["chunks_requested"] += K
         c["full_hits"] += int(d == K)
+        # DESIGN 5: "dim hit rate: resident dimensions / requested dimensions"; "chunk policies count d * C"
+        c["dim_hits"] += d * self.tables[t].chunk
+        c["dims_requested"] += self.tables[t].dim
         # DESIGN 3.1: "Each access searches chunk indices k = 0..min(d, K-1) before admission"
         for k in range(0, min(d, K - 1) + 1):
             _, probes = self.indices[(t, k)].search(r)
@@ -682,6 +687,8 @@ class FiitedModel:
             "row_hit_rate": _rate(c["row_hits"], c["lookups"]),
             "chunk_hit_rate": _rate(c["chunk_hits"], c["chunks_requested"]),
             "full_hit_rate": _rate(c["full_hits"], c["lookups"]),
+            "dim_hit_rate": _rate(c["dim_hits"], c["dims_requested"]),
+            "collision_share": _rate(c["collisions"], c["lookups"]),
             "theta_final": g["theta"],
             "mean_probe_length": _rate(c["probes"], c["searches"]),
             "max_probe_length": self.max_probe_length,
@@ -857,11 +864,13 @@ def _check_index_layout(keys: list, count: int, where: str) -> None:
 # --------------------------------------------------------------------------- baselines
 
 class DenseBaseline:
-    """DESIGN 4 and semantics.md "Baselines": `full`, `uniform-dim` and
-    `uniform-row`. Storage is dense and constant over the run, so only hit
-    counters change; gauges and peaks are the constant dense sizes."""
+    """DESIGN 4 and semantics.md "Baselines": `full`, `uniform-dim`, `uniform-row`,
+    `hash` and `mde`. Storage is constant over the run, so only hit counters (and
+    `hash`'s record of which rows each bucket has served) change; gauges and peaks
+    are the constant sizes. Every layout is a number of resident *dimensions* per
+    row (DESIGN 4: "any integer 0..D, not a multiple of C")."""
 
-    def __init__(self, tables: list[TableSpec], cfg: ReplayConfig, policy: str):
+    def __init__(self, tables: list[TableSpec], cfg: ReplayConfig, policy: str, lookups=()):
         self.tables = tables
         self.cfg = cfg
         self.policy = policy
@@ -871,18 +880,15 @@ class DenseBaseline:
         if policy == "full":
             # "full: dense, payload = dense size, index = meta = 0, all hit rates 1."
             self.payload_bytes = dense
-            self.kept = None
         elif policy == "uniform-dim":
-            # "the largest d (same number of chunks for every table, capped at its K)
-            # whose dense size sum(rows * min(d, K_t) * C_t * dtype_bytes) fits the
-            # payload budget; no index or metadata."
-            self.uniform_d = 0
-            for d in range(max(t.chunks for t in tables) + 1):
-                size = sum(t.rows * min(d, t.chunks) * t.chunk * t.dtype_bytes for t in tables)
-                if size <= cfg.budget_bytes:
-                    self.uniform_d = d
-            self.payload_bytes = sum(t.rows * min(self.uniform_d, t.chunks) * t.chunk * t.dtype_bytes
-                                     for t in tables)
+            # DESIGN 4: "every row of every table keeps the same D' leading dimensions (any
+            # integer 0..D, not a multiple of C), the largest D' whose dense size
+            # sum(rows * min(D', D) * dtype_bytes) fits the budget; stored dense (no index)"
+            self.uniform_dims = 0
+            for dims in range(max(t.dim for t in tables) + 1):
+                if sum(t.rows * min(dims, t.dim) * t.dtype_bytes for t in tables) <= cfg.budget_bytes:
+                    self.uniform_dims = dims
+            self.payload_bytes = sum(t.rows * min(self.uniform_dims, t.dim) * t.dtype_bytes for t in tables)
         elif policy == "uniform-row":
             # "fraction f = min(1, budget / dense); row r of a table is kept when
             # splitmix64(r) < floor(f * 2**64) (the same cut for every table)."
@@ -895,41 +901,110 @@ class DenseBaseline:
             self.kept_rows = [sum(1 for r in range(t.rows) if splitmix64(r) < self.cut) for t in tables]
             # "The payload is the exact kept-row count times row bytes"
             self.payload_bytes = sum(n * t.dim * t.dtype_bytes for n, t in zip(self.kept_rows, tables))
+        elif policy == "hash":
+            # DESIGN 4: "each table's rows hashed into as many full-dimension rows as its share
+            # of the budget holds; colliding rows share". semantics.md: the share is split by
+            # dense size; row r reads bucket splitmix64(r) mod m_t, or itself when m_t = rows.
+            self.buckets = [min(t.rows, (cfg.budget_bytes * t.dense_bytes // dense) // (t.dim * t.dtype_bytes))
+                            for t in tables]
+            self.payload_bytes = sum(m * t.dim * t.dtype_bytes for m, t in zip(self.buckets, tables))
+            self.served: dict[tuple[int, int], set[int]] = {}  # (t, bucket) -> rows seen reading it
+        elif policy == "mde":
+            self.mde_dims = self._mde_dims(lookups)
+            dtype = {t: spec.dtype_bytes for t, spec in enumerate(tables)}
+            self.payload_bytes = sum(d * dtype[t] for (t, _), d in self.mde_dims.items())
+            stored = sum(1 for d in self.mde_dims.values() if d > 0)
+            # semantics.md: one index entry per row with d > 0 (the row -> place map)
+            self.index_bytes = stored * cfg.index_entry_bytes
         else:
             raise ValueError(policy)
 
-    def dimension(self, t: int, r: int) -> int:
-        """The number of chunks a row has under this baseline."""
-        K = self.tables[t].chunks
-        if self.policy == "full":
-            return K
+    def _mde_dims(self, lookups) -> dict[tuple[int, int], int]:
+        """DESIGN 4 "mde": a static dimension per row growing with its access frequency
+        (a power law), scaled to the budget; frequencies from a first pass.
+        semantics.md: p_r = lookups of r / lookups of its table; every (row, level j)
+        is a grant with threshold j / p_r ** alpha; grants are taken in ascending
+        threshold, equal thresholds together, while the cost fits the budget."""
+        counts: dict[tuple[int, int], int] = {}
+        per_table = [0] * len(self.tables)
+        for rec in lookups:
+            counts[(rec.table, rec.row)] = counts.get((rec.table, rec.row), 0) + 1
+            per_table[rec.table] += 1
+        grants = []  # (threshold, row key)
+        for (t, r), c in counts.items():
+            w = (c / per_table[t]) ** self.cfg.mde_exponent
+            grants.extend((j / w, (t, r), j) for j in range(1, self.tables[t].dim + 1))
+        grants.sort(key=lambda g: g[0])
+        entry = self.cfg.index_entry_bytes if self.cfg.budget_covers == "all" else 0
+        dims = {key: 0 for key in counts}
+        spent = 0
+        i = 0
+        while i < len(grants):
+            end = i
+            while end < len(grants) and grants[end][0] == grants[i][0]:
+                end += 1
+            same = grants[i:end]  # equal thresholds: all or none
+            cost = sum(self.tables[key[0]].dtype_bytes + (entry if j == 1 else 0) for _, key, j in same)
+            if spent + cost > self.cfg.budget_bytes:
+                break
+            spent += cost
+            for _, key, j in same:
+                dims[key] = j
+            i += len(same)
+        return dims
+
+    def dimensions(self, t: int, r: int) -> int:
+        """The number of dimensions row r of table t reads under this baseline."""
+        D = self.tables[t].dim
+        if self.policy in ("full", "hash"):
+            return D
         if self.policy == "uniform-dim":
-            return min(self.uniform_d, K)
-        return K if splitmix64(r) < self.cut else 0
+            return min(self.uniform_dims, D)
+        if self.policy == "mde":
+            return self.mde_dims.get((t, r), 0)
+        return D if splitmix64(r) < self.cut else 0
 
     def apply(self, rec) -> None:
         if not isinstance(rec, Lookup):
             return  # baselines have no utilities: importance records change nothing
-        K = self.tables[rec.table].chunks
-        d = self.dimension(rec.table, rec.row)
+        spec = self.tables[rec.table]
+        dims = self.dimensions(rec.table, rec.row)
         c = self.counters
+        if self.policy == "hash" and self.buckets[rec.table] < spec.rows:
+            bucket = splitmix64(rec.row) % self.buckets[rec.table]
+            rows = self.served.setdefault((rec.table, bucket), set())
+            rows.add(rec.row)
+            # DESIGN 4: a collision is a lookup "whose bucket also serves another row seen so
+            # far"; semantics.md: it reads a vector that is not its own, so it is no hit.
+            if len(rows) > 1:
+                c["collisions"] += 1
+                dims = 0
         c["lookups"] += 1
-        c["row_hits"] += int(d > 0)
-        c["chunk_hits"] += d
-        c["chunks_requested"] += K
-        c["full_hits"] += int(d == K)
+        # semantics.md "Baselines": a row hit is any resident dimension; chunk hits count whole chunks
+        c["row_hits"] += int(dims > 0)
+        c["chunk_hits"] += dims // spec.chunk
+        c["chunks_requested"] += spec.chunks
+        c["full_hits"] += int(dims == spec.dim)
+        c["dim_hits"] += dims
+        c["dims_requested"] += spec.dim
 
     def round(self, now: int) -> None:
         pass  # no pruning rounds (DECISION: `rounds` stays 0 for baselines)
 
     def dim_hist(self) -> list[int]:
+        """Rows by whole resident chunks, floor(dimensions / C); rows never seen at 0 under mde."""
         hist = [0] * (max(t.chunks for t in self.tables) + 1)
         for i, t in enumerate(self.tables):
             if self.policy == "uniform-row":
                 hist[t.chunks] += self.kept_rows[i]
                 hist[0] += t.rows - self.kept_rows[i]
+            elif self.policy == "mde":
+                dims = [d for (table, _), d in self.mde_dims.items() if table == i]
+                for d in dims:
+                    hist[d // t.chunk] += 1
+                hist[0] += t.rows - len(dims)
             else:
-                hist[self.dimension(i, 0)] += t.rows
+                hist[self.dimensions(i, 0) // t.chunk] += t.rows
         return hist
 
     def gauges(self) -> dict:
@@ -969,6 +1044,8 @@ class DenseBaseline:
             "row_hit_rate": _rate(c["row_hits"], c["lookups"]),
             "chunk_hit_rate": _rate(c["chunk_hits"], c["chunks_requested"]),
             "full_hit_rate": _rate(c["full_hits"], c["lookups"]),
+            "dim_hit_rate": _rate(c["dim_hits"], c["dims_requested"]),
+            "collision_share": _rate(c["collisions"], c["lookups"]),
             "theta_final": 0.0,
             "mean_probe_length": 0.0,
             "max_probe_length": 0,
@@ -1017,7 +1094,7 @@ def replay(tables: list[TableSpec], cfg: ReplayConfig, lookups, importance=(), p
     elif policy == "row-prune":
         model = RowPruneModel(tables, cfg, has_grads, log_given)
     else:
-        model = DenseBaseline(tables, cfg, policy)
+        model = DenseBaseline(tables, cfg, policy, lookup_records)
 
     snapshots = []
     for i, rec in enumerate(records):

@@ -15,14 +15,15 @@ import polars as pl
 from .atomic import atomic_path, refuse_cwd_or_parent
 from .config import PoolLayout, ReplayConfig, TableSpec, check_tables_fit_pages, dense_bytes, parse_budget
 from .errors import InputError
+from .checks import replay_warnings
 from .policies import POLICIES
 from .readahead import read_ahead
+from .rowset import RowMap, TouchedRows
 from .trace import TraceSource
 
 #: Version of the results folder layout (summary.json + timeseries/); bump on incompatible change.
-RESULTS_FORMAT = 1
-#: Policies that store chunks in pages and so need at least one page per pool.
-PAGED_POLICIES = {"fiited", "row-prune"}
+#: 2: dimension-granular uniform-dim, hash and mde, dim hit rates, collisions, touched rows, warnings.
+RESULTS_FORMAT = 2
 
 
 def parse_policies(text: str, choices=tuple(POLICIES), purpose: str = "") -> list[str]:
@@ -51,18 +52,6 @@ def parse_budgets(text: str, tables: list[TableSpec]) -> list[tuple[str, int]]:
     return [(label, parse_budget(label, dense)) for label in labels]
 
 
-def check_budget_workable(label: str, budget_bytes: int, tables: list[TableSpec], cfg: ReplayConfig) -> None:
-    """A paged policy needs room for at least one page in every pool, or nothing can ever be stored."""
-    layout = PoolLayout.of(tables, cfg.page_bytes)
-    caps = layout.page_caps(budget_bytes, 0, cfg.page_bytes)
-    if min(caps) < 1:
-        total = sum(layout.dense_bytes)
-        need = max(-(-cfg.page_bytes * total // d) for d in layout.dense_bytes)
-        raise InputError(f"budget {label} ({budget_bytes} bytes) leaves no room for one {cfg.page_bytes}-byte page "
-                         f"in every pool; the smallest workable budget is {need} bytes "
-                         f"({need / total:.6g} of the dense size), or lower --page-bytes")
-
-
 @dataclass
 class ReplayResults:
     summary: dict                       # the summary.json object
@@ -79,10 +68,16 @@ def replay(source: TraceSource, policies: list[str], budgets: list[tuple[str, in
     summary = {
         "format": RESULTS_FORMAT,
         "policies": {key: r.summary_json() for key, r in results.items()},
-        "config": config_json(cfg, budgets, policies),
+        "config": config_json(cfg, budgets, policies, trace),
         "trace": trace,
     }
+    summary["warnings"] = replay_warnings(summary, runs)
     return ReplayResults(summary, {key: r.snapshots for key, r in results.items()})
+
+
+def passes(policies: list[str]) -> int:
+    """Passes over the trace a replay of these policies makes: 2 when one is sized from a first pass (`mde`)."""
+    return 2 if any(POLICIES[name].needs_frequencies for name in policies) else 1
 
 
 def replay_each(source: TraceSource, points: list[tuple[str, str, int]], cfg: ReplayConfig,
@@ -98,7 +93,8 @@ def replay_each(source: TraceSource, points: list[tuple[str, str, int]], cfg: Re
     out = []
     for (key, name, label, budget) in runs:
         summary = {"format": RESULTS_FORMAT, "policies": {name: results[key].summary_json()},
-                   "config": config_json(cfg, [(label, budget)], [name]), "trace": trace}
+                   "config": config_json(cfg, [(label, budget)], [name], trace), "trace": trace}
+        summary["warnings"] = replay_warnings(summary, [(name, name, label, budget)])
         out.append(ReplayResults(summary, {name: results[key].snapshots}))
     return out
 
@@ -114,9 +110,15 @@ def _one_pass(source: TraceSource, runs: list[tuple[str, str, str, int]], cfg: R
     instances = {}
     for key, name, label, budget in runs:
         cfg_b = cfg.with_budget(budget, label)
-        if name in PAGED_POLICIES:
-            check_budget_workable(label, budget, tables, cfg_b)
+        POLICIES[name].check_budget(tables, cfg_b)
         instances[key] = POLICIES[name](tables, cfg_b, source.has_grad, source.has_importance)
+    if any(policy.needs_frequencies for policy in instances.values()):
+        touched = count_lookups(source, progress)  # the first pass of an offline oracle (mde)
+        for policy in instances.values():
+            if policy.needs_frequencies:
+                policy.set_frequencies(touched)
+    else:
+        touched = TouchedRows([t.rows for t in tables])
     first_step = last_step = None
     lookups = importance = 0
     # only policies that read gradient norms make the reader decode them (the widest column)
@@ -126,6 +128,8 @@ def _one_pass(source: TraceSource, runs: list[tuple[str, str, str, int]], cfg: R
     for batch in read_ahead(source.batches(with_grad=with_grad, whole_steps=False)):  # decode the next meanwhile
         for policy in instances.values():
             policy.consume(batch)
+        if isinstance(touched, TouchedRows):
+            touched.add(batch.table, batch.row)
         for steps in (batch.step, batch.imp_step):
             if steps.size:
                 first_step = int(steps[0]) if first_step is None else min(first_step, int(steps[0]))
@@ -141,16 +145,38 @@ def _one_pass(source: TraceSource, runs: list[tuple[str, str, str, int]], cfg: R
         "path": str(source.path), "importance": str(source.importance_path) if source.has_importance else None,
         "lookups": lookups, "importance_records": importance, "grad_norm": source.has_grad,
         "first_step": first_step, "last_step": last_step, "dense_bytes": dense_bytes(tables),
+        "touched_rows": int(touched.per_table.sum()), "touched_rows_per_table": [int(x) for x in touched.per_table],
+        "touched_dense_bytes": sum(int(n) * t.dim * t.dtype_bytes for n, t in zip(touched.per_table, tables)),
         "tables": [asdict(t) for t in tables],
     }
     return results, trace
 
 
-def config_json(cfg: ReplayConfig, budgets, policies) -> dict:
+def count_lookups(source: TraceSource, progress: Callable[[int], None] | None = None) -> RowMap:
+    """Lookups per distinct (table, row) of the whole trace: one pass that decodes no gradient norms."""
+    counts = RowMap(len(source.tables))
+    for batch in read_ahead(source.batches(with_grad=False, whole_steps=False)):
+        counts.count(batch.table, batch.row)
+        if progress:
+            progress(batch.num_lookups)
+    return counts
+
+
+def config_json(cfg: ReplayConfig, budgets, policies, trace: dict) -> dict:
     out = {k: v for k, v in asdict(cfg).items() if k not in ("budget_bytes", "budget_label")}
-    out["budgets"] = [{"label": label, "bytes": b} for label, b in budgets]
+    out["budgets"] = budget_entries(budgets, trace["dense_bytes"], trace["touched_dense_bytes"])
     out["policies"] = list(policies)
     return out
+
+
+def budget_entries(budgets, dense: int, touched_dense: int) -> list[dict]:
+    """Each budget with its share of the nominal dense size and of the dense size of the rows touched.
+
+    The second is what a budget means: with hash sizes far above the distinct values seen, every
+    budget above the touched size holds everything, whatever share of the nominal size it is.
+    """
+    return [{"label": label, "bytes": b, "dense_share": b / dense if dense else 0.0,
+             "touched_share": b / touched_dense if touched_dense else 0.0} for label, b in budgets]
 
 
 def check_out_dir(out: str | Path) -> Path:

@@ -126,7 +126,7 @@ def check_series(results: ReplayResults) -> None:
         frame = results.series.get(key)
         columns = [] if frame is None else frame.columns
         missing = [c for c in NEEDED_SERIES_COLUMNS if c not in columns]
-        if missing or not any(c.startswith("dim_") for c in columns) or frame.height == 0:
+        if missing or not any(c.startswith("dim_") and c[4:].isdigit() for c in columns) or frame.height == 0:
             what = missing[0] if missing else ("dim_0 .. dim_K" if frame is not None and frame.height else "rows")
             raise InputError(f"time series of {key} lacks {what}; re-run `fiitedsim replay TRACE --out DIR`")
 

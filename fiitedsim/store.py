@@ -42,7 +42,8 @@ IX_BUMP, IX_CAP_TOTAL, IX_COUNT_TOTAL, IX_CAP_MAX, META_BYTES = 15, 16, 17, 18, 
 PAYLOAD_PEAK, INDEX_PEAK, TOTAL_PEAK, PREV_STEP, HAVE_PREV = 20, 21, 22, 23, 24
 SNAP_N, LIVE_TOTAL, MAPPED_TOTAL, STAMP = 25, 26, 27, 28
 GAP_ROUND, GAP_SNAPSHOT, GAP_DONE = 29, 30, 31  # a gap between records that the driver must handle
-N_SC = 32
+DIM_HITS, DIMS_REQUESTED, COLLISIONS = 32, 33, 34  # dimensions resident / requested; collisions stay 0 here
+N_SC = 35
 
 # ---- ip: int64 parameters (read-only in kernels) ------------------------------
 P_INTERVAL, P_REPORT_EVERY, P_PAGE_BYTES, P_BUDGET, P_COVERS_ALL = 0, 1, 2, 3, 4
@@ -55,7 +56,7 @@ F_GAMMA, F_MAX_LOAD = 0, 1
 N_FP = 2
 
 # ---- columns of the 2-D state arrays -----------------------------------------
-T_K, T_POOL, T_META = 0, 1, 2                      # tabs[t, :]
+T_K, T_POOL, T_META, T_C = 0, 1, 2, 3              # tabs[t, :]: K, pool, meta bytes per row, C
 R_KEY, R_LAST, R_D = 0, 1, 2                       # rows[tid, :]
 X_OFF, X_CAP, X_COUNT = 0, 1, 2                    # ix_meta[i, :]
 Q_SPP, Q_DENSE, Q_HWM, Q_MAPPED, Q_LIVE, Q_HINT_FREE, Q_HINT_UNMAPPED, Q_LIFO_TOP = range(8)  # pools[p, :]

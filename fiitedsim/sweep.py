@@ -58,7 +58,7 @@ from .config import ReplayConfig, TableSpec, check_tables_fit_pages, dense_bytes
 from .errors import InputError
 from .policies import POLICIES
 from .policies.base import SUMMARY_KEYS
-from .replay import PAGED_POLICIES, RESULTS_FORMAT, ReplayResults, check_budget_workable, parse_budgets, replay_each
+from .replay import RESULTS_FORMAT, ReplayResults, parse_budgets, replay_each
 from .trace import TraceSource
 
 if TYPE_CHECKING:  # the trainer is imported only by data sweeps (it is heavy, and sets OMP_WAIT_POLICY)
@@ -95,7 +95,7 @@ KNOBS = (
     Knob("gamma", float, "config"), Knob("interval", int, "config"), Knob("position_weight", float, "config"),
     Knob("page_bytes", int, "config"), Knob("max_load", float, "config"), Knob("index_initial", int, "config"),
     Knob("allocator", str, "config"), Knob("budget_covers", str, "config"), Knob("report_every", int, "config"),
-    Knob("count_accesses", bool, "config"),
+    Knob("count_accesses", bool, "config"), Knob("mde_exponent", float, "config"),
 )
 KNOB_BY_NAME = {k.name: k for k in KNOBS}
 #: Knobs of a training sweep (`data`) in column order of its points.parquet (after data, policy, budget): the
@@ -108,7 +108,7 @@ TRAIN_KNOBS = (
     Knob("eval_every", int, "train"),
     Knob("gamma", float, "config"), Knob("interval", int, "config"), Knob("position_weight", float, "config"),
     Knob("page_bytes", int, "config"), Knob("max_load", float, "config"), Knob("index_initial", int, "config"),
-    Knob("allocator", str, "config"), Knob("budget_covers", str, "config"),
+    Knob("allocator", str, "config"), Knob("budget_covers", str, "config"), Knob("mde_exponent", float, "config"),
 )
 TRAIN_KNOB_BY_NAME = {k.name: k for k in TRAIN_KNOBS}
 #: Keys of [sweep] that are not knobs. A sweep has exactly one of `traces` (replay points) and `data` (training).
@@ -419,8 +419,7 @@ def plan_points(sweep: SweepFile, warn: Callable[[str], None]) -> list[Point]:
             check_tables_fit_pages(list(tables), cfg)
             budget_bytes = parse_budget(budget, dense_bytes(list(tables)))
             cfg = cfg.with_budget(budget_bytes, budget)
-            if policy in PAGED_POLICIES:
-                check_budget_workable(budget, budget_bytes, list(tables), cfg)
+            POLICIES[policy].check_budget(list(tables), cfg)
             spec = PointSpec(str(path), None if sweep.tables_file is None else str(sweep.tables_file), tables,
                              policy, budget, budget_bytes, cfg)
             axes = {"trace": label, "policy": policy, "budget": budget, **chosen}

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fiitedsim.policies import POLICIES
+from fiitedsim.rowset import RowMap
 from fiitedsim.trace import RecordBatch
 
 
@@ -68,16 +69,21 @@ def engine_replay(tables, cfg, lookups, importance=(), policy="fiited", check=Fa
         all_steps = np.unique(np.concatenate((step, imp[0])))
         cuts = all_steps[1::3].tolist()
     policy_obj = POLICIES[policy](tables, cfg, has_grad, len(imp[0]) > 0)
+    if policy_obj.needs_frequencies:  # the first pass `replay` makes for an offline oracle (mde)
+        counts = RowMap(len(tables))
+        for batch in _batches(step, table, row, grad, imp, cuts):
+            counts.count(batch.table, batch.row)
+        policy_obj.set_frequencies(counts)
     for batch in _batches(step, table, row, grad, imp, cuts):
         policy_obj.consume(batch)
         if check and hasattr(policy_obj, "engine"):  # the chunk-storing policies
             policy_obj.engine.check_invariants()
     result = policy_obj.finish()
     frame = result.snapshots
-    dim_cols = [c for c in frame.columns if c.startswith("dim_")]
+    dim_cols = [c for c in frame.columns if c.startswith("dim_") and c[4:].isdigit()]
     snapshots = []
     for rec in frame.iter_rows(named=True):
-        snap = {k: v for k, v in rec.items() if not k.startswith("dim_") and k != "index_load_factor"}
+        snap = {k: v for k, v in rec.items() if k not in dim_cols and k != "index_load_factor"}
         snap["dim_hist"] = [rec[c] for c in dim_cols]
         snapshots.append(snap)
     out = EngineResult(summary=result.summary, snapshots=snapshots)

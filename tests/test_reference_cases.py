@@ -51,6 +51,11 @@ def table(name, rows, dim, chunk):
     return TableSpec(name=name, rows=rows, dim=dim, chunk=chunk, dtype_bytes=4)
 
 
+def _hash_rows(tables, cfg):
+    dense = sum(t.dense_bytes for t in tables)
+    return [(cfg.budget_bytes * t.dense_bytes // dense) // (t.dim * 4) for t in tables]
+
+
 def test_home_buckets():
     assert [home(r, 2) for r in (0, 1, 2, 3, 5)] == [0, 1, 0, 0, 0]
     assert [home(r, 4) for r in (0, 1, 2, 3)] == [0, 1, 2, 0]
@@ -530,10 +535,10 @@ def test_case9():
 # t0: rows 16, dim 8, chunk 2 (K=4, row 32 B, dense 512); t1: rows 8, dim 4,
 # chunk 2 (K=2, row 16 B, dense 128). Dense total 640. Budget 520.
 # full: payload 640, index 0, meta 0; every lookup hits fully.
-# uniform-dim: size(d) = 16*min(d,4)*8 + 8*min(d,2)*8:
-#   d=2: 256+128=384 <= 520; d=3: 384+128=512 <= 520; d=4: 512+128=640 > 520 -> d=3.
-#   t0 rows have 3 chunks, t1 rows min(3,2)=2 (full). payload 512,
-#   dim_hist [0,0,8,16,0].
+# uniform-dim keeps dimensions, not chunks: size(D') = 16*min(D',8)*4 + 8*min(D',4)*4:
+#   D'=6: 384+128=512 <= 520; D'=7: 448+128=576 > 520 -> D'=6.
+#   t0 rows have 6 dims = 3 whole chunks, t1 rows min(6,4)=4 (full). payload 512,
+#   dim_hist [0,0,8,16,0]; dims 6,6,4,4,6 -> dim hits 26 of 8+8+4+4+8 = 32 requested.
 # uniform-row: f = 520/640 = .8125; kept when sm(r)/2**64 < .8125. sm(r)/2**64 for
 #   r = 0..15: .000 .338 .859 .119 .717 .714 .818 .073 .834 .510 .029 .205 .218 .863
 #   .146 .014 -> dropped r2, r6, r8, r13. t0 keeps 12 of 16, t1 (r0..7) keeps 6 of 8.
@@ -541,7 +546,8 @@ def test_case9():
 #   dim_hist: [4+2, 0, 6, 0, 12] = [6,0,6,0,12].
 # Trace: (0,t0,r2) (0,t0,r3) (1,t1,r6) (1,t1,r1) (2,t0,r3); requested 4+4+2+2+4=16.
 #   full:        row 5, chunk 16, full 5.
-#   uniform-dim: d = 3,3,2,2,3 -> row 5, chunk 13, full 2 (the t1 lookups).
+#   uniform-dim: whole chunks 3,3,2,2,3 -> row 5, chunk 13, full 2 (the t1 lookups).
+# Every policy: dims requested 32; full: dim hits 32; uniform-row: r3, r1, r3 -> 8+4+8 = 20.
 #   uniform-row: kept? r2 no, r3 yes, r6 no, r1 yes, r3 yes -> row 3, chunk 10, full 3.
 # report_every 1: snapshots at steps 0, 1, 2; at step 0 uniform-row has lookups 2,
 # row_hits 1, chunk_hits 4. An importance record changes nothing for baselines.
@@ -555,22 +561,24 @@ def check_case10(replay_fn):
     assert sum(sm(r) < cut for r in range(16)) == 12
     assert sum(sm(r) < cut for r in range(8)) == 6
     assert [r for r in range(16) if sm(r) >= cut] == [2, 6, 8, 13]
-    common = dict(lookups=5, chunks_requested=16, meta_bytes_final=0, allocations=0, frees=0, rehashes=0,
+    common = dict(lookups=5, chunks_requested=16, dims_requested=32, collisions=0, collision_share=0.0,
+                  meta_bytes_final=0, allocations=0, frees=0, rehashes=0,
                   denied_full=0, denied_threshold=0, searches=0, probes=0, rounds=0, tracked_rows=0,
                   theta_final=0.0, mapped_pages_final=0, live_chunks_final=0, fragmentation_final=0.0,
                   mean_probe_length=0.0, max_probe_length=0, index_load_factor_final=0.0)
     res = replay_fn(tables, cfg, trace, policy="full")
     expect(res.summary, payload_bytes_final=640, payload_bytes_peak=640, index_bytes_final=0,
            total_bytes_final=640, total_bytes_peak=640, row_hits=5, chunk_hits=16, full_hits=5,
-           row_hit_rate=1.0, chunk_hit_rate=1.0, full_hit_rate=1.0, dim_hist_final=[0, 0, 8, 0, 16], **common)
+           row_hit_rate=1.0, chunk_hit_rate=1.0, full_hit_rate=1.0, dim_hist_final=[0, 0, 8, 0, 16], dim_hits=32,
+           dim_hit_rate=1.0, **common)
     res = replay_fn(tables, cfg, trace, policy="uniform-dim")
     expect(res.summary, payload_bytes_final=512, payload_bytes_peak=512, index_bytes_final=0,
            total_bytes_final=512, row_hits=5, chunk_hits=13, full_hits=2, dim_hist_final=[0, 0, 8, 16, 0],
-           **common)
+           dim_hits=26, dim_hit_rate=26 / 32, **common)
     res = replay_fn(tables, cfg, trace, [(2, 0, 3, 0, 5.0)], policy="uniform-row")
     expect(res.summary, payload_bytes_final=480, payload_bytes_peak=480, index_bytes_final=192,
            index_bytes_peak=192, total_bytes_final=672, total_bytes_peak=672, row_hits=3, chunk_hits=10,
-           full_hits=3, dim_hist_final=[6, 0, 6, 0, 12], **common)
+           full_hits=3, dim_hist_final=[6, 0, 6, 0, 12], dim_hits=20, **common)
     assert [s["step"] for s in res.snapshots] == [0, 1, 2]
     expect(res.snapshots[0], lookups=2, row_hits=1, chunk_hits=4, chunks_requested=8, payload_bytes=480,
            index_bytes=192, total_bytes=672, theta=0.0)
@@ -578,6 +586,100 @@ def check_case10(replay_fn):
 
 def test_case10():
     check_case10(replay)
+
+
+# ---------------------------------------------------------------------------
+# Case 11: uniform-dim between chunk boundaries, and hash.
+#
+# Tables of case 10: t0 16 rows x 8 dims, C 2 (row 32 B); t1 8 rows x 4 dims, C 2
+# (row 16 B); dense 512 + 128 = 640.
+# uniform-dim at budget 460: size(5) = 16*5*4 + 8*4*4 = 320 + 128 = 448 <= 460,
+#   size(6) = 512 > 460 -> D' = 5 (a chunk-quantized policy would stop at 2 chunks = 4
+#   dims, 384 B). t0 rows read 5 dims = 2 whole chunks, t1 rows all 4 dims (full).
+#   Trace of case 10: dims 5,5,4,4,5 -> row hits 5, chunk hits 2+2+2+2+2 = 10, full hits
+#   2 (the t1 lookups), dim hits 23 of 32. payload 448; dim_hist: t0 16 rows at 2 chunks,
+#   t1 8 rows at 2 chunks -> [0,0,24,0,0].
+# hash at budget 320: t0's dense share 320*512//640 = 256 B -> m0 = 256//32 = 8 rows;
+#   t1's 320*128//640 = 64 B -> m1 = 64//16 = 4 rows. payload 8*32 + 4*16 = 320, no
+#   index, no metadata; dim_hist: every row reads a full vector -> [0,0,8,0,16].
+#   Buckets sm(r) mod 8 for t0: r0->0 r1->5 r3->0; sm(r) mod 4 for t1: r0->0 r1->1 r3->0.
+#   s0 (t0,r0): bucket 0 new, own vector: hit (8 dims, 4 chunks).
+#   s0 (t0,r3): bucket 0 also serves r0 -> collision (no hit).
+#   s1 (t0,r0): bucket 0 serves r3 too -> collision.
+#   s1 (t0,r1): bucket 5 new -> hit.   s1 (t1,r1): t1 bucket 1 new -> hit (4 dims, 2 chunks).
+#   s2 (t1,r3): t1 bucket 0 new -> hit. s2 (t1,r0): bucket 0 serves r3 -> collision.
+#   s2 (t1,r3): bucket 0 serves r0 now -> collision. s2 (t0,r1): bucket 5 only r1 -> hit.
+#   lookups 9, collisions 4 (share 4/9), row hits 5, full hits 5, chunk hits 4+4+2+2+4 = 16 of
+#   5*4 + 4*2 = 28, dim hits 8+8+4+4+8 = 32 of 5*8 + 4*4 = 56.
+#   Snapshots (report_every 1) at steps 0, 1, 2: collisions 1, 2, 4.
+# ---------------------------------------------------------------------------
+
+def check_case11(replay_fn):
+    tables = [table("t0", 16, 8, 2), table("t1", 8, 4, 2)]
+    trace10 = [(0, 0, 2), (0, 0, 3), (1, 1, 6), (1, 1, 1), (2, 0, 3)]
+    cfg = ReplayConfig(budget_bytes=460, page_bytes=16, index_initial=2, interval=1, report_every=1)
+    res = replay_fn(tables, cfg, trace10, policy="uniform-dim")
+    expect(res.summary, payload_bytes_final=448, total_bytes_final=448, row_hits=5, chunk_hits=10,
+           chunks_requested=16, full_hits=2, dim_hits=23, dims_requested=32, dim_hist_final=[0, 0, 24, 0, 0],
+           collisions=0)
+    assert [sm(r) % 8 for r in (0, 1, 3)] == [0, 5, 0] and [sm(r) % 4 for r in (0, 1, 3)] == [0, 1, 0]
+    cfg = ReplayConfig(budget_bytes=320, page_bytes=16, index_initial=2, interval=1, report_every=1)
+    trace = [(0, 0, 0), (0, 0, 3), (1, 0, 0), (1, 0, 1), (1, 1, 1), (2, 1, 3), (2, 1, 0), (2, 1, 3), (2, 0, 1)]
+    res = replay_fn(tables, cfg, trace, policy="hash")
+    expect(res.summary, payload_bytes_final=320, payload_bytes_peak=320, index_bytes_final=0, meta_bytes_final=0,
+           total_bytes_final=320, lookups=9, collisions=4, collision_share=4 / 9, row_hits=5, full_hits=5,
+           chunk_hits=16, chunks_requested=28, dim_hits=32, dims_requested=56, dim_hist_final=[0, 0, 8, 0, 16],
+           rounds=0, tracked_rows=0)
+    assert [(x["step"], x["collisions"]) for x in res.snapshots] == [(0, 1), (1, 2), (2, 4)]
+
+
+def test_case11():
+    check_case11(replay)
+
+
+# ---------------------------------------------------------------------------
+# Case 12: mde.
+#
+# One table a: 8 rows x 4 dims, C 2, fp32 (a dimension costs 4 B). Lookups (one per
+# step): r0 four times, r1 twice, r2 and r3 once: L = 8, p = 1/2, 1/4, 1/8, 1/8.
+# exponent 1: weights w = p (exact in binary). Grant (row, level j) has threshold j / w:
+#   r0: 2 4 6 8   r1: 4 8 12 16   r2, r3: 8 16 24 32.
+# Groups of equal threshold with their payload cost (4 B per grant) and running total:
+#   2 {r0j1} 4 -> 4;  4 {r0j2 r1j1} 8 -> 12;  6 {r0j3} 4 -> 16;  8 {r0j4 r1j2 r2j1 r3j1} 16 -> 32;
+#   12 {r1j3} 4 -> 36;  16 {r1j4 r2j2 r3j2} 12 -> 48; ...
+# Budget 20: 16 fits, 32 does not -> dims r0 3, r1 1, r2 0, r3 0. payload 16; index one
+#   16-byte entry per row with dims > 0: 32; total 48. Lookups: r0 x4 at 3 dims (row hit,
+#   1 whole chunk, no full hit), r1 x2 at 1 dim (row hit, 0 chunks), r2, r3 miss:
+#   row hits 6, chunk hits 4 of 16, full hits 0, dim hits 14 of 32.
+#   dim_hist by whole chunks: r0 at 1, the other 7 rows at 0 -> [7, 1, 0].
+# With --budget-covers all a row's first level also costs its 16-byte entry (20 B):
+#   2 {r0j1} 20 -> 20;  4 {r0j2 4, r1j1 20} -> 44;  6 {r0j3} -> 48;
+#   8 {r0j4 4, r1j2 4, r2j1 20, r3j1 20} -> 96;  12 {r1j3} -> 100;  16 {12 B} -> 112.
+#   Budget 100: dims r0 4, r1 3, r2 1, r3 1 -> payload 9*4 = 36, index 4*16 = 64, total 100.
+#   dim hits 4*4 + 2*3 + 1 + 1 = 24; full hits 4; chunk hits 4*2 + 2*1 = 10; row hits 8.
+#   dim_hist: r0 2 chunks, r1 1, r2 and r3 0 whole chunks, r4..r7 0 -> [6, 1, 1].
+# exponent 0: every touched row weighs 1, thresholds are the levels: budget 20 takes level 1
+#   of the 4 touched rows (16 B) and not level 2 (32 B): each touched row reads 1 dim.
+# ---------------------------------------------------------------------------
+
+def check_case12(replay_fn):
+    tables = [table("a", 8, 4, 2)]
+    trace = [(s, 0, r) for s, r in enumerate([0, 1, 0, 2, 0, 3, 1, 0])]
+    cfg = ReplayConfig(budget_bytes=20, page_bytes=16, mde_exponent=1.0, report_every=100)
+    res = replay_fn(tables, cfg, trace, policy="mde")
+    expect(res.summary, payload_bytes_final=16, index_bytes_final=32, total_bytes_final=48, row_hits=6,
+           chunk_hits=4, chunks_requested=16, full_hits=0, dim_hits=14, dims_requested=32, dim_hist_final=[7, 1, 0])
+    cfg = ReplayConfig(budget_bytes=100, page_bytes=16, mde_exponent=1.0, budget_covers="all", report_every=100)
+    res = replay_fn(tables, cfg, trace, policy="mde")
+    expect(res.summary, payload_bytes_final=36, index_bytes_final=64, total_bytes_final=100, row_hits=8,
+           chunk_hits=10, full_hits=4, dim_hits=24, dim_hist_final=[6, 1, 1])
+    cfg = ReplayConfig(budget_bytes=20, page_bytes=16, mde_exponent=0.0, report_every=100)
+    res = replay_fn(tables, cfg, trace, policy="mde")
+    expect(res.summary, payload_bytes_final=16, index_bytes_final=64, dim_hits=8, row_hits=8, chunk_hits=0)
+
+
+def test_case12():
+    check_case12(replay)
 
 
 # ---------------------------------------------------------------------------
@@ -713,7 +815,9 @@ def test_random_traces_keep_invariants(scenario):
         last = res.snapshots[-1]
         for key in ("lookups", "row_hits", "chunk_hits", "allocations", "frees", "rehashes", "rounds"):
             assert last[key] == s[key]
-    for policy in ("full", "uniform-dim", "uniform-row"):
+    for policy in ("full", "uniform-dim", "uniform-row", "hash", "mde"):
+        if policy == "hash" and any(m < 1 for m in _hash_rows(tables, cfg)):
+            continue
         b = replay(tables, cfg, lookups, importance, policy=policy)
         assert sum(b.summary["dim_hist_final"]) == sum(t.rows for t in tables)
         assert len(b.snapshots) == len(res.snapshots)

@@ -17,14 +17,16 @@ import polars as pl
 from ..config import ReplayConfig, TableSpec
 
 if TYPE_CHECKING:
+    from ..rowset import RowMap
     from ..trace import RecordBatch
 
 #: Keys of every policy object in summary.json, in this order (README contract).
 SUMMARY_KEYS = [
     "payload_bytes_peak", "payload_bytes_final", "index_bytes_peak", "index_bytes_final", "meta_bytes_final",
     "total_bytes_peak", "total_bytes_final", "mapped_pages_final", "live_chunks_final", "fragmentation_final",
-    "row_hit_rate", "chunk_hit_rate", "full_hit_rate", "lookups", "row_hits", "chunk_hits", "chunks_requested",
-    "full_hits", "allocations", "frees", "rehashes", "denied_full", "denied_threshold", "theta_final",
+    "row_hit_rate", "chunk_hit_rate", "full_hit_rate", "dim_hit_rate", "collision_share", "lookups", "row_hits",
+    "chunk_hits", "chunks_requested", "full_hits", "dim_hits", "dims_requested", "collisions", "allocations",
+    "frees", "rehashes", "denied_full", "denied_threshold", "theta_final",
     "mean_probe_length", "max_probe_length", "searches", "probes", "rounds", "tracked_rows", "dim_hist_final",
     "index_load_factor_final",
 ]
@@ -53,6 +55,8 @@ def finish_summary(counts: dict) -> dict:
     counts["row_hit_rate"] = ratio(counts["row_hits"], counts["lookups"])
     counts["chunk_hit_rate"] = ratio(counts["chunk_hits"], counts["chunks_requested"])
     counts["full_hit_rate"] = ratio(counts["full_hits"], counts["lookups"])
+    counts["dim_hit_rate"] = ratio(counts["dim_hits"], counts["dims_requested"])
+    counts["collision_share"] = ratio(counts["collisions"], counts["lookups"])
     counts["mean_probe_length"] = ratio(counts["probes"], counts["searches"])
     missing = set(SUMMARY_KEYS) - set(counts)
     if missing:
@@ -73,9 +77,23 @@ class Policy:
     name = "policy"
     #: whether `consume` reads `batch.grad` (if no policy of a replay does, the reader skips the column)
     uses_grad = True
+    #: whether the policy is sized from a first pass over the lookups (`set_frequencies` before `consume`)
+    needs_frequencies = False
 
     def __init__(self, tables: list[TableSpec], cfg: ReplayConfig, has_grad: bool, has_log: bool):
         self.tables, self.cfg, self.has_grad, self.has_log = tables, cfg, has_grad, has_log
+
+    @classmethod
+    def check_budget(cls, tables: list[TableSpec], cfg: ReplayConfig) -> None:
+        """Refuse (InputError) a budget under which the policy could never store anything; before any work."""
+
+    def set_frequencies(self, lookups: "RowMap") -> None:
+        """Lookups per (table, row) of the whole trace, for a policy with `needs_frequencies`."""
+        raise NotImplementedError
+
+    def resident_dims(self, table: np.ndarray, row: np.ndarray) -> np.ndarray:
+        """The dimensions each (table[i], row[i]) would read now, 0..D (int), without changing any state."""
+        raise NotImplementedError
 
     def consume(self, batch: "RecordBatch") -> None:
         raise NotImplementedError

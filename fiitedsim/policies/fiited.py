@@ -20,6 +20,7 @@ import numba
 import numpy as np
 
 from .. import store
+from ..config import check_budget_workable
 from ..engine import COUNTER_COLUMNS, DONE, GAP, NEED_INDEX, NEED_PAGES, NEED_ROWS, EngineState, snapshot_columns
 from ..prefetch import prefetch
 from ..store import (
@@ -27,6 +28,8 @@ from ..store import (
     CHUNKS_REQUESTED,
     DENIED_FULL,
     DENIED_THRESHOLD,
+    DIM_HITS,
+    DIMS_REQUESTED,
     F_GAMMA,
     F_MAX_LOAD,
     FULL_HITS,
@@ -67,6 +70,7 @@ from ..store import (
     ROW_MASK,
     SEARCHES,
     SNAP_N,
+    T_C,
     T_K,
     T_POOL,
     TRACKED,
@@ -111,6 +115,8 @@ def observe(st, tid, t, r, d, k_row):
     sc[CHUNK_HITS] += d
     sc[CHUNKS_REQUESTED] += k_row
     sc[FULL_HITS] += d == k_row
+    sc[DIM_HITS] += d * st.tabs[t, T_C]
+    sc[DIMS_REQUESTED] += k_row * st.tabs[t, T_C]
     h = store.splitmix64(r)
     for k in range(min(d, k_row - 1) + 1):
         if k < d:
@@ -486,6 +492,10 @@ class Fiited(Policy):
         k_max = self.engine.k_max
         self._no_grad = np.zeros((1, k_max), np.float32)
 
+    @classmethod
+    def check_budget(cls, tables, cfg) -> None:
+        check_budget_workable(tables, cfg)
+
     def kernel_scratch(self) -> tuple:
         """Extra arguments of `run_kernel` after (i, j): scratch arrays, since the loop cannot allocate."""
         return ()
@@ -539,12 +549,17 @@ class Fiited(Policy):
         self.gap_kernel(st)
         return round_due
 
-    def resident_dims(self, table: np.ndarray, row: np.ndarray) -> np.ndarray:
-        """Resident prefix d (int32) of each (table, row) lookup now, without changing any state."""
+    def resident_chunks(self, table: np.ndarray, row: np.ndarray) -> np.ndarray:
+        """Resident prefix d in chunks (int32) of each (table, row) lookup now, without changing any state."""
         out = np.empty(row.size, np.int32)
         resident_prefix(self.engine.st.trk, self.engine.st.rows, np.ascontiguousarray(table, np.int64),
                         np.ascontiguousarray(row, np.int64), out)
         return out
+
+    def resident_dims(self, table: np.ndarray, row: np.ndarray) -> np.ndarray:
+        """Resident dimensions (d * C, int32) of each (table, row) lookup now, without changing any state."""
+        return self.resident_chunks(table, row) * self.engine.st.tabs[np.asarray(table, np.int64), store.T_C].astype(
+            np.int32)
 
     def finish(self) -> PolicyResult:
         eng = self.engine

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .static import StaticPolicy
+from .static import StaticPolicy, chunk_hist
 
 
 class Full(StaticPolicy):
@@ -12,11 +12,7 @@ class Full(StaticPolicy):
     def __init__(self, tables, cfg, has_grad, has_log):
         super().__init__(tables, cfg, has_grad, has_log)
         self.payload_bytes = sum(t.dense_bytes for t in tables)
-        self.dim_hist = [0] * self.k_max + [sum(t.rows for t in tables)]
-        if any(t.chunks != self.k_max for t in tables):  # rows of short tables sit at their own K
-            self.dim_hist = [0] * (self.k_max + 1)
-            for t in tables:
-                self.dim_hist[t.chunks] += t.rows
+        self.dim_hist = chunk_hist(tables, self.k_max, ((i, t.dim, t.rows) for i, t in enumerate(tables)))
 
-    def resident(self, batch) -> np.ndarray:
-        return self.tab_k[batch.table]
+    def resident_dims(self, table, row) -> np.ndarray:
+        return self.tab_d[table]

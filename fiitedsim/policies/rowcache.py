@@ -46,17 +46,17 @@ NIL = -1
 LOOKAHEAD = 16  # lookups ahead whose map bucket is prefetched; their item node at half that distance
 
 # sc: the counters in COUNTER_COLUMNS order first (copied straight into snapshots), then state scalars
-(LOOKUPS, ROW_HITS, CHUNK_HITS, CHUNKS_REQUESTED, FULL_HITS, ALLOCATIONS, FREES, REHASHES, DENIED_FULL,
- DENIED_THRESHOLD, SEARCHES, PROBES, ROUNDS) = range(13)
-N_COUNTERS = 13
+(LOOKUPS, ROW_HITS, CHUNK_HITS, CHUNKS_REQUESTED, FULL_HITS, DIM_HITS, DIMS_REQUESTED, COLLISIONS, ALLOCATIONS,
+ FREES, REHASHES, DENIED_FULL, DENIED_THRESHOLD, SEARCHES, PROBES, ROUNDS) = range(16)
+N_COUNTERS = 16
 (USED, CACHED, PAYLOAD, LIVE, PAYLOAD_PEAK, INDEX_PEAK, TOTAL_PEAK, PREV, HAVE_PREV, FREE_ITEM, ITEM_HWM,
- FREE_BUCKET, BUCKET_HWM, SNAP_N) = range(13, 27)
-N_SC = 27
+ FREE_BUCKET, BUCKET_HWM, SNAP_N) = range(16, 30)
+N_SC = 30
 # ip: parameters
 P_CAPACITY, P_KIND, P_REPORT_EVERY, P_ENTRY_BYTES, P_META_BYTES, P_TOTAL_ROWS = range(6)
 N_IP = 6
-# tabs[t]: K, payload bytes of one row, bytes one cached row takes from the capacity
-T_K, T_ROW_BYTES, T_OBJ_BYTES = range(3)
+# tabs[t]: K, payload bytes of one row, bytes one cached row takes from the capacity, D
+T_K, T_ROW_BYTES, T_OBJ_BYTES, T_D = range(4)
 # items[x]: one cached row
 I_KEY, I_PREV, I_NEXT, I_BUCKET = range(4)
 # buckets[b]: one frequency; bucket 0 is the sentinel of the circular bucket list
@@ -352,10 +352,12 @@ def run(sc, ip, tabs, items, buckets, hmap, by_k, snap, lk_step, lk_table, lk_ro
             x = map_find(hmap, key)
             sc[LOOKUPS] += 1
             sc[CHUNKS_REQUESTED] += k
+            sc[DIMS_REQUESTED] += tabs[t, T_D]
             if x != NIL:
                 sc[ROW_HITS] += 1
                 sc[CHUNK_HITS] += k
                 sc[FULL_HITS] += 1
+                sc[DIM_HITS] += tabs[t, T_D]
                 touch(items, buckets, sc, kind, x)
             else:
                 insert(items, buckets, hmap, tabs, ip, sc, by_k, key, t)
@@ -390,7 +392,8 @@ class RowCache(Policy):
         self.k_max = max(t.chunks for t in tables)
         meta = self.meta_bytes_per_row if cfg.meta_bytes_per_row is None else cfg.meta_bytes_per_row
         overhead = cfg.index_entry_bytes + meta if cfg.budget_covers == "all" else 0
-        self.tabs = np.array([[t.chunks, t.dim * t.dtype_bytes, t.dim * t.dtype_bytes + overhead] for t in tables],
+        self.tabs = np.array([[t.chunks, t.dim * t.dtype_bytes, t.dim * t.dtype_bytes + overhead, t.dim]
+                              for t in tables],
                              np.int64)
         self.ip = np.zeros(N_IP, np.int64)
         self.ip[P_CAPACITY] = cfg.budget_bytes

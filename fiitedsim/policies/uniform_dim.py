@@ -1,17 +1,23 @@
-"""`uniform-dim`: every row of every table keeps the same d chunks, the largest d that fits (DESIGN 4)."""
+"""`uniform-dim`: every row of every table keeps the same D' leading dimensions, the most that fit (DESIGN 4).
+
+This is what a uniformly pruned model is: an embedding dimension D' smaller
+than D, any integer 0..D (not a multiple of C). A chunk-quantized version
+would keep nothing below 1/K of the dense size, which is a straw man, not a
+baseline anyone would train.
+"""
 from __future__ import annotations
 
 import numpy as np
 
-from .static import StaticPolicy
+from .static import StaticPolicy, chunk_hist
 
 
-def uniform_chunks(tables, budget_bytes: int) -> int:
-    """Largest d whose dense size sum(rows * min(d, K) * C * dtype_bytes) fits the budget."""
+def uniform_dims(tables, budget_bytes: int) -> int:
+    """Largest D' in 0..max D whose dense size sum(rows * min(D', D) * dtype_bytes) fits the budget."""
     best = 0
-    for d in range(max(t.chunks for t in tables) + 1):
-        if sum(t.rows * min(d, t.chunks) * t.chunk_bytes for t in tables) <= budget_bytes:
-            best = d
+    for dims in range(max(t.dim for t in tables) + 1):
+        if sum(t.rows * min(dims, t.dim) * t.dtype_bytes for t in tables) <= budget_bytes:
+            best = dims
     return best
 
 
@@ -20,11 +26,10 @@ class UniformDim(StaticPolicy):
 
     def __init__(self, tables, cfg, has_grad, has_log):
         super().__init__(tables, cfg, has_grad, has_log)
-        self.d = uniform_chunks(tables, cfg.budget_bytes)
-        self.payload_bytes = sum(t.rows * min(self.d, t.chunks) * t.chunk_bytes for t in tables)
-        self.dim_hist = [0] * (self.k_max + 1)
-        for t in tables:
-            self.dim_hist[min(self.d, t.chunks)] += t.rows
+        self.dims = uniform_dims(tables, cfg.budget_bytes)
+        self.payload_bytes = sum(t.rows * min(self.dims, t.dim) * t.dtype_bytes for t in tables)
+        self.dim_hist = chunk_hist(tables, self.k_max,
+                                   ((i, min(self.dims, t.dim), t.rows) for i, t in enumerate(tables)))
 
-    def resident(self, batch) -> np.ndarray:
-        return np.minimum(self.d, self.tab_k[batch.table])
+    def resident_dims(self, table, row) -> np.ndarray:
+        return np.minimum(self.dims, self.tab_d[table])

@@ -55,7 +55,7 @@ class UniformRow(StaticPolicy):
             self.dim_hist[t.chunks] += k
             self.dim_hist[0] += t.rows - k
 
-    def resident(self, batch) -> np.ndarray:
+    def resident_dims(self, table, row) -> np.ndarray:
         if self.fraction >= 1.0:
-            return self.tab_k[batch.table]
-        return np.where(kept_mask(batch.row, self.cut), self.tab_k[batch.table], 0)
+            return self.tab_d[table]
+        return np.where(kept_mask(row, self.cut), self.tab_d[table], 0)

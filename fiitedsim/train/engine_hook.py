@@ -1,8 +1,8 @@
 """Training through the replay engine: a `ResidencyHook` over the replay policy objects themselves.
 
 `EngineResidency` wraps one `fiitedsim.policies` object (`fiited`, `row-prune`,
-`uniform-dim`, `full`, ...) built exactly as `fiitedsim.replay.replay` builds
-it, so the trainer and a replay share one implementation of DESIGN.md
+`uniform-dim`, `hash`, `mde`, `full`) built exactly as `fiitedsim.replay.replay`
+builds it, so the trainer and a replay share one implementation of DESIGN.md
 sections 2-5 and their memory metrics are identical (docs/semantics.md,
 "Training through the engine"). Per training step s, in this order:
 
@@ -12,13 +12,20 @@ sections 2-5 and their memory metrics are identical (docs/semantics.md,
    is the only place chunks are freed, so the chunks freed are found by
    diffing the tracked rows' resident prefixes before and after it (only on
    round steps) and returned as resets. Then d per lookup is the resident
-   prefix now: what the forward pass may read (a row first seen has d = 0).
+   prefix now, in dimensions: what the forward pass may read (a row first seen
+   has d = 0).
 2. `feedback(s, ...)`: the step's lookups with their per-chunk gradient norms
    become one `RecordBatch` for the policy's ordinary `consume` (hit status,
    utility updates, admission, in trace order). All its records have step s,
    so no round can run inside it (checked). Chunks admitted by it
    (d after minus d before, once per distinct row) are returned as resets:
    a (re-)admitted chunk starts at zero.
+
+Static layouts (`full`, `uniform-dim`, `hash`, `mde`) free and admit nothing:
+`lookup` returns their fixed dimensions, `feedback` only counts hits, and
+`hash` maps each lookup to the stored row it shares (`remap`). `mde` is sized
+from the lookups of the training split before training (`build`'s
+`frequencies`), the trainer's first pass.
 
 Hit statistics are the policy's own: for a row looked up twice in one step,
 the second lookup's hit status counts chunks admitted by the first (as in a
@@ -35,13 +42,13 @@ from ..policies import POLICIES
 from ..policies.base import Policy, PolicyResult
 from ..policies.fiited import Fiited
 from ..policies.static import StaticPolicy
-from ..replay import PAGED_POLICIES, check_budget_workable
+from ..rowset import RowMap
 from ..store import R_D, R_KEY, ROUNDS, ROW_BITS, ROW_MASK, TRACKED
 from ..trace import RecordBatch
 from .residency import Resets
 
 #: Policies a trainer can run on: chunk storage through the engine, or a fixed layout.
-TRAIN_POLICIES = ("fiited", "uniform-dim", "row-prune", "full")
+TRAIN_POLICIES = ("fiited", "row-prune", "uniform-dim", "hash", "mde", "full")
 
 _NO_IMP = (np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.int64),
            np.zeros(0, np.float32))
@@ -102,8 +109,11 @@ class EngineResidency:
         if len({t.chunks for t in policy.tables}) != 1:
             raise ValueError("the trainer's tables all have the same chunks per row")
         self.policy, self.recorder = policy, recorder
-        self.chunks = policy.tables[0].chunks
+        self.chunks, self.dim = policy.tables[0].chunks, policy.tables[0].dim
+        self.chunk = policy.tables[0].chunk
         self.paged = isinstance(policy, Fiited)
+        if hasattr(policy, "remap"):  # rows share stored vectors (`hash`): the trainer reads these rows
+            self.remap = policy.remap
         self._step = None
         self._d = None
         self._finished: PolicyResult | None = None
@@ -114,23 +124,30 @@ class EngineResidency:
         if name not in TRAIN_POLICIES:
             raise InputError(f"unknown training policy {name!r}: choose from {', '.join(TRAIN_POLICIES)}")
         check_tables_fit_pages(tables, cfg)
-        if name in PAGED_POLICIES:
-            check_budget_workable(cfg.budget_label or str(cfg.budget_bytes), cfg.budget_bytes, tables, cfg)
+        POLICIES[name].check_budget(tables, cfg)
 
     @classmethod
-    def build(cls, name: str, tables: list[TableSpec], cfg: ReplayConfig, recorder: TraceRecorder | None = None):
-        """The policy `name` at `cfg`'s budget, checked and constructed as `replay` does for a trace with grad_norm."""
+    def build(cls, name: str, tables: list[TableSpec], cfg: ReplayConfig, recorder: TraceRecorder | None = None,
+              frequencies: RowMap | None = None):
+        """The policy `name` at `cfg`'s budget, checked and constructed as `replay` does for a trace with grad_norm.
+
+        `frequencies`: lookups per (table, row) of the training split, for a policy sized from a first pass (mde).
+        """
         cls.check(name, tables, cfg)
-        return cls(POLICIES[name](tables, cfg, True, False), recorder)
+        policy = POLICIES[name](tables, cfg, True, False)
+        if policy.needs_frequencies:
+            if frequencies is None:
+                raise ValueError(f"policy {name!r} is sized from the training split's lookups: pass frequencies")
+            policy.set_frequencies(frequencies)
+        return cls(policy, recorder)
 
     def _batch(self, step: int, table: np.ndarray, row: np.ndarray, grad: np.ndarray | None) -> RecordBatch:
         return RecordBatch(np.full(row.size, step, np.int64), np.ascontiguousarray(table, np.int32),
                            np.ascontiguousarray(row, np.int64), grad, *_NO_IMP)
 
     def resident(self, table: np.ndarray, row: np.ndarray) -> np.ndarray:
-        if self.paged:
-            return self.policy.resident_dims(table, row)
-        return self.policy.resident(self._batch(0, table, row, None)).astype(np.int32)
+        """Resident dimensions of each lookup now (0..D)."""
+        return np.asarray(self.policy.resident_dims(table, row), np.int32)
 
     def lookup(self, step: int, table: np.ndarray, row: np.ndarray):
         if self._step is not None and step <= self._step:
@@ -139,8 +156,10 @@ class EngineResidency:
         if self.paged:
             resets = self._close_gap(step)
         self._step = step
-        self._d = self.resident(table, row)
-        return self._d, resets
+        if self.paged:  # the engine's unit is the chunk: feedback compares prefixes in chunks
+            self._d = self.policy.resident_chunks(table, row)
+            return self._d * self.chunk, resets
+        return self.resident(table, row), resets
 
     def _close_gap(self, step: int) -> Resets | None:
         """Run the gap before `step`; the chunks its round freed, from the per-row prefixes before and after."""
@@ -170,7 +189,7 @@ class EngineResidency:
         self.policy.consume(self._batch(step, table, row, grad))
         if int(self.policy.engine.st.sc[ROUNDS]) != rounds:
             raise AssertionError(f"a pruning round ran inside the records of step {step}")
-        after = self.resident(table, row)
+        after = self.policy.resident_chunks(table, row)
         grew = np.flatnonzero(after > self._d)
         if grew.size == 0:
             return None

@@ -1,10 +1,12 @@
 """The training loop: time-ordered batches, a residency hook around every step, periodic evaluation.
 
 One step of `Trainer.step`, in this order:
-1. hook.lookup -> d per lookup (and chunks to zero, which are zeroed now);
-2. forward with chunks >= d read as zeros; loss; backward;
+1. hook.lookup -> d per lookup, its resident dimensions (and chunks to zero,
+   which are zeroed now); hook.remap, if the hook has it, -> the stored row
+   each lookup reads (rows that share storage: `hash`);
+2. forward with dimensions >= d read as zeros; loss; backward;
 3. per-chunk gradient norms of every lookup (float32, the trace's grad_norm);
-4. row-wise Adagrad on the embeddings (masked: non-resident chunks get no
+4. row-wise Adagrad on the embeddings (masked: non-resident dimensions get no
    update), Adam on the MLPs;
 5. hook.feedback(step, table, row, grad_norm) (and chunks to zero, zeroed now).
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import time
 from contextlib import closing
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -46,7 +48,8 @@ class TrainConfig:
     steps: int | None = None          # if set, wins over epochs
     lr_emb: float = 0.05              # row-wise Adagrad
     lr_mlp: float = 1e-3              # Adam
-    eval_every: int = 1000            # steps between evaluations (and one at the end)
+    eval_every: int | None = None     # steps between evaluations (and one at the end); None: about 20 in all
+    interval: int | None = None       # the engine's pruning interval; None: about 10 rounds (`schedule`)
     eval_fraction: float = 0.1        # the last 10% of the samples, in time order
     seed: int = 0
 
@@ -69,9 +72,10 @@ class Trainer:
                  hook: ResidencyHook | None = None, dtype=np.float32):
         self.cfg = model
         self.p = init_params(model, seed, dtype)
-        self.hook = hook if hook is not None else FullResidency(model.chunks)
+        self.hook = hook if hook is not None else FullResidency(model.chunks, model.dim)
         if self.hook.chunks != model.chunks:
             raise ValueError(f"hook has {self.hook.chunks} chunks per row, the model {model.chunks}")
+        self._remap = getattr(self.hook, "remap", None)
         self.adagrad = RowWiseAdagrad(self.p.emb, lr=lr_emb)
         self.adam = Adam(self.p.mlp_arrays(), lr=lr_mlp)
         self.mm = ThreadedMatmul()   # the MLP products; run steps inside `threads.blas_threads(1)`
@@ -86,9 +90,14 @@ class Trainer:
         return np.repeat(np.arange(F, dtype=np.int32), B), np.ascontiguousarray(idx.T).reshape(-1).astype(np.int64)
 
     def _as_batch(self, d: np.ndarray, B: int) -> np.ndarray:
-        """Trace-ordered d (F*B) as a (B, F) array, clipped to 0..K."""
-        d = np.clip(np.asarray(d), 0, self.cfg.chunks).astype(np.int32)
-        return np.ascontiguousarray(d.reshape(self.cfg.fields, B).T)
+        """Trace-ordered values (F*B) as a (B, F) array."""
+        return np.ascontiguousarray(np.asarray(d).reshape(self.cfg.fields, B).T)
+
+    def _stored(self, idx: np.ndarray, table: np.ndarray, row: np.ndarray) -> np.ndarray:
+        """The stored rows a batch reads: its own rows, or the hook's shared ones (`remap`)."""
+        if self._remap is None:
+            return idx
+        return self._as_batch(self._remap(table, row), idx.shape[0])
 
     def zero(self, resets: Resets | None) -> None:
         """Set the stored values of the listed chunks to zero."""
@@ -105,13 +114,14 @@ class Trainer:
         table, row = self._lookups(idx)
         d, resets = self.hook.lookup(step, table, row)
         self.zero(resets)
-        d = self._as_batch(d, B)
-        cache = forward(self.p, self.cfg, dense, idx, d, self.mm)
+        d = self._as_batch(np.clip(d, 0, self.cfg.dim).astype(np.int32), B)
+        stored = self._stored(idx, table, row)
+        cache = forward(self.p, self.cfg, dense, stored, d, self.mm)
         loss = bce_with_logits(cache.logit, y)
         g = backward(self.p, self.cfg, cache, y, self.mm)
         norms = np.empty((self.cfg.fields, B, self.cfg.chunks), dtype=np.float32)
         chunk_norms(g.dT, g.start, self.cfg.chunk, norms)
-        self.adagrad.step(self.p.emb, self.p.offsets, idx, d, self.cfg.chunk, g.dT, g.start)
+        self.adagrad.step(self.p.emb, self.p.offsets, stored, d, g.dT, g.start)
         self.adam.step(g.mlp_arrays())
         self.zero(self.hook.feedback(step, table, row, norms.reshape(-1, self.cfg.chunks)))
         return loss
@@ -122,10 +132,33 @@ class Trainer:
         for lo in range(0, idx.shape[0], batch):
             i = np.ascontiguousarray(idx[lo:lo + batch])
             table, row = self._lookups(i)
-            d = self._as_batch(self.hook.resident(table, row), i.shape[0])
+            d = self._as_batch(np.clip(self.hook.resident(table, row), 0, self.cfg.dim).astype(np.int32), i.shape[0])
+            stored = self._stored(i, table, row)
             out[lo:lo + batch] = sigmoid(
-                forward(self.p, self.cfg, dense[lo:lo + batch], i, d, self.mm).logit.astype(np.float64))
+                forward(self.p, self.cfg, dense[lo:lo + batch], stored, d, self.mm).logit.astype(np.float64))
         return out
+
+
+#: Evaluations and pruning rounds a run gets when `eval_every` / `interval` are not set, so that a small data
+#: set still shows an AUC curve and still prunes (and a large one does not evaluate or prune needlessly often).
+AUTO_EVALS, AUTO_ROUNDS, MAX_AUTO_INTERVAL = 20, 10, 100
+
+
+def total_steps(cfg: TrainConfig, n_train: int) -> int:
+    """Training steps of a run over `n_train` training samples."""
+    return cfg.steps if cfg.steps is not None else cfg.epochs * -(-n_train // cfg.batch)
+
+
+def schedule(cfg: TrainConfig, steps: int) -> TrainConfig:
+    """`cfg` with `eval_every` and `interval` set: as given, or from the run's length when None.
+
+    eval_every = ceil(steps / 20) (about 20 evaluations, the last one at the end); interval =
+    min(100, max(1, steps // 10)) (about 10 pruning rounds, never more often than replay's default
+    allows on long runs).
+    """
+    eval_every = cfg.eval_every if cfg.eval_every is not None else max(1, -(-steps // AUTO_EVALS))
+    interval = cfg.interval if cfg.interval is not None else min(MAX_AUTO_INTERVAL, max(1, steps // AUTO_ROUNDS))
+    return replace(cfg, eval_every=eval_every, interval=interval)
 
 
 def model_config(ds: Dataset, cfg: TrainConfig) -> ModelConfig:
@@ -147,7 +180,8 @@ def train(ds: Dataset, cfg: TrainConfig, hook: ResidencyHook | None = None, prog
         raise ValueError("need at least 2 samples (one to train on, one to evaluate)")
     trainer = Trainer(model_config(ds, cfg), cfg.lr_emb, cfg.lr_mlp, cfg.seed, hook)
     per_epoch = -(-n_train // cfg.batch)
-    total = cfg.steps if cfg.steps is not None else cfg.epochs * per_epoch
+    total = total_steps(cfg, n_train)
+    cfg = schedule(cfg, total)
     y_ev = ds.label[ev]
     teacher_auc = auc(y_ev, ds.teacher_prob[ev]) if ds.teacher_prob is not None else None
     history, losses = [], []

@@ -9,9 +9,11 @@ Forward, one step at a time (each has its backward in `backward`, in reverse):
    h_l = relu(a_l); its last layer has D outputs, so z = h_L is (B, D).
    (ReLU on every layer, the last included, as in DLRM.) Without dense
    features (M = 0) there is no bottom MLP and no z.
-2. embedding lookup: e_f = E_f[row_f] * mask, where mask keeps the values of
-   the first d_f chunks (d_f * C values) of that lookup and zeroes the rest:
-   a chunk that is not resident reads as zeros (docs/DESIGN.md section 2).
+2. embedding lookup: e_f = E_f[row_f] * mask, where mask keeps the first d_f
+   values (the lookup's resident dimensions: d * C for a chunk policy, any
+   0..D for `uniform-dim` and `mde`) and zeroes the rest: a dimension that is
+   not resident reads as zeros (docs/DESIGN.md section 2), so a row of d
+   dimensions is a d-dimensional embedding padded with zeros.
 3. interaction: stack T = [z, e_1, ..., e_F] (B, n, D), n = F + 1 (F without
    dense features); the features are the dot products T_i . T_j of every pair
    i > j, in the order (1,0), (2,0), (2,1), (3,0), ... (P = n(n-1)/2 of them).
@@ -128,14 +130,14 @@ def init_params(cfg: ModelConfig, seed: int, dtype=np.float32) -> Params:
 # the trace's order: all lookups of table 0, then table 1, ...
 
 @numba.njit(cache=True, parallel=True)
-def gather(emb, offsets, idx, d, chunk, out, start):
-    """out[b, start + f, :] = emb[offsets[f] + idx[b, f]] with values of chunks >= d[b, f] set to 0."""
+def gather(emb, offsets, idx, d, out, start):
+    """out[b, start + f, :] = emb[offsets[f] + idx[b, f]] with the values from dimension d[b, f] on set to 0."""
     B, F = idx.shape
     D = emb.shape[1]
     for b in numba.prange(B):
         for f in range(F):
             r = offsets[f] + idx[b, f]
-            keep = d[b, f] * chunk
+            keep = d[b, f]
             for k in range(D):
                 out[b, start + f, k] = emb[r, k] if k < keep else 0.0
 
@@ -199,12 +201,13 @@ def chunk_norms(dT, start, chunk, out):
 
 
 @numba.njit(cache=True, parallel=True)
-def coalesce(offsets, idx, d, chunk, dT, start, marker, rows_out, grads_out, counts):
+def coalesce(offsets, idx, d, dT, start, marker, rows_out, grads_out, dims_out, counts):
     """Sum the masked per-lookup gradients of each distinct row of each field.
 
     Field f's distinct global rows go to slots f*B .. f*B + counts[f] - 1 of
     rows_out, in batch order, and grads_out holds, per slot, the sum over that
-    row's lookups of dL/de with the values of non-resident chunks (>= d) dropped.
+    row's lookups of dL/de with the values of non-resident dimensions (>= d)
+    dropped; dims_out the row's resident dimensions (the most any of its lookups read).
     Fields own disjoint global rows, so they are coalesced in parallel with the
     same result (and the same order of additions) as one at a time. `marker`
     (one int32 per global row, all -1 on entry and on return) maps a row to its
@@ -224,8 +227,10 @@ def coalesce(offsets, idx, d, chunk, dT, start, marker, rows_out, grads_out, cou
                 rows_out[s] = r
                 for k in range(D):
                     grads_out[s, k] = 0.0
+                dims_out[s] = 0
                 u += 1
-            keep = d[b, f] * chunk
+            keep = d[b, f]
+            dims_out[s] = max(dims_out[s], keep)
             for k in range(keep):
                 grads_out[s, k] += dT[b, start + f, k]
         counts[f] = u
@@ -264,7 +269,7 @@ def forward(p: Params, cfg: ModelConfig, dense: np.ndarray, idx: np.ndarray, d: 
             mm=np.matmul) -> Cache:
     """Steps 1-4 of the module docstring: the logits of a batch and what backward needs.
 
-    dense (B, M), idx (B, F) rows within each table, d (B, F) resident chunks of each lookup.
+    dense (B, M), idx (B, F) rows within each table, d (B, F) resident dimensions of each lookup.
     `mm(a, b)` computes the MLPs' matrix products (the trainer passes `threads.ThreadedMatmul`).
     """
     dtype = p.emb.dtype
@@ -283,7 +288,7 @@ def forward(p: Params, cfg: ModelConfig, dense: np.ndarray, idx: np.ndarray, d: 
     if start:
         bottom_h.append(h)
         T[:, 0, :] = h
-    gather(p.emb, p.offsets, idx, d, cfg.chunk, T, start)
+    gather(p.emb, p.offsets, idx, d, T, start)
     # 3. pairwise dot products, then the top MLP's input [z, pairs]
     top_in = np.empty((B, cfg.top_sizes()[0]), dtype=dtype)
     interact(T, top_in[:, start * cfg.dim:])

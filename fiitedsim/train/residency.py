@@ -1,13 +1,15 @@
-"""The residency hook: how the trainer asks a storage policy which embedding chunks exist.
+"""The residency hook: how the trainer asks a storage policy which embedding dimensions exist.
 
-Every embedding row is K = D / C chunks of C values. A policy keeps a prefix
-of each row resident: chunks 0..d-1, d in 0..K. The trainer talks to the
-policy through three calls; lookups are always passed as flat arrays in the
-trace's order (all lookups of table 0 in batch order, then table 1, ...):
+Every embedding row is D values, K = D / C chunks of C. A policy keeps a
+prefix of each row resident: dimensions 0..d-1, d in 0..D (a multiple of C for
+the chunk policies, any number for `uniform-dim` and `mde`). The trainer
+talks to the policy through three calls (and an optional fourth); lookups are
+always passed as flat arrays in the trace's order (all lookups of table 0 in
+batch order, then table 1, ...):
 
     d, resets = hook.lookup(step, table, row)
         Before the forward pass of `step`. Returns d (int, one per lookup): the
-        resident prefix the forward pass may read. `resets` (or None) lists
+        resident dimensions the forward pass may read. `resets` (or None) lists
         chunks whose stored values must be set to zero now (freed or newly
         admitted ones: an admitted chunk starts at zero).
     resets = hook.feedback(step, table, row, grad_norm)
@@ -17,6 +19,9 @@ trace's order (all lookups of table 0 in batch order, then table 1, ...):
         `resets` lists chunks to zero, as for `lookup`.
     d = hook.resident(table, row)
         Side-effect free: what is resident now (used for evaluation).
+    rows = hook.remap(table, row)        (optional)
+        The stored row each lookup reads, where rows share storage (`hash`);
+        without it every lookup reads its own row.
 
 The trainer reads non-resident chunks as zeros, gives them no update, and zeroes
 the stored values of every chunk in `resets`. `FullResidency` keeps everything;
@@ -40,6 +45,7 @@ class Resets(NamedTuple):
 
 class ResidencyHook(Protocol):
     chunks: int  # K, chunks per row
+    dim: int     # D, dimensions per row
 
     def lookup(self, step: int, table: np.ndarray, row: np.ndarray) -> tuple[np.ndarray, Resets | None]: ...
 
@@ -52,28 +58,28 @@ class ResidencyHook(Protocol):
 class FullResidency:
     """Everything resident, nothing ever freed: plain training (the `full` policy)."""
 
-    def __init__(self, chunks: int):
-        self.chunks = chunks
+    def __init__(self, chunks: int, dim: int):
+        self.chunks, self.dim = chunks, dim
 
     def lookup(self, step, table, row):
-        return np.full(row.shape[0], self.chunks, dtype=np.int32), None
+        return np.full(row.shape[0], self.dim, dtype=np.int32), None
 
     def feedback(self, step, table, row, grad_norm):
         return None
 
     def resident(self, table, row):
-        return np.full(row.shape[0], self.chunks, dtype=np.int32)
+        return np.full(row.shape[0], self.dim, dtype=np.int32)
 
 
 class PrefixResidency:
-    """A test hook: row r of table t keeps `dims(t, r)` chunks (vectorised), frees what `frees[step]` says.
+    """A test hook: row r of table t keeps `dims(t, r)` dimensions (vectorised), frees what `frees[step]` says.
 
     Records every call in `calls` so tests can check what the trainer reported.
     """
 
-    def __init__(self, chunks: int, dims, frees: dict[int, Resets] | None = None,
+    def __init__(self, chunks: int, dim: int, dims, frees: dict[int, Resets] | None = None,
                  admits: dict[int, Resets] | None = None):
-        self.chunks, self.dims = chunks, dims
+        self.chunks, self.dim, self.dims = chunks, dim, dims
         self.frees, self.admits = frees or {}, admits or {}
         self.calls: list[tuple] = []
 

@@ -13,28 +13,42 @@ import contextlib
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from ..atomic import atomic_path, refuse_cwd_or_parent
+from ..checks import train_warnings
 from ..config import ReplayConfig, TableSpec, dense_bytes
 from ..errors import InputError
-from ..replay import parse_budgets
+from ..policies import POLICIES
+from ..replay import budget_entries, parse_budgets
+from ..rowset import RowMap
 from ..trace_writer import ImportanceWriter, TraceWriter
 from .data import Dataset, read_criteo, read_table, synthetic
 from .engine_hook import EngineResidency, TraceRecorder, train_tables
-from .loop import TrainConfig, config_dict, train
+from .loop import TrainConfig, config_dict, schedule, total_steps, train
 
 SUMMARY_FILE, CURVE_FILE = "train_summary.json", "curve.parquet"
 #: The defaults of `fiitedsim train --fields/--rows`, and of the `fields`/`rows` knobs of a data sweep.
 DEFAULT_FIELDS, DEFAULT_ROWS = 26, 100_000
-#: Keys of every run in train_summary.json, in this order (README contract).
-RUN_KEYS = ("auc", "logloss", "payload_bytes_peak", "total_bytes_peak", "chunk_hit_rate", "samples", "seconds")
+#: Keys of every run in train_summary.json, in this order (README contract). `auc`, `logloss` and the hit
+#: rates are means over the seeds, `*_std` their sample standard deviations (null with one seed), the byte
+#: figures the largest over the seeds, `rounds` the fewest, `seconds` the sum; `per_seed` has each seed's own.
+RUN_KEYS = ("auc", "logloss", "auc_std", "logloss_std", "payload_bytes_peak", "total_bytes_peak", "chunk_hit_rate",
+            "dim_hit_rate", "collision_share", "rounds", "samples", "seconds", "per_seed")
+#: Keys of each entry of a run's `per_seed` list.
+SEED_KEYS = ("seed", "auc", "logloss", "payload_bytes_peak", "total_bytes_peak", "chunk_hit_rate", "dim_hit_rate",
+             "collision_share", "rounds", "samples", "seconds", "teacher_auc")
 #: Columns of curve.parquet.
-CURVE_COLUMNS = ("key", "policy", "budget", "step", "samples", "train_loss", "auc", "logloss", "payload_bytes",
-                 "total_bytes", "chunk_hit_rate")
+CURVE_COLUMNS = ("key", "policy", "budget", "seed", "step", "samples", "train_loss", "auc", "logloss",
+                 "payload_bytes", "total_bytes", "chunk_hit_rate", "dim_hit_rate")
+CURVE_SCHEMA = {"key": pl.Utf8, "policy": pl.Utf8, "budget": pl.Utf8, "seed": pl.Int64, "step": pl.Int64,
+                "samples": pl.Int64, "train_loss": pl.Float64, "auc": pl.Float64, "logloss": pl.Float64,
+                "payload_bytes": pl.Int64, "total_bytes": pl.Int64, "chunk_hit_rate": pl.Float64,
+                "dim_hit_rate": pl.Float64}
 
 
 def _columns(text: str | None) -> list[str]:
@@ -71,8 +85,8 @@ def load_data(spec: str, label: str | None, sparse: str | None, dense: str | Non
 
 def train_config(**kw) -> TrainConfig:
     """TrainConfig from user values (CLI options or sweep knobs), with their bounds checked as input errors."""
-    for key in ("batch", "epochs", "eval_every"):
-        if key in kw and kw[key] < 1:
+    for key in ("batch", "epochs", "eval_every", "interval"):
+        if kw.get(key) is not None and kw[key] < 1:
             raise InputError(f"--{key.replace('_', '-')} must be at least 1, got {kw[key]}")
     for key in ("lr_emb", "lr_mlp"):
         if key in kw and not (math.isfinite(kw[key]) and kw[key] > 0):
@@ -81,6 +95,22 @@ def train_config(**kw) -> TrainConfig:
     if tcfg.dim < 1 or tcfg.chunk < 1 or tcfg.dim % tcfg.chunk:
         raise InputError(f"--chunk {tcfg.chunk} must divide --dim {tcfg.dim} (both positive)")
     return tcfg
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`0,1,2`: distinct non-negative integers, in the order given."""
+    items = [x.strip() for x in str(text).split(",")]
+    if not any(items) or not all(items):
+        raise InputError(f"--seeds {text!r}: give comma-separated integers such as 0,1,2 (no empty items)")
+    try:
+        seeds = [int(x) for x in items]
+    except ValueError:
+        raise InputError(f"--seeds {text!r}: give comma-separated integers such as 0,1,2") from None
+    if any(x < 0 for x in seeds):
+        raise InputError(f"--seeds {text!r}: seeds must not be negative")
+    if len(set(seeds)) != len(seeds):
+        raise InputError(f"--seeds {text!r} lists a seed twice; each seed is one more training of every point")
+    return seeds
 
 
 @dataclass
@@ -93,51 +123,117 @@ def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def run_all(ds: Dataset, data_spec: str, policies: list[str], budgets: str, tcfg: TrainConfig,
-            rcfg: ReplayConfig, emit_trace: Path | None = None, emit_importance: Path | None = None,
-            progress: Callable[[int], None] | None = None) -> TrainOutputs:
-    """Train one model per policy and budget (keys NAME@BUDGET) and collect accuracy and memory."""
-    tables = train_tables(ds.rows, tcfg.dim, tcfg.chunk, ds.sparse_names)
-    runs = [(name, label, bytes_) for label, bytes_ in parse_budgets(budgets, tables) for name in policies]
-    if (emit_trace or emit_importance) and len(runs) != 1:
-        raise InputError("--emit-trace and --emit-importance record one training run: give one --policy and "
-                         f"one --budget (got {len(runs)} runs)")
-    hooks = {f"{name}@{label}": (name, label, EngineResidency.build(name, tables, rcfg.with_budget(b, label)))
-             for name, label, b in runs}  # built first: a bad budget fails before any training
-    if len(ds) < 2:
+def _mean(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def _std(values: list) -> float | None:
+    """Sample standard deviation (n - 1), or None with fewer than two values."""
+    values = [v for v in values if v is not None]
+    if len(values) < 2:
+        return None
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def training_lookups(ds: Dataset, tcfg: TrainConfig) -> RowMap:
+    """Lookups per (field, row) of the training split: the first pass a frequency-sized policy (mde) needs."""
+    tr, _ = ds.split(tcfg.eval_fraction)
+    sparse = ds.sparse[tr]
+    counts = RowMap(sparse.shape[1])
+    for f in range(sparse.shape[1]):
+        counts.count(np.full(sparse.shape[0], f, np.int32), sparse[:, f].astype(np.int64))
+    return counts
+
+
+def touched_rows(ds: Dataset, tcfg: TrainConfig) -> list[int]:
+    """Distinct rows of each field in the training split: what any policy can ever be asked for."""
+    tr, _ = ds.split(tcfg.eval_fraction)
+    return [int(np.unique(ds.sparse[tr, f]).size) for f in range(ds.sparse.shape[1])]
+
+
+def run_all(data: Dataset | Callable[[int], Dataset], data_spec: str, policies: list[str], budgets: str,
+            tcfg: TrainConfig, rcfg: ReplayConfig, emit_trace: Path | None = None,
+            emit_importance: Path | None = None, progress: Callable[[int], None] | None = None,
+            seeds: list[int] | None = None) -> TrainOutputs:
+    """Train one model per policy, budget and seed (keys NAME@BUDGET) and collect accuracy and memory.
+
+    `data` is the data set, or a function of the seed that makes it (synthetic data is drawn per seed;
+    a file is the same for every seed, only the model's initial parameters change). `seeds` default to
+    `tcfg.seed`. Unset `tcfg.eval_every` and `tcfg.interval` follow the run's length (`loop.schedule`).
+    """
+    seeds = [tcfg.seed] if seeds is None else list(seeds)
+    datasets = (lambda seed: data) if isinstance(data, Dataset) else data
+    first = datasets(seeds[0])
+    if len(first) < 2:
         raise InputError("need at least 2 samples (one to train on, one to evaluate)")
-    results, curve = {}, []
-    teacher_auc = None
-    for key, (name, label, hook) in hooks.items():
-        with _recording(tables, emit_trace, emit_importance) as recorder:
-            hook.recorder = recorder
-            res = train(ds, tcfg, hook, progress=(lambda done, total: progress(1)) if progress else None,
-                        eval_extra=lambda hook=hook: _memory_now(hook))
-            summary = hook.finish().summary
-        teacher_auc = res.teacher_auc
-        results[key] = {"auc": _finite(res.auc), "logloss": _finite(res.logloss),
-                        "payload_bytes_peak": summary["payload_bytes_peak"],
-                        "total_bytes_peak": summary["total_bytes_peak"],
-                        "chunk_hit_rate": summary["chunk_hit_rate"], "samples": res.samples, "seconds": res.seconds}
-        for h in res.history:
-            curve.append({"key": key, "policy": name, "budget": label, **h})
-    summary = {"policies": results, "teacher_auc": teacher_auc,
-               "config": {"data": data_spec, "samples": len(ds), "fields": len(ds.rows), "rows": list(ds.rows),
-                          "dense": ds.dense.shape[1], **config_dict(tcfg), "gamma": rcfg.gamma,
-                          "interval": rcfg.interval, "page_bytes": rcfg.page_bytes, "policies": policies,
-                          "budgets": [{"label": label, "bytes": b} for label, b in parse_budgets(budgets, tables)],
-                          "dense_bytes": dense_bytes(tables)}}
-    frame = pl.DataFrame(curve, schema={"key": pl.Utf8, "policy": pl.Utf8, "budget": pl.Utf8, "step": pl.Int64,
-                                        "samples": pl.Int64, "train_loss": pl.Float64, "auc": pl.Float64,
-                                        "logloss": pl.Float64, "payload_bytes": pl.Int64, "total_bytes": pl.Int64,
-                                        "chunk_hit_rate": pl.Float64})
+    tables = train_tables(first.rows, tcfg.dim, tcfg.chunk, first.sparse_names)
+    parsed = parse_budgets(budgets, tables)
+    runs = [(name, label, bytes_) for label, bytes_ in parsed for name in policies]
+    if (emit_trace or emit_importance) and (len(runs) != 1 or len(seeds) != 1):
+        raise InputError("--emit-trace and --emit-importance record one training run: give one --policy, one "
+                         f"--budget and one seed (got {len(runs)} runs x {len(seeds)} seeds)")
+    n_train = first.split(tcfg.eval_fraction)[0].stop
+    auto = [k for k in ("interval", "eval_every") if getattr(tcfg, k) is None]
+    steps = total_steps(tcfg, n_train)
+    tcfg = schedule(tcfg, steps)
+    rcfg = replace(rcfg, interval=tcfg.interval)
+    for name, label, b in runs:  # every check before any training: a bad budget fails first
+        EngineResidency.check(name, tables, rcfg.with_budget(b, label))
+    per_seed: dict[str, list[dict]] = {f"{name}@{label}": [] for name, label, _ in runs}
+    curve, teacher = [], []
+    for seed in seeds:
+        ds = first if seed == seeds[0] else datasets(seed)
+        tcfg_s = replace(tcfg, seed=seed)
+        lookups = training_lookups(ds, tcfg_s) if any(POLICIES[n].needs_frequencies for n in policies) else None
+        for name, label, b in runs:
+            key = f"{name}@{label}"
+            hook = EngineResidency.build(name, tables, rcfg.with_budget(b, label), frequencies=lookups)
+            with _recording(tables, emit_trace, emit_importance) as recorder:
+                hook.recorder = recorder
+                res = train(ds, tcfg_s, hook, progress=(lambda done, total: progress(1)) if progress else None,
+                            eval_extra=lambda hook=hook: _memory_now(hook))
+                summary = hook.finish().summary
+            per_seed[key].append({
+                "seed": seed, "auc": _finite(res.auc), "logloss": _finite(res.logloss),
+                **{k: summary[k] for k in ("payload_bytes_peak", "total_bytes_peak", "chunk_hit_rate",
+                                           "dim_hit_rate", "collision_share", "rounds")},
+                "samples": res.samples, "seconds": res.seconds, "teacher_auc": res.teacher_auc})
+            curve.extend({"key": key, "policy": name, "budget": label, "seed": seed, **h} for h in res.history)
+        teacher.append(res.teacher_auc)
+    results = {key: _combine(entries) for key, entries in per_seed.items()}
+    touched = touched_rows(first, tcfg)
+    touched_dense = sum(n * t.dim * t.dtype_bytes for n, t in zip(touched, tables))
+    summary = {"policies": results, "teacher_auc": _mean(teacher),
+               "config": {"data": data_spec, "samples": len(first), "fields": len(first.rows),
+                          "rows": list(first.rows), "dense": first.dense.shape[1], **config_dict(tcfg),
+                          "seeds": seeds, "auto": auto, "steps_run": steps, "gamma": rcfg.gamma, "page_bytes": rcfg.page_bytes,
+                          "mde_exponent": rcfg.mde_exponent, "policies": policies,
+                          "budgets": budget_entries(parsed, dense_bytes(tables), touched_dense),
+                          "dense_bytes": dense_bytes(tables), "touched_rows": touched,
+                          "touched_dense_bytes": touched_dense}}
+    summary["warnings"] = train_warnings(summary, runs)
+    frame = pl.DataFrame(curve, schema=CURVE_SCHEMA)
     return TrainOutputs(summary, frame.select(CURVE_COLUMNS))
+
+
+def _combine(entries: list[dict]) -> dict:
+    """One run's figures over its seeds (RUN_KEYS)."""
+    def col(key):
+        return [e[key] for e in entries]
+    return {"auc": _mean(col("auc")), "logloss": _mean(col("logloss")), "auc_std": _std(col("auc")),
+            "logloss_std": _std(col("logloss")), "payload_bytes_peak": max(col("payload_bytes_peak")),
+            "total_bytes_peak": max(col("total_bytes_peak")), "chunk_hit_rate": _mean(col("chunk_hit_rate")),
+            "dim_hit_rate": _mean(col("dim_hit_rate")), "collision_share": _mean(col("collision_share")),
+            "rounds": min(col("rounds")), "samples": entries[0]["samples"], "seconds": sum(col("seconds")),
+            "per_seed": [{k: e[k] for k in SEED_KEYS} for e in entries]}
 
 
 def _memory_now(hook: EngineResidency) -> dict:
     s = hook.memory()
     return {"payload_bytes": s["payload_bytes_final"], "total_bytes": s["total_bytes_final"],
-            "chunk_hit_rate": s["chunk_hit_rate"]}
+            "chunk_hit_rate": s["chunk_hit_rate"], "dim_hit_rate": s["dim_hit_rate"]}
 
 
 @contextlib.contextmanager
