@@ -134,8 +134,8 @@ class EngineState:
         pools[:, store.Q_DENSE] = layout.dense_bytes
         fp = np.zeros(store.N_FP, np.float64)
         fp[store.F_GAMMA], fp[store.F_MAX_LOAD] = cfg.gamma, cfg.max_load
-        tabs = np.array([[t.chunks, pool, cfg.meta_bytes_for(t), t.chunk] for t, pool in zip(tables, layout.pool_of_table)],
-                        np.int64)
+        tabs = np.array([[t.chunks, pool, cfg.meta_bytes_for(t), t.chunk]
+                         for t, pool in zip(tables, layout.pool_of_table)], np.int64)
         pages = 16
         self.st = State(
             sc=sc, ip=ip, fp=fp, tabs=tabs,

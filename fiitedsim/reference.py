@@ -41,9 +41,10 @@ SUMMARY_KEYS = (
 
 SNAPSHOT_KEYS = (
     "step", "lookups", "row_hits", "chunk_hits", "chunks_requested", "full_hits",
-    "dim_hits", "dims_requested", "collisions", "allocations", "frees", "rehashes", "denied_full", "denied_threshold", "searches",
-    "probes", "rounds", "payload_bytes", "index_bytes", "meta_bytes", "total_bytes",
-    "mapped_pages", "live_chunks", "tracked_rows", "fragmentation", "theta", "dim_hist",
+    "dim_hits", "dims_requested", "collisions", "allocations", "frees", "rehashes",
+    "denied_full", "denied_threshold", "searches", "probes", "rounds", "payload_bytes",
+    "index_bytes", "meta_bytes", "total_bytes", "mapped_pages", "live_chunks", "tracked_rows",
+    "fragmentation", "theta", "dim_hist",
 )
 
 COUNTER_KEYS = (

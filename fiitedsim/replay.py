@@ -13,9 +13,9 @@ from typing import Callable
 import polars as pl
 
 from .atomic import atomic_path, refuse_cwd_or_parent
-from .config import PoolLayout, ReplayConfig, TableSpec, check_tables_fit_pages, dense_bytes, parse_budget
-from .errors import InputError
 from .checks import replay_warnings
+from .config import ReplayConfig, TableSpec, check_tables_fit_pages, dense_bytes, parse_budget
+from .errors import InputError
 from .policies import POLICIES
 from .readahead import read_ahead
 from .rowset import RowMap, TouchedRows

@@ -54,11 +54,12 @@ import polars as pl
 
 from . import __version__
 from .atomic import atomic_path, refuse_cwd_or_parent
+from .checks import replay_warnings, train_warnings
 from .config import ReplayConfig, TableSpec, check_tables_fit_pages, dense_bytes, load_tables_file, parse_budget
 from .errors import InputError
 from .policies import POLICIES
 from .policies.base import SUMMARY_KEYS
-from .replay import RESULTS_FORMAT, ReplayResults, parse_budgets, replay_each
+from .replay import RESULTS_FORMAT, ReplayResults, budget_entries, parse_budgets, replay_each
 from .trace import TraceSource
 
 if TYPE_CHECKING:  # the trainer is imported only by data sweeps (it is heavy, and sets OMP_WAIT_POLICY)
@@ -105,8 +106,8 @@ TRAIN_KNOBS = (
     Knob("dim", int, "train"), Knob("chunk", int, "train"), Knob("batch", int, "train"),
     Knob("epochs", int, "train"), Knob("lr_emb", float, "train"), Knob("lr_mlp", float, "train"),
     Knob("seed", int, "train"), Knob("samples", int, "data"), Knob("fields", int, "data"), Knob("rows", int, "data"),
-    Knob("eval_every", int, "train"),
-    Knob("gamma", float, "config"), Knob("interval", int, "config"), Knob("position_weight", float, "config"),
+    Knob("eval_every", int, "train"), Knob("interval", int, "train"),
+    Knob("gamma", float, "config"), Knob("position_weight", float, "config"),
     Knob("page_bytes", int, "config"), Knob("max_load", float, "config"), Knob("index_initial", int, "config"),
     Knob("allocator", str, "config"), Knob("budget_covers", str, "config"), Knob("mde_exponent", float, "config"),
 )
@@ -755,11 +756,13 @@ def _records(out: Path, points: list[Point]) -> list[dict]:
     return records
 
 
-#: Metric columns of a data sweep's points.parquet: the run's keys of train_summary.json, with `samples` (the
-#: training samples processed) named `trained_samples` so that it cannot clash with the `samples` knob, then
-#: the teacher AUC (synthetic data; null for files).
+#: Metric columns of a data sweep's points.parquet: the run's figures of train_summary.json (a point is one
+#: seed, its `seed` axis, so no spread), with `samples` (the training samples processed) named
+#: `trained_samples` so that it cannot clash with the `samples` knob, then the teacher AUC (synthetic data;
+#: null for files).
 TRAIN_METRICS = {"auc": pl.Float64, "logloss": pl.Float64, "payload_bytes_peak": pl.Int64,
-                 "total_bytes_peak": pl.Int64, "chunk_hit_rate": pl.Float64, "trained_samples": pl.Int64,
+                 "total_bytes_peak": pl.Int64, "chunk_hit_rate": pl.Float64, "dim_hit_rate": pl.Float64,
+                 "collision_share": pl.Float64, "rounds": pl.Int64, "trained_samples": pl.Int64,
                  "seconds": pl.Float64, "teacher_auc": pl.Float64}
 
 
@@ -776,7 +779,8 @@ def train_points_frame(out: Path, points: list[Point]) -> pl.DataFrame:
         [run] = summary["policies"].values()
         rows.append({"key": p.key, **p.axes, "budget_bytes": p.spec.budget_bytes,
                      "dense_bytes": summary["config"]["dense_bytes"],
-                     **{("trained_samples" if k == "samples" else k): v for k, v in run.items()},
+                     **{k: run["samples" if k == "trained_samples" else k] for k in TRAIN_METRICS
+                        if k != "teacher_auc"},
                      "teacher_auc": summary["teacher_auc"]})
     return pl.DataFrame(rows, schema=schema, orient="row")
 
@@ -821,11 +825,11 @@ def write_points_table(out: Path, points: list[Point]) -> Path:
     return target
 
 
-def _groups(points: list[Point]) -> dict[tuple, list[Point]]:
-    """Points by their axes other than policy and budget, in grid order: the groups of the report."""
+def _groups(points: list[Point], within: tuple[str, ...] = ("policy", "budget")) -> dict[tuple, list[Point]]:
+    """Points by their axes other than those `within` a group, in grid order: the groups of the report."""
     groups: dict[tuple, list[Point]] = {}
     for p in points:
-        rest = tuple((k, v) for k, v in p.axes.items() if k not in ("policy", "budget"))
+        rest = tuple((k, v) for k, v in p.axes.items() if k not in within)
         groups.setdefault(rest, []).append(p)
     return groups
 
@@ -842,39 +846,60 @@ def report_groups(out: Path, points: list[Point]) -> list[tuple[str, ReplayResul
         budgets = list(dict.fromkeys(p.spec.budget_label for p in members))
         keyed = len(budgets) > 1
         first = records[members[0].key]["summary"]
-        summary = {"format": RESULTS_FORMAT, "policies": {}, "config": dict(first["config"]), "trace": first["trace"]}
-        summary["config"]["budgets"] = [{"label": p.spec.budget_label, "bytes": p.spec.budget_bytes}
-                                        for p in {p.spec.budget_label: p for p in members}.values()]
+        trace = first["trace"]
+        summary = {"format": RESULTS_FORMAT, "policies": {}, "config": dict(first["config"]), "trace": trace}
+        summary["config"]["budgets"] = budget_entries(
+            [(p.spec.budget_label, p.spec.budget_bytes) for p in {p.spec.budget_label: p for p in members}.values()],
+            trace["dense_bytes"], trace["touched_dense_bytes"])
         summary["config"]["policies"] = list(dict.fromkeys(p.spec.policy for p in members))
-        series = {}
+        series, runs = {}, []
         for p in members:
             key = f"{p.spec.policy}@{p.spec.budget_label}" if keyed else p.spec.policy
             summary["policies"][key] = records[p.key]["summary"]["policies"][p.spec.policy]
             series[key] = pl.read_parquet(out / POINTS_DIR / f"{p.key}.parquet")
+            runs.append((key, p.spec.policy, p.spec.budget_label, p.spec.budget_bytes))
+        summary["warnings"] = replay_warnings(summary, runs)
         results.append((_title(rest), ReplayResults(summary, series)))
     return results
 
 
 def train_report_groups(out: Path, points: list[Point]) -> list[tuple[str, dict, pl.DataFrame]]:
-    """Training points that differ only in policy and budget form one `fiitedsim train`-like result.
+    """Training points that differ only in policy, budget and seed form one `fiitedsim train --seeds`-like result.
 
     Its train summary holds their runs (keys NAME@BUDGET, as `train --policy ... --budget ...` would key
-    them) and the first point's configuration with the group's policies and budgets; its curve is theirs.
+    them), each run's seeds combined as `train --seeds` combines them (mean, spread, per_seed), and the
+    first point's configuration with the group's policies, budgets and seeds; its curve is theirs.
     """
+    from .train.runner import combine_seeds
+
     records = {p.key: r for p, r in zip(points, _records(out, points))}
     results = []
-    for rest, members in _groups(points).items():
+    for rest, members in _groups(points, ("policy", "budget", "seed")).items():
         first = records[members[0].key]["summary"]
         config = dict(first["config"])
         config["policies"] = list(dict.fromkeys(p.spec.policy for p in members))
-        config["budgets"] = [{"label": p.spec.budget_label, "bytes": p.spec.budget_bytes}
-                             for p in {p.spec.budget_label: p for p in members}.values()]
-        summary = {"policies": {}, "teacher_auc": first["teacher_auc"], "config": config}
+        config["budgets"] = budget_entries(
+            [(p.spec.budget_label, p.spec.budget_bytes) for p in {p.spec.budget_label: p for p in members}.values()],
+            config["dense_bytes"], config["touched_dense_bytes"])
+        config["seeds"] = list(dict.fromkeys(p.spec.train.seed for p in members))
+        per_seed: dict[str, list[dict]] = {}
         for p in members:
-            summary["policies"].update(records[p.key]["summary"]["policies"])
+            [(key, run)] = records[p.key]["summary"]["policies"].items()
+            per_seed.setdefault(key, []).extend(run["per_seed"])
+        teacher = [e["teacher_auc"] for entries in per_seed.values() for e in entries[:1]]
+        summary = {"policies": {key: combine_seeds(entries) for key, entries in per_seed.items()},
+                   "teacher_auc": first["teacher_auc"] if len(config["seeds"]) == 1 else _mean_or_none(teacher),
+                   "config": config}
+        summary["warnings"] = train_warnings(summary, [(p.spec.policy, p.spec.budget_label, p.spec.budget_bytes)
+                                                       for p in members if p.spec.train.seed == config["seeds"][0]])
         curve = pl.concat([pl.read_parquet(out / POINTS_DIR / f"{p.key}.parquet") for p in members])
         results.append((_title(rest), summary, curve))
     return results
+
+
+def _mean_or_none(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
 
 
 def write_sweep_report(out: Path, points: list[Point]) -> Path:

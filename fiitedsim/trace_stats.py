@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 from . import profiles
 from .errors import InputError
 from .readahead import read_ahead
-from .store import packed_row_key, splitmix64
+from .rowset import TouchedRows
 from .trace import TraceSource, print_to_stderr
 from .trace_writer import TABLES_KEY
 
@@ -95,39 +95,6 @@ def _count_steps(step, table, cur, counts, touched, tstat, sstat):
         tstat[t, _T_LOOKUPS] += 1
 
 
-@numba.njit(cache=True)
-def _add_rows(keys, table, row, distinct):
-    """Insert packed (table, row) keys (stored + 1; 0 = empty) into the open-addressing set `keys`.
-
-    `distinct[t]` counts the new rows of table t. The caller keeps the load at
-    most 1/2, so probing always ends.
-    """
-    mask = keys.shape[0] - 1
-    added = 0
-    for i in range(table.shape[0]):
-        key = packed_row_key(table[i], row[i]) + 1
-        b = np.int64(splitmix64(key) & np.uint64(mask))
-        while keys[b] != 0 and keys[b] != key:
-            b = (b + 1) & mask
-        if keys[b] == 0:
-            keys[b] = key
-            distinct[table[i]] += 1
-            added += 1
-    return added
-
-
-@numba.njit(cache=True)
-def _rehash(old, new):
-    mask = new.shape[0] - 1
-    for i in range(old.shape[0]):
-        key = old[i]
-        if key != 0:
-            b = np.int64(splitmix64(key) & np.uint64(mask))
-            while new[b] != 0:
-                b = (b + 1) & mask
-            new[b] = key
-
-
 @numba.njit(cache=True, inline="always")
 def _note(acc, p, v):
     """Welford update of position p with value v."""
@@ -157,27 +124,6 @@ def _value_moments(acc, value, position):
 
 
 # ----------------------------------------------------------------------------- state
-
-class _RowSet:
-    """Distinct (table, row) pairs, counted per table.
-
-    One int64 slot per bucket at load <= 1/2 with room for a whole batch of
-    new keys: 16 bytes per distinct pair plus 16 per lookup of one batch.
-    """
-
-    def __init__(self, ntab: int):
-        self.keys = np.zeros(1 << 10, np.int64)
-        self.size = 0
-        self.per_table = np.zeros(ntab, np.int64)
-
-    def add(self, table: np.ndarray, row: np.ndarray) -> None:
-        need = 2 * (self.size + len(table))  # worst case: every record new, load stays <= 1/2
-        if need > len(self.keys):
-            bigger = np.zeros(1 << (need - 1).bit_length(), np.int64)
-            _rehash(self.keys, bigger)
-            self.keys = bigger
-        self.size += _add_rows(self.keys, table, row, self.per_table)
-
 
 def _new_acc(positions: int) -> np.ndarray:
     acc = np.zeros((positions, 6), np.float64)
@@ -289,12 +235,12 @@ def inspect_trace(path, tables_file=None, importance=None, compare: str | None =
     tstat = np.zeros((ntab, 4), np.int64)
     tstat[:, _T_MIN] = _INT64_MAX
     sstat = np.array([0, _INT64_MAX, 0], np.int64)
-    rows = _RowSet(ntab)
+    rows = TouchedRows([t.rows for t in tables])
     reuse_l = np.zeros(profiles.N_BINS, np.int64)
     reuse_d = np.zeros(profiles.N_BINS, np.int64)
     grad_acc = _new_acc(source.k_max) if source.has_grad else None
     imp_acc = _new_acc(source.k_max)
-    imp_rows = _RowSet(ntab)
+    imp_rows = TouchedRows([t.rows for t in tables])
     first = last = imp_first = imp_last = None
     imp_records = done = 0
 

@@ -36,7 +36,8 @@ FAST = ["--report-every", "5", "--interval", "3", "-q"]
 
 REPLAY_OPTIONS = ["--budget", "--policy", "--out", "--tables", "--importance", "--gamma", "--interval",
                   "--position-weight", "--dim", "--chunk", "--dtype-bytes", "--page-bytes", "--max-load",
-                  "--index-initial", "--allocator", "--budget-covers", "--report-every", "--count-accesses", "--json"]
+                  "--index-initial", "--allocator", "--budget-covers", "--report-every", "--count-accesses",
+                  "--mde-exponent", "--json"]
 GENERATE_OPTIONS = ["--profile", "--alpha", "--tables", "--rows", "--steps", "--batch", "--dim", "--chunk", "--drift",
                     "--no-grad", "--seed", "--quiet"]
 GEN_SMALL = ["--tables", "2", "--rows", "1000", "--steps", "4", "--batch", "16", "--dim", "16", "--chunk", "4", "-q"]
@@ -324,6 +325,14 @@ BAD_OPTIONS = {
     "max_load": (["--max-load", "1"], ["--max-load must be in (0, 1)"]),
     "index_initial": (["--index-initial", "1000"], ["--index-initial must be a power of two"]),
     "report_every": (["--report-every", "0"], ["--report-every must be at least 1"]),
+    "mde_exponent_above_one": (["--policy", "mde", "--mde-exponent", "2"], ["--mde-exponent must be in [0, 1]"]),
+    "mde_exponent_negative": (["--policy", "mde", "--mde-exponent", "-0.5"], ["--mde-exponent must be in [0, 1]"]),
+    "mde_exponent_nan": (["--policy", "mde", "--mde-exponent", "nan"], ["--mde-exponent must be in [0, 1]"]),
+    # hash: users rows are 64 B of a 6,400,000 B share of 8,960,000, items rows 128 B of 2,560,000. At 400 B
+    # items get 400 * 2,560,000 // 8,960,000 = 114 B: no row. A row of items needs 128 * 8,960,000 / 2,560,000
+    # = 448 B of budget (users only ceil(89.6) = 90 B).
+    "hash_budget_below_a_row": (["--policy", "hash", "--budget", "400B"],
+                                ["holds no full row of table 'items' for hash", "smallest workable budget is 448"]),
     "unknown_option": (["--budjet", "0.1"], ["No such option: --budjet"]),
     "missing_option_value": (["--budget"], ["--budget"]),
 }
@@ -568,9 +577,36 @@ def test_replay_budget_list_keys_and_all_policies(monkeypatch, capsys, inputs):
     assert r.code == 0, r.err
     summary = json.loads(r.out)
     assert list(summary["policies"]) == [f"{name}@{b}" for b in ("0.05", "0.1") for name in POLICIES]
-    assert summary["config"]["budgets"] == [{"label": "0.05", "bytes": 448_000}, {"label": "0.1", "bytes": 896_000}]
+    # touched rows, counted here with numpy: distinct (table, row) pairs of the trace, times each table's row bytes
+    _, table, row, _ = lookups()
+    pairs = np.unique(np.stack([table, row]), axis=1)
+    per_table = [int((pairs[0] == t).sum()) for t in range(len(TABLES))]
+    touched = sum(n * t.dim * 4 for n, t in zip(per_table, TABLES))
+    assert summary["trace"]["touched_rows_per_table"] == per_table
+    assert summary["trace"]["touched_dense_bytes"] == touched
+    dense = 100_000 * 16 * 4 + 20_000 * 32 * 4  # 8,960,000
+    assert summary["config"]["budgets"] == [
+        {"label": "0.05", "bytes": 448_000, "dense_share": 448_000 / dense, "touched_share": 448_000 / touched},
+        {"label": "0.1", "bytes": 896_000, "dense_share": 896_000 / dense, "touched_share": 896_000 / touched}]
     for s in summary["policies"].values():
         assert set(SUMMARY_KEYS) <= set(s)
+
+
+def test_replay_warns_of_comparisons_that_say_nothing(monkeypatch, capsys, inputs):
+    """At 10x the dense size full, uniform-dim (D' = D) and hash (a bucket per row) keep everything: identical;
+    with --interval 1000 over steps 0..29 no pruning round runs."""
+    r = run(monkeypatch, capsys, "replay", inputs / "trace.parquet", "--budget", "10", "--policy",
+            "fiited,full,uniform-dim,hash", "--interval", "1000", "--json", "-q")
+    assert r.code == 0, r.err
+    summary = json.loads(r.out)
+    warnings = summary["warnings"]
+    assert r.err.splitlines() == [f"warning: {w}" for w in warnings]
+    assert warnings[0].startswith("fiited ran 0 pruning rounds (interval 1000 over steps 0..29)")
+    assert warnings[1].startswith("full, uniform-dim and hash produced identical hit counts and memory at budget 10")
+    assert len(warnings) == 2 and "holds all of them" in warnings[1]
+    r = run(monkeypatch, capsys, "replay", inputs / "trace.parquet", "--budget", "0.1", "--policy", "fiited,full",
+            "--json", *FAST)
+    assert json.loads(r.out)["warnings"] == [] and r.err == ""
 
 
 def test_replay_with_importance_log_and_overrides(monkeypatch, capsys, inputs):

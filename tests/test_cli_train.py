@@ -32,12 +32,19 @@ def test_outputs_follow_the_contract_and_are_deterministic(monkeypatch, capsys, 
     for key, s in a["policies"].items():
         assert list(s) == list(RUN_KEYS), key
         assert 0.0 <= s["auc"] <= 1.0 and s["samples"] == 1350
+        assert s["auc_std"] is None and [e["seed"] for e in s["per_seed"]] == [0]  # one seed: no spread
         b["policies"][key]["seconds"] = s["seconds"]  # wall time: the one field allowed to differ
+        b["policies"][key]["per_seed"][0]["seconds"] = s["per_seed"][0]["seconds"]
     assert a == b
     assert 0.5 < a["teacher_auc"] <= 1.0
-    assert a["config"]["budgets"] == [{"label": "0.1", "bytes": 7680}, {"label": "0.25", "bytes": 19200}]
+    touched = a["config"]["touched_dense_bytes"]
+    assert touched == sum(a["config"]["touched_rows"]) * 16 * 4 and 0 < sum(a["config"]["touched_rows"]) <= 1200
+    assert a["config"]["budgets"] == [
+        {"label": "0.1", "bytes": 7680, "dense_share": 0.1, "touched_share": 7680 / touched},
+        {"label": "0.25", "bytes": 19200, "dense_share": 0.25, "touched_share": 19200 / touched}]
     # the dense size is 4 tables x 300 rows x 16 fp32 = 76,800 bytes; full stores all of it, fiited fits its budget
     assert a["policies"]["full@0.1"]["payload_bytes_peak"] == 76_800
+    assert a["policies"]["full@0.1"] == a["policies"]["full@0.25"]  # full ignores the budget: trained once
     assert a["policies"]["fiited@0.1"]["payload_bytes_peak"] <= 7680
     assert a["policies"]["full@0.1"]["chunk_hit_rate"] == 1.0 > a["policies"]["fiited@0.1"]["chunk_hit_rate"]
     curve = pl.read_parquet(tmp_path / "a" / "curve.parquet")
@@ -79,7 +86,21 @@ GOOD_CSV = "y,a,b,x\n" + "".join(f"{i % 2},u{i % 7},v{i % 5},{i / 10}\n" for i i
     (GOOD_CSV, ["--label", "y", "--sparse", "a,b", "--budget", "0.01", "--page-bytes", "65536"],
      ["no room for one", "page"]),
     (GOOD_CSV, ["--label", "y", "--sparse", "a,b", "--budget", "0.5,0.6", "--emit-trace", "t.parquet"],
-     ["one --policy and one --budget"]),
+     ["one --policy, one --budget and one seed"]),
+    (GOOD_CSV, ["--label", "y", "--sparse", "a", "--seeds", "0,1", "--emit-trace", "t.parquet"],
+     ["one --policy, one --budget and one seed"]),
+    (GOOD_CSV, ["--label", "y", "--sparse", "a", "--seeds", ""], ["--seeds", "no empty items"]),
+    (GOOD_CSV, ["--label", "y", "--sparse", "a", "--seeds", "0,1,"], ["--seeds", "no empty items"]),
+    (GOOD_CSV, ["--label", "y", "--sparse", "a", "--seeds", "1,1"], ["--seeds", "twice"]),
+    (GOOD_CSV, ["--label", "y", "--sparse", "a", "--seeds", "0,x"], ["--seeds", "integers"]),
+    (GOOD_CSV, ["--label", "y", "--sparse", "a", "--policy", "mde", "--mde-exponent", "1.5"],
+     ["--mde-exponent must be in [0, 1]"]),
+    (GOOD_CSV, ["--label", "y", "--sparse", "a", "--policy", "mde", "--mde-exponent", "-0.1"],
+     ["--mde-exponent must be in [0, 1]"]),
+    (GOOD_CSV, ["--label", "y", "--sparse", "a,b", "--policy", "hash", "--budget", "100B"],
+     ["holds no full row", "for hash", "smallest workable budget is 128 bytes"]),
+    (GOOD_CSV, ["--label", "y", "--sparse", "a", "--interval", "0"], ["--interval must be at least 1"]),
+    (GOOD_CSV, ["--label", "y", "--sparse", "a", "--eval-every", "0"], ["--eval-every must be at least 1"]),
     (GOOD_CSV, ["--label", "y", "--sparse", "a", "--policy", "lru"], ["unknown policy", "lru"]),
     (GOOD_CSV, ["--sparse", "a"], ["--label and --sparse"]),
     (GOOD_CSV, ["--label", "y", "--sparse", "a", "--lr-emb", "0"], ["--lr-emb must be a positive number"]),
@@ -106,3 +127,51 @@ def test_learning_rates_reach_the_trainer(monkeypatch, capsys, tmp_path):
     assert (a["config"]["lr_emb"], a["config"]["lr_mlp"]) == (0.2, 0.01)
     assert (b["config"]["lr_emb"], b["config"]["lr_mlp"]) == (0.05, 0.001)
     assert a["policies"]["full@0.10"]["auc"] != b["policies"]["full@0.10"]["auc"]
+
+
+def test_seeds_give_means_spread_and_per_seed_results(monkeypatch, capsys, tmp_path):
+    train(monkeypatch, capsys, "--policy", "fiited,uniform-dim", "--budget", "0.25", "--seeds", "3,5",
+          "--out", tmp_path / "two")
+    for seed in (3, 5):
+        train(monkeypatch, capsys, "--policy", "fiited,uniform-dim", "--budget", "0.25", "--seed", str(seed),
+              "--out", tmp_path / f"s{seed}")
+    two = json.loads((tmp_path / "two" / "train_summary.json").read_text())
+    one = {seed: json.loads((tmp_path / f"s{seed}" / "train_summary.json").read_text()) for seed in (3, 5)}
+    assert two["config"]["seeds"] == [3, 5]
+    for key, s in two["policies"].items():
+        a, b = (one[seed]["policies"][key]["auc"] for seed in (3, 5))
+        assert [e["auc"] for e in s["per_seed"]] == [a, b]  # each seed is exactly the single-seed run
+        assert s["auc"] == pytest.approx((a + b) / 2, rel=1e-12)
+        assert s["auc_std"] == pytest.approx(abs(a - b) / 2 ** 0.5, rel=1e-9)  # sample std of two values
+    curve = pl.read_parquet(tmp_path / "two" / "curve.parquet")
+    assert sorted(set(curve["seed"].to_list())) == [3, 5]
+
+
+def test_schedule_follows_the_run_when_not_set(monkeypatch, capsys, tmp_path):
+    """1,500 samples: 150 evaluated, 1,350 trained in batches of 128 = 11 steps. Unset, the evaluations come
+    every ceil(11 / 20) = 1 step (11 points) and pruning rounds every min(100, max(1, 11 // 10)) = 1 step."""
+    args = ["--samples", "1500", "--fields", "4", "--rows", "300", "--batch", "128", "--page-bytes", "256", "-q"]
+    result = run(monkeypatch, capsys, "train", *args, "--policy", "fiited", "--budget", "0.25", "--out",
+                 tmp_path / "auto")
+    assert result.code == 0, result.err
+    summary = json.loads((tmp_path / "auto" / "train_summary.json").read_text())
+    assert summary["config"]["steps_run"] == 11
+    assert (summary["config"]["eval_every"], summary["config"]["interval"]) == (1, 1)
+    assert summary["config"]["auto"] == ["interval", "eval_every"]
+    assert pl.read_parquet(tmp_path / "auto" / "curve.parquet")["step"].to_list() == list(range(1, 12))
+    assert summary["policies"]["fiited@0.25"]["rounds"] == 10  # a round in each of the 10 gaps between 11 steps
+
+
+def test_too_few_rounds_and_identical_results_warn(monkeypatch, capsys, tmp_path):
+    """A budget of 10x the dense size holds everything: fiited and row-prune admit every chunk on its first
+    lookup and never prune, so they train the same model (full differs: its embeddings start random)."""
+    result = run(monkeypatch, capsys, "train", "--samples", "1500", "--fields", "4", "--rows", "300", "--batch", "128",
+                 "--page-bytes", "256", "-q", "--interval", "100", "--policy",
+                 "fiited,row-prune,full", "--budget", "10", "--out", tmp_path / "w")
+    assert result.code == 0, result.err
+    warnings = [line for line in result.err.splitlines() if line.startswith("warning:")]
+    assert any("fiited@10 ran 0 pruning rounds" in w for w in warnings), warnings
+    assert any("fiited@10 and row-prune@10 produced identical AUC" in w for w in warnings), warnings
+    assert not any("full@10" in w for w in warnings)
+    summary = json.loads((tmp_path / "w" / "train_summary.json").read_text())
+    assert [w for w in warnings] == ["warning: " + w for w in summary["warnings"]]

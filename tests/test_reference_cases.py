@@ -589,7 +589,7 @@ def test_case10():
 
 
 # ---------------------------------------------------------------------------
-# Case 11: uniform-dim between chunk boundaries, and hash.
+# Case 13: uniform-dim between chunk boundaries, and hash.
 #
 # Tables of case 10: t0 16 rows x 8 dims, C 2 (row 32 B); t1 8 rows x 4 dims, C 2
 # (row 16 B); dense 512 + 128 = 640.
@@ -614,7 +614,7 @@ def test_case10():
 #   Snapshots (report_every 1) at steps 0, 1, 2: collisions 1, 2, 4.
 # ---------------------------------------------------------------------------
 
-def check_case11(replay_fn):
+def check_case13(replay_fn):
     tables = [table("t0", 16, 8, 2), table("t1", 8, 4, 2)]
     trace10 = [(0, 0, 2), (0, 0, 3), (1, 1, 6), (1, 1, 1), (2, 0, 3)]
     cfg = ReplayConfig(budget_bytes=460, page_bytes=16, index_initial=2, interval=1, report_every=1)
@@ -633,12 +633,12 @@ def check_case11(replay_fn):
     assert [(x["step"], x["collisions"]) for x in res.snapshots] == [(0, 1), (1, 2), (2, 4)]
 
 
-def test_case11():
-    check_case11(replay)
+def test_case13():
+    check_case13(replay)
 
 
 # ---------------------------------------------------------------------------
-# Case 12: mde.
+# Case 14: mde.
 #
 # One table a: 8 rows x 4 dims, C 2, fp32 (a dimension costs 4 B). Lookups (one per
 # step): r0 four times, r1 twice, r2 and r3 once: L = 8, p = 1/2, 1/4, 1/8, 1/8.
@@ -662,7 +662,7 @@ def test_case11():
 #   of the 4 touched rows (16 B) and not level 2 (32 B): each touched row reads 1 dim.
 # ---------------------------------------------------------------------------
 
-def check_case12(replay_fn):
+def check_case14(replay_fn):
     tables = [table("a", 8, 4, 2)]
     trace = [(s, 0, r) for s, r in enumerate([0, 1, 0, 2, 0, 3, 1, 0])]
     cfg = ReplayConfig(budget_bytes=20, page_bytes=16, mde_exponent=1.0, report_every=100)
@@ -678,8 +678,8 @@ def check_case12(replay_fn):
     expect(res.summary, payload_bytes_final=16, index_bytes_final=64, dim_hits=8, row_hits=8, chunk_hits=0)
 
 
-def test_case12():
-    check_case12(replay)
+def test_case14():
+    check_case14(replay)
 
 
 # ---------------------------------------------------------------------------

@@ -39,16 +39,17 @@ def reference(policy: str, budget: str, lr_emb: float) -> tuple[dict, pl.DataFra
     """The point as one direct `run_all` of one policy at one budget."""
     ds = load_data("synthetic", None, None, None, SMALL["samples"], SMALL["fields"], SMALL["rows"], SMALL["dim"], 0)
     tcfg = train_config(dim=SMALL["dim"], chunk=SMALL["chunk"], batch=SMALL["batch"], eval_every=SMALL["eval_every"],
-                        lr_emb=lr_emb)
-    outputs = run_all(ds, "synthetic", [policy], budget, tcfg,
-                      ReplayConfig(interval=SMALL["interval"], page_bytes=SMALL["page_bytes"]))
+                        interval=SMALL["interval"], lr_emb=lr_emb)
+    outputs = run_all(ds, "synthetic", [policy], budget, tcfg, ReplayConfig(page_bytes=SMALL["page_bytes"]))
     return outputs.summary, outputs.curve
 
 
 def without_seconds(summary: dict) -> dict:
     """A train summary with the wall time (the one field that differs between identical runs) left out."""
-    return {**summary, "policies": {k: {m: v for m, v in run.items() if m != "seconds"}
-                                    for k, run in summary["policies"].items()}}
+    def run_figures(run):
+        return {m: [{k: x for k, x in e.items() if k != "seconds"} for e in v] if m == "per_seed" else v
+                for m, v in run.items() if m != "seconds"}
+    return {**summary, "policies": {k: run_figures(run) for k, run in summary["policies"].items()}}
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +81,8 @@ def test_data_sweep_equals_direct_runs(monkeypatch, capsys, tmp_path, cluster):
         assert pl.read_parquet(out / POINTS_DIR / f"{row['key']}.parquet").equals(curve)
         [run_] = summary["policies"].values()
         got = {("samples" if k == "trained_samples" else k): row[k] for k in TRAIN_METRICS}
-        assert {k: got[k] for k in RUN_KEYS if k != "seconds"} == {k: run_[k] for k in RUN_KEYS if k != "seconds"}
+        figures = [k for k in RUN_KEYS if k in got and k != "seconds"]
+        assert len(figures) == 9 and {k: got[k] for k in figures} == {k: run_[k] for k in figures}
         assert row["teacher_auc"] == summary["teacher_auc"] is not None
         assert row["dense_bytes"] == 3 * 200 * 8 * 4 and row["budget_bytes"] == summary["config"]["budgets"][0]["bytes"]
     page = (out / "report.html").read_text()
@@ -151,7 +153,7 @@ def test_replay_point_keys_follow_the_documented_identity(tmp_path):
     config = {"budget_bytes": point.spec.budget_bytes, "gamma": 0.99, "interval": 100, "position_weight": 1.0,
               "page_bytes": 65536, "max_load": 0.75, "index_initial": 1024, "index_entry_bytes": 16,
               "meta_bytes_per_row": None, "allocator": "lowest", "budget_covers": "payload", "report_every": 100,
-              "count_accesses": False, "budget_label": "0.1"}
+              "count_accesses": False, "mde_exponent": 0.3, "budget_label": "0.1"}
     identity = {"sweep_format": 1, "results_format": RESULTS_FORMAT, "fiitedsim": __version__,
                 "trace_parts": trace_identity(source),
                 "tables": [{"name": t.name, "rows": t.rows, "dim": t.dim, "chunk": t.chunk,

@@ -204,9 +204,9 @@ def test_training_is_deterministic_and_learns():
 
 def test_residency_hook_masks_reports_and_zeroes():
     cfg = ModelConfig(rows=(6, 5), dense=2, dim=4, chunk=2, bottom=(4,), top=(4,))
-    # table 0 keeps nothing, table 1 keeps chunk 0 of every row
+    # table 0 keeps nothing, table 1 keeps chunk 0 (dimensions 0 and 1) of every row
     freed = Resets(np.array([1], np.int32), np.array([3], np.int64), np.array([0], np.int16))
-    hook = PrefixResidency(2, lambda t, r: np.where(t == 0, 0, 1), frees={0: freed})
+    hook = PrefixResidency(2, 4, lambda t, r: np.where(t == 0, 0, 2), frees={0: freed})
     tr = Trainer(cfg, seed=1, hook=hook)
     before = tr.p.emb.copy()
     rng = np.random.default_rng(0)

@@ -39,12 +39,13 @@ def tiny(dense=3, rows=(5, 3, 7), dim=8, chunk=2, bottom=(6,), top=(5, 4)):
 
 
 def batch(cfg, B=9, seed=1, masked=True):
-    """A batch whose rows repeat (tables of 3-7 rows, 9 samples) and whose lookups have random d in 0..K."""
+    """A batch whose rows repeat (tables of 3-7 rows, 9 samples) and whose lookups have random d in 0..D
+    resident dimensions (not only multiples of C: uniform-dim and mde keep any number)."""
     rng = np.random.default_rng(seed)
     dense = rng.normal(size=(B, cfg.dense))
     idx = np.stack([rng.integers(0, r, size=B) for r in cfg.rows], axis=1).astype(np.int64)
-    d = rng.integers(0, cfg.chunks + 1, size=idx.shape).astype(np.int32) if masked else \
-        np.full(idx.shape, cfg.chunks, dtype=np.int32)
+    d = rng.integers(0, cfg.dim + 1, size=idx.shape).astype(np.int32) if masked else \
+        np.full(idx.shape, cfg.dim, dtype=np.int32)
     y = rng.integers(0, 2, size=B).astype(np.float64)
     return dense, idx, d, y
 
@@ -69,7 +70,8 @@ def ours(p, cfg, dense, idx, d, y):
     rows = np.empty(idx.size, dtype=np.int64)
     grads = np.empty((idx.size, cfg.dim), dtype=p.emb.dtype)
     counts = np.empty(cfg.fields, dtype=np.int64)
-    coalesce(p.offsets, idx, d, cfg.chunk, g.dT, g.start, marker, rows, grads, counts)
+    dims = np.empty(idx.size, dtype=np.int64)
+    coalesce(p.offsets, idx, d, g.dT, g.start, marker, rows, grads, dims, counts)
     used = coalesced_rows(counts, idx.shape[0])
     demb = np.zeros_like(p.emb)
     demb[rows[used]] = grads[used]
@@ -94,7 +96,7 @@ def torch_model(p, cfg, dense, idx, d, y):
     cols = torch.arange(cfg.dim)
     for f in range(cfg.fields):
         rows = torch.tensor(p.offsets[f] + idx[:, f])
-        mask = (cols[None, :] < torch.tensor(d[:, f])[:, None] * cfg.chunk).to(torch.float64)
+        mask = (cols[None, :] < torch.tensor(d[:, f])[:, None]).to(torch.float64)
         vecs.append(emb[rows] * mask)
     T = torch.stack(vecs, dim=1)
     Z = torch.bmm(T, T.transpose(1, 2))
@@ -150,18 +152,18 @@ def test_float32_model_is_close_to_the_float64_oracle():
     close(g.top_w[0], tw[0].grad.numpy(), rtol=1e-4)
 
 
-def test_masked_chunks_get_no_gradient_and_read_as_zero():
+def test_masked_dimensions_get_no_gradient_and_read_as_zero():
     cfg = tiny()
     p = perturb(init_params(cfg, seed=0, dtype=np.float64))
     dense_x, idx, d, y = batch(cfg)
-    d[0, 0] = 1  # sample 0's lookup of table 0 keeps chunk 0 only (values 0..1)
+    d[0, 0] = 3  # sample 0's lookup of table 0 keeps dimensions 0..2 (not a whole number of chunks)
     cache = forward(p, cfg, dense_x, idx, d)
-    assert (cache.T[0, 1, 2:] == 0).all() and (cache.T[0, 1, :2] == p.emb[idx[0, 0]][:2]).all()
+    assert (cache.T[0, 1, 3:] == 0).all() and (cache.T[0, 1, :3] == p.emb[idx[0, 0]][:3]).all()
     _, _, demb = ours(p, cfg, dense_x, idx, d, y)
     for f in range(cfg.fields):
         for r in range(cfg.rows[f]):
             looked = d[idx[:, f] == r, f]
-            keep = (looked.max() if looked.size else 0) * cfg.chunk
+            keep = looked.max() if looked.size else 0
             assert (demb[p.offsets[f] + r, keep:] == 0).all()
 
 
@@ -225,18 +227,18 @@ def test_rowwise_adagrad_with_dim_1_is_torch_adagrad():
         np.add.at(dense_grad, idx[:, 0], dT[:, 0, :])
         t_emb.grad = torch.tensor(dense_grad)
         opt_t.step()
-        opt.step(emb, offsets, idx, np.ones((6, 1), dtype=np.int32), 1, dT, 0)
+        opt.step(emb, offsets, idx, np.ones((6, 1), dtype=np.int32), dT, 0)
         close(emb, t_emb.detach().numpy(), rtol=1e-12)
 
 
 def test_rowwise_adagrad_by_hand():
-    """Table of 3 rows, D = 2, C = 1, lr = 0.1, eps = 0.
+    """Table of 3 rows, D = 2, lr = 0.1, eps = 0. The accumulator averages over the row's resident dimensions.
 
     Step 1 looks up row 1 twice with gradients (1, 2) and (2, 2), and row 2 once with
-    (5, 7) but only chunk 0 resident (d = 1), so its gradient is (5, 0):
+    (5, 7) but only dimension 0 resident (d = 1), so its gradient is (5, 0):
       row 1: G = (3, 4), a = mean(9, 16) = 12.5, E -= 0.1 * (3, 4) / sqrt(12.5)
              = (0.3, 0.4) / 3.5355339 = (0.08485281, 0.11313708)
-      row 2: G = (5, 0), a = mean(25, 0) = 12.5, E -= (0.5, 0) / 3.5355339 = (0.14142136, 0)
+      row 2: G = (5), one resident value: a = mean(25) = 25, E -= (0.5, 0) / 5 = (0.1, 0)
       row 0: untouched.
     Step 2 looks up row 1 once with (0, 1): a = 12.5 + 0.5 = 13, E -= (0, 0.1 / sqrt(13)) = (0, 0.02773501).
     """
@@ -246,8 +248,8 @@ def test_rowwise_adagrad_by_hand():
     idx = np.array([[1], [2], [1]])
     dT = np.array([[[1.0, 2.0]], [[5.0, 7.0]], [[2.0, 2.0]]])
     d = np.array([[2], [1], [2]], dtype=np.int32)
-    opt.step(emb, offsets, idx, d, 1, dT, 0)
-    np.testing.assert_allclose(emb, [[1, 1], [1 - 0.08485281, 1 - 0.11313708], [1 - 0.14142136, 1]], rtol=1e-7)
-    np.testing.assert_allclose(opt.acc, [0, 12.5, 12.5])
-    opt.step(emb, offsets, np.array([[1]]), np.array([[2]], dtype=np.int32), 1, np.array([[[0.0, 1.0]]]), 0)
+    opt.step(emb, offsets, idx, d, dT, 0)
+    np.testing.assert_allclose(emb, [[1, 1], [1 - 0.08485281, 1 - 0.11313708], [1 - 0.1, 1]], rtol=1e-7)
+    np.testing.assert_allclose(opt.acc, [0, 12.5, 25])
+    opt.step(emb, offsets, np.array([[1]]), np.array([[2]], dtype=np.int32), np.array([[[0.0, 1.0]]]), 0)
     np.testing.assert_allclose(emb[1], [1 - 0.08485281, 1 - 0.11313708 - 0.02773501], rtol=1e-7)

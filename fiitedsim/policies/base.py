@@ -79,6 +79,8 @@ class Policy:
     uses_grad = True
     #: whether the policy is sized from a first pass over the lookups (`set_frequencies` before `consume`)
     needs_frequencies = False
+    #: whether the results do not depend on the budget (`full`): a trainer trains it once per seed
+    budget_independent = False
 
     def __init__(self, tables: list[TableSpec], cfg: ReplayConfig, has_grad: bool, has_log: bool):
         self.tables, self.cfg, self.has_grad, self.has_log = tables, cfg, has_grad, has_log

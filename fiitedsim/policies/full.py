@@ -8,6 +8,7 @@ from .static import StaticPolicy, chunk_hist
 
 class Full(StaticPolicy):
     name = "full"
+    budget_independent = True
 
     def __init__(self, tables, cfg, has_grad, has_log):
         super().__init__(tables, cfg, has_grad, has_log)

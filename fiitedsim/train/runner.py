@@ -161,8 +161,11 @@ def run_all(data: Dataset | Callable[[int], Dataset], data_spec: str, policies: 
 
     `data` is the data set, or a function of the seed that makes it (synthetic data is drawn per seed;
     a file is the same for every seed, only the model's initial parameters change). `seeds` default to
-    `tcfg.seed`. Unset `tcfg.eval_every` and `tcfg.interval` follow the run's length (`loop.schedule`).
+    `tcfg.seed`. The pruning interval is part of the training schedule: `tcfg.interval` (and
+    `tcfg.eval_every`), or from the run's length when None (`loop.schedule`); `rcfg.interval` is not used.
     """
+    if rcfg.interval != ReplayConfig().interval:
+        raise ValueError("the trainer's pruning interval is TrainConfig.interval, not ReplayConfig.interval")
     seeds = [tcfg.seed] if seeds is None else list(seeds)
     datasets = (lambda seed: data) if isinstance(data, Dataset) else data
     first = datasets(seeds[0])
@@ -187,8 +190,17 @@ def run_all(data: Dataset | Callable[[int], Dataset], data_spec: str, policies: 
         ds = first if seed == seeds[0] else datasets(seed)
         tcfg_s = replace(tcfg, seed=seed)
         lookups = training_lookups(ds, tcfg_s) if any(POLICIES[n].needs_frequencies for n in policies) else None
+        trained: dict[str, str] = {}  # a budget-independent policy (full) -> its key trained at this seed
         for name, label, b in runs:
             key = f"{name}@{label}"
+            if POLICIES[name].budget_independent and name in trained:  # the same model at every budget
+                per_seed[key].append(dict(per_seed[trained[name]][-1]))
+                curve.extend([{**h, "key": key, "budget": label} for h in curve if h["key"] == trained[name]
+                              and h["seed"] == seed])
+                if progress:
+                    progress(steps)
+                continue
+            trained[name] = key
             hook = EngineResidency.build(name, tables, rcfg.with_budget(b, label), frequencies=lookups)
             with _recording(tables, emit_trace, emit_importance) as recorder:
                 hook.recorder = recorder
@@ -202,14 +214,14 @@ def run_all(data: Dataset | Callable[[int], Dataset], data_spec: str, policies: 
                 "samples": res.samples, "seconds": res.seconds, "teacher_auc": res.teacher_auc})
             curve.extend({"key": key, "policy": name, "budget": label, "seed": seed, **h} for h in res.history)
         teacher.append(res.teacher_auc)
-    results = {key: _combine(entries) for key, entries in per_seed.items()}
+    results = {key: combine_seeds(entries) for key, entries in per_seed.items()}
     touched = touched_rows(first, tcfg)
     touched_dense = sum(n * t.dim * t.dtype_bytes for n, t in zip(touched, tables))
     summary = {"policies": results, "teacher_auc": _mean(teacher),
                "config": {"data": data_spec, "samples": len(first), "fields": len(first.rows),
                           "rows": list(first.rows), "dense": first.dense.shape[1], **config_dict(tcfg),
-                          "seeds": seeds, "auto": auto, "steps_run": steps, "gamma": rcfg.gamma, "page_bytes": rcfg.page_bytes,
-                          "mde_exponent": rcfg.mde_exponent, "policies": policies,
+                          "seeds": seeds, "auto": auto, "steps_run": steps, "gamma": rcfg.gamma,
+                          "page_bytes": rcfg.page_bytes, "mde_exponent": rcfg.mde_exponent, "policies": policies,
                           "budgets": budget_entries(parsed, dense_bytes(tables), touched_dense),
                           "dense_bytes": dense_bytes(tables), "touched_rows": touched,
                           "touched_dense_bytes": touched_dense}}
@@ -218,7 +230,7 @@ def run_all(data: Dataset | Callable[[int], Dataset], data_spec: str, policies: 
     return TrainOutputs(summary, frame.select(CURVE_COLUMNS))
 
 
-def _combine(entries: list[dict]) -> dict:
+def combine_seeds(entries: list[dict]) -> dict:
     """One run's figures over its seeds (RUN_KEYS)."""
     def col(key):
         return [e[key] for e in entries]
