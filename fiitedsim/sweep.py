@@ -51,6 +51,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from . import __version__
 from .atomic import atomic_path, refuse_cwd_or_parent
@@ -118,8 +120,13 @@ REQUIRED_KEYS = ("traces", *COMMON_KEYS[:2])
 OTHER_KEYS = ("out", "tables")
 COLUMN_KEYS = ("label", "sparse", "dense")   # column names of parquet:/csv: data; one string each, not axes
 REPLAY_KEYS = (*REQUIRED_KEYS, *OTHER_KEYS, *KNOB_BY_NAME)
+#: A replay sweep may generate its traces instead of listing them: generate = {seed = [0, 1, 2], ...} takes
+#: the options of `fiitedsim generate` (each a value or a list: an axis); the traces are written to OUT/traces/.
+GENERATE_KEYS = {"profile": str, "alpha": float, "tables": int, "rows": int, "steps": int, "batch": int, "dim": int,
+                 "chunk": int, "drift": float, "grad": bool, "seed": int}
+GENERATED_DIR = "traces"
 TRAIN_KEYS = ("data", *COMMON_KEYS, *COLUMN_KEYS, *TRAIN_KNOB_BY_NAME)
-ALLOWED_KEYS = tuple(dict.fromkeys((*REPLAY_KEYS, *TRAIN_KEYS)))
+ALLOWED_KEYS = tuple(dict.fromkeys((*REPLAY_KEYS, "generate", *TRAIN_KEYS)))
 
 
 # ---------------------------------------------------------------------------
@@ -138,6 +145,8 @@ class SweepFile:
     knobs: dict[str, tuple]              # knob name -> values, only the knobs the file sets, in KNOBS order
     out: Path | None                     #   (TRAIN_KNOBS order for a data sweep)
     tables_file: Path | None
+    generate: tuple[dict, ...] = ()      # generated traces: GenerateConfig arguments per trace (traces are labels,
+    generate_axes: tuple[str, ...] = ()  #   paths come from `with_generated`); the generate options given as lists
     data: tuple[str, ...] = ()           # a data sweep: the data specs as written (the `data` column); traces ()
     data_specs: tuple[str, ...] = ()     # ... with their paths made absolute
     columns: dict[str, str] = field(default_factory=dict)  # label, sparse, dense as given
@@ -198,17 +207,24 @@ def _policy(where: str, value, choices=tuple(POLICIES), what: str = "policy") ->
 
 
 def _sweep_kind(path: Path, sweep: dict) -> str:
-    """"traces" (replay points) or "data" (training points): exactly one of the two keys, and only its keys."""
-    if "traces" in sweep and "data" in sweep:
-        raise InputError(f"{path}: [sweep] has both 'traces' and 'data'; give traces = [...] for replay points "
-                         "or data = [...] for training points, not both (use two sweep files)")
-    if "traces" not in sweep and "data" not in sweep:
-        raise InputError(f"{path}: [sweep] lacks 'traces' (replay points, e.g. traces = [{_example('traces')}]) "
+    """"traces" or "generate" (replay points) or "data" (training points): exactly one of them, and its keys."""
+    given = [k for k in ("traces", "generate", "data") if k in sweep]
+    if len(given) > 1:
+        raise InputError(f"{path}: [sweep] has both {given[0]!r} and {given[1]!r}; give traces = [...] or "
+                         "generate = {...} for replay points, or data = [...] for training points (one sweep file "
+                         "each)")
+    if not given:
+        raise InputError(f"{path}: [sweep] lacks 'traces' (replay points, e.g. traces = [{_example('traces')}]), "
+                         "'generate' (replay points on generated traces, e.g. generate = {seed = [0, 1, 2]}) "
                          f"or 'data' (training points, e.g. data = [{_example('data')}])")
-    kind = "traces" if "traces" in sweep else "data"
-    allowed = REPLAY_KEYS if kind == "traces" else TRAIN_KEYS
+    kind = given[0]
+    allowed = {"traces": REPLAY_KEYS, "data": TRAIN_KEYS,
+               "generate": ("generate", *(k for k in REPLAY_KEYS if k not in ("traces", "tables")))}[kind]
     wrong = [k for k in sweep if k not in allowed]
-    if wrong and kind == "traces":
+    if wrong and wrong[0] == "tables" and kind == "generate":
+        raise InputError(f"{path}: [sweep] 'tables' overrides the tables of listed traces; generated traces have "
+                         "their own (set generate's tables, rows, dim and chunk instead)")
+    if wrong and kind != "data":
         raise InputError(f"{path}: [sweep] {wrong[0]!r} is a training setting: it needs data = [...] (training "
                          "points) instead of traces; remove it to replay traces")
     if wrong:
@@ -236,9 +252,10 @@ def load_sweep_file(path: str | Path) -> SweepFile:
     unknown = [k for k in sweep if k not in ALLOWED_KEYS]
     if unknown:
         raise InputError(f"{path}: unknown key {unknown[0]!r} in [sweep]; allowed: {', '.join(ALLOWED_KEYS)}")
-    if _sweep_kind(path, sweep) == "data":
+    kind = _sweep_kind(path, sweep)
+    if kind == "data":
         return _load_train_sweep(path, sweep)
-    missing = [k for k in REQUIRED_KEYS if k not in sweep]
+    missing = [k for k in (kind, *REQUIRED_KEYS[1:]) if k not in sweep]
     if missing:
         raise InputError(f"{path}: [sweep] lacks {missing[0]!r}, e.g. {missing[0]} = [{_example(missing[0])}]")
     base = path.resolve().parent
@@ -246,7 +263,11 @@ def load_sweep_file(path: str | Path) -> SweepFile:
     def non_empty_string(where, v):
         return _non_empty_string(where, v, "path")
 
-    traces = _axis(path, "traces", sweep["traces"], non_empty_string)
+    generate, generate_axes = _generate_grid(path, sweep["generate"]) if kind == "generate" else ((), ())
+    if generate:
+        traces = tuple(_generated_label(g, generate_axes) for g in generate)
+    else:
+        traces = _axis(path, "traces", sweep["traces"], non_empty_string)
     policies = _axis(path, "policies", sweep["policies"], _policy)
     if "all" in policies:
         policies = tuple(POLICIES)
@@ -258,7 +279,66 @@ def load_sweep_file(path: str | Path) -> SweepFile:
         out = base / non_empty_string(f"{path}: [sweep] out", sweep["out"])
     if "tables" in sweep:
         tables = base / non_empty_string(f"{path}: [sweep] tables", sweep["tables"])
-    return SweepFile(path, traces, tuple(base / t for t in traces), policies, budgets, knobs, out, tables)
+    paths = () if generate else tuple(base / t for t in traces)
+    return SweepFile(path, traces, paths, policies, budgets, knobs, out, tables, generate=generate,
+                     generate_axes=generate_axes)
+
+
+def _generate_grid(path: Path, raw) -> tuple[tuple[dict, ...], tuple[str, ...]]:
+    """The `generate` table: `fiitedsim generate` options, each a value or a list (an axis), every trace checked."""
+    from .generate import GenerateConfig
+
+    where = f"{path}: [sweep] generate"
+    if not isinstance(raw, dict):
+        raise InputError(f"{where}: expected a table of `fiitedsim generate` options, e.g. generate = "
+                         "{profile = \"zipf\", rows = 100000, steps = 200, seed = [0, 1, 2]}")
+    unknown = [k for k in raw if k not in GENERATE_KEYS]
+    if unknown:
+        raise InputError(f"{where}: unknown option {unknown[0]!r}; allowed: {', '.join(GENERATE_KEYS)}")
+    axes = {k: _axis(path, f"generate.{k}", raw[k], lambda w, v, k=k: _check_value(w, v, GENERATE_KEYS[k]))
+            for k in GENERATE_KEYS if k in raw}
+    grid = tuple(dict(zip(axes, values)) for values in itertools.product(*axes.values()))
+    for g in grid:
+        try:
+            GenerateConfig(**g)
+        except InputError as exc:
+            raise InputError(f"{where}: {exc}") from None
+    return grid, tuple(k for k in axes if isinstance(raw[k], list))
+
+
+def _generated_label(options: dict, axes: tuple[str, ...]) -> str:
+    """The `trace` column of a generated trace: "generate", with the values of the options that vary."""
+    return "generate" + "".join(f" {k}={options[k]}" for k in axes)
+
+
+def generated_trace(out: Path, options: dict, progress: Callable[[str], None] | None = None) -> Path:
+    """The trace `fiitedsim generate` writes for `options`, under OUT/traces/ (made once; byte-identical anew).
+
+    Named by a hash of the options and the fiitedsim version, so a changed option or version is a new file;
+    a file whose footer does not hold the expected lookups (a partial copy) is made again.
+    """
+    from .generate import GenerateConfig, generate
+
+    cfg = GenerateConfig(**options)
+    text = json.dumps({"fiitedsim": __version__, **asdict(cfg)}, sort_keys=True, separators=(",", ":"))
+    target = out / GENERATED_DIR / f"generate-{hashlib.sha256(text.encode()).hexdigest()[:16]}.parquet"
+    try:
+        complete = pq.ParquetFile(target).metadata.num_rows == cfg.tables * cfg.steps * cfg.batch
+    except (OSError, pa.ArrowException):
+        complete = False
+    if not complete:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if progress:
+            progress(f"generating {target.name}")
+        generate(target, cfg)
+    return target
+
+
+def with_generated(sweep: SweepFile, out: Path, progress: Callable[[str], None] | None = None) -> SweepFile:
+    """The sweep with its generated traces written (or found) under OUT/traces/ and their paths filled in."""
+    if not sweep.generate:
+        return sweep
+    return replace(sweep, trace_paths=tuple(generated_trace(out, g, progress) for g in sweep.generate))
 
 
 def _non_empty_string(where: str, value, what: str = "string") -> str:
@@ -312,7 +392,8 @@ def _load_train_sweep(path: Path, sweep: dict) -> SweepFile:
         raise InputError(f"{path}: [sweep] data {tables_kinds[0]!r} needs label = \"COLUMN\" and "
                          "sparse = \"COLUMN,COLUMN\" (and optionally dense = \"COLUMN,...\") in [sweep]")
     out = base / _non_empty_string(f"{path}: [sweep] out", sweep["out"]) if "out" in sweep else None
-    return SweepFile(path, (), (), policies, budgets, knobs, out, None, data, tuple(specs), columns)
+    return SweepFile(path, (), (), policies, budgets, knobs, out, None, data=data, data_specs=tuple(specs),
+                     columns=columns)
 
 
 # ---------------------------------------------------------------------------
@@ -398,9 +479,12 @@ def plan_points(sweep: SweepFile, warn: Callable[[str], None]) -> list[Point]:
     config_knobs = [k for k in sweep.knobs if KNOB_BY_NAME[k].target == "config"]
     if sweep.tables_file is not None:
         load_tables_file(sweep.tables_file)  # a bad tables file is named once, not per trace
+    if sweep.generate and not sweep.trace_paths:
+        raise ValueError("plan_points: write the generated traces first (with_generated)")
     points = []
     seen_traces: dict[str, str] = {}
-    for label, path in zip(sweep.traces, sweep.trace_paths):
+    for i, (label, path) in enumerate(zip(sweep.traces, sweep.trace_paths)):
+        generated = {f"generate_{k}": sweep.generate[i][k] for k in sweep.generate_axes} if sweep.generate else {}
         source = TraceSource(path, tables_file=sweep.tables_file, warn=warn)
         parts = trace_identity(source)
         same = seen_traces.setdefault(json.dumps(parts), label)
@@ -423,7 +507,7 @@ def plan_points(sweep: SweepFile, warn: Callable[[str], None]) -> list[Point]:
             POLICIES[policy].check_budget(list(tables), cfg)
             spec = PointSpec(str(path), None if sweep.tables_file is None else str(sweep.tables_file), tables,
                              policy, budget, budget_bytes, cfg)
-            axes = {"trace": label, "policy": policy, "budget": budget, **chosen}
+            axes = {"trace": label, **generated, "policy": policy, "budget": budget, **chosen}
             points.append(Point(point_key(point_identity(parts, spec)), axes, spec))
     return points
 
@@ -683,6 +767,7 @@ def run_sweep(sweep: SweepFile, out: str | Path, *, scheduler: str | None = None
     if not connect_timeout > 0:
         raise InputError(f"--connect-timeout must be positive, got {connect_timeout}")
     out = check_sweep_out(out)
+    sweep = with_generated(sweep, out)
     points = plan_points(sweep, warn)
     pending = points if force else [p for p in points if _stored(out, p.key) is None]
     total = len(points)
@@ -790,15 +875,18 @@ def points_frame(out: Path, points: list[Point]) -> pl.DataFrame:
     if points and isinstance(points[0].spec, TrainPointSpec):
         return train_points_frame(out, points)
     records = _records(out, points)
+    generated = [k for k in points[0].axes if k.startswith("generate_")] if points else []
     knob_names = [k for k in points[0].axes if k in KNOB_BY_NAME] if points else []
-    schema = {"key": pl.String, "trace": pl.String, "policy": pl.String, "budget": pl.String,
+    schema = {"key": pl.String, "trace": pl.String,
+              **{k: _KIND_DTYPE[GENERATE_KEYS[k.removeprefix("generate_")]] for k in generated},
+              "policy": pl.String, "budget": pl.String,
               **{k: _KIND_DTYPE[KNOB_BY_NAME[k].kind] for k in knob_names},
               "budget_bytes": pl.Int64, "dense_bytes": pl.Int64}
     columns: dict[str, list] = {c: [] for c in schema}
     metrics: dict[str, list] = {k: [] for k in SUMMARY_KEYS}
     for p, record in zip(points, records):
         summary = record["summary"]
-        for c in ("trace", "policy", "budget", *knob_names):
+        for c in ("trace", *generated, "policy", "budget", *knob_names):
             columns[c].append(p.axes[c])
         columns["key"].append(p.key)
         columns["budget_bytes"].append(p.spec.budget_bytes)
