@@ -198,7 +198,8 @@ def utility_floor_kernel():
     def floor(st, lk_step, lk_table, lk_row, lk_grad, i):
         n = lk_row.size
         while i < n:
-            if st.sc[store.TRACKED] + 1 > st.rows.shape[0] or 2 * (st.sc[store.TRACKED] + 1) > st.trk.shape[0]:
+            tracked = st.sc[store.Scalar.TRACKED]
+            if tracked + 1 > st.rows.shape[0] or 2 * (tracked + 1) > st.trk.shape[0]:
                 return i  # the driver grows the row arrays or the tracker, then calls again from lookup i
             far = i + LOOKAHEAD
             if far < n:
@@ -211,8 +212,9 @@ def utility_floor_kernel():
                     prefetch(st.rows, tid)
                     prefetch(st.row_u, tid)
             t, s = lk_table[i], lk_step[i]
-            tid = store.track_row(st.trk, st.rows, st.row_u, st.dim_hist, st.tabs, st.sc, st.ip, t, lk_row[i], s)
-            update_utilities(st, tid, s, st.tabs[t, store.T_K], lk_grad, i)
+            tid = store.track_row(st.trk, st.rows, st.row_u, st.dim_hist, st.tabs, st.sc, st.cnt, st.ip, t,
+                                  lk_row[i], s)
+            update_utilities(st, tid, s, st.tabs[t, store.Tab.K], lk_grad, i)
             i += 1
         return n
 
@@ -239,7 +241,7 @@ def utility_floor_run(kernel, source, batches, cfg, keep_state: bool = False) ->
                 engine.grow(NEED_ROWS)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {"wall_s": wall, "cpu_s": cpu, "lookups": sum(b.num_lookups for b in batches),
-            "tracked_rows": int(engine.st.sc[store.TRACKED]), "state": engine.st if keep_state else None}
+            "tracked_rows": int(engine.st.sc[store.Scalar.TRACKED]), "state": engine.st if keep_state else None}
 
 
 def same_utilities(a, b) -> bool:
@@ -247,9 +249,10 @@ def same_utilities(a, b) -> bool:
     import numpy as np
 
     from fiitedsim import store
-    n = int(a.sc[store.TRACKED])
-    return (n == int(b.sc[store.TRACKED]) and np.array_equal(a.rows[:n, store.R_KEY], b.rows[:n, store.R_KEY])
-            and np.array_equal(a.rows[:n, store.R_LAST], b.rows[:n, store.R_LAST])
+    n = int(a.sc[store.Scalar.TRACKED])
+    return (n == int(b.sc[store.Scalar.TRACKED])
+            and np.array_equal(a.rows[:n, store.Row.KEY], b.rows[:n, store.Row.KEY])
+            and np.array_equal(a.rows[:n, store.Row.LAST], b.rows[:n, store.Row.LAST])
             and np.array_equal(a.row_u[:n].view(np.uint64), b.row_u[:n].view(np.uint64)))
 
 

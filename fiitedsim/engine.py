@@ -12,27 +12,40 @@ and so cannot call code that allocates. State therefore stays proportional to th
 from __future__ import annotations
 
 from collections import namedtuple
+from enum import IntEnum
 
 import numba
 import numpy as np
 
 from . import store
 from .config import PoolLayout, ReplayConfig, TableSpec
+from .metrics import N_COUNTS, Count, Series, snapshot_columns  # noqa: F401  (snapshot_columns: for callers of the engine)
+from .store import FParam, Ix, Param, PoolCol, Row, Scalar
 
-# kernel status codes
-DONE, NEED_ROWS, NEED_INDEX, NEED_PAGES, GAP = 0, 1, 2, 3, 4
 
-#: Columns of the per-window time series, in the order kernels write them.
-COUNTER_COLUMNS = ["lookups", "row_hits", "chunk_hits", "chunks_requested", "full_hits", "dim_hits", "dims_requested",
-                   "collisions", "allocations", "frees", "rehashes", "denied_full", "denied_threshold", "searches",
-                   "probes", "rounds"]
-GAUGE_COLUMNS = ["payload_bytes", "index_bytes", "meta_bytes", "total_bytes", "mapped_pages", "live_chunks",
-                 "tracked_rows", "fragmentation", "theta", "index_load_factor"]
-#: st.sc index of each counter column
-COUNTER_SC = np.array([store.LOOKUPS, store.ROW_HITS, store.CHUNK_HITS, store.CHUNKS_REQUESTED, store.FULL_HITS,
-                       store.DIM_HITS, store.DIMS_REQUESTED, store.COLLISIONS, store.ALLOCATIONS, store.FREES,
-                       store.REHASHES, store.DENIED_FULL, store.DENIED_THRESHOLD, store.SEARCHES, store.PROBES,
-                       store.ROUNDS], dtype=np.int64)
+class Status(IntEnum):
+    """What a record-loop kernel returns: done, or where it stopped and why."""
+
+    DONE = 0
+    NEED_ROWS = 1    # the row arrays are full, or the tracker would pass half full
+    NEED_INDEX = 2   # the flat index array may not hold the next doubling
+    NEED_PAGES = 3   # the page arrays may not hold the next pages
+    GAP = 4          # a gap between records needs a pruning round or a snapshot (`handle_gap`)
+
+
+DONE, NEED_ROWS, NEED_INDEX, NEED_PAGES, GAP = Status
+
+
+class Loop(IntEnum):
+    """st.ctl: the record loop's control state (kept apart from the policy's counts, st.cnt)."""
+
+    PREV_STEP = 0     # step of the last record processed
+    HAVE_PREV = 1     # whether a record was processed
+    GAP_ROUND = 2     # the gap `run` stopped at needs a round
+    GAP_SNAPSHOT = 3  # ... and/or a snapshot
+    GAP_DONE = 4      # the gap before the next record was handled
+    SNAP_N = 5        # snapshot rows in the buffer
+
 
 POWTAB_MAX = 1 << 20
 #: The arrays sized by tracked rows (`rows`, `row_u`, `row_pos`) and the flat index array start with room
@@ -47,11 +60,12 @@ ROWS_MIN, INDEX_MIN = 1024, 1 << 16
 ROW_POS_DTYPE = np.int32
 
 State = namedtuple("State", [
-    "sc", "ip", "fp", "tabs", "wpos", "powtab",          # scalars, parameters, per-table columns, decay table
+    "sc", "cnt", "ctl",                                  # store scalars, the policy's counts, loop control
+    "ip", "fp", "tabs", "wpos", "powtab",                # parameters, per-table columns, decay table
     "trk", "rows", "row_u", "row_pos", "dim_hist",       # row tracker and tracked-row state
     "ix", "ix_meta",                                     # hash indices: (key, slot, tid) entries, per-index columns
     "pools", "pool_theta", "page_live", "page_free_bits", "lifo", "slot_stamp",  # physical pools
-    "snap", "counter_sc",                                # snapshot buffer
+    "snap_i", "snap_f",                                  # the time series' buffers (metrics.Series)
 ])
 
 
@@ -79,10 +93,6 @@ def _zeros_reserving(tails, dtypes, floor: int, need: int) -> list[np.ndarray]:
     return arrays
 
 
-def snapshot_columns(k_max: int) -> list[str]:
-    return ["step"] + COUNTER_COLUMNS + GAUGE_COLUMNS + [f"dim_{d}" for d in range(k_max + 1)]
-
-
 @numba.njit(cache=True)
 def fill_powtab(gamma, out, start):
     """out[n] = gamma ** float64(n): the same libm pow the kernels would call (DESIGN 2)."""
@@ -100,45 +110,47 @@ class EngineState:
         k_max = max(t.chunks for t in tables)
         n_pools = len(layout.chunk_bytes)
         self.k_max, self.n_pools = k_max, n_pools
-        ip = np.zeros(store.N_IP, np.int64)
-        ip[store.P_INTERVAL] = cfg.interval
-        ip[store.P_REPORT_EVERY] = cfg.report_every
-        ip[store.P_PAGE_BYTES] = cfg.page_bytes
-        ip[store.P_BUDGET] = cfg.budget_bytes
-        ip[store.P_COVERS_ALL] = cfg.budget_covers == "all"
-        ip[store.P_LIFO] = cfg.allocator == "lifo"
-        ip[store.P_HAS_GRAD] = has_grad and not has_log
-        ip[store.P_HAS_LOG] = has_log
-        ip[store.P_COUNT_ACCESSES] = cfg.count_accesses
-        ip[store.P_ENTRY_BYTES] = cfg.index_entry_bytes
-        ip[store.P_KMAX] = k_max
-        ip[store.P_NPOOLS] = n_pools
-        ip[store.P_DENSE_TOTAL] = sum(layout.dense_bytes)
-        ip[store.P_TOTAL_ROWS] = sum(t.rows for t in tables)
-        sc = np.zeros(store.N_SC, np.int64)
+        ip = np.zeros(len(Param), np.int64)
+        ip[Param.INTERVAL] = cfg.interval
+        ip[Param.REPORT_EVERY] = cfg.report_every
+        ip[Param.PAGE_BYTES] = cfg.page_bytes
+        ip[Param.BUDGET] = cfg.budget_bytes
+        ip[Param.COVERS_ALL] = cfg.budget_covers == "all"
+        ip[Param.LIFO] = cfg.allocator == "lifo"
+        ip[Param.HAS_GRAD] = has_grad and not has_log
+        ip[Param.HAS_LOG] = has_log
+        ip[Param.COUNT_ACCESSES] = cfg.count_accesses
+        ip[Param.ENTRY_BYTES] = cfg.index_entry_bytes
+        ip[Param.KMAX] = k_max
+        ip[Param.NPOOLS] = n_pools
+        ip[Param.DENSE_TOTAL] = sum(layout.dense_bytes)
+        ip[Param.TOTAL_ROWS] = sum(t.rows for t in tables)
+        sc = np.zeros(len(Scalar), np.int64)
+        cnt = np.zeros(N_COUNTS, np.int64)
         caps = np.array([[cfg.index_initial if k < t.chunks else 0 for k in range(k_max)] for t in tables],
                         np.int64).reshape(-1)  # chunk positions a table does not have get no index
         ix_meta = np.zeros((caps.size, 3), np.int64)
-        ix_meta[:, store.X_CAP] = caps
-        ix_meta[:, store.X_OFF] = np.cumsum(caps) - caps
-        sc[store.IX_BUMP] = sc[store.IX_CAP_TOTAL] = int(caps.sum())
-        sc[store.IX_CAP_MAX] = cfg.index_initial
-        sc[store.INDEX_PEAK] = sc[store.TOTAL_PEAK] = sc[store.IX_CAP_TOTAL] * cfg.index_entry_bytes
+        ix_meta[:, Ix.CAP] = caps
+        ix_meta[:, Ix.OFF] = np.cumsum(caps) - caps
+        sc[Scalar.IX_BUMP] = sc[Scalar.IX_CAP_TOTAL] = int(caps.sum())
+        sc[Scalar.IX_CAP_MAX] = cfg.index_initial
+        cnt[Count.INDEX_PEAK] = cnt[Count.TOTAL_PEAK] = sc[Scalar.IX_CAP_TOTAL] * cfg.index_entry_bytes
         flat = max(4 * int(caps.sum()), INDEX_MIN)
         ix, = _zeros_reserving([(store.IX_COLS,)], [np.int64], flat,
                                sum(4 * t.chunks * self._index_cap_bound(t.rows) for t in tables))
         rows, row_u, row_pos = _zeros_reserving(
             [(3,), (k_max,), (k_max,)], [np.int64, np.float64, ROW_POS_DTYPE], ROWS_MIN, sum(t.rows for t in tables))
-        pools = np.zeros((n_pools, store.N_Q), np.int64)
-        pools[:, store.Q_SPP] = layout.slots_per_page
-        pools[:, store.Q_DENSE] = layout.dense_bytes
-        fp = np.zeros(store.N_FP, np.float64)
-        fp[store.F_GAMMA], fp[store.F_MAX_LOAD] = cfg.gamma, cfg.max_load
-        tabs = np.array([[t.chunks, pool, cfg.meta_bytes_for(t), t.chunk]
+        pools = np.zeros((n_pools, len(PoolCol)), np.int64)
+        pools[:, PoolCol.SPP] = layout.slots_per_page
+        pools[:, PoolCol.DENSE] = layout.dense_bytes
+        fp = np.zeros(len(FParam), np.float64)
+        fp[FParam.GAMMA], fp[FParam.MAX_LOAD] = cfg.gamma, cfg.max_load
+        tabs = np.array([[t.chunks, pool, cfg.meta_bytes_for(t), t.chunk]  # Tab columns
                          for t, pool in zip(tables, layout.pool_of_table)], np.int64)
         pages = 16
+        self.series = Series(k_max, snapshot_capacity)
         self.st = State(
-            sc=sc, ip=ip, fp=fp, tabs=tabs,
+            sc=sc, cnt=cnt, ctl=np.zeros(len(Loop), np.int64), ip=ip, fp=fp, tabs=tabs,
             wpos=np.array([cfg.position_weight ** float(k) for k in range(k_max)], np.float64),
             powtab=self._powtab(np.zeros(0), 1024),
             trk=np.zeros((2 * ROWS_MIN, 2), np.int64), rows=rows, row_u=row_u, row_pos=row_pos,
@@ -149,10 +161,8 @@ class EngineState:
             page_free_bits=np.zeros((n_pools, pages, (max(layout.slots_per_page) + 63) // 64), np.uint64),
             lifo=np.zeros((n_pools, self._lifo_len(pages), 2), np.int64),
             slot_stamp=np.zeros((n_pools, self._slot_len(pages)), np.int64),
-            snap=np.zeros((snapshot_capacity, len(snapshot_columns(k_max))), np.float64),
-            counter_sc=COUNTER_SC,
+            snap_i=self.series.ints, snap_f=self.series.floats,
         )
-        self.snapshots: list[np.ndarray] = []
 
     # ---- sizes -------------------------------------------------------------
     def _index_cap_bound(self, rows: int) -> int:
@@ -185,7 +195,7 @@ class EngineState:
     def grow(self, status: int) -> None:
         st = self.st
         if status == NEED_ROWS:  # the row arrays are full, or the tracker map would pass half full
-            need = int(st.sc[store.TRACKED]) + 1
+            need = int(st.sc[Scalar.TRACKED]) + 1
             if need > st.rows.shape[0]:
                 cap = 2 * st.rows.shape[0]
                 st = st._replace(rows=_grown(st.rows, 0, cap), row_u=_grown(st.row_u, 0, cap),
@@ -210,39 +220,37 @@ class EngineState:
     def _compact_index(self) -> None:
         """Copy live index regions into fresh flat arrays with room for the next doublings."""
         st = self.st
-        caps = st.ix_meta[:, store.X_CAP]
+        caps = st.ix_meta[:, Ix.CAP]
         live = int(caps.sum())
-        if 2 * int(st.sc[store.IX_CAP_MAX]) > np.iinfo(ROW_POS_DTYPE).max:
+        if 2 * int(st.sc[Scalar.IX_CAP_MAX]) > np.iinfo(ROW_POS_DTYPE).max:
             raise RuntimeError("a hash index would exceed 2**31 buckets (row_pos holds int32 buckets)")
-        size = max(4 * live + 4 * self.k_max * int(st.sc[store.IX_CAP_MAX]), st.ix.shape[0])
+        size = max(4 * live + 4 * self.k_max * int(st.sc[Scalar.IX_CAP_MAX]), st.ix.shape[0])
         ix = np.zeros((size, store.IX_COLS), np.int64)
         pos = 0
         for i in range(caps.size):
-            cap, src = int(caps[i]), int(st.ix_meta[i, store.X_OFF])
+            cap, src = int(caps[i]), int(st.ix_meta[i, Ix.OFF])
             ix[pos:pos + cap] = st.ix[src:src + cap]
-            st.ix_meta[i, store.X_OFF] = pos
+            st.ix_meta[i, Ix.OFF] = pos
             pos += cap
-        st.sc[store.IX_BUMP] = pos
+        st.sc[Scalar.IX_BUMP] = pos
         self.st = st._replace(ix=ix)
 
     def flush_snapshots(self) -> None:
-        n = int(self.st.sc[store.SNAP_N])
-        if n:
-            self.snapshots.append(self.st.snap[:n].copy())
-            self.st.sc[store.SNAP_N] = 0
+        """Keep the snapshot rows written so far; the kernels write from row 0 again."""
+        self.series.flush(int(self.st.ctl[Loop.SNAP_N]))
+        self.st.ctl[Loop.SNAP_N] = 0
 
-    def snapshot_table(self) -> np.ndarray:
-        self.flush_snapshots()
-        if not self.snapshots:
-            return np.zeros((0, self.st.snap.shape[1]))
-        return np.concatenate(self.snapshots)
+    def snapshot_room(self) -> None:
+        """Flush the snapshot buffer if it is full (before a kernel that may take a snapshot)."""
+        if self.st.ctl[Loop.SNAP_N] >= self.series.capacity:
+            self.flush_snapshots()
 
     # ---- inspection (tests and invariant checks) ----------------------------
     def tracked(self):
         """(t, r) -> (utilities tuple, last step, resident prefix d) for every tracked row."""
         st = self.st
         out = {}
-        for tid in range(int(st.sc[store.TRACKED])):
+        for tid in range(int(st.sc[Scalar.TRACKED])):
             key, last, d = (int(x) for x in st.rows[tid])
             t, r = key >> store.ROW_BITS, key & store.ROW_MASK
             out[(t, r)] = (tuple(float(x) for x in st.row_u[tid, :self.tables[t].chunks]), last, d)
@@ -255,7 +263,7 @@ class EngineState:
         for t, spec in enumerate(self.tables):
             for k in range(spec.chunks):
                 off, cap, _ = (int(x) for x in st.ix_meta[t * self.k_max + k])
-                keys, vals = st.ix[off:off + cap, store.IX_KEY], st.ix[off:off + cap, store.IX_SLOT]
+                keys, vals = st.ix[off:off + cap, store.Entry.KEY], st.ix[off:off + cap, store.Entry.SLOT]
                 layout = [int(x) - 1 if x != store.EMPTY else None for x in keys]
                 mapping = {int(x) - 1: int(v) for x, v in zip(keys, vals) if x != store.EMPTY}
                 out[(t, k)] = (cap, layout, mapping)
@@ -275,7 +283,7 @@ class EngineState:
         owners: dict[tuple[int, int], tuple[int, int, int]] = {}
         entries = 0
         for (t, k), (_, _, mapping) in index.items():
-            assert int(st.ix_meta[t * self.k_max + k, store.X_COUNT]) == len(mapping)
+            assert int(st.ix_meta[t * self.k_max + k, Ix.COUNT]) == len(mapping)
             entries += len(mapping)
             pool = self.layout.pool_of_table[t]
             spp = self.layout.slots_per_page[pool]
@@ -293,19 +301,19 @@ class EngineState:
                 if k < d:  # the engine's cached bucket of each resident chunk is where the index holds it
                     bucket = int(st.row_pos[tid, k])
                     assert index[(t, k)][1][bucket] == r, f"row {(t, r)} chunk {k}: row_pos {bucket} is stale"
-                    assert int(st.ix[int(st.ix_meta[t * self.k_max + k, store.X_OFF]) + bucket, store.IX_TID]) == tid
+                    assert int(st.ix[int(st.ix_meta[t * self.k_max + k, Ix.OFF]) + bucket, store.Entry.TID]) == tid
         regions = sorted((int(off), int(cap)) for off, cap, _ in st.ix_meta if cap)
-        for (off, cap), (next_off, _) in zip(regions, regions[1:] + [(int(st.sc[store.IX_BUMP]), 0)]):
+        for (off, cap), (next_off, _) in zip(regions, regions[1:] + [(int(st.sc[Scalar.IX_BUMP]), 0)]):
             assert off + cap <= next_off, f"index region at {off} overlaps the next one or the bump pointer"
-        live = int(st.sc[store.LIVE_TOTAL])
-        assert live == dims == entries == int(st.sc[store.IX_COUNT_TOTAL]), (live, dims, entries)
+        live = int(st.sc[Scalar.LIVE_TOTAL])
+        assert live == dims == entries == int(st.sc[Scalar.IX_COUNT_TOTAL]), (live, dims, entries)
         mapped = st.page_live != store.UNMAPPED
         assert live == int(st.page_live[mapped].sum())
-        assert int(mapped.sum()) == int(st.sc[store.MAPPED_TOTAL])
+        assert int(mapped.sum()) == int(st.sc[Scalar.MAPPED_TOTAL])
         if self.cfg.budget_covers == "payload":
             caps = self.layout.page_caps(self.cfg.budget_bytes, 0, self.cfg.page_bytes)
             for pool in range(self.n_pools):
-                n = int(st.pools[pool, store.Q_MAPPED])
+                n = int(st.pools[pool, PoolCol.MAPPED])
                 assert n <= caps[pool], f"pool {pool}: {n} pages mapped over the cap {caps[pool]}"
-        hist = np.bincount(st.rows[:len(rows), store.R_D], minlength=self.k_max + 1)
+        hist = np.bincount(st.rows[:len(rows), Row.D], minlength=self.k_max + 1)
         assert np.array_equal(hist, st.dim_hist), "dimension histogram out of date"

@@ -30,41 +30,103 @@ kernel calls (`engine.EngineState.grow`), so kernels never reallocate.
 """
 from __future__ import annotations
 
+from enum import IntEnum
+
 import numba
 import numpy as np
 from numba.cpython.unsafe.numbers import trailing_zeros
 
-# ---- sc: mutable int64 scalars ----------------------------------------------
-LOOKUPS, ROW_HITS, CHUNK_HITS, CHUNKS_REQUESTED, FULL_HITS = 0, 1, 2, 3, 4
-ALLOCATIONS, FREES, REHASHES, DENIED_FULL, DENIED_THRESHOLD = 5, 6, 7, 8, 9
-SEARCHES, PROBES, MAX_PROBE, ROUNDS, TRACKED = 10, 11, 12, 13, 14
-IX_BUMP, IX_CAP_TOTAL, IX_COUNT_TOTAL, IX_CAP_MAX, META_BYTES = 15, 16, 17, 18, 19
-PAYLOAD_PEAK, INDEX_PEAK, TOTAL_PEAK, PREV_STEP, HAVE_PREV = 20, 21, 22, 23, 24
-SNAP_N, LIVE_TOTAL, MAPPED_TOTAL, STAMP = 25, 26, 27, 28
-GAP_ROUND, GAP_SNAPSHOT, GAP_DONE = 29, 30, 31  # a gap between records that the driver must handle
-DIM_HITS, DIMS_REQUESTED, COLLISIONS = 32, 33, 34  # dimensions resident / requested; collisions stay 0 here
-N_SC = 35
+from .metrics import Count
 
-# ---- ip: int64 parameters (read-only in kernels) ------------------------------
-P_INTERVAL, P_REPORT_EVERY, P_PAGE_BYTES, P_BUDGET, P_COVERS_ALL = 0, 1, 2, 3, 4
-P_LIFO, P_HAS_GRAD, P_HAS_LOG, P_COUNT_ACCESSES, P_ENTRY_BYTES = 5, 6, 7, 8, 9
-P_KMAX, P_NPOOLS, P_DENSE_TOTAL, P_TOTAL_ROWS = 10, 11, 12, 13
-N_IP = 14
 
-# ---- fp: float64 parameters ----------------------------------------------------
-F_GAMMA, F_MAX_LOAD = 0, 1
-N_FP = 2
+class Scalar(IntEnum):
+    """st.sc: the store's mutable int64 scalars (the policy's counts are in `metrics.Count`)."""
 
-# ---- columns of the 2-D state arrays -----------------------------------------
-T_K, T_POOL, T_META, T_C = 0, 1, 2, 3              # tabs[t, :]: K, pool, meta bytes per row, C
-R_KEY, R_LAST, R_D = 0, 1, 2                       # rows[tid, :]
-X_OFF, X_CAP, X_COUNT = 0, 1, 2                    # ix_meta[i, :]
-Q_SPP, Q_DENSE, Q_HWM, Q_MAPPED, Q_LIVE, Q_HINT_FREE, Q_HINT_UNMAPPED, Q_LIFO_TOP = range(8)  # pools[p, :]
-N_Q = 8
+    TRACKED = 0          # tracked rows (their ids are 0 .. TRACKED-1)
+    IX_BUMP = 1          # next free entry of the flat index array
+    IX_CAP_TOTAL = 2     # sum of index capacities (index bytes / entry bytes)
+    IX_COUNT_TOTAL = 3   # index entries in use
+    IX_CAP_MAX = 4       # largest index capacity
+    META_BYTES = 5       # modelled metadata bytes of the tracked rows
+    LIVE_TOTAL = 6       # resident chunks
+    MAPPED_TOTAL = 7     # mapped pages
+    STAMP = 8            # LIFO push counter
+
+
+class Param(IntEnum):
+    """st.ip: int64 parameters (read-only in kernels)."""
+
+    INTERVAL = 0
+    REPORT_EVERY = 1
+    PAGE_BYTES = 2
+    BUDGET = 3
+    COVERS_ALL = 4
+    LIFO = 5
+    HAS_GRAD = 6
+    HAS_LOG = 7
+    COUNT_ACCESSES = 8
+    ENTRY_BYTES = 9
+    KMAX = 10
+    NPOOLS = 11
+    DENSE_TOTAL = 12
+    TOTAL_ROWS = 13
+
+
+class FParam(IntEnum):
+    """st.fp: float64 parameters."""
+
+    GAMMA = 0
+    MAX_LOAD = 1
+
+
+class Tab(IntEnum):
+    """Columns of tabs[t, :]."""
+
+    K = 0      # chunks per row
+    POOL = 1   # pool of the table
+    META = 2   # modelled metadata bytes per tracked row
+    C = 3      # dimensions per chunk
+
+
+class Row(IntEnum):
+    """Columns of rows[tid, :]."""
+
+    KEY = 0    # packed (table, row)
+    LAST = 1   # last utility update step
+    D = 2      # resident prefix length
+
+
+class Ix(IntEnum):
+    """Columns of ix_meta[i, :], one row per index (table, chunk position)."""
+
+    OFF = 0    # first entry of its region in the flat array
+    CAP = 1    # capacity
+    COUNT = 2  # entries in use
+
+
+class PoolCol(IntEnum):
+    """Columns of pools[p, :]."""
+
+    SPP = 0            # slots per page
+    DENSE = 1          # dense bytes of the pool's tables
+    HWM = 2            # pages ever mapped (high-water mark of page numbers)
+    MAPPED = 3
+    LIVE = 4
+    HINT_FREE = 5      # no page below this one has a free slot
+    HINT_UNMAPPED = 6  # no page below this one is unmapped
+    LIFO_TOP = 7
+
+
+class Entry(IntEnum):
+    """Columns of ix[entry, :]: row + 1 (0 = empty), slot, tracked-row id."""
+
+    KEY = 0
+    SLOT = 1
+    TID = 2
+
+
+IX_COLS = len(Entry)
 UNMAPPED = -1                                      # page_live[p, page] of a page that is not mapped
-
-IX_KEY, IX_SLOT, IX_TID = 0, 1, 2                 # ix[entry, :]: row + 1 (0 = empty), slot, tracked-row id
-IX_COLS = 3
 
 ROW_BITS = 40
 ROW_MASK = (1 << ROW_BITS) - 1
@@ -100,13 +162,13 @@ def packed_row_key(t, r):
 # ============================================================================
 
 @inline
-def note_peaks(sc, ip, transient_index_entries):
+def note_peaks(sc, cnt, ip, transient_index_entries):
     """Raise the peaks; `transient_index_entries` is the extra capacity held during a rehash."""
-    payload = sc[MAPPED_TOTAL] * ip[P_PAGE_BYTES]
-    index = (sc[IX_CAP_TOTAL] + transient_index_entries) * ip[P_ENTRY_BYTES]
-    sc[PAYLOAD_PEAK] = max(sc[PAYLOAD_PEAK], payload)
-    sc[INDEX_PEAK] = max(sc[INDEX_PEAK], index)
-    sc[TOTAL_PEAK] = max(sc[TOTAL_PEAK], payload + index + sc[META_BYTES])
+    payload = sc[Scalar.MAPPED_TOTAL] * ip[Param.PAGE_BYTES]
+    index = (sc[Scalar.IX_CAP_TOTAL] + transient_index_entries) * ip[Param.ENTRY_BYTES]
+    cnt[Count.PAYLOAD_PEAK] = max(cnt[Count.PAYLOAD_PEAK], payload)
+    cnt[Count.INDEX_PEAK] = max(cnt[Count.INDEX_PEAK], index)
+    cnt[Count.TOTAL_PEAK] = max(cnt[Count.TOTAL_PEAK], payload + index + sc[Scalar.META_BYTES])
 
 
 @numba.njit(cache=True)
@@ -139,12 +201,12 @@ def muldiv(a, b, c):
 @inline
 def page_cap(sc, ip, pools, pool):
     """Pages pool `pool` may map now (docs/semantics.md "Budget")."""
-    avail = ip[P_BUDGET]
-    if ip[P_COVERS_ALL]:
-        avail = max(0, avail - sc[IX_CAP_TOTAL] * ip[P_ENTRY_BYTES] - sc[META_BYTES])
-    if ip[P_NPOOLS] > 1:
-        avail = muldiv(avail, pools[pool, Q_DENSE], ip[P_DENSE_TOTAL])
-    return avail // ip[P_PAGE_BYTES]
+    avail = ip[Param.BUDGET]
+    if ip[Param.COVERS_ALL]:
+        avail = max(0, avail - sc[Scalar.IX_CAP_TOTAL] * ip[Param.ENTRY_BYTES] - sc[Scalar.META_BYTES])
+    if ip[Param.NPOOLS] > 1:
+        avail = muldiv(avail, pools[pool, PoolCol.DENSE], ip[Param.DENSE_TOTAL])
+    return avail // ip[Param.PAGE_BYTES]
 
 
 # ============================================================================
@@ -166,7 +228,7 @@ def tracker_find(trk, key):
 
 
 @inline
-def track_row(trk, rows, row_u, dim_hist, tabs, sc, ip, t, r, s):
+def track_row(trk, rows, row_u, dim_hist, tabs, sc, cnt, ip, t, r, s):
     """Tracked-row id of (t, r); a row first seen at step s starts with u = 0, last = s (DESIGN 2).
 
     The caller has checked capacity. A new row adds its table's metadata bytes.
@@ -179,17 +241,17 @@ def track_row(trk, rows, row_u, dim_hist, tabs, sc, ip, t, r, s):
     b = np.int64(splitmix64(key) & np.uint64(mask))
     while trk[b, 0] != EMPTY:
         b = (b + 1) & mask
-    tid = sc[TRACKED]
+    tid = sc[Scalar.TRACKED]
     trk[b, 0] = key + 1
     trk[b, 1] = tid
-    rows[tid, R_KEY] = key
-    rows[tid, R_LAST] = s
-    rows[tid, R_D] = 0
+    rows[tid, Row.KEY] = key
+    rows[tid, Row.LAST] = s
+    rows[tid, Row.D] = 0
     row_u[tid, :] = 0.0
-    sc[TRACKED] = tid + 1
+    sc[Scalar.TRACKED] = tid + 1
     dim_hist[0] += 1
-    sc[META_BYTES] += tabs[t, T_META]
-    note_peaks(sc, ip, 0)
+    sc[Scalar.META_BYTES] += tabs[t, Tab.META]
+    note_peaks(sc, cnt, ip, 0)
     return tid
 
 
@@ -219,12 +281,12 @@ def index_search(ix, ix_meta, i, row):
 @inline
 def index_search_hashed(ix, ix_meta, i, row, h):
     """`index_search` with h = splitmix64(row) computed by the caller (once for all K indices of a row)."""
-    off, cap = ix_meta[i, X_OFF], ix_meta[i, X_CAP]
+    off, cap = ix_meta[i, Ix.OFF], ix_meta[i, Ix.CAP]
     mask = cap - 1
     b = np.int64(h & np.uint64(mask))
     probes = 1
     while True:
-        key = ix[off + b, IX_KEY]
+        key = ix[off + b, Entry.KEY]
         if key == EMPTY or key == row + 1:
             return b, probes
         b = (b + 1) & mask
@@ -239,80 +301,80 @@ def resident_probes(ix_meta, i, h, pos):
     found before any empty bucket (no entry between home and pos is ever
     emptied without shifting the key back), so no index access is needed.
     """
-    mask = ix_meta[i, X_CAP] - 1
+    mask = ix_meta[i, Ix.CAP] - 1
     return ((pos - np.int64(h & np.uint64(mask))) & mask) + 1
 
 
 @inline
-def index_rehash(ix, ix_meta, sc, ip, i, row_pos, k):
+def index_rehash(ix, ix_meta, sc, cnt, ip, i, row_pos, k):
     """Double index i (chunk position k): reinsert scanning the old array from slot 0 upward (a counted rehash)."""
-    old_off, old_cap = ix_meta[i, X_OFF], ix_meta[i, X_CAP]
+    old_off, old_cap = ix_meta[i, Ix.OFF], ix_meta[i, Ix.CAP]
     new_cap = 2 * old_cap
-    new_off = sc[IX_BUMP]
-    ix[new_off:new_off + new_cap, IX_KEY] = EMPTY
+    new_off = sc[Scalar.IX_BUMP]
+    ix[new_off:new_off + new_cap, Entry.KEY] = EMPTY
     mask = new_cap - 1
     for j in range(old_cap):
-        key = ix[old_off + j, IX_KEY]
+        key = ix[old_off + j, Entry.KEY]
         if key != EMPTY:
             b = home_bucket(key - 1, new_cap)
-            while ix[new_off + b, IX_KEY] != EMPTY:
+            while ix[new_off + b, Entry.KEY] != EMPTY:
                 b = (b + 1) & mask
-            ix[new_off + b, IX_KEY] = key
-            ix[new_off + b, IX_SLOT] = ix[old_off + j, IX_SLOT]
-            tid = ix[old_off + j, IX_TID]
-            ix[new_off + b, IX_TID] = tid
+            ix[new_off + b, Entry.KEY] = key
+            ix[new_off + b, Entry.SLOT] = ix[old_off + j, Entry.SLOT]
+            tid = ix[old_off + j, Entry.TID]
+            ix[new_off + b, Entry.TID] = tid
             row_pos[tid, k] = b
-    note_peaks(sc, ip, new_cap)  # old and new are both held during the move
-    ix_meta[i, X_OFF] = new_off
-    ix_meta[i, X_CAP] = new_cap
-    sc[IX_BUMP] = new_off + new_cap
-    sc[IX_CAP_TOTAL] += old_cap
-    sc[IX_CAP_MAX] = max(sc[IX_CAP_MAX], new_cap)
-    sc[REHASHES] += 1
+    note_peaks(sc, cnt, ip, new_cap)  # old and new are both held during the move
+    ix_meta[i, Ix.OFF] = new_off
+    ix_meta[i, Ix.CAP] = new_cap
+    sc[Scalar.IX_BUMP] = new_off + new_cap
+    sc[Scalar.IX_CAP_TOTAL] += old_cap
+    sc[Scalar.IX_CAP_MAX] = max(sc[Scalar.IX_CAP_MAX], new_cap)
+    cnt[Count.REHASHES] += 1
 
 
 @inline
-def index_insert(ix, ix_meta, sc, ip, max_load, i, row, slot, tid, row_pos, k):
+def index_insert(ix, ix_meta, sc, cnt, ip, max_load, i, row, slot, tid, row_pos, k):
     """Insert row -> slot into index i (chunk position k of tracked row tid), doubling first if
     (count + 1) > max_load * capacity; record the bucket in row_pos[tid, k]."""
-    if (ix_meta[i, X_COUNT] + 1) > max_load * ix_meta[i, X_CAP]:
-        index_rehash(ix, ix_meta, sc, ip, i, row_pos, k)
+    if (ix_meta[i, Ix.COUNT] + 1) > max_load * ix_meta[i, Ix.CAP]:
+        index_rehash(ix, ix_meta, sc, cnt, ip, i, row_pos, k)
     b, _ = index_search(ix, ix_meta, i, row)
-    e = ix_meta[i, X_OFF] + b
-    ix[e, IX_KEY] = row + 1
-    ix[e, IX_SLOT] = slot
-    ix[e, IX_TID] = tid
+    e = ix_meta[i, Ix.OFF] + b
+    ix[e, Entry.KEY] = row + 1
+    ix[e, Entry.SLOT] = slot
+    ix[e, Entry.TID] = tid
     row_pos[tid, k] = b
-    ix_meta[i, X_COUNT] += 1
-    sc[IX_COUNT_TOTAL] += 1
+    ix_meta[i, Ix.COUNT] += 1
+    sc[Scalar.IX_COUNT_TOTAL] += 1
 
 
 @inline
 def index_delete(ix, ix_meta, sc, i, hole, row_pos, k):
     """Remove the entry at bucket `hole` of index i (chunk position k) by backward shift (no
     tombstones), keeping row_pos of the entries it moves; return the removed entry's slot."""
-    off, cap = ix_meta[i, X_OFF], ix_meta[i, X_CAP]
+    off, cap = ix_meta[i, Ix.OFF], ix_meta[i, Ix.CAP]
     mask = cap - 1
-    slot = ix[off + hole, IX_SLOT]
+    slot = ix[off + hole, Entry.SLOT]
     j = hole
     while True:
         j = (j + 1) & mask
-        key = ix[off + j, IX_KEY]
+        key = ix[off + j, Entry.KEY]
         if key == EMPTY:
             break
         h = home_bucket(key - 1, cap)
         # the entry at j stays unless its home lies cyclically outside (hole, j]
         stays = (hole < h <= j) if hole <= j else (h > hole or h <= j)
         if not stays:
-            tid = ix[off + j, IX_TID]
-            ix[off + hole, IX_KEY] = key
-            ix[off + hole, IX_SLOT] = ix[off + j, IX_SLOT]
-            ix[off + hole, IX_TID] = tid
+            tid = ix[off + j, Entry.TID]
+            ix[off + hole, Entry.KEY] = key
+            ix[off + hole, Entry.SLOT] = ix[off + j, Entry.SLOT]
+            ix[off + hole, Entry.TID] = tid
             row_pos[tid, k] = hole
             hole = j
-    ix[off + hole, IX_KEY] = EMPTY
-    ix_meta[i, X_COUNT] -= 1
-    sc[IX_COUNT_TOTAL] -= 1
+    ix[off + hole, Entry.KEY] = EMPTY
+    ix_meta[i, Ix.COUNT] -= 1
+    sc[Scalar.IX_COUNT_TOTAL] -= 1
     return slot
 
 
@@ -330,7 +392,7 @@ def is_free(page_free_bits, pool, page, s):
 @inline
 def lifo_entry_valid(pools, page_live, page_free_bits, slot_stamp, pool, slot, stamp):
     """A stack entry is live while its slot is free, on a mapped page, and not pushed again since."""
-    spp = pools[pool, Q_SPP]
+    spp = pools[pool, PoolCol.SPP]
     page = slot // spp
     return (page_live[pool, page] != UNMAPPED and slot_stamp[pool, slot] == stamp
             and is_free(page_free_bits, pool, page, slot % spp))
@@ -338,7 +400,7 @@ def lifo_entry_valid(pools, page_live, page_free_bits, slot_stamp, pool, slot, s
 
 @inline
 def lifo_push(pools, page_live, page_free_bits, lifo, slot_stamp, sc, pool, slot):
-    top = pools[pool, Q_LIFO_TOP]
+    top = pools[pool, PoolCol.LIFO_TOP]
     if top == lifo.shape[1]:  # full of stale entries: drop them, keeping the order of the live ones
         top = 0
         for j in range(lifo.shape[1]):
@@ -347,44 +409,44 @@ def lifo_push(pools, page_live, page_free_bits, lifo, slot_stamp, sc, pool, slot
                 lifo[pool, top, 0] = lifo[pool, j, 0]
                 lifo[pool, top, 1] = lifo[pool, j, 1]
                 top += 1
-    sc[STAMP] += 1
-    slot_stamp[pool, slot] = sc[STAMP]
+    sc[Scalar.STAMP] += 1
+    slot_stamp[pool, slot] = sc[Scalar.STAMP]
     lifo[pool, top, 0] = slot
-    lifo[pool, top, 1] = sc[STAMP]
-    pools[pool, Q_LIFO_TOP] = top + 1
+    lifo[pool, top, 1] = sc[Scalar.STAMP]
+    pools[pool, PoolCol.LIFO_TOP] = top + 1
 
 
 @inline
-def map_page(pools, page_live, page_free_bits, lifo, slot_stamp, sc, ip, pool):
+def map_page(pools, page_live, page_free_bits, lifo, slot_stamp, sc, cnt, ip, pool):
     """Map the lowest unmapped page number of `pool` with all slots free; return it."""
-    p = pools[pool, Q_HINT_UNMAPPED]
+    p = pools[pool, PoolCol.HINT_UNMAPPED]
     while page_live[pool, p] != UNMAPPED:
         p += 1
     page_live[pool, p] = 0
-    spp = pools[pool, Q_SPP]
+    spp = pools[pool, PoolCol.SPP]
     for w in range((spp + 63) // 64):
         n = min(64, spp - 64 * w)
         page_free_bits[pool, p, w] = ~np.uint64(0) if n == 64 else (np.uint64(1) << np.uint64(n)) - np.uint64(1)
-    pools[pool, Q_HINT_UNMAPPED] = p + 1
-    pools[pool, Q_HWM] = max(pools[pool, Q_HWM], p + 1)
-    pools[pool, Q_HINT_FREE] = min(pools[pool, Q_HINT_FREE], p)
-    pools[pool, Q_MAPPED] += 1
-    sc[MAPPED_TOTAL] += 1
-    if ip[P_LIFO]:
+    pools[pool, PoolCol.HINT_UNMAPPED] = p + 1
+    pools[pool, PoolCol.HWM] = max(pools[pool, PoolCol.HWM], p + 1)
+    pools[pool, PoolCol.HINT_FREE] = min(pools[pool, PoolCol.HINT_FREE], p)
+    pools[pool, PoolCol.MAPPED] += 1
+    sc[Scalar.MAPPED_TOTAL] += 1
+    if ip[Param.LIFO]:
         for s in range(spp - 1, -1, -1):  # slot 0 ends on top of the stack
             lifo_push(pools, page_live, page_free_bits, lifo, slot_stamp, sc, pool, p * spp + s)
-    note_peaks(sc, ip, 0)
+    note_peaks(sc, cnt, ip, 0)
     return p
 
 
 @inline
-def take_slot(pools, page_live, page_free_bits, sc, pool, page, s):
+def take_slot(pools, page_live, page_free_bits, sc, cnt, pool, page, s):
     page_free_bits[pool, page, s // 64] &= ~(np.uint64(1) << np.uint64(s % 64))
     page_live[pool, page] += 1
-    pools[pool, Q_LIVE] += 1
-    sc[LIVE_TOTAL] += 1
-    sc[ALLOCATIONS] += 1
-    return page * pools[pool, Q_SPP] + s
+    pools[pool, PoolCol.LIVE] += 1
+    sc[Scalar.LIVE_TOTAL] += 1
+    cnt[Count.ALLOCATIONS] += 1
+    return page * pools[pool, PoolCol.SPP] + s
 
 
 @inline
@@ -397,48 +459,48 @@ def lowest_free_in_page(page_free_bits, pool, page):
 
 
 @inline
-def alloc_slot(pools, page_live, page_free_bits, lifo, slot_stamp, sc, ip, pool):
+def alloc_slot(pools, page_live, page_free_bits, lifo, slot_stamp, sc, cnt, ip, pool):
     """A slot address in `pool`, or -1 when the budget allows no more pages.
 
     `lowest`: the free slot with the lowest address; `lifo`: the most recently
     freed one. Either way a page is mapped only when all mapped pages are full.
     """
-    spp = pools[pool, Q_SPP]
-    if ip[P_LIFO]:
-        while pools[pool, Q_LIFO_TOP] > 0:
-            top = pools[pool, Q_LIFO_TOP] - 1
-            pools[pool, Q_LIFO_TOP] = top
+    spp = pools[pool, PoolCol.SPP]
+    if ip[Param.LIFO]:
+        while pools[pool, PoolCol.LIFO_TOP] > 0:
+            top = pools[pool, PoolCol.LIFO_TOP] - 1
+            pools[pool, PoolCol.LIFO_TOP] = top
             slot = lifo[pool, top, 0]
             if lifo_entry_valid(pools, page_live, page_free_bits, slot_stamp, pool, slot, lifo[pool, top, 1]):
-                return take_slot(pools, page_live, page_free_bits, sc, pool, slot // spp, slot % spp)
+                return take_slot(pools, page_live, page_free_bits, sc, cnt, pool, slot // spp, slot % spp)
     else:
-        p = pools[pool, Q_HINT_FREE]
-        hwm = pools[pool, Q_HWM]
+        p = pools[pool, PoolCol.HINT_FREE]
+        hwm = pools[pool, PoolCol.HWM]
         while p < hwm and (page_live[pool, p] == UNMAPPED or page_live[pool, p] == spp):
             p += 1
-        pools[pool, Q_HINT_FREE] = p
+        pools[pool, PoolCol.HINT_FREE] = p
         if p < hwm:
-            return take_slot(pools, page_live, page_free_bits, sc, pool, p,
+            return take_slot(pools, page_live, page_free_bits, sc, cnt, pool, p,
                              lowest_free_in_page(page_free_bits, pool, p))
-    if pools[pool, Q_MAPPED] >= page_cap(sc, ip, pools, pool):
+    if pools[pool, PoolCol.MAPPED] >= page_cap(sc, ip, pools, pool):
         return -1
-    p = map_page(pools, page_live, page_free_bits, lifo, slot_stamp, sc, ip, pool)
-    if ip[P_LIFO]:  # the new page's slot 0 is on top of the stack
-        pools[pool, Q_LIFO_TOP] -= 1
-    return take_slot(pools, page_live, page_free_bits, sc, pool, p, 0)
+    p = map_page(pools, page_live, page_free_bits, lifo, slot_stamp, sc, cnt, ip, pool)
+    if ip[Param.LIFO]:  # the new page's slot 0 is on top of the stack
+        pools[pool, PoolCol.LIFO_TOP] -= 1
+    return take_slot(pools, page_live, page_free_bits, sc, cnt, pool, p, 0)
 
 
 @inline
-def free_slot(pools, page_live, page_free_bits, lifo, slot_stamp, sc, ip, pool, slot):
-    spp = pools[pool, Q_SPP]
+def free_slot(pools, page_live, page_free_bits, lifo, slot_stamp, sc, cnt, ip, pool, slot):
+    spp = pools[pool, PoolCol.SPP]
     page, s = slot // spp, slot % spp
     page_free_bits[pool, page, s // 64] |= np.uint64(1) << np.uint64(s % 64)
     page_live[pool, page] -= 1
-    pools[pool, Q_LIVE] -= 1
-    sc[LIVE_TOTAL] -= 1
-    sc[FREES] += 1
-    pools[pool, Q_HINT_FREE] = min(pools[pool, Q_HINT_FREE], page)
-    if ip[P_LIFO]:
+    pools[pool, PoolCol.LIVE] -= 1
+    sc[Scalar.LIVE_TOTAL] -= 1
+    cnt[Count.FREES] += 1
+    pools[pool, PoolCol.HINT_FREE] = min(pools[pool, PoolCol.HINT_FREE], page)
+    if ip[Param.LIFO]:
         lifo_push(pools, page_live, page_free_bits, lifo, slot_stamp, sc, pool, slot)
 
 
@@ -446,9 +508,9 @@ def free_slot(pools, page_live, page_free_bits, lifo, slot_stamp, sc, ip, pool, 
 def unmap_empty_pages(pools, page_live, sc):
     """Unmap every mapped page with no live slot, lowest first (end of a round)."""
     for pool in range(pools.shape[0]):
-        for p in range(pools[pool, Q_HWM]):
+        for p in range(pools[pool, PoolCol.HWM]):
             if page_live[pool, p] == 0:
                 page_live[pool, p] = UNMAPPED
-                pools[pool, Q_MAPPED] -= 1
-                sc[MAPPED_TOTAL] -= 1
-                pools[pool, Q_HINT_UNMAPPED] = min(pools[pool, Q_HINT_UNMAPPED], p)
+                pools[pool, PoolCol.MAPPED] -= 1
+                sc[Scalar.MAPPED_TOTAL] -= 1
+                pools[pool, PoolCol.HINT_UNMAPPED] = min(pools[pool, PoolCol.HINT_UNMAPPED], p)

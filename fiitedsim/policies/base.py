@@ -3,7 +3,7 @@
 A policy is built for a list of tables and a config, is fed the record
 stream batch by batch (`consume`), and at the end returns a `PolicyResult`:
 the summary (the stable `summary.json` contract of the README) and the time
-series of per-window snapshots.
+series of per-window snapshots, both as `fiitedsim/metrics.py` defines them.
 """
 from __future__ import annotations
 
@@ -15,25 +15,11 @@ import numpy as np
 import polars as pl
 
 from ..config import ReplayConfig, TableSpec
+from ..metrics import SUMMARY_KEYS  # noqa: F401  (the summary.json contract lives in fiitedsim/metrics.py)
 
 if TYPE_CHECKING:
     from ..rowset import RowMap
     from ..trace import RecordBatch
-
-#: Keys of every policy object in summary.json, in this order (README contract).
-SUMMARY_KEYS = [
-    "payload_bytes_peak", "payload_bytes_final", "index_bytes_peak", "index_bytes_final", "meta_bytes_final",
-    "total_bytes_peak", "total_bytes_final", "mapped_pages_final", "live_chunks_final", "fragmentation_final",
-    "row_hit_rate", "chunk_hit_rate", "full_hit_rate", "dim_hit_rate", "collision_share", "lookups", "row_hits",
-    "chunk_hits", "chunks_requested", "full_hits", "dim_hits", "dims_requested", "collisions", "allocations",
-    "frees", "rehashes", "denied_full", "denied_threshold", "theta_final",
-    "mean_probe_length", "max_probe_length", "searches", "probes", "rounds", "tracked_rows", "dim_hist_final",
-    "index_load_factor_final",
-]
-
-
-def ratio(num, den) -> float:
-    return float(num) / float(den) if den else 0.0
 
 
 @dataclass
@@ -47,28 +33,6 @@ class PolicyResult:
         if not math.isfinite(out["theta_final"]):
             out["theta_final"] = None
         return out
-
-
-def finish_summary(counts: dict) -> dict:
-    """Fill derived rates from raw counts; return the keys in SUMMARY_KEYS order."""
-    counts = dict(counts)
-    counts["row_hit_rate"] = ratio(counts["row_hits"], counts["lookups"])
-    counts["chunk_hit_rate"] = ratio(counts["chunk_hits"], counts["chunks_requested"])
-    counts["full_hit_rate"] = ratio(counts["full_hits"], counts["lookups"])
-    counts["dim_hit_rate"] = ratio(counts["dim_hits"], counts["dims_requested"])
-    counts["collision_share"] = ratio(counts["collisions"], counts["lookups"])
-    counts["mean_probe_length"] = ratio(counts["probes"], counts["searches"])
-    missing = set(SUMMARY_KEYS) - set(counts)
-    if missing:
-        raise AssertionError(f"summary lacks {sorted(missing)}")
-    return {key: counts[key] for key in SUMMARY_KEYS}
-
-
-def snapshots_frame(rows: np.ndarray, columns: list[str]) -> pl.DataFrame:
-    """Time-series table: counters and byte gauges as int64, ratios as float64."""
-    float_cols = {"fragmentation", "theta", "index_load_factor"}
-    data = {c: rows[:, i] if c in float_cols else rows[:, i].astype(np.int64) for i, c in enumerate(columns)}
-    return pl.DataFrame(data)
 
 
 class Policy:

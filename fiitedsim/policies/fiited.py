@@ -19,64 +19,13 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .. import store
+from .. import metrics, store
 from ..config import check_budget_workable
-from ..engine import COUNTER_COLUMNS, DONE, GAP, NEED_INDEX, NEED_PAGES, NEED_ROWS, EngineState, snapshot_columns
+from ..engine import DONE, GAP, NEED_INDEX, NEED_PAGES, NEED_ROWS, EngineState, Loop
+from ..metrics import Count, FloatGauge, IntGauge
 from ..prefetch import prefetch
-from ..store import (
-    CHUNK_HITS,
-    CHUNKS_REQUESTED,
-    DENIED_FULL,
-    DENIED_THRESHOLD,
-    DIM_HITS,
-    DIMS_REQUESTED,
-    F_GAMMA,
-    F_MAX_LOAD,
-    FULL_HITS,
-    GAP_DONE,
-    GAP_ROUND,
-    GAP_SNAPSHOT,
-    HAVE_PREV,
-    IX_BUMP,
-    IX_CAP_MAX,
-    IX_CAP_TOTAL,
-    IX_COUNT_TOTAL,
-    LIVE_TOTAL,
-    LOOKUPS,
-    MAPPED_TOTAL,
-    MAX_PROBE,
-    META_BYTES,
-    P_COUNT_ACCESSES,
-    P_ENTRY_BYTES,
-    P_HAS_GRAD,
-    P_HAS_LOG,
-    P_INTERVAL,
-    P_KMAX,
-    P_LIFO,
-    P_PAGE_BYTES,
-    P_REPORT_EVERY,
-    P_TOTAL_ROWS,
-    PREV_STEP,
-    PROBES,
-    Q_HWM,
-    Q_MAPPED,
-    Q_SPP,
-    R_D,
-    R_KEY,
-    R_LAST,
-    ROUNDS,
-    ROW_BITS,
-    ROW_HITS,
-    ROW_MASK,
-    SEARCHES,
-    SNAP_N,
-    T_C,
-    T_K,
-    T_POOL,
-    TRACKED,
-    inline,
-)
-from .base import Policy, PolicyResult, finish_summary, snapshots_frame
+from ..store import ROW_BITS, ROW_MASK, FParam, Ix, Param, PoolCol, Row, Scalar, Tab, inline
+from .base import Policy, PolicyResult
 
 INF = np.inf
 LOOKAHEAD = 16  # lookups ahead whose tracker bucket is prefetched; their row state at half that distance
@@ -94,9 +43,9 @@ def decay(powtab, gamma, gap):
 
 @inline
 def set_dim(rows, dim_hist, tid, d):
-    dim_hist[rows[tid, R_D]] -= 1
+    dim_hist[rows[tid, Row.D]] -= 1
     dim_hist[d] += 1
-    rows[tid, R_D] = d
+    rows[tid, Row.D] = d
 
 
 # ============================================================================
@@ -108,56 +57,56 @@ def observe(st, tid, t, r, d, k_row):
     """Step (1) of an access: hit status from the resident prefix d before anything changes (DESIGN 5),
     and the searches of k = 0 .. min(d, K-1): the resident prefix and the first absent chunk (DESIGN 3.1).
     A resident chunk's probe length follows from its cached bucket; only the absent one walks the index."""
-    sc, ix, ix_meta, row_pos = st.sc, st.ix, st.ix_meta, st.row_pos
-    kmax = st.ip[P_KMAX]
-    sc[LOOKUPS] += 1
-    sc[ROW_HITS] += d > 0
-    sc[CHUNK_HITS] += d
-    sc[CHUNKS_REQUESTED] += k_row
-    sc[FULL_HITS] += d == k_row
-    sc[DIM_HITS] += d * st.tabs[t, T_C]
-    sc[DIMS_REQUESTED] += k_row * st.tabs[t, T_C]
+    cnt, ix, ix_meta, row_pos = st.cnt, st.ix, st.ix_meta, st.row_pos
+    kmax = st.ip[Param.KMAX]
+    cnt[Count.LOOKUPS] += 1
+    cnt[Count.ROW_HITS] += d > 0
+    cnt[Count.CHUNK_HITS] += d
+    cnt[Count.CHUNKS_REQUESTED] += k_row
+    cnt[Count.FULL_HITS] += d == k_row
+    cnt[Count.DIM_HITS] += d * st.tabs[t, Tab.C]
+    cnt[Count.DIMS_REQUESTED] += k_row * st.tabs[t, Tab.C]
     h = store.splitmix64(r)
     for k in range(min(d, k_row - 1) + 1):
         if k < d:
             probes = store.resident_probes(ix_meta, t * kmax + k, h, np.int64(row_pos[tid, k]))
         else:
             _, probes = store.index_search_hashed(ix, ix_meta, t * kmax + k, r, h)
-        sc[SEARCHES] += 1
-        sc[PROBES] += probes
-        sc[MAX_PROBE] = max(sc[MAX_PROBE], probes)
+        cnt[Count.SEARCHES] += 1
+        cnt[Count.PROBES] += probes
+        cnt[Count.MAX_PROBE] = max(cnt[Count.MAX_PROBE], probes)
 
 
 @inline
 def update_utilities(st, tid, s, k_row, grad, gi):
     """Step (2) of an access: u = u * gamma ** (s - last) + x[k] (DESIGN 2)."""
     ip, rows, row_u, wpos = st.ip, st.rows, st.row_u, st.wpos
-    f = decay(st.powtab, st.fp[F_GAMMA], s - rows[tid, R_LAST])
+    f = decay(st.powtab, st.fp[FParam.GAMMA], s - rows[tid, Row.LAST])
     for k in range(k_row):
-        if ip[P_HAS_LOG]:
-            x = wpos[k] if ip[P_COUNT_ACCESSES] else 0.0
-        elif ip[P_HAS_GRAD]:
+        if ip[Param.HAS_LOG]:
+            x = wpos[k] if ip[Param.COUNT_ACCESSES] else 0.0
+        elif ip[Param.HAS_GRAD]:
             x = np.float64(grad[gi, k]) * wpos[k]
         else:
             x = 1.0 * wpos[k]
         row_u[tid, k] = row_u[tid, k] * f + x
-    rows[tid, R_LAST] = s
+    rows[tid, Row.LAST] = s
 
 
 @inline
 def access(st, t, r, s, grad, gi):
-    sc, ip, tabs, rows, row_u = st.sc, st.ip, st.tabs, st.rows, st.row_u
+    sc, cnt, ip, tabs, rows, row_u = st.sc, st.cnt, st.ip, st.tabs, st.rows, st.row_u
     ix, ix_meta, row_pos = st.ix, st.ix_meta, st.row_pos
     pools, page_live, page_free_bits, lifo, slot_stamp = (st.pools, st.page_live, st.page_free_bits, st.lifo,
                                                           st.slot_stamp)
-    kmax = ip[P_KMAX]
-    tid = store.track_row(st.trk, rows, row_u, st.dim_hist, tabs, sc, ip, t, r, s)
-    k_row = tabs[t, T_K]
-    d = rows[tid, R_D]
+    kmax = ip[Param.KMAX]
+    tid = store.track_row(st.trk, rows, row_u, st.dim_hist, tabs, sc, cnt, ip, t, r, s)
+    k_row = tabs[t, Tab.K]
+    d = rows[tid, Row.D]
     observe(st, tid, t, r, d, k_row)              # (1) hit status and searches
     update_utilities(st, tid, s, k_row, grad, gi)  # (2) utilities
     # (3) admission of k = d, d+1, ...: e[k] = min over j <= k of u[j] (already decayed to s)
-    pool = tabs[t, T_POOL]
+    pool = tabs[t, Tab.POOL]
     theta = st.pool_theta[pool]
     e = INF
     for k in range(k_row):
@@ -165,13 +114,13 @@ def access(st, t, r, s, grad, gi):
         if k < d:
             continue
         if e < theta:
-            sc[DENIED_THRESHOLD] += 1
+            cnt[Count.DENIED_THRESHOLD] += 1
             break
-        slot = store.alloc_slot(pools, page_live, page_free_bits, lifo, slot_stamp, sc, ip, pool)
+        slot = store.alloc_slot(pools, page_live, page_free_bits, lifo, slot_stamp, sc, cnt, ip, pool)
         if slot < 0:
-            sc[DENIED_FULL] += 1
+            cnt[Count.DENIED_FULL] += 1
             break
-        store.index_insert(ix, ix_meta, sc, ip, st.fp[F_MAX_LOAD], t * kmax + k, r, slot, tid, row_pos, k)
+        store.index_insert(ix, ix_meta, sc, cnt, ip, st.fp[FParam.MAX_LOAD], t * kmax + k, r, slot, tid, row_pos, k)
         set_dim(rows, st.dim_hist, tid, k + 1)
 
 
@@ -179,11 +128,11 @@ def access(st, t, r, s, grad, gi):
 def importance_record(st, t, r, k, value, s):
     """Importance-log record (DESIGN 1.3/2): decay the row to s, then add v * w_k. Never admits."""
     rows, row_u = st.rows, st.row_u
-    tid = store.track_row(st.trk, rows, row_u, st.dim_hist, st.tabs, st.sc, st.ip, t, r, s)
-    f = decay(st.powtab, st.fp[F_GAMMA], s - rows[tid, R_LAST])
-    for j in range(st.tabs[t, T_K]):
+    tid = store.track_row(st.trk, rows, row_u, st.dim_hist, st.tabs, st.sc, st.cnt, st.ip, t, r, s)
+    f = decay(st.powtab, st.fp[FParam.GAMMA], s - rows[tid, Row.LAST])
+    for j in range(st.tabs[t, Tab.K]):
         row_u[tid, j] = row_u[tid, j] * f
-    rows[tid, R_LAST] = s
+    rows[tid, Row.LAST] = s
     row_u[tid, k] = row_u[tid, k] + np.float64(value) * st.wpos[k]
 
 
@@ -209,22 +158,22 @@ def select_keep(st, pool, n_keep, now):
     Returns (theta, cut_bits, cut_key, keep_all): a chunk is kept when its e
     bits exceed cut_bits, or equal them with tie key <= cut_key.
     """
-    rows, row_u, tabs, powtab, gamma = st.rows, st.row_u, st.tabs, st.powtab, st.fp[F_GAMMA]
-    n_rows = st.sc[TRACKED]
+    rows, row_u, tabs, powtab, gamma = st.rows, st.row_u, st.tabs, st.powtab, st.fp[FParam.GAMMA]
+    n_rows = st.sc[Scalar.TRACKED]
     # pass A: how many chunks, and a histogram of the top 16 bits of e
     hist = np.zeros(1 << 16, np.int64)
     total = 0
     min_e = INF
     for tid in range(n_rows):
-        t = rows[tid, R_KEY] >> ROW_BITS
-        if tabs[t, T_POOL] != pool:
+        t = rows[tid, Row.KEY] >> ROW_BITS
+        if tabs[t, Tab.POOL] != pool:
             continue
-        f = decay(powtab, gamma, now - rows[tid, R_LAST])
+        f = decay(powtab, gamma, now - rows[tid, Row.LAST])
         m = INF
-        for k in range(tabs[t, T_K]):
+        for k in range(tabs[t, Tab.K]):
             m = min(m, row_u[tid, k])
             hist[e_bits(m, f) >> np.uint64(48)] += 1
-        total += tabs[t, T_K]
+        total += tabs[t, Tab.K]
         min_e = min(min_e, m * f)
     if n_keep == 0:
         return INF, np.uint64(0), np.int64(-1), False
@@ -241,13 +190,13 @@ def select_keep(st, pool, n_keep, now):
     cand_keys = np.empty(hist[bucket], np.int64)
     c = 0
     for tid in range(n_rows):
-        t = rows[tid, R_KEY] >> ROW_BITS
-        if tabs[t, T_POOL] != pool:
+        t = rows[tid, Row.KEY] >> ROW_BITS
+        if tabs[t, Tab.POOL] != pool:
             continue
-        f = decay(powtab, gamma, now - rows[tid, R_LAST])
-        r = rows[tid, R_KEY] & ROW_MASK
+        f = decay(powtab, gamma, now - rows[tid, Row.LAST])
+        r = rows[tid, Row.KEY] & ROW_MASK
         m = INF
-        for k in range(tabs[t, T_K]):
+        for k in range(tabs[t, Tab.K]):
             m = min(m, row_u[tid, k])
             bits = e_bits(m, f)
             if (bits >> np.uint64(48)) == np.uint64(bucket):
@@ -267,23 +216,23 @@ def select_keep(st, pool, n_keep, now):
 @inline
 def prefetch_index_buckets(st, rows, tid, k_from):
     """Prefetch the index entries of row tid's chunks k_from .. d-1 (their buckets are cached in row_pos)."""
-    t = rows[tid, R_KEY] >> ROW_BITS
-    for k in range(k_from, rows[tid, R_D]):
-        prefetch(st.ix, st.ix_meta[t * st.ip[P_KMAX] + k, store.X_OFF] + np.int64(st.row_pos[tid, k]))
+    t = rows[tid, Row.KEY] >> ROW_BITS
+    for k in range(k_from, rows[tid, Row.D]):
+        prefetch(st.ix, st.ix_meta[t * st.ip[Param.KMAX] + k, Ix.OFF] + np.int64(st.row_pos[tid, k]))
 
 
 @numba.njit(cache=True)
 def pruning_round(st, now):
     """Rank, keep the first N chunks of each pool, free the rest in (t, r, k) order, unmap empty pages."""
-    sc, ip, tabs, rows, row_u, dim_hist = st.sc, st.ip, st.tabs, st.rows, st.row_u, st.dim_hist
+    sc, cnt, ip, tabs, rows, row_u, dim_hist = st.sc, st.cnt, st.ip, st.tabs, st.rows, st.row_u, st.dim_hist
     pools, page_live, page_free_bits, lifo, slot_stamp = (st.pools, st.page_live, st.page_free_bits, st.lifo,
                                                           st.slot_stamp)
-    powtab, gamma = st.powtab, st.fp[F_GAMMA]
-    sc[ROUNDS] += 1
-    kmax = ip[P_KMAX]
-    n_rows = sc[TRACKED]
+    powtab, gamma = st.powtab, st.fp[FParam.GAMMA]
+    cnt[Count.ROUNDS] += 1
+    kmax = ip[Param.KMAX]
+    n_rows = sc[Scalar.TRACKED]
     for pool in range(pools.shape[0]):
-        n_keep = store.page_cap(sc, ip, pools, pool) * pools[pool, Q_SPP]
+        n_keep = store.page_cap(sc, ip, pools, pool) * pools[pool, PoolCol.SPP]
         theta, cut_bits, cut_key, keep_all = select_keep(st, pool, n_keep, now)
         st.pool_theta[pool] = theta
         if keep_all:
@@ -293,14 +242,14 @@ def pruning_round(st, now):
         free_keep = np.empty(1024, np.int64)
         n_free = 0
         for tid in range(n_rows):
-            d = rows[tid, R_D]
+            d = rows[tid, Row.D]
             if d == 0:
                 continue
-            t = rows[tid, R_KEY] >> ROW_BITS
-            if tabs[t, T_POOL] != pool:
+            t = rows[tid, Row.KEY] >> ROW_BITS
+            if tabs[t, Tab.POOL] != pool:
                 continue
-            r = rows[tid, R_KEY] & ROW_MASK
-            f = decay(powtab, gamma, now - rows[tid, R_LAST])
+            r = rows[tid, Row.KEY] & ROW_MASK
+            f = decay(powtab, gamma, now - rows[tid, Row.LAST])
             m = INF
             kept = 0
             if n_keep > 0:
@@ -322,18 +271,18 @@ def pruning_round(st, now):
         # order (the free set is a set, and backward-shift deletion leaves an index as if the key
         # had never been inserted: Knuth's Algorithm R), so only LIFO pays for the sort.
         order = np.arange(n_free)
-        if ip[P_LIFO]:
-            order = np.argsort(rows[free_rows[:n_free], R_KEY], kind="mergesort")
+        if ip[Param.LIFO]:
+            order = np.argsort(rows[free_rows[:n_free], Row.KEY], kind="mergesort")
         for q in range(n_free):
             if q + LOOKAHEAD < n_free:  # start the index-bucket misses of a row further down the list
                 prefetch_index_buckets(st, rows, free_rows[order[q + LOOKAHEAD]], free_keep[order[q + LOOKAHEAD]])
             tid = free_rows[order[q]]
             kept = free_keep[order[q]]
-            t = rows[tid, R_KEY] >> ROW_BITS
-            for k in range(kept, rows[tid, R_D]):
+            t = rows[tid, Row.KEY] >> ROW_BITS
+            for k in range(kept, rows[tid, Row.D]):
                 slot = store.index_delete(st.ix, st.ix_meta, sc, t * kmax + k, np.int64(st.row_pos[tid, k]),
                                           st.row_pos, k)
-                store.free_slot(pools, page_live, page_free_bits, lifo, slot_stamp, sc, ip, pool, slot)
+                store.free_slot(pools, page_live, page_free_bits, lifo, slot_stamp, sc, cnt, ip, pool, slot)
             set_dim(rows, dim_hist, tid, kept)
     store.unmap_empty_pages(pools, page_live, sc)
 
@@ -344,38 +293,37 @@ def pruning_round(st, now):
 
 @numba.njit(cache=True)
 def take_snapshot(st, step):
-    fill_snapshot_row(st, step, st.snap[st.sc[SNAP_N]])
-    st.sc[SNAP_N] += 1
+    """A row of the time series, labelled `step` (metrics.write_snapshot)."""
+    n = st.ctl[Loop.SNAP_N]
+    snapshot_row(st, step, st.snap_i, st.snap_f, n)
+    st.ctl[Loop.SNAP_N] = n + 1
 
 
 @numba.njit(cache=True)
-def fill_snapshot_row(st, step, row):
-    """One row of the time series (engine.snapshot_columns): step, counters, gauges, dimension histogram."""
+def snapshot_row(st, step, ints, floats, n):
+    """Row n of `ints`/`floats`: the counters, this engine's gauges and its dimension histogram now."""
     sc, pools = st.sc, st.pools
-    row[0] = step
-    n_counters = st.counter_sc.size
-    for c in range(n_counters):
-        row[1 + c] = sc[st.counter_sc[c]]
-    g = 1 + n_counters
-    payload = sc[MAPPED_TOTAL] * st.ip[P_PAGE_BYTES]
-    index = sc[IX_CAP_TOTAL] * st.ip[P_ENTRY_BYTES]
-    meta = sc[META_BYTES]
+    gi = np.zeros(metrics.N_INT_GAUGES, np.int64)
+    gf = np.zeros(metrics.N_FLOAT_GAUGES, np.float64)
+    payload = sc[Scalar.MAPPED_TOTAL] * st.ip[Param.PAGE_BYTES]
+    index = sc[Scalar.IX_CAP_TOTAL] * st.ip[Param.ENTRY_BYTES]
+    meta = sc[Scalar.META_BYTES]
     mapped_slots = 0
     for pool in range(pools.shape[0]):
-        mapped_slots += pools[pool, Q_MAPPED] * pools[pool, Q_SPP]
-    row[g + 0] = payload
-    row[g + 1] = index
-    row[g + 2] = meta
-    row[g + 3] = payload + index + meta
-    row[g + 4] = sc[MAPPED_TOTAL]
-    row[g + 5] = sc[LIVE_TOTAL]
-    row[g + 6] = sc[TRACKED]
-    row[g + 7] = 1.0 - sc[LIVE_TOTAL] / mapped_slots if mapped_slots > 0 else 0.0
-    row[g + 8] = st.pool_theta.min()
-    row[g + 9] = sc[IX_COUNT_TOTAL] / sc[IX_CAP_TOTAL] if sc[IX_CAP_TOTAL] > 0 else 0.0
-    for d in range(st.dim_hist.size):
-        row[g + 10 + d] = st.dim_hist[d]
-    row[g + 10] += st.ip[P_TOTAL_ROWS] - sc[TRACKED]
+        mapped_slots += pools[pool, PoolCol.MAPPED] * pools[pool, PoolCol.SPP]
+    gi[IntGauge.PAYLOAD_BYTES] = payload
+    gi[IntGauge.INDEX_BYTES] = index
+    gi[IntGauge.META_BYTES] = meta
+    gi[IntGauge.TOTAL_BYTES] = payload + index + meta
+    gi[IntGauge.MAPPED_PAGES] = sc[Scalar.MAPPED_TOTAL]
+    gi[IntGauge.LIVE_CHUNKS] = sc[Scalar.LIVE_TOTAL]
+    gi[IntGauge.TRACKED_ROWS] = sc[Scalar.TRACKED]
+    gf[FloatGauge.FRAGMENTATION] = 1.0 - sc[Scalar.LIVE_TOTAL] / mapped_slots if mapped_slots > 0 else 0.0
+    gf[FloatGauge.THETA] = st.pool_theta.min()
+    gf[FloatGauge.INDEX_LOAD_FACTOR] = (sc[Scalar.IX_COUNT_TOTAL] / sc[Scalar.IX_CAP_TOTAL]
+                                        if sc[Scalar.IX_CAP_TOTAL] > 0 else 0.0)
+    metrics.write_snapshot(ints, floats, n, step, st.cnt, gi, gf, st.dim_hist,
+                           st.ip[Param.TOTAL_ROWS] - sc[Scalar.TRACKED])
 
 
 @inline
@@ -400,11 +348,11 @@ def prefetch_ahead(st, lk_table, lk_row, i):
     if near < n:
         t, r = lk_table[near], lk_row[near]
         tid = store.tracker_find(st.trk, store.packed_row_key(t, r))
-        d = st.rows[tid, R_D] if tid >= 0 else 0
+        d = st.rows[tid, Row.D] if tid >= 0 else 0
         h = store.splitmix64(r)
-        for k in range(d, st.tabs[t, T_K]):  # the search of chunk d, and the inserts if d, d+1, ... are admitted
-            meta = st.ix_meta[t * st.ip[P_KMAX] + k]
-            prefetch(st.ix, meta[store.X_OFF] + np.int64(h & np.uint64(meta[store.X_CAP] - 1)))
+        for k in range(d, st.tabs[t, Tab.K]):  # the search of chunk d, and the inserts if d, d+1, ... are admitted
+            meta = st.ix_meta[t * st.ip[Param.KMAX] + k]
+            prefetch(st.ix, meta[Ix.OFF] + np.int64(h & np.uint64(meta[Ix.CAP] - 1)))
 
 
 # Everything a record needs is inlined into `run`, which allocates nothing; compiling it without
@@ -414,27 +362,27 @@ def prefetch_ahead(st, lk_table, lk_row, i):
 @numba.njit(cache=True, nogil=True, _nrt=False)
 def run(st, lk_step, lk_table, lk_row, lk_grad, im_step, im_table, im_row, im_chunk, im_value, i, j):
     """Process the merged records from lookup i and importance record j on; stop early to grow."""
-    sc, ip, tabs = st.sc, st.ip, st.tabs
+    sc, ctl, ip, tabs = st.sc, st.ctl, st.ip, st.tabs
     n_lk, n_im = lk_step.size, im_step.size
-    kmax = ip[P_KMAX]
-    interval, report_every = ip[P_INTERVAL], ip[P_REPORT_EVERY]
+    kmax = ip[Param.KMAX]
+    interval, report_every = ip[Param.INTERVAL], ip[Param.REPORT_EVERY]
     while i < n_lk or j < n_im:
         is_lookup = i < n_lk and (j >= n_im or lk_step[i] <= im_step[j])
         s = lk_step[i] if is_lookup else im_step[j]
         t = lk_table[i] if is_lookup else im_table[j]
         # capacity checks first, so that stopping here leaves nothing half done
-        if sc[TRACKED] + 1 > st.rows.shape[0] or 2 * (sc[TRACKED] + 1) > st.trk.shape[0]:
+        if sc[Scalar.TRACKED] + 1 > st.rows.shape[0] or 2 * (sc[Scalar.TRACKED] + 1) > st.trk.shape[0]:
             return NEED_ROWS, i, j
         if is_lookup:
-            if sc[IX_BUMP] + 2 * kmax * sc[IX_CAP_MAX] > st.ix.shape[0]:
+            if sc[Scalar.IX_BUMP] + 2 * kmax * sc[Scalar.IX_CAP_MAX] > st.ix.shape[0]:
                 return NEED_INDEX, i, j
-            if st.pools[tabs[t, T_POOL], Q_HWM] + tabs[t, T_K] >= st.page_live.shape[1]:
+            if st.pools[tabs[t, Tab.POOL], PoolCol.HWM] + tabs[t, Tab.K] >= st.page_live.shape[1]:
                 return NEED_PAGES, i, j
-        if sc[HAVE_PREV] and not sc[GAP_DONE]:
-            prev = sc[PREV_STEP]
-            sc[GAP_ROUND] = s // interval > prev // interval
-            sc[GAP_SNAPSHOT] = s // report_every > prev // report_every
-            if sc[GAP_ROUND] or sc[GAP_SNAPSHOT]:
+        if ctl[Loop.HAVE_PREV] and not ctl[Loop.GAP_DONE]:
+            prev = ctl[Loop.PREV_STEP]
+            ctl[Loop.GAP_ROUND] = s // interval > prev // interval
+            ctl[Loop.GAP_SNAPSHOT] = s // report_every > prev // report_every
+            if ctl[Loop.GAP_ROUND] or ctl[Loop.GAP_SNAPSHOT]:
                 return GAP, i, j
         if is_lookup:
             prefetch_ahead(st, lk_table, lk_row, i)
@@ -443,21 +391,21 @@ def run(st, lk_step, lk_table, lk_row, lk_grad, im_step, im_table, im_row, im_ch
         else:
             importance_record(st, t, im_row[j], im_chunk[j], im_value[j], s)
             j += 1
-        sc[PREV_STEP] = s
-        sc[HAVE_PREV] = 1
-        sc[GAP_DONE] = 0
+        ctl[Loop.PREV_STEP] = s
+        ctl[Loop.HAVE_PREV] = 1
+        ctl[Loop.GAP_DONE] = 0
     return DONE, i, j
 
 
 @numba.njit(cache=True, nogil=True)
 def handle_gap(st):
     """The gap `run` stopped at: the round (if due) at now = the last record's step, then the snapshot."""
-    sc = st.sc
-    if sc[GAP_ROUND]:
-        pruning_round(st, sc[PREV_STEP])
-    if sc[GAP_SNAPSHOT]:
-        take_snapshot(st, sc[PREV_STEP])
-    sc[GAP_DONE] = 1
+    ctl = st.ctl
+    if ctl[Loop.GAP_ROUND]:
+        pruning_round(st, ctl[Loop.PREV_STEP])
+    if ctl[Loop.GAP_SNAPSHOT]:
+        take_snapshot(st, ctl[Loop.PREV_STEP])
+    ctl[Loop.GAP_DONE] = 1
 
 
 @numba.njit(cache=True)
@@ -465,13 +413,13 @@ def resident_prefix(trk, rows, table, row, out):
     """out[i] = the resident prefix d of (table[i], row[i]) now; 0 for a row never seen. Reads only."""
     for i in range(row.size):
         tid = store.tracker_find(trk, store.packed_row_key(table[i], row[i]))
-        out[i] = rows[tid, R_D] if tid >= 0 else 0
+        out[i] = rows[tid, Row.D] if tid >= 0 else 0
 
 
 @numba.njit(cache=True)
 def final_snapshot(st):
-    if st.sc[HAVE_PREV]:
-        take_snapshot(st, st.sc[PREV_STEP])
+    if st.ctl[Loop.HAVE_PREV]:
+        take_snapshot(st, st.ctl[Loop.PREV_STEP])
 
 
 # ============================================================================
@@ -507,7 +455,7 @@ class Fiited(Policy):
         if batch.imp_step.size:
             steps_max = max(steps_max, int(batch.imp_step[-1]))
         self.engine.ensure_steps(steps_max)
-        grad = batch.grad if (batch.grad is not None and self.engine.st.ip[store.P_HAS_GRAD]) else self._no_grad
+        grad = batch.grad if (batch.grad is not None and self.engine.st.ip[store.Param.HAS_GRAD]) else self._no_grad
         i = j = 0
         while True:
             status, i, j = self.run_kernel(self.engine.st, batch.step, batch.table, batch.row, grad, batch.imp_step,
@@ -516,20 +464,19 @@ class Fiited(Policy):
             if status == DONE:
                 return
             if status == GAP:
-                if self.engine.st.sc[SNAP_N] == self.engine.st.snap.shape[0]:
-                    self.engine.flush_snapshots()
+                self.engine.snapshot_room()
                 self.gap_kernel(self.engine.st)
             else:
                 self.engine.grow(status)
 
     def gap_due(self, step: int) -> tuple[bool, bool]:
         """(round, snapshot): what `run` would handle in the gap before a record of `step` (DESIGN 2)."""
-        sc, ip = self.engine.st.sc, self.engine.st.ip
-        if not sc[HAVE_PREV] or sc[GAP_DONE]:
+        ctl, ip = self.engine.st.ctl, self.engine.st.ip
+        if not ctl[Loop.HAVE_PREV] or ctl[Loop.GAP_DONE]:
             return False, False
-        prev = int(sc[PREV_STEP])
-        return (step // int(ip[P_INTERVAL]) > prev // int(ip[P_INTERVAL]),
-                step // int(ip[P_REPORT_EVERY]) > prev // int(ip[P_REPORT_EVERY]))
+        prev = int(ctl[Loop.PREV_STEP])
+        return (step // int(ip[Param.INTERVAL]) > prev // int(ip[Param.INTERVAL]),
+                step // int(ip[Param.REPORT_EVERY]) > prev // int(ip[Param.REPORT_EVERY]))
 
     def close_gap(self, step: int) -> bool:
         """Handle now the gap `run` would stop at before the first record of `step`; return whether a round ran.
@@ -543,9 +490,8 @@ class Fiited(Policy):
         if not (round_due or snapshot_due):
             return False
         st = self.engine.st
-        st.sc[GAP_ROUND], st.sc[GAP_SNAPSHOT] = round_due, snapshot_due
-        if st.sc[SNAP_N] == st.snap.shape[0]:
-            self.engine.flush_snapshots()
+        st.ctl[Loop.GAP_ROUND], st.ctl[Loop.GAP_SNAPSHOT] = round_due, snapshot_due
+        self.engine.snapshot_room()
         self.gap_kernel(st)
         return round_due
 
@@ -558,34 +504,20 @@ class Fiited(Policy):
 
     def resident_dims(self, table: np.ndarray, row: np.ndarray) -> np.ndarray:
         """Resident dimensions (d * C, int32) of each (table, row) lookup now, without changing any state."""
-        return self.resident_chunks(table, row) * self.engine.st.tabs[np.asarray(table, np.int64), store.T_C].astype(
+        return self.resident_chunks(table, row) * self.engine.st.tabs[np.asarray(table, np.int64), Tab.C].astype(
             np.int32)
 
     def finish(self) -> PolicyResult:
         eng = self.engine
-        if eng.st.sc[SNAP_N] >= eng.st.snap.shape[0]:
-            eng.flush_snapshots()
+        eng.snapshot_room()
         final_snapshot(eng.st)
-        rows = eng.snapshot_table()
-        columns = snapshot_columns(eng.k_max)
-        return PolicyResult(summary=self.summary(), snapshots=snapshots_frame(rows, columns))
+        eng.flush_snapshots()
+        return PolicyResult(summary=self.summary(), snapshots=eng.series.frame())
 
     def summary(self) -> dict:
-        """Final values are those of a snapshot row taken now; peaks and probe maxima come from the counters."""
-        sc = self.engine.st.sc
-        columns = snapshot_columns(self.engine.k_max)
-        values = np.zeros(len(columns))
-        fill_snapshot_row(self.engine.st, sc[PREV_STEP], values)
-        now = dict(zip(columns, values.tolist()))
-        counts = {key: int(now[key]) for key in COUNTER_COLUMNS}
-        counts.update(
-            payload_bytes_peak=int(sc[store.PAYLOAD_PEAK]), payload_bytes_final=int(now["payload_bytes"]),
-            index_bytes_peak=int(sc[store.INDEX_PEAK]), index_bytes_final=int(now["index_bytes"]),
-            meta_bytes_final=int(now["meta_bytes"]), total_bytes_peak=int(sc[store.TOTAL_PEAK]),
-            total_bytes_final=int(now["total_bytes"]), mapped_pages_final=int(now["mapped_pages"]),
-            live_chunks_final=int(now["live_chunks"]), fragmentation_final=now["fragmentation"],
-            theta_final=now["theta"], max_probe_length=int(sc[MAX_PROBE]), tracked_rows=int(now["tracked_rows"]),
-            dim_hist_final=[int(now[f"dim_{d}"]) for d in range(self.engine.k_max + 1)],
-            index_load_factor_final=now["index_load_factor"],
-        )
-        return finish_summary(counts)
+        """The summary now: a snapshot row taken now, with the peaks and the longest probe (metrics.summary)."""
+        st = self.engine.st
+        ints = np.zeros((1, st.snap_i.shape[1]), np.int64)
+        floats = np.zeros((1, st.snap_f.shape[1]), np.float64)
+        snapshot_row(st, st.ctl[Loop.PREV_STEP], ints, floats, 0)
+        return metrics.summary(ints[0], floats[0], st.cnt, self.engine.k_max)

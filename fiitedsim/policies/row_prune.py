@@ -21,37 +21,9 @@ import numba
 import numpy as np
 
 from .. import store
-from ..engine import DONE, GAP, NEED_INDEX, NEED_PAGES, NEED_ROWS
-from ..store import (
-    DENIED_FULL,
-    DENIED_THRESHOLD,
-    F_GAMMA,
-    F_MAX_LOAD,
-    GAP_DONE,
-    GAP_ROUND,
-    GAP_SNAPSHOT,
-    HAVE_PREV,
-    IX_BUMP,
-    IX_CAP_MAX,
-    P_INTERVAL,
-    P_KMAX,
-    P_LIFO,
-    P_REPORT_EVERY,
-    PREV_STEP,
-    Q_HWM,
-    Q_LIVE,
-    Q_MAPPED,
-    Q_SPP,
-    R_D,
-    R_KEY,
-    R_LAST,
-    ROUNDS,
-    ROW_BITS,
-    T_K,
-    T_POOL,
-    TRACKED,
-    inline,
-)
+from ..engine import DONE, GAP, NEED_INDEX, NEED_PAGES, NEED_ROWS, Loop
+from ..metrics import Count
+from ..store import ROW_BITS, FParam, Param, PoolCol, Row, Scalar, Tab, inline
 from .fiited import (
     INF,
     LOOKAHEAD,
@@ -88,33 +60,33 @@ def row_sum(row_u, tid, k_row):
 def access(st, t, r, s, grad, gi, slots):
     """An access (reference `RowPruneModel`): FIITED's steps (1) and (2), then (3) admits the whole row or
     nothing."""
-    sc, ip, tabs, rows, row_u = st.sc, st.ip, st.tabs, st.rows, st.row_u
+    sc, cnt, ip, tabs, rows, row_u = st.sc, st.cnt, st.ip, st.tabs, st.rows, st.row_u
     ix, ix_meta, row_pos = st.ix, st.ix_meta, st.row_pos
     pools, page_live, page_free_bits, lifo, slot_stamp = (st.pools, st.page_live, st.page_free_bits, st.lifo,
                                                           st.slot_stamp)
-    kmax = ip[P_KMAX]
-    tid = store.track_row(st.trk, rows, row_u, st.dim_hist, tabs, sc, ip, t, r, s)
-    k_row = tabs[t, T_K]
-    d = rows[tid, R_D]  # 0 or K
+    kmax = ip[Param.KMAX]
+    tid = store.track_row(st.trk, rows, row_u, st.dim_hist, tabs, sc, cnt, ip, t, r, s)
+    k_row = tabs[t, Tab.K]
+    d = rows[tid, Row.D]  # 0 or K
     observe(st, tid, t, r, d, k_row)              # (1) hit status and searches, as FIITED
     update_utilities(st, tid, s, k_row, grad, gi)  # (2) utilities, as FIITED
     # (3) admission of a row with nothing resident; U needs no decay (last = s)
     if d > 0:
         return
-    pool = tabs[t, T_POOL]
+    pool = tabs[t, Tab.POOL]
     if row_sum(row_u, tid, k_row) < st.pool_theta[pool]:
-        sc[DENIED_THRESHOLD] += 1
+        cnt[Count.DENIED_THRESHOLD] += 1
         return
-    spp = pools[pool, Q_SPP]
-    free_on_mapped = pools[pool, Q_MAPPED] * spp - pools[pool, Q_LIVE]
-    mappable = max(0, store.page_cap(sc, ip, pools, pool) - pools[pool, Q_MAPPED])
+    spp = pools[pool, PoolCol.SPP]
+    free_on_mapped = pools[pool, PoolCol.MAPPED] * spp - pools[pool, PoolCol.LIVE]
+    mappable = max(0, store.page_cap(sc, ip, pools, pool) - pools[pool, PoolCol.MAPPED])
     if free_on_mapped + mappable * spp < k_row:
-        sc[DENIED_FULL] += 1
+        cnt[Count.DENIED_FULL] += 1
         return
     for k in range(k_row):  # all K slots first (cannot fail after the count), then the K inserts
-        slots[k] = store.alloc_slot(pools, page_live, page_free_bits, lifo, slot_stamp, sc, ip, pool)
+        slots[k] = store.alloc_slot(pools, page_live, page_free_bits, lifo, slot_stamp, sc, cnt, ip, pool)
     for k in range(k_row):
-        store.index_insert(ix, ix_meta, sc, ip, st.fp[F_MAX_LOAD], t * kmax + k, r, slots[k], tid, row_pos, k)
+        store.index_insert(ix, ix_meta, sc, cnt, ip, st.fp[FParam.MAX_LOAD], t * kmax + k, r, slots[k], tid, row_pos, k)
     set_dim(rows, st.dim_hist, tid, k_row)
 
 
@@ -130,19 +102,19 @@ def select_rows(st, pool, n_keep, now):
     Returns (theta, cut_bits, cut_key, keep_all); unless keep_all, a row is kept when its U bits
     exceed cut_bits, or equal them with packed (t, r) key <= cut_key.
     """
-    rows, row_u, tabs, powtab, gamma = st.rows, st.row_u, st.tabs, st.powtab, st.fp[F_GAMMA]
-    n_rows = st.sc[TRACKED]
+    rows, row_u, tabs, powtab, gamma = st.rows, st.row_u, st.tabs, st.powtab, st.fp[FParam.GAMMA]
+    n_rows = st.sc[Scalar.TRACKED]
     # pass A: chunks tracked, and the chunk count per top-16-bit bucket of U
     hist = np.zeros(1 << 16, np.int64)
     total = 0
     min_u = INF
     for tid in range(n_rows):
-        t = rows[tid, R_KEY] >> ROW_BITS
-        if tabs[t, T_POOL] != pool:
+        t = rows[tid, Row.KEY] >> ROW_BITS
+        if tabs[t, Tab.POOL] != pool:
             continue
-        u = row_sum(row_u, tid, tabs[t, T_K]) * decay(powtab, gamma, now - rows[tid, R_LAST])
-        hist[np.float64(u).view(np.uint64) >> np.uint64(48)] += tabs[t, T_K]
-        total += tabs[t, T_K]
+        u = row_sum(row_u, tid, tabs[t, Tab.K]) * decay(powtab, gamma, now - rows[tid, Row.LAST])
+        hist[np.float64(u).view(np.uint64) >> np.uint64(48)] += tabs[t, Tab.K]
+        total += tabs[t, Tab.K]
         min_u = min(min_u, u)
     if n_keep == 0:
         return INF, ALL_ONES, np.int64(-1), False
@@ -161,16 +133,16 @@ def select_rows(st, pool, n_keep, now):
     c = 0
     last_above_bits, last_above_key = ALL_ONES, np.int64(-1)
     for tid in range(n_rows):
-        key = rows[tid, R_KEY]
+        key = rows[tid, Row.KEY]
         t = key >> ROW_BITS
-        if tabs[t, T_POOL] != pool:
+        if tabs[t, Tab.POOL] != pool:
             continue
-        bits = e_bits(row_sum(row_u, tid, tabs[t, T_K]), decay(powtab, gamma, now - rows[tid, R_LAST]))
+        bits = e_bits(row_sum(row_u, tid, tabs[t, Tab.K]), decay(powtab, gamma, now - rows[tid, Row.LAST]))
         top = bits >> np.uint64(48)
         if top == np.uint64(bucket):
             cand_bits[c] = bits
             cand_keys[c] = key
-            cand_k[c] = tabs[t, T_K]
+            cand_k[c] = tabs[t, Tab.K]
             c += 1
         elif top > np.uint64(bucket) and (bits < last_above_bits
                                           or (bits == last_above_bits and key > last_above_key)):
@@ -196,15 +168,15 @@ def select_rows(st, pool, n_keep, now):
 @numba.njit(cache=True)
 def pruning_round(st, now):
     """Per pool: keep the rows `select_rows` chooses, free every other resident row, unmap empty pages."""
-    sc, ip, tabs, rows, row_u, dim_hist = st.sc, st.ip, st.tabs, st.rows, st.row_u, st.dim_hist
+    sc, cnt, ip, tabs, rows, row_u, dim_hist = st.sc, st.cnt, st.ip, st.tabs, st.rows, st.row_u, st.dim_hist
     pools, page_live, page_free_bits, lifo, slot_stamp = (st.pools, st.page_live, st.page_free_bits, st.lifo,
                                                           st.slot_stamp)
-    powtab, gamma = st.powtab, st.fp[F_GAMMA]
-    sc[ROUNDS] += 1
-    kmax = ip[P_KMAX]
-    n_rows = sc[TRACKED]
+    powtab, gamma = st.powtab, st.fp[FParam.GAMMA]
+    cnt[Count.ROUNDS] += 1
+    kmax = ip[Param.KMAX]
+    n_rows = sc[Scalar.TRACKED]
     for pool in range(pools.shape[0]):
-        n_keep = store.page_cap(sc, ip, pools, pool) * pools[pool, Q_SPP]
+        n_keep = store.page_cap(sc, ip, pools, pool) * pools[pool, PoolCol.SPP]
         theta, cut_bits, cut_key, keep_all = select_rows(st, pool, n_keep, now)
         st.pool_theta[pool] = theta
         if keep_all:
@@ -212,27 +184,27 @@ def pruning_round(st, now):
         free_rows = np.empty(n_rows, np.int64)
         n_free = 0
         for tid in range(n_rows):
-            key = rows[tid, R_KEY]
+            key = rows[tid, Row.KEY]
             t = key >> ROW_BITS
-            if rows[tid, R_D] == 0 or tabs[t, T_POOL] != pool:
+            if rows[tid, Row.D] == 0 or tabs[t, Tab.POOL] != pool:
                 continue
-            bits = e_bits(row_sum(row_u, tid, tabs[t, T_K]), decay(powtab, gamma, now - rows[tid, R_LAST]))
+            bits = e_bits(row_sum(row_u, tid, tabs[t, Tab.K]), decay(powtab, gamma, now - rows[tid, Row.LAST]))
             if not (bits > cut_bits or (bits == cut_bits and key <= cut_key)):
                 free_rows[n_free] = tid
                 n_free += 1
         # (t, r, k) order; as in FIITED's round only LIFO depends on the order of the frees
         order = np.arange(n_free)
-        if ip[P_LIFO]:
-            order = np.argsort(rows[free_rows[:n_free], R_KEY], kind="mergesort")
+        if ip[Param.LIFO]:
+            order = np.argsort(rows[free_rows[:n_free], Row.KEY], kind="mergesort")
         for q in range(n_free):
             if q + LOOKAHEAD < n_free:
                 prefetch_index_buckets(st, rows, free_rows[order[q + LOOKAHEAD]], 0)
             tid = free_rows[order[q]]
-            t = rows[tid, R_KEY] >> ROW_BITS
-            for k in range(rows[tid, R_D]):
+            t = rows[tid, Row.KEY] >> ROW_BITS
+            for k in range(rows[tid, Row.D]):
                 slot = store.index_delete(st.ix, st.ix_meta, sc, t * kmax + k, np.int64(st.row_pos[tid, k]),
                                           st.row_pos, k)
-                store.free_slot(pools, page_live, page_free_bits, lifo, slot_stamp, sc, ip, pool, slot)
+                store.free_slot(pools, page_live, page_free_bits, lifo, slot_stamp, sc, cnt, ip, pool, slot)
             set_dim(rows, dim_hist, tid, 0)
     store.unmap_empty_pages(pools, page_live, sc)
 
@@ -250,26 +222,26 @@ def run(st, lk_step, lk_table, lk_row, lk_grad, im_step, im_table, im_row, im_ch
 
     `slots` is scratch room for the K slot addresses of one admission (this loop cannot allocate).
     """
-    sc, ip, tabs = st.sc, st.ip, st.tabs
+    sc, ctl, ip, tabs = st.sc, st.ctl, st.ip, st.tabs
     n_lk, n_im = lk_step.size, im_step.size
-    kmax = ip[P_KMAX]
-    interval, report_every = ip[P_INTERVAL], ip[P_REPORT_EVERY]
+    kmax = ip[Param.KMAX]
+    interval, report_every = ip[Param.INTERVAL], ip[Param.REPORT_EVERY]
     while i < n_lk or j < n_im:
         is_lookup = i < n_lk and (j >= n_im or lk_step[i] <= im_step[j])
         s = lk_step[i] if is_lookup else im_step[j]
         t = lk_table[i] if is_lookup else im_table[j]
-        if sc[TRACKED] + 1 > st.rows.shape[0] or 2 * (sc[TRACKED] + 1) > st.trk.shape[0]:
+        if sc[Scalar.TRACKED] + 1 > st.rows.shape[0] or 2 * (sc[Scalar.TRACKED] + 1) > st.trk.shape[0]:
             return NEED_ROWS, i, j
         if is_lookup:
-            if sc[IX_BUMP] + 2 * kmax * sc[IX_CAP_MAX] > st.ix.shape[0]:
+            if sc[Scalar.IX_BUMP] + 2 * kmax * sc[Scalar.IX_CAP_MAX] > st.ix.shape[0]:
                 return NEED_INDEX, i, j
-            if st.pools[tabs[t, T_POOL], Q_HWM] + tabs[t, T_K] >= st.page_live.shape[1]:
+            if st.pools[tabs[t, Tab.POOL], PoolCol.HWM] + tabs[t, Tab.K] >= st.page_live.shape[1]:
                 return NEED_PAGES, i, j
-        if sc[HAVE_PREV] and not sc[GAP_DONE]:
-            prev = sc[PREV_STEP]
-            sc[GAP_ROUND] = s // interval > prev // interval
-            sc[GAP_SNAPSHOT] = s // report_every > prev // report_every
-            if sc[GAP_ROUND] or sc[GAP_SNAPSHOT]:
+        if ctl[Loop.HAVE_PREV] and not ctl[Loop.GAP_DONE]:
+            prev = ctl[Loop.PREV_STEP]
+            ctl[Loop.GAP_ROUND] = s // interval > prev // interval
+            ctl[Loop.GAP_SNAPSHOT] = s // report_every > prev // report_every
+            if ctl[Loop.GAP_ROUND] or ctl[Loop.GAP_SNAPSHOT]:
                 return GAP, i, j
         if is_lookup:
             prefetch_ahead(st, lk_table, lk_row, i)
@@ -278,21 +250,21 @@ def run(st, lk_step, lk_table, lk_row, lk_grad, im_step, im_table, im_row, im_ch
         else:
             importance_record(st, t, im_row[j], im_chunk[j], im_value[j], s)
             j += 1
-        sc[PREV_STEP] = s
-        sc[HAVE_PREV] = 1
-        sc[GAP_DONE] = 0
+        ctl[Loop.PREV_STEP] = s
+        ctl[Loop.HAVE_PREV] = 1
+        ctl[Loop.GAP_DONE] = 0
     return DONE, i, j
 
 
 @numba.njit(cache=True, nogil=True)
 def handle_gap(st):
     """The gap `run` stopped at: the round (if due) at now = the last record's step, then the snapshot."""
-    sc = st.sc
-    if sc[GAP_ROUND]:
-        pruning_round(st, sc[PREV_STEP])
-    if sc[GAP_SNAPSHOT]:
-        take_snapshot(st, sc[PREV_STEP])
-    sc[GAP_DONE] = 1
+    ctl = st.ctl
+    if ctl[Loop.GAP_ROUND]:
+        pruning_round(st, ctl[Loop.PREV_STEP])
+    if ctl[Loop.GAP_SNAPSHOT]:
+        take_snapshot(st, ctl[Loop.PREV_STEP])
+    ctl[Loop.GAP_DONE] = 1
 
 
 # ============================================================================

@@ -30,13 +30,16 @@ state stays proportional to the rows cached (DESIGN 1.3).
 """
 from __future__ import annotations
 
+from enum import IntEnum
+
 import numba
 import numpy as np
 
-from ..engine import COUNTER_COLUMNS, snapshot_columns
+from .. import metrics
+from ..metrics import Count, IntGauge, Series
 from ..prefetch import prefetch
 from ..store import EMPTY, ROW_BITS, packed_row_key, splitmix64
-from .base import Policy, PolicyResult, finish_summary, snapshots_frame
+from .base import Policy, PolicyResult
 
 inline = numba.njit(cache=True, inline="always")
 
@@ -45,13 +48,24 @@ DONE, NEED_GROW = 0, 1
 NIL = -1
 LOOKAHEAD = 16  # lookups ahead whose map bucket is prefetched; their item node at half that distance
 
-# sc: the counters in COUNTER_COLUMNS order first (copied straight into snapshots), then state scalars
-(LOOKUPS, ROW_HITS, CHUNK_HITS, CHUNKS_REQUESTED, FULL_HITS, DIM_HITS, DIMS_REQUESTED, COLLISIONS, ALLOCATIONS,
- FREES, REHASHES, DENIED_FULL, DENIED_THRESHOLD, SEARCHES, PROBES, ROUNDS) = range(16)
-N_COUNTERS = 16
-(USED, CACHED, PAYLOAD, LIVE, PAYLOAD_PEAK, INDEX_PEAK, TOTAL_PEAK, PREV, HAVE_PREV, FREE_ITEM, ITEM_HWM,
- FREE_BUCKET, BUCKET_HWM, SNAP_N) = range(16, 30)
-N_SC = 30
+
+class Sc(IntEnum):
+    """sc: the cache's state scalars and loop control (its counts are a metrics.Count array, cnt)."""
+
+    USED = 0         # bytes of the capacity in use
+    CACHED = 1       # cached rows
+    PAYLOAD = 2      # payload bytes of the cached rows
+    LIVE = 3         # chunks of the cached rows
+    PREV = 4         # step of the last record
+    HAVE_PREV = 5
+    FREE_ITEM = 6    # free lists and high-water marks of item and bucket nodes
+    ITEM_HWM = 7
+    FREE_BUCKET = 8
+    BUCKET_HWM = 9
+    SNAP_N = 10      # snapshot rows in the buffer
+
+
+USED, CACHED, PAYLOAD, LIVE, PREV, HAVE_PREV, FREE_ITEM, ITEM_HWM, FREE_BUCKET, BUCKET_HWM, SNAP_N = Sc
 # ip: parameters
 P_CAPACITY, P_KIND, P_REPORT_EVERY, P_ENTRY_BYTES, P_META_BYTES, P_TOTAL_ROWS = range(6)
 N_IP = 6
@@ -223,7 +237,7 @@ def touch(items, buckets, sc, kind, x):
 # ============================================================================
 
 @inline
-def evict_one(items, buckets, hmap, tabs, sc, by_k):
+def evict_one(items, buckets, hmap, tabs, sc, cnt, by_k):
     """Remove the victim: the first item of the first (least frequent) bucket."""
     b = buckets[0, B_NEXT]
     x = buckets[b, B_FIRST]
@@ -243,19 +257,19 @@ def evict_one(items, buckets, hmap, tabs, sc, by_k):
     sc[CACHED] -= 1
     sc[PAYLOAD] -= tabs[t, T_ROW_BYTES]
     sc[LIVE] -= k
-    sc[FREES] += k
+    cnt[Count.FREES] += k
     by_k[k] -= 1
 
 
 @inline
-def insert(items, buckets, hmap, tabs, ip, sc, by_k, key, t):
+def insert(items, buckets, hmap, tabs, ip, sc, cnt, by_k, key, t):
     """A miss: make room, then add the row to the frequency-1 bucket (a row larger than the capacity is denied)."""
     obj = tabs[t, T_OBJ_BYTES]
     if obj > ip[P_CAPACITY]:
-        sc[DENIED_FULL] += 1
+        cnt[Count.DENIED_FULL] += 1
         return
     while sc[USED] + obj > ip[P_CAPACITY]:
-        evict_one(items, buckets, hmap, tabs, sc, by_k)
+        evict_one(items, buckets, hmap, tabs, sc, cnt, by_k)
     x = take_node(items, I_NEXT, sc, FREE_ITEM, ITEM_HWM)
     b = buckets[0, B_NEXT]
     if b == 0 or buckets[b, B_FREQ] != 1:
@@ -268,41 +282,37 @@ def insert(items, buckets, hmap, tabs, ip, sc, by_k, key, t):
     sc[CACHED] += 1
     sc[PAYLOAD] += tabs[t, T_ROW_BYTES]
     sc[LIVE] += k
-    sc[ALLOCATIONS] += k
+    cnt[Count.ALLOCATIONS] += k
     by_k[k] += 1
     index = sc[CACHED] * ip[P_ENTRY_BYTES]
-    sc[PAYLOAD_PEAK] = max(sc[PAYLOAD_PEAK], sc[PAYLOAD])
-    sc[INDEX_PEAK] = max(sc[INDEX_PEAK], index)
-    sc[TOTAL_PEAK] = max(sc[TOTAL_PEAK], sc[PAYLOAD] + index + sc[CACHED] * ip[P_META_BYTES])
+    cnt[Count.PAYLOAD_PEAK] = max(cnt[Count.PAYLOAD_PEAK], sc[PAYLOAD])
+    cnt[Count.INDEX_PEAK] = max(cnt[Count.INDEX_PEAK], index)
+    cnt[Count.TOTAL_PEAK] = max(cnt[Count.TOTAL_PEAK], sc[PAYLOAD] + index + sc[CACHED] * ip[P_META_BYTES])
 
 
 @inline
-def fill_row(sc, ip, by_k, step, row):
-    """One row of the time series (engine.snapshot_columns): step, counters, gauges, dimension histogram."""
-    row[0] = step
-    for c in range(N_COUNTERS):
-        row[1 + c] = sc[c]
-    g = 1 + N_COUNTERS
+def write_row(sc, cnt, ip, by_k, gi, gf, step, ints, floats, n):
+    """Row n of the time series (metrics.write_snapshot): the counters, this cache's gauges, rows by chunks.
+    `gi` and `gf` are scratch for the gauges (the record loop cannot allocate)."""
     index = sc[CACHED] * ip[P_ENTRY_BYTES]
     meta = sc[CACHED] * ip[P_META_BYTES]
-    row[g + 0] = sc[PAYLOAD]
-    row[g + 1] = index
-    row[g + 2] = meta
-    row[g + 3] = sc[PAYLOAD] + index + meta
-    row[g + 4] = 0          # mapped pages: a row cache has no pages
-    row[g + 5] = sc[LIVE]
-    row[g + 6] = sc[CACHED]  # tracked rows: only cached rows have state
-    row[g + 7] = 0.0        # fragmentation
-    row[g + 8] = 0.0        # theta
-    row[g + 9] = 0.0        # index load factor (the index is not modelled as a table)
-    for d in range(by_k.size):
-        row[g + 10 + d] = by_k[d]
-    row[g + 10] = ip[P_TOTAL_ROWS] - sc[CACHED]
+    gi[IntGauge.PAYLOAD_BYTES] = sc[PAYLOAD]
+    gi[IntGauge.INDEX_BYTES] = index
+    gi[IntGauge.META_BYTES] = meta
+    gi[IntGauge.TOTAL_BYTES] = sc[PAYLOAD] + index + meta
+    gi[IntGauge.MAPPED_PAGES] = 0            # a row cache has no pages
+    gi[IntGauge.LIVE_CHUNKS] = sc[LIVE]
+    gi[IntGauge.TRACKED_ROWS] = sc[CACHED]   # only cached rows have state
+    for g in range(gf.size):
+        gf[g] = 0.0                          # fragmentation, theta, index load factor (no index table modelled)
+    metrics.write_snapshot(ints, floats, n, step, cnt, gi, gf, by_k, ip[P_TOTAL_ROWS] - sc[CACHED])
 
 
 @numba.njit(cache=True)
-def fill_snapshot_row(sc, ip, by_k, step, row):
-    fill_row(sc, ip, by_k, step, row)
+def snapshot_row(sc, cnt, ip, by_k, step, ints, floats, n):
+    gi = np.zeros(metrics.N_INT_GAUGES, np.int64)
+    gf = np.zeros(metrics.N_FLOAT_GAUGES, np.float64)
+    write_row(sc, cnt, ip, by_k, gi, gf, step, ints, floats, n)
 
 
 @inline
@@ -328,10 +338,11 @@ def need_grow(sc, items, buckets, hmap):
 
 
 @numba.njit(cache=True, nogil=True, _nrt=False)
-def run(sc, ip, tabs, items, buckets, hmap, by_k, snap, lk_step, lk_table, lk_row, im_step, i, j):
+def run(sc, cnt, ip, tabs, items, buckets, hmap, by_k, snap_i, snap_f, gi, gf, lk_step, lk_table, lk_row, im_step, i,
+        j):
     """Process the merged records from lookup i and importance record j on; stop early to grow.
 
-    A snapshot is written into `snap` at each gap with floor(s'/report_every) > floor(s/report_every),
+    A snapshot is written into (`snap_i`, `snap_f`) at each gap with floor(s'/report_every) > floor(s/report_every),
     labelled with the earlier step, exactly where the other policies take theirs.
     """
     n_lk, n_im = lk_step.size, im_step.size
@@ -342,7 +353,7 @@ def run(sc, ip, tabs, items, buckets, hmap, by_k, snap, lk_step, lk_table, lk_ro
             return NEED_GROW, i, j
         s = lk_step[i] if is_lookup else im_step[j]
         if sc[HAVE_PREV] and s // report_every > sc[PREV] // report_every:
-            fill_row(sc, ip, by_k, sc[PREV], snap[sc[SNAP_N]])
+            write_row(sc, cnt, ip, by_k, gi, gf, sc[PREV], snap_i, snap_f, sc[SNAP_N])
             sc[SNAP_N] += 1
         if is_lookup:
             prefetch_ahead(items, hmap, lk_table, lk_row, i)
@@ -350,17 +361,17 @@ def run(sc, ip, tabs, items, buckets, hmap, by_k, snap, lk_step, lk_table, lk_ro
             key = packed_row_key(t, lk_row[i])
             k = tabs[t, T_K]
             x = map_find(hmap, key)
-            sc[LOOKUPS] += 1
-            sc[CHUNKS_REQUESTED] += k
-            sc[DIMS_REQUESTED] += tabs[t, T_D]
+            cnt[Count.LOOKUPS] += 1
+            cnt[Count.CHUNKS_REQUESTED] += k
+            cnt[Count.DIMS_REQUESTED] += tabs[t, T_D]
             if x != NIL:
-                sc[ROW_HITS] += 1
-                sc[CHUNK_HITS] += k
-                sc[FULL_HITS] += 1
-                sc[DIM_HITS] += tabs[t, T_D]
+                cnt[Count.ROW_HITS] += 1
+                cnt[Count.CHUNK_HITS] += k
+                cnt[Count.FULL_HITS] += 1
+                cnt[Count.DIM_HITS] += tabs[t, T_D]
                 touch(items, buckets, sc, kind, x)
             else:
-                insert(items, buckets, hmap, tabs, ip, sc, by_k, key, t)
+                insert(items, buckets, hmap, tabs, ip, sc, cnt, by_k, key, t)
             i += 1
         else:
             j += 1
@@ -402,15 +413,17 @@ class RowCache(Policy):
         self.ip[P_ENTRY_BYTES] = cfg.index_entry_bytes
         self.ip[P_META_BYTES] = meta
         self.ip[P_TOTAL_ROWS] = sum(t.rows for t in tables)
-        self.sc = np.zeros(N_SC, np.int64)
+        self.sc = np.zeros(len(Sc), np.int64)
+        self.cnt = np.zeros(metrics.N_COUNTS, np.int64)
+        self.gi = np.zeros(metrics.N_INT_GAUGES, np.int64)
+        self.gf = np.zeros(metrics.N_FLOAT_GAUGES, np.float64)
         self.sc[FREE_ITEM] = self.sc[FREE_BUCKET] = NIL
         self.sc[BUCKET_HWM] = 1  # bucket 0 is the sentinel
         self.items = np.zeros((1024, 4), np.int64)
         self.buckets = np.zeros((1024, 5), np.int64)  # sentinel: an empty circular list (prev = next = 0)
         self.hmap = np.zeros((2048, 2), np.int64)
         self.by_k = np.zeros(self.k_max + 1, np.int64)
-        self.columns = snapshot_columns(self.k_max)
-        self.snapshots: list[np.ndarray] = []
+        self.series = Series(self.k_max)
 
     def grow(self) -> None:
         """Double whichever of the item array, bucket array and hash map (rebuilt) the next lookup could overflow."""
@@ -429,42 +442,27 @@ class RowCache(Policy):
         if not steps.size:
             return
         first = int(self.sc[PREV]) if self.sc[HAVE_PREV] else int(steps.min())
-        bound = min(len(steps), (int(steps.max()) - first) // self.cfg.report_every + 1) + 1
-        snap = np.zeros((bound, len(self.columns)))
+        self.series.reserve(min(len(steps), (int(steps.max()) - first) // self.cfg.report_every + 1) + 1)
         self.sc[SNAP_N] = 0
         i = j = 0
         while True:
-            status, i, j = run(self.sc, self.ip, self.tabs, self.items, self.buckets, self.hmap, self.by_k, snap,
-                               batch.step, batch.table, batch.row, batch.imp_step, i, j)
+            status, i, j = run(self.sc, self.cnt, self.ip, self.tabs, self.items, self.buckets, self.hmap, self.by_k,
+                               self.series.ints, self.series.floats, self.gi, self.gf, batch.step, batch.table,
+                               batch.row, batch.imp_step, i, j)
             if status == DONE:
                 break
             self.grow()
-        self.snapshots.append(snap[:self.sc[SNAP_N]])
+        self.series.flush(int(self.sc[SNAP_N]))
 
     def finish(self) -> PolicyResult:
-        parts = list(self.snapshots)
         if self.sc[HAVE_PREV]:  # the final snapshot, after the last record
-            parts.append(self._row_now()[None, :])
-        rows = np.concatenate(parts) if parts else np.zeros((0, len(self.columns)))
-        return PolicyResult(summary=self.summary(), snapshots=snapshots_frame(rows, self.columns))
-
-    def _row_now(self) -> np.ndarray:
-        row = np.zeros(len(self.columns))
-        fill_snapshot_row(self.sc, self.ip, self.by_k, self.sc[PREV], row)
-        return row
+            snapshot_row(self.sc, self.cnt, self.ip, self.by_k, self.sc[PREV], self.series.ints, self.series.floats, 0)
+            self.series.flush(1)
+        return PolicyResult(summary=self.summary(), snapshots=self.series.frame())
 
     def summary(self) -> dict:
-        """Final values are those of a snapshot row taken now; peaks come from the counters."""
-        now = dict(zip(self.columns, self._row_now().tolist()))
-        sc = self.sc
-        counts = {key: int(now[key]) for key in COUNTER_COLUMNS}
-        counts.update(
-            payload_bytes_peak=int(sc[PAYLOAD_PEAK]), payload_bytes_final=int(now["payload_bytes"]),
-            index_bytes_peak=int(sc[INDEX_PEAK]), index_bytes_final=int(now["index_bytes"]),
-            meta_bytes_final=int(now["meta_bytes"]), total_bytes_peak=int(sc[TOTAL_PEAK]),
-            total_bytes_final=int(now["total_bytes"]), mapped_pages_final=0,
-            live_chunks_final=int(now["live_chunks"]), fragmentation_final=0.0, theta_final=0.0,
-            max_probe_length=0, tracked_rows=int(now["tracked_rows"]),
-            dim_hist_final=[int(now[f"dim_{d}"]) for d in range(self.k_max + 1)], index_load_factor_final=0.0,
-        )
-        return finish_summary(counts)
+        """The summary now: a snapshot row taken now, with the peaks (metrics.summary)."""
+        ints = np.zeros((1, self.series.ints.shape[1]), np.int64)
+        floats = np.zeros((1, self.series.floats.shape[1]), np.float64)
+        snapshot_row(self.sc, self.cnt, self.ip, self.by_k, self.sc[PREV], ints, floats, 0)
+        return metrics.summary(ints[0], floats[0], self.cnt, self.k_max)

@@ -14,47 +14,42 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ..engine import COUNTER_COLUMNS, GAUGE_COLUMNS, snapshot_columns
-from .base import Policy, PolicyResult, finish_summary, snapshots_frame
+from .. import metrics
+from ..metrics import Count, Series
+from .base import Policy, PolicyResult
 
-# sc: the first eight counters of COUNTER_COLUMNS, in that order, then the loop's previous step
-(_LOOKUPS, _ROW_HITS, _CHUNK_HITS, _CHUNKS_REQUESTED, _FULL_HITS, _DIM_HITS, _DIMS_REQUESTED,
- _COLLISIONS) = range(8)
-N_COUNTS = 8
-_PREV, _HAVE_PREV = 8, 9
+# ctl: the loop's previous step, and snapshot rows written
+_PREV, _HAVE_PREV, _SNAP_N = range(3)
 
 
 @numba.njit(cache=True, nogil=True)
-def static_run(sc, lk_step, lk_table, lk_dims, lk_collided, tab_c, tab_d, im_step, report_every, snap_steps,
-               snap_counts):
+def static_run(cnt, ctl, lk_step, lk_table, lk_dims, lk_collided, tab_c, tab_d, im_step, report_every, gi, gf, dim_hist,
+               snap_i, snap_f):
     """Count hits of a fixed layout from each lookup's resident dimensions; snapshot at report boundaries."""
     n_lk, n_im = lk_step.size, im_step.size
     i = j = 0
-    n_snap = 0
     while i < n_lk or j < n_im:
         is_lookup = i < n_lk and (j >= n_im or lk_step[i] <= im_step[j])
         s = lk_step[i] if is_lookup else im_step[j]
-        if sc[_HAVE_PREV] and s // report_every > sc[_PREV] // report_every:
-            snap_steps[n_snap] = sc[_PREV]
-            snap_counts[n_snap, :] = sc[:N_COUNTS]
-            n_snap += 1
+        if ctl[_HAVE_PREV] and s // report_every > ctl[_PREV] // report_every:
+            metrics.write_snapshot(snap_i, snap_f, ctl[_SNAP_N], ctl[_PREV], cnt, gi, gf, dim_hist, 0)
+            ctl[_SNAP_N] += 1
         if is_lookup:
             t = lk_table[i]
             dims, c, dim = lk_dims[i], tab_c[t], tab_d[t]
-            sc[_LOOKUPS] += 1
-            sc[_ROW_HITS] += dims > 0
-            sc[_CHUNK_HITS] += dims // c
-            sc[_CHUNKS_REQUESTED] += dim // c
-            sc[_FULL_HITS] += dims == dim
-            sc[_DIM_HITS] += dims
-            sc[_DIMS_REQUESTED] += dim
-            sc[_COLLISIONS] += lk_collided[i]
+            cnt[Count.LOOKUPS] += 1
+            cnt[Count.ROW_HITS] += dims > 0
+            cnt[Count.CHUNK_HITS] += dims // c
+            cnt[Count.CHUNKS_REQUESTED] += dim // c
+            cnt[Count.FULL_HITS] += dims == dim
+            cnt[Count.DIM_HITS] += dims
+            cnt[Count.DIMS_REQUESTED] += dim
+            cnt[Count.COLLISIONS] += lk_collided[i]
             i += 1
         else:
             j += 1
-        sc[_PREV] = s
-        sc[_HAVE_PREV] = 1
-    return n_snap
+        ctl[_PREV] = s
+        ctl[_HAVE_PREV] = 1
 
 
 class StaticPolicy(Policy):
@@ -76,9 +71,9 @@ class StaticPolicy(Policy):
         self.k_max = max(t.chunks for t in tables)
         self.tab_c = np.array([t.chunk for t in tables], np.int64)
         self.tab_d = np.array([t.dim for t in tables], np.int64)
-        self.sc = np.zeros(_HAVE_PREV + 1, np.int64)
-        self.snap_steps: list[np.ndarray] = []
-        self.snap_counts: list[np.ndarray] = []
+        self.cnt = np.zeros(metrics.N_COUNTS, np.int64)
+        self.ctl = np.zeros(3, np.int64)
+        self.series = Series(self.k_max)
 
     def resident_dims(self, table: np.ndarray, row: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -88,53 +83,50 @@ class StaticPolicy(Policy):
         return (np.asarray(self.resident_dims(batch.table, batch.row), np.int64),
                 np.zeros(batch.row.size, np.int64))
 
+    def _gauges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(integer gauges, float gauges, rows by whole resident chunks): constant, as the layout is."""
+        gi = np.zeros(metrics.N_INT_GAUGES, np.int64)
+        gi[metrics.IntGauge.PAYLOAD_BYTES] = self.payload_bytes
+        gi[metrics.IntGauge.INDEX_BYTES] = self.index_bytes
+        gi[metrics.IntGauge.META_BYTES] = self.meta_bytes
+        gi[metrics.IntGauge.TOTAL_BYTES] = self.payload_bytes + self.index_bytes + self.meta_bytes
+        # no pages, live chunks, tracked rows, fragmentation, theta or index load factor: 0
+        return gi, np.zeros(metrics.N_FLOAT_GAUGES, np.float64), np.array(self.dim_hist, np.int64)
+
+    def _peaks(self) -> None:
+        """The extremes are the constant sizes."""
+        total = self.payload_bytes + self.index_bytes + self.meta_bytes
+        self.cnt[Count.PAYLOAD_PEAK], self.cnt[Count.INDEX_PEAK] = self.payload_bytes, self.index_bytes
+        self.cnt[Count.TOTAL_PEAK] = total
+
     def consume(self, batch) -> None:
         steps = np.concatenate((batch.step, batch.imp_step))
         if not steps.size:
             return
-        first = int(self.sc[_PREV]) if self.sc[_HAVE_PREV] else int(steps.min())
-        bound = min(len(steps), (int(steps.max()) - first) // self.cfg.report_every + 1) + 1
-        snap_steps = np.empty(bound, np.int64)
-        snap_counts = np.empty((bound, N_COUNTS), np.int64)
+        first = int(self.ctl[_PREV]) if self.ctl[_HAVE_PREV] else int(steps.min())
+        self.series.reserve(min(len(steps), (int(steps.max()) - first) // self.cfg.report_every + 1) + 1)
+        self.ctl[_SNAP_N] = 0
         dims, collided = self.observe(batch)
-        n = static_run(self.sc, batch.step, batch.table, dims, collided, self.tab_c, self.tab_d, batch.imp_step,
-                       self.cfg.report_every, snap_steps, snap_counts)
-        self.snap_steps.append(snap_steps[:n])
-        self.snap_counts.append(snap_counts[:n])
+        static_run(self.cnt, self.ctl, batch.step, batch.table, dims, collided, self.tab_c, self.tab_d, batch.imp_step,
+                   self.cfg.report_every, *self._gauges(), self.series.ints, self.series.floats)
+        self.series.flush(int(self.ctl[_SNAP_N]))
+
+    def _row_now(self, ints: np.ndarray, floats: np.ndarray) -> None:
+        gi, gf, hist = self._gauges()
+        metrics.write_snapshot(ints, floats, 0, self.ctl[_PREV], self.cnt, gi, gf, hist, 0)
 
     def finish(self) -> PolicyResult:
-        steps_parts, counts_parts = list(self.snap_steps), list(self.snap_counts)
-        if self.sc[_HAVE_PREV]:  # the final snapshot, after the last record
-            steps_parts.append(self.sc[_PREV:_PREV + 1].copy())
-            counts_parts.append(self.sc[None, :N_COUNTS].copy())
-        steps = np.concatenate(steps_parts) if steps_parts else np.zeros(0, np.int64)
-        counts = np.concatenate(counts_parts) if counts_parts else np.zeros((0, N_COUNTS), np.int64)
-        columns = snapshot_columns(self.k_max)
-        rows = np.zeros((len(steps), len(columns)))
-        rows[:, 0] = steps
-        rows[:, 1:1 + N_COUNTS] = counts
-        g = 1 + len(COUNTER_COLUMNS)
-        total = self.payload_bytes + self.index_bytes + self.meta_bytes
-        gauges = dict(payload_bytes=self.payload_bytes, index_bytes=self.index_bytes, meta_bytes=self.meta_bytes,
-                      total_bytes=total)
-        for c, name in enumerate(GAUGE_COLUMNS):
-            rows[:, g + c] = gauges.get(name, 0)
-        rows[:, g + len(GAUGE_COLUMNS):] = self.dim_hist
-        return PolicyResult(summary=self.summary(), snapshots=snapshots_frame(rows, columns))
+        if self.ctl[_HAVE_PREV]:  # the final snapshot, after the last record
+            self._row_now(self.series.ints, self.series.floats)
+            self.series.flush(1)
+        return PolicyResult(summary=self.summary(), snapshots=self.series.frame())
 
     def summary(self) -> dict:
-        total = self.payload_bytes + self.index_bytes + self.meta_bytes
-        zero = ("mapped_pages_final", "live_chunks_final", "allocations", "frees", "rehashes", "denied_full",
-                "denied_threshold", "max_probe_length", "searches", "probes", "rounds", "tracked_rows")
-        counts = {key: 0 for key in zero}
-        counts.update(zip(COUNTER_COLUMNS[:N_COUNTS], (int(x) for x in self.sc[:N_COUNTS])))
-        counts.update(
-            payload_bytes_peak=self.payload_bytes, payload_bytes_final=self.payload_bytes,
-            index_bytes_peak=self.index_bytes, index_bytes_final=self.index_bytes, meta_bytes_final=self.meta_bytes,
-            total_bytes_peak=total, total_bytes_final=total, fragmentation_final=0.0, theta_final=0.0,
-            dim_hist_final=[int(x) for x in self.dim_hist], index_load_factor_final=0.0,
-        )
-        return finish_summary(counts)
+        self._peaks()
+        ints = np.zeros((1, self.series.ints.shape[1]), np.int64)
+        floats = np.zeros((1, self.series.floats.shape[1]), np.float64)
+        self._row_now(ints, floats)
+        return metrics.summary(ints[0], floats[0], self.cnt, self.k_max)
 
 
 def chunk_hist(tables, k_max: int, rows_at_dims) -> list[int]:

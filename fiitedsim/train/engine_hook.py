@@ -38,12 +38,13 @@ import numpy as np
 
 from ..config import ReplayConfig, TableSpec, check_tables_fit_pages
 from ..errors import InputError
+from ..metrics import Count
 from ..policies import POLICIES
 from ..policies.base import Policy, PolicyResult
 from ..policies.fiited import Fiited
 from ..policies.static import StaticPolicy
 from ..rowset import RowMap
-from ..store import R_D, R_KEY, ROUNDS, ROW_BITS, ROW_MASK, TRACKED
+from ..store import ROW_BITS, ROW_MASK, Row, Scalar
 from ..trace import RecordBatch
 from .residency import Resets
 
@@ -167,12 +168,12 @@ class EngineResidency:
         if not policy.gap_due(step)[0]:
             policy.close_gap(step)  # a snapshot only: nothing is freed
             return None
-        n = int(policy.engine.st.sc[TRACKED])
-        keys, before = policy.engine.st.rows[:n, R_KEY].copy(), policy.engine.st.rows[:n, R_D].copy()
+        n = int(policy.engine.st.sc[Scalar.TRACKED])
+        keys, before = policy.engine.st.rows[:n, Row.KEY].copy(), policy.engine.st.rows[:n, Row.D].copy()
         policy.close_gap(step)
         rows = policy.engine.st.rows
         # a tracked id now holding another row (if an engine ever reused ids) lost all of its old row's chunks
-        after = np.where(rows[:n, R_KEY] == keys, rows[:n, R_D], 0)
+        after = np.where(rows[:n, Row.KEY] == keys, rows[:n, Row.D], 0)
         shrunk = np.flatnonzero(after < before)
         return prefix_ranges(keys[shrunk] >> ROW_BITS, keys[shrunk] & ROW_MASK, after[shrunk], before[shrunk])
 
@@ -185,9 +186,9 @@ class EngineResidency:
         if not self.paged:
             self.policy.consume(self._batch(step, table, row, grad))
             return None
-        rounds = int(self.policy.engine.st.sc[ROUNDS])
+        rounds = int(self.policy.engine.st.cnt[Count.ROUNDS])
         self.policy.consume(self._batch(step, table, row, grad))
-        if int(self.policy.engine.st.sc[ROUNDS]) != rounds:
+        if int(self.policy.engine.st.cnt[Count.ROUNDS]) != rounds:
             raise AssertionError(f"a pruning round ran inside the records of step {step}")
         after = self.policy.resident_chunks(table, row)
         grew = np.flatnonzero(after > self._d)
