@@ -245,7 +245,14 @@ class EngineState:
         if self.st.ctl[Loop.SNAP_N] >= self.series.capacity:
             self.flush_snapshots()
 
-    # ---- inspection (tests and invariant checks) ----------------------------
+    # ---- inspection (tests, invariant checks, the trainer) -----------------
+    def prefixes(self, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(packed (table, row) keys, resident prefix d) of the first n tracked rows (all by default), as
+        copies (int64)."""
+        st = self.st
+        n = int(st.sc[Scalar.TRACKED]) if n is None else n
+        return st.rows[:n, Row.KEY].copy(), st.rows[:n, Row.D].copy()
+
     def tracked(self):
         """(t, r) -> (utilities tuple, last step, resident prefix d) for every tracked row."""
         st = self.st

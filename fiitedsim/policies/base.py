@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import polars as pl
@@ -20,6 +20,15 @@ from ..metrics import SUMMARY_KEYS  # noqa: F401  (the summary.json contract liv
 if TYPE_CHECKING:
     from ..rowset import RowMap
     from ..trace import RecordBatch
+
+
+class ChunkRanges(NamedTuple):
+    """Chunks lo[i] .. hi[i]-1 of row (table[i], row[i]): what a pruning round freed, one entry per row."""
+
+    table: np.ndarray   # int64
+    row: np.ndarray     # int64
+    lo: np.ndarray      # int64
+    hi: np.ndarray      # int64
 
 
 @dataclass
@@ -45,6 +54,8 @@ class Policy:
     needs_frequencies = False
     #: whether the results do not depend on the budget (`full`): a trainer trains it once per seed
     budget_independent = False
+    #: whether what is resident never changes (the static layouts): nothing is ever freed or admitted
+    fixed_layout = False
 
     def __init__(self, tables: list[TableSpec], cfg: ReplayConfig, has_grad: bool, has_log: bool):
         self.tables, self.cfg, self.has_grad, self.has_log = tables, cfg, has_grad, has_log
@@ -60,6 +71,22 @@ class Policy:
     def resident_dims(self, table: np.ndarray, row: np.ndarray) -> np.ndarray:
         """The dimensions each (table[i], row[i]) would read now, 0..D (int), without changing any state."""
         raise NotImplementedError
+
+    def resident_chunks(self, table: np.ndarray, row: np.ndarray) -> np.ndarray:
+        """The whole chunks each (table[i], row[i]) would read now, 0..K (int32), without changing any state."""
+        chunk = np.array([t.chunk for t in self.tables], np.int64)[np.asarray(table, np.int64)]
+        return (np.asarray(self.resident_dims(table, row), np.int64) // chunk).astype(np.int32)
+
+    def close_gap(self, step: int) -> ChunkRanges | None:
+        """Handle now what the record stream does between the last record consumed and a record of `step`
+        (a pruning round, a snapshot), as the first record of `step` would; return the chunks it freed
+        (None: nothing). A trainer calls it before reading the rows of `step`. Static layouts: nothing."""
+        return None
+
+    @property
+    def rounds(self) -> int:
+        """Pruning rounds run so far."""
+        return 0
 
     def consume(self, batch: "RecordBatch") -> None:
         raise NotImplementedError

@@ -25,7 +25,7 @@ from ..engine import DONE, GAP, NEED_INDEX, NEED_PAGES, NEED_ROWS, EngineState, 
 from ..metrics import Count, FloatGauge, IntGauge
 from ..prefetch import prefetch
 from ..store import ROW_BITS, ROW_MASK, FParam, Ix, Param, PoolCol, Row, Scalar, Tab, inline
-from .base import Policy, PolicyResult
+from .base import ChunkRanges, Policy, PolicyResult
 
 INF = np.inf
 LOOKAHEAD = 16  # lookups ahead whose tracker bucket is prefetched; their row state at half that distance
@@ -478,22 +478,35 @@ class Fiited(Policy):
         return (step // int(ip[Param.INTERVAL]) > prev // int(ip[Param.INTERVAL]),
                 step // int(ip[Param.REPORT_EVERY]) > prev // int(ip[Param.REPORT_EVERY]))
 
-    def close_gap(self, step: int) -> bool:
-        """Handle now the gap `run` would stop at before the first record of `step`; return whether a round ran.
+    def close_gap(self, step: int) -> ChunkRanges | None:
+        """Handle now the gap `run` would stop at before the first record of `step`; return the chunks its
+        round freed (None when no round ran).
 
         The trainer needs a round's frees before it reads the rows of `step`, while replay
         runs the round when that step's first record arrives: both happen between the last
         consumed record and `step`, at now = the last record's step, so the results agree.
         Marking the gap done lets the records of `step` then pass it without a second round.
+        Rounds only free, so the freed chunks are each tracked row's prefix before minus after.
         """
         round_due, snapshot_due = self.gap_due(step)
         if not (round_due or snapshot_due):
-            return False
+            return None
         st = self.engine.st
         st.ctl[Loop.GAP_ROUND], st.ctl[Loop.GAP_SNAPSHOT] = round_due, snapshot_due
         self.engine.snapshot_room()
+        if not round_due:
+            self.gap_kernel(st)
+            return None
+        keys, before = self.engine.prefixes()
         self.gap_kernel(st)
-        return round_due
+        _, after = self.engine.prefixes(len(keys))
+        shrunk = np.flatnonzero(after < before)
+        keys = keys[shrunk]
+        return ChunkRanges(keys >> ROW_BITS, keys & ROW_MASK, after[shrunk], before[shrunk])
+
+    @property
+    def rounds(self) -> int:
+        return int(self.engine.st.cnt[Count.ROUNDS])
 
     def resident_chunks(self, table: np.ndarray, row: np.ndarray) -> np.ndarray:
         """Resident prefix d in chunks (int32) of each (table, row) lookup now, without changing any state."""

@@ -64,6 +64,7 @@ class StaticPolicy(Policy):
 
     payload_bytes = index_bytes = meta_bytes = 0
     uses_grad = False
+    fixed_layout = True
     dim_hist: list[int] = []
 
     def __init__(self, tables, cfg, has_grad, has_log):

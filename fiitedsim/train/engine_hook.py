@@ -7,11 +7,10 @@ sections 2-5 and their memory metrics are identical (docs/semantics.md,
 "Training through the engine"). Per training step s, in this order:
 
 1. `lookup(s)`: the gap between the last consumed step and s is closed first
-   (`Fiited.close_gap`: the pruning round and snapshot `run` would do when
-   step s's first record arrives, at now = the last consumed step). A round
-   is the only place chunks are freed, so the chunks freed are found by
-   diffing the tracked rows' resident prefixes before and after it (only on
-   round steps) and returned as resets. Then d per lookup is the resident
+   (`Policy.close_gap`: the pruning round and snapshot `run` would do when
+   step s's first record arrives, at now = the last consumed step), which
+   returns the chunks the round freed (a round is the only place chunks are
+   freed); they are returned as resets. Then d per lookup is the resident
    prefix now, in dimensions: what the forward pass may read (a row first seen
    has d = 0).
 2. `feedback(s, ...)`: the step's lookups with their per-chunk gradient norms
@@ -38,13 +37,10 @@ import numpy as np
 
 from ..config import ReplayConfig, TableSpec, check_tables_fit_pages
 from ..errors import InputError
-from ..metrics import Count
 from ..policies import POLICIES
 from ..policies.base import Policy, PolicyResult
-from ..policies.fiited import Fiited
-from ..policies.static import StaticPolicy
 from ..rowset import RowMap
-from ..store import ROW_BITS, ROW_MASK, Row, Scalar
+from ..store import ROW_BITS
 from ..trace import RecordBatch
 from .residency import Resets
 
@@ -105,14 +101,14 @@ class EngineResidency:
     """A residency hook backed by a replay policy object (module docstring)."""
 
     def __init__(self, policy: Policy, recorder: TraceRecorder | None = None):
-        if not isinstance(policy, (Fiited, StaticPolicy)):
+        if policy.name not in TRAIN_POLICIES:
             raise InputError(f"policy {policy.name!r} cannot drive training; choose from {', '.join(TRAIN_POLICIES)}")
         if len({t.chunks for t in policy.tables}) != 1:
             raise ValueError("the trainer's tables all have the same chunks per row")
         self.policy, self.recorder = policy, recorder
         self.chunks, self.dim = policy.tables[0].chunks, policy.tables[0].dim
         self.chunk = policy.tables[0].chunk
-        self.paged = isinstance(policy, Fiited)
+        self.paged = not policy.fixed_layout
         if hasattr(policy, "remap"):  # rows share stored vectors (`hash`): the trainer reads these rows
             self.remap = policy.remap
         self._step = None
@@ -163,19 +159,11 @@ class EngineResidency:
         return self.resident(table, row), resets
 
     def _close_gap(self, step: int) -> Resets | None:
-        """Run the gap before `step`; the chunks its round freed, from the per-row prefixes before and after."""
-        policy = self.policy
-        if not policy.gap_due(step)[0]:
-            policy.close_gap(step)  # a snapshot only: nothing is freed
+        """Run the gap before `step`; the chunks its round freed."""
+        freed = self.policy.close_gap(step)
+        if freed is None:
             return None
-        n = int(policy.engine.st.sc[Scalar.TRACKED])
-        keys, before = policy.engine.st.rows[:n, Row.KEY].copy(), policy.engine.st.rows[:n, Row.D].copy()
-        policy.close_gap(step)
-        rows = policy.engine.st.rows
-        # a tracked id now holding another row (if an engine ever reused ids) lost all of its old row's chunks
-        after = np.where(rows[:n, Row.KEY] == keys, rows[:n, Row.D], 0)
-        shrunk = np.flatnonzero(after < before)
-        return prefix_ranges(keys[shrunk] >> ROW_BITS, keys[shrunk] & ROW_MASK, after[shrunk], before[shrunk])
+        return prefix_ranges(freed.table, freed.row, freed.lo, freed.hi)
 
     def feedback(self, step: int, table: np.ndarray, row: np.ndarray, grad_norm: np.ndarray):
         if step != self._step:
@@ -186,9 +174,9 @@ class EngineResidency:
         if not self.paged:
             self.policy.consume(self._batch(step, table, row, grad))
             return None
-        rounds = int(self.policy.engine.st.cnt[Count.ROUNDS])
+        rounds = self.policy.rounds
         self.policy.consume(self._batch(step, table, row, grad))
-        if int(self.policy.engine.st.cnt[Count.ROUNDS]) != rounds:
+        if self.policy.rounds != rounds:
             raise AssertionError(f"a pruning round ran inside the records of step {step}")
         after = self.policy.resident_chunks(table, row)
         grew = np.flatnonzero(after > self._d)
