@@ -66,6 +66,7 @@ State = namedtuple("State", [
     "ix", "ix_meta",                                     # hash indices: (key, slot, tid) entries, per-index columns
     "pools", "pool_theta", "page_live", "page_free_bits", "lifo", "slot_stamp",  # physical pools
     "snap_i", "snap_f",                                  # the time series' buffers (metrics.Series)
+    "slots",                                             # scratch: the K slots of a whole-row admission
 ])
 
 
@@ -104,7 +105,7 @@ class EngineState:
     """Owns the arrays of one replay of a chunk-storing policy and grows them on request."""
 
     def __init__(self, tables: list[TableSpec], cfg: ReplayConfig, has_grad: bool, has_log: bool,
-                 snapshot_capacity: int = 4096):
+                 snapshot_capacity: int = 4096, whole_rows: bool = False):
         self.tables, self.cfg = tables, cfg
         self.layout = layout = PoolLayout.of(tables, cfg.page_bytes)
         k_max = max(t.chunks for t in tables)
@@ -125,6 +126,7 @@ class EngineState:
         ip[Param.NPOOLS] = n_pools
         ip[Param.DENSE_TOTAL] = sum(layout.dense_bytes)
         ip[Param.TOTAL_ROWS] = sum(t.rows for t in tables)
+        ip[Param.WHOLE_ROWS] = whole_rows
         sc = np.zeros(len(Scalar), np.int64)
         cnt = np.zeros(N_COUNTS, np.int64)
         caps = np.array([[cfg.index_initial if k < t.chunks else 0 for k in range(k_max)] for t in tables],
@@ -162,6 +164,7 @@ class EngineState:
             lifo=np.zeros((n_pools, self._lifo_len(pages), 2), np.int64),
             slot_stamp=np.zeros((n_pools, self._slot_len(pages)), np.int64),
             snap_i=self.series.ints, snap_f=self.series.floats,
+            slots=np.zeros(k_max, np.int64),
         )
 
     # ---- sizes -------------------------------------------------------------

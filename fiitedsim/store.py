@@ -70,6 +70,7 @@ class Param(IntEnum):
     NPOOLS = 11
     DENSE_TOTAL = 12
     TOTAL_ROWS = 13
+    WHOLE_ROWS = 14     # granularity: 0 = FIITED (any prefix of a row's chunks), 1 = row-prune (all or none)
 
 
 class FParam(IntEnum):

@@ -1,11 +1,18 @@
-"""FIITED: per-chunk utilities, pruning rounds and threshold admission (DESIGN.md section 2).
+"""FIITED: per-chunk utilities, pruning rounds and threshold admission (DESIGN.md section 2), and
+`row-prune`, the same machinery at row granularity (DESIGN.md section 4).
 
 The kernels follow DESIGN.md and `fiitedsim/reference.py` step by step, with
-the same names: `access` (hit status, probe searches, utility update,
-admission), `importance_record`, `pruning_round`, and `run`, which walks the
-merged record stream and stops at each gap between records that needs a round
-or a snapshot, for `handle_gap` (see docs/engine.md for why). Two speed
-measures keep results bit-identical to the reference:
+the same names: `access` is the reference's `FiitedModel.access` ((1)
+`observe`: hit status and probe searches, (2) `update_utilities`, (3)
+`admit`), `importance_record` its `importance`, `pruning_round` its `round`.
+The granularity is a parameter of the state (`Param.WHOLE_ROWS`), as
+`RowPruneModel` is a subclass of `FiitedModel` that overrides `admit` and the
+ranking of `round`: `admit` is `admit_chunks` or `admit_row`, and a round
+ranks with `select_keep` or `select_rows`. There is one record loop, `run`,
+which walks the merged record stream and stops at each gap between records
+that needs a round or a snapshot, for `handle_gap` (see docs/engine.md for
+why), for both policies. Two speed measures keep results bit-identical to the
+reference:
 
 * decay factors gamma ** float64(n) come from a table filled with the same
   pow call (`engine.fill_powtab`), falling back to pow for long gaps;
@@ -28,6 +35,8 @@ from ..store import ROW_BITS, ROW_MASK, FParam, Ix, Param, PoolCol, Row, Scalar,
 from .base import ChunkRanges, Policy, PolicyResult
 
 INF = np.inf
+ALL_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)  # a cut no U bit pattern exceeds: keep nothing (row-prune)
+LOW_48 = np.uint64((1 << 48) - 1)
 LOOKAHEAD = 16  # lookups ahead whose tracker bucket is prefetched; their row state at half that distance
 NEAR = 3        # lookups ahead whose absent chunks' index home buckets are prefetched
 TIE_K_SHIFT = 56  # tie key (k, t, r): k in bits 56.., t in 40..55, r in 0..39
@@ -94,19 +103,11 @@ def update_utilities(st, tid, s, k_row, grad, gi):
 
 
 @inline
-def access(st, t, r, s, grad, gi):
-    sc, cnt, ip, tabs, rows, row_u = st.sc, st.cnt, st.ip, st.tabs, st.rows, st.row_u
-    ix, ix_meta, row_pos = st.ix, st.ix_meta, st.row_pos
-    pools, page_live, page_free_bits, lifo, slot_stamp = (st.pools, st.page_live, st.page_free_bits, st.lifo,
-                                                          st.slot_stamp)
-    kmax = ip[Param.KMAX]
-    tid = store.track_row(st.trk, rows, row_u, st.dim_hist, tabs, sc, cnt, ip, t, r, s)
-    k_row = tabs[t, Tab.K]
-    d = rows[tid, Row.D]
-    observe(st, tid, t, r, d, k_row)              # (1) hit status and searches
-    update_utilities(st, tid, s, k_row, grad, gi)  # (2) utilities
-    # (3) admission of k = d, d+1, ...: e[k] = min over j <= k of u[j] (already decayed to s)
-    pool = tabs[t, Tab.POOL]
+def admit_chunks(st, tid, t, r, d, k_row):
+    """Step (3), FIITED (reference `FiitedModel.admit`): for k = d, d+1, ...: e[k] = min over j <= k of u[j]
+    (decayed to s by step (2)); below theta -> denied_threshold, no slot -> denied_full, else admitted."""
+    sc, cnt, ip, rows, row_u = st.sc, st.cnt, st.ip, st.rows, st.row_u
+    pool = st.tabs[t, Tab.POOL]
     theta = st.pool_theta[pool]
     e = INF
     for k in range(k_row):
@@ -116,12 +117,68 @@ def access(st, t, r, s, grad, gi):
         if e < theta:
             cnt[Count.DENIED_THRESHOLD] += 1
             break
-        slot = store.alloc_slot(pools, page_live, page_free_bits, lifo, slot_stamp, sc, cnt, ip, pool)
+        slot = store.alloc_slot(st.pools, st.page_live, st.page_free_bits, st.lifo, st.slot_stamp, sc, cnt, ip, pool)
         if slot < 0:
             cnt[Count.DENIED_FULL] += 1
             break
-        store.index_insert(ix, ix_meta, sc, cnt, ip, st.fp[FParam.MAX_LOAD], t * kmax + k, r, slot, tid, row_pos, k)
+        store.index_insert(st.ix, st.ix_meta, sc, cnt, ip, st.fp[FParam.MAX_LOAD], t * ip[Param.KMAX] + k, r, slot,
+                           tid, st.row_pos, k)
         set_dim(rows, st.dim_hist, tid, k + 1)
+
+
+@inline
+def row_sum(row_u, tid, k_row):
+    """u[0] + u[1] + ... + u[K-1] in k order from 0.0 (semantics.md "Row pruning": U before its decay)."""
+    total = 0.0
+    for k in range(k_row):
+        total += row_u[tid, k]
+    return total
+
+
+@inline
+def admit_row(st, tid, t, r, d, k_row):
+    """Step (3), row-prune (reference `RowPruneModel.admit`): a row with nothing resident is admitted whole
+    (U = the sum of its utilities, which need no decay: last = s) or not at all."""
+    if d > 0:
+        return  # d == K: the row is already whole
+    sc, cnt, ip, pools = st.sc, st.cnt, st.ip, st.pools
+    pool = st.tabs[t, Tab.POOL]
+    if row_sum(st.row_u, tid, k_row) < st.pool_theta[pool]:
+        cnt[Count.DENIED_THRESHOLD] += 1
+        return
+    spp = pools[pool, PoolCol.SPP]
+    free_on_mapped = pools[pool, PoolCol.MAPPED] * spp - pools[pool, PoolCol.LIVE]
+    mappable = max(0, store.page_cap(sc, ip, pools, pool) - pools[pool, PoolCol.MAPPED])
+    if free_on_mapped + mappable * spp < k_row:
+        cnt[Count.DENIED_FULL] += 1
+        return
+    slots = st.slots
+    for k in range(k_row):  # all K slots first (cannot fail after the count), then the K inserts
+        slots[k] = store.alloc_slot(pools, st.page_live, st.page_free_bits, st.lifo, st.slot_stamp, sc, cnt, ip, pool)
+    for k in range(k_row):
+        store.index_insert(st.ix, st.ix_meta, sc, cnt, ip, st.fp[FParam.MAX_LOAD], t * ip[Param.KMAX] + k, r,
+                           slots[k], tid, st.row_pos, k)
+    set_dim(st.rows, st.dim_hist, tid, k_row)
+
+
+@inline
+def admit(st, tid, t, r, d, k_row):
+    """Step (3) of an access: admission, at the policy's granularity."""
+    if st.ip[Param.WHOLE_ROWS]:
+        admit_row(st, tid, t, r, d, k_row)
+    else:
+        admit_chunks(st, tid, t, r, d, k_row)
+
+
+@inline
+def access(st, t, r, s, grad, gi):
+    """An access (DESIGN 2, reference `FiitedModel.access`)."""
+    tid = store.track_row(st.trk, st.rows, st.row_u, st.dim_hist, st.tabs, st.sc, st.cnt, st.ip, t, r, s)
+    k_row = st.tabs[t, Tab.K]
+    d = st.rows[tid, Row.D]
+    observe(st, tid, t, r, d, k_row)              # (1) hit status and searches
+    update_utilities(st, tid, s, k_row, grad, gi)  # (2) utilities
+    admit(st, tid, t, r, d, k_row)                 # (3) admission
 
 
 @inline
@@ -175,8 +232,8 @@ def select_keep(st, pool, n_keep, now):
             hist[e_bits(m, f) >> np.uint64(48)] += 1
         total += tabs[t, Tab.K]
         min_e = min(min_e, m * f)
-    if n_keep == 0:
-        return INF, np.uint64(0), np.int64(-1), False
+    if n_keep == 0:  # keep nothing: no e bit pattern exceeds ALL_ONES
+        return INF, ALL_ONES, np.int64(-1), False
     if total <= n_keep:
         return (0.0 if total < n_keep else min_e), np.uint64(0), np.int64(0), True
     # the bucket holding the n_keep-th largest e
@@ -213,6 +270,77 @@ def select_keep(st, pool, n_keep, now):
     return np.uint64(cut_bits).view(np.float64), cut_bits, cut_key, False
 
 
+@numba.njit(cache=True)
+def select_rows(st, pool, n_keep, now):
+    """The keep set of `pool`: the longest prefix of its rows in (U desc, t asc, r asc) whose chunk
+    total is at most n_keep.
+
+    Returns (theta, cut_bits, cut_key, keep_all); unless keep_all, a row is kept when its U bits
+    exceed cut_bits, or equal them with packed (t, r) key <= cut_key.
+    """
+    rows, row_u, tabs, powtab, gamma = st.rows, st.row_u, st.tabs, st.powtab, st.fp[FParam.GAMMA]
+    n_rows = st.sc[Scalar.TRACKED]
+    # pass A: chunks tracked, and the chunk count per top-16-bit bucket of U
+    hist = np.zeros(1 << 16, np.int64)
+    total = 0
+    min_u = INF
+    for tid in range(n_rows):
+        t = rows[tid, Row.KEY] >> ROW_BITS
+        if tabs[t, Tab.POOL] != pool:
+            continue
+        u = row_sum(row_u, tid, tabs[t, Tab.K]) * decay(powtab, gamma, now - rows[tid, Row.LAST])
+        hist[np.float64(u).view(np.uint64) >> np.uint64(48)] += tabs[t, Tab.K]
+        total += tabs[t, Tab.K]
+        min_u = min(min_u, u)
+    if n_keep == 0:
+        return INF, ALL_ONES, np.int64(-1), False
+    if total <= n_keep:  # everything fits; theta as FIITED: 0.0 below N, else the last (smallest) U
+        return (0.0 if total < n_keep else min_u), ALL_ONES, np.int64(-1), True
+    # the bucket where the running chunk total first exceeds n_keep; all rows above it fit
+    above = 0
+    bucket = (1 << 16) - 1
+    while above + hist[bucket] <= n_keep:
+        above += hist[bucket]
+        bucket -= 1
+    # pass B: that bucket's rows, and the last-ranked row above it
+    cand_bits = np.empty(hist[bucket], np.uint64)  # hist counts chunks, so this is room enough
+    cand_keys = np.empty(hist[bucket], np.int64)
+    cand_k = np.empty(hist[bucket], np.int64)
+    c = 0
+    last_above_bits, last_above_key = ALL_ONES, np.int64(-1)
+    for tid in range(n_rows):
+        key = rows[tid, Row.KEY]
+        t = key >> ROW_BITS
+        if tabs[t, Tab.POOL] != pool:
+            continue
+        bits = e_bits(row_sum(row_u, tid, tabs[t, Tab.K]), decay(powtab, gamma, now - rows[tid, Row.LAST]))
+        top = bits >> np.uint64(48)
+        if top == np.uint64(bucket):
+            cand_bits[c] = bits
+            cand_keys[c] = key
+            cand_k[c] = tabs[t, Tab.K]
+            c += 1
+        elif top > np.uint64(bucket) and (bits < last_above_bits
+                                          or (bits == last_above_bits and key > last_above_key)):
+            last_above_bits, last_above_key = bits, key
+    # the bucket's rows in rank order: by key, then stably by U bits descending
+    order = np.argsort(cand_keys[:c], kind="mergesort")
+    order = order[np.argsort(ALL_ONES - cand_bits[:c][order], kind="mergesort")]
+    used = above
+    last = -1
+    for q in range(c):
+        if used + cand_k[order[q]] > n_keep:
+            break  # the first row that does not fit ends the keep set
+        used += cand_k[order[q]]
+        last = order[q]
+    if last >= 0:
+        return np.uint64(cand_bits[last]).view(np.float64), cand_bits[last], cand_keys[last], False
+    if above > 0:  # the cut falls just above this bucket
+        return (np.uint64(last_above_bits).view(np.float64), (np.uint64(bucket) << np.uint64(48)) | LOW_48,
+                np.int64(-1), False)
+    return INF, ALL_ONES, np.int64(-1), False  # not even the first row fits
+
+
 @inline
 def prefetch_index_buckets(st, rows, tid, k_from):
     """Prefetch the index entries of row tid's chunks k_from .. d-1 (their buckets are cached in row_pos)."""
@@ -221,10 +349,29 @@ def prefetch_index_buckets(st, rows, tid, k_from):
         prefetch(st.ix, st.ix_meta[t * st.ip[Param.KMAX] + k, Ix.OFF] + np.int64(st.row_pos[tid, k]))
 
 
+@inline
+def kept_prefix(st, tid, t, d, f, cut_bits, cut_key):
+    """How many of row tid's d resident chunks the keep set holds (a prefix; `select_keep`/`select_rows`)."""
+    key = st.rows[tid, Row.KEY]
+    if st.ip[Param.WHOLE_ROWS]:
+        bits = e_bits(row_sum(st.row_u, tid, st.tabs[t, Tab.K]), f)
+        return d if bits > cut_bits or (bits == cut_bits and key <= cut_key) else 0
+    r = key & ROW_MASK
+    m = INF
+    for k in range(d):
+        m = min(m, st.row_u[tid, k])
+        bits = e_bits(m, f)
+        if not (bits > cut_bits or (bits == cut_bits and tie_key(t, r, k) <= cut_key)):
+            return k
+    return d
+
+
 @numba.njit(cache=True)
 def pruning_round(st, now):
-    """Rank, keep the first N chunks of each pool, free the rest in (t, r, k) order, unmap empty pages."""
-    sc, cnt, ip, tabs, rows, row_u, dim_hist = st.sc, st.cnt, st.ip, st.tabs, st.rows, st.row_u, st.dim_hist
+    """DESIGN 2 "Pruning rounds" (reference `round`), per pool: rank (`select_keep`, or `select_rows` for
+    row-prune), keep the first N chunks, free every other resident chunk in (t, r, k) order, unmap empty
+    pages."""
+    sc, cnt, ip, tabs, rows, dim_hist = st.sc, st.cnt, st.ip, st.tabs, st.rows, st.dim_hist
     pools, page_live, page_free_bits, lifo, slot_stamp = (st.pools, st.page_live, st.page_free_bits, st.lifo,
                                                           st.slot_stamp)
     powtab, gamma = st.powtab, st.fp[FParam.GAMMA]
@@ -233,7 +380,10 @@ def pruning_round(st, now):
     n_rows = sc[Scalar.TRACKED]
     for pool in range(pools.shape[0]):
         n_keep = store.page_cap(sc, ip, pools, pool) * pools[pool, PoolCol.SPP]
-        theta, cut_bits, cut_key, keep_all = select_keep(st, pool, n_keep, now)
+        if ip[Param.WHOLE_ROWS]:
+            theta, cut_bits, cut_key, keep_all = select_rows(st, pool, n_keep, now)
+        else:
+            theta, cut_bits, cut_key, keep_all = select_keep(st, pool, n_keep, now)
         st.pool_theta[pool] = theta
         if keep_all:
             continue
@@ -248,18 +398,7 @@ def pruning_round(st, now):
             t = rows[tid, Row.KEY] >> ROW_BITS
             if tabs[t, Tab.POOL] != pool:
                 continue
-            r = rows[tid, Row.KEY] & ROW_MASK
-            f = decay(powtab, gamma, now - rows[tid, Row.LAST])
-            m = INF
-            kept = 0
-            if n_keep > 0:
-                for k in range(d):
-                    m = min(m, row_u[tid, k])
-                    bits = e_bits(m, f)
-                    if bits > cut_bits or (bits == cut_bits and tie_key(t, r, k) <= cut_key):
-                        kept = k + 1
-                    else:
-                        break
+            kept = kept_prefix(st, tid, t, d, decay(powtab, gamma, now - rows[tid, Row.LAST]), cut_bits, cut_key)
             if kept < d:
                 if n_free == free_rows.size:
                     free_rows = np.concatenate((free_rows, np.empty(n_free, np.int64)))
@@ -430,23 +569,21 @@ class Fiited(Policy):
     """FIITED dimension pruning over VHPI storage."""
 
     name = "fiited"
-    #: the record loop and gap handler of this policy (row-prune, which shares this driver, has its own)
+    #: granularity: a row holds any prefix of its chunks (FIITED) or all or none (row-prune)
+    whole_rows = False
+    #: the record loop and gap handler (one pair for both granularities)
     run_kernel = staticmethod(run)
     gap_kernel = staticmethod(handle_gap)
 
     def __init__(self, tables, cfg, has_grad, has_log):
         super().__init__(tables, cfg, has_grad, has_log)
-        self.engine = EngineState(tables, cfg, has_grad, has_log)
+        self.engine = EngineState(tables, cfg, has_grad, has_log, whole_rows=self.whole_rows)
         k_max = self.engine.k_max
         self._no_grad = np.zeros((1, k_max), np.float32)
 
     @classmethod
     def check_budget(cls, tables, cfg) -> None:
         check_budget_workable(tables, cfg)
-
-    def kernel_scratch(self) -> tuple:
-        """Extra arguments of `run_kernel` after (i, j): scratch arrays, since the loop cannot allocate."""
-        return ()
 
     def consume(self, batch) -> None:
         steps_max = 0
@@ -459,8 +596,7 @@ class Fiited(Policy):
         i = j = 0
         while True:
             status, i, j = self.run_kernel(self.engine.st, batch.step, batch.table, batch.row, grad, batch.imp_step,
-                                           batch.imp_table, batch.imp_row, batch.imp_chunk, batch.imp_value, i, j,
-                                           *self.kernel_scratch())
+                                           batch.imp_table, batch.imp_row, batch.imp_chunk, batch.imp_value, i, j)
             if status == DONE:
                 return
             if status == GAP:
