@@ -183,36 +183,36 @@ def in_process_warmup(name: str, trace: Path, cfg) -> float:
 def utility_floor_kernel():
     """Compile (once) the floor loop: track the row, update its utilities, prefetch like `fiited.run`.
 
-    The prefetching repeats the first two stages of `fiited.prefetch_ahead` (tracker bucket, then row
-    state) but not its row_pos and index prefetches: the floor reads neither, and prefetching them
-    would load it with traffic that is not its own.
+    The prefetching repeats the first two stages of `fiited.prefetch_ahead` (tracker bucket, then the
+    record) but not its index and slot prefetches: the floor reads neither, and prefetching them would
+    load it with traffic that is not its own.
     """
     import numba
     import numpy as np
 
     from fiitedsim import store
-    from fiitedsim.policies.fiited import LOOKAHEAD, update_utilities
-    from fiitedsim.prefetch import prefetch
+    from fiitedsim.policies.fiited import RECORD_AHEAD, TRACKER_AHEAD, update_utilities
+    from fiitedsim.prefetch import prefetch, prefetch2
 
     @numba.njit(nogil=True, _nrt=False)
     def floor(st, lk_step, lk_table, lk_row, lk_grad, i):
         n = lk_row.size
         while i < n:
             tracked = st.sc[store.Scalar.TRACKED]
-            if tracked + 1 > st.rows.shape[0] or 2 * (tracked + 1) > st.trk.shape[0]:
-                return i  # the driver grows the row arrays or the tracker, then calls again from lookup i
-            far = i + LOOKAHEAD
+            if tracked + 1 > st.rec.shape[0] or 2 * (tracked + 1) > st.trk.shape[0]:
+                return i  # the driver grows the records or the tracker, then calls again from lookup i
+            far = i + TRACKER_AHEAD
             if far < n:
                 key = store.packed_row_key(lk_table[far], lk_row[far])
                 prefetch(st.trk, np.int64(store.splitmix64(key) & np.uint64(st.trk.shape[0] - 1)))
-            mid = i + LOOKAHEAD // 2
+            mid = i + RECORD_AHEAD
             if mid < n:
-                tid = store.tracker_find(st.trk, store.packed_row_key(lk_table[mid], lk_row[mid]))
+                tid = store.tracker_peek(st.trk, store.packed_row_key(lk_table[mid], lk_row[mid]))
                 if tid >= 0:
-                    prefetch(st.rows, tid)
-                    prefetch(st.row_u, tid)
+                    prefetch(st.rec, tid)
+                    prefetch2(st.rec, tid, st.ip[store.Param.R_KEY])
             t, s = lk_table[i], lk_step[i]
-            tid = store.track_row(st.trk, st.rows, st.row_u, st.dim_hist, st.tabs, st.sc, st.cnt, st.ip, t,
+            tid = store.track_row(st.trk, st.rec, st.rec_u, st.dim_hist, st.tabs, st.sc, st.cnt, st.ip, t,
                                   lk_row[i], s)
             update_utilities(st, tid, s, st.tabs[t, store.Tab.K], lk_grad, i)
             i += 1
@@ -250,10 +250,12 @@ def same_utilities(a, b) -> bool:
 
     from fiitedsim import store
     n = int(a.sc[store.Scalar.TRACKED])
+    k_max = int(a.ip[store.Param.KMAX])
+    r_key, r_last = int(a.ip[store.Param.R_KEY]), int(a.ip[store.Param.R_LAST])
     return (n == int(b.sc[store.Scalar.TRACKED])
-            and np.array_equal(a.rows[:n, store.Row.KEY], b.rows[:n, store.Row.KEY])
-            and np.array_equal(a.rows[:n, store.Row.LAST], b.rows[:n, store.Row.LAST])
-            and np.array_equal(a.row_u[:n].view(np.uint64), b.row_u[:n].view(np.uint64)))
+            and np.array_equal(a.rec[:n, r_key], b.rec[:n, r_key])
+            and np.array_equal(a.rec[:n, r_last], b.rec[:n, r_last])
+            and np.array_equal(a.rec[:n, :k_max], b.rec[:n, :k_max]))  # the utilities' bits
 
 
 # ----------------------------------------------------------------------------- main

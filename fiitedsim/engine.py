@@ -11,6 +11,7 @@ and so cannot call code that allocates. State therefore stays proportional to th
 """
 from __future__ import annotations
 
+import mmap
 from collections import namedtuple
 from enum import IntEnum
 
@@ -20,7 +21,7 @@ import numpy as np
 from . import store
 from .config import PoolLayout, ReplayConfig, TableSpec
 from .metrics import N_COUNTS, Count, Series, snapshot_columns  # noqa: F401  (snapshot_columns: for callers of the engine)
-from .store import FParam, Ix, Param, PoolCol, Row, Scalar
+from .store import FParam, Ix, Param, PoolCol, RecordLayout, Scalar
 
 
 class Status(IntEnum):
@@ -48,33 +49,65 @@ class Loop(IntEnum):
 
 
 POWTAB_MAX = 1 << 20
-#: The arrays sized by tracked rows (`rows`, `row_u`, `row_pos`) and the flat index array start with room
-#: for up to this many bytes each (never more than the tables could ever need). np.zeros takes fresh pages
-#: from the kernel, which materialises a page only when it is first written, so the room costs address
+#: The arrays sized by tracked rows (`rec`, `row_slot`) and the flat index array start with room for up
+#: to this many bytes each (never more than the tables could ever need). They are fresh anonymous memory,
+#: which the kernel materialises a page at a time when it is first written, so the room costs address
 #: space, not memory: resident memory still follows the rows seen and the index buckets used, while the
 #: copies of doubling happen only past the reservation (docs/engine.md, "Memory per tracked row").
 RESERVE_BYTES = 2 << 30
 ROWS_MIN, INDEX_MIN = 1024, 1 << 16
-#: row_pos[tid, k] holds a bucket number of one index: int32 halves its size (an index of 2**31 buckets
-#: would take 48 GiB of implementation memory alone)
-ROW_POS_DTYPE = np.int32
+#: rec_p[tid, ...] holds a bucket number of one index as int32 (an index of 2**31 buckets would take
+#: 16 GiB of implementation memory alone)
+POS_DTYPE = np.int32
+#: Arrays of at least this many bytes are advised for transparent huge pages (`aligned_zeros`)
+HUGE_MIN_BYTES = 4 << 20
+HUGE_PAGE = 2 << 20
+RECORD_ALIGN = 128
 
 State = namedtuple("State", [
     "sc", "cnt", "ctl",                                  # store scalars, the policy's counts, loop control
     "ip", "fp", "tabs", "wpos", "powtab",                # parameters, per-table columns, decay table
-    "trk", "rows", "row_u", "row_pos", "dim_hist",       # row tracker and tracked-row state
-    "ix", "ix_meta",                                     # hash indices: (key, slot, tid) entries, per-index columns
+    "trk", "rec", "rec_u", "rec_p", "row_slot",          # row tracker; one record per tracked row (three
+    "dim_hist",                                          #   views of it) and the slots of its chunks
+    "ix", "ix_meta", "ix_free",                          # hash indices: entries, per-index columns, free regions
     "pools", "pool_theta", "page_live", "page_free_bits", "lifo", "slot_stamp",  # physical pools
     "snap_i", "snap_f",                                  # the time series' buffers (metrics.Series)
-    "slots",                                             # scratch: the K slots of a whole-row admission
 ])
 
 
+def aligned_zeros(shape, dtype, align: int = RECORD_ALIGN) -> np.ndarray:
+    """A zeroed array whose data starts at a multiple of `align` bytes.
+
+    Large arrays are fresh anonymous mappings (zero pages, resident only once written) advised for
+    transparent huge pages where the system offers them (`madvise` mode): the engine's big arrays are
+    read at random, and 2 MiB pages take most of the page faults and TLB misses out of replay
+    (docs/engine.md). Raises MemoryError when the system refuses the address space."""
+    dtype = np.dtype(dtype)
+    shape = tuple(int(x) for x in (shape if isinstance(shape, tuple) else (shape,)))
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    if nbytes >= HUGE_MIN_BYTES and hasattr(mmap, "MAP_ANONYMOUS"):
+        align = max(align, HUGE_PAGE)
+        try:
+            m = mmap.mmap(-1, nbytes + align, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        except (OSError, OverflowError, ValueError) as exc:
+            raise MemoryError(f"cannot map {nbytes} bytes") from exc
+        if hasattr(mmap, "MADV_HUGEPAGE"):
+            try:
+                m.madvise(mmap.MADV_HUGEPAGE)
+            except OSError:
+                pass
+        raw = np.frombuffer(m, np.uint8)
+    else:
+        raw = np.zeros(nbytes + align, np.uint8)
+    start = (-raw.ctypes.data) % align
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
 def _grown(a: np.ndarray, axis: int, n: int) -> np.ndarray:
-    """A copy of `a` enlarged to length n along `axis`, zero-filled."""
+    """A copy of `a` enlarged to length n along `axis`, zero-filled (and aligned as `aligned_zeros`)."""
     shape = list(a.shape)
     shape[axis] = n
-    out = np.zeros(shape, a.dtype)
+    out = aligned_zeros(tuple(shape), a.dtype)
     out[tuple(slice(0, m) for m in a.shape)] = a
     return out
 
@@ -88,10 +121,15 @@ def _zeros_reserving(tails, dtypes, floor: int, need: int) -> list[np.ndarray]:
     widest = max(int(np.prod(tail)) * np.dtype(dtype).itemsize for tail, dtype in zip(tails, dtypes))
     n = max(floor, min(need, RESERVE_BYTES // widest))
     try:
-        arrays = [np.zeros((n, *tail), dtype) for tail, dtype in zip(tails, dtypes)]
+        arrays = [aligned_zeros((n, *tail), dtype) for tail, dtype in zip(tails, dtypes)]
     except MemoryError:
-        arrays = [np.zeros((floor, *tail), dtype) for tail, dtype in zip(tails, dtypes)]
+        arrays = [aligned_zeros((floor, *tail), dtype) for tail, dtype in zip(tails, dtypes)]
     return arrays
+
+
+def record_views(rec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rec_u, rec_p): the records as float64 words (the utilities) and as int32 halves (the buckets)."""
+    return rec.view(np.float64), rec.view(POS_DTYPE)
 
 
 @numba.njit(cache=True)
@@ -111,6 +149,7 @@ class EngineState:
         k_max = max(t.chunks for t in tables)
         n_pools = len(layout.chunk_bytes)
         self.k_max, self.n_pools = k_max, n_pools
+        self.rl = rl = RecordLayout(k_max)
         ip = np.zeros(len(Param), np.int64)
         ip[Param.INTERVAL] = cfg.interval
         ip[Param.REPORT_EVERY] = cfg.report_every
@@ -127,21 +166,28 @@ class EngineState:
         ip[Param.DENSE_TOTAL] = sum(layout.dense_bytes)
         ip[Param.TOTAL_ROWS] = sum(t.rows for t in tables)
         ip[Param.WHOLE_ROWS] = whole_rows
+        ip[Param.R_KEY], ip[Param.R_LAST], ip[Param.R_D], ip[Param.R_POS] = rl.key, rl.last, rl.d, rl.pos
         sc = np.zeros(len(Scalar), np.int64)
         cnt = np.zeros(N_COUNTS, np.int64)
         caps = np.array([[cfg.index_initial if k < t.chunks else 0 for k in range(k_max)] for t in tables],
                         np.int64).reshape(-1)  # chunk positions a table does not have get no index
-        ix_meta = np.zeros((caps.size, 3), np.int64)
+        ix_meta = np.zeros((caps.size, len(Ix)), np.int64)
         ix_meta[:, Ix.CAP] = caps
         ix_meta[:, Ix.OFF] = np.cumsum(caps) - caps
         sc[Scalar.IX_BUMP] = sc[Scalar.IX_CAP_TOTAL] = int(caps.sum())
         sc[Scalar.IX_CAP_MAX] = cfg.index_initial
         cnt[Count.INDEX_PEAK] = cnt[Count.TOTAL_PEAK] = sc[Scalar.IX_CAP_TOTAL] * cfg.index_entry_bytes
         flat = max(4 * int(caps.sum()), INDEX_MIN)
-        ix, = _zeros_reserving([(store.IX_COLS,)], [np.int64], flat,
+        ix, = _zeros_reserving([()], [np.int64], flat,
                                sum(4 * t.chunks * self._index_cap_bound(t.rows) for t in tables))
-        rows, row_u, row_pos = _zeros_reserving(
-            [(3,), (k_max,), (k_max,)], [np.int64, np.float64, ROW_POS_DTYPE], ROWS_MIN, sum(t.rows for t in tables))
+        # a slot address is below the pool's chunk count + one page (a page is mapped only when all mapped
+        # pages are full, taking the lowest unmapped number), so int32 slots do for pools under 2**31 chunks
+        slot_bound = max(sum(t.rows * t.chunks for t, p in zip(tables, layout.pool_of_table) if p == pool)
+                         + spp for pool, spp in enumerate(layout.slots_per_page))
+        self.slot_dtype = np.int32 if slot_bound < 2**31 else np.int64
+        rec, row_slot = _zeros_reserving([(rl.words,), (k_max,)], [np.int64, self.slot_dtype], ROWS_MIN,
+                                         sum(t.rows for t in tables))
+        rec_u, rec_p = record_views(rec)
         pools = np.zeros((n_pools, len(PoolCol)), np.int64)
         pools[:, PoolCol.SPP] = layout.slots_per_page
         pools[:, PoolCol.DENSE] = layout.dense_bytes
@@ -155,16 +201,15 @@ class EngineState:
             sc=sc, cnt=cnt, ctl=np.zeros(len(Loop), np.int64), ip=ip, fp=fp, tabs=tabs,
             wpos=np.array([cfg.position_weight ** float(k) for k in range(k_max)], np.float64),
             powtab=self._powtab(np.zeros(0), 1024),
-            trk=np.zeros((2 * ROWS_MIN, 2), np.int64), rows=rows, row_u=row_u, row_pos=row_pos,
+            trk=aligned_zeros(2 * ROWS_MIN, np.int64), rec=rec, rec_u=rec_u, rec_p=rec_p, row_slot=row_slot,
             dim_hist=np.zeros(k_max + 1, np.int64),
-            ix=ix, ix_meta=ix_meta,
+            ix=ix, ix_meta=ix_meta, ix_free=np.full(64, -1, np.int64),
             pools=pools, pool_theta=np.zeros(n_pools, np.float64),
             page_live=np.full((n_pools, pages), store.UNMAPPED, np.int64),
             page_free_bits=np.zeros((n_pools, pages, (max(layout.slots_per_page) + 63) // 64), np.uint64),
             lifo=np.zeros((n_pools, self._lifo_len(pages), 2), np.int64),
             slot_stamp=np.zeros((n_pools, self._slot_len(pages)), np.int64),
             snap_i=self.series.ints, snap_f=self.series.floats,
-            slots=np.zeros(k_max, np.int64),
         )
 
     # ---- sizes -------------------------------------------------------------
@@ -197,15 +242,18 @@ class EngineState:
 
     def grow(self, status: int) -> None:
         st = self.st
-        if status == NEED_ROWS:  # the row arrays are full, or the tracker map would pass half full
+        if status == NEED_ROWS:  # the records are full, or the tracker map would pass half full
             need = int(st.sc[Scalar.TRACKED]) + 1
-            if need > st.rows.shape[0]:
-                cap = 2 * st.rows.shape[0]
-                st = st._replace(rows=_grown(st.rows, 0, cap), row_u=_grown(st.row_u, 0, cap),
-                                 row_pos=_grown(st.row_pos, 0, cap))
+            if need > store.MAX_TRACKED:
+                raise RuntimeError(f"more than {store.MAX_TRACKED} tracked rows (ids are 32-bit in the indices)")
+            if need > st.rec.shape[0]:
+                cap = 2 * st.rec.shape[0]
+                rec = _grown(st.rec, 0, cap)
+                rec_u, rec_p = record_views(rec)
+                st = st._replace(rec=rec, rec_u=rec_u, rec_p=rec_p, row_slot=_grown(st.row_slot, 0, cap))
             if 2 * need > st.trk.shape[0]:
-                trk = np.zeros((2 * st.trk.shape[0], 2), np.int64)
-                store.tracker_rebuild(st.trk, trk)
+                trk = aligned_zeros(2 * st.trk.shape[0], np.int64)
+                store.tracker_rebuild(trk, st.rec, self.rl.key, need - 1)
                 st = st._replace(trk=trk)
             self.st = st
         elif status == NEED_INDEX:
@@ -221,14 +269,14 @@ class EngineState:
             raise RuntimeError(f"unknown engine status {status}")
 
     def _compact_index(self) -> None:
-        """Copy live index regions into fresh flat arrays with room for the next doublings."""
+        """Copy live index regions into a fresh flat array with room for the next doublings."""
         st = self.st
         caps = st.ix_meta[:, Ix.CAP]
         live = int(caps.sum())
-        if 2 * int(st.sc[Scalar.IX_CAP_MAX]) > np.iinfo(ROW_POS_DTYPE).max:
-            raise RuntimeError("a hash index would exceed 2**31 buckets (row_pos holds int32 buckets)")
+        if 2 * int(st.sc[Scalar.IX_CAP_MAX]) > np.iinfo(POS_DTYPE).max:
+            raise RuntimeError("a hash index would exceed 2**31 buckets (records hold int32 buckets)")
         size = max(4 * live + 4 * self.k_max * int(st.sc[Scalar.IX_CAP_MAX]), st.ix.shape[0])
-        ix = np.zeros((size, store.IX_COLS), np.int64)
+        ix = aligned_zeros(size, np.int64)
         pos = 0
         for i in range(caps.size):
             cap, src = int(caps[i]), int(st.ix_meta[i, Ix.OFF])
@@ -236,6 +284,7 @@ class EngineState:
             st.ix_meta[i, Ix.OFF] = pos
             pos += cap
         st.sc[Scalar.IX_BUMP] = pos
+        st.ix_free[:] = -1
         self.st = st._replace(ix=ix)
 
     def flush_snapshots(self) -> None:
@@ -254,28 +303,34 @@ class EngineState:
         copies (int64)."""
         st = self.st
         n = int(st.sc[Scalar.TRACKED]) if n is None else n
-        return st.rows[:n, Row.KEY].copy(), st.rows[:n, Row.D].copy()
+        return st.rec[:n, self.rl.key].copy(), st.rec[:n, self.rl.d].copy()
 
     def tracked(self):
         """(t, r) -> (utilities tuple, last step, resident prefix d) for every tracked row."""
-        st = self.st
+        st, rl = self.st, self.rl
         out = {}
         for tid in range(int(st.sc[Scalar.TRACKED])):
-            key, last, d = (int(x) for x in st.rows[tid])
+            key, last, d = int(st.rec[tid, rl.key]), int(st.rec[tid, rl.last]), int(st.rec[tid, rl.d])
             t, r = key >> store.ROW_BITS, key & store.ROW_MASK
-            out[(t, r)] = (tuple(float(x) for x in st.row_u[tid, :self.tables[t].chunks]), last, d)
+            out[(t, r)] = (tuple(float(x) for x in st.rec_u[tid, :self.tables[t].chunks]), last, d)
         return out
 
     def index_contents(self):
         """(t, k) -> (capacity, bucket list with row or None, {row: slot})."""
-        st = self.st
+        st, rl = self.st, self.rl
         out = {}
         for t, spec in enumerate(self.tables):
             for k in range(spec.chunks):
                 off, cap, _ = (int(x) for x in st.ix_meta[t * self.k_max + k])
-                keys, vals = st.ix[off:off + cap, store.Entry.KEY], st.ix[off:off + cap, store.Entry.SLOT]
-                layout = [int(x) - 1 if x != store.EMPTY else None for x in keys]
-                mapping = {int(x) - 1: int(v) for x, v in zip(keys, vals) if x != store.EMPTY}
+                layout, mapping = [], {}
+                for e in st.ix[off:off + cap]:
+                    if e == store.EMPTY:
+                        layout.append(None)
+                        continue
+                    tid = (int(e) & 0xFFFFFFFF) - 1
+                    row = int(st.rec[tid, rl.key]) & store.ROW_MASK
+                    layout.append(row)
+                    mapping[row] = int(st.row_slot[tid, k])
                 out[(t, k)] = (cap, layout, mapping)
         return out
 
@@ -286,8 +341,10 @@ class EngineState:
 
     def check_invariants(self) -> None:
         """DESIGN invariants: one slot per resident chunk, no slot owned twice,
-        live chunks == sum of row dimensions == index entries, mapped pages within the budget."""
-        st = self.st
+        live chunks == sum of row dimensions == index entries, mapped pages within the budget;
+        and the engine's own: every index entry names its row's tid and hash, every cached bucket is
+        where the index holds the chunk, the tracker finds every tracked row."""
+        st, rl = self.st, self.rl
         rows = self.tracked()
         index = self.index_contents()
         owners: dict[tuple[int, int], tuple[int, int, int]] = {}
@@ -306,12 +363,16 @@ class EngineState:
         dims = 0
         for tid, ((t, r), (_, _, d)) in enumerate(rows.items()):
             dims += d
+            h = int(store.splitmix64(np.uint64(r)))
             for k in range(self.tables[t].chunks):
                 assert (r in index[(t, k)][2]) == (k < d), f"row {(t, r)}: resident set is not the prefix 0..{d - 1}"
                 if k < d:  # the engine's cached bucket of each resident chunk is where the index holds it
-                    bucket = int(st.row_pos[tid, k])
-                    assert index[(t, k)][1][bucket] == r, f"row {(t, r)} chunk {k}: row_pos {bucket} is stale"
-                    assert int(st.ix[int(st.ix_meta[t * self.k_max + k, Ix.OFF]) + bucket, store.Entry.TID]) == tid
+                    bucket = int(st.rec_p[tid, rl.pos + k])
+                    assert index[(t, k)][1][bucket] == r, f"row {(t, r)} chunk {k}: cached bucket {bucket} is stale"
+                    e = int(st.ix[int(st.ix_meta[t * self.k_max + k, Ix.OFF]) + bucket]) & 0xFFFFFFFFFFFFFFFF
+                    assert e == ((h & 0xFFFFFFFF) << 32) | (tid + 1), f"row {(t, r)} chunk {k}: entry {e:#x}"
+            key = (t << store.ROW_BITS) | r
+            assert store.tracker_find(st.trk, st.rec, rl.key, key) == tid, f"row {(t, r)}: tracker"
         regions = sorted((int(off), int(cap)) for off, cap, _ in st.ix_meta if cap)
         for (off, cap), (next_off, _) in zip(regions, regions[1:] + [(int(st.sc[Scalar.IX_BUMP]), 0)]):
             assert off + cap <= next_off, f"index region at {off} overlaps the next one or the bump pointer"
@@ -325,5 +386,5 @@ class EngineState:
             for pool in range(self.n_pools):
                 n = int(st.pools[pool, PoolCol.MAPPED])
                 assert n <= caps[pool], f"pool {pool}: {n} pages mapped over the cap {caps[pool]}"
-        hist = np.bincount(st.rows[:len(rows), Row.D], minlength=self.k_max + 1)
+        hist = np.bincount(st.rec[:len(rows), rl.d], minlength=self.k_max + 1)
         assert np.array_equal(hist, st.dim_hist), "dimension histogram out of date"

@@ -32,3 +32,9 @@ def _prefetch(typingctx, arr, i, j):
 def prefetch(arr, i):
     """Hint that arr[i] (1-D) or row arr[i, :] (2-D) will be read soon."""
     _prefetch(arr, i, 0)
+
+
+@numba.njit(cache=True, inline="always")
+def prefetch2(arr, i, j):
+    """Hint that arr[i, j] (2-D) will be read soon."""
+    _prefetch(arr, i, j)

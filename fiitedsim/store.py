@@ -2,8 +2,9 @@
 
 Three structures, each a set of small functions over plain arrays:
 
-* the row tracker: (table, row) -> dense tracked-row id, an open-addressing
-  map that is *implementation* memory, not part of the modelled footprint;
+* the row tracker: (table, row) -> dense tracked-row id (`tid`), an
+  open-addressing map that is *implementation* memory, not part of the
+  modelled footprint; each tracked row has one *record* (below);
 * the hash indices ("virtually hashed", 3.1): one linear-probing table per
   (table, chunk position); keys are row ids, values physical slot addresses;
 * the physical pools ("physically indexed", 3.2): pages of chunk slots with
@@ -11,22 +12,34 @@ Three structures, each a set of small functions over plain arrays:
 
 Functions here take arrays, not the engine's state tuple: Numba passes a
 tuple of arrays through nested calls with a reference-count update per
-field, which cost ~200 ns per lookup. Arrays with named columns (`rows[tid,
-LAST]`, `pools[p, HWM]`) keep the argument lists short.
+field, which cost ~200 ns per lookup. Arrays with named columns
+(`pools[p, PoolCol.HWM]`) keep the argument lists short.
 
-All index regions live in one flat array `ix` of (key, slot, tid) entries,
-so an insert or delete touches one cache line, not several. `tid`, the
-tracked-row id of the entry, lets the engine keep `row_pos[tid, k]`: the
-bucket of each resident chunk in its index. Linear probing never moves an
-entry on insert, and backward-shift deletion and rehashing update `row_pos`
-of the entries they move, so the probe length of a search for a resident
-chunk is the cyclic distance from its home bucket to `row_pos` plus one,
-with no index access; only the search for the first absent chunk walks the
-index. A region is `capacity`
-entries long; doubling writes the new region at the bump pointer
-(scanning the old one from slot 0 upward, as DESIGN 3.1 says) and abandons the
-old one. The Python driver compacts and enlarges the flat arrays between
-kernel calls (`engine.EngineState.grow`), so kernels never reallocate.
+**Records.** Everything a lookup reads about its row sits in one record of
+`RecordLayout.words` int64 words, 128-byte aligned (`engine.aligned_zeros`):
+the K utilities (float64, through a float64 view `rec_u` of the same memory)
+first, then the packed key, the last update step, the resident prefix d and
+the K index buckets of the resident chunks (int32, through an int32 view
+`rec_p`). At K = 8 that is exactly two cache lines: line 0 the utilities,
+line 1 the rest. The slot of each resident chunk is only needed when it is
+freed, so it lives apart, in `row_slot[tid, k]`.
+
+**Index entries** are one int64 each: the low 32 bits of splitmix64(row) in
+the high half, tid + 1 in the low half (0 = empty). The hash bits give an
+entry's home bucket (capacities are at most 2**31), so rehashing and
+backward-shift deletion never read the rows; tid finds the record whose
+cached bucket must follow a moved entry. A search needs no key compare: a
+lookup searches its resident chunks (their bucket is cached: the probe length
+is the cyclic distance from the home bucket plus one, no index access) and
+the first absent chunk, whose row is in no entry of that index, so the
+search ends at the first empty bucket; an insert takes that bucket.
+
+All index regions live in one flat array `ix`; a region is `capacity`
+entries long; doubling writes the new region (scanning the old one from slot
+0 upward, as DESIGN 3.1 says) into a free region of that size left by an
+earlier doubling, or at the bump pointer, and frees the old one. The Python
+driver compacts and enlarges the flat arrays between kernel calls
+(`engine.EngineState.grow`), so kernels never reallocate.
 """
 from __future__ import annotations
 
@@ -71,6 +84,10 @@ class Param(IntEnum):
     DENSE_TOTAL = 12
     TOTAL_ROWS = 13
     WHOLE_ROWS = 14     # granularity: 0 = FIITED (any prefix of a row's chunks), 1 = row-prune (all or none)
+    R_KEY = 15          # record columns (RecordLayout): packed key, last step and d (int64 words) ...
+    R_LAST = 16
+    R_D = 17
+    R_POS = 18          # ... and the index bucket of chunk 0 (int32 column of rec_p)
 
 
 class FParam(IntEnum):
@@ -89,12 +106,25 @@ class Tab(IntEnum):
     C = 3      # dimensions per chunk
 
 
-class Row(IntEnum):
-    """Columns of rows[tid, :]."""
+class Rec(IntEnum):
+    """Words of a record after its K utilities (`rec[tid, R + Rec.X]` with R = RecordLayout.meta)."""
 
     KEY = 0    # packed (table, row)
     LAST = 1   # last utility update step
     D = 2      # resident prefix length
+    POS = 3    # first of the int32 index buckets (in int32 units: rec_p[tid, 2 * (R + POS) + k])
+
+
+class RecordLayout:
+    """Where each field of a tracked row's record is, for K_max chunks per row (see the module docstring)."""
+
+    def __init__(self, k_max: int):
+        self.meta = k_max                                   # word of KEY: right after the K utilities
+        self.key, self.last, self.d = self.meta + Rec.KEY, self.meta + Rec.LAST, self.meta + Rec.D
+        self.pos = 2 * (self.meta + Rec.POS)                # int32 column of bucket 0
+        words = self.meta + Rec.POS + (k_max + 1) // 2
+        #: record size in int64 words: one 64-byte line if it fits, else whole 128-byte pairs of lines
+        self.words = 8 if words <= 8 else -(-words // 16) * 16
 
 
 class Ix(IntEnum):
@@ -118,20 +148,14 @@ class PoolCol(IntEnum):
     LIFO_TOP = 7
 
 
-class Entry(IntEnum):
-    """Columns of ix[entry, :]: row + 1 (0 = empty), slot, tracked-row id."""
-
-    KEY = 0
-    SLOT = 1
-    TID = 2
-
-
-IX_COLS = len(Entry)
 UNMAPPED = -1                                      # page_live[p, page] of a page that is not mapped
 
 ROW_BITS = 40
 ROW_MASK = (1 << ROW_BITS) - 1
-EMPTY = 0  # keys are stored as row + 1 so that 0 marks an empty bucket
+EMPTY = 0  # an empty tracker or index bucket; entries hold tid + 1 in their low half
+LOW32 = np.uint64(0xFFFFFFFF)
+#: tracked-row ids must fit the low half of an entry with room for + 1
+MAX_TRACKED = (1 << 32) - 2
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -212,43 +236,82 @@ def page_cap(sc, ip, pools, pool):
 
 # ============================================================================
 # Row tracker (implementation memory: not part of the modelled footprint)
+# trk[b] = (high 32 bits of splitmix64(key)) << 32 | (tid + 1), 0 = empty; home = splitmix64(key) & mask.
+# The hash bits filter the probe; the record's key confirms a match (the record is read next anyway).
 # ============================================================================
 
 @inline
-def tracker_find(trk, key):
-    """Tracked-row id of packed key, or -1. trk[b] = (key + 1, tid), 0 = empty."""
+def tracker_entry(h, tid):
+    return np.int64((h & ~LOW32) | np.uint64(tid + 1))
+
+
+@inline
+def entry_tid(e):
+    return np.int64(np.uint64(e) & LOW32) - 1
+
+
+@inline
+def tracker_find(trk, rec, r_key, key):
+    """Tracked-row id of packed key, or -1."""
     mask = trk.shape[0] - 1
-    b = np.int64(splitmix64(key) & np.uint64(mask))
+    h = splitmix64(key)
+    hi = h & ~LOW32
+    b = np.int64(h & np.uint64(mask))
     while True:
-        k = trk[b, 0]
-        if k == EMPTY:
+        e = trk[b]
+        if e == EMPTY:
             return -1
-        if k == key + 1:
-            return trk[b, 1]
+        if (np.uint64(e) & ~LOW32) == hi:
+            tid = entry_tid(e)
+            if rec[tid, r_key] == key:
+                return tid
         b = (b + 1) & mask
 
 
 @inline
-def track_row(trk, rows, row_u, dim_hist, tabs, sc, cnt, ip, t, r, s):
+def tracker_peek(trk, key):
+    """The first tracked-row id whose hash bits match packed key, or -1: a guess for prefetching only
+    (it reads no record)."""
+    mask = trk.shape[0] - 1
+    h = splitmix64(key)
+    hi = h & ~LOW32
+    b = np.int64(h & np.uint64(mask))
+    while True:
+        e = trk[b]
+        if e == EMPTY:
+            return -1
+        if (np.uint64(e) & ~LOW32) == hi:
+            return entry_tid(e)
+        b = (b + 1) & mask
+
+
+@inline
+def tracker_insert(trk, key, tid):
+    mask = trk.shape[0] - 1
+    h = splitmix64(key)
+    b = np.int64(h & np.uint64(mask))
+    while trk[b] != EMPTY:
+        b = (b + 1) & mask
+    trk[b] = tracker_entry(h, tid)
+
+
+@inline
+def track_row(trk, rec, rec_u, dim_hist, tabs, sc, cnt, ip, t, r, s):
     """Tracked-row id of (t, r); a row first seen at step s starts with u = 0, last = s (DESIGN 2).
 
     The caller has checked capacity. A new row adds its table's metadata bytes.
     """
     key = packed_row_key(t, r)
-    tid = tracker_find(trk, key)
+    tid = tracker_find(trk, rec, ip[Param.R_KEY], key)
     if tid >= 0:
         return tid
-    mask = trk.shape[0] - 1
-    b = np.int64(splitmix64(key) & np.uint64(mask))
-    while trk[b, 0] != EMPTY:
-        b = (b + 1) & mask
     tid = sc[Scalar.TRACKED]
-    trk[b, 0] = key + 1
-    trk[b, 1] = tid
-    rows[tid, Row.KEY] = key
-    rows[tid, Row.LAST] = s
-    rows[tid, Row.D] = 0
-    row_u[tid, :] = 0.0
+    tracker_insert(trk, key, tid)
+    for k in range(tabs[t, Tab.K]):
+        rec_u[tid, k] = 0.0
+    rec[tid, ip[Param.R_KEY]] = key
+    rec[tid, ip[Param.R_LAST]] = s
+    rec[tid, ip[Param.R_D]] = 0
     sc[Scalar.TRACKED] = tid + 1
     dim_hist[0] += 1
     sc[Scalar.META_BYTES] += tabs[t, Tab.META]
@@ -257,41 +320,45 @@ def track_row(trk, rows, row_u, dim_hist, tabs, sc, cnt, ip, t, r, s):
 
 
 @numba.njit(cache=True)
-def tracker_rebuild(old, new):
-    """Move all tracker entries into a larger (zeroed) table."""
-    mask = new.shape[0] - 1
-    for i in range(old.shape[0]):
-        if old[i, 0] != EMPTY:
-            b = np.int64(splitmix64(old[i, 0] - 1) & np.uint64(mask))
-            while new[b, 0] != EMPTY:
-                b = (b + 1) & mask
-            new[b, 0] = old[i, 0]
-            new[b, 1] = old[i, 1]
+def tracker_rebuild(new, rec, r_key, n):
+    """Insert tracked rows 0 .. n-1 into an empty (larger) tracker, reading their keys from the records."""
+    for tid in range(n):
+        tracker_insert(new, rec[tid, r_key], tid)
 
 
 # ============================================================================
 # Hash index, one per (table, chunk position): DESIGN 3.1
+# ix[off + b] = (low 32 bits of splitmix64(row)) << 32 | (tid + 1), 0 = empty.
+# rec_p[tid, pcol] is the bucket of the row's entry in the index of its chunk (pcol = R_POS + k).
 # ============================================================================
 
 @inline
-def index_search(ix, ix_meta, i, row):
-    """Bucket of `row` in index i (or the empty bucket ending the probe) and the probe length."""
-    return index_search_hashed(ix, ix_meta, i, row, splitmix64(row))
+def index_entry(h, tid):
+    return np.int64((h << np.uint64(32)) | np.uint64(tid + 1))
 
 
 @inline
-def index_search_hashed(ix, ix_meta, i, row, h):
-    """`index_search` with h = splitmix64(row) computed by the caller (once for all K indices of a row)."""
-    off, cap = ix_meta[i, Ix.OFF], ix_meta[i, Ix.CAP]
-    mask = cap - 1
-    b = np.int64(h & np.uint64(mask))
+def entry_home(e, mask):
+    return np.int64((np.uint64(e) >> np.uint64(32)) & np.uint64(mask))
+
+
+@inline
+def first_empty(ix, off, mask, b):
+    """The first empty bucket at or after b (cyclically) and the probe length to it."""
     probes = 1
-    while True:
-        key = ix[off + b, Entry.KEY]
-        if key == EMPTY or key == row + 1:
-            return b, probes
+    while ix[off + b] != EMPTY:
         b = (b + 1) & mask
         probes += 1
+    return b, probes
+
+
+@inline
+def absent_probes(ix, ix_meta, i, h):
+    """Probe length of a search of index i for a row whose hash is h and which index i does not hold:
+    it ends at the first empty bucket from the home bucket."""
+    mask = ix_meta[i, Ix.CAP] - 1
+    _, probes = first_empty(ix, ix_meta[i, Ix.OFF], mask, np.int64(h & np.uint64(mask)))
+    return probes
 
 
 @inline
@@ -307,76 +374,84 @@ def resident_probes(ix_meta, i, h, pos):
 
 
 @inline
-def index_rehash(ix, ix_meta, sc, cnt, ip, i, row_pos, k):
-    """Double index i (chunk position k): reinsert scanning the old array from slot 0 upward (a counted rehash)."""
+def region_take(ix, ix_free, sc, cap):
+    """Offset of a region of `cap` entries: a free one of that size, else at the bump pointer."""
+    c = trailing_zeros(np.uint64(cap))  # capacities are powers of two
+    off = ix_free[c]
+    if off >= 0:
+        ix_free[c] = ix[off]  # the link to the next free region of this size
+        return off
+    off = sc[Scalar.IX_BUMP]
+    sc[Scalar.IX_BUMP] = off + cap
+    return off
+
+
+@inline
+def region_free(ix, ix_free, off, cap):
+    c = trailing_zeros(np.uint64(cap))
+    ix[off] = ix_free[c]
+    ix_free[c] = off
+
+
+@inline
+def index_rehash(ix, ix_meta, ix_free, sc, cnt, ip, i, rec_p, pcol):
+    """Double index i: reinsert scanning the old array from slot 0 upward (a counted rehash), moving each
+    entry's cached bucket (rec_p[tid, pcol])."""
     old_off, old_cap = ix_meta[i, Ix.OFF], ix_meta[i, Ix.CAP]
     new_cap = 2 * old_cap
-    new_off = sc[Scalar.IX_BUMP]
-    ix[new_off:new_off + new_cap, Entry.KEY] = EMPTY
+    new_off = region_take(ix, ix_free, sc, new_cap)
+    ix[new_off:new_off + new_cap] = EMPTY
     mask = new_cap - 1
     for j in range(old_cap):
-        key = ix[old_off + j, Entry.KEY]
-        if key != EMPTY:
-            b = home_bucket(key - 1, new_cap)
-            while ix[new_off + b, Entry.KEY] != EMPTY:
-                b = (b + 1) & mask
-            ix[new_off + b, Entry.KEY] = key
-            ix[new_off + b, Entry.SLOT] = ix[old_off + j, Entry.SLOT]
-            tid = ix[old_off + j, Entry.TID]
-            ix[new_off + b, Entry.TID] = tid
-            row_pos[tid, k] = b
+        e = ix[old_off + j]
+        if e != EMPTY:
+            b, _ = first_empty(ix, new_off, mask, entry_home(e, mask))
+            ix[new_off + b] = e
+            rec_p[entry_tid(e), pcol] = b
     note_peaks(sc, cnt, ip, new_cap)  # old and new are both held during the move
+    region_free(ix, ix_free, old_off, old_cap)
     ix_meta[i, Ix.OFF] = new_off
     ix_meta[i, Ix.CAP] = new_cap
-    sc[Scalar.IX_BUMP] = new_off + new_cap
     sc[Scalar.IX_CAP_TOTAL] += old_cap
     sc[Scalar.IX_CAP_MAX] = max(sc[Scalar.IX_CAP_MAX], new_cap)
     cnt[Count.REHASHES] += 1
 
 
 @inline
-def index_insert(ix, ix_meta, sc, cnt, ip, max_load, i, row, slot, tid, row_pos, k):
-    """Insert row -> slot into index i (chunk position k of tracked row tid), doubling first if
-    (count + 1) > max_load * capacity; record the bucket in row_pos[tid, k]."""
+def index_insert(ix, ix_meta, ix_free, sc, cnt, ip, max_load, i, h, tid, rec_p, pcol):
+    """Insert tracked row tid (h = splitmix64(row)) into index i, which does not hold it, doubling first if
+    (count + 1) > max_load * capacity; record the bucket in rec_p[tid, pcol]."""
     if (ix_meta[i, Ix.COUNT] + 1) > max_load * ix_meta[i, Ix.CAP]:
-        index_rehash(ix, ix_meta, sc, cnt, ip, i, row_pos, k)
-    b, _ = index_search(ix, ix_meta, i, row)
-    e = ix_meta[i, Ix.OFF] + b
-    ix[e, Entry.KEY] = row + 1
-    ix[e, Entry.SLOT] = slot
-    ix[e, Entry.TID] = tid
-    row_pos[tid, k] = b
+        index_rehash(ix, ix_meta, ix_free, sc, cnt, ip, i, rec_p, pcol)
+    off, mask = ix_meta[i, Ix.OFF], ix_meta[i, Ix.CAP] - 1
+    b, _ = first_empty(ix, off, mask, np.int64(h & np.uint64(mask)))
+    ix[off + b] = index_entry(h, tid)
+    rec_p[tid, pcol] = b
     ix_meta[i, Ix.COUNT] += 1
     sc[Scalar.IX_COUNT_TOTAL] += 1
 
 
 @inline
-def index_delete(ix, ix_meta, sc, i, hole, row_pos, k):
-    """Remove the entry at bucket `hole` of index i (chunk position k) by backward shift (no
-    tombstones), keeping row_pos of the entries it moves; return the removed entry's slot."""
-    off, cap = ix_meta[i, Ix.OFF], ix_meta[i, Ix.CAP]
-    mask = cap - 1
-    slot = ix[off + hole, Entry.SLOT]
+def index_delete(ix, ix_meta, sc, i, hole, rec_p, pcol):
+    """Remove the entry at bucket `hole` of index i by backward shift (no tombstones), keeping the cached
+    bucket (rec_p[tid, pcol]) of the entries it moves."""
+    off, mask = ix_meta[i, Ix.OFF], ix_meta[i, Ix.CAP] - 1
     j = hole
     while True:
         j = (j + 1) & mask
-        key = ix[off + j, Entry.KEY]
-        if key == EMPTY:
+        e = ix[off + j]
+        if e == EMPTY:
             break
-        h = home_bucket(key - 1, cap)
+        h = entry_home(e, mask)
         # the entry at j stays unless its home lies cyclically outside (hole, j]
         stays = (hole < h <= j) if hole <= j else (h > hole or h <= j)
         if not stays:
-            tid = ix[off + j, Entry.TID]
-            ix[off + hole, Entry.KEY] = key
-            ix[off + hole, Entry.SLOT] = ix[off + j, Entry.SLOT]
-            ix[off + hole, Entry.TID] = tid
-            row_pos[tid, k] = hole
+            ix[off + hole] = e
+            rec_p[entry_tid(e), pcol] = hole
             hole = j
-    ix[off + hole, Entry.KEY] = EMPTY
+    ix[off + hole] = EMPTY
     ix_meta[i, Ix.COUNT] -= 1
     sc[Scalar.IX_COUNT_TOTAL] -= 1
-    return slot
 
 
 # ============================================================================

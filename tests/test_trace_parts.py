@@ -293,14 +293,16 @@ def test_engine_md_memory_figures_match_the_arrays():
     engine = EngineState([TableSpec("t", rows=5000, dim=64, chunk=8)], ReplayConfig(budget_bytes=1 << 20),
                          has_grad=True, has_log=False)
     state = engine.st
-    cap = state.rows.shape[0]
+    cap = state.rec.shape[0]
     assert cap == 5000, "the row arrays are reserved for every row of the tables"  # a length no other array has
-    per_row = sum(a.nbytes for a in state if isinstance(a, np.ndarray) and a.ndim >= 1 and a.shape[0] == cap)
+    # every distinct buffer with one entry per tracked row (rec_u and rec_p are views of rec)
+    buffers = {a.ctypes.data: a.nbytes for a in state if isinstance(a, np.ndarray) and a.ndim >= 1
+               and a.shape[0] == cap}
+    per_row = sum(buffers.values())
     doc = (Path(__file__).resolve().parents[1] / "docs" / "engine.md").read_text()
     section = doc[doc.index("## Memory per tracked row"):]
-    assert f"24 + 12K bytes per tracked row: {per_row // cap} B at K = 8" in section, \
-        "docs/engine.md: bytes per tracked row are stale"
-    assert f"(buckets, 2) int64 at {state.trk.itemsize * state.trk.shape[1]} B per bucket" in section
-    bucket = state.ix.shape[1] * state.ix.itemsize
+    assert f"per tracked row: {per_row // cap} B at K = 8" in section, "docs/engine.md: bytes per tracked row are stale"
+    assert f"int64 at {state.trk.itemsize} B per bucket" in section
+    bucket = state.ix.itemsize
     assert f"{bucket} B per bucket" in section, "docs/engine.md: bytes per index bucket are stale"
     assert f"1024) buckets, {1024 * bucket // 1024} KiB" in section

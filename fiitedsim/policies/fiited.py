@@ -30,16 +30,21 @@ from .. import metrics, store
 from ..config import check_budget_workable
 from ..engine import DONE, GAP, NEED_INDEX, NEED_PAGES, NEED_ROWS, EngineState, Loop
 from ..metrics import Count, FloatGauge, IntGauge
-from ..prefetch import prefetch
-from ..store import ROW_BITS, ROW_MASK, FParam, Ix, Param, PoolCol, Row, Scalar, Tab, inline
+from ..prefetch import prefetch, prefetch2
+from ..store import ROW_BITS, ROW_MASK, FParam, Ix, Param, PoolCol, Scalar, Tab, inline
 from .base import ChunkRanges, Policy, PolicyResult
 
 INF = np.inf
-ALL_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)  # a cut no U bit pattern exceeds: keep nothing (row-prune)
+ALL_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)  # a cut no e or U bit pattern exceeds: keep nothing
 LOW_48 = np.uint64((1 << 48) - 1)
-LOOKAHEAD = 16  # lookups ahead whose tracker bucket is prefetched; their row state at half that distance
-NEAR = 3        # lookups ahead whose absent chunks' index home buckets are prefetched
 TIE_K_SHIFT = 56  # tie key (k, t, r): k in bits 56.., t in 40..55, r in 0..39
+# The record loop's prefetch schedule, in lookups ahead (docs/engine.md): the tracker bucket, then the
+# record (its tracker bucket has arrived), then the index home buckets of the chunks the lookup will
+# search and may insert (its record has arrived).
+TRACKER_AHEAD = 32
+RECORD_AHEAD = 16
+INDEX_AHEAD = 4
+FREE_AHEAD = 16   # rows ahead whose index entries a round's free loop prefetches
 
 
 @inline
@@ -51,36 +56,37 @@ def decay(powtab, gamma, gap):
 
 
 @inline
-def set_dim(rows, dim_hist, tid, d):
-    dim_hist[rows[tid, Row.D]] -= 1
+def set_dim(rec, r_d, dim_hist, tid, d):
+    dim_hist[rec[tid, r_d]] -= 1
     dim_hist[d] += 1
-    rows[tid, Row.D] = d
+    rec[tid, r_d] = d
 
 
 # ============================================================================
-# An access (DESIGN 2, "An access"): hit status, utilities, admission
+# An access (DESIGN 2, "An access"): reference `FiitedModel.access`
 # ============================================================================
 
 @inline
-def observe(st, tid, t, r, d, k_row):
+def observe(st, tid, t, d, k_row, h):
     """Step (1) of an access: hit status from the resident prefix d before anything changes (DESIGN 5),
     and the searches of k = 0 .. min(d, K-1): the resident prefix and the first absent chunk (DESIGN 3.1).
-    A resident chunk's probe length follows from its cached bucket; only the absent one walks the index."""
-    cnt, ix, ix_meta, row_pos = st.cnt, st.ix, st.ix_meta, st.row_pos
-    kmax = st.ip[Param.KMAX]
+    A resident chunk's probe length follows from its cached bucket; only the absent one walks the index.
+    h = splitmix64(row)."""
+    cnt, ix, ix_meta, rec_p = st.cnt, st.ix, st.ix_meta, st.rec_p
+    ip = st.ip
+    i0, r_pos, c = t * ip[Param.KMAX], ip[Param.R_POS], st.tabs[t, Tab.C]
     cnt[Count.LOOKUPS] += 1
     cnt[Count.ROW_HITS] += d > 0
     cnt[Count.CHUNK_HITS] += d
     cnt[Count.CHUNKS_REQUESTED] += k_row
     cnt[Count.FULL_HITS] += d == k_row
-    cnt[Count.DIM_HITS] += d * st.tabs[t, Tab.C]
-    cnt[Count.DIMS_REQUESTED] += k_row * st.tabs[t, Tab.C]
-    h = store.splitmix64(r)
+    cnt[Count.DIM_HITS] += d * c
+    cnt[Count.DIMS_REQUESTED] += k_row * c
     for k in range(min(d, k_row - 1) + 1):
         if k < d:
-            probes = store.resident_probes(ix_meta, t * kmax + k, h, np.int64(row_pos[tid, k]))
+            probes = store.resident_probes(ix_meta, i0 + k, h, np.int64(rec_p[tid, r_pos + k]))
         else:
-            _, probes = store.index_search_hashed(ix, ix_meta, t * kmax + k, r, h)
+            probes = store.absent_probes(ix, ix_meta, i0 + k, h)
         cnt[Count.SEARCHES] += 1
         cnt[Count.PROBES] += probes
         cnt[Count.MAX_PROBE] = max(cnt[Count.MAX_PROBE], probes)
@@ -89,8 +95,9 @@ def observe(st, tid, t, r, d, k_row):
 @inline
 def update_utilities(st, tid, s, k_row, grad, gi):
     """Step (2) of an access: u = u * gamma ** (s - last) + x[k] (DESIGN 2)."""
-    ip, rows, row_u, wpos = st.ip, st.rows, st.row_u, st.wpos
-    f = decay(st.powtab, st.fp[FParam.GAMMA], s - rows[tid, Row.LAST])
+    ip, rec, rec_u, wpos = st.ip, st.rec, st.rec_u, st.wpos
+    r_last = ip[Param.R_LAST]
+    f = decay(st.powtab, st.fp[FParam.GAMMA], s - rec[tid, r_last])
     for k in range(k_row):
         if ip[Param.HAS_LOG]:
             x = wpos[k] if ip[Param.COUNT_ACCESSES] else 0.0
@@ -98,20 +105,21 @@ def update_utilities(st, tid, s, k_row, grad, gi):
             x = np.float64(grad[gi, k]) * wpos[k]
         else:
             x = 1.0 * wpos[k]
-        row_u[tid, k] = row_u[tid, k] * f + x
-    rows[tid, Row.LAST] = s
+        rec_u[tid, k] = rec_u[tid, k] * f + x
+    rec[tid, r_last] = s
 
 
 @inline
-def admit_chunks(st, tid, t, r, d, k_row):
+def admit_chunks(st, tid, t, d, k_row, h):
     """Step (3), FIITED (reference `FiitedModel.admit`): for k = d, d+1, ...: e[k] = min over j <= k of u[j]
     (decayed to s by step (2)); below theta -> denied_threshold, no slot -> denied_full, else admitted."""
-    sc, cnt, ip, rows, row_u = st.sc, st.cnt, st.ip, st.rows, st.row_u
+    sc, cnt, ip, rec_u = st.sc, st.cnt, st.ip, st.rec_u
     pool = st.tabs[t, Tab.POOL]
     theta = st.pool_theta[pool]
+    i0, r_pos = t * ip[Param.KMAX], ip[Param.R_POS]
     e = INF
     for k in range(k_row):
-        e = min(e, row_u[tid, k])
+        e = min(e, rec_u[tid, k])
         if k < d:
             continue
         if e < theta:
@@ -121,29 +129,30 @@ def admit_chunks(st, tid, t, r, d, k_row):
         if slot < 0:
             cnt[Count.DENIED_FULL] += 1
             break
-        store.index_insert(st.ix, st.ix_meta, sc, cnt, ip, st.fp[FParam.MAX_LOAD], t * ip[Param.KMAX] + k, r, slot,
-                           tid, st.row_pos, k)
-        set_dim(rows, st.dim_hist, tid, k + 1)
+        st.row_slot[tid, k] = slot
+        store.index_insert(st.ix, st.ix_meta, st.ix_free, sc, cnt, ip, st.fp[FParam.MAX_LOAD], i0 + k, h, tid,
+                           st.rec_p, r_pos + k)
+        set_dim(st.rec, ip[Param.R_D], st.dim_hist, tid, k + 1)
 
 
 @inline
-def row_sum(row_u, tid, k_row):
+def row_sum(rec_u, tid, k_row):
     """u[0] + u[1] + ... + u[K-1] in k order from 0.0 (semantics.md "Row pruning": U before its decay)."""
     total = 0.0
     for k in range(k_row):
-        total += row_u[tid, k]
+        total += rec_u[tid, k]
     return total
 
 
 @inline
-def admit_row(st, tid, t, r, d, k_row):
+def admit_row(st, tid, t, d, k_row, h):
     """Step (3), row-prune (reference `RowPruneModel.admit`): a row with nothing resident is admitted whole
     (U = the sum of its utilities, which need no decay: last = s) or not at all."""
     if d > 0:
         return  # d == K: the row is already whole
     sc, cnt, ip, pools = st.sc, st.cnt, st.ip, st.pools
     pool = st.tabs[t, Tab.POOL]
-    if row_sum(st.row_u, tid, k_row) < st.pool_theta[pool]:
+    if row_sum(st.rec_u, tid, k_row) < st.pool_theta[pool]:
         cnt[Count.DENIED_THRESHOLD] += 1
         return
     spp = pools[pool, PoolCol.SPP]
@@ -152,49 +161,53 @@ def admit_row(st, tid, t, r, d, k_row):
     if free_on_mapped + mappable * spp < k_row:
         cnt[Count.DENIED_FULL] += 1
         return
-    slots = st.slots
     for k in range(k_row):  # all K slots first (cannot fail after the count), then the K inserts
-        slots[k] = store.alloc_slot(pools, st.page_live, st.page_free_bits, st.lifo, st.slot_stamp, sc, cnt, ip, pool)
+        st.row_slot[tid, k] = store.alloc_slot(pools, st.page_live, st.page_free_bits, st.lifo, st.slot_stamp, sc,
+                                               cnt, ip, pool)
+    i0, r_pos = t * ip[Param.KMAX], ip[Param.R_POS]
     for k in range(k_row):
-        store.index_insert(st.ix, st.ix_meta, sc, cnt, ip, st.fp[FParam.MAX_LOAD], t * ip[Param.KMAX] + k, r,
-                           slots[k], tid, st.row_pos, k)
-    set_dim(st.rows, st.dim_hist, tid, k_row)
+        store.index_insert(st.ix, st.ix_meta, st.ix_free, sc, cnt, ip, st.fp[FParam.MAX_LOAD], i0 + k, h, tid,
+                           st.rec_p, r_pos + k)
+    set_dim(st.rec, ip[Param.R_D], st.dim_hist, tid, k_row)
 
 
 @inline
-def admit(st, tid, t, r, d, k_row):
+def admit(st, tid, t, d, k_row, h):
     """Step (3) of an access: admission, at the policy's granularity."""
     if st.ip[Param.WHOLE_ROWS]:
-        admit_row(st, tid, t, r, d, k_row)
+        admit_row(st, tid, t, d, k_row, h)
     else:
-        admit_chunks(st, tid, t, r, d, k_row)
+        admit_chunks(st, tid, t, d, k_row, h)
 
 
 @inline
 def access(st, t, r, s, grad, gi):
     """An access (DESIGN 2, reference `FiitedModel.access`)."""
-    tid = store.track_row(st.trk, st.rows, st.row_u, st.dim_hist, st.tabs, st.sc, st.cnt, st.ip, t, r, s)
+    tid = store.track_row(st.trk, st.rec, st.rec_u, st.dim_hist, st.tabs, st.sc, st.cnt, st.ip, t, r, s)
     k_row = st.tabs[t, Tab.K]
-    d = st.rows[tid, Row.D]
-    observe(st, tid, t, r, d, k_row)              # (1) hit status and searches
+    d = st.rec[tid, st.ip[Param.R_D]]
+    h = store.splitmix64(r)
+    observe(st, tid, t, d, k_row, h)               # (1) hit status and searches
     update_utilities(st, tid, s, k_row, grad, gi)  # (2) utilities
-    admit(st, tid, t, r, d, k_row)                 # (3) admission
+    admit(st, tid, t, d, k_row, h)                 # (3) admission
 
 
 @inline
 def importance_record(st, t, r, k, value, s):
-    """Importance-log record (DESIGN 1.3/2): decay the row to s, then add v * w_k. Never admits."""
-    rows, row_u = st.rows, st.row_u
-    tid = store.track_row(st.trk, rows, row_u, st.dim_hist, st.tabs, st.sc, st.cnt, st.ip, t, r, s)
-    f = decay(st.powtab, st.fp[FParam.GAMMA], s - rows[tid, Row.LAST])
+    """Importance-log record (DESIGN 1.3/2, reference `importance`): decay the row to s, then add v * w_k.
+    Never admits."""
+    rec, rec_u, ip = st.rec, st.rec_u, st.ip
+    tid = store.track_row(st.trk, rec, rec_u, st.dim_hist, st.tabs, st.sc, st.cnt, ip, t, r, s)
+    r_last = ip[Param.R_LAST]
+    f = decay(st.powtab, st.fp[FParam.GAMMA], s - rec[tid, r_last])
     for j in range(st.tabs[t, Tab.K]):
-        row_u[tid, j] = row_u[tid, j] * f
-    rows[tid, Row.LAST] = s
-    row_u[tid, k] = row_u[tid, k] + np.float64(value) * st.wpos[k]
+        rec_u[tid, j] = rec_u[tid, j] * f
+    rec[tid, r_last] = s
+    rec_u[tid, k] = rec_u[tid, k] + np.float64(value) * st.wpos[k]
 
 
 # ============================================================================
-# Pruning round (DESIGN 2, "Pruning rounds")
+# Pruning round (DESIGN 2, "Pruning rounds"): reference `round`
 # ============================================================================
 
 @inline
@@ -210,25 +223,26 @@ def tie_key(t, r, k):
 
 @numba.njit(cache=True)
 def select_keep(st, pool, n_keep, now):
-    """Find the keep set of the first n_keep chunks of `pool` in (e desc, k asc, t asc, r asc).
+    """FIITED: the keep set of the first n_keep chunks of `pool` in (e desc, k asc, t asc, r asc).
 
     Returns (theta, cut_bits, cut_key, keep_all): a chunk is kept when its e
     bits exceed cut_bits, or equal them with tie key <= cut_key.
     """
-    rows, row_u, tabs, powtab, gamma = st.rows, st.row_u, st.tabs, st.powtab, st.fp[FParam.GAMMA]
+    rec, rec_u, tabs, powtab, gamma = st.rec, st.rec_u, st.tabs, st.powtab, st.fp[FParam.GAMMA]
+    r_key, r_last = st.ip[Param.R_KEY], st.ip[Param.R_LAST]
     n_rows = st.sc[Scalar.TRACKED]
     # pass A: how many chunks, and a histogram of the top 16 bits of e
     hist = np.zeros(1 << 16, np.int64)
     total = 0
     min_e = INF
     for tid in range(n_rows):
-        t = rows[tid, Row.KEY] >> ROW_BITS
+        t = rec[tid, r_key] >> ROW_BITS
         if tabs[t, Tab.POOL] != pool:
             continue
-        f = decay(powtab, gamma, now - rows[tid, Row.LAST])
+        f = decay(powtab, gamma, now - rec[tid, r_last])
         m = INF
         for k in range(tabs[t, Tab.K]):
-            m = min(m, row_u[tid, k])
+            m = min(m, rec_u[tid, k])
             hist[e_bits(m, f) >> np.uint64(48)] += 1
         total += tabs[t, Tab.K]
         min_e = min(min_e, m * f)
@@ -247,18 +261,18 @@ def select_keep(st, pool, n_keep, now):
     cand_keys = np.empty(hist[bucket], np.int64)
     c = 0
     for tid in range(n_rows):
-        t = rows[tid, Row.KEY] >> ROW_BITS
+        key = rec[tid, r_key]
+        t = key >> ROW_BITS
         if tabs[t, Tab.POOL] != pool:
             continue
-        f = decay(powtab, gamma, now - rows[tid, Row.LAST])
-        r = rows[tid, Row.KEY] & ROW_MASK
+        f = decay(powtab, gamma, now - rec[tid, r_last])
         m = INF
         for k in range(tabs[t, Tab.K]):
-            m = min(m, row_u[tid, k])
+            m = min(m, rec_u[tid, k])
             bits = e_bits(m, f)
             if (bits >> np.uint64(48)) == np.uint64(bucket):
                 cand_bits[c] = bits
-                cand_keys[c] = tie_key(t, r, k)
+                cand_keys[c] = tie_key(t, key & ROW_MASK, k)
                 c += 1
     need = n_keep - above  # 1 <= need <= candidates
     cut_bits = np.sort(cand_bits)[c - need]
@@ -272,23 +286,24 @@ def select_keep(st, pool, n_keep, now):
 
 @numba.njit(cache=True)
 def select_rows(st, pool, n_keep, now):
-    """The keep set of `pool`: the longest prefix of its rows in (U desc, t asc, r asc) whose chunk
-    total is at most n_keep.
+    """row-prune (reference `RowPruneModel.round`): the keep set of `pool`: the longest prefix of its rows
+    in (U desc, t asc, r asc) whose chunk total is at most n_keep.
 
     Returns (theta, cut_bits, cut_key, keep_all); unless keep_all, a row is kept when its U bits
     exceed cut_bits, or equal them with packed (t, r) key <= cut_key.
     """
-    rows, row_u, tabs, powtab, gamma = st.rows, st.row_u, st.tabs, st.powtab, st.fp[FParam.GAMMA]
+    rec, rec_u, tabs, powtab, gamma = st.rec, st.rec_u, st.tabs, st.powtab, st.fp[FParam.GAMMA]
+    r_key, r_last = st.ip[Param.R_KEY], st.ip[Param.R_LAST]
     n_rows = st.sc[Scalar.TRACKED]
     # pass A: chunks tracked, and the chunk count per top-16-bit bucket of U
     hist = np.zeros(1 << 16, np.int64)
     total = 0
     min_u = INF
     for tid in range(n_rows):
-        t = rows[tid, Row.KEY] >> ROW_BITS
+        t = rec[tid, r_key] >> ROW_BITS
         if tabs[t, Tab.POOL] != pool:
             continue
-        u = row_sum(row_u, tid, tabs[t, Tab.K]) * decay(powtab, gamma, now - rows[tid, Row.LAST])
+        u = row_sum(rec_u, tid, tabs[t, Tab.K]) * decay(powtab, gamma, now - rec[tid, r_last])
         hist[np.float64(u).view(np.uint64) >> np.uint64(48)] += tabs[t, Tab.K]
         total += tabs[t, Tab.K]
         min_u = min(min_u, u)
@@ -309,11 +324,11 @@ def select_rows(st, pool, n_keep, now):
     c = 0
     last_above_bits, last_above_key = ALL_ONES, np.int64(-1)
     for tid in range(n_rows):
-        key = rows[tid, Row.KEY]
+        key = rec[tid, r_key]
         t = key >> ROW_BITS
         if tabs[t, Tab.POOL] != pool:
             continue
-        bits = e_bits(row_sum(row_u, tid, tabs[t, Tab.K]), decay(powtab, gamma, now - rows[tid, Row.LAST]))
+        bits = e_bits(row_sum(rec_u, tid, tabs[t, Tab.K]), decay(powtab, gamma, now - rec[tid, r_last]))
         top = bits >> np.uint64(48)
         if top == np.uint64(bucket):
             cand_bits[c] = bits
@@ -342,28 +357,40 @@ def select_rows(st, pool, n_keep, now):
 
 
 @inline
-def prefetch_index_buckets(st, rows, tid, k_from):
-    """Prefetch the index entries of row tid's chunks k_from .. d-1 (their buckets are cached in row_pos)."""
-    t = rows[tid, Row.KEY] >> ROW_BITS
-    for k in range(k_from, rows[tid, Row.D]):
-        prefetch(st.ix, st.ix_meta[t * st.ip[Param.KMAX] + k, Ix.OFF] + np.int64(st.row_pos[tid, k]))
-
-
-@inline
 def kept_prefix(st, tid, t, d, f, cut_bits, cut_key):
     """How many of row tid's d resident chunks the keep set holds (a prefix; `select_keep`/`select_rows`)."""
-    key = st.rows[tid, Row.KEY]
+    key = st.rec[tid, st.ip[Param.R_KEY]]
     if st.ip[Param.WHOLE_ROWS]:
-        bits = e_bits(row_sum(st.row_u, tid, st.tabs[t, Tab.K]), f)
+        bits = e_bits(row_sum(st.rec_u, tid, st.tabs[t, Tab.K]), f)
         return d if bits > cut_bits or (bits == cut_bits and key <= cut_key) else 0
     r = key & ROW_MASK
     m = INF
     for k in range(d):
-        m = min(m, st.row_u[tid, k])
+        m = min(m, st.rec_u[tid, k])
         bits = e_bits(m, f)
         if not (bits > cut_bits or (bits == cut_bits and tie_key(t, r, k) <= cut_key)):
             return k
     return d
+
+
+@inline
+def prefetch_index_entries(st, tid, t, k_from, d):
+    """Prefetch the index entries of row tid's chunks k_from .. d-1 (their buckets are in its record)."""
+    i0, r_pos = t * st.ip[Param.KMAX], st.ip[Param.R_POS]
+    for k in range(k_from, d):
+        prefetch(st.ix, st.ix_meta[i0 + k, Ix.OFF] + np.int64(st.rec_p[tid, r_pos + k]))
+
+
+@inline
+def free_chunks(st, tid, t, pool, kept, d):
+    """Free chunks kept .. d-1 of row tid, k ascending: delete the index entry, free the slot."""
+    sc, cnt, ip = st.sc, st.cnt, st.ip
+    i0, r_pos = t * ip[Param.KMAX], ip[Param.R_POS]
+    for k in range(kept, d):
+        store.index_delete(st.ix, st.ix_meta, sc, i0 + k, np.int64(st.rec_p[tid, r_pos + k]), st.rec_p, r_pos + k)
+        store.free_slot(st.pools, st.page_live, st.page_free_bits, st.lifo, st.slot_stamp, sc, cnt, ip, pool,
+                        np.int64(st.row_slot[tid, k]))
+    set_dim(st.rec, ip[Param.R_D], st.dim_hist, tid, kept)
 
 
 @numba.njit(cache=True)
@@ -371,12 +398,10 @@ def pruning_round(st, now):
     """DESIGN 2 "Pruning rounds" (reference `round`), per pool: rank (`select_keep`, or `select_rows` for
     row-prune), keep the first N chunks, free every other resident chunk in (t, r, k) order, unmap empty
     pages."""
-    sc, cnt, ip, tabs, rows, dim_hist = st.sc, st.cnt, st.ip, st.tabs, st.rows, st.dim_hist
-    pools, page_live, page_free_bits, lifo, slot_stamp = (st.pools, st.page_live, st.page_free_bits, st.lifo,
-                                                          st.slot_stamp)
+    sc, cnt, ip, tabs, rec, pools = st.sc, st.cnt, st.ip, st.tabs, st.rec, st.pools
+    r_key, r_last, r_d = ip[Param.R_KEY], ip[Param.R_LAST], ip[Param.R_D]
     powtab, gamma = st.powtab, st.fp[FParam.GAMMA]
     cnt[Count.ROUNDS] += 1
-    kmax = ip[Param.KMAX]
     n_rows = sc[Scalar.TRACKED]
     for pool in range(pools.shape[0]):
         n_keep = store.page_cap(sc, ip, pools, pool) * pools[pool, PoolCol.SPP]
@@ -392,13 +417,13 @@ def pruning_round(st, now):
         free_keep = np.empty(1024, np.int64)
         n_free = 0
         for tid in range(n_rows):
-            d = rows[tid, Row.D]
+            d = rec[tid, r_d]
             if d == 0:
                 continue
-            t = rows[tid, Row.KEY] >> ROW_BITS
+            t = rec[tid, r_key] >> ROW_BITS
             if tabs[t, Tab.POOL] != pool:
                 continue
-            kept = kept_prefix(st, tid, t, d, decay(powtab, gamma, now - rows[tid, Row.LAST]), cut_bits, cut_key)
+            kept = kept_prefix(st, tid, t, d, decay(powtab, gamma, now - rec[tid, r_last]), cut_bits, cut_key)
             if kept < d:
                 if n_free == free_rows.size:
                     free_rows = np.concatenate((free_rows, np.empty(n_free, np.int64)))
@@ -411,19 +436,15 @@ def pruning_round(st, now):
         # had never been inserted: Knuth's Algorithm R), so only LIFO pays for the sort.
         order = np.arange(n_free)
         if ip[Param.LIFO]:
-            order = np.argsort(rows[free_rows[:n_free], Row.KEY], kind="mergesort")
+            order = np.argsort(rec[free_rows[:n_free], r_key], kind="mergesort")
         for q in range(n_free):
-            if q + LOOKAHEAD < n_free:  # start the index-bucket misses of a row further down the list
-                prefetch_index_buckets(st, rows, free_rows[order[q + LOOKAHEAD]], free_keep[order[q + LOOKAHEAD]])
+            if q + FREE_AHEAD < n_free:  # start the index-entry misses of a row further down the list
+                ahead = free_rows[order[q + FREE_AHEAD]]
+                prefetch_index_entries(st, ahead, rec[ahead, r_key] >> ROW_BITS, free_keep[order[q + FREE_AHEAD]],
+                                       rec[ahead, r_d])
             tid = free_rows[order[q]]
-            kept = free_keep[order[q]]
-            t = rows[tid, Row.KEY] >> ROW_BITS
-            for k in range(kept, rows[tid, Row.D]):
-                slot = store.index_delete(st.ix, st.ix_meta, sc, t * kmax + k, np.int64(st.row_pos[tid, k]),
-                                          st.row_pos, k)
-                store.free_slot(pools, page_live, page_free_bits, lifo, slot_stamp, sc, cnt, ip, pool, slot)
-            set_dim(rows, dim_hist, tid, kept)
-    store.unmap_empty_pages(pools, page_live, sc)
+            free_chunks(st, tid, rec[tid, r_key] >> ROW_BITS, pool, free_keep[order[q]], rec[tid, r_d])
+    store.unmap_empty_pages(pools, st.page_live, sc)
 
 
 # ============================================================================
@@ -467,31 +488,45 @@ def snapshot_row(st, step, ints, floats, n):
 
 @inline
 def prefetch_ahead(st, lk_table, lk_row, i):
-    """Start the cache misses of later lookups in three stages: the tracker bucket of lookup
-    i + LOOKAHEAD, the row state of lookup i + LOOKAHEAD/2 (its tracker bucket has arrived), and
-    the home buckets of the absent chunks of lookup i + NEAR (its row state has arrived): the search
-    of the first absent chunk is the only one that reads the index, and admission inserts from there.)"""
+    """Start the cache misses of later lookups in three stages (docs/engine.md): the tracker bucket of
+    lookup i + TRACKER_AHEAD; the record of lookup i + RECORD_AHEAD (its tracker bucket has arrived); and,
+    for lookup i + INDEX_AHEAD (its record has arrived), the index home buckets of its first absent chunk d
+    (the one search that reads the index, and the first insert) and of the later chunks whose prefix-min
+    utility passes theta (the inserts admission may make), and the line of its slots."""
     n = lk_row.size
-    far = i + LOOKAHEAD
+    trk, ip = st.trk, st.ip
+    far = i + TRACKER_AHEAD
     if far < n:
         key = store.packed_row_key(lk_table[far], lk_row[far])
-        prefetch(st.trk, np.int64(store.splitmix64(key) & np.uint64(st.trk.shape[0] - 1)))
-    mid = i + LOOKAHEAD // 2
+        prefetch(trk, np.int64(store.splitmix64(key) & np.uint64(trk.shape[0] - 1)))
+    mid = i + RECORD_AHEAD
     if mid < n:
-        tid = store.tracker_find(st.trk, store.packed_row_key(lk_table[mid], lk_row[mid]))
+        tid = store.tracker_peek(trk, store.packed_row_key(lk_table[mid], lk_row[mid]))
         if tid >= 0:
-            prefetch(st.rows, tid)
-            prefetch(st.row_u, tid)
-            prefetch(st.row_pos, tid)
-    near = i + NEAR
+            prefetch(st.rec, tid)
+            prefetch2(st.rec, tid, ip[Param.R_KEY])
+    near = i + INDEX_AHEAD
     if near < n:
         t, r = lk_table[near], lk_row[near]
-        tid = store.tracker_find(st.trk, store.packed_row_key(t, r))
-        d = st.rows[tid, Row.D] if tid >= 0 else 0
-        h = store.splitmix64(r)
-        for k in range(d, st.tabs[t, Tab.K]):  # the search of chunk d, and the inserts if d, d+1, ... are admitted
-            meta = st.ix_meta[t * st.ip[Param.KMAX] + k]
-            prefetch(st.ix, meta[Ix.OFF] + np.int64(h & np.uint64(meta[Ix.CAP] - 1)))
+        tid = store.tracker_peek(trk, store.packed_row_key(t, r))
+        d = st.rec[tid, ip[Param.R_D]] if tid >= 0 else 0
+        k_row = st.tabs[t, Tab.K]
+        if d < k_row:
+            h = store.splitmix64(r)
+            i0 = t * ip[Param.KMAX]
+            theta = st.pool_theta[st.tabs[t, Tab.POOL]]
+            m = INF if tid >= 0 else 0.0  # a row not tracked yet starts with u = 0 (plus this lookup's x)
+            for k in range(k_row):
+                if tid >= 0:
+                    m = min(m, st.rec_u[tid, k])
+                if k < d:
+                    continue
+                if k > d and m < theta:
+                    break
+                meta = st.ix_meta[i0 + k]
+                prefetch(st.ix, meta[Ix.OFF] + np.int64(h & np.uint64(meta[Ix.CAP] - 1)))
+            if tid >= 0:
+                prefetch2(st.row_slot, tid, d)
 
 
 # Everything a record needs is inlined into `run`, which allocates nothing; compiling it without
@@ -510,7 +545,7 @@ def run(st, lk_step, lk_table, lk_row, lk_grad, im_step, im_table, im_row, im_ch
         s = lk_step[i] if is_lookup else im_step[j]
         t = lk_table[i] if is_lookup else im_table[j]
         # capacity checks first, so that stopping here leaves nothing half done
-        if sc[Scalar.TRACKED] + 1 > st.rows.shape[0] or 2 * (sc[Scalar.TRACKED] + 1) > st.trk.shape[0]:
+        if sc[Scalar.TRACKED] + 1 > st.rec.shape[0] or 2 * (sc[Scalar.TRACKED] + 1) > st.trk.shape[0]:
             return NEED_ROWS, i, j
         if is_lookup:
             if sc[Scalar.IX_BUMP] + 2 * kmax * sc[Scalar.IX_CAP_MAX] > st.ix.shape[0]:
@@ -548,11 +583,12 @@ def handle_gap(st):
 
 
 @numba.njit(cache=True)
-def resident_prefix(trk, rows, table, row, out):
+def resident_prefix(trk, rec, ip, table, row, out):
     """out[i] = the resident prefix d of (table[i], row[i]) now; 0 for a row never seen. Reads only."""
+    r_key, r_d = ip[Param.R_KEY], ip[Param.R_D]
     for i in range(row.size):
-        tid = store.tracker_find(trk, store.packed_row_key(table[i], row[i]))
-        out[i] = rows[tid, Row.D] if tid >= 0 else 0
+        tid = store.tracker_find(trk, rec, r_key, store.packed_row_key(table[i], row[i]))
+        out[i] = rec[tid, r_d] if tid >= 0 else 0
 
 
 @numba.njit(cache=True)
@@ -647,7 +683,8 @@ class Fiited(Policy):
     def resident_chunks(self, table: np.ndarray, row: np.ndarray) -> np.ndarray:
         """Resident prefix d in chunks (int32) of each (table, row) lookup now, without changing any state."""
         out = np.empty(row.size, np.int32)
-        resident_prefix(self.engine.st.trk, self.engine.st.rows, np.ascontiguousarray(table, np.int64),
+        st = self.engine.st
+        resident_prefix(st.trk, st.rec, st.ip, np.ascontiguousarray(table, np.int64),
                         np.ascontiguousarray(row, np.int64), out)
         return out
 
