@@ -56,6 +56,11 @@ POWTAB_MAX = 1 << 20
 #: copies of doubling happen only past the reservation (docs/engine.md, "Memory per tracked row").
 RESERVE_BYTES = 2 << 30
 ROWS_MIN, INDEX_MIN = 1024, 1 << 16
+#: A round's parallel ranking passes split the tracked rows into ROUND_BLOCKS blocks (None: one per Numba
+#: thread), each of at least ROUND_BLOCK_MIN rows. Results do not depend on the blocks (a test splits tiny
+#: traces into many).
+ROUND_BLOCKS: int | None = None
+ROUND_BLOCK_MIN = 4096
 #: rec_p[tid, ...] holds a bucket number of one index as int32 (an index of 2**31 buckets would take
 #: 16 GiB of implementation memory alone)
 POS_DTYPE = np.int32
@@ -68,7 +73,8 @@ State = namedtuple("State", [
     "sc", "cnt", "ctl",                                  # store scalars, the policy's counts, loop control
     "ip", "fp", "tabs", "wpos", "powtab",                # parameters, per-table columns, decay table
     "trk", "rec", "rec_u", "rec_p", "row_slot",          # row tracker; one record per tracked row (three
-    "dim_hist",                                          #   views of it) and the slots of its chunks
+    "rank", "dim_hist",                                  #   views of it), the slots of its chunks, a round's
+                                                         #   scratch (rank summaries, rows to free)
     "ix", "ix_meta", "ix_free",                          # hash indices: entries, per-index columns, free regions
     "pools", "pool_theta", "page_live", "page_free_bits", "lifo", "slot_stamp",  # physical pools
     "snap_i", "snap_f",                                  # the time series' buffers (metrics.Series)
@@ -167,6 +173,8 @@ class EngineState:
         ip[Param.TOTAL_ROWS] = sum(t.rows for t in tables)
         ip[Param.WHOLE_ROWS] = whole_rows
         ip[Param.R_KEY], ip[Param.R_LAST], ip[Param.R_D], ip[Param.R_POS] = rl.key, rl.last, rl.d, rl.pos
+        ip[Param.ROUND_BLOCKS] = ROUND_BLOCKS or numba.get_num_threads()
+        ip[Param.ROUND_BLOCK_MIN] = ROUND_BLOCK_MIN
         sc = np.zeros(len(Scalar), np.int64)
         cnt = np.zeros(N_COUNTS, np.int64)
         caps = np.array([[cfg.index_initial if k < t.chunks else 0 for k in range(k_max)] for t in tables],
@@ -185,8 +193,8 @@ class EngineState:
         slot_bound = max(sum(t.rows * t.chunks for t, p in zip(tables, layout.pool_of_table) if p == pool)
                          + spp for pool, spp in enumerate(layout.slots_per_page))
         self.slot_dtype = np.int32 if slot_bound < 2**31 else np.int64
-        rec, row_slot = _zeros_reserving([(rl.words,), (k_max,)], [np.int64, self.slot_dtype], ROWS_MIN,
-                                         sum(t.rows for t in tables))
+        rec, row_slot, rank = _zeros_reserving([(rl.words,), (k_max,), ()], [np.int64, self.slot_dtype, np.uint64],
+                                               ROWS_MIN, sum(t.rows for t in tables))
         rec_u, rec_p = record_views(rec)
         pools = np.zeros((n_pools, len(PoolCol)), np.int64)
         pools[:, PoolCol.SPP] = layout.slots_per_page
@@ -202,6 +210,7 @@ class EngineState:
             wpos=np.array([cfg.position_weight ** float(k) for k in range(k_max)], np.float64),
             powtab=self._powtab(np.zeros(0), 1024),
             trk=aligned_zeros(2 * ROWS_MIN, np.int64), rec=rec, rec_u=rec_u, rec_p=rec_p, row_slot=row_slot,
+            rank=rank,
             dim_hist=np.zeros(k_max + 1, np.int64),
             ix=ix, ix_meta=ix_meta, ix_free=np.full(64, -1, np.int64),
             pools=pools, pool_theta=np.zeros(n_pools, np.float64),
@@ -250,7 +259,8 @@ class EngineState:
                 cap = 2 * st.rec.shape[0]
                 rec = _grown(st.rec, 0, cap)
                 rec_u, rec_p = record_views(rec)
-                st = st._replace(rec=rec, rec_u=rec_u, rec_p=rec_p, row_slot=_grown(st.row_slot, 0, cap))
+                st = st._replace(rec=rec, rec_u=rec_u, rec_p=rec_p, row_slot=_grown(st.row_slot, 0, cap),
+                                 rank=aligned_zeros(cap, np.uint64))
             if 2 * need > st.trk.shape[0]:
                 trk = aligned_zeros(2 * st.trk.shape[0], np.int64)
                 store.tracker_rebuild(trk, st.rec, self.rl.key, need - 1)

@@ -88,6 +88,8 @@ class Param(IntEnum):
     R_LAST = 16
     R_D = 17
     R_POS = 18          # ... and the index bucket of chunk 0 (int32 column of rec_p)
+    ROUND_BLOCKS = 19   # blocks of tracked rows a round's ranking passes split into (one per thread) ...
+    ROUND_BLOCK_MIN = 20  # ... each of at least this many rows
 
 
 class FParam(IntEnum):

@@ -44,7 +44,8 @@ TIE_K_SHIFT = 56  # tie key (k, t, r): k in bits 56.., t in 40..55, r in 0..39
 TRACKER_AHEAD = 32
 RECORD_AHEAD = 16
 INDEX_AHEAD = 4
-FREE_AHEAD = 16   # rows ahead whose index entries a round's free loop prefetches
+FREE_AHEAD = 16        # rows ahead whose records a round's free loop prefetches (index entries at half)
+CANDIDATE_AHEAD = 32   # rows ahead whose records a round's second ranking pass prefetches
 
 
 @inline
@@ -221,126 +222,149 @@ def tie_key(t, r, k):
     return (np.int64(k) << TIE_K_SHIFT) | (np.int64(t) << ROW_BITS) | np.int64(r)
 
 
-@numba.njit(cache=True)
-def select_keep(st, pool, n_keep, now):
-    """FIITED: the keep set of the first n_keep chunks of `pool` in (e desc, k asc, t asc, r asc).
+# The rank summary of a tracked row, written by `rank_histogram` for `rank_candidates` (st.rank[tid]):
+# the top 16 bits of e of its first chunk (of U for row-prune) in bits 48.., of its last chunk in 32..47,
+# whether it is in the pool ranked (bit 17) and has resident chunks (bit 16), and the top 16 bits of e of
+# its last resident chunk in bits 0..15. e falls with k, so its chunks' buckets run from the first to the last.
+IN_POOL = np.uint64(1 << 17)
+HAS_D = np.uint64(1 << 16)
+TOP16 = np.uint64(0xFFFF)
+NO_BUCKET = 1 << 16  # a bucket above every e: every resident row is listed, none is a candidate
 
-    Returns (theta, cut_bits, cut_key, keep_all): a chunk is kept when its e
-    bits exceed cut_bits, or equal them with tie key <= cut_key.
-    """
-    rec, rec_u, tabs, powtab, gamma = st.rec, st.rec_u, st.tabs, st.powtab, st.fp[FParam.GAMMA]
-    r_key, r_last = st.ip[Param.R_KEY], st.ip[Param.R_LAST]
-    n_rows = st.sc[Scalar.TRACKED]
-    # pass A: how many chunks, and a histogram of the top 16 bits of e
-    hist = np.zeros(1 << 16, np.int64)
-    total = 0
-    min_e = INF
-    for tid in range(n_rows):
-        t = rec[tid, r_key] >> ROW_BITS
-        if tabs[t, Tab.POOL] != pool:
-            continue
-        f = decay(powtab, gamma, now - rec[tid, r_last])
-        m = INF
-        for k in range(tabs[t, Tab.K]):
-            m = min(m, rec_u[tid, k])
-            hist[e_bits(m, f) >> np.uint64(48)] += 1
-        total += tabs[t, Tab.K]
-        min_e = min(min_e, m * f)
-    if n_keep == 0:  # keep nothing: no e bit pattern exceeds ALL_ONES
-        return INF, ALL_ONES, np.int64(-1), False
-    if total <= n_keep:
-        return (0.0 if total < n_keep else min_e), np.uint64(0), np.int64(0), True
-    # the bucket holding the n_keep-th largest e
-    above = 0
-    bucket = (1 << 16) - 1
-    while above + hist[bucket] < n_keep:
-        above += hist[bucket]
-        bucket -= 1
-    # pass B: candidates of that bucket, with their tie keys
-    cand_bits = np.empty(hist[bucket], np.uint64)
-    cand_keys = np.empty(hist[bucket], np.int64)
-    c = 0
-    for tid in range(n_rows):
-        key = rec[tid, r_key]
-        t = key >> ROW_BITS
-        if tabs[t, Tab.POOL] != pool:
-            continue
-        f = decay(powtab, gamma, now - rec[tid, r_last])
-        m = INF
-        for k in range(tabs[t, Tab.K]):
-            m = min(m, rec_u[tid, k])
-            bits = e_bits(m, f)
-            if (bits >> np.uint64(48)) == np.uint64(bucket):
-                cand_bits[c] = bits
-                cand_keys[c] = tie_key(t, key & ROW_MASK, k)
-                c += 1
-    need = n_keep - above  # 1 <= need <= candidates
+
+@inline
+def top16(bits):
+    return np.int64(bits >> np.uint64(48))
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def rank_histogram(rec, rec_u, tabs, powtab, gamma, r_key, r_last, r_d, whole_rows, pool, now, n_rows, hist,
+                   totals, mins, rank):
+    """Pass A of a round, over len(totals) blocks of tracked rows in parallel: block b counts, in hist[b],
+    the tracked chunks of `pool` by the top 16 bits of e (row-prune: each row's K chunks at the bucket of U),
+    its chunk total in totals[b], the smallest e (U) in mins[b], and each row's rank summary."""
+    nb = totals.size
+    for b in numba.prange(nb):
+        h = hist[b]
+        total = 0
+        low = INF
+        for tid in range(b * n_rows // nb, (b + 1) * n_rows // nb):
+            t = rec[tid, r_key] >> ROW_BITS
+            if tabs[t, Tab.POOL] != pool:
+                rank[tid] = 0
+                continue
+            k_row, d = tabs[t, Tab.K], rec[tid, r_d]
+            f = decay(powtab, gamma, now - rec[tid, r_last])
+            if whole_rows:
+                u = row_sum(rec_u, tid, k_row) * f
+                first = last = last_resident = top16(e_bits(u, 1.0))
+                h[first] += k_row
+                low = min(low, u)
+            else:
+                m = INF
+                first = last = last_resident = 0
+                for k in range(k_row):  # no branches: a run-length count here mispredicted (docs/engine.md)
+                    m = min(m, rec_u[tid, k])
+                    top = top16(e_bits(m, f))
+                    h[top] += 1
+                    first = top if k == 0 else first
+                    last_resident = top if k == d - 1 else last_resident
+                    last = top
+                low = min(low, m * f)
+            total += k_row
+            rank[tid] = ((np.uint64(first) << np.uint64(48)) | (np.uint64(last) << np.uint64(32)) | IN_POOL
+                         | (HAS_D if d > 0 else np.uint64(0)) | (np.uint64(last_resident) & TOP16))
+        totals[b] = total
+        mins[b] = low
+
+
+@inline
+def reads_record(sm, bucket, above_bucket):
+    """Whether `rank_candidates` reads the record of a row with rank summary sm: it has a chunk in `bucket`
+    (its chunks' buckets run from `first` down to `last`), or (row-prune) it sits in `above_bucket`."""
+    first, last = np.int64(sm >> np.uint64(48)), np.int64((sm >> np.uint64(32)) & TOP16)
+    return (sm & IN_POOL) != 0 and ((last <= bucket <= first) or first == above_bucket)
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def rank_candidates(rec, rec_u, tabs, powtab, gamma, r_key, r_last, whole_rows, now, n_rows, bucket, above_bucket,
+                    rank, cand_bits, cand_keys, cand_k, cand_end, list_end, above_bits, above_keys):
+    """Pass B of a round, over the same blocks as `rank_histogram`, reading rank summaries (8 bytes a row)
+    and the records of the rows that need it. Block b writes from cand_end[b] on the candidates of
+    `bucket` (FIITED: chunks, with their (k, t, r) tie keys; row-prune: rows, with their (t, r) keys and K)
+    and moves cand_end[b] past them; writes over rank[] from its first row on the rows with a resident chunk
+    at or below `bucket` (they may lose chunks), in tid order, ending at list_end[b]; and, for row-prune,
+    keeps the last-ranked row above `bucket`, which is in `above_bucket`, the lowest non-empty bucket above
+    it (smallest U bits, then largest key), in above_*[b]."""
+    nb = cand_end.size
+    for b in numba.prange(nb):
+        c = cand_end[b]
+        lo, hi = b * n_rows // nb, (b + 1) * n_rows // nb
+        n = lo  # the block's list overwrites rank summaries already read (n <= tid)
+        a_bits, a_key = ALL_ONES, np.int64(-1)
+        for tid in range(lo, hi):
+            ahead = tid + CANDIDATE_AHEAD
+            if ahead < hi and reads_record(rank[ahead], bucket, above_bucket):
+                prefetch(rec, ahead)
+                prefetch2(rec, ahead, r_key)
+            sm = rank[tid]
+            if reads_record(sm, bucket, above_bucket):
+                key = rec[tid, r_key]
+                t = key >> ROW_BITS
+                f = decay(powtab, gamma, now - rec[tid, r_last])
+                if whole_rows:
+                    bits = e_bits(row_sum(rec_u, tid, tabs[t, Tab.K]), f)
+                    if top16(bits) == bucket:
+                        cand_bits[c] = bits
+                        cand_keys[c] = key
+                        cand_k[c] = tabs[t, Tab.K]
+                        c += 1
+                    elif bits < a_bits or (bits == a_bits and key > a_key):
+                        a_bits, a_key = bits, key
+                else:
+                    r = key & ROW_MASK
+                    m = INF
+                    for k in range(tabs[t, Tab.K]):
+                        m = min(m, rec_u[tid, k])
+                        bits = e_bits(m, f)
+                        if top16(bits) == bucket:
+                            cand_bits[c] = bits
+                            cand_keys[c] = tie_key(t, r, k)
+                            c += 1
+            if sm & HAS_D and np.int64(sm & TOP16) <= bucket:
+                rank[n] = tid
+                n += 1
+        cand_end[b] = c
+        list_end[b] = n
+        above_bits[b], above_keys[b] = a_bits, a_key
+
+
+@numba.njit(cache=True, nogil=True)
+def select_keep(cand_bits, cand_keys, need):
+    """FIITED (reference `round`, steps 2-3): the cut among the candidates of the bucket holding the
+    N-th largest e, `need` of which are kept: ranking is (e desc, k asc, t asc, r asc), so the kept ones
+    are the largest bits and, among equal bits, the first tie keys. Returns (theta, cut_bits, cut_key): a
+    chunk is kept when its e bits exceed cut_bits, or equal them with tie key <= cut_key."""
+    c = cand_bits.size
     cut_bits = np.sort(cand_bits)[c - need]
     greater = 0
     for q in range(c):
         greater += cand_bits[q] > cut_bits
     tied_keys = np.sort(cand_keys[cand_bits == cut_bits])
     cut_key = tied_keys[need - greater - 1]  # the tied chunks kept are the first in (k, t, r) order
-    return np.uint64(cut_bits).view(np.float64), cut_bits, cut_key, False
+    return np.uint64(cut_bits).view(np.float64), cut_bits, cut_key
 
 
-@numba.njit(cache=True)
-def select_rows(st, pool, n_keep, now):
-    """row-prune (reference `RowPruneModel.round`): the keep set of `pool`: the longest prefix of its rows
-    in (U desc, t asc, r asc) whose chunk total is at most n_keep.
-
-    Returns (theta, cut_bits, cut_key, keep_all); unless keep_all, a row is kept when its U bits
-    exceed cut_bits, or equal them with packed (t, r) key <= cut_key.
-    """
-    rec, rec_u, tabs, powtab, gamma = st.rec, st.rec_u, st.tabs, st.powtab, st.fp[FParam.GAMMA]
-    r_key, r_last = st.ip[Param.R_KEY], st.ip[Param.R_LAST]
-    n_rows = st.sc[Scalar.TRACKED]
-    # pass A: chunks tracked, and the chunk count per top-16-bit bucket of U
-    hist = np.zeros(1 << 16, np.int64)
-    total = 0
-    min_u = INF
-    for tid in range(n_rows):
-        t = rec[tid, r_key] >> ROW_BITS
-        if tabs[t, Tab.POOL] != pool:
-            continue
-        u = row_sum(rec_u, tid, tabs[t, Tab.K]) * decay(powtab, gamma, now - rec[tid, r_last])
-        hist[np.float64(u).view(np.uint64) >> np.uint64(48)] += tabs[t, Tab.K]
-        total += tabs[t, Tab.K]
-        min_u = min(min_u, u)
-    if n_keep == 0:
-        return INF, ALL_ONES, np.int64(-1), False
-    if total <= n_keep:  # everything fits; theta as FIITED: 0.0 below N, else the last (smallest) U
-        return (0.0 if total < n_keep else min_u), ALL_ONES, np.int64(-1), True
-    # the bucket where the running chunk total first exceeds n_keep; all rows above it fit
-    above = 0
-    bucket = (1 << 16) - 1
-    while above + hist[bucket] <= n_keep:
-        above += hist[bucket]
-        bucket -= 1
-    # pass B: that bucket's rows, and the last-ranked row above it
-    cand_bits = np.empty(hist[bucket], np.uint64)  # hist counts chunks, so this is room enough
-    cand_keys = np.empty(hist[bucket], np.int64)
-    cand_k = np.empty(hist[bucket], np.int64)
-    c = 0
-    last_above_bits, last_above_key = ALL_ONES, np.int64(-1)
-    for tid in range(n_rows):
-        key = rec[tid, r_key]
-        t = key >> ROW_BITS
-        if tabs[t, Tab.POOL] != pool:
-            continue
-        bits = e_bits(row_sum(rec_u, tid, tabs[t, Tab.K]), decay(powtab, gamma, now - rec[tid, r_last]))
-        top = bits >> np.uint64(48)
-        if top == np.uint64(bucket):
-            cand_bits[c] = bits
-            cand_keys[c] = key
-            cand_k[c] = tabs[t, Tab.K]
-            c += 1
-        elif top > np.uint64(bucket) and (bits < last_above_bits
-                                          or (bits == last_above_bits and key > last_above_key)):
-            last_above_bits, last_above_key = bits, key
+@numba.njit(cache=True, nogil=True)
+def select_rows(cand_bits, cand_keys, cand_k, above, n_keep, bucket, above_bits):
+    """row-prune (reference `RowPruneModel.round`): the keep set is the longest prefix of the rows in
+    (U desc, t asc, r asc) whose chunk total is at most n_keep; `above` chunks (rows) rank above the
+    bucket's candidates, the last of them with U bits `above_bits`. Returns (theta, cut_bits, cut_key): a
+    row is kept when its U bits exceed cut_bits, or equal them with packed (t, r) key <= cut_key."""
+    c = cand_bits.size
     # the bucket's rows in rank order: by key, then stably by U bits descending
-    order = np.argsort(cand_keys[:c], kind="mergesort")
-    order = order[np.argsort(ALL_ONES - cand_bits[:c][order], kind="mergesort")]
+    order = np.argsort(cand_keys, kind="mergesort")
+    order = order[np.argsort(ALL_ONES - cand_bits[order], kind="mergesort")]
     used = above
     last = -1
     for q in range(c):
@@ -349,101 +373,174 @@ def select_rows(st, pool, n_keep, now):
         used += cand_k[order[q]]
         last = order[q]
     if last >= 0:
-        return np.uint64(cand_bits[last]).view(np.float64), cand_bits[last], cand_keys[last], False
+        return np.uint64(cand_bits[last]).view(np.float64), cand_bits[last], cand_keys[last]
     if above > 0:  # the cut falls just above this bucket
-        return (np.uint64(last_above_bits).view(np.float64), (np.uint64(bucket) << np.uint64(48)) | LOW_48,
-                np.int64(-1), False)
-    return INF, ALL_ONES, np.int64(-1), False  # not even the first row fits
+        return (np.uint64(above_bits).view(np.float64), (np.uint64(bucket) << np.uint64(48)) | LOW_48,
+                np.int64(-1))
+    return INF, ALL_ONES, np.int64(-1)  # not even the first row fits
 
 
 @inline
-def kept_prefix(st, tid, t, d, f, cut_bits, cut_key):
-    """How many of row tid's d resident chunks the keep set holds (a prefix; `select_keep`/`select_rows`)."""
-    key = st.rec[tid, st.ip[Param.R_KEY]]
-    if st.ip[Param.WHOLE_ROWS]:
-        bits = e_bits(row_sum(st.rec_u, tid, st.tabs[t, Tab.K]), f)
+def kept_prefix(rec, rec_u, tabs, whole_rows, r_key, tid, t, d, f, cut_bits, cut_key):
+    """How many of row tid's d resident chunks the keep set holds (a prefix: `select_keep`/`select_rows`)."""
+    key = rec[tid, r_key]
+    if whole_rows:
+        bits = e_bits(row_sum(rec_u, tid, tabs[t, Tab.K]), f)
         return d if bits > cut_bits or (bits == cut_bits and key <= cut_key) else 0
     r = key & ROW_MASK
     m = INF
     for k in range(d):
-        m = min(m, st.rec_u[tid, k])
+        m = min(m, rec_u[tid, k])
         bits = e_bits(m, f)
         if not (bits > cut_bits or (bits == cut_bits and tie_key(t, r, k) <= cut_key)):
             return k
     return d
 
 
-@inline
-def prefetch_index_entries(st, tid, t, k_from, d):
-    """Prefetch the index entries of row tid's chunks k_from .. d-1 (their buckets are in its record)."""
-    i0, r_pos = t * st.ip[Param.KMAX], st.ip[Param.R_POS]
-    for k in range(k_from, d):
-        prefetch(st.ix, st.ix_meta[i0 + k, Ix.OFF] + np.int64(st.rec_p[tid, r_pos + k]))
-
-
-@inline
-def free_chunks(st, tid, t, pool, kept, d):
-    """Free chunks kept .. d-1 of row tid, k ascending: delete the index entry, free the slot."""
-    sc, cnt, ip = st.sc, st.cnt, st.ip
-    i0, r_pos = t * ip[Param.KMAX], ip[Param.R_POS]
-    for k in range(kept, d):
-        store.index_delete(st.ix, st.ix_meta, sc, i0 + k, np.int64(st.rec_p[tid, r_pos + k]), st.rec_p, r_pos + k)
-        store.free_slot(st.pools, st.page_live, st.page_free_bits, st.lifo, st.slot_stamp, sc, cnt, ip, pool,
-                        np.int64(st.row_slot[tid, k]))
-    set_dim(st.rec, ip[Param.R_D], st.dim_hist, tid, kept)
-
-
-@numba.njit(cache=True)
-def pruning_round(st, now):
-    """DESIGN 2 "Pruning rounds" (reference `round`), per pool: rank (`select_keep`, or `select_rows` for
-    row-prune), keep the first N chunks, free every other resident chunk in (t, r, k) order, unmap empty
-    pages."""
-    sc, cnt, ip, tabs, rec, pools = st.sc, st.cnt, st.ip, st.tabs, st.rec, st.pools
-    r_key, r_last, r_d = ip[Param.R_KEY], ip[Param.R_LAST], ip[Param.R_D]
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def free_unkept(st, pool, now, cut_bits, cut_key, rows, ring):
+    """Step 4 of a round: free each listed row's resident chunks outside the keep set, rows in the given
+    order, chunks k ascending (index entry, then slot). Prefetches the records of rows FREE_AHEAD ahead,
+    and FREE_AHEAD/2 ahead (their records have arrived) works out how much they keep (into `ring`, 16
+    entries) and prefetches the index entries and slots of the chunks they lose."""
+    sc, cnt, ip, tabs, rec, rec_u, rec_p = st.sc, st.cnt, st.ip, st.tabs, st.rec, st.rec_u, st.rec_p
+    r_key, r_last, r_d, r_pos = ip[Param.R_KEY], ip[Param.R_LAST], ip[Param.R_D], ip[Param.R_POS]
+    whole_rows, kmax = ip[Param.WHOLE_ROWS], ip[Param.KMAX]
     powtab, gamma = st.powtab, st.fp[FParam.GAMMA]
+    n = rows.size
+    half = FREE_AHEAD // 2
+    for q in range(-half, n):
+        far = q + FREE_AHEAD
+        if far < n:
+            prefetch(rec, rows[far])
+            prefetch2(rec, rows[far], r_key)
+        near = q + half
+        if near < n:
+            tid = rows[near]
+            t, d = rec[tid, r_key] >> ROW_BITS, rec[tid, r_d]
+            kept = kept_prefix(rec, rec_u, tabs, whole_rows, r_key, tid, t, d,
+                               decay(powtab, gamma, now - rec[tid, r_last]), cut_bits, cut_key)
+            ring[near & 15] = kept
+            for k in range(kept, d):
+                prefetch(st.ix, st.ix_meta[t * kmax + k, Ix.OFF] + np.int64(rec_p[tid, r_pos + k]))
+            if kept < d:
+                prefetch2(st.row_slot, tid, kept)
+        if q < 0:
+            continue
+        tid = rows[q]
+        kept, d = ring[q & 15], rec[tid, r_d]
+        if kept == d:
+            continue  # a row listed because a chunk sits in the cut's bucket, which keeps all of them
+        t = rec[tid, r_key] >> ROW_BITS
+        for k in range(kept, d):
+            store.index_delete(st.ix, st.ix_meta, sc, t * kmax + k, np.int64(rec_p[tid, r_pos + k]), rec_p,
+                               r_pos + k)
+            store.free_slot(st.pools, st.page_live, st.page_free_bits, st.lifo, st.slot_stamp, sc, cnt, ip, pool,
+                            np.int64(st.row_slot[tid, k]))
+        set_dim(rec, r_d, st.dim_hist, tid, kept)
+
+
+@numba.njit(cache=True, nogil=True)
+def pruning_round(st, now):
+    """DESIGN 2 "Pruning rounds" (reference `round`), per pool:
+    1. N = the chunk slots the budget allows;
+    2. rank every tracked chunk (row-prune: row) by a radix histogram of the bits of e (U) in parallel
+       (`rank_histogram`), then sort only the bucket holding the cut (`rank_candidates`, `select_keep` or
+       `select_rows`); the same second pass lists the rows that may lose chunks;
+    3. theta: the e (U) of the last kept; 0.0 if everything fits below N; +inf if N = 0;
+    4. free every resident chunk outside the keep set in (t, r, k) order (`free_unkept`), then unmap the
+       pages left empty.
+    Results do not depend on the number of threads: the histograms are exact counts summed in block order,
+    the candidates are sorted, and the rows to free are listed in tid order."""
+    sc, cnt, ip, rec, pools = st.sc, st.cnt, st.ip, st.rec, st.pools
+    r_key, r_last, r_d = ip[Param.R_KEY], ip[Param.R_LAST], ip[Param.R_D]
+    whole_rows = ip[Param.WHOLE_ROWS] != 0
+    gamma = st.fp[FParam.GAMMA]
     cnt[Count.ROUNDS] += 1
     n_rows = sc[Scalar.TRACKED]
+    nb = max(1, min(ip[Param.ROUND_BLOCKS], n_rows // ip[Param.ROUND_BLOCK_MIN]))  # blocks of the parallel passes
+    hist = np.zeros((nb, 1 << 16), np.int64)
+    totals = np.zeros(nb, np.int64)
+    mins = np.zeros(nb, np.float64)
+    ring = np.zeros(16, np.int64)
     for pool in range(pools.shape[0]):
-        n_keep = store.page_cap(sc, ip, pools, pool) * pools[pool, PoolCol.SPP]
-        if ip[Param.WHOLE_ROWS]:
-            theta, cut_bits, cut_key, keep_all = select_rows(st, pool, n_keep, now)
-        else:
-            theta, cut_bits, cut_key, keep_all = select_keep(st, pool, n_keep, now)
-        st.pool_theta[pool] = theta
-        if keep_all:
+        n_keep = store.page_cap(sc, ip, pools, pool) * pools[pool, PoolCol.SPP]  # 1.
+        hist[:] = 0
+        rank_histogram(rec, st.rec_u, st.tabs, st.powtab, gamma, r_key, r_last, r_d, whole_rows, pool, now,
+                       n_rows, hist, totals, mins, st.rank)  # 2.
+        total = totals[:nb].sum()
+        if n_keep > 0 and total <= n_keep:  # everything fits (row-prune: theta as FIITED's)
+            st.pool_theta[pool] = 0.0 if total < n_keep else mins[:nb].min()  # 3.
             continue
-        # rows whose resident prefix is longer than their kept prefix
-        free_rows = np.empty(1024, np.int64)
-        free_keep = np.empty(1024, np.int64)
-        n_free = 0
-        for tid in range(n_rows):
-            d = rec[tid, r_d]
-            if d == 0:
-                continue
-            t = rec[tid, r_key] >> ROW_BITS
-            if tabs[t, Tab.POOL] != pool:
-                continue
-            kept = kept_prefix(st, tid, t, d, decay(powtab, gamma, now - rec[tid, r_last]), cut_bits, cut_key)
-            if kept < d:
-                if n_free == free_rows.size:
-                    free_rows = np.concatenate((free_rows, np.empty(n_free, np.int64)))
-                    free_keep = np.concatenate((free_keep, np.empty(n_free, np.int64)))
-                free_rows[n_free] = tid
-                free_keep[n_free] = kept
-                n_free += 1
-        # (t, r, k) order. With the lowest-address allocator the result does not depend on the
-        # order (the free set is a set, and backward-shift deletion leaves an index as if the key
-        # had never been inserted: Knuth's Algorithm R), so only LIFO pays for the sort.
-        order = np.arange(n_free)
-        if ip[Param.LIFO]:
-            order = np.argsort(rec[free_rows[:n_free], r_key], kind="mergesort")
-        for q in range(n_free):
-            if q + FREE_AHEAD < n_free:  # start the index-entry misses of a row further down the list
-                ahead = free_rows[order[q + FREE_AHEAD]]
-                prefetch_index_entries(st, ahead, rec[ahead, r_key] >> ROW_BITS, free_keep[order[q + FREE_AHEAD]],
-                                       rec[ahead, r_d])
-            tid = free_rows[order[q]]
-            free_chunks(st, tid, rec[tid, r_key] >> ROW_BITS, pool, free_keep[order[q]], rec[tid, r_d])
+        # the bucket holding the cut: FIITED the N-th largest e; row-prune where the running chunk total
+        # first exceeds N (all rows above it fit)
+        above = 0
+        bucket = NO_BUCKET
+        if n_keep > 0:
+            bucket = (1 << 16) - 1
+            while True:
+                in_bucket = 0
+                for b in range(nb):
+                    in_bucket += hist[b, bucket]
+                if above + in_bucket > n_keep or (not whole_rows and above + in_bucket == n_keep):
+                    break
+                above += in_bucket
+                bucket -= 1
+        above_bucket = -1  # row-prune: the lowest non-empty bucket above the cut's, where the last row above is
+        if whole_rows and bucket < NO_BUCKET:
+            for q in range(bucket + 1, 1 << 16):
+                for b in range(nb):
+                    if hist[b, q] > 0:
+                        above_bucket = q
+                if above_bucket >= 0:
+                    break
+        cand_end = np.zeros(nb, np.int64)
+        room = 0
+        if bucket < NO_BUCKET:
+            for b in range(nb):
+                cand_end[b] = room
+                room += hist[b, bucket]  # row-prune: chunks, so room enough for the rows
+        cand_start = cand_end.copy()
+        cand_bits = np.empty(room, np.uint64)
+        cand_keys = np.empty(room, np.int64)
+        cand_k = np.empty(room if whole_rows else 0, np.int64)
+        list_end = np.zeros(nb, np.int64)
+        above_bits = np.empty(nb, np.uint64)
+        above_keys = np.empty(nb, np.int64)
+        rank_candidates(rec, st.rec_u, st.tabs, st.powtab, gamma, r_key, r_last, whole_rows, now, n_rows,
+                        bucket, above_bucket, st.rank, cand_bits, cand_keys, cand_k, cand_end, list_end, above_bits,
+                        above_keys)
+        if n_keep == 0:  # 3. keep nothing: no e (U) bit pattern exceeds ALL_ONES
+            theta, cut_bits, cut_key = INF, ALL_ONES, np.int64(-1)
+        else:
+            c = 0  # the blocks' candidates, one after another
+            for b in range(nb):
+                for q in range(cand_start[b], cand_end[b]):
+                    cand_bits[c], cand_keys[c] = cand_bits[q], cand_keys[q]
+                    if whole_rows:
+                        cand_k[c] = cand_k[q]
+                    c += 1
+            if whole_rows:
+                a_bits, a_key = ALL_ONES, np.int64(-1)  # the last-ranked row above the bucket, over the blocks
+                for b in range(nb):
+                    if above_bits[b] < a_bits or (above_bits[b] == a_bits and above_keys[b] > a_key):
+                        a_bits, a_key = above_bits[b], above_keys[b]
+                theta, cut_bits, cut_key = select_rows(cand_bits[:c], cand_keys[:c], cand_k[:c], above, n_keep,
+                                                       bucket, a_bits)
+            else:
+                theta, cut_bits, cut_key = select_keep(cand_bits[:c], cand_keys[:c], n_keep - above)
+        st.pool_theta[pool] = theta
+        n = 0  # the blocks' lists of rows that may lose chunks, one after another: tid order
+        for b in range(nb):
+            for q in range(b * n_rows // nb, list_end[b]):
+                st.rank[n] = st.rank[q]
+                n += 1
+        rows = st.rank[:n].view(np.int64)
+        if ip[Param.LIFO]:  # (t, r, k) order. With the lowest-address allocator the result does not depend
+            # on the order (the free set is a set, and backward-shift deletion leaves an index as if the key
+            # had never been inserted: Knuth's Algorithm R), so only LIFO pays for the sort.
+            rows = rows[np.argsort(rec[rows, r_key], kind="mergesort")]
+        free_unkept(st, pool, now, cut_bits, cut_key, rows, ring)  # 4.
     store.unmap_empty_pages(pools, st.page_live, sc)
 
 
