@@ -13,6 +13,7 @@ class Full(StaticPolicy):
     def __init__(self, tables, cfg, has_grad, has_log):
         super().__init__(tables, cfg, has_grad, has_log)
         self.payload_bytes = sum(t.dense_bytes for t in tables)
+        self.table_dims = self.tab_d
         self.dim_hist = chunk_hist(tables, self.k_max, ((i, t.dim, t.rows) for i, t in enumerate(tables)))
 
     def resident_dims(self, table, row) -> np.ndarray:

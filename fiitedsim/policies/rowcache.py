@@ -22,7 +22,8 @@ the head of the first bucket.
 
 Everything lives in flat int64 arrays, so kernels compile with `_nrt=False`
 (see docs/engine.md): an open-addressing hash map from packed (table, row) to
-a node, item nodes (key, prev, next, bucket) and bucket nodes (freq, prev,
+a node (one int64 per bucket: hash bits and node id, the node's key confirming
+a match), item nodes (key, prev, next, bucket) and bucket nodes (freq, prev,
 next, first item, last item). Nodes and buckets are recycled through free
 lists. The arrays are implementation memory, not the modelled footprint, and
 grow by doubling between kernel calls (the kernel returns NEED_GROW first), so
@@ -36,6 +37,7 @@ import numba
 import numpy as np
 
 from .. import metrics
+from ..engine import aligned_zeros
 from ..metrics import Count, IntGauge, Series
 from ..prefetch import prefetch
 from ..store import EMPTY, ROW_BITS, packed_row_key, splitmix64
@@ -75,12 +77,14 @@ T_K, T_ROW_BYTES, T_OBJ_BYTES, T_D = range(4)
 I_KEY, I_PREV, I_NEXT, I_BUCKET = range(4)
 # buckets[b]: one frequency; bucket 0 is the sentinel of the circular bucket list
 B_FREQ, B_PREV, B_NEXT, B_FIRST, B_LAST = range(5)
-# map[h]: (packed key + 1, item); key 0 = empty bucket
-M_KEY, M_ITEM = 0, 1
+# hmap[b]: (low 32 bits of splitmix64(key)) << 32 | (item + 1), 0 = empty; home = splitmix64(key) & mask.
+# The hash bits give each entry's home (for deletion and rebuilding) and filter the probe; the item's key
+# confirms a match (a hit reads the item next anyway).
+LOW32 = np.uint64(0xFFFFFFFF)
 
 
 # ============================================================================
-# Hash map: packed (table, row) -> item, linear probing, backward-shift deletion
+# Hash map: packed (table, row) -> item, linear probing, backward-shift deletion, one int64 per bucket
 # ============================================================================
 
 @inline
@@ -89,56 +93,85 @@ def map_home(key, mask):
 
 
 @inline
-def map_find(hmap, key):
+def entry_item(e):
+    return np.int64(np.uint64(e) & LOW32) - 1
+
+
+@inline
+def map_find(hmap, items, key):
     """Item of `key`, or NIL."""
     mask = hmap.shape[0] - 1
-    h = map_home(key, mask)
+    h = splitmix64(key)
+    lo = h & LOW32
+    b = np.int64(h & np.uint64(mask))
     while True:
-        k = hmap[h, M_KEY]
-        if k == EMPTY:
+        e = hmap[b]
+        if e == EMPTY:
             return NIL
-        if k == key + 1:
-            return hmap[h, M_ITEM]
-        h = (h + 1) & mask
+        if np.uint64(e) >> np.uint64(32) == lo:
+            x = entry_item(e)
+            if items[x, I_KEY] == key:
+                return x
+        b = (b + 1) & mask
+
+
+@inline
+def map_peek(hmap, key):
+    """The first item whose hash bits match `key`, or NIL: a guess for prefetching only (reads no item)."""
+    mask = hmap.shape[0] - 1
+    h = splitmix64(key)
+    lo = h & LOW32
+    b = np.int64(h & np.uint64(mask))
+    while True:
+        e = hmap[b]
+        if e == EMPTY:
+            return NIL
+        if np.uint64(e) >> np.uint64(32) == lo:
+            return entry_item(e)
+        b = (b + 1) & mask
+
+
+@inline
+def map_place(hmap, e):
+    """Put entry e at the first empty bucket from its home (the caller keeps the load at most 1/2)."""
+    mask = hmap.shape[0] - 1
+    b = np.int64((np.uint64(e) >> np.uint64(32)) & np.uint64(mask))
+    while hmap[b] != EMPTY:
+        b = (b + 1) & mask
+    hmap[b] = e
 
 
 @inline
 def map_insert(hmap, key, item):
-    """Insert a key known to be absent (the caller keeps the load at most 1/2)."""
-    mask = hmap.shape[0] - 1
-    h = map_home(key, mask)
-    while hmap[h, M_KEY] != EMPTY:
-        h = (h + 1) & mask
-    hmap[h, M_KEY] = key + 1
-    hmap[h, M_ITEM] = item
+    """Insert a key known to be absent."""
+    map_place(hmap, np.int64(((splitmix64(key) & LOW32) << np.uint64(32)) | np.uint64(item + 1)))
 
 
 @inline
-def map_delete(hmap, key):
-    """Remove a present key; entries after it move back so no tombstone is needed."""
+def map_delete(hmap, key, item):
+    """Remove the entry of `item` (whose key is `key`); entries after it move back so no tombstone is needed."""
     mask = hmap.shape[0] - 1
     i = map_home(key, mask)
-    while hmap[i, M_KEY] != key + 1:
+    while entry_item(hmap[i]) != item:
         i = (i + 1) & mask
     j = i
     while True:
         j = (j + 1) & mask
-        k = hmap[j, M_KEY]
-        if k == EMPTY:
+        e = hmap[j]
+        if e == EMPTY:
             break
-        h = map_home(k - 1, mask)
+        h = np.int64((np.uint64(e) >> np.uint64(32)) & np.uint64(mask))
         if (j > i and (h <= i or h > j)) or (j < i and (h <= i and h > j)):  # h not cyclically in (i, j]
-            hmap[i, M_KEY] = k
-            hmap[i, M_ITEM] = hmap[j, M_ITEM]
+            hmap[i] = e
             i = j
-    hmap[i, M_KEY] = EMPTY
+    hmap[i] = EMPTY
 
 
 @numba.njit(cache=True)
 def map_rebuild(old, new):
-    for h in range(old.shape[0]):
-        if old[h, M_KEY] != EMPTY:
-            map_insert(new, old[h, M_KEY] - 1, old[h, M_ITEM])
+    for b in range(old.shape[0]):
+        if old[b] != EMPTY:
+            map_place(new, old[b])
 
 
 # ============================================================================
@@ -250,7 +283,7 @@ def evict_one(items, buckets, hmap, tabs, sc, cnt, by_k):
     t = key >> ROW_BITS
     item_unlink(items, buckets, b, x)
     bucket_drop_if_empty(buckets, sc, b)
-    map_delete(hmap, key)
+    map_delete(hmap, key, x)
     give_node(items, I_NEXT, sc, FREE_ITEM, x)
     k = tabs[t, T_K]
     sc[USED] -= tabs[t, T_OBJ_BYTES]
@@ -325,7 +358,7 @@ def prefetch_ahead(items, hmap, lk_table, lk_row, i):
         prefetch(hmap, map_home(packed_row_key(lk_table[far], lk_row[far]), hmap.shape[0] - 1))
     mid = i + LOOKAHEAD // 2
     if mid < n:
-        y = map_find(hmap, packed_row_key(lk_table[mid], lk_row[mid]))
+        y = map_peek(hmap, packed_row_key(lk_table[mid], lk_row[mid]))
         if y != NIL:
             prefetch(items, y)
 
@@ -335,6 +368,17 @@ def need_grow(sc, items, buckets, hmap):
     """Whether one more lookup could overflow: it takes at most one new item and one new bucket."""
     return (sc[ITEM_HWM] + 1 > items.shape[0] or sc[BUCKET_HWM] + 1 > buckets.shape[0]
             or 2 * (sc[CACHED] + 1) > hmap.shape[0])
+
+
+@inline
+def add_hits(cnt, lookups, chunks, dims, hits, chunk_hits, dim_hits):
+    cnt[Count.LOOKUPS] += lookups
+    cnt[Count.CHUNKS_REQUESTED] += chunks
+    cnt[Count.DIMS_REQUESTED] += dims
+    cnt[Count.ROW_HITS] += hits
+    cnt[Count.CHUNK_HITS] += chunk_hits
+    cnt[Count.FULL_HITS] += hits
+    cnt[Count.DIM_HITS] += dim_hits
 
 
 @numba.njit(cache=True, nogil=True, _nrt=False)
@@ -347,28 +391,32 @@ def run(sc, cnt, ip, tabs, items, buckets, hmap, by_k, snap_i, snap_f, gi, gf, l
     """
     n_lk, n_im = lk_step.size, im_step.size
     kind, report_every = ip[P_KIND], ip[P_REPORT_EVERY]
+    # the hit counters of this call stay in registers and reach cnt before a snapshot and at the end
+    # (stores to the arrays of the cache would otherwise make every count a load and a store)
+    lookups = chunks = dims = hits = chunk_hits = dim_hits = 0
     while i < n_lk or j < n_im:
         is_lookup = i < n_lk and (j >= n_im or lk_step[i] <= im_step[j])
         if is_lookup and need_grow(sc, items, buckets, hmap):
-            return NEED_GROW, i, j
+            break
         s = lk_step[i] if is_lookup else im_step[j]
         if sc[HAVE_PREV] and s // report_every > sc[PREV] // report_every:
+            add_hits(cnt, lookups, chunks, dims, hits, chunk_hits, dim_hits)
+            lookups = chunks = dims = hits = chunk_hits = dim_hits = 0
             write_row(sc, cnt, ip, by_k, gi, gf, sc[PREV], snap_i, snap_f, sc[SNAP_N])
             sc[SNAP_N] += 1
         if is_lookup:
             prefetch_ahead(items, hmap, lk_table, lk_row, i)
             t = lk_table[i]
             key = packed_row_key(t, lk_row[i])
-            k = tabs[t, T_K]
-            x = map_find(hmap, key)
-            cnt[Count.LOOKUPS] += 1
-            cnt[Count.CHUNKS_REQUESTED] += k
-            cnt[Count.DIMS_REQUESTED] += tabs[t, T_D]
+            k, d = tabs[t, T_K], tabs[t, T_D]
+            x = map_find(hmap, items, key)
+            lookups += 1
+            chunks += k
+            dims += d
             if x != NIL:
-                cnt[Count.ROW_HITS] += 1
-                cnt[Count.CHUNK_HITS] += k
-                cnt[Count.FULL_HITS] += 1
-                cnt[Count.DIM_HITS] += tabs[t, T_D]
+                hits += 1
+                chunk_hits += k
+                dim_hits += d
                 touch(items, buckets, sc, kind, x)
             else:
                 insert(items, buckets, hmap, tabs, ip, sc, cnt, by_k, key, t)
@@ -377,6 +425,9 @@ def run(sc, cnt, ip, tabs, items, buckets, hmap, by_k, snap_i, snap_f, gi, gf, l
             j += 1
         sc[PREV] = s
         sc[HAVE_PREV] = 1
+    add_hits(cnt, lookups, chunks, dims, hits, chunk_hits, dim_hits)
+    if i < n_lk or j < n_im:
+        return NEED_GROW, i, j
     return DONE, i, j
 
 
@@ -385,7 +436,7 @@ def run(sc, cnt, ip, tabs, items, buckets, hmap, by_k, snap_i, snap_f, gi, gf, l
 # ============================================================================
 
 def _grown(a: np.ndarray, n: int) -> np.ndarray:
-    out = np.empty((n, a.shape[1]), a.dtype)
+    out = aligned_zeros((n, a.shape[1]), a.dtype)
     out[:a.shape[0]] = a
     return out
 
@@ -421,7 +472,7 @@ class RowCache(Policy):
         self.sc[BUCKET_HWM] = 1  # bucket 0 is the sentinel
         self.items = np.zeros((1024, 4), np.int64)
         self.buckets = np.zeros((1024, 5), np.int64)  # sentinel: an empty circular list (prev = next = 0)
-        self.hmap = np.zeros((2048, 2), np.int64)
+        self.hmap = np.zeros(2048, np.int64)
         self.by_k = np.zeros(self.k_max + 1, np.int64)
         self.series = Series(self.k_max)
 
@@ -433,7 +484,7 @@ class RowCache(Policy):
         if sc[BUCKET_HWM] + 1 > self.buckets.shape[0]:
             self.buckets = _grown(self.buckets, 2 * self.buckets.shape[0])
         if 2 * (self.sc[CACHED] + 1) > self.hmap.shape[0]:
-            hmap = np.zeros((2 * self.hmap.shape[0], 2), np.int64)
+            hmap = aligned_zeros(2 * self.hmap.shape[0], np.int64)
             map_rebuild(self.hmap, hmap)
             self.hmap = hmap
 

@@ -23,10 +23,13 @@ _PREV, _HAVE_PREV, _SNAP_N = range(3)
 
 
 @numba.njit(cache=True, nogil=True)
-def static_run(cnt, ctl, lk_step, lk_table, lk_dims, lk_collided, tab_c, tab_d, im_step, report_every, gi, gf, dim_hist,
-               snap_i, snap_f):
-    """Count hits of a fixed layout from each lookup's resident dimensions; snapshot at report boundaries."""
+def static_run(cnt, ctl, lk_step, lk_table, lk_dims, lk_collided, tab_dims, chunks_of, tab_k, tab_d, im_step,
+               report_every, gi, gf, dim_hist, snap_i, snap_f):
+    """Count hits of a fixed layout from each lookup's resident dimensions (lk_dims, or tab_dims[table] when
+    lk_dims is empty) and collisions (lk_collided, or none when it is empty); snapshot at report boundaries.
+    chunks_of[t, dims] = dims // C_t: whole resident chunks, without a division per lookup."""
     n_lk, n_im = lk_step.size, im_step.size
+    per_lookup, collisions = lk_dims.size > 0, lk_collided.size > 0
     i = j = 0
     while i < n_lk or j < n_im:
         is_lookup = i < n_lk and (j >= n_im or lk_step[i] <= im_step[j])
@@ -36,20 +39,25 @@ def static_run(cnt, ctl, lk_step, lk_table, lk_dims, lk_collided, tab_c, tab_d, 
             ctl[_SNAP_N] += 1
         if is_lookup:
             t = lk_table[i]
-            dims, c, dim = lk_dims[i], tab_c[t], tab_d[t]
+            dims = lk_dims[i] if per_lookup else tab_dims[t]
+            dim = tab_d[t]
             cnt[Count.LOOKUPS] += 1
             cnt[Count.ROW_HITS] += dims > 0
-            cnt[Count.CHUNK_HITS] += dims // c
-            cnt[Count.CHUNKS_REQUESTED] += dim // c
+            cnt[Count.CHUNK_HITS] += chunks_of[t, dims]
+            cnt[Count.CHUNKS_REQUESTED] += tab_k[t]
             cnt[Count.FULL_HITS] += dims == dim
             cnt[Count.DIM_HITS] += dims
             cnt[Count.DIMS_REQUESTED] += dim
-            cnt[Count.COLLISIONS] += lk_collided[i]
+            if collisions:
+                cnt[Count.COLLISIONS] += lk_collided[i]
             i += 1
         else:
             j += 1
         ctl[_PREV] = s
         ctl[_HAVE_PREV] = 1
+
+
+_NONE = np.zeros(0, np.int64)
 
 
 class StaticPolicy(Policy):
@@ -58,20 +66,26 @@ class StaticPolicy(Policy):
     Subclasses set `payload_bytes`, `index_bytes`, `meta_bytes` and `dim_hist`
     (rows by whole resident chunks) in `__init__` and implement
     `resident_dims(table, row)`: the dimensions a lookup reads, without side
-    effects. A policy whose hits depend on what was seen before (`hash`)
-    overrides `observe`.
+    effects. One whose every row of a table reads the same dimensions sets
+    `table_dims` (per table), and replay then reads no per-lookup array. A policy
+    whose hits depend on what was seen before (`hash`) overrides `observe`.
     """
 
     payload_bytes = index_bytes = meta_bytes = 0
     uses_grad = False
     fixed_layout = True
     dim_hist: list[int] = []
+    #: the dimensions every row of table t reads, when they depend on the table only (else None)
+    table_dims: np.ndarray | None = None
 
     def __init__(self, tables, cfg, has_grad, has_log):
         super().__init__(tables, cfg, has_grad, has_log)
         self.k_max = max(t.chunks for t in tables)
         self.tab_c = np.array([t.chunk for t in tables], np.int64)
         self.tab_d = np.array([t.dim for t in tables], np.int64)
+        self.tab_k = np.array([t.chunks for t in tables], np.int64)
+        self.chunks_of = np.array([[d // t.chunk for d in range(max(t.dim for t in tables) + 1)] for t in tables],
+                                  np.int64)
         self.cnt = np.zeros(metrics.N_COUNTS, np.int64)
         self.ctl = np.zeros(3, np.int64)
         self.series = Series(self.k_max)
@@ -80,9 +94,11 @@ class StaticPolicy(Policy):
         raise NotImplementedError
 
     def observe(self, batch) -> tuple[np.ndarray, np.ndarray]:
-        """(dimensions counted as hits, collided flags) of the batch's lookups, in order."""
-        return (np.asarray(self.resident_dims(batch.table, batch.row), np.int64),
-                np.zeros(batch.row.size, np.int64))
+        """(dimensions counted as hits, collided flags) of the batch's lookups, in order; an empty array for
+        dimensions that depend on the table only (`table_dims`), and for no collisions."""
+        if self.table_dims is not None:
+            return _NONE, _NONE
+        return np.asarray(self.resident_dims(batch.table, batch.row), np.int64), _NONE
 
     def _gauges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(integer gauges, float gauges, rows by whole resident chunks): constant, as the layout is."""
@@ -101,15 +117,16 @@ class StaticPolicy(Policy):
         self.cnt[Count.TOTAL_PEAK] = total
 
     def consume(self, batch) -> None:
-        steps = np.concatenate((batch.step, batch.imp_step))
-        if not steps.size:
+        bound = snapshot_bound(batch, self.ctl[_PREV] if self.ctl[_HAVE_PREV] else None, self.cfg.report_every)
+        if not bound:
             return
-        first = int(self.ctl[_PREV]) if self.ctl[_HAVE_PREV] else int(steps.min())
-        self.series.reserve(min(len(steps), (int(steps.max()) - first) // self.cfg.report_every + 1) + 1)
+        self.series.reserve(bound)
         self.ctl[_SNAP_N] = 0
         dims, collided = self.observe(batch)
-        static_run(self.cnt, self.ctl, batch.step, batch.table, dims, collided, self.tab_c, self.tab_d, batch.imp_step,
-                   self.cfg.report_every, *self._gauges(), self.series.ints, self.series.floats)
+        tab_dims = self.table_dims if self.table_dims is not None else _NONE
+        static_run(self.cnt, self.ctl, batch.step, batch.table, dims, collided, tab_dims, self.chunks_of, self.tab_k,
+                   self.tab_d, batch.imp_step, self.cfg.report_every, *self._gauges(), self.series.ints,
+                   self.series.floats)
         self.series.flush(int(self.ctl[_SNAP_N]))
 
     def _row_now(self, ints: np.ndarray, floats: np.ndarray) -> None:
@@ -128,6 +145,17 @@ class StaticPolicy(Policy):
         floats = np.zeros((1, self.series.floats.shape[1]), np.float64)
         self._row_now(ints, floats)
         return metrics.summary(ints[0], floats[0], self.cnt, self.k_max)
+
+
+def snapshot_bound(batch, prev: int | None, report_every: int) -> int:
+    """Room for the snapshots a batch can produce (0: the batch has no record); `prev` is the step of the last
+    record before it. Steps never decrease within a stream, so no concatenation is needed."""
+    ends = [(x[0], x[-1]) for x in (batch.step, batch.imp_step) if x.size]
+    if not ends:
+        return 0
+    first = int(prev) if prev is not None else int(min(e[0] for e in ends))
+    last = int(max(e[1] for e in ends))
+    return min(batch.step.size + batch.imp_step.size, (last - first) // report_every + 1) + 1
 
 
 def chunk_hist(tables, k_max: int, rows_at_dims) -> list[int]:

@@ -27,6 +27,7 @@ class UniformDim(StaticPolicy):
     def __init__(self, tables, cfg, has_grad, has_log):
         super().__init__(tables, cfg, has_grad, has_log)
         self.dims = uniform_dims(tables, cfg.budget_bytes)
+        self.table_dims = np.minimum(self.dims, self.tab_d)
         self.payload_bytes = sum(t.rows * min(self.dims, t.dim) * t.dtype_bytes for t in tables)
         self.dim_hist = chunk_hist(tables, self.k_max,
                                    ((i, min(self.dims, t.dim), t.rows) for i, t in enumerate(tables)))
