@@ -18,7 +18,7 @@ from enum import IntEnum
 import numba
 import numpy as np
 
-from . import store
+from . import populate, store
 from .config import PoolLayout, ReplayConfig, TableSpec
 from .metrics import N_COUNTS, Count, Series, snapshot_columns  # noqa: F401  (snapshot_columns: for callers of the engine)
 from .store import FParam, Ix, Param, PoolCol, RecordLayout, Scalar
@@ -68,6 +68,11 @@ POS_DTYPE = np.int32
 HUGE_MIN_BYTES = 4 << 20
 HUGE_PAGE = 2 << 20
 RECORD_ALIGN = 128
+#: How far ahead of the record loop the memory it will write first is faulted in on a helper thread
+#: (`fiitedsim/populate.py`): tracked rows past the last one, and index entries past the bump pointer
+#: (at least twice the largest index, room for its next doubling)
+POPULATE_ROWS = 1 << 18
+POPULATE_ENTRIES = 1 << 20
 
 State = namedtuple("State", [
     "sc", "cnt", "ctl",                                  # store scalars, the policy's counts, loop control
@@ -220,6 +225,7 @@ class EngineState:
             slot_stamp=np.zeros((n_pools, self._slot_len(pages)), np.int64),
             snap_i=self.series.ints, snap_f=self.series.floats,
         )
+        self._populated_rows = self._populated_entries = 0
 
     # ---- sizes -------------------------------------------------------------
     def _index_cap_bound(self, rows: int) -> int:
@@ -242,6 +248,25 @@ class EngineState:
         return out
 
     # ---- growth --------------------------------------------------------------
+    def populate_ahead(self) -> None:
+        """Have the memory the record loop writes next faulted in on a helper thread (`populate.ahead`):
+        the records, slots and rank summaries of the next POPULATE_ROWS new rows, and the index entries past
+        the bump pointer where the next doublings go."""
+        st = self.st
+        n = int(st.sc[Scalar.TRACKED])
+        target = min(n + POPULATE_ROWS, st.rec.shape[0])
+        if target > self._populated_rows:
+            start = max(self._populated_rows, n)
+            for a in (st.rec, st.row_slot, st.rank):
+                populate.ahead(a, start * a.strides[0], target * a.strides[0])
+            self._populated_rows = target
+        bump = int(st.sc[Scalar.IX_BUMP])
+        target = min(bump + max(POPULATE_ENTRIES, 4 * int(st.sc[Scalar.IX_CAP_MAX])), st.ix.shape[0])
+        if target > self._populated_entries:
+            start = max(self._populated_entries, bump)
+            populate.ahead(st.ix, start * st.ix.itemsize, target * st.ix.itemsize)
+            self._populated_entries = target
+
     def ensure_steps(self, max_step: int) -> None:
         """Decay factors for gaps up to max_step come from a table (bit-identical to pow)."""
         need = min(max_step + 1, POWTAB_MAX)
@@ -261,6 +286,7 @@ class EngineState:
                 rec_u, rec_p = record_views(rec)
                 st = st._replace(rec=rec, rec_u=rec_u, rec_p=rec_p, row_slot=_grown(st.row_slot, 0, cap),
                                  rank=aligned_zeros(cap, np.uint64))
+                self._populated_rows = 0
             if 2 * need > st.trk.shape[0]:
                 trk = aligned_zeros(2 * st.trk.shape[0], np.int64)
                 store.tracker_rebuild(trk, st.rec, self.rl.key, need - 1)
@@ -296,6 +322,7 @@ class EngineState:
         st.sc[Scalar.IX_BUMP] = pos
         st.ix_free[:] = -1
         self.st = st._replace(ix=ix)
+        self._populated_entries = 0
 
     def flush_snapshots(self) -> None:
         """Keep the snapshot rows written so far; the kernels write from row 0 again."""

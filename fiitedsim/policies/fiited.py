@@ -726,6 +726,7 @@ class Fiited(Policy):
             steps_max = max(steps_max, int(batch.imp_step[-1]))
         self.engine.ensure_steps(steps_max)
         grad = batch.grad if (batch.grad is not None and self.engine.st.ip[store.Param.HAS_GRAD]) else self._no_grad
+        self.engine.populate_ahead()
         i = j = 0
         while True:
             status, i, j = self.run_kernel(self.engine.st, batch.step, batch.table, batch.row, grad, batch.imp_step,
@@ -737,6 +738,7 @@ class Fiited(Policy):
                 self.gap_kernel(self.engine.st)
             else:
                 self.engine.grow(status)
+                self.engine.populate_ahead()
 
     def gap_due(self, step: int) -> tuple[bool, bool]:
         """(round, snapshot): what `run` would handle in the gap before a record of `step` (DESIGN 2)."""
