@@ -286,7 +286,8 @@ def run_worker(argv: list[str], root: Path | None = None, own_cache: bool = Fals
     if cache_dir is not None:
         env["NUMBA_CACHE_DIR"] = cache_dir
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, __file__, *argv], env=env, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), *argv], env=env, capture_output=True,
+                          text=True, cwd=tempfile.gettempdir())
     if proc.returncode != 0:
         raise RuntimeError(f"worker {argv} failed:\n{proc.stderr[-3000:]}")
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -299,12 +300,18 @@ def run_worker(argv: list[str], root: Path | None = None, own_cache: bool = Fals
 def peak_rss(root: Path | None, trace: Path, policy: str, own_cache: bool) -> dict:
     """Peak RSS (MiB) and wall time of `fiitedsim replay TRACE --policy P --budget B -q`, a fresh process."""
     with tempfile.TemporaryDirectory(prefix="fiitedsim-rss-") as tmp:
-        cmd = [sys.executable, "-m", "fiitedsim", "replay", str(trace), "--policy", policy, "--budget",
-               common.BUDGET, "-q", "--out", str(Path(tmp) / "out")]
+        argv = ["fiitedsim", "replay", str(trace), "--policy", policy, "--budget", common.BUDGET, "-q", "--out",
+                str(Path(tmp) / "out")]
+        # `python -m` would put the working directory first on sys.path (a checkout there would shadow
+        # PYTHONPATH): run the CLI from the temporary folder, and check which package it imported
+        where = str(root.resolve()) if root else ""
+        check = f"assert fiitedsim.__file__.startswith({where!r}), fiitedsim.__file__"
+        cmd = [sys.executable, "-c", f"import sys, fiitedsim; {check}; sys.argv = {argv!r}; "
+                                     "from fiitedsim.cli import main; main()"]
         t0 = time.perf_counter()
         with open(Path(tmp) / "stderr", "w+b") as err_file:
             proc = subprocess.Popen(cmd, env=worker_env(root, own_cache), stdout=subprocess.DEVNULL,
-                                    stderr=err_file)
+                                    stderr=err_file, cwd=tmp)
             _, status, usage = os.wait4(proc.pid, 0)  # the rusage of this one child
             proc.returncode = os.waitstatus_to_exitcode(status)
             wall = time.perf_counter() - t0
