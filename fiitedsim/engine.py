@@ -83,6 +83,7 @@ State = namedtuple("State", [
     "ix", "ix_meta", "ix_free",                          # hash indices: entries, per-index columns, free regions
     "pools", "pool_theta", "page_live", "page_free_bits", "lifo", "slot_stamp",  # physical pools
     "snap_i", "snap_f",                                  # the time series' buffers (metrics.Series)
+    "ahead",                                             # the record loop's prefetch stages' results
 ])
 
 
@@ -220,10 +221,11 @@ class EngineState:
             ix=ix, ix_meta=ix_meta, ix_free=np.full(64, -1, np.int64),
             pools=pools, pool_theta=np.zeros(n_pools, np.float64),
             page_live=np.full((n_pools, pages), store.UNMAPPED, np.int64),
-            page_free_bits=np.zeros((n_pools, pages, (max(layout.slots_per_page) + 63) // 64), np.uint64),
+            page_free_bits=np.zeros((n_pools, pages, (max(layout.slots_per_page) + 63) // 64 + 1), np.uint64),
             lifo=np.zeros((n_pools, self._lifo_len(pages), 2), np.int64),
             slot_stamp=np.zeros((n_pools, self._slot_len(pages)), np.int64),
             snap_i=self.series.ints, snap_f=self.series.floats,
+            ahead=np.zeros((64, 3), np.int64),
         )
         self._populated_rows = self._populated_entries = 0
 

@@ -255,8 +255,13 @@ def entry_tid(e):
 @inline
 def tracker_find(trk, rec, r_key, key):
     """Tracked-row id of packed key, or -1."""
+    return tracker_find_hashed(trk, rec, r_key, key, splitmix64(key))
+
+
+@inline
+def tracker_find_hashed(trk, rec, r_key, key, h):
+    """`tracker_find` with h = splitmix64(key) computed by the caller."""
     mask = trk.shape[0] - 1
-    h = splitmix64(key)
     hi = h & ~LOW32
     b = np.int64(h & np.uint64(mask))
     while True:
@@ -274,8 +279,12 @@ def tracker_find(trk, rec, r_key, key):
 def tracker_peek(trk, key):
     """The first tracked-row id whose hash bits match packed key, or -1: a guess for prefetching only
     (it reads no record)."""
+    return tracker_peek_hashed(trk, splitmix64(key))
+
+
+@inline
+def tracker_peek_hashed(trk, h):
     mask = trk.shape[0] - 1
-    h = splitmix64(key)
     hi = h & ~LOW32
     b = np.int64(h & np.uint64(mask))
     while True:
@@ -289,8 +298,12 @@ def tracker_peek(trk, key):
 
 @inline
 def tracker_insert(trk, key, tid):
+    tracker_insert_hashed(trk, splitmix64(key), tid)
+
+
+@inline
+def tracker_insert_hashed(trk, h, tid):
     mask = trk.shape[0] - 1
-    h = splitmix64(key)
     b = np.int64(h & np.uint64(mask))
     while trk[b] != EMPTY:
         b = (b + 1) & mask
@@ -304,14 +317,24 @@ def track_row(trk, rec, rec_u, dim_hist, tabs, sc, cnt, ip, t, r, s):
     The caller has checked capacity. A new row adds its table's metadata bytes.
     """
     key = packed_row_key(t, r)
-    tid = tracker_find(trk, rec, ip[Param.R_KEY], key)
+    return track_row_hashed(trk, rec, rec_u, dim_hist, tabs, sc, cnt, ip, t, key, s, splitmix64(key), -1)
+
+
+@inline
+def track_row_hashed(trk, rec, rec_u, dim_hist, tabs, sc, cnt, ip, t, key, s, h, guess):
+    """`track_row` of packed key with h = splitmix64(key), trying tracked-row id `guess` first (a guess the
+    record confirms saves the tracker probe; -1: none)."""
+    r_key = ip[Param.R_KEY]
+    if 0 <= guess < sc[Scalar.TRACKED] and rec[guess, r_key] == key:
+        return guess
+    tid = tracker_find_hashed(trk, rec, r_key, key, h)
     if tid >= 0:
         return tid
     tid = sc[Scalar.TRACKED]
-    tracker_insert(trk, key, tid)
+    tracker_insert_hashed(trk, h, tid)
     for k in range(tabs[t, Tab.K]):
         rec_u[tid, k] = 0.0
-    rec[tid, ip[Param.R_KEY]] = key
+    rec[tid, r_key] = key
     rec[tid, ip[Param.R_LAST]] = s
     rec[tid, ip[Param.R_D]] = 0
     sc[Scalar.TRACKED] = tid + 1
@@ -459,7 +482,8 @@ def index_delete(ix, ix_meta, sc, i, hole, rec_p, pcol):
 # ============================================================================
 # Physical pools of pages of slots: DESIGN 3.2
 # pools[p, :] per-pool scalars; page_live[p, page] live slots (UNMAPPED = -1);
-# page_free_bits[p, page, w] free-slot bitmap; lifo[p, j] = (slot, stamp) stack.
+# page_free_bits[p, page, w] free-slot bitmap, and in its last word the lowest word that may have a free bit;
+# lifo[p, j] = (slot, stamp) stack.
 # ============================================================================
 
 @inline
@@ -505,6 +529,7 @@ def map_page(pools, page_live, page_free_bits, lifo, slot_stamp, sc, cnt, ip, po
     for w in range((spp + 63) // 64):
         n = min(64, spp - 64 * w)
         page_free_bits[pool, p, w] = ~np.uint64(0) if n == 64 else (np.uint64(1) << np.uint64(n)) - np.uint64(1)
+    page_free_bits[pool, p, page_free_bits.shape[2] - 1] = 0  # the word hint
     pools[pool, PoolCol.HINT_UNMAPPED] = p + 1
     pools[pool, PoolCol.HWM] = max(pools[pool, PoolCol.HWM], p + 1)
     pools[pool, PoolCol.HINT_FREE] = min(pools[pool, PoolCol.HINT_FREE], p)
@@ -529,9 +554,12 @@ def take_slot(pools, page_live, page_free_bits, sc, cnt, pool, page, s):
 
 @inline
 def lowest_free_in_page(page_free_bits, pool, page):
-    for w in range(page_free_bits.shape[2]):
+    """The lowest free slot of a page with one, scanning from its word hint (no free bit below it)."""
+    hint = page_free_bits.shape[2] - 1
+    for w in range(np.int64(page_free_bits[pool, page, hint]), hint):
         bits = page_free_bits[pool, page, w]
         if bits != 0:
+            page_free_bits[pool, page, hint] = w
             return 64 * w + trailing_zeros(bits)
     return -1
 
@@ -573,6 +601,8 @@ def free_slot(pools, page_live, page_free_bits, lifo, slot_stamp, sc, cnt, ip, p
     spp = pools[pool, PoolCol.SPP]
     page, s = slot // spp, slot % spp
     page_free_bits[pool, page, s // 64] |= np.uint64(1) << np.uint64(s % 64)
+    hint = page_free_bits.shape[2] - 1
+    page_free_bits[pool, page, hint] = min(page_free_bits[pool, page, hint], np.uint64(s // 64))
     page_live[pool, page] -= 1
     pools[pool, PoolCol.LIVE] -= 1
     sc[Scalar.LIVE_TOTAL] -= 1

@@ -44,7 +44,10 @@ TIE_K_SHIFT = 56  # tie key (k, t, r): k in bits 56.., t in 40..55, r in 0..39
 TRACKER_AHEAD = 32
 RECORD_AHEAD = 16
 INDEX_AHEAD = 4
+AHEAD_MASK = 63        # st.ahead keeps, per lookup i % 64 (TRACKER_AHEAD < 64), what the stages worked out:
+A_KEY_HASH, A_TID, A_ROW_HASH = 0, 1, 2  # splitmix64 of its key, a guess of its tracked-row id, splitmix64 of its row
 FREE_AHEAD = 16        # rows ahead whose records a round's free loop prefetches (index entries at half)
+assert TRACKER_AHEAD <= AHEAD_MASK
 CANDIDATE_AHEAD = 32   # rows ahead whose records a round's second ranking pass prefetches
 
 
@@ -72,10 +75,20 @@ def observe(st, tid, t, d, k_row, h):
     """Step (1) of an access: hit status from the resident prefix d before anything changes (DESIGN 5),
     and the searches of k = 0 .. min(d, K-1): the resident prefix and the first absent chunk (DESIGN 3.1).
     A resident chunk's probe length follows from its cached bucket; only the absent one walks the index.
-    h = splitmix64(row)."""
+    h = splitmix64(row). (Sums are formed in locals and stored once: a store to an array makes Numba
+    reload every array value read after it, docs/engine.md.)"""
     cnt, ix, ix_meta, rec_p = st.cnt, st.ix, st.ix_meta, st.rec_p
     ip = st.ip
     i0, r_pos, c = t * ip[Param.KMAX], ip[Param.R_POS], st.tabs[t, Tab.C]
+    searches = min(d, k_row - 1) + 1
+    probes = longest = 0
+    for k in range(searches):
+        if k < d:
+            p = store.resident_probes(ix_meta, i0 + k, h, np.int64(rec_p[tid, r_pos + k]))
+        else:
+            p = store.absent_probes(ix, ix_meta, i0 + k, h)
+        probes += p
+        longest = max(longest, p)
     cnt[Count.LOOKUPS] += 1
     cnt[Count.ROW_HITS] += d > 0
     cnt[Count.CHUNK_HITS] += d
@@ -83,14 +96,9 @@ def observe(st, tid, t, d, k_row, h):
     cnt[Count.FULL_HITS] += d == k_row
     cnt[Count.DIM_HITS] += d * c
     cnt[Count.DIMS_REQUESTED] += k_row * c
-    for k in range(min(d, k_row - 1) + 1):
-        if k < d:
-            probes = store.resident_probes(ix_meta, i0 + k, h, np.int64(rec_p[tid, r_pos + k]))
-        else:
-            probes = store.absent_probes(ix, ix_meta, i0 + k, h)
-        cnt[Count.SEARCHES] += 1
-        cnt[Count.PROBES] += probes
-        cnt[Count.MAX_PROBE] = max(cnt[Count.MAX_PROBE], probes)
+    cnt[Count.SEARCHES] += searches
+    cnt[Count.PROBES] += probes
+    cnt[Count.MAX_PROBE] = max(cnt[Count.MAX_PROBE], longest)
 
 
 @inline
@@ -99,14 +107,17 @@ def update_utilities(st, tid, s, k_row, grad, gi):
     ip, rec, rec_u, wpos = st.ip, st.rec, st.rec_u, st.wpos
     r_last = ip[Param.R_LAST]
     f = decay(st.powtab, st.fp[FParam.GAMMA], s - rec[tid, r_last])
-    for k in range(k_row):
-        if ip[Param.HAS_LOG]:
-            x = wpos[k] if ip[Param.COUNT_ACCESSES] else 0.0
-        elif ip[Param.HAS_GRAD]:
-            x = np.float64(grad[gi, k]) * wpos[k]
-        else:
-            x = 1.0 * wpos[k]
-        rec_u[tid, k] = rec_u[tid, k] * f + x
+    if ip[Param.HAS_LOG]:  # x[k] = w_k with --count-accesses, else 0 (an access only decays)
+        counts = ip[Param.COUNT_ACCESSES] != 0
+        for k in range(k_row):
+            x = wpos[k] if counts else 0.0
+            rec_u[tid, k] = rec_u[tid, k] * f + x
+    elif ip[Param.HAS_GRAD]:  # x[k] = g_k * w_k
+        for k in range(k_row):
+            rec_u[tid, k] = rec_u[tid, k] * f + np.float64(grad[gi, k]) * wpos[k]
+    else:  # g_k = 1.0
+        for k in range(k_row):
+            rec_u[tid, k] = rec_u[tid, k] * f + 1.0 * wpos[k]
     rec[tid, r_last] = s
 
 
@@ -119,6 +130,7 @@ def admit_chunks(st, tid, t, d, k_row, h):
     theta = st.pool_theta[pool]
     i0, r_pos = t * ip[Param.KMAX], ip[Param.R_POS]
     e = INF
+    new_d = d
     for k in range(k_row):
         e = min(e, rec_u[tid, k])
         if k < d:
@@ -133,7 +145,9 @@ def admit_chunks(st, tid, t, d, k_row, h):
         st.row_slot[tid, k] = slot
         store.index_insert(st.ix, st.ix_meta, st.ix_free, sc, cnt, ip, st.fp[FParam.MAX_LOAD], i0 + k, h, tid,
                            st.rec_p, r_pos + k)
-        set_dim(st.rec, ip[Param.R_D], st.dim_hist, tid, k + 1)
+        new_d = k + 1
+    if new_d != d:
+        set_dim(st.rec, ip[Param.R_D], st.dim_hist, tid, new_d)
 
 
 @inline
@@ -182,12 +196,16 @@ def admit(st, tid, t, d, k_row, h):
 
 
 @inline
-def access(st, t, r, s, grad, gi):
-    """An access (DESIGN 2, reference `FiitedModel.access`)."""
-    tid = store.track_row(st.trk, st.rec, st.rec_u, st.dim_hist, st.tabs, st.sc, st.cnt, st.ip, t, r, s)
+def access(st, t, r, s, grad, gi, seen):
+    """An access (DESIGN 2, reference `FiitedModel.access`). `seen` is the row's slot in st.ahead, where
+    the prefetch stages left the hash of its key, a guess of its tracked-row id and the hash of its row."""
+    ahead = st.ahead
+    tid = store.track_row_hashed(st.trk, st.rec, st.rec_u, st.dim_hist, st.tabs, st.sc, st.cnt, st.ip, t,
+                                 store.packed_row_key(t, r), s, np.uint64(ahead[seen, A_KEY_HASH]),
+                                 ahead[seen, A_TID])
     k_row = st.tabs[t, Tab.K]
     d = st.rec[tid, st.ip[Param.R_D]]
-    h = store.splitmix64(r)
+    h = np.uint64(ahead[seen, A_ROW_HASH])         # splitmix64(r)
     observe(st, tid, t, d, k_row, h)               # (1) hit status and searches
     update_utilities(st, tid, s, k_row, grad, gi)  # (2) utilities
     admit(st, tid, t, d, k_row, h)                 # (3) admission
@@ -584,46 +602,83 @@ def snapshot_row(st, step, ints, floats, n):
 
 
 @inline
-def prefetch_ahead(st, lk_table, lk_row, i):
-    """Start the cache misses of later lookups in three stages (docs/engine.md): the tracker bucket of
-    lookup i + TRACKER_AHEAD; the record of lookup i + RECORD_AHEAD (its tracker bucket has arrived); and,
-    for lookup i + INDEX_AHEAD (its record has arrived), the index home buckets of its first absent chunk d
-    (the one search that reads the index, and the first insert) and of the later chunks whose prefix-min
-    utility passes theta (the inserts admission may make), and the line of its slots."""
-    n = lk_row.size
-    trk, ip = st.trk, st.ip
-    far = i + TRACKER_AHEAD
-    if far < n:
-        key = store.packed_row_key(lk_table[far], lk_row[far])
-        prefetch(trk, np.int64(store.splitmix64(key) & np.uint64(trk.shape[0] - 1)))
-    mid = i + RECORD_AHEAD
-    if mid < n:
-        tid = store.tracker_peek(trk, store.packed_row_key(lk_table[mid], lk_row[mid]))
-        if tid >= 0:
-            prefetch(st.rec, tid)
-            prefetch2(st.rec, tid, ip[Param.R_KEY])
-    near = i + INDEX_AHEAD
-    if near < n:
-        t, r = lk_table[near], lk_row[near]
-        tid = store.tracker_peek(trk, store.packed_row_key(t, r))
-        d = st.rec[tid, ip[Param.R_D]] if tid >= 0 else 0
-        k_row = st.tabs[t, Tab.K]
-        if d < k_row:
-            h = store.splitmix64(r)
-            i0 = t * ip[Param.KMAX]
-            theta = st.pool_theta[st.tabs[t, Tab.POOL]]
-            m = INF if tid >= 0 else 0.0  # a row not tracked yet starts with u = 0 (plus this lookup's x)
-            for k in range(k_row):
-                if tid >= 0:
-                    m = min(m, st.rec_u[tid, k])
-                if k < d:
-                    continue
-                if k > d and m < theta:
-                    break
-                meta = st.ix_meta[i0 + k]
-                prefetch(st.ix, meta[Ix.OFF] + np.int64(h & np.uint64(meta[Ix.CAP] - 1)))
+def stage_far(st, lk_table, lk_row, q):
+    """Prefetch stage 1 of lookup q: hash its key, keep the hash, prefetch its tracker bucket."""
+    trk = st.trk
+    h = store.splitmix64(store.packed_row_key(lk_table[q], lk_row[q]))
+    st.ahead[q & AHEAD_MASK, A_KEY_HASH] = np.int64(h)
+    prefetch(trk, np.int64(h & np.uint64(trk.shape[0] - 1)))
+
+
+@inline
+def stage_mid(st, q):
+    """Stage 2 of lookup q (its tracker bucket has arrived): guess its tracked-row id, keep the guess,
+    prefetch its record (both lines)."""
+    slot = q & AHEAD_MASK
+    tid = store.tracker_peek_hashed(st.trk, np.uint64(st.ahead[slot, A_KEY_HASH]))
+    st.ahead[slot, A_TID] = tid
+    if tid >= 0:
+        prefetch(st.rec, tid)
+        prefetch2(st.rec, tid, st.ip[Param.R_KEY])
+
+
+@inline
+def stage_near(st, lk_table, lk_row, q):
+    """Stage 3 of lookup q (its record has arrived): hash its row, keep the hash, and prefetch the index
+    home buckets of its first absent chunk d (the one search that reads the index, and the first insert)
+    and of the later chunks whose prefix-min utility passes theta (the inserts admission may make), and
+    the line of its slots."""
+    ip, slot = st.ip, q & AHEAD_MASK
+    t, r = lk_table[q], lk_row[q]
+    h = store.splitmix64(r)
+    st.ahead[slot, A_ROW_HASH] = np.int64(h)
+    tid = st.ahead[slot, A_TID]
+    if 0 <= tid < st.sc[Scalar.TRACKED]:
+        d = st.rec[tid, ip[Param.R_D]]
+    else:
+        tid, d = -1, 0
+    k_row = st.tabs[t, Tab.K]
+    if d < k_row:
+        i0 = t * ip[Param.KMAX]
+        theta = st.pool_theta[st.tabs[t, Tab.POOL]]
+        m = INF if tid >= 0 else 0.0  # a row not tracked yet starts with u = 0 (plus this lookup's x)
+        for k in range(k_row):
             if tid >= 0:
-                prefetch2(st.row_slot, tid, d)
+                m = min(m, st.rec_u[tid, k])
+            if k < d:
+                continue
+            if k > d and m < theta:
+                break
+            meta = st.ix_meta[i0 + k]
+            prefetch(st.ix, meta[Ix.OFF] + np.int64(h & np.uint64(meta[Ix.CAP] - 1)))
+        if tid >= 0:
+            prefetch2(st.row_slot, tid, d)
+
+
+@inline
+def prefetch_ahead(st, lk_table, lk_row, i):
+    """Start the cache misses of later lookups in three stages (docs/engine.md): lookup i + TRACKER_AHEAD
+    `stage_far`, i + RECORD_AHEAD `stage_mid`, i + INDEX_AHEAD `stage_near`. What each stage works out
+    is kept in st.ahead for the next stage and the access (a guess the access confirms)."""
+    n = lk_row.size
+    if i + TRACKER_AHEAD < n:
+        stage_far(st, lk_table, lk_row, i + TRACKER_AHEAD)
+    if i + RECORD_AHEAD < n:
+        stage_mid(st, i + RECORD_AHEAD)
+    if i + INDEX_AHEAD < n:
+        stage_near(st, lk_table, lk_row, i + INDEX_AHEAD)
+
+
+@inline
+def prime_ahead(st, lk_table, lk_row, i):
+    """Run the stages the loop has not run for lookups i .. i + TRACKER_AHEAD - 1 (at the start of a call)."""
+    n = lk_row.size
+    for q in range(i, min(i + TRACKER_AHEAD, n)):
+        stage_far(st, lk_table, lk_row, q)
+    for q in range(i, min(i + RECORD_AHEAD, n)):
+        stage_mid(st, q)
+    for q in range(i, min(i + INDEX_AHEAD, n)):
+        stage_near(st, lk_table, lk_row, q)
 
 
 # Everything a record needs is inlined into `run`, which allocates nothing; compiling it without
@@ -637,6 +692,7 @@ def run(st, lk_step, lk_table, lk_row, lk_grad, im_step, im_table, im_row, im_ch
     n_lk, n_im = lk_step.size, im_step.size
     kmax = ip[Param.KMAX]
     interval, report_every = ip[Param.INTERVAL], ip[Param.REPORT_EVERY]
+    prime_ahead(st, lk_table, lk_row, i)
     while i < n_lk or j < n_im:
         is_lookup = i < n_lk and (j >= n_im or lk_step[i] <= im_step[j])
         s = lk_step[i] if is_lookup else im_step[j]
@@ -657,7 +713,7 @@ def run(st, lk_step, lk_table, lk_row, lk_grad, im_step, im_table, im_row, im_ch
                 return GAP, i, j
         if is_lookup:
             prefetch_ahead(st, lk_table, lk_row, i)
-            access(st, t, lk_row[i], s, lk_grad, i)
+            access(st, t, lk_row[i], s, lk_grad, i, i & AHEAD_MASK)
             i += 1
         else:
             importance_record(st, t, im_row[j], im_chunk[j], im_value[j], s)
