@@ -644,11 +644,12 @@ def stage_mid(st, q):
 
 
 @inline
-def stage_near(st, lk_table, lk_row, q):
+def stage_near(st, lk_step, lk_table, lk_row, lk_grad, q):
     """Stage 3 of lookup q (its record has arrived): hash its row, keep the hash, and prefetch the index
     home buckets of its first absent chunk d (the one search that reads the index, and the first insert)
-    and of the later chunks whose prefix-min utility passes theta (the inserts admission may make), and
-    the line of its slots."""
+    and of the later chunks whose prefix-min utility after this lookup's update passes theta (the inserts
+    admission will make, unless pages run out or a lookup in between changes the row), and the line of
+    its slots."""
     ip, slot = st.ip, q & AHEAD_MASK
     t, r = lk_table[q], lk_row[q]
     h = store.splitmix64(r)
@@ -662,10 +663,19 @@ def stage_near(st, lk_table, lk_row, q):
     if d < k_row:
         i0 = t * ip[Param.KMAX]
         theta = st.pool_theta[st.tabs[t, Tab.POOL]]
-        m = INF if tid >= 0 else 0.0  # a row not tracked yet starts with u = 0 (plus this lookup's x)
-        for k in range(k_row):
-            if tid >= 0:
-                m = min(m, st.rec_u[tid, k])
+        f = 0.0  # a row not tracked yet starts at u = 0
+        if tid >= 0:
+            f = decay(st.powtab, st.fp[FParam.GAMMA], lk_step[q] - st.rec[tid, ip[Param.R_LAST]])
+        has_log, has_grad, counts = ip[Param.HAS_LOG], ip[Param.HAS_GRAD], ip[Param.COUNT_ACCESSES]
+        m = INF
+        for k in range(k_row):  # e[k] after the update, as `update_utilities` and `admit_chunks` will find it
+            if has_log:
+                x = st.wpos[k] if counts else 0.0
+            elif has_grad:
+                x = np.float64(lk_grad[q, k]) * st.wpos[k]
+            else:
+                x = st.wpos[k]
+            m = min(m, (st.rec_u[tid, k] * f if tid >= 0 else 0.0) + x)
             if k < d:
                 continue
             if k > d and m < theta:
@@ -677,7 +687,7 @@ def stage_near(st, lk_table, lk_row, q):
 
 
 @inline
-def prefetch_ahead(st, lk_table, lk_row, i):
+def prefetch_ahead(st, lk_step, lk_table, lk_row, lk_grad, i):
     """Start the cache misses of later lookups in three stages (docs/engine.md): lookup i + TRACKER_AHEAD
     `stage_far`, i + RECORD_AHEAD `stage_mid`, i + INDEX_AHEAD `stage_near`. What each stage works out
     is kept in st.ahead for the next stage and the access (a guess the access confirms)."""
@@ -687,11 +697,11 @@ def prefetch_ahead(st, lk_table, lk_row, i):
     if i + RECORD_AHEAD < n:
         stage_mid(st, i + RECORD_AHEAD)
     if i + INDEX_AHEAD < n:
-        stage_near(st, lk_table, lk_row, i + INDEX_AHEAD)
+        stage_near(st, lk_step, lk_table, lk_row, lk_grad, i + INDEX_AHEAD)
 
 
 @inline
-def prime_ahead(st, lk_table, lk_row, i):
+def prime_ahead(st, lk_step, lk_table, lk_row, lk_grad, i):
     """Run the stages the loop has not run for lookups i .. i + TRACKER_AHEAD - 1 (at the start of a call)."""
     n = lk_row.size
     for q in range(i, min(i + TRACKER_AHEAD, n)):
@@ -699,7 +709,7 @@ def prime_ahead(st, lk_table, lk_row, i):
     for q in range(i, min(i + RECORD_AHEAD, n)):
         stage_mid(st, q)
     for q in range(i, min(i + INDEX_AHEAD, n)):
-        stage_near(st, lk_table, lk_row, q)
+        stage_near(st, lk_step, lk_table, lk_row, lk_grad, q)
 
 
 # Everything a record needs is inlined into `run`, which allocates nothing; compiling it without
@@ -713,7 +723,7 @@ def run(st, lk_step, lk_table, lk_row, lk_grad, im_step, im_table, im_row, im_ch
     n_lk, n_im = lk_step.size, im_step.size
     kmax = ip[Param.KMAX]
     interval, report_every = ip[Param.INTERVAL], ip[Param.REPORT_EVERY]
-    prime_ahead(st, lk_table, lk_row, i)
+    prime_ahead(st, lk_step, lk_table, lk_row, lk_grad, i)
     while i < n_lk or j < n_im:
         is_lookup = i < n_lk and (j >= n_im or lk_step[i] <= im_step[j])
         s = lk_step[i] if is_lookup else im_step[j]
@@ -733,7 +743,7 @@ def run(st, lk_step, lk_table, lk_row, lk_grad, im_step, im_table, im_row, im_ch
             if ctl[Loop.GAP_ROUND] or ctl[Loop.GAP_SNAPSHOT]:
                 return GAP, i, j
         if is_lookup:
-            prefetch_ahead(st, lk_table, lk_row, i)
+            prefetch_ahead(st, lk_step, lk_table, lk_row, lk_grad, i)
             access(st, t, lk_row[i], s, lk_grad, i, i & AHEAD_MASK)
             i += 1
         else:
