@@ -698,6 +698,11 @@ def prefetch_ahead(st, lk_step, lk_table, lk_row, lk_grad, i):
         stage_mid(st, i + RECORD_AHEAD)
     if i + INDEX_AHEAD < n:
         stage_near(st, lk_step, lk_table, lk_row, lk_grad, i + INDEX_AHEAD)
+    new = st.sc[Scalar.TRACKED] + 1  # the record and slots a row seen for the first time soon will take
+    if new < st.rec.shape[0]:
+        prefetch(st.rec, new)
+        prefetch2(st.rec, new, st.ip[Param.R_KEY])
+        prefetch(st.row_slot, new)
 
 
 @inline
