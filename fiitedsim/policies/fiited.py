@@ -47,7 +47,8 @@ INDEX_AHEAD = 4
 AHEAD_MASK = 63        # st.ahead keeps, per lookup i % 64 (TRACKER_AHEAD < 64), what the stages worked out:
 A_KEY_HASH, A_TID, A_ROW_HASH = 0, 1, 2  # splitmix64 of its key, a guess of its tracked-row id, splitmix64 of its row
 FREE_AHEAD = 16        # rows ahead whose records a round's free loop prefetches (index entries at half)
-assert TRACKER_AHEAD <= AHEAD_MASK
+FREE_RING = 16         # kept prefixes the free loop works out ahead (a ring of FREE_RING > FREE_AHEAD // 2)
+assert TRACKER_AHEAD <= AHEAD_MASK and FREE_AHEAD // 2 < FREE_RING
 CANDIDATE_AHEAD = 32   # rows ahead whose records a round's second ranking pass prefetches
 
 
@@ -440,7 +441,7 @@ def kept_prefix(rec, rec_u, tabs, whole_rows, r_key, tid, t, d, f, cut_bits, cut
 def free_unkept(st, pool, now, cut_bits, cut_key, rows, ring):
     """Step 4 of a round: free each listed row's resident chunks outside the keep set, rows in the given
     order, chunks k ascending (index entry, then slot). Prefetches the records of rows FREE_AHEAD ahead,
-    and FREE_AHEAD/2 ahead (their records have arrived) works out how much they keep (into `ring`, 16
+    and FREE_AHEAD/2 ahead (their records have arrived) works out how much they keep (into `ring`, FREE_RING
     entries) and prefetches the index entries and slots of the chunks they lose."""
     sc, cnt, ip, tabs, rec, rec_u, rec_p = st.sc, st.cnt, st.ip, st.tabs, st.rec, st.rec_u, st.rec_p
     r_key, r_last, r_d, r_pos = ip[Param.R_KEY], ip[Param.R_LAST], ip[Param.R_D], ip[Param.R_POS]
@@ -459,7 +460,7 @@ def free_unkept(st, pool, now, cut_bits, cut_key, rows, ring):
             t, d = rec[tid, r_key] >> ROW_BITS, rec[tid, r_d]
             kept = kept_prefix(rec, rec_u, tabs, whole_rows, r_key, tid, t, d,
                                decay(powtab, gamma, now - rec[tid, r_last]), cut_bits, cut_key)
-            ring[near & 15] = kept
+            ring[near % FREE_RING] = kept
             for k in range(kept, d):
                 prefetch(st.ix, st.ix_meta[t * kmax + k, Ix.OFF] + np.int64(rec_p[tid, r_pos + k]))
             if kept < d:
@@ -467,7 +468,7 @@ def free_unkept(st, pool, now, cut_bits, cut_key, rows, ring):
         if q < 0:
             continue
         tid = rows[q]
-        kept, d = ring[q & 15], rec[tid, r_d]
+        kept, d = ring[q % FREE_RING], rec[tid, r_d]
         if kept == d:
             continue  # a row listed because a chunk sits in the cut's bucket, which keeps all of them
         t = rec[tid, r_key] >> ROW_BITS
@@ -501,7 +502,7 @@ def pruning_round(st, now):
     hist = np.zeros((nb, 1 << 16), np.int64)
     totals = np.zeros(nb, np.int64)
     mins = np.zeros(nb, np.float64)
-    ring = np.zeros(16, np.int64)
+    ring = np.zeros(FREE_RING, np.int64)
     for pool in range(pools.shape[0]):
         n_keep = store.page_cap(sc, ip, pools, pool) * pools[pool, PoolCol.SPP]  # 1.
         hist[:] = 0
