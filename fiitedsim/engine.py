@@ -84,6 +84,7 @@ State = namedtuple("State", [
     "pools", "pool_theta", "page_live", "page_free_bits", "lifo", "slot_stamp",  # physical pools
     "snap_i", "snap_f",                                  # the time series' buffers (metrics.Series)
     "ahead",                                             # the record loop's prefetch stages' results
+    "round_hist", "cand_bits", "cand_keys", "cand_k",    # a round's scratch: histograms, candidates
 ])
 
 
@@ -226,6 +227,8 @@ class EngineState:
             slot_stamp=np.zeros((n_pools, self._slot_len(pages)), np.int64),
             snap_i=self.series.ints, snap_f=self.series.floats,
             ahead=np.zeros((64, 3), np.int64),
+            round_hist=np.zeros((max(1, ip[Param.ROUND_BLOCKS]), 1 << 16), np.int64),
+            cand_bits=np.zeros(0, np.uint64), cand_keys=np.zeros(0, np.int64), cand_k=np.zeros(0, np.int64),
         )
         self._populated_rows = self._populated_entries = 0
 
@@ -250,6 +253,16 @@ class EngineState:
         return out
 
     # ---- growth --------------------------------------------------------------
+    def round_scratch(self) -> None:
+        """After a round: room for as many cut-bucket candidates as the most a round has had (with a margin),
+        so the next rounds reuse it instead of clearing fresh memory."""
+        st = self.st
+        need = int(st.sc[Scalar.ROUND_ROOM])
+        if need > st.cand_bits.size:
+            n = need + need // 2
+            self.st = st._replace(cand_bits=np.zeros(n, np.uint64), cand_keys=np.zeros(n, np.int64),
+                                  cand_k=np.zeros(n, np.int64))
+
     def populate_ahead(self) -> None:
         """Have the memory the record loop writes next faulted in on a helper thread (`populate.ahead`):
         the records, slots and rank summaries of the next POPULATE_ROWS new rows, and the index entries past

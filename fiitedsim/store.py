@@ -64,6 +64,7 @@ class Scalar(IntEnum):
     LIVE_TOTAL = 6       # resident chunks
     MAPPED_TOTAL = 7     # mapped pages
     STAMP = 8            # LIFO push counter
+    ROUND_ROOM = 9       # the most candidates a round's cut bucket has had (the scratch for them is this big)
 
 
 class Param(IntEnum):

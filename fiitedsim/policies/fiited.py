@@ -361,7 +361,7 @@ def rank_candidates(rec, rec_u, tabs, powtab, gamma, r_key, r_last, whole_rows, 
 
 
 @numba.njit(cache=True, nogil=True)
-def select_keep(cand_bits, cand_keys, need):
+def select_keep(cand_bits, cand_keys, need, hist):
     """FIITED (reference `round`, steps 2-3): the cut among the candidates of the bucket holding the
     N-th largest e, `need` of which are kept: ranking is (e desc, k asc, t asc, r asc), so the kept ones
     are the largest bits and, among equal bits, the first tie keys. Returns (theta, cut_bits, cut_key): a
@@ -370,7 +370,7 @@ def select_keep(cand_bits, cand_keys, need):
     The candidates share the top 16 bits; a second radix histogram over the next 16 finds the one
     sub-bucket holding the cut, and only that is sorted (a bucket held up to 270,000 candidates on the
     benchmark trace)."""
-    hist = np.zeros(1 << 16, np.int64)
+    hist[:] = 0  # scratch of 2**16 counts
     for q in range(cand_bits.size):
         hist[(cand_bits[q] >> np.uint64(32)) & TOP16] += 1
     above = 0
@@ -499,7 +499,8 @@ def pruning_round(st, now):
     cnt[Count.ROUNDS] += 1
     n_rows = sc[Scalar.TRACKED]
     nb = max(1, min(ip[Param.ROUND_BLOCKS], n_rows // ip[Param.ROUND_BLOCK_MIN]))  # blocks of the parallel passes
-    hist = np.zeros((nb, 1 << 16), np.int64)
+    # scratch kept from round to round (fresh memory costs a page clearing, docs/engine.md)
+    hist = st.round_hist[:nb] if st.round_hist.shape[0] >= nb else np.zeros((nb, 1 << 16), np.int64)
     totals = np.zeros(nb, np.int64)
     mins = np.zeros(nb, np.float64)
     ring = np.zeros(FREE_RING, np.int64)
@@ -541,9 +542,12 @@ def pruning_round(st, now):
                 cand_end[b] = room
                 room += hist[b, bucket]  # row-prune: chunks, so room enough for the rows
         cand_start = cand_end.copy()
-        cand_bits = np.empty(room, np.uint64)
-        cand_keys = np.empty(room, np.int64)
-        cand_k = np.empty(room if whole_rows else 0, np.int64)
+        sc[Scalar.ROUND_ROOM] = max(sc[Scalar.ROUND_ROOM], room)  # the driver enlarges the scratch to this
+        if room <= st.cand_bits.size:
+            cand_bits, cand_keys, cand_k = st.cand_bits, st.cand_keys, st.cand_k
+        else:
+            cand_bits, cand_keys, cand_k = (np.empty(room, np.uint64), np.empty(room, np.int64),
+                                            np.empty(room, np.int64))
         list_end = np.zeros(nb, np.int64)
         above_bits = np.empty(nb, np.uint64)
         above_keys = np.empty(nb, np.int64)
@@ -568,7 +572,7 @@ def pruning_round(st, now):
                 theta, cut_bits, cut_key = select_rows(cand_bits[:c], cand_keys[:c], cand_k[:c], above, n_keep,
                                                        bucket, a_bits)
             else:
-                theta, cut_bits, cut_key = select_keep(cand_bits[:c], cand_keys[:c], n_keep - above)
+                theta, cut_bits, cut_key = select_keep(cand_bits[:c], cand_keys[:c], n_keep - above, hist[0])
         st.pool_theta[pool] = theta
         n = 0  # the blocks' lists of rows that may lose chunks, one after another: tid order
         for b in range(nb):
@@ -829,6 +833,7 @@ class Fiited(Policy):
             if status == GAP:
                 self.engine.snapshot_room()
                 self.gap_kernel(self.engine.st)
+                self.engine.round_scratch()
             else:
                 self.engine.grow(status)
                 self.engine.populate_ahead()
@@ -863,6 +868,7 @@ class Fiited(Policy):
             return None
         keys, before = self.engine.prefixes()
         self.gap_kernel(st)
+        self.engine.round_scratch()
         _, after = self.engine.prefixes(len(keys))
         shrunk = np.flatnonzero(after < before)
         keys = keys[shrunk]
