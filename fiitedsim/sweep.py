@@ -54,11 +54,12 @@ import polars as pl
 
 from . import __version__
 from .atomic import atomic_path, refuse_cwd_or_parent
+from .checks import replay_warnings, train_warnings
 from .config import ReplayConfig, TableSpec, check_tables_fit_pages, dense_bytes, load_tables_file, parse_budget
 from .errors import InputError
 from .policies import POLICIES
 from .policies.base import SUMMARY_KEYS
-from .replay import RESULTS_FORMAT, ReplayResults, parse_budgets, replay_each
+from .replay import RESULTS_FORMAT, ReplayResults, budget_entries, parse_budgets, replay_each
 from .trace import TraceSource
 
 if TYPE_CHECKING:  # the trainer is imported only by data sweeps (it is heavy, and sets OMP_WAIT_POLICY)
@@ -834,23 +835,35 @@ def _title(rest: tuple) -> str:
     return ", ".join(f"{k} {v}" for k, v in rest)
 
 
+def _group_budgets(members: list[Point], dense: int | None, touched_dense: int | None) -> list[dict]:
+    """The group's budgets as a summary lists them: label, bytes and their shares of the dense sizes."""
+    budgets = [(p.spec.budget_label, p.spec.budget_bytes) for p in {p.spec.budget_label: p for p in members}.values()]
+    if not isinstance(dense, int) or not isinstance(touched_dense, int):  # a point stored before the shares
+        return [{"label": label, "bytes": b} for label, b in budgets]
+    return budget_entries(budgets, dense, touched_dense)
+
+
 def report_groups(out: Path, points: list[Point]) -> list[tuple[str, ReplayResults]]:
-    """Points that differ only in policy and budget form one replay-like result (keys NAME@BUDGET)."""
+    """Points that differ only in policy and budget form one replay-like result (keys NAME@BUDGET), with the
+    warnings a replay of all of them would give (`checks.replay_warnings`: identical results across them too)."""
     records = {p.key: r for p, r in zip(points, _records(out, points))}
     results = []
     for rest, members in _groups(points).items():
         budgets = list(dict.fromkeys(p.spec.budget_label for p in members))
         keyed = len(budgets) > 1
         first = records[members[0].key]["summary"]
-        summary = {"format": RESULTS_FORMAT, "policies": {}, "config": dict(first["config"]), "trace": first["trace"]}
-        summary["config"]["budgets"] = [{"label": p.spec.budget_label, "bytes": p.spec.budget_bytes}
-                                        for p in {p.spec.budget_label: p for p in members}.values()]
+        trace = first["trace"]
+        summary = {"format": RESULTS_FORMAT, "policies": {}, "config": dict(first["config"]), "trace": trace}
+        summary["config"]["budgets"] = _group_budgets(members, trace.get("dense_bytes"),
+                                                      trace.get("touched_dense_bytes"))
         summary["config"]["policies"] = list(dict.fromkeys(p.spec.policy for p in members))
-        series = {}
+        series, runs = {}, []
         for p in members:
             key = f"{p.spec.policy}@{p.spec.budget_label}" if keyed else p.spec.policy
             summary["policies"][key] = records[p.key]["summary"]["policies"][p.spec.policy]
             series[key] = pl.read_parquet(out / POINTS_DIR / f"{p.key}.parquet")
+            runs.append((key, p.spec.policy, p.spec.budget_label, p.spec.budget_bytes))
+        summary["warnings"] = replay_warnings(summary, runs)
         results.append((_title(rest), ReplayResults(summary, series)))
     return results
 
@@ -859,7 +872,8 @@ def train_report_groups(out: Path, points: list[Point]) -> list[tuple[str, dict,
     """Training points that differ only in policy and budget form one `fiitedsim train`-like result.
 
     Its train summary holds their runs (keys NAME@BUDGET, as `train --policy ... --budget ...` would key
-    them) and the first point's configuration with the group's policies and budgets; its curve is theirs.
+    them) and the first point's configuration with the group's policies and budgets, and the warnings a
+    `train` of all of them would give (`checks.train_warnings`); its curve is theirs.
     """
     records = {p.key: r for p, r in zip(points, _records(out, points))}
     results = []
@@ -867,11 +881,12 @@ def train_report_groups(out: Path, points: list[Point]) -> list[tuple[str, dict,
         first = records[members[0].key]["summary"]
         config = dict(first["config"])
         config["policies"] = list(dict.fromkeys(p.spec.policy for p in members))
-        config["budgets"] = [{"label": p.spec.budget_label, "bytes": p.spec.budget_bytes}
-                             for p in {p.spec.budget_label: p for p in members}.values()]
+        config["budgets"] = _group_budgets(members, config.get("dense_bytes"), config.get("touched_dense_bytes"))
         summary = {"policies": {}, "teacher_auc": first["teacher_auc"], "config": config}
         for p in members:
             summary["policies"].update(records[p.key]["summary"]["policies"])
+        runs = [(p.spec.policy, p.spec.budget_label, p.spec.budget_bytes) for p in members]
+        summary["warnings"] = train_warnings(summary, runs)
         curve = pl.concat([pl.read_parquet(out / POINTS_DIR / f"{p.key}.parquet") for p in members])
         results.append((_title(rest), summary, curve))
     return results

@@ -46,9 +46,11 @@ def reference(policy: str, budget: str, lr_emb: float) -> tuple[dict, pl.DataFra
 
 
 def without_seconds(summary: dict) -> dict:
-    """A train summary with the wall time (the one field that differs between identical runs) left out."""
-    return {**summary, "policies": {k: {m: v for m, v in run.items() if m != "seconds"}
-                                    for k, run in summary["policies"].items()}}
+    """A train summary with the wall time (the one field that differs between identical runs) left out, the
+    run's and each seed's."""
+    def drop(run: dict) -> dict:
+        return {m: [drop(e) for e in v] if m == "per_seed" else v for m, v in run.items() if m != "seconds"}
+    return {**summary, "policies": {k: drop(run) for k, run in summary["policies"].items()}}
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +88,10 @@ def test_data_sweep_equals_direct_runs(monkeypatch, capsys, tmp_path, cluster):
     page = (out / "report.html").read_text()
     assert page.count('class="chart"') == 2 * 2  # two groups (lr_emb), two charts each
     assert 'id="chart-g1-auc_steps"' in page
+    # each group: the ranking (one seed: no ties called), the equal-memory table, the budgets' shares
+    for i in range(2):
+        assert f'id="g{i}-ranking"' in page and f'id="g{i}-equal-memory"' in page
+    assert "cannot call ties" in page and page.count("of the dense size of the") >= 2 * 2
 
 
 def test_resume_skips_stored_points_and_force_recomputes(monkeypatch, capsys, tmp_path, cluster):
