@@ -648,7 +648,7 @@ def chart_dims_over_time(results, runs, lay):
 
 
 CHARTS = {
-    "tradeoff": ("Hit rate against memory", chart_tradeoff),
+    "tradeoff": ("Dim hit rate against memory", chart_tradeoff),
     "memory": ("Memory over steps", chart_memory),
     "fragmentation": ("Fragmentation over steps", chart_fragmentation),
     "pages": ("Mapped pages over steps", chart_pages),
