@@ -1414,8 +1414,18 @@ def train_ranking(summary: dict, runs: list[Run], lay: _Layout, warns: _Warnings
                            f"{len(seeds)} seeds by more than the spread.")
             else:
                 verdict = f"Only <b>{_e(leader.policy)}</b> at this budget."
+            online = [r for r in rest if policy_kind(r.policy) == "pruning"]
             if policy_kind(leader.policy) == "oracle":
-                verdict += f" ({_e(leader.policy)} is an {_e(ORACLE_NOTE)}.)"
+                verdict += f" {_e(leader.policy)} is an {_e(ORACLE_NOTE)}"
+                if online and len(seeds) >= 2:  # the best a trainer can run as is
+                    best = online[0]
+                    ties = [r.policy for r in online[1:] if against(best, r)[0].outcome == "tie"]
+                    verdict += (f"; without oracles: <b>{_e(best.policy)}</b>"
+                                + (f", tied with {_e(', '.join(ties))}" if ties else "") + ".")
+                elif online:
+                    verdict += f"; without oracles: <b>{_e(online[0].policy)}</b>."
+                else:
+                    verdict += "."
             lines.append(f'<p class="rank"><span class="verdict">{verdict}</span></p>')
             lines.append('<p class="rank"><span class="what">By mean AUC ± sd over seeds, with total memory '
                          "(peak):</span> " + " &middot; ".join(items) + "</p>")

@@ -533,3 +533,22 @@ def test_training_sweep_page_has_every_section_per_group():
         for part in ("ranking", "equal-memory", "summary", "sec-accuracy_memory", "sec-auc_steps"):
             assert f'id="g{i}-{part}"' in page
     assert page.count('class="how"') == 1 and "ties with hash" in page and "cannot call ties" in page
+
+
+def test_training_ranking_marks_an_oracle_leader_and_names_the_best_without_it():
+    """mde@0.25 made 0.001 above fiited@0.25 on every seed: d = 0.001 three times, sd 0, so mde leads; among
+    the others fiited beats hash and uniform-dim (see the tie-rule test), so it is the best without oracles."""
+    import copy
+
+    from report_fixtures import train_outputs
+
+    outputs = train_outputs()
+    mde = copy.deepcopy(outputs.summary["policies"]["fiited@0.25"])
+    mde["auc"] += 0.001
+    for entry in mde["per_seed"]:
+        entry["auc"] += 0.001
+    outputs.summary["policies"]["mde@0.25"] = mde
+    second = section(rp.render_train_report(outputs.summary, outputs.curve), "ranking").split(
+        '<div class="budget">')[2]
+    assert ("Winner: <b>mde</b>, ahead of every other policy on all 3 seeds by more than the spread. mde is an "
+            "offline oracle (sized from a first pass); without oracles: <b>fiited</b>.") in second
