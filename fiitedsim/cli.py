@@ -151,10 +151,12 @@ def report(
 ):
     """Render the HTML comparison report of a saved replay, without replaying.
 
-    One self-contained file: a summary table per policy and budget, hit rate against memory across \
-budgets, memory (payload / index / metadata), fragmentation, mapped pages and per-window hit rates \
-over the steps, row dimensions at the end and over time, and the run's configuration and trace. \
-The chart libraries are inside the file, so it opens offline; the same results give the same bytes.
+    One self-contained file: the run's warnings, a ranking per budget by dim hit rate with total memory \
+(caches ranked apart: their misses are served from a full backing copy), a table at equal total memory, \
+a summary table per policy and budget, dim hit rate against total memory and payload (log axes), memory \
+(payload / index / metadata), fragmentation, mapped pages and per-window hit rates over the steps, row \
+dimensions at the end and over time, and the run's configuration and trace. The chart libraries are \
+inside the file, so it opens offline; the same results give the same bytes.
 
     Example: fiitedsim replay trace.parquet --budget 0.05,0.10,0.25 --out runs/demo, then \
 fiitedsim report runs/demo -o runs/demo.html (or replay with --report runs/demo.html directly).

@@ -926,8 +926,17 @@ def _title(rest: tuple) -> str:
     return ", ".join(f"{k} {v}" for k, v in rest)
 
 
+def _group_budgets(members: list[Point], dense: int | None, touched_dense: int | None) -> list[dict]:
+    """The group's budgets as a summary lists them: label, bytes and their shares of the dense sizes."""
+    budgets = [(p.spec.budget_label, p.spec.budget_bytes) for p in {p.spec.budget_label: p for p in members}.values()]
+    if not isinstance(dense, int) or not isinstance(touched_dense, int):  # a point stored before the shares
+        return [{"label": label, "bytes": b} for label, b in budgets]
+    return budget_entries(budgets, dense, touched_dense)
+
+
 def report_groups(out: Path, points: list[Point]) -> list[tuple[str, ReplayResults]]:
-    """Points that differ only in policy and budget form one replay-like result (keys NAME@BUDGET)."""
+    """Points that differ only in policy and budget form one replay-like result (keys NAME@BUDGET), with the
+    warnings a replay of all of them would give (`checks.replay_warnings`: identical results across them too)."""
     records = {p.key: r for p, r in zip(points, _records(out, points))}
     results = []
     for rest, members in _groups(points).items():
@@ -936,9 +945,8 @@ def report_groups(out: Path, points: list[Point]) -> list[tuple[str, ReplayResul
         first = records[members[0].key]["summary"]
         trace = first["trace"]
         summary = {"format": RESULTS_FORMAT, "policies": {}, "config": dict(first["config"]), "trace": trace}
-        summary["config"]["budgets"] = budget_entries(
-            [(p.spec.budget_label, p.spec.budget_bytes) for p in {p.spec.budget_label: p for p in members}.values()],
-            trace["dense_bytes"], trace["touched_dense_bytes"])
+        summary["config"]["budgets"] = _group_budgets(members, trace.get("dense_bytes"),
+                                                      trace.get("touched_dense_bytes"))
         summary["config"]["policies"] = list(dict.fromkeys(p.spec.policy for p in members))
         series, runs = {}, []
         for p in members:
@@ -966,9 +974,7 @@ def train_report_groups(out: Path, points: list[Point]) -> list[tuple[str, dict,
         first = records[members[0].key]["summary"]
         config = dict(first["config"])
         config["policies"] = list(dict.fromkeys(p.spec.policy for p in members))
-        config["budgets"] = budget_entries(
-            [(p.spec.budget_label, p.spec.budget_bytes) for p in {p.spec.budget_label: p for p in members}.values()],
-            config["dense_bytes"], config["touched_dense_bytes"])
+        config["budgets"] = _group_budgets(members, config.get("dense_bytes"), config.get("touched_dense_bytes"))
         config["seeds"] = list(dict.fromkeys(p.spec.train.seed for p in members))
         per_seed: dict[str, list[dict]] = {}
         for p in members:

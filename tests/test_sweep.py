@@ -232,6 +232,10 @@ def test_sweep_equals_separate_replays(monkeypatch, capsys, tmp_path, inputs, cl
         assert {k: row[k] for k in SUMMARY_KEYS} == summary["policies"][row["policy"]]
     page = (out / "report.html").read_text()
     assert page.count('class="chart"') == 4 * 3 and "http://" not in page.split("<body>")[1][:2000]
+    # each group: its ranking, its equal-memory table and its budgets with their shares of the dense sizes
+    for i in range(4):
+        assert f'id="g{i}-ranking"' in page and f'id="g{i}-equal-memory"' in page
+    assert page.count("of the dense size of the") >= 4 * 2
 
 
 def test_resume_recomputes_only_missing_points_and_force_recomputes_all(monkeypatch, capsys, tmp_path, inputs,

@@ -88,6 +88,10 @@ def test_data_sweep_equals_direct_runs(monkeypatch, capsys, tmp_path, cluster):
     page = (out / "report.html").read_text()
     assert page.count('class="chart"') == 2 * 2  # two groups (lr_emb), two charts each
     assert 'id="chart-g1-auc_steps"' in page
+    # each group: the ranking (one seed: no ties called), the equal-memory table, the budgets' shares
+    for i in range(2):
+        assert f'id="g{i}-ranking"' in page and f'id="g{i}-equal-memory"' in page
+    assert "cannot call ties" in page and page.count("of the dense size of the") >= 2 * 2
 
 
 def test_resume_skips_stored_points_and_force_recomputes(monkeypatch, capsys, tmp_path, cluster):
