@@ -353,8 +353,8 @@ def test_generated_traces_per_seed_equal_fiitedsim_generate_and_plain_replays(mo
     opts = {"tables": 2, "rows": 3000, "steps": 12, "batch": 64, "dim": 16, "chunk": 4}
     toml = tmp_path / "gen.toml"
     toml.write_text('[sweep]\ngenerate = {tables = 2, rows = 3000, steps = 12, batch = 64, dim = 16, chunk = 4, '
-                    'seed = [0, 1]}\npolicies = ["fiited", "hash"]\nbudgets = [0.1]\ninterval = [4]\npage_bytes = 1024\n'
-                    'out = "o"\n')
+                    'seed = [0, 1]}\npolicies = ["fiited", "hash"]\nbudgets = [0.1]\ninterval = [4]\n'
+                    'page_bytes = 1024\nout = "o"\n')
     line = final_line(run(monkeypatch, capsys, "sweep", toml, "--scheduler", cluster.scheduler_address, "-q"))
     assert "4 points (4 computed, 0 already stored)" in line
     frame = pl.read_parquet(tmp_path / "o" / "points.parquet")

@@ -119,7 +119,7 @@ def test_resume_skips_stored_points_and_force_recomputes(monkeypatch, capsys, tm
 CSV = "y,a,b,x\n" + "".join(f"{i % 2},u{i % 7},v{i % 5},{i / 10}\n" for i in range(40))
 BASE = {"policies": ["fiited"], "budgets": [0.5], "out": "o"}
 BAD_FILES = [
-    ({"traces": ["t.parquet"], "data": ["synthetic"], **BASE}, ["both 'traces' and 'data'", "not both"]),
+    ({"traces": ["t.parquet"], "data": ["synthetic"], **BASE}, ["both 'traces' and 'data'", "one sweep file each"]),
     ({**BASE}, ["lacks 'traces'", "or 'data'"]),
     ({"traces": ["t.parquet"], "lr_emb": [0.1], **BASE}, ["'lr_emb' is a training setting", "data = [...]"]),
     ({"traces": ["t.parquet"], "label": "y", **BASE}, ["'label' is a training setting"]),
