@@ -326,7 +326,8 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
     for path in (emit_trace, emit_importance):
         if path is not None and path.is_dir():
             raise InputError(f"{path} is a folder; name a .parquet file")
-    ds = load_data(data, label, sparse, dense, samples, fields, rows, dim, seed)
+    ds = load_data(data, label, sparse, dense, samples, fields, rows, dim, seed,
+                   warn=lambda m: _say("warning:", "yellow", m))
     train_split = ds.split(tcfg.eval_fraction)[0]
     runs = len(names) * len([b for b in budget.split(",") if b.strip()])
     total = epochs * -(-max(train_split.stop - train_split.start, 1) // batch) * runs
@@ -340,6 +341,10 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
         from .report import write_train_report
         write_train_report(report, outputs)
         err.print(f"report in {report}", markup=False, highlight=False)
+    for key, run in outputs.summary["policies"].items():
+        if run["logloss"] is None:  # NaN predictions: the model diverged
+            _say("warning:", "yellow", f"{key}: the evaluation log loss is not a number, so training diverged; "
+                                       "scale the dense features or lower --lr-emb / --lr-mlp")
     _print_train(outputs.summary)
     for what, path in (("results", out_dir), ("trace", emit_trace), ("importance log", emit_importance)):
         if path is not None:

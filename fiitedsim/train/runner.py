@@ -52,8 +52,12 @@ def data_kind(spec: str) -> tuple[str, str]:
 
 
 def load_data(spec: str, label: str | None, sparse: str | None, dense: str | None, samples: int | None,
-              fields: int, rows: int, dim: int, seed: int) -> Dataset:
-    """`synthetic`, `criteo:PATH`, `parquet:PATH` or `csv:PATH` (the latter two with --label and --sparse)."""
+              fields: int, rows: int, dim: int, seed: int, warn: Callable[[str], None] | None = None) -> Dataset:
+    """`synthetic`, `criteo:PATH`, `parquet:PATH` or `csv:PATH` (the latter two with --label and --sparse).
+
+    `warn` gets data warnings (NaN dense values read as 0); default: printed to stderr.
+    """
+    more = {} if warn is None else {"warn": warn}
     kind, path = data_kind(spec)
     if kind == "synthetic":
         return synthetic(samples=2_000_000 if samples is None else samples, fields=fields, rows=rows, dim=dim,
@@ -63,10 +67,10 @@ def load_data(spec: str, label: str | None, sparse: str | None, dense: str | Non
     if samples is not None and samples < 1:
         raise InputError(f"--samples must be at least 1, got {samples}")
     if kind == "criteo":
-        return read_criteo(path, rows=rows, samples=samples)
+        return read_criteo(path, rows=rows, samples=samples, **more)
     if not label or not _columns(sparse):
         raise InputError(f"--data {kind}:PATH needs --label and --sparse (and optionally --dense) column lists")
-    return read_table(path, label, _columns(sparse), _columns(dense), rows=rows, samples=samples)
+    return read_table(path, label, _columns(sparse), _columns(dense), rows=rows, samples=samples, **more)
 
 
 def train_config(**kw) -> TrainConfig:
