@@ -77,7 +77,14 @@ def _zeros_reserving(tails, dtypes, floor: int, need: int) -> list[np.ndarray]:
     return arrays
 
 
+#: Gauges that are ratios (float64); every other snapshot column is an integer.
+FLOAT_COLUMNS = ("fragmentation", "theta", "index_load_factor")
+
+
 def snapshot_columns(k_max: int) -> list[str]:
+    """Columns of a snapshot row. Rows are int64 arrays, so steps and counters stay exact past 2**53; a column of
+    FLOAT_COLUMNS holds the IEEE-754 bits of its float64 value (written as `np.float64(x).view(np.int64)`,
+    read back by `policies.base.snapshots_frame` / `snapshot_values`)."""
     return ["step"] + COUNTER_COLUMNS + GAUGE_COLUMNS + [f"dim_{d}" for d in range(k_max + 1)]
 
 
@@ -147,7 +154,7 @@ class EngineState:
             page_free_bits=np.zeros((n_pools, pages, (max(layout.slots_per_page) + 63) // 64), np.uint64),
             lifo=np.zeros((n_pools, self._lifo_len(pages), 2), np.int64),
             slot_stamp=np.zeros((n_pools, self._slot_len(pages)), np.int64),
-            snap=np.zeros((snapshot_capacity, len(snapshot_columns(k_max))), np.float64),
+            snap=np.zeros((snapshot_capacity, len(snapshot_columns(k_max))), np.int64),  # FLOAT_COLUMNS as bits
             counter_sc=COUNTER_SC,
         )
         self.snapshots: list[np.ndarray] = []
@@ -232,7 +239,7 @@ class EngineState:
     def snapshot_table(self) -> np.ndarray:
         self.flush_snapshots()
         if not self.snapshots:
-            return np.zeros((0, self.st.snap.shape[1]))
+            return np.zeros((0, self.st.snap.shape[1]), np.int64)
         return np.concatenate(self.snapshots)
 
     # ---- inspection (tests and invariant checks) ----------------------------
