@@ -2,12 +2,46 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from .errors import InputError
+
+#: errno values of a write that fails because of where it goes, not because of a bug: a full disk or quota, a
+#: file over the size limit (RLIMIT_FSIZE), a read-only file system, no permission.
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def is_write_error(exc: BaseException) -> bool:
+    """An OSError (pyarrow's included: they carry the errno) that `WRITE_ERRNOS` covers."""
+    return isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS
+
+
+class WriteError(InputError):
+    """An output could not be written (`WRITE_ERRNOS`); `target` and `errno` say which and why."""
+
+    def __init__(self, target, errno_: int):
+        self.target, self.errno = Path(target), errno_
+        hint = "free some space or write elsewhere" if errno_ in _NO_ROOM else "choose a folder you can write to"
+        super().__init__(f"cannot write {target}: {os.strerror(errno_)}; nothing was written there ({hint})")
+
+
+def write_error(target, exc: OSError) -> WriteError:
+    """One line naming the output and the reason, with what to do."""
+    return WriteError(target, exc.errno)
+
+
+def write_parquet_frame(frame, path: str | Path, **kw) -> None:
+    """`frame.write_parquet` through Python's file I/O: polars reports a failed write (a full disk) as a
+    ComputeError without its errno, Python as the OSError it is. The bytes are the same."""
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer, **kw)
+    Path(path).write_bytes(buffer.getvalue())
 
 
 @contextlib.contextmanager
@@ -50,11 +84,15 @@ def atomic_path(target: str | Path, directory: bool = False):
                 shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
+        if is_write_error(exc):  # a full disk, a read-only file system ...: the user's to fix, in one line
+            raise write_error(target, exc) from None
+        if isinstance(exc, WriteError) and exc.target == tmp:  # a nested atomic write into our temporary name
+            raise WriteError(target, exc.errno) from None
         raise
 
 

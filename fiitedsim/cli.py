@@ -6,6 +6,7 @@ stderr and exit code 2, never a traceback.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -17,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from .atomic import is_write_error
 from .config import DEFAULT_CHUNK, DEFAULT_DIM, DEFAULT_DTYPE_BYTES, ReplayConfig, TableSpec
 from .errors import InputError
 
@@ -589,12 +591,33 @@ def _usage_errors() -> tuple[type, ...]:
     return tuple(found)
 
 
+def _flush_stdout() -> None:
+    """Flush stdout now, so that a full disk behind `> file` is an error line instead of an ignored exception."""
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        if not is_write_error(exc):
+            raise
+        _say("error:", "bold red", f"cannot write to standard output: {os.strerror(exc.errno)}")
+        with contextlib.suppress(OSError):  # nothing more can go there: keep Python's exit flush quiet
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(2)
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
     try:
         code = app(standalone_mode=False)
+        _flush_stdout()
     except InputError as exc:
         _say("error:", "bold red", exc)
+        sys.exit(2)
+    except OSError as exc:
+        if not is_write_error(exc):  # a write the commands do not route through atomic_path: a scratch file
+            raise
+        where = exc.filename if exc.filename else "to disk"
+        _say("error:", "bold red", f"cannot write {where}: {os.strerror(exc.errno)}; free some space or choose a "
+                                   "folder you can write to")
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

@@ -12,7 +12,7 @@ from typing import Callable
 
 import polars as pl
 
-from .atomic import atomic_path, refuse_cwd_or_parent
+from .atomic import atomic_path, refuse_cwd_or_parent, write_parquet_frame
 from .config import PoolLayout, ReplayConfig, TableSpec, check_tables_fit_pages, dense_bytes, parse_budget
 from .errors import InputError
 from .policies import POLICIES
@@ -182,7 +182,7 @@ def write_results(out: str | Path, results: ReplayResults) -> Path:
     with atomic_path(out.resolve(), directory=True) as tmp:  # resolved: `a/../b` must not create `a`
         (tmp / "timeseries").mkdir()
         for key, frame in results.series.items():
-            frame.write_parquet(tmp / "timeseries" / f"{key}.parquet")
+            write_parquet_frame(frame, tmp / "timeseries" / f"{key}.parquet")
         (tmp / "summary.json").write_text(summary_text(results.summary))
     return out
 

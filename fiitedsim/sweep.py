@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from . import __version__
-from .atomic import atomic_path, refuse_cwd_or_parent
+from .atomic import atomic_path, is_write_error, refuse_cwd_or_parent, write_error, write_parquet_frame
 from .config import ReplayConfig, TableSpec, check_tables_fit_pages, dense_bytes, load_tables_file, parse_budget
 from .errors import InputError
 from .policies import POLICIES
@@ -696,7 +696,12 @@ def run_sweep(sweep: SweepFile, out: str | Path, *, scheduler: str | None = None
         with quiet_distributed(), dask_client(scheduler, workers, connect_timeout) as client:
             from distributed import as_completed
 
-            (out / POINTS_DIR).mkdir(parents=True, exist_ok=True)  # only once a cluster answered
+            try:
+                (out / POINTS_DIR).mkdir(parents=True, exist_ok=True)  # only once a cluster answered
+            except OSError as exc:
+                if is_write_error(exc):
+                    raise write_error(out / POINTS_DIR, exc) from None
+                raise
 
             if sweep.data:  # one training point per task, points on the same data set next to each other
                 order: dict[tuple, int] = {}
@@ -818,7 +823,7 @@ def write_points_table(out: Path, points: list[Point]) -> Path:
     target = out / POINTS_FILE
     frame = points_frame(out, points)
     with atomic_path(target) as tmp:
-        frame.write_parquet(tmp, statistics=False)
+        write_parquet_frame(frame, tmp, statistics=False)
     return target
 
 

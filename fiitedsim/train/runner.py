@@ -18,7 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
-from ..atomic import atomic_path, refuse_cwd_or_parent
+from ..atomic import atomic_path, refuse_cwd_or_parent, write_parquet_frame
 from ..config import ReplayConfig, TableSpec, dense_bytes
 from ..errors import InputError
 from ..replay import parse_budgets
@@ -183,6 +183,6 @@ def write_outputs(out: Path, outputs: TrainOutputs) -> Path:
     """`train_summary.json` and `curve.parquet`, all-or-nothing into `out`."""
     out = check_train_out(out)
     with atomic_path(out.resolve(), directory=True) as tmp:
-        outputs.curve.write_parquet(tmp / CURVE_FILE)
+        write_parquet_frame(outputs.curve, tmp / CURVE_FILE)
         (tmp / SUMMARY_FILE).write_text(summary_text(outputs.summary))
     return out

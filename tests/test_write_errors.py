@@ -1,0 +1,149 @@
+"""Outputs that cannot be written (issue 14, item 3): a full disk, a quota, a file-size limit, a read-only file
+system. Every command that writes ends with one `error:` line naming the output and the reason, exit code 2, and
+leaves nothing half-written.
+
+A full disk is simulated with RLIMIT_FSIZE (SIGXFSZ ignored), which makes the kernel refuse writes past the
+limit with EFBIG on the real write path: Python's file objects, pyarrow's Parquet writer and the bytes polars
+hands over all meet it where they would meet ENOSPC. Each case runs its command once without the limit first
+(which also compiles every kernel, so the on-disk kernel cache is not what hits the limit).
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import resource
+import signal
+from pathlib import Path
+
+import pytest
+from test_cli import TABLES, assert_clean_failure, run, snapshot, write_trace
+
+from fiitedsim.atomic import atomic_path
+
+LIMIT = 1500  # bytes: below any output of the commands below, above nothing they need to read
+
+
+@contextlib.contextmanager
+def file_size_limit(limit: int):
+    """Writes past `limit` bytes of a file fail with EFBIG in this process (and its children) for the block."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+
+
+@pytest.fixture
+def trace(tmp_path) -> Path:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    return write_trace(folder / "trace.parquet", tables=TABLES)
+
+
+def _sweep_file(tmp_path: Path, trace: Path) -> Path:
+    path = tmp_path / "in" / "s.toml"
+    path.write_text(f'[sweep]\ntraces = ["{trace}"]\npolicies = ["full", "uniform-dim"]\nbudgets = [0.5]\n')
+    return path
+
+
+TRAIN = ["train", "--samples", "600", "--fields", "2", "--rows", "50", "--batch", "128", "--page-bytes", "256", "-q"]
+
+COMMANDS = {
+    # name: (arguments given the trace and an output folder `o`, the output named in the error)
+    "replay --out": (lambda t, o: ["replay", t, "--policy", "fiited,full", "--budget", "0.5", "--out", o / "run", "-q"],
+                     "run"),
+    "replay --report": (lambda t, o: ["replay", t, "--policy", "full", "--budget", "0.5", "--report", o / "r.html",
+                                      "-q"], "r.html"),
+    "generate": (lambda t, o: ["generate", o / "g.parquet", "--tables", "2", "--rows", "100", "--steps", "3",
+                               "--batch", "64", "--dim", "8", "--chunk", "4", "-q"], "g.parquet"),
+    "import csv": (lambda t, o: ["import", "csv", t.parent / "l.csv", "-o", o / "i.parquet", "-q"], "i.parquet"),
+    "train --out": (lambda t, o: [*TRAIN, "--out", o / "t"], "t"),
+    "train --emit-trace": (lambda t, o: [*TRAIN, "--emit-trace", o / "e.parquet"], "e.parquet"),
+    "sweep": (lambda t, o: ["sweep", _sweep_file(t.parent.parent, t), "--out", o / "sw", "--workers", "1", "-q"],
+              "sw"),
+}
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_a_full_disk_is_one_error_line_and_leaves_nothing(monkeypatch, capsys, tmp_path, trace, name):
+    (trace.parent / "l.csv").write_text("step,table,row\n" + "".join(f"{i // 50},{i % 2},{i % 37}\n"
+                                                                     for i in range(400)))
+    args, named = COMMANDS[name]
+    warm = tmp_path / "warm"
+    warm.mkdir()
+    result = run(monkeypatch, capsys, *args(trace, warm))
+    assert result.code == 0, result.err
+    out = tmp_path / "out"
+    out.mkdir()
+    before = snapshot(tmp_path / "in")
+    with file_size_limit(LIMIT):
+        result = run(monkeypatch, capsys, *args(trace, out))
+    line = assert_clean_failure(result, "cannot write", named, "File too large", "nothing was written")
+    assert "Traceback" not in line
+    left = [p for p in out.rglob("*") if not p.is_dir()]
+    assert left == [], left   # no output, no temporary leftover (a sweep keeps its empty points/ folder: resumable)
+    assert snapshot(tmp_path / "in") == before
+
+
+def test_report_of_a_results_folder_on_a_full_disk(monkeypatch, capsys, tmp_path, trace):
+    run_dir = tmp_path / "run"
+    assert run(monkeypatch, capsys, "replay", trace, "--policy", "full", "--budget", "0.5", "--out", run_dir,
+               "-q").code == 0
+    before = snapshot(run_dir)
+    with file_size_limit(LIMIT):
+        result = run(monkeypatch, capsys, "report", run_dir)
+    assert_clean_failure(result, "cannot write", "report.html", "File too large")
+    assert snapshot(run_dir) == before
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES])
+def test_each_write_errno_is_named_with_what_to_do(tmp_path, code):
+    """The errno values a write can meet because of where it goes, raised where the bytes are written."""
+    from fiitedsim.errors import InputError
+
+    target = tmp_path / "x.bin"
+    with pytest.raises(InputError) as info, atomic_path(target) as tmp:
+        tmp.write_bytes(b"partial")
+        raise OSError(code, "simulated")
+    text = str(info.value)
+    assert text.startswith(f"cannot write {target}: ") and "nothing was written there" in text
+    assert ("free some space" in text) == (code in (errno.ENOSPC, errno.EDQUOT))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_other_errors_keep_their_traceback(tmp_path):
+    """A bug is not a write error: it must not be dressed up as one."""
+    with pytest.raises(ZeroDivisionError), atomic_path(tmp_path / "x") as tmp:
+        tmp.write_text("a")
+        _ = 1 / 0
+    with pytest.raises(OSError) as info, atomic_path(tmp_path / "y") as tmp:
+        raise OSError(errno.EIO, "io")
+    assert info.value.errno == errno.EIO
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stdout_on_a_full_disk(monkeypatch, capsys, tmp_path):
+    """`replay --json > file` on a full disk: the final flush fails; one line, exit 2, no ignored exception.
+
+    (Simulated at the flush: with RLIMIT_FSIZE, CPython's stdout drops the rest of a partial write silently.)
+    """
+    import io
+    import sys
+
+    class FullDisk(io.StringIO):
+        def flush(self):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    trace = write_trace(tmp_path / "t.parquet")
+    monkeypatch.setattr(sys, "argv", ["fiitedsim", "replay", str(trace), "--policy", "full", "--budget", "0.5",
+                                      "--json", "-q"])
+    monkeypatch.setattr(sys, "stdout", FullDisk())
+    from fiitedsim import cli
+
+    with pytest.raises(SystemExit) as info:
+        cli.main()
+    assert info.value.code == 2
+    assert capsys.readouterr().err == "error: cannot write to standard output: No space left on device\n"
