@@ -44,6 +44,7 @@ import json
 import logging
 import math
 import os
+import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -633,12 +634,95 @@ def quiet_distributed():
             logging.getLogger(n).setLevel(level)
 
 
+#: `--scheduler`: tcp://HOST:PORT, HOST:PORT or HOST (port 8786); HOST a name, an IPv4 or a bracketed IPv6 address.
+_SCHEDULER_ADDRESS = re.compile(r"(?:tcp://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::([0-9]{1,5}))?/?")
+#: Dask's default scheduler port.
+DEFAULT_SCHEDULER_PORT = 8786
+#: The handshake a Dask scheduler sends on connecting is a few hundred bytes; anything claiming more is not one.
+_MAX_HANDSHAKE = 1 << 20
+
+
+def scheduler_address(text: str) -> tuple[str, int, str]:
+    """(host, port, tcp://host:port) of a `--scheduler` value, or an InputError saying what an address looks like."""
+    raw = text.strip()
+    scheme, sep, _ = raw.partition("://")
+    if sep and scheme != "tcp":
+        raise InputError(f"--scheduler {text!r}: only tcp:// scheduler addresses are supported (e.g. "
+                         f"tcp://10.0.0.5:{DEFAULT_SCHEDULER_PORT}); {scheme}:// needs settings fiitedsim cannot pass")
+    match = _SCHEDULER_ADDRESS.fullmatch(raw)
+    port = int(match.group(2)) if match and match.group(2) else DEFAULT_SCHEDULER_PORT
+    if not match or not 0 < port < 65536:
+        raise InputError(f"--scheduler {text!r} is not a scheduler address; give tcp://HOST:PORT, e.g. "
+                         f"tcp://10.0.0.5:{DEFAULT_SCHEDULER_PORT}")
+    host = match.group(1)
+    return host.strip("[]"), port, f"tcp://{host}:{port}"
+
+
+def probe_scheduler(host: str, port: int, address: str, timeout: float) -> None:
+    """Check, within `timeout` seconds, that a Dask scheduler listens at host:port, before Dask is asked to connect.
+
+    A scheduler sends its handshake as soon as a connection is accepted: an 8-byte little-endian length, then
+    that many bytes of msgpack naming its pickle protocol. Dask's own client waits for that handshake without a
+    time limit, and reads a foreign server's first bytes as a length to allocate (a web server's "HTTP/1.1"
+    asked for 3 EiB), so a port that is open but is no scheduler would hang or crash it. A refused connection
+    is retried until the time is up, as Dask does (a scheduler may still be starting).
+    """
+    import socket
+    import struct
+    import time
+
+    deadline = time.monotonic() + timeout
+    unreachable = (f"cannot reach the Dask scheduler at {address} within {timeout:g} s ({{}}); check the address, or "
+                   "leave out --scheduler to run on local processes")
+    not_dask = (f"{address} answered, but not as a Dask scheduler ({{}}); give the scheduler's own port (the "
+                f"dashboard or a web server is not it; the default is {DEFAULT_SCHEDULER_PORT})")
+    delay = 0.05
+    while True:
+        try:
+            sock = socket.create_connection((host, port), timeout=max(0.01, deadline - time.monotonic()))
+            break
+        except OSError as exc:
+            reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+            if isinstance(exc, socket.gaierror) or time.monotonic() + delay >= deadline:
+                raise InputError(unreachable.format(reason)) from None
+            time.sleep(delay)
+            delay = min(2 * delay, 1.0)
+
+    def receive(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                more = sock.recv(n - len(data))
+            except TimeoutError:
+                raise InputError(not_dask.format(f"it accepted the connection but sent no Dask handshake within "
+                                                 f"{timeout:g} s")) from None
+            except OSError as exc:
+                raise InputError(unreachable.format(exc.strerror or exc)) from None
+            if not more:
+                raise InputError(not_dask.format("it closed the connection without a Dask handshake"))
+            data += more
+        return data
+
+    with sock:
+        head = receive(8)
+        (size,) = struct.unpack("<Q", head)
+        if not 0 < size <= _MAX_HANDSHAKE:
+            shown = head.decode("ascii", "replace")
+            raise InputError(not_dask.format(f"its first bytes are {shown!r}" if shown.isprintable()
+                                             else "its first bytes are no Dask message"))
+        if b"pickle-protocol" not in receive(size):
+            raise InputError(not_dask.format("its first message is no Dask handshake"))
+
+
 @contextlib.contextmanager
 def dask_client(scheduler: str | None, workers: int | None, connect_timeout: float):
     """A Client of `scheduler`, or of a LocalCluster of `workers` single-threaded processes on 127.0.0.1."""
     from distributed import Client, LocalCluster
 
     if scheduler is not None:
+        host, port, scheduler = scheduler_address(scheduler)
+        probe_scheduler(host, port, scheduler, connect_timeout)
         try:
             client = Client(scheduler, timeout=connect_timeout, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:
@@ -652,7 +736,7 @@ def dask_client(scheduler: str | None, workers: int | None, connect_timeout: flo
     # no dashboard is installed (bokeh is not a dependency); the scheduler's small HTTP server (health checks)
     # takes any free loopback port instead of 8787, which another cluster may hold
     with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as cluster, \
+                      dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL) as cluster, \
             Client(cluster, set_as_default=False) as client:
         yield client
 
@@ -681,7 +765,9 @@ def run_sweep(sweep: SweepFile, out: str | Path, *, scheduler: str | None = None
     if points_per_task < 1:
         raise InputError(f"--points-per-task must be at least 1, got {points_per_task}")
     if not connect_timeout > 0:
-        raise InputError(f"--connect-timeout must be positive, got {connect_timeout}")
+        raise InputError(f"--connect-timeout must be positive, got {connect_timeout:g}")
+    if scheduler is not None:
+        scheduler_address(scheduler)  # the syntax, before any planning
     out = check_sweep_out(out)
     points = plan_points(sweep, warn)
     pending = points if force else [p for p in points if _stored(out, p.key) is None]
