@@ -96,6 +96,30 @@ def atomic_path(target: str | Path, directory: bool = False):
         raise
 
 
+def check_writable(target: str | Path, inside: bool = False) -> None:
+    """Fail now, not after the run, if `target` cannot be written: a read-only file system, no permission.
+
+    Creates and removes a hidden probe file in the folder where the output's temporary file will go: the
+    nearest existing folder at or above `target`'s parent (or, with `inside`, at or above `target` itself,
+    for a folder that is filled in place such as a sweep's). A full disk is not predicted (it may fill up
+    during the run); `atomic_path` reports that at the write.
+    """
+    target = Path(target)
+    start = target if inside else target.parent
+    folder = next((p for p in (start, *start.parents) if p.exists()), None)
+    if folder is None or not folder.is_dir():
+        return  # the path itself is wrong; the command's own checks say how
+    try:
+        fd, name = tempfile.mkstemp(prefix=".fiitedsim-probe.", dir=folder)
+    except OSError as exc:
+        if is_write_error(exc):
+            raise InputError(f"cannot write {target}: {folder} is not writable ({os.strerror(exc.errno)}); "
+                             "choose a folder you can write to") from None
+        raise
+    os.close(fd)
+    os.unlink(name)
+
+
 def refuse_cwd_or_parent(out: Path, name: str, example: str) -> None:
     """An output folder that is replaced or filled must not be the working folder or one above it."""
     here = Path.cwd().resolve()

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from .atomic import is_write_error
+from .atomic import check_writable, is_write_error
 from .config import DEFAULT_CHUNK, DEFAULT_DIM, DEFAULT_DTYPE_BYTES, ReplayConfig, TableSpec
 from .errors import InputError
 
@@ -328,6 +328,8 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
     for path in (emit_trace, emit_importance):
         if path is not None and path.is_dir():
             raise InputError(f"{path} is a folder; name a .parquet file")
+        if path is not None:
+            check_writable(path)
     ds = load_data(data, label, sparse, dense, samples, fields, rows, dim, seed,
                    warn=lambda m: _say("warning:", "yellow", m))
     train_split = ds.split(tcfg.eval_fraction)[0]

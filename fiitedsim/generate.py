@@ -104,6 +104,7 @@ import numba
 import numpy as np
 
 from . import profiles
+from .atomic import check_writable
 from .config import MAX_ROWS, MAX_TABLES, TableSpec
 from .errors import InputError
 from .trace_writer import TraceWriter
@@ -538,6 +539,7 @@ def generate(path, cfg: GenerateConfig, progress: Callable[[int], None] | None =
         raise TypeError("cfg must be a GenerateConfig")
     if Path(path).is_dir():
         raise InputError(f"output {path} is a directory; give a file name like trace.parquet")
+    check_writable(path)
     t0 = time.perf_counter()
     tables = cfg.table_specs()
     ntab, batch, rows, kk = cfg.tables, cfg.batch, cfg.rows, cfg.chunks

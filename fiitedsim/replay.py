@@ -12,7 +12,7 @@ from typing import Callable
 
 import polars as pl
 
-from .atomic import atomic_path, refuse_cwd_or_parent, write_parquet_frame
+from .atomic import atomic_path, check_writable, refuse_cwd_or_parent, write_parquet_frame
 from .config import PoolLayout, ReplayConfig, TableSpec, check_tables_fit_pages, dense_bytes, parse_budget
 from .errors import InputError
 from .policies import POLICIES
@@ -164,6 +164,7 @@ def check_out_dir(out: str | Path) -> Path:
             if not parent.is_dir():
                 raise InputError(f"--out {out}: {parent} is not a folder")
             break
+    check_writable(out)
     return out
 
 

@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 
 from . import __version__
-from .atomic import atomic_path
+from .atomic import atomic_path, check_writable
 from .errors import InputError
 from .replay import RESULTS_FORMAT, ReplayResults
 
@@ -138,11 +138,12 @@ def check_report_path(target: str | Path, will_exist: str | Path | None = None) 
     if target.is_dir():
         raise InputError(f"report {target} is a folder; name a file such as {target / 'report.html'}")
     if will_exist is not None and parent.resolve() == Path(will_exist).resolve():
-        return target
+        return target  # the --out folder, checked by its own command
     if not parent.exists():
         raise InputError(f"cannot write report {target}: folder {parent} does not exist (create it first)")
     if not parent.is_dir():
         raise InputError(f"cannot write report {target}: {parent} is not a folder")
+    check_writable(target)
     return target
 
 

@@ -54,7 +54,14 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from . import __version__
-from .atomic import atomic_path, is_write_error, refuse_cwd_or_parent, write_error, write_parquet_frame
+from .atomic import (
+    atomic_path,
+    check_writable,
+    is_write_error,
+    refuse_cwd_or_parent,
+    write_error,
+    write_parquet_frame,
+)
 from .config import ReplayConfig, TableSpec, check_tables_fit_pages, dense_bytes, load_tables_file, parse_budget
 from .errors import InputError
 from .policies import POLICIES
@@ -592,6 +599,9 @@ def check_sweep_out(out: str | Path) -> Path:
         if any(out.iterdir()) and not (out / POINTS_DIR).is_dir():
             raise InputError(f"out folder {out} exists and is not a fiitedsim sweep folder (no {POINTS_DIR}/); "
                              "choose a new folder")
+    check_writable(out / POINTS_DIR, inside=True)  # points are written into points/, the summaries beside it
+    if (out / POINTS_DIR).is_dir():
+        check_writable(out, inside=True)
     return out
 
 

@@ -147,3 +147,74 @@ def test_stdout_on_a_full_disk(monkeypatch, capsys, tmp_path):
         cli.main()
     assert info.value.code == 2
     assert capsys.readouterr().err == "error: cannot write to standard output: No space left on device\n"
+
+
+# ---------------------------------------------------------------------------
+# A read-only output folder is found before the run (issue 14, items 5 and 11)
+
+
+@contextlib.contextmanager
+def read_only(folder: Path):
+    """`folder` refuses new entries: chmod for a normal user, the immutable attribute for root (who ignores modes)."""
+    import os
+    import subprocess
+
+    if os.geteuid() == 0:
+        if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+            pytest.skip("chattr +i is not available here: cannot make a folder read-only for root")
+        undo = ["chattr", "-i", str(folder)]
+    else:
+        folder.chmod(0o555)
+        undo = None
+    try:
+        try:
+            (folder / ".probe").touch()
+        except OSError:
+            pass
+        else:
+            pytest.skip("could not make a folder read-only")
+        yield folder
+    finally:
+        if undo:
+            subprocess.run(undo, check=True)
+        else:
+            folder.chmod(0o755)
+
+
+def _never(*args, **kw):
+    raise AssertionError("the run started although its output cannot be written")
+
+
+READ_ONLY = {
+    # name: (arguments given the trace and the read-only folder, what must not run: (module, attribute))
+    "replay --out": (lambda t, o: ["replay", t, "--out", o / "run", "-q"], ("fiitedsim.replay", "replay")),
+    "replay --report": (lambda t, o: ["replay", t, "--report", o / "r.html", "-q"], ("fiitedsim.replay", "replay")),
+    "replay --out below": (lambda t, o: ["replay", t, "--out", o / "a" / "b", "-q"], ("fiitedsim.replay", "replay")),
+    "train --out": (lambda t, o: [*TRAIN, "--out", o / "t"], ("fiitedsim.train.runner", "run_all")),
+    "train --report": (lambda t, o: [*TRAIN, "--report", o / "t.html"], ("fiitedsim.train.runner", "run_all")),
+    "train --emit-importance": (lambda t, o: [*TRAIN, "--emit-importance", o / "i.parquet"],
+                                ("fiitedsim.train.runner", "run_all")),
+    "generate": (lambda t, o: ["generate", o / "g.parquet", "-q"], ("fiitedsim.generate", "TraceWriter")),
+    "import csv": (lambda t, o: ["import", "csv", t.parent / "l.csv", "-o", o / "i.parquet", "-q"],
+                   ("fiitedsim.importers.columns", "write_trace")),
+    "sweep (new folder)": (lambda t, o: ["sweep", _sweep_file(t.parent.parent, t), "--out", o / "sw", "-q"],
+                           ("fiitedsim.sweep", "plan_points")),
+    "sweep (the folder itself)": (lambda t, o: ["sweep", _sweep_file(t.parent.parent, t), "--out", o, "-q"],
+                                  ("fiitedsim.sweep", "plan_points")),
+}
+
+
+@pytest.mark.parametrize("name", list(READ_ONLY))
+def test_a_read_only_output_folder_is_refused_before_the_run(monkeypatch, capsys, tmp_path, trace, name):
+    """A sweep into a read-only folder crashed with exit 1; replay and train found out only after the whole run."""
+    import importlib
+
+    (trace.parent / "l.csv").write_text("step,table,row\n0,0,1\n")
+    args, (module, attribute) = READ_ONLY[name]
+    monkeypatch.setattr(importlib.import_module(module), attribute, _never)
+    out = tmp_path / "out"
+    out.mkdir()
+    with read_only(out):
+        result = run(monkeypatch, capsys, *args(trace, out))
+    assert_clean_failure(result, "cannot write", f"{out} is not writable", "choose a folder you can write to")
+    assert list(out.iterdir()) == []

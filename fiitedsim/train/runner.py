@@ -18,7 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
-from ..atomic import atomic_path, refuse_cwd_or_parent, write_parquet_frame
+from ..atomic import atomic_path, check_writable, refuse_cwd_or_parent, write_parquet_frame
 from ..config import ReplayConfig, TableSpec, dense_bytes
 from ..errors import InputError
 from ..replay import parse_budgets
@@ -164,6 +164,7 @@ def check_train_out(out: Path) -> Path:
             raise InputError(f"--out {out} exists and is not a folder")
         if any(out.iterdir()) and not _is_train_folder(out):
             raise InputError(f"--out {out} exists and is not a fiitedsim train folder; choose a new folder")
+    check_writable(out)
     return out
 
 
