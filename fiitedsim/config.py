@@ -92,6 +92,21 @@ def tables_from_json(data, source: str) -> list[TableSpec]:
     return specs
 
 
+def _unique_keys(pairs: list[tuple]) -> dict:
+    """json object hook: a key given twice is an error (json keeps the last silently; TOML refuses it itself)."""
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise InputError(f"key {key!r} is given twice in one object; keep one")
+        out[key] = value
+    return out
+
+
+def parse_tables_json(text: str):
+    """JSON of a table list, refusing an object with a repeated key."""
+    return json.loads(text, object_pairs_hook=_unique_keys)
+
+
 def load_tables_file(path: str | Path) -> list[TableSpec]:
     """Read a `--tables FILE` (JSON or TOML)."""
     path = Path(path)
@@ -99,9 +114,11 @@ def load_tables_file(path: str | Path) -> list[TableSpec]:
         raise InputError(f"tables file not found: {path}")
     try:
         text = path.read_text()
-        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        data = tomllib.loads(text) if path.suffix == ".toml" else parse_tables_json(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot parse tables file: {exc}") from None
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
     return tables_from_json(data, str(path))
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, refuse_duplicate_columns
 from ..hashing import hash_rows
 
 CRITEO_DENSE = [f"I{i}" for i in range(1, 14)]
@@ -245,6 +245,7 @@ def _encode(batch, path, label, sparse, dense, rows, log1p, offset=0, nans=None)
 
 
 def _check_columns(path: str, have: list[str], want: list[str]) -> None:
+    refuse_duplicate_columns(path, have, used=want)
     missing = [c for c in want if c not in have]
     if missing:
         raise InputError(f"{path}: unknown column(s) {', '.join(missing)}; the file has: {', '.join(have)}")

@@ -1,0 +1,115 @@
+"""Issue 14's classes of bad input, one section each: every case is one `error:` line, exit code 2, no traceback
+and nothing written (`fails_cleanly`), or, where the input is fine after all, the documented result.
+
+(Write errors are in test_write_errors.py, the report's checks in test_report.py, uniform-row in
+test_reference_cases.py, and generated hostile inputs in test_hostile.py.)
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from test_cli import TABLES, fails_cleanly, run, write_trace
+
+from fiitedsim.config import tables_to_json
+from fiitedsim.trace_writer import TABLES_KEY
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    d = tmp_path / "in"
+    d.mkdir()
+    return d
+
+
+def _sweep(d: Path, trace: Path, **more) -> Path:
+    keys = {"traces": [str(trace)], "policies": ["full"], "budgets": [0.5], "out": str(d.parent / "sw"), **more}
+    path = d / "s.toml"
+    path.write_text("[sweep]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in keys.items()))
+    return path
+
+
+# ---------------------------------------------------------------------------
+# Item 6: a column name given twice
+
+
+def _twice(d: Path, name: str) -> Path:
+    """A trace whose Parquet schema has two columns called `name` (pyarrow writes that without complaint)."""
+    arrays = [pa.array([0, 0, 1], pa.int64()), pa.array([0, 1, 0], pa.int32()), pa.array([3, 4, 5], pa.int64()),
+              pa.array([6, 7, 8], pa.int64())]
+    names = ["step", "table", "row", name]
+    table = pa.Table.from_arrays(arrays, names=names).replace_schema_metadata({TABLES_KEY: tables_to_json(TABLES)})
+    pq.write_table(table, d / f"twice-{name}.parquet")
+    return d / f"twice-{name}.parquet"
+
+
+@pytest.mark.parametrize("name", ["row", "step", "table", "extra"])
+@pytest.mark.parametrize("command", ["replay", "inspect", "sweep"])
+def test_a_trace_with_a_column_name_twice(monkeypatch, capsys, tmp_path, folder, name, command):
+    """replay, inspect and sweep crashed with KeyError: 'Column row does not exist in schema'."""
+    trace = _twice(folder, name)
+    if name == "extra":  # a column no one reads, given twice: still refused (a trace has a fixed schema)
+        pq.write_table(pq.read_table(trace).append_column("extra", pa.array([1, 2, 3])), trace)
+    args = {"replay": ["replay", trace, "--out", tmp_path / "o", "-q"], "inspect": ["inspect", trace, "-q"],
+            "sweep": ["sweep", _sweep(folder, trace), "-q"]}[command]
+    fails_cleanly(monkeypatch, capsys, tmp_path, args, str(trace), f"2 columns are named '{name}'", "rename")
+
+
+def test_an_importance_log_with_a_column_name_twice(monkeypatch, capsys, tmp_path, folder):
+    trace = write_trace(folder / "t.parquet")
+    log = pa.Table.from_arrays([pa.array([0], pa.int64()), pa.array([0], pa.int32()), pa.array([1], pa.int64()),
+                                pa.array([0], pa.int16()), pa.array([1.0], pa.float32()), pa.array([2.0])],
+                               names=["step", "table", "row", "chunk", "importance", "importance"])
+    pq.write_table(log, folder / "log.parquet")
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["replay", trace, "--importance", folder / "log.parquet", "-q"],
+                  "log.parquet", "2 columns are named 'importance'")
+
+
+def test_import_csv_refuses_a_used_column_given_twice(monkeypatch, capsys, tmp_path, folder):
+    """`import csv` silently took the first of two `row` columns."""
+    (folder / "l.csv").write_text("step,table,row,row\n0,0,1,5\n1,0,2,6\n")
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["import", "csv", folder / "l.csv", "-o", tmp_path / "o.parquet"],
+                  "l.csv", "2 columns are named 'row'")
+    # a repeated column that is not read is harmless
+    (folder / "m.csv").write_text("step,table,row,note,note\n0,0,1,a,b\n1,0,2,c,d\n")
+    result = run(monkeypatch, capsys, "import", "csv", folder / "m.csv", "-o", tmp_path / "m.parquet", "-q")
+    assert result.code == 0, result.err
+
+
+def test_import_parquet_and_train_data_refuse_a_used_column_given_twice(monkeypatch, capsys, tmp_path, folder):
+    table = pa.Table.from_arrays([pa.array([0, 1]), pa.array([0, 0]), pa.array([1, 2]), pa.array([3, 4])],
+                                 names=["step", "table", "row", "step"])
+    pq.write_table(table, folder / "l.parquet")
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["import", "parquet", folder / "l.parquet", "-o",
+                                                  tmp_path / "o.parquet"], "2 columns are named 'step'")
+    (folder / "d.csv").write_text("y,s,s\n1,a,b\n0,c,d\n")
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["train", "--data", f"csv:{folder / 'd.csv'}", "--label", "y",
+                                                  "--sparse", "s", "-q"], "d.csv", "2 columns are named 's'")
+
+
+def test_a_criteo_header_with_a_column_name_twice(monkeypatch, capsys, tmp_path, folder):
+    names = ["label", *(f"I{i}" for i in range(1, 14)), *(f"C{i}" for i in range(1, 26)), "C25"]
+    (folder / "c.csv").write_text(",".join(names) + "\n" + ",".join(["1"] * 14 + ["a"] * 26) + "\n")
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["import", "criteo", folder / "c.csv", "-o", tmp_path / "o.parquet"],
+                  "2 columns are named 'C25'")
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["train", "--data", f"criteo:{folder / 'c.csv'}", "-q"],
+                  "2 columns are named 'C25'")
+
+
+@pytest.mark.parametrize("where", ["tables file", "trace metadata"])
+def test_a_table_entry_with_a_key_twice(monkeypatch, capsys, tmp_path, folder, where):
+    """JSON keeps the last of two equal keys silently: {"rows": 5, "rows": 20000} was a table of 20000 rows."""
+    text = '[{"name": "users", "rows": 100000, "dim": 16, "chunk": 4, "rows": 5}, ' \
+           '{"name": "items", "rows": 20000, "dim": 32, "chunk": 8}]'
+    trace = write_trace(folder / "t.parquet")
+    if where == "tables file":
+        (folder / "tables.json").write_text(text)
+        args = ["replay", trace, "--tables", folder / "tables.json", "-q"]
+    else:
+        table = pq.read_table(trace)
+        pq.write_table(table.replace_schema_metadata({TABLES_KEY: text.encode()}), folder / "m.parquet")
+        args = ["replay", folder / "m.parquet", "-q"]
+    fails_cleanly(monkeypatch, capsys, tmp_path, args, "key 'rows' is given twice")
