@@ -6,9 +6,11 @@ test_reference_cases.py, and generated hostile inputs in test_hostile.py.)
 """
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -113,3 +115,46 @@ def test_a_table_entry_with_a_key_twice(monkeypatch, capsys, tmp_path, folder, w
         pq.write_table(table.replace_schema_metadata({TABLES_KEY: text.encode()}), folder / "m.parquet")
         args = ["replay", folder / "m.parquet", "-q"]
     fails_cleanly(monkeypatch, capsys, tmp_path, args, "key 'rows' is given twice")
+
+
+# ---------------------------------------------------------------------------
+# Item 10: Criteo files that `import criteo` reads and `train --data criteo:` refused, or explained badly
+
+
+def _criteo(label, cats="a") -> str:
+    return "\t".join(([str(label)] if label is not None else []) + ["1"] * 13 + [cats] * 26) + "\n"
+
+
+def test_train_reads_a_criteo_file_with_a_byte_order_mark_and_gzip(tmp_path):
+    from fiitedsim.importers.criteo import import_criteo
+    from fiitedsim.train.data import read_criteo
+
+    body = "".join(_criteo(i % 2, f"v{i}") for i in range(6))
+    (tmp_path / "bom.tsv").write_bytes(b"\xef\xbb\xbf" + body.encode())
+    (tmp_path / "plain.tsv").write_text(body)
+    with gzip.open(tmp_path / "z.tsv.gz", "wt") as f:
+        f.write(body)
+    plain = read_criteo(tmp_path / "plain.tsv", rows=50)
+    for name in ("bom.tsv", "z.tsv.gz"):
+        ds = read_criteo(tmp_path / name, rows=50)
+        assert np.array_equal(ds.sparse, plain.sparse) and np.array_equal(ds.label, plain.label), name
+    # the importer took a byte-order mark before a headerless first sample for a header and dropped that sample
+    report = import_criteo(tmp_path / "bom.tsv", tmp_path / "bom.parquet")
+    assert report.lookups == 6 * 26
+    header = ",".join(["label", *(f"I{i}" for i in range(1, 14)), *(f"C{i}" for i in range(1, 27))])
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf" + (header + "\n" + body.replace("\t", ",")).encode())
+    assert np.array_equal(read_criteo(tmp_path / "bom.csv", rows=50).sparse, plain.sparse)
+
+
+def test_train_on_a_criteo_test_file_says_it_has_no_labels(monkeypatch, capsys, tmp_path, folder):
+    """A 39-field test file got pyarrow's "Expected 40 columns, got 39"."""
+    (folder / "test.tsv").write_text(_criteo(None) * 3)
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["train", "--data", f"criteo:{folder / 'test.tsv'}", "-q"],
+                  "looks like a Criteo test file without labels", "39 fields")
+    header = ",".join([*(f"I{i}" for i in range(1, 14)), *(f"C{i}" for i in range(1, 27))])
+    (folder / "test.csv").write_text(header + "\n" + ",".join(["1"] * 13 + ["a"] * 26) + "\n")
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["train", "--data", f"criteo:{folder / 'test.csv'}", "-q"],
+                  "looks like a Criteo test file without labels")
+    (folder / "short.tsv").write_text("1\t2\t3\n")
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["train", "--data", f"criteo:{folder / 'short.tsv'}", "-q"],
+                  "the first line has 3 tab-separated fields", "a Criteo sample has 40")

@@ -39,7 +39,8 @@ def _first_line(path: Path, compressed: bool) -> str:
     opener = gzip.open if compressed else open
     try:
         with opener(path, "rb") as f:
-            return f.readline(1 << 20).decode("utf-8", "replace").rstrip("\r\n")
+            # a UTF-8 byte-order mark is no part of the first field (pyarrow's reader skips it too)
+            return f.readline(1 << 20).decode("utf-8", "replace").rstrip("\r\n").removeprefix("\ufeff")
     except (OSError, EOFError) as exc:
         raise InputError(f"{path}: cannot read: {exc}") from None
 

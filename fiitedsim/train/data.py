@@ -251,8 +251,9 @@ def _check_columns(path: str, have: list[str], want: list[str]) -> None:
         raise InputError(f"{path}: unknown column(s) {', '.join(missing)}; the file has: {', '.join(have)}")
 
 
-def _csv_batches(path: str, delimiter: str, names: list[str] | None, label, sparse, dense):
-    """Stream a CSV/TSV with every needed column as text (parsed by `_encode`, so errors name the column)."""
+def _csv_batches(path: str, delimiter: str, names: list[str] | None, label, sparse, dense, gz: bool = False):
+    """Stream a CSV/TSV (gzip-compressed with `gz`) with every needed column as text (parsed by `_encode`, so
+    errors name the column). A UTF-8 byte-order mark is skipped (pyarrow does)."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
@@ -260,18 +261,21 @@ def _csv_batches(path: str, delimiter: str, names: list[str] | None, label, spar
     read = pcsv.ReadOptions(column_names=names, block_size=1 << 24)
     parse = pcsv.ParseOptions(delimiter=delimiter)
     kind = "TSV" if delimiter == "\t" else "CSV"
+
+    def source():
+        return pa.input_stream(path, compression="gzip" if gz else None)
     try:
-        with pcsv.open_csv(path, read_options=read, parse_options=parse) as probe:
+        with pcsv.open_csv(source(), read_options=read, parse_options=parse) as probe:
             _check_columns(path, probe.schema.names, wanted)
-        reader = pcsv.open_csv(path, read_options=read, parse_options=parse,
+        reader = pcsv.open_csv(source(), read_options=read, parse_options=parse,
                                convert_options=pcsv.ConvertOptions(
                                    column_types={c: pa.string() for c in wanted},
                                    strings_can_be_null=False, include_columns=wanted))
-    except pa.ArrowInvalid as exc:
+    except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"{path}: not a readable {kind} file: {str(exc).splitlines()[0]}") from None
     try:
         yield from reader
-    except pa.ArrowInvalid as exc:
+    except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"{path}: {str(exc).splitlines()[0]}") from None
 
 
@@ -316,28 +320,51 @@ def _collect(batches, path, label, sparse, dense, rows, log1p, samples, warn=_wa
                    rows=(rows,) * len(sparse), dense_names=list(dense), sparse_names=list(sparse))
 
 
-def _first_line(path: str) -> str:
+def _is_gzip(path: str) -> bool:
     try:
         with open(path, "rb") as fh:
-            return fh.readline(1 << 16).decode("utf-8", "replace")
+            return fh.read(2) == b"\x1f\x8b"
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _first_line(path: str, gz: bool = False) -> str:
+    """The first line as text, without a UTF-8 byte-order mark (which the CSV reader skips too)."""
+    import gzip
+    try:
+        with (gzip.open if gz else open)(path, "rb") as fh:
+            return fh.readline(1 << 16).decode("utf-8", "replace").removeprefix("\ufeff")
+    except (OSError, EOFError) as exc:
+        raise InputError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 def read_criteo(path: str | Path, rows: int, samples: int | None = None, warn=_warn_stderr) -> Dataset:
     """Criteo display-advertising data: label, I1-I13 (dense counts), C1-C26 (categorical).
 
     Either the original tab-separated form without header, or a comma-separated
-    file whose header names those columns (like DeepCTR's criteo_sample.txt).
+    file whose header names those columns (like DeepCTR's criteo_sample.txt);
+    gzip-compressed too, and a UTF-8 byte-order mark is fine (as for
+    `fiitedsim import criteo`). A test file (39 fields, no label) is refused.
     Dense values become log(1 + max(x, 0)) with missing as 0; categorical values
     are hashed per field into `rows` rows (module docstring).
     """
     path = str(path)
-    first = _first_line(path)
+    gz = _is_gzip(path)
+    first = _first_line(path, gz)
+    test_file = (f"{path}: this looks like a Criteo test file without labels ({len(CRITEO_COLUMNS) - 1} fields: "
+                 "I1..I13, C1..C26); training needs the label: use a file with it (a day_N or train.txt file)")
     if "\t" in first:
-        batches = _csv_batches(path, "\t", CRITEO_COLUMNS, "label", CRITEO_SPARSE, CRITEO_DENSE)
+        fields = len(first.rstrip("\r\n").split("\t"))
+        if fields == len(CRITEO_COLUMNS) - 1:
+            raise InputError(test_file)
+        if fields != len(CRITEO_COLUMNS):
+            raise InputError(f"{path}: the first line has {fields} tab-separated fields; a Criteo sample has "
+                             f"{len(CRITEO_COLUMNS)} (label, I1..I13, C1..C26)")
+        batches = _csv_batches(path, "\t", CRITEO_COLUMNS, "label", CRITEO_SPARSE, CRITEO_DENSE, gz)
     elif first.split(",")[0].strip() == "label":
-        batches = _csv_batches(path, ",", None, "label", CRITEO_SPARSE, CRITEO_DENSE)
+        batches = _csv_batches(path, ",", None, "label", CRITEO_SPARSE, CRITEO_DENSE, gz)
+    elif first.split(",")[0].strip() == "I1":
+        raise InputError(test_file)
     elif not first:
         raise InputError(f"{path}: holds no samples")
     else:
