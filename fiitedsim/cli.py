@@ -330,6 +330,10 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
             raise InputError(f"{path} is a folder; name a .parquet file")
         if path is not None:
             check_writable(path)
+    from .memory import check_train_data_memory
+    from .train.runner import data_kind
+    check_train_data_memory(data_kind(data)[0], fields, [c for c in (sparse or "").split(",") if c.strip()], rows,
+                            dim, batch, samples)
     ds = load_data(data, label, sparse, dense, samples, fields, rows, dim, seed,
                    warn=lambda m: _say("warning:", "yellow", m))
     train_split = ds.split(tcfg.eval_fraction)[0]
@@ -613,6 +617,10 @@ def main() -> None:
         _flush_stdout()
     except InputError as exc:
         _say("error:", "bold red", exc)
+        sys.exit(2)
+    except MemoryError as exc:  # the up-front checks (fiitedsim/memory.py) cover the knobs that size arrays
+        _say("error:", "bold red", f"out of memory ({' '.join(str(exc).split()) or 'MemoryError'}); the input or an "
+                                   "option needs more memory than this machine has")
         sys.exit(2)
     except OSError as exc:
         if not is_write_error(exc):  # a write the commands do not route through atomic_path: a scratch file

@@ -20,6 +20,10 @@ DEFAULT_DTYPE_BYTES = 4
 
 #: Packed keys use 40 bits for the row and 16 for the table (see store.py).
 MAX_ROWS = 1 << 40
+#: Byte counts are int64 in the engine: a table's dense size, the tables' total and a budget stay below this.
+MAX_BYTES = 1 << 62
+#: A hash index's buckets are int32 in the engine's row state, so an index starts at most at 2**30 (and doubles).
+MAX_INDEX_INITIAL = 1 << 30
 MAX_TABLES = 1 << 15
 MAX_CHUNKS = 128
 
@@ -51,6 +55,9 @@ class TableSpec:
             raise InputError(f"{where}: at most {MAX_CHUNKS} chunks per row, got D/C={self.dim // self.chunk}")
         if self.dtype_bytes not in (1, 2, 4, 8):
             raise InputError(f"{where}: dtype_bytes must be 1, 2, 4 or 8, got {self.dtype_bytes}")
+        if self.dense_bytes >= MAX_BYTES:
+            raise InputError(f"{where}: its dense size rows x dim x dtype_bytes = {self.dense_bytes} bytes is beyond "
+                             f"the {MAX_BYTES} (4 EiB) fiitedsim counts; lower rows or dim")
 
     @property
     def chunks(self) -> int:
@@ -150,6 +157,9 @@ def parse_budget(text: str, dense_bytes: int) -> int:
         return int(math.floor(value / 100 * dense_bytes))
     if unit not in _UNITS:
         raise InputError(f"budget {raw!r}: unknown unit {unit!r}; use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB")
+    if value * _UNITS[unit] >= MAX_BYTES:
+        raise InputError(f"budget {raw!r} is beyond the 4 EiB ({MAX_BYTES} bytes) fiitedsim counts; give a smaller "
+                         "budget")
     return int(math.floor(value * _UNITS[unit]))
 
 
@@ -175,6 +185,9 @@ class ReplayConfig:
     def __post_init__(self):
         if self.budget_bytes < 0:
             raise InputError(f"budget must not be negative, got {self.budget_bytes} bytes")
+        if self.budget_bytes >= MAX_BYTES:
+            raise InputError(f"budget of {self.budget_bytes} bytes is beyond the {MAX_BYTES} (4 EiB) fiitedsim "
+                             "counts; give a smaller budget")
         if not (0.0 < self.gamma <= 1.0):
             raise InputError(f"--gamma must be in (0, 1], got {self.gamma}")
         if self.interval < 1:
@@ -187,6 +200,9 @@ class ReplayConfig:
             raise InputError(f"--max-load must be in (0, 1), got {self.max_load}")
         if self.index_initial < 1 or self.index_initial & (self.index_initial - 1):
             raise InputError(f"--index-initial must be a power of two, got {self.index_initial}")
+        if self.index_initial > MAX_INDEX_INITIAL:
+            raise InputError(f"--index-initial must be at most 2**30 = {MAX_INDEX_INITIAL} (an index holds at most "
+                             f"2**31 buckets), got {self.index_initial}")
         if self.allocator not in ("lowest", "lifo"):
             raise InputError(f"--allocator must be 'lowest' or 'lifo', got {self.allocator!r}")
         if self.budget_covers not in ("payload", "all"):
@@ -204,7 +220,11 @@ class ReplayConfig:
 
 
 def check_tables_fit_pages(tables: list[TableSpec], cfg: ReplayConfig) -> None:
-    """Every chunk must fit in a page, or no slot could ever be allocated."""
+    """Every chunk must fit in a page, or no slot could ever be allocated; the dense sizes must be countable."""
+    total = sum(t.dense_bytes for t in tables)
+    if total >= MAX_BYTES:
+        raise InputError(f"the tables' dense size is {total} bytes, beyond the {MAX_BYTES} (4 EiB) fiitedsim "
+                         "counts; lower rows or dim")
     for t in tables:
         if t.chunk_bytes > cfg.page_bytes:
             raise InputError(f"table {t.name!r}: a chunk of {t.chunk_bytes} bytes does not fit a page of "

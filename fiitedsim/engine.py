@@ -40,6 +40,8 @@ POWTAB_MAX = 1 << 20
 #: copies of doubling happen only past the reservation (docs/engine.md, "Memory per tracked row").
 RESERVE_BYTES = 2 << 30
 ROWS_MIN, INDEX_MIN = 1024, 1 << 16
+#: Pages the page arrays have room for at the start (they double as pages are mapped).
+INITIAL_PAGES = 16
 #: row_pos[tid, k] holds a bucket number of one index: int32 halves its size (an index of 2**31 buckets
 #: would take 48 GiB of implementation memory alone)
 ROW_POS_DTYPE = np.int32
@@ -141,7 +143,7 @@ class EngineState:
         fp[store.F_GAMMA], fp[store.F_MAX_LOAD] = cfg.gamma, cfg.max_load
         tabs = np.array([[t.chunks, pool, cfg.meta_bytes_for(t)] for t, pool in zip(tables, layout.pool_of_table)],
                         np.int64)
-        pages = 16
+        pages = INITIAL_PAGES
         self.st = State(
             sc=sc, ip=ip, fp=fp, tabs=tabs,
             wpos=np.array([cfg.position_weight ** float(k) for k in range(k_max)], np.float64),

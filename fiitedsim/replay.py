@@ -15,6 +15,7 @@ import polars as pl
 from .atomic import atomic_path, check_writable, refuse_cwd_or_parent, write_parquet_frame
 from .config import PoolLayout, ReplayConfig, TableSpec, check_tables_fit_pages, dense_bytes, parse_budget
 from .errors import InputError
+from .memory import check_engine_memory
 from .policies import POLICIES
 from .readahead import read_ahead
 from .trace import TraceSource
@@ -52,7 +53,9 @@ def parse_budgets(text: str, tables: list[TableSpec]) -> list[tuple[str, int]]:
 
 
 def check_budget_workable(label: str, budget_bytes: int, tables: list[TableSpec], cfg: ReplayConfig) -> None:
-    """A paged policy needs room for at least one page in every pool, or nothing can ever be stored."""
+    """A paged policy needs room for at least one page in every pool, or nothing can ever be stored; and its
+    start-up arrays (--index-initial, --page-bytes) must fit in memory."""
+    check_engine_memory(tables, cfg)
     layout = PoolLayout.of(tables, cfg.page_bytes)
     caps = layout.page_caps(budget_bytes, 0, cfg.page_bytes)
     if min(caps) < 1:

@@ -64,6 +64,7 @@ from .atomic import (
 )
 from .config import ReplayConfig, TableSpec, check_tables_fit_pages, dense_bytes, load_tables_file, parse_budget
 from .errors import InputError
+from .memory import check_train_data_memory
 from .policies import POLICIES
 from .policies.base import SUMMARY_KEYS
 from .replay import PAGED_POLICIES, RESULTS_FORMAT, ReplayResults, check_budget_workable, parse_budgets, replay_each
@@ -489,6 +490,8 @@ def plan_train_points(sweep: SweepFile) -> list[Point]:
                                       columns.get("sparse"), columns.get("dense"), chosen.get("samples"),
                                       chosen.get("fields", DEFAULT_FIELDS), chosen.get("rows", DEFAULT_ROWS),
                                       tcfg, rcfg, policy, budget, 0)
+                check_train_data_memory(kind, spec.fields, [c for c in (spec.sparse or "").split(",") if c.strip()],
+                                        spec.rows, tcfg.dim, tcfg.batch, spec.samples)
                 tables = _data_tables(spec, heads)
                 [(_, budget_bytes)] = parse_budgets(budget, tables)
                 EngineResidency.check(policy, tables, rcfg.with_budget(budget_bytes, budget))

@@ -158,3 +158,76 @@ def test_train_on_a_criteo_test_file_says_it_has_no_labels(monkeypatch, capsys, 
     (folder / "short.tsv").write_text("1\t2\t3\n")
     fails_cleanly(monkeypatch, capsys, tmp_path, ["train", "--data", f"criteo:{folder / 'short.tsv'}", "-q"],
                   "the first line has 3 tab-separated fields", "a Criteo sample has 40")
+
+
+# ---------------------------------------------------------------------------
+# Item 7: knob values whose start-up arrays cannot be allocated, or whose byte counts overflow int64
+
+
+@pytest.fixture
+def eight_gib(monkeypatch):
+    """The machine has 8 GiB, whatever it really has: the refusals below do not depend on the test machine."""
+    from fiitedsim import memory
+
+    monkeypatch.setattr(memory, "memory_limit", lambda: 8 * 2**30)
+
+
+HUGE_REPLAY = [
+    (["--index-initial", str(2**40)], ["--index-initial must be at most 2**30"]),
+    (["--index-initial", str(2**28), "--budget", "0.9"],
+     ["--index-initial 268435456", "would take 192 GiB of memory at the start", "more than the 8 GiB"]),
+    (["--page-bytes", str(2**40), "--budget", "2TiB"],
+     ["--page-bytes 1099511627776", "16 pages of 68719476736 chunk slots", "would take 256 GiB", "lower --page-bytes"]),
+    (["--page-bytes", str(2**32), "--budget", "2TiB", "--allocator", "lifo"], ["--page-bytes 4294967296", "321 GiB"]),
+    (["--budget", "1e25B", "--policy", "full,lru"], ["budget '1e25B' is beyond the 4 EiB"]),
+    (["--budget", "9000PB"], ["unknown unit 'pb'"]),
+    (["--policy", "full", "--dim", str(2**50), "--chunk", str(2**43), "--page-bytes", str(2**46),
+      "--dtype-bytes", "8"], ["dense size", "is beyond the", "lower rows or dim"]),
+]
+
+
+@pytest.mark.parametrize("args, words", HUGE_REPLAY, ids=[" ".join(a) for a, _ in HUGE_REPLAY])
+def test_replay_refuses_knobs_it_cannot_allocate_before_the_run(monkeypatch, capsys, tmp_path, folder, eight_gib,
+                                                               args, words):
+    """These ended in MemoryError (or OverflowError) tracebacks."""
+    trace = write_trace(folder / "t.parquet")
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["replay", trace, *args, "--out", tmp_path / "o", "-q"], *words)
+
+
+@pytest.mark.parametrize("knobs, words", [
+    ({"index_initial": [1024, 2**28]}, ["--index-initial 268435456", "192 GiB"]),
+    ({"page_bytes": 2**40, "budgets": ["2TiB"]}, ["--page-bytes 1099511627776", "256 GiB"]),
+    ({"index_initial": 2**31}, ["--index-initial must be at most 2**30"]),
+])
+def test_a_sweep_file_with_such_knobs_is_refused_before_anything_runs(monkeypatch, capsys, tmp_path, folder,
+                                                                      eight_gib, knobs, words):
+    trace = write_trace(folder / "t.parquet")
+    toml = _sweep(folder, trace, **{"policies": ["fiited"], "budgets": [0.9], **knobs})
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["sweep", toml, "-q"], *words)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--rows", str(2**31 - 1)], ["26 tables of 2,147,483,647 rows x 16 dims", "TiB of memory at the start"]),
+    (["--dim", "100000", "--rows", "1000"], ["1,000 rows x 100000 dims"]),
+    (["--samples", str(10**10)], ["10,000,000,000 synthetic samples"]),
+])
+def test_train_refuses_tables_it_cannot_allocate(monkeypatch, capsys, tmp_path, eight_gib, args, words):
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["train", *args, "--out", tmp_path / "o", "-q"], *words,
+                  "lower --rows, --dim, --batch or --samples")
+
+
+def test_generate_refuses_a_batch_it_cannot_allocate(monkeypatch, capsys, tmp_path, eight_gib):
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["generate", tmp_path / "g.parquet", "--batch", str(2**40),
+                                                  "--tables", "1", "--steps", "1", "-q"],
+                  "--batch 1099511627776", "would take", "lower --batch")
+
+
+def test_a_memory_error_left_over_is_one_line(monkeypatch, capsys, tmp_path, folder):
+    """Whatever no up-front check foresaw: one line with numpy's size, exit 2."""
+    from fiitedsim import replay as replay_module
+
+    def short_of_memory(*args, **kw):
+        raise MemoryError("Unable to allocate 3.07 EiB for an array with shape (1,) and data type uint8")
+    monkeypatch.setattr(replay_module, "replay", short_of_memory)
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["replay", write_trace(folder / "t.parquet"), "-q"],
+                  "out of memory (Unable to allocate 3.07 EiB", "more memory than this machine has")
