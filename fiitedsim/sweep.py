@@ -615,8 +615,35 @@ def _stored(out: Path, key: str) -> dict | None:
     except (OSError, UnicodeDecodeError, ValueError):
         return None
     ok = (isinstance(record, dict) and record.get("format") == SWEEP_FORMAT and record.get("key") == key
-          and (out / POINTS_DIR / f"{key}.parquet").is_file())
+          and (out / POINTS_DIR / f"{key}.parquet").is_file() and _valid_summary(record.get("summary")))
     return record if ok else None
+
+
+def _valid_summary(summary) -> bool:
+    """A stored point's summary has the types and ranges its tables and report read (a changed file is recomputed)."""
+    if not isinstance(summary, dict):
+        return False
+    if "trace" in summary:  # a replay point: the summary.json checks of `fiitedsim report`
+        from .report import check_summary
+        try:
+            check_summary(summary)
+        except InputError:
+            return False
+        return True
+    runs = summary.get("policies")
+    if not isinstance(runs, dict) or len(runs) != 1 or not isinstance(summary.get("config"), dict):
+        return False
+    [run] = runs.values()
+
+    def number(v, lo=0.0, hi=math.inf, null=False):
+        if v is None:
+            return null
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and lo <= v <= hi
+    return (isinstance(run, dict) and number(run.get("auc"), 0.0, 1.0, null=True)
+            and number(run.get("logloss"), null=True) and number(run.get("chunk_hit_rate"), 0.0, 1.0)
+            and number(run.get("seconds")) and number(summary.get("teacher_auc"), 0.0, 1.0, null=True)
+            and all(isinstance(run.get(k), int) and not isinstance(run.get(k), bool) and run[k] >= 0
+                    for k in ("payload_bytes_peak", "total_bytes_peak", "samples")))
 
 
 def store_point(out: Path, point: Point, summary: dict, series: bytes) -> None:

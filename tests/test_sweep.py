@@ -430,3 +430,21 @@ def test_a_failing_point_on_local_workers_prints_only_the_error_line(monkeypatch
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: 1 of 1 points failed"), captured.err
     assert captured.out == ""
+
+
+def test_a_stored_point_of_wrong_types_is_computed_again(monkeypatch, capsys, tmp_path, inputs, cluster):
+    """Issue 14, item 8, in a sweep folder: a point record whose summary was changed (a hit rate of 7.5) would
+    have gone into points.parquet and the report as it is; it counts as not stored."""
+    toml = write_sweep(tmp_path / "s.toml", traces=[str(inputs / "small.parquet")], policies=["full", "uniform-dim"],
+                       budgets=[0.1], out="o")
+    final_line(run(monkeypatch, capsys, "sweep", toml, "--scheduler", cluster.scheduler_address, "-q"))
+    table = (tmp_path / "o" / "points.parquet").read_bytes()
+    record_path = sorted((tmp_path / "o" / POINTS_DIR).glob("*.json"))[0]
+    good = record_path.read_text()
+    record = json.loads(good)
+    next(iter(record["summary"]["policies"].values()))["chunk_hit_rate"] = 7.5
+    record_path.write_text(json.dumps(record))
+    line = final_line(run(monkeypatch, capsys, "sweep", toml, "--scheduler", cluster.scheduler_address, "-q"))
+    assert "2 points (1 computed, 1 already stored)" in line
+    assert record_path.read_text() == good
+    assert (tmp_path / "o" / "points.parquet").read_bytes() == table
