@@ -231,3 +231,28 @@ def test_a_memory_error_left_over_is_one_line(monkeypatch, capsys, tmp_path, fol
     monkeypatch.setattr(replay_module, "replay", short_of_memory)
     fails_cleanly(monkeypatch, capsys, tmp_path, ["replay", write_trace(folder / "t.parquet"), "-q"],
                   "out of memory (Unable to allocate 3.07 EiB", "more memory than this machine has")
+
+
+# ---------------------------------------------------------------------------
+# Item 9: uniform-row on a huge table
+
+
+def test_a_three_lookup_trace_of_a_huge_table_replays_quickly_under_the_default_policies(monkeypatch, capsys,
+                                                                                        tmp_path, folder):
+    """uniform-row counted kept rows over every row of every table: hours for 2**40 - 1 rows."""
+    import time
+
+    from fiitedsim.config import TableSpec
+    from fiitedsim.trace_writer import TraceWriter
+
+    n = 2**40 - 1
+    with TraceWriter(folder / "t.parquet", [TableSpec("huge", rows=n, dim=8, chunk=4)], with_grad=False) as w:
+        w.write(np.array([0, 1, 2]), np.zeros(3, np.int32), np.array([5, n - 1, 5], np.int64))
+    t0 = time.perf_counter()
+    result = run(monkeypatch, capsys, "replay", folder / "t.parquet", "--json", "-q")
+    assert result.code == 0, result.err
+    assert time.perf_counter() - t0 < 30
+    summary = json.loads(result.out)["policies"]["uniform-row"]
+    m = (n * 32 // 10) * n // (n * 32)     # budget 0.10 of the dense size: floor(0.1 * dense), then m
+    assert summary["dim_hist_final"] == [n - m, 0, m]
+    assert summary["payload_bytes_final"] == m * 32 <= n * 32 // 10
