@@ -58,7 +58,8 @@ def replay(
                                help="Comma-separated policies: fiited, row-prune, uniform-dim, uniform-row, full, "
                                     "lru, lfu (row caches), or all."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for summary.json and timeseries/*.parquet "
-                                                               "(written all-or-nothing)."),
+                                                               "(written all-or-nothing; other files in an "
+                                                               "earlier results folder are kept)."),
     tables: Optional[Path] = typer.Option(None, help="Table list (JSON or TOML) overriding the trace's metadata."),
     importance: Optional[Path] = typer.Option(None, help="Importance log (Parquet, DESIGN.md 1.3); wins over "
                                                          "inline grad_norm."),
@@ -289,7 +290,8 @@ def train(
     page_bytes: int = typer.Option(65536, help="Physical page size in bytes."),
     seed: int = typer.Option(0, help="Seed of the synthetic data and of the model's initial parameters."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for train_summary.json and curve.parquet "
-                                                               "(written all-or-nothing)."),
+                                                               "(written all-or-nothing; other files in an "
+                                                               "earlier train folder are kept)."),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write a self-contained HTML report "
                                                                  "(AUC against memory, AUC over steps)."),
     emit_trace: Optional[Path] = typer.Option(None, help="Write the run's lookups with their per-chunk gradient "

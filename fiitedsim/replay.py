@@ -157,7 +157,8 @@ def config_json(cfg: ReplayConfig, budgets, policies) -> dict:
 
 
 def check_out_dir(out: str | Path) -> Path:
-    """`out` may be new, an empty folder or an earlier results folder (which is replaced); nothing else."""
+    """`out` may be new, an empty folder or an earlier results folder (whose summary.json and timeseries/ are
+    replaced, other files kept); nothing else."""
     out = Path(out)
     refuse_cwd_or_parent(out, "--out", "runs/demo")
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not _is_results_folder(out))):
@@ -183,7 +184,8 @@ def _is_results_folder(folder: Path) -> bool:
 def write_results(out: str | Path, results: ReplayResults) -> Path:
     """Write `summary.json` and `timeseries/KEY.parquet` all-or-nothing into `out`."""
     out = check_out_dir(out)
-    with atomic_path(out.resolve(), directory=True) as tmp:  # resolved: `a/../b` must not create `a`
+    # resolved: `a/../b` must not create `a`; files the user added to an earlier results folder are kept
+    with atomic_path(out.resolve(), directory=True, replaces=("summary.json", "timeseries")) as tmp:
         (tmp / "timeseries").mkdir()
         for key, frame in results.series.items():
             write_parquet_frame(frame, tmp / "timeseries" / f"{key}.parquet")

@@ -218,3 +218,76 @@ def test_a_read_only_output_folder_is_refused_before_the_run(monkeypatch, capsys
         result = run(monkeypatch, capsys, *args(trace, out))
     assert_clean_failure(result, "cannot write", f"{out} is not writable", "choose a folder you can write to")
     assert list(out.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------
+# Leftovers of killed runs, and the user's own files in a results folder (issue 14, item 11)
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_a_killed_runs_temporaries_are_removed_by_the_next_write_into_the_folder(monkeypatch, capsys, tmp_path,
+                                                                                  trace):
+    import os
+    import time
+
+    from fiitedsim.atomic import _host
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    host, dead = _host(), _dead_pid()
+    dead_dir = runs / f".demo.{host}-{dead}.abcd1234.tmp"       # a replay --out killed while writing
+    dead_dir.mkdir()
+    (dead_dir / "summary.json").write_text("{}")
+    dead_file = runs / f".r.html.{host}-{dead}.zz99_x0q.tmp"    # a report killed while writing
+    dead_file.write_text("<html")
+    live = runs / f".other.{host}-{os.getpid()}.abcdefgh.tmp"  # a run still going (this process): kept
+    live.write_text("x")
+    elsewhere = runs / f".other.another-host-{dead}.abcdefgh.tmp"  # another machine's (a shared folder): kept
+    elsewhere.write_text("x")
+    older = runs / ".demo.q1w2e3r4.tmp"                         # an older fiitedsim's, untouched for two days
+    older.mkdir()
+    os.utime(older, (time.time() - 2 * 86400,) * 2)
+    recent = runs / ".demo.a1s2d3f4.tmp"                        # an older fiitedsim's, recent: maybe running
+    recent.write_text("x")
+    user = runs / ".my-notes"
+    user.write_text("mine")
+    result = run(monkeypatch, capsys, "replay", trace, "--policy", "full", "--budget", "0.5", "--out", runs / "demo",
+                 "-q")
+    assert result.code == 0, result.err
+    assert sorted(p.name for p in runs.iterdir()) == sorted([live.name, elsewhere.name, recent.name, user.name,
+                                                             "demo"])
+
+
+def test_rerunning_into_a_results_folder_keeps_the_users_files(monkeypatch, capsys, tmp_path, trace):
+    """Re-running used to delete everything in the folder, a user's notes included."""
+    out = tmp_path / "demo"
+    args = ["replay", trace, "--budget", "0.5", "--out", out, "-q"]
+    assert run(monkeypatch, capsys, *args, "--policy", "full").code == 0
+    (out / "notes.md").write_text("what I changed")
+    (out / "plots").mkdir()
+    (out / "plots" / "a.png").write_bytes(b"\x89PNG")
+    assert run(monkeypatch, capsys, "report", out).code == 0   # report.html, rendered into the folder
+    report = (out / "report.html").read_bytes()
+    assert run(monkeypatch, capsys, *args, "--policy", "uniform-dim").code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["notes.md", "plots", "report.html", "summary.json", "timeseries"]
+    assert (out / "notes.md").read_text() == "what I changed" and (out / "plots" / "a.png").read_bytes() == b"\x89PNG"
+    assert (out / "report.html").read_bytes() == report      # kept as it was (render it again for the new results)
+    assert [p.name for p in (out / "timeseries").iterdir()] == ["uniform-dim.parquet"]   # ours: replaced whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo", "in"]
+
+
+def test_rerunning_train_into_its_folder_keeps_the_users_files(monkeypatch, capsys, tmp_path):
+    out = tmp_path / "t"
+    assert run(monkeypatch, capsys, *TRAIN, "--out", out).code == 0
+    (out / "notes.md").write_text("x")
+    assert run(monkeypatch, capsys, *TRAIN, "--out", out, "--policy", "full").code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["curve.parquet", "notes.md", "train_summary.json"]
+    assert "full@0.10" in (out / "train_summary.json").read_text()

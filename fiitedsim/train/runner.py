@@ -183,7 +183,7 @@ def summary_text(summary: dict) -> str:
 def write_outputs(out: Path, outputs: TrainOutputs) -> Path:
     """`train_summary.json` and `curve.parquet`, all-or-nothing into `out`."""
     out = check_train_out(out)
-    with atomic_path(out.resolve(), directory=True) as tmp:
+    with atomic_path(out.resolve(), directory=True, replaces=(SUMMARY_FILE, CURVE_FILE)) as tmp:
         write_parquet_frame(outputs.curve, tmp / CURVE_FILE)
         (tmp / SUMMARY_FILE).write_text(summary_text(outputs.summary))
     return out
