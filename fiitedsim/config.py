@@ -90,8 +90,11 @@ def tables_from_json(data, source: str) -> list[TableSpec]:
         unknown = set(item) - allowed
         if unknown:
             raise InputError(f"{source}: table {i} has unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
-        if "rows" not in item:
-            raise InputError(f"{source}: table {i} has no 'rows'")
+        missing = [key for key in ("rows", "dim", "chunk") if key not in item]
+        if missing:  # no silent D = 64, C = 8: a table list says what the tables are (dtype_bytes defaults to 4)
+            name = f" ({item['name']!r})" if isinstance(item.get("name"), str) else ""
+            raise InputError(f"{source}: table {i}{name} has no {missing[0]!r}; every table needs rows, dim and "
+                             "chunk (dtype_bytes defaults to 4)")
         specs.append(TableSpec(name=str(item.get("name", f"t{i}")), **{k: v for k, v in item.items() if k != "name"}))
     names = [t.name for t in specs]
     if len(set(names)) != len(names):

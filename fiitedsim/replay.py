@@ -26,30 +26,53 @@ RESULTS_FORMAT = 1
 PAGED_POLICIES = {"fiited", "row-prune"}
 
 
+def split_list(text: str, option: str, empty_hint: str, noun: str = "a value") -> list[str]:
+    """The items of a comma-separated option value: at least one, none empty, none twice.
+
+    One rule for every list option (--policy, --budget, train's --sparse and --dense): `0.1,` (an empty item,
+    a stray comma) and `fiited,fiited` (an item twice) are mistakes to point out, not to repair silently.
+    """
+    items = [item.strip() for item in str(text).split(",")]
+    if not any(items):
+        raise InputError(f"{option} is empty: {empty_hint}")
+    if not all(items):
+        raise InputError(f"{option} {text!r} has an empty item (a stray comma); separate the values by single "
+                         "commas, with none at either end")
+    twice = next((item for i, item in enumerate(items) if item in items[:i]), None)
+    if twice is not None:
+        raise InputError(f"{option} lists {noun} twice: {twice} (in {text}); give each once")
+    return items
+
+
 def parse_policies(text: str, choices=tuple(POLICIES), purpose: str = "") -> list[str]:
-    """Comma-separated policy names (or `all`) among `choices`, in the given order, without repeats.
+    """Comma-separated policy names (or `all` alone) among `choices`, in the given order (`split_list`'s rule).
 
     `purpose` qualifies the error for a command that accepts fewer policies (" for training").
     """
-    names = [p.strip() for p in text.split(",") if p.strip()]
-    if not names:
-        raise InputError("--policy is empty: name at least one of " + ", ".join(choices))
+    names = split_list(text, "--policy", "name at least one of " + ", ".join(choices), "a policy")
     unknown = [n for n in names if n not in choices and n != "all"]
     if unknown:
         raise InputError(f"unknown policy {unknown[0]!r}{purpose}: choose from {', '.join(choices)} or all")
     if "all" in names:
+        if len(names) > 1:
+            raise InputError(f"--policy {text}: all names every policy{purpose} already; give all alone, or "
+                             "the policies")
         return list(choices)
-    return list(dict.fromkeys(names))
+    return names
 
 
 def parse_budgets(text: str, tables: list[TableSpec]) -> list[tuple[str, int]]:
-    labels = [b.strip() for b in str(text).split(",") if b.strip()]
-    if not labels:
-        raise InputError("--budget is empty: give a fraction like 0.1 or bytes like 2GiB")
-    if len(set(labels)) != len(labels):
-        raise InputError(f"--budget lists a budget twice: {text}")
+    """Comma-separated budgets (`split_list`'s rule); two that come to the same bytes are one budget given twice."""
+    labels = split_list(text, "--budget", "give a fraction like 0.1 or bytes like 2GiB", "a budget")
     dense = dense_bytes(tables)
-    return [(label, parse_budget(label, dense)) for label in labels]
+    budgets = [(label, parse_budget(label, dense)) for label in labels]
+    seen: dict[int, str] = {}
+    for label, bytes_ in budgets:
+        if bytes_ in seen:
+            raise InputError(f"--budget lists a budget twice: {seen[bytes_]} and {label} are both {bytes_} bytes; "
+                             "give each budget once")
+        seen[bytes_] = label
+    return budgets
 
 
 def check_budget_workable(label: str, budget_bytes: int, tables: list[TableSpec], cfg: ReplayConfig) -> None:
@@ -129,10 +152,9 @@ def _one_pass(source: TraceSource, runs: list[tuple[str, str, str, int]], cfg: R
     for batch in read_ahead(source.batches(with_grad=with_grad, whole_steps=False)):  # decode the next meanwhile
         for policy in instances.values():
             policy.consume(batch)
-        for steps in (batch.step, batch.imp_step):
-            if steps.size:
-                first_step = int(steps[0]) if first_step is None else min(first_step, int(steps[0]))
-                last_step = int(steps[-1]) if last_step is None else max(last_step, int(steps[-1]))
+        if batch.step.size:  # the trace's steps: importance records outside them do not move them
+            first_step = int(batch.step[0]) if first_step is None else first_step
+            last_step = int(batch.step[-1])
         lookups += batch.num_lookups
         importance += batch.num_importance
         if progress:

@@ -257,6 +257,9 @@ def load_sweep_file(path: str | Path) -> SweepFile:
     traces = _axis(path, "traces", sweep["traces"], non_empty_string)
     policies = _axis(path, "policies", sweep["policies"], _policy)
     if "all" in policies:
+        if len(policies) > 1:
+            raise InputError(f"{path}: [sweep] policies: \"all\" names every policy already; give [\"all\"] alone, "
+                             "or the policies")
         policies = tuple(POLICIES)
     budgets = _axis(path, "budgets", sweep["budgets"], _budget_label)
     knobs = {k.name: _axis(path, k.name, sweep[k.name], lambda w, v, k=k: _check_value(w, v, k.kind))
@@ -307,6 +310,9 @@ def _load_train_sweep(path: Path, sweep: dict) -> SweepFile:
     policies = _axis(path, "policies", sweep["policies"],
                      lambda w, v: _policy(w, v, TRAIN_POLICIES, "training policy"))
     if "all" in policies:
+        if len(policies) > 1:
+            raise InputError(f"{path}: [sweep] policies: \"all\" names every training policy already; give "
+                             "[\"all\"] alone, or the policies")
         policies = TRAIN_POLICIES
     budgets = _axis(path, "budgets", sweep["budgets"], _budget_label)
     knobs = {k.name: _axis(path, k.name, sweep[k.name], lambda w, v, k=k: _check_value(w, v, k.kind))
@@ -414,6 +420,7 @@ def plan_points(sweep: SweepFile, warn: Callable[[str], None]) -> list[Point]:
         same = seen_traces.setdefault(json.dumps(parts), label)
         if same != label:
             raise InputError(f"{sweep.path}: traces {same!r} and {label!r} are the same files; list each trace once")
+        same_bytes: dict[tuple, str] = {}
         for policy, budget, *values in itertools.product(sweep.policies, sweep.budgets, *sweep.knobs.values()):
             chosen = dict(zip(sweep.knobs, values))
             try:  # replace() re-runs TableSpec's checks (C divides D, ...): say which trace they failed on
@@ -427,6 +434,10 @@ def plan_points(sweep: SweepFile, warn: Callable[[str], None]) -> list[Point]:
             cfg = ReplayConfig(**{k: chosen[k] for k in config_knobs})
             check_tables_fit_pages(list(tables), cfg)
             budget_bytes = parse_budget(budget, dense_bytes(list(tables)))
+            other = same_bytes.setdefault((policy, tuple(chosen.items()), budget_bytes), budget)
+            if other != budget:
+                raise InputError(f"{sweep.path}: trace {label!r}: budgets {other} and {budget} are both {budget_bytes} "
+                                 "bytes: one budget given twice; list each budget once")
             cfg = cfg.with_budget(budget_bytes, budget)
             if policy in PAGED_POLICIES:
                 check_budget_workable(budget, budget_bytes, list(tables), cfg)
@@ -476,6 +487,7 @@ def plan_train_points(sweep: SweepFile) -> list[Point]:
     train_knobs = [k for k in sweep.knobs if TRAIN_KNOB_BY_NAME[k].target == "train"]
     config_knobs = [k for k in sweep.knobs if TRAIN_KNOB_BY_NAME[k].target == "config"]
     points, heads = [], {}
+    same_bytes: dict[tuple, str] = {}
     for label, data in zip(sweep.data, sweep.data_specs):
         kind, file = data_kind(data)
         columns = sweep.columns if kind in ("parquet", "csv") else {}
@@ -497,6 +509,10 @@ def plan_train_points(sweep: SweepFile) -> list[Point]:
                 EngineResidency.check(policy, tables, rcfg.with_budget(budget_bytes, budget))
             except InputError as exc:
                 raise InputError(f"{sweep.path}: data {label!r}: {exc}") from None
+            other = same_bytes.setdefault((label, policy, tuple(chosen.items()), budget_bytes), budget)
+            if other != budget:
+                raise InputError(f"{sweep.path}: data {label!r}: budgets {other} and {budget} are both {budget_bytes} "
+                                 "bytes: one budget given twice; list each budget once")
             spec = replace(spec, budget_bytes=budget_bytes)
             axes = {"data": label, "policy": policy, "budget": budget, **chosen}
             points.append(Point(point_key(train_point_identity(spec)), axes, spec))

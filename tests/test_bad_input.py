@@ -256,3 +256,84 @@ def test_a_three_lookup_trace_of_a_huge_table_replays_quickly_under_the_default_
     m = (n * 32 // 10) * n // (n * 32)     # budget 0.10 of the dense size: floor(0.1 * dense), then m
     assert summary["dim_hist_final"] == [n - m, 0, m]
     assert summary["payload_bytes_final"] == m * 32 <= n * 32 // 10
+
+
+# ---------------------------------------------------------------------------
+# Item 12: one rule for lists, table entries without dim, importance records past the trace, plain numbers
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--budget", "0.1,"], ["--budget '0.1,' has an empty item"]),
+    (["--budget", ",0.5"], ["has an empty item"]),
+    (["--budget", "0.5,,0.6"], ["has an empty item"]),
+    (["--budget", "0.5,0.5"], ["--budget lists a budget twice: 0.5"]),
+    (["--budget", "0.5,50%"], ["--budget lists a budget twice: 0.5 and 50% are both 4480000 bytes"]),
+    (["--policy", "fiited,fiited"], ["--policy lists a policy twice: fiited"]),
+    (["--policy", "full,"], ["--policy 'full,' has an empty item"]),
+    (["--policy", "all,full"], ["all names every policy already"]),
+])
+def test_lists_refuse_empty_items_and_repeats_alike(monkeypatch, capsys, tmp_path, folder, args, words):
+    """`--budget 0.1,` was accepted, a budget twice refused and a policy twice silently merged: one rule now."""
+    trace = write_trace(folder / "t.parquet")
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["replay", trace, *args, "--out", tmp_path / "o", "-q"], *words)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--budget", "0.1,"], ["--budget '0.1,' has an empty item"]),
+    (["--policy", "full,full"], ["--policy lists a policy twice"]),
+    (["--data", "csv:{d}/d.csv", "--label", "y", "--sparse", "s,s"], ["--sparse lists a column twice: s"]),
+    (["--data", "csv:{d}/d.csv", "--label", "y", "--sparse", "s,"], ["--sparse 's,' has an empty item"]),
+    (["--data", "csv:{d}/d.csv", "--label", "y", "--sparse", "s", "--dense", "x,x"], ["--dense lists a column"]),
+])
+def test_train_lists_follow_the_same_rule(monkeypatch, capsys, tmp_path, folder, args, words):
+    (folder / "d.csv").write_text("y,s,x\n1,a,1\n0,b,2\n1,c,3\n")
+    args = [a.replace("{d}", str(folder)) for a in args]
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["train", *args, "--out", tmp_path / "o", "-q"], *words)
+
+
+@pytest.mark.parametrize("keys, words", [
+    ({"policies": ["all", "full"]}, ["\"all\" names every policy already"]),
+    ({"budgets": [0.5, "50%"]}, ["budgets 0.5 and 50% are both 4480000 bytes"]),
+])
+def test_sweep_lists_follow_the_same_rule(monkeypatch, capsys, tmp_path, folder, keys, words):
+    trace = write_trace(folder / "t.parquet")
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["sweep", _sweep(folder, trace, **keys), "-q"], *words)
+
+
+@pytest.mark.parametrize("entry, missing", [
+    ({"name": "users", "rows": 100000, "chunk": 4}, "dim"),
+    ({"name": "users", "rows": 100000, "dim": 16}, "chunk"),
+    ({"name": "users", "dim": 16, "chunk": 4}, "rows"),
+])
+def test_a_table_entry_needs_rows_dim_and_chunk(monkeypatch, capsys, tmp_path, folder, entry, missing):
+    """An entry without dim silently became D = 64."""
+    trace = write_trace(folder / "t.parquet")
+    tables = [entry, {"name": "items", "rows": 20000, "dim": 32, "chunk": 8}]
+    (folder / "tables.json").write_text(json.dumps(tables))
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["replay", trace, "--tables", folder / "tables.json", "-q"],
+                  f"table 0 ('users') has no '{missing}'", "every table needs rows, dim and chunk")
+    meta = pq.read_table(trace).replace_schema_metadata({TABLES_KEY: json.dumps(tables).encode()})
+    pq.write_table(meta, folder / "m.parquet")
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["inspect", folder / "m.parquet", "-q"], f"has no '{missing}'")
+
+
+def test_importance_records_past_the_trace_do_not_move_its_steps(monkeypatch, capsys, tmp_path, folder):
+    """The summary's trace.first_step/last_step are the trace's; a log reaching past them moved them."""
+    from fiitedsim.trace import write_importance
+
+    trace = write_trace(folder / "t.parquet")                        # steps 0..29
+    write_importance(folder / "log.parquet", [0, 5, 400], [0, 1, 0], [1, 2, 3], [0, 3, 2], [1.0, 1.0, 1.0])
+    result = run(monkeypatch, capsys, "replay", trace, "--importance", folder / "log.parquet", "--json", "-q")
+    assert result.code == 0, result.err
+    summary = json.loads(result.out)["trace"]
+    assert (summary["first_step"], summary["last_step"]) == (0, 29)
+    assert summary["importance_records"] == 3
+
+
+def test_error_messages_show_plain_numbers(monkeypatch, capsys, tmp_path, folder):
+    """A label of 2 was shown as np.float64(2.0)."""
+    (folder / "d.csv").write_text("y,s\n1,a\n2,b\n")
+    line = fails_cleanly(monkeypatch, capsys, tmp_path, ["train", "--data", f"csv:{folder / 'd.csv'}", "--label", "y",
+                                                         "--sparse", "s", "-q"],
+                         "label column 'y', sample 1: value 2; labels must be 0 or 1")
+    assert "np." not in line

@@ -173,7 +173,7 @@ def _missing(col) -> np.ndarray:
     return pc.is_null(col).to_numpy(zero_copy_only=False)
 
 
-def _labels(col, path: str, name: str) -> np.ndarray:
+def _labels(col, path: str, name: str, offset: int = 0) -> np.ndarray:
     import pyarrow as pa
     try:
         y = _numeric(col)
@@ -183,7 +183,8 @@ def _labels(col, path: str, name: str) -> np.ndarray:
         raise InputError(f"{path}: label column {name!r} has missing values")
     bad = (y != 0) & (y != 1)
     if bad.any():
-        raise InputError(f"{path}: label column {name!r} has value {y[bad][0]!r}; labels must be 0 or 1")
+        raise InputError(f"{path}: label column {name!r}, sample {offset + int(np.flatnonzero(bad)[0]):,}: value "
+                         f"{float(y[bad][0]):g}; labels must be 0 or 1")
     return y.astype(np.float32)
 
 
@@ -238,7 +239,7 @@ def _dense(col, path: str, name: str, log1p: bool, offset: int = 0, nans: _NanCo
 
 
 def _encode(batch, path, label, sparse, dense, rows, log1p, offset=0, nans=None):
-    return (_labels(batch.column(label), path, label),
+    return (_labels(batch.column(label), path, label, offset),
             np.stack([_dense(batch.column(c), path, c, log1p, offset, nans) for c in dense], axis=1) if dense
             else np.zeros((batch.num_rows, 0), np.float32),
             np.stack([hash_rows(batch.column(c), f, rows) for f, c in enumerate(sparse)], axis=1).astype(np.int32))

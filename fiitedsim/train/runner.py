@@ -21,7 +21,7 @@ import polars as pl
 from ..atomic import atomic_path, check_writable, refuse_cwd_or_parent, write_parquet_frame
 from ..config import ReplayConfig, TableSpec, dense_bytes
 from ..errors import InputError
-from ..replay import parse_budgets
+from ..replay import parse_budgets, split_list
 from ..trace_writer import ImportanceWriter, TraceWriter
 from .data import Dataset, read_criteo, read_table, synthetic
 from .engine_hook import EngineResidency, TraceRecorder, train_tables
@@ -37,8 +37,9 @@ CURVE_COLUMNS = ("key", "policy", "budget", "step", "samples", "train_loss", "au
                  "total_bytes", "chunk_hit_rate")
 
 
-def _columns(text: str | None) -> list[str]:
-    return [c.strip() for c in (text or "").split(",") if c.strip()]
+def _columns(text: str | None, option: str = "--sparse") -> list[str]:
+    """A column list (`replay.split_list`'s rule: no empty item, none twice); none given is []."""
+    return [] if text is None else split_list(text, option, "name at least one column", "a column")
 
 
 def data_kind(spec: str) -> tuple[str, str]:
@@ -70,7 +71,7 @@ def load_data(spec: str, label: str | None, sparse: str | None, dense: str | Non
         return read_criteo(path, rows=rows, samples=samples, **more)
     if not label or not _columns(sparse):
         raise InputError(f"--data {kind}:PATH needs --label and --sparse (and optionally --dense) column lists")
-    return read_table(path, label, _columns(sparse), _columns(dense), rows=rows, samples=samples, **more)
+    return read_table(path, label, _columns(sparse), _columns(dense, "--dense"), rows=rows, samples=samples, **more)
 
 
 def train_config(**kw) -> TrainConfig:
