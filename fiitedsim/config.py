@@ -186,6 +186,9 @@ class ReplayConfig:
     budget_label: str = field(default="", compare=False)
 
     def __post_init__(self):
+        for name in ("interval", "page_bytes", "report_every", "index_entry_bytes"):
+            if getattr(self, name) >= MAX_BYTES:  # the engine holds them as int64
+                raise InputError(f"--{name.replace('_', '-')} must be below 2**62, got {getattr(self, name)}")
         if self.budget_bytes < 0:
             raise InputError(f"budget must not be negative, got {self.budget_bytes} bytes")
         if self.budget_bytes >= MAX_BYTES:

@@ -103,7 +103,7 @@ def load_results(folder: str | Path) -> ReplayResults:
 def check_summary(summary, path: str | Path = "summary.json", folder: str | Path = "DIR") -> None:
     """The summary is the current format and has the parts the report reads."""
     fmt = summary.get("format") if isinstance(summary, dict) else None
-    if fmt != RESULTS_FORMAT:
+    if fmt != RESULTS_FORMAT or not _is_int(fmt):  # 1.0 and true equal 1 in Python, but are no format number
         if isinstance(fmt, int) and not isinstance(fmt, bool) and fmt < RESULTS_FORMAT:
             raise InputError(f"{path} is results format {fmt}, written by an older fiitedsim; this one reads "
                              f"format {RESULTS_FORMAT}: re-run `fiitedsim replay TRACE --out {folder}` to rewrite it")
@@ -117,6 +117,10 @@ def check_summary(summary, path: str | Path = "summary.json", folder: str | Path
         raise InputError(f"{path} lacks its policies, config or trace section; "
                          f"re-run `fiitedsim replay TRACE --out {folder}`")
     rerun = f"the file was changed or damaged: re-run `fiitedsim replay TRACE --out {folder}`"
+    for section, keys in (("config", config), ("trace", trace)):
+        lacking = [k for k in _REQUIRED[section] if k not in keys]
+        if lacking:
+            raise InputError(f"{path}: {section} lacks {lacking[0]}; {rerun}")
     for key, stats in policies.items():
         missing = [k for k in NEEDED_SUMMARY_KEYS if not isinstance(stats, dict) or k not in stats]
         if missing:
@@ -140,6 +144,8 @@ def check_summary(summary, path: str | Path = "summary.json", folder: str | Path
 _SHARE_KEYS = {"row_hit_rate", "chunk_hit_rate", "full_hit_rate", "fragmentation_final", "index_load_factor_final"}
 _NUMBER_KEYS = {"mean_probe_length"}
 _TRACE_INT_KEYS = {"lookups", "importance_records", "dense_bytes"}
+#: Keys of the config and trace sections every results folder has had since format 1, and the report reads.
+_REQUIRED = {"config": ("budgets", "policies"), "trace": ("path", "lookups", "dense_bytes")}
 
 
 def _is_int(value) -> bool:
@@ -193,7 +199,7 @@ def _trace_value_problem(name: str, value) -> str | None:
     if name in _TRACE_INT_KEYS:
         return None if _is_int(value) and value >= 0 else f"is {_shown(value)}, not an integer >= 0"
     if name in ("first_step", "last_step"):
-        return None if value is None or _is_int(value) else f"is {_shown(value)}, not an integer"
+        return None if value is None or (_is_int(value) and value >= 0) else f"is {_shown(value)}, not a step"
     if name in ("path", "importance"):
         return None if value is None or isinstance(value, str) else f"is {_shown(value)}, not a path"
     if name == "tables":
