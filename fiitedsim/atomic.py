@@ -79,9 +79,19 @@ def _alive(pid: int) -> bool:
     return True
 
 
+#: Folders this process has cleaned already: a sweep writes thousands of points into one folder, and listing
+#: it before each would cost time quadratic in the points.
+_CLEANED: set[str] = set()
+
+
 def remove_leftovers(folder: str | Path) -> None:
     """Remove hidden temporaries in `folder` left by killed fiitedsim runs: those named by a process of this host
-    that no longer runs, and older versions' unnamed ones untouched for a day. Never fails."""
+    that no longer runs, and older versions' unnamed ones untouched for a day. Once per folder and process;
+    never fails."""
+    key = os.path.abspath(folder)
+    if key in _CLEANED:
+        return
+    _CLEANED.add(key)
     try:
         entries = list(Path(folder).iterdir())
     except OSError:
