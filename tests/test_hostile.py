@@ -44,25 +44,14 @@ def run_cli(*args) -> tuple[int, str, str]:
     sys.argv = ["fiitedsim", *map(str, args)]
     code = 0
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
-                _console(cli.err, err), _console(cli.out, out):
+        # the CLI's rich consoles write to whatever sys.stdout / sys.stderr are at the time of printing
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             cli.main()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     finally:
         sys.argv = argv
     return code, out.getvalue(), err.getvalue()
-
-
-@contextlib.contextmanager
-def _console(console, stream):
-    """rich consoles hold the stream they were made with: point them at ours for the call."""
-    saved = console.file
-    console.file = stream
-    try:
-        yield
-    finally:
-        console.file = saved
 
 
 def assert_refused(code: int, out: str, err: str, *must_not_exist: Path) -> None:
