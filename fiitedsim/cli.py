@@ -6,6 +6,7 @@ stderr and exit code 2, never a traceback.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -17,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from .atomic import check_writable, is_write_error
 from .config import DEFAULT_CHUNK, DEFAULT_DIM, DEFAULT_DTYPE_BYTES, ReplayConfig, TableSpec
 from .errors import InputError
 
@@ -57,7 +59,8 @@ def replay(
                                     "(hashing trick), mde (mixed dimensions, sized from a first pass: an offline "
                                     "oracle), full, lru, lfu (row caches over a full copy), or all."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for summary.json and timeseries/*.parquet "
-                                                               "(written all-or-nothing)."),
+                                                               "(written all-or-nothing; other files in an "
+                                                               "earlier results folder are kept)."),
     tables: Optional[Path] = typer.Option(None, help="Table list (JSON or TOML) overriding the trace's metadata."),
     importance: Optional[Path] = typer.Option(None, help="Importance log (Parquet, DESIGN.md 1.3); wins over "
                                                          "inline grad_norm."),
@@ -312,7 +315,8 @@ def train(
                                                    "budget once per seed and report the mean and spread; replaces "
                                                    "--seed. Synthetic data is drawn anew per seed."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for train_summary.json and curve.parquet "
-                                                               "(written all-or-nothing)."),
+                                                               "(written all-or-nothing; other files in an "
+                                                               "earlier train folder are kept)."),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write a self-contained HTML report "
                                                                  "(AUC against memory, AUC over steps, ties)."),
     emit_trace: Optional[Path] = typer.Option(None, help="Write the run's lookups with their per-chunk gradient "
@@ -357,7 +361,13 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
     for path in (emit_trace, emit_importance):
         if path is not None and path.is_dir():
             raise InputError(f"{path} is a folder; name a .parquet file")
-    ds = load_data(data, label, sparse, dense, samples, fields, rows, dim, seed_list[0])
+        if path is not None:
+            check_writable(path)
+    from .memory import check_train_data_memory
+    check_train_data_memory(data_kind(data)[0], fields, [c for c in (sparse or "").split(",") if c.strip()], rows,
+                            dim, batch, samples)
+    ds = load_data(data, label, sparse, dense, samples, fields, rows, dim, seed_list[0],
+                   warn=lambda m: _say("warning:", "yellow", m))
 
     def data_of_seed(s: int):
         """Synthetic data is drawn anew per seed; a file is the same data for every seed."""
@@ -379,6 +389,10 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
         from .report import write_train_report
         write_train_report(report, outputs)
         err.print(f"report in {report}", markup=False, highlight=False)
+    for key, run in outputs.summary["policies"].items():
+        if run["logloss"] is None:  # NaN predictions: the model diverged
+            _say("warning:", "yellow", f"{key}: the evaluation log loss is not a number, so training diverged; "
+                                       "scale the dense features or lower --lr-emb / --lr-mlp")
     _print_train(outputs.summary)
     for what, path in (("results", out_dir), ("trace", emit_trace), ("importance log", emit_importance)):
         if path is not None:
@@ -636,12 +650,37 @@ def _usage_errors() -> tuple[type, ...]:
     return tuple(found)
 
 
+def _flush_stdout() -> None:
+    """Flush stdout now, so that a full disk behind `> file` is an error line instead of an ignored exception."""
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        if not is_write_error(exc):
+            raise
+        _say("error:", "bold red", f"cannot write to standard output: {os.strerror(exc.errno)}")
+        with contextlib.suppress(OSError):  # nothing more can go there: keep Python's exit flush quiet
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(2)
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
     try:
         code = app(standalone_mode=False)
+        _flush_stdout()
     except InputError as exc:
         _say("error:", "bold red", exc)
+        sys.exit(2)
+    except MemoryError as exc:  # the up-front checks (fiitedsim/memory.py) cover the knobs that size arrays
+        _say("error:", "bold red", f"out of memory ({' '.join(str(exc).split()) or 'MemoryError'}); the input or an "
+                                   "option needs more memory than this machine has")
+        sys.exit(2)
+    except OSError as exc:
+        if not is_write_error(exc):  # a write the commands do not route through atomic_path: a scratch file
+            raise
+        where = exc.filename if exc.filename else "to disk"
+        _say("error:", "bold red", f"cannot write {where}: {os.strerror(exc.errno)}; free some space or choose a "
+                                   "folder you can write to")
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

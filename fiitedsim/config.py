@@ -20,6 +20,10 @@ DEFAULT_DTYPE_BYTES = 4
 
 #: Packed keys use 40 bits for the row and 16 for the table (see store.py).
 MAX_ROWS = 1 << 40
+#: Byte counts are int64 in the engine: a table's dense size, the tables' total and a budget stay below this.
+MAX_BYTES = 1 << 62
+#: A hash index's buckets are int32 in the engine's row state, so an index starts at most at 2**30 (and doubles).
+MAX_INDEX_INITIAL = 1 << 30
 MAX_TABLES = 1 << 15
 MAX_CHUNKS = 128
 
@@ -51,6 +55,9 @@ class TableSpec:
             raise InputError(f"{where}: at most {MAX_CHUNKS} chunks per row, got D/C={self.dim // self.chunk}")
         if self.dtype_bytes not in (1, 2, 4, 8):
             raise InputError(f"{where}: dtype_bytes must be 1, 2, 4 or 8, got {self.dtype_bytes}")
+        if self.dense_bytes >= MAX_BYTES:
+            raise InputError(f"{where}: its dense size rows x dim x dtype_bytes = {self.dense_bytes} bytes is beyond "
+                             f"the {MAX_BYTES} (4 EiB) fiitedsim counts; lower rows or dim")
 
     @property
     def chunks(self) -> int:
@@ -83,13 +90,31 @@ def tables_from_json(data, source: str) -> list[TableSpec]:
         unknown = set(item) - allowed
         if unknown:
             raise InputError(f"{source}: table {i} has unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
-        if "rows" not in item:
-            raise InputError(f"{source}: table {i} has no 'rows'")
+        missing = [key for key in ("rows", "dim", "chunk") if key not in item]
+        if missing:  # no silent D = 64, C = 8: a table list says what the tables are (dtype_bytes defaults to 4)
+            name = f" ({item['name']!r})" if isinstance(item.get("name"), str) else ""
+            raise InputError(f"{source}: table {i}{name} has no {missing[0]!r}; every table needs rows, dim and "
+                             "chunk (dtype_bytes defaults to 4)")
         specs.append(TableSpec(name=str(item.get("name", f"t{i}")), **{k: v for k, v in item.items() if k != "name"}))
     names = [t.name for t in specs]
     if len(set(names)) != len(names):
         raise InputError(f"{source}: table names must be unique, got {names}")
     return specs
+
+
+def _unique_keys(pairs: list[tuple]) -> dict:
+    """json object hook: a key given twice is an error (json keeps the last silently; TOML refuses it itself)."""
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise InputError(f"key {key!r} is given twice in one object; keep one")
+        out[key] = value
+    return out
+
+
+def parse_tables_json(text: str):
+    """JSON of a table list, refusing an object with a repeated key."""
+    return json.loads(text, object_pairs_hook=_unique_keys)
 
 
 def load_tables_file(path: str | Path) -> list[TableSpec]:
@@ -99,9 +124,11 @@ def load_tables_file(path: str | Path) -> list[TableSpec]:
         raise InputError(f"tables file not found: {path}")
     try:
         text = path.read_text()
-        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        data = tomllib.loads(text) if path.suffix == ".toml" else parse_tables_json(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot parse tables file: {exc}") from None
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
     return tables_from_json(data, str(path))
 
 
@@ -133,6 +160,9 @@ def parse_budget(text: str, dense_bytes: int) -> int:
         return int(math.floor(value / 100 * dense_bytes))
     if unit not in _UNITS:
         raise InputError(f"budget {raw!r}: unknown unit {unit!r}; use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB")
+    if value * _UNITS[unit] >= MAX_BYTES:
+        raise InputError(f"budget {raw!r} is beyond the 4 EiB ({MAX_BYTES} bytes) fiitedsim counts; give a smaller "
+                         "budget")
     return int(math.floor(value * _UNITS[unit]))
 
 
@@ -157,8 +187,14 @@ class ReplayConfig:
     budget_label: str = field(default="", compare=False)
 
     def __post_init__(self):
+        for name in ("interval", "page_bytes", "report_every", "index_entry_bytes"):
+            if getattr(self, name) >= MAX_BYTES:  # the engine holds them as int64
+                raise InputError(f"--{name.replace('_', '-')} must be below 2**62, got {getattr(self, name)}")
         if self.budget_bytes < 0:
             raise InputError(f"budget must not be negative, got {self.budget_bytes} bytes")
+        if self.budget_bytes >= MAX_BYTES:
+            raise InputError(f"budget of {self.budget_bytes} bytes is beyond the {MAX_BYTES} (4 EiB) fiitedsim "
+                             "counts; give a smaller budget")
         if not (0.0 < self.gamma <= 1.0):
             raise InputError(f"--gamma must be in (0, 1], got {self.gamma}")
         if self.interval < 1:
@@ -171,6 +207,9 @@ class ReplayConfig:
             raise InputError(f"--max-load must be in (0, 1), got {self.max_load}")
         if self.index_initial < 1 or self.index_initial & (self.index_initial - 1):
             raise InputError(f"--index-initial must be a power of two, got {self.index_initial}")
+        if self.index_initial > MAX_INDEX_INITIAL:
+            raise InputError(f"--index-initial must be at most 2**30 = {MAX_INDEX_INITIAL} (an index holds at most "
+                             f"2**31 buckets), got {self.index_initial}")
         if self.allocator not in ("lowest", "lifo"):
             raise InputError(f"--allocator must be 'lowest' or 'lifo', got {self.allocator!r}")
         if self.budget_covers not in ("payload", "all"):
@@ -191,7 +230,11 @@ class ReplayConfig:
 
 
 def check_tables_fit_pages(tables: list[TableSpec], cfg: ReplayConfig) -> None:
-    """Every chunk must fit in a page, or no slot could ever be allocated."""
+    """Every chunk must fit in a page, or no slot could ever be allocated; the dense sizes must be countable."""
+    total = sum(t.dense_bytes for t in tables)
+    if total >= MAX_BYTES:
+        raise InputError(f"the tables' dense size is {total} bytes, beyond the {MAX_BYTES} (4 EiB) fiitedsim "
+                         "counts; lower rows or dim")
     for t in tables:
         if t.chunk_bytes > cfg.page_bytes:
             raise InputError(f"table {t.name!r}: a chunk of {t.chunk_bytes} bytes does not fit a page of "

@@ -42,6 +42,8 @@ POWTAB_MAX = 1 << 20
 #: copies of doubling happen only past the reservation (docs/engine.md, "Memory per tracked row").
 RESERVE_BYTES = 2 << 30
 ROWS_MIN, INDEX_MIN = 1024, 1 << 16
+#: Pages the page arrays have room for at the start (they double as pages are mapped).
+INITIAL_PAGES = 16
 #: row_pos[tid, k] holds a bucket number of one index: int32 halves its size (an index of 2**31 buckets
 #: would take 48 GiB of implementation memory alone)
 ROW_POS_DTYPE = np.int32
@@ -79,7 +81,14 @@ def _zeros_reserving(tails, dtypes, floor: int, need: int) -> list[np.ndarray]:
     return arrays
 
 
+#: Gauges that are ratios (float64); every other snapshot column is an integer.
+FLOAT_COLUMNS = ("fragmentation", "theta", "index_load_factor")
+
+
 def snapshot_columns(k_max: int) -> list[str]:
+    """Columns of a snapshot row. Rows are int64 arrays, so steps and counters stay exact past 2**53; a column of
+    FLOAT_COLUMNS holds the IEEE-754 bits of its float64 value (written as `np.float64(x).view(np.int64)`,
+    read back by `policies.base.snapshots_frame` / `snapshot_values`)."""
     return ["step"] + COUNTER_COLUMNS + GAUGE_COLUMNS + [f"dim_{d}" for d in range(k_max + 1)]
 
 
@@ -136,7 +145,7 @@ class EngineState:
         fp[store.F_GAMMA], fp[store.F_MAX_LOAD] = cfg.gamma, cfg.max_load
         tabs = np.array([[t.chunks, pool, cfg.meta_bytes_for(t), t.chunk]
                          for t, pool in zip(tables, layout.pool_of_table)], np.int64)
-        pages = 16
+        pages = INITIAL_PAGES
         self.st = State(
             sc=sc, ip=ip, fp=fp, tabs=tabs,
             wpos=np.array([cfg.position_weight ** float(k) for k in range(k_max)], np.float64),
@@ -149,7 +158,7 @@ class EngineState:
             page_free_bits=np.zeros((n_pools, pages, (max(layout.slots_per_page) + 63) // 64), np.uint64),
             lifo=np.zeros((n_pools, self._lifo_len(pages), 2), np.int64),
             slot_stamp=np.zeros((n_pools, self._slot_len(pages)), np.int64),
-            snap=np.zeros((snapshot_capacity, len(snapshot_columns(k_max))), np.float64),
+            snap=np.zeros((snapshot_capacity, len(snapshot_columns(k_max))), np.int64),  # FLOAT_COLUMNS as bits
             counter_sc=COUNTER_SC,
         )
         self.snapshots: list[np.ndarray] = []
@@ -234,7 +243,7 @@ class EngineState:
     def snapshot_table(self) -> np.ndarray:
         self.flush_snapshots()
         if not self.snapshots:
-            return np.zeros((0, self.st.snap.shape[1]))
+            return np.zeros((0, self.st.snap.shape[1]), np.int64)
         return np.concatenate(self.snapshots)
 
     # ---- inspection (tests and invariant checks) ----------------------------

@@ -104,8 +104,10 @@ import numba
 import numpy as np
 
 from . import profiles
+from .atomic import check_writable
 from .config import MAX_ROWS, MAX_TABLES, TableSpec
 from .errors import InputError
+from .memory import check_fits
 from .trace_writer import TraceWriter
 
 PROFILE_NAMES = ("zipf", "meta2021", "meta2022")
@@ -528,6 +530,11 @@ def rank_to_row(rank, step, table: int, cfg: GenerateConfig) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- driver
 
+def hset_bytes(batch: int) -> int:
+    """Bytes of the hash set a meta profile counts a step's distinct rows in."""
+    return 8 << max(4, (2 * batch - 1).bit_length())
+
+
 def generate(path, cfg: GenerateConfig, progress: Callable[[int], None] | None = None) -> GenerateReport:
     """Write the synthetic trace of `cfg` to `path` (Parquet, DESIGN.md 1.2) and report on it.
 
@@ -538,6 +545,7 @@ def generate(path, cfg: GenerateConfig, progress: Callable[[int], None] | None =
         raise TypeError("cfg must be a GenerateConfig")
     if Path(path).is_dir():
         raise InputError(f"output {path} is a directory; give a file name like trace.parquet")
+    check_writable(path)
     t0 = time.perf_counter()
     tables = cfg.table_specs()
     ntab, batch, rows, kk = cfg.tables, cfg.batch, cfg.rows, cfg.chunks
@@ -562,13 +570,17 @@ def generate(path, cfg: GenerateConfig, progress: Callable[[int], None] | None =
     pend_thr = np.zeros((ntab, nb), dtype=np.float64)
     hist_l = np.zeros(nb, dtype=np.int64)
     hist_u = np.zeros(nb, dtype=np.int64)
+    check_fits(batch * 24 + hset_bytes(batch) if meta else 0, f"--batch {batch}: generating steps of {batch:,} "
+               "lookups per table", "lower --batch")
     counts = np.empty(batch if meta else 1, dtype=np.int64)
     ranks_buf = np.empty(batch if meta else 1, dtype=np.int64)
-    hset = np.zeros(1 << max(4, (2 * batch - 1).bit_length()) if meta else 2, dtype=np.int64)
+    hset = np.zeros(hset_bytes(batch) // 8 if meta else 2, dtype=np.int64)
 
     units_total = cfg.steps * ntab
     units_per_group = max(1, ROW_GROUP_LOOKUPS // batch)
     cap = min(units_per_group, units_total) * batch
+    check_fits(cap * 36 + (batch * 48 + hset_bytes(batch) if meta else 0),
+               f"--batch {batch}: generating steps of {batch:,} lookups per table", "lower --batch")
     out_step = np.empty(cap, dtype=np.int64)
     out_table = np.empty(cap, dtype=np.int32)
     out_row = np.empty(cap, dtype=np.int64)

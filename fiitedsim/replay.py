@@ -12,7 +12,7 @@ from typing import Callable
 
 import polars as pl
 
-from .atomic import atomic_path, refuse_cwd_or_parent
+from .atomic import atomic_path, check_writable, refuse_cwd_or_parent, write_parquet_frame
 from .checks import replay_warnings
 from .config import ReplayConfig, TableSpec, check_tables_fit_pages, dense_bytes, parse_budget
 from .errors import InputError
@@ -26,30 +26,53 @@ from .trace import TraceSource
 RESULTS_FORMAT = 2
 
 
+def split_list(text: str, option: str, empty_hint: str, noun: str = "a value") -> list[str]:
+    """The items of a comma-separated option value: at least one, none empty, none twice.
+
+    One rule for every list option (--policy, --budget, train's --sparse and --dense): `0.1,` (an empty item,
+    a stray comma) and `fiited,fiited` (an item twice) are mistakes to point out, not to repair silently.
+    """
+    items = [item.strip() for item in str(text).split(",")]
+    if not any(items):
+        raise InputError(f"{option} is empty: {empty_hint}")
+    if not all(items):
+        raise InputError(f"{option} {text!r} has an empty item (a stray comma); separate the values by single "
+                         "commas, with none at either end")
+    twice = next((item for i, item in enumerate(items) if item in items[:i]), None)
+    if twice is not None:
+        raise InputError(f"{option} lists {noun} twice: {twice} (in {text}); give each once")
+    return items
+
+
 def parse_policies(text: str, choices=tuple(POLICIES), purpose: str = "") -> list[str]:
-    """Comma-separated policy names (or `all`) among `choices`, in the given order, without repeats.
+    """Comma-separated policy names (or `all` alone) among `choices`, in the given order (`split_list`'s rule).
 
     `purpose` qualifies the error for a command that accepts fewer policies (" for training").
     """
-    names = [p.strip() for p in text.split(",") if p.strip()]
-    if not names:
-        raise InputError("--policy is empty: name at least one of " + ", ".join(choices))
+    names = split_list(text, "--policy", "name at least one of " + ", ".join(choices), "a policy")
     unknown = [n for n in names if n not in choices and n != "all"]
     if unknown:
         raise InputError(f"unknown policy {unknown[0]!r}{purpose}: choose from {', '.join(choices)} or all")
     if "all" in names:
+        if len(names) > 1:
+            raise InputError(f"--policy {text}: all names every policy{purpose} already; give all alone, or "
+                             "the policies")
         return list(choices)
-    return list(dict.fromkeys(names))
+    return names
 
 
 def parse_budgets(text: str, tables: list[TableSpec]) -> list[tuple[str, int]]:
-    labels = [b.strip() for b in str(text).split(",") if b.strip()]
-    if not labels:
-        raise InputError("--budget is empty: give a fraction like 0.1 or bytes like 2GiB")
-    if len(set(labels)) != len(labels):
-        raise InputError(f"--budget lists a budget twice: {text}")
+    """Comma-separated budgets (`split_list`'s rule); two that come to the same bytes are one budget given twice."""
+    labels = split_list(text, "--budget", "give a fraction like 0.1 or bytes like 2GiB", "a budget")
     dense = dense_bytes(tables)
-    return [(label, parse_budget(label, dense)) for label in labels]
+    budgets = [(label, parse_budget(label, dense)) for label in labels]
+    seen: dict[int, str] = {}
+    for label, bytes_ in budgets:
+        if bytes_ in seen:
+            raise InputError(f"--budget lists a budget twice: {seen[bytes_]} and {label} are both {bytes_} bytes; "
+                             "give each budget once")
+        seen[bytes_] = label
+    return budgets
 
 
 @dataclass
@@ -130,10 +153,9 @@ def _one_pass(source: TraceSource, runs: list[tuple[str, str, str, int]], cfg: R
             policy.consume(batch)
         if isinstance(touched, TouchedRows):
             touched.add(batch.table, batch.row)
-        for steps in (batch.step, batch.imp_step):
-            if steps.size:
-                first_step = int(steps[0]) if first_step is None else min(first_step, int(steps[0]))
-                last_step = int(steps[-1]) if last_step is None else max(last_step, int(steps[-1]))
+        if batch.step.size:  # the trace's steps: importance records outside them do not move them
+            first_step = int(batch.step[0]) if first_step is None else first_step
+            last_step = int(batch.step[-1])
         lookups += batch.num_lookups
         importance += batch.num_importance
         if progress:
@@ -180,7 +202,8 @@ def budget_entries(budgets, dense: int, touched_dense: int) -> list[dict]:
 
 
 def check_out_dir(out: str | Path) -> Path:
-    """`out` may be new, an empty folder or an earlier results folder (which is replaced); nothing else."""
+    """`out` may be new, an empty folder or an earlier results folder (whose summary.json and timeseries/ are
+    replaced, other files kept); nothing else."""
     out = Path(out)
     refuse_cwd_or_parent(out, "--out", "runs/demo")
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not _is_results_folder(out))):
@@ -190,6 +213,7 @@ def check_out_dir(out: str | Path) -> Path:
             if not parent.is_dir():
                 raise InputError(f"--out {out}: {parent} is not a folder")
             break
+    check_writable(out)
     return out
 
 
@@ -205,10 +229,11 @@ def _is_results_folder(folder: Path) -> bool:
 def write_results(out: str | Path, results: ReplayResults) -> Path:
     """Write `summary.json` and `timeseries/KEY.parquet` all-or-nothing into `out`."""
     out = check_out_dir(out)
-    with atomic_path(out.resolve(), directory=True) as tmp:  # resolved: `a/../b` must not create `a`
+    # resolved: `a/../b` must not create `a`; files the user added to an earlier results folder are kept
+    with atomic_path(out.resolve(), directory=True, replaces=("summary.json", "timeseries")) as tmp:
         (tmp / "timeseries").mkdir()
         for key, frame in results.series.items():
-            frame.write_parquet(tmp / "timeseries" / f"{key}.parquet")
+            write_parquet_frame(frame, tmp / "timeseries" / f"{key}.parquet")
         (tmp / "summary.json").write_text(summary_text(results.summary))
     return out
 

@@ -44,6 +44,7 @@ import json
 import logging
 import math
 import os
+import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -55,10 +56,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import __version__
-from .atomic import atomic_path, refuse_cwd_or_parent
+from .atomic import (
+    atomic_path,
+    check_writable,
+    is_write_error,
+    refuse_cwd_or_parent,
+    write_error,
+    write_parquet_frame,
+)
 from .checks import replay_warnings, train_warnings
 from .config import ReplayConfig, TableSpec, check_tables_fit_pages, dense_bytes, load_tables_file, parse_budget
 from .errors import InputError
+from .memory import check_train_data_memory
 from .policies import POLICIES
 from .policies.base import SUMMARY_KEYS
 from .replay import RESULTS_FORMAT, ReplayResults, budget_entries, parse_budgets, replay_each
@@ -270,6 +279,9 @@ def load_sweep_file(path: str | Path) -> SweepFile:
         traces = _axis(path, "traces", sweep["traces"], non_empty_string)
     policies = _axis(path, "policies", sweep["policies"], _policy)
     if "all" in policies:
+        if len(policies) > 1:
+            raise InputError(f"{path}: [sweep] policies: \"all\" names every policy already; give [\"all\"] alone, "
+                             "or the policies")
         policies = tuple(POLICIES)
     budgets = _axis(path, "budgets", sweep["budgets"], _budget_label)
     knobs = {k.name: _axis(path, k.name, sweep[k.name], lambda w, v, k=k: _check_value(w, v, k.kind))
@@ -379,6 +391,9 @@ def _load_train_sweep(path: Path, sweep: dict) -> SweepFile:
     policies = _axis(path, "policies", sweep["policies"],
                      lambda w, v: _policy(w, v, TRAIN_POLICIES, "training policy"))
     if "all" in policies:
+        if len(policies) > 1:
+            raise InputError(f"{path}: [sweep] policies: \"all\" names every training policy already; give "
+                             "[\"all\"] alone, or the policies")
         policies = TRAIN_POLICIES
     budgets = _axis(path, "budgets", sweep["budgets"], _budget_label)
     knobs = {k.name: _axis(path, k.name, sweep[k.name], lambda w, v, k=k: _check_value(w, v, k.kind))
@@ -490,6 +505,7 @@ def plan_points(sweep: SweepFile, warn: Callable[[str], None]) -> list[Point]:
         same = seen_traces.setdefault(json.dumps(parts), label)
         if same != label:
             raise InputError(f"{sweep.path}: traces {same!r} and {label!r} are the same files; list each trace once")
+        same_bytes: dict[tuple, str] = {}
         for policy, budget, *values in itertools.product(sweep.policies, sweep.budgets, *sweep.knobs.values()):
             chosen = dict(zip(sweep.knobs, values))
             try:  # replace() re-runs TableSpec's checks (C divides D, ...): say which trace they failed on
@@ -503,6 +519,10 @@ def plan_points(sweep: SweepFile, warn: Callable[[str], None]) -> list[Point]:
             cfg = ReplayConfig(**{k: chosen[k] for k in config_knobs})
             check_tables_fit_pages(list(tables), cfg)
             budget_bytes = parse_budget(budget, dense_bytes(list(tables)))
+            other = same_bytes.setdefault((policy, tuple(chosen.items()), budget_bytes), budget)
+            if other != budget:
+                raise InputError(f"{sweep.path}: trace {label!r}: budgets {other} and {budget} are both {budget_bytes} "
+                                 "bytes: one budget given twice; list each budget once")
             cfg = cfg.with_budget(budget_bytes, budget)
             POLICIES[policy].check_budget(list(tables), cfg)
             spec = PointSpec(str(path), None if sweep.tables_file is None else str(sweep.tables_file), tables,
@@ -551,6 +571,7 @@ def plan_train_points(sweep: SweepFile) -> list[Point]:
     train_knobs = [k for k in sweep.knobs if TRAIN_KNOB_BY_NAME[k].target == "train"]
     config_knobs = [k for k in sweep.knobs if TRAIN_KNOB_BY_NAME[k].target == "config"]
     points, heads = [], {}
+    same_bytes: dict[tuple, str] = {}
     for label, data in zip(sweep.data, sweep.data_specs):
         kind, file = data_kind(data)
         columns = sweep.columns if kind in ("parquet", "csv") else {}
@@ -565,11 +586,17 @@ def plan_train_points(sweep: SweepFile) -> list[Point]:
                                       columns.get("sparse"), columns.get("dense"), chosen.get("samples"),
                                       chosen.get("fields", DEFAULT_FIELDS), chosen.get("rows", DEFAULT_ROWS),
                                       tcfg, rcfg, policy, budget, 0)
+                check_train_data_memory(kind, spec.fields, [c for c in (spec.sparse or "").split(",") if c.strip()],
+                                        spec.rows, tcfg.dim, tcfg.batch, spec.samples)
                 tables = _data_tables(spec, heads)
                 [(_, budget_bytes)] = parse_budgets(budget, tables)
                 EngineResidency.check(policy, tables, rcfg.with_budget(budget_bytes, budget))
             except InputError as exc:
                 raise InputError(f"{sweep.path}: data {label!r}: {exc}") from None
+            other = same_bytes.setdefault((label, policy, tuple(chosen.items()), budget_bytes), budget)
+            if other != budget:
+                raise InputError(f"{sweep.path}: data {label!r}: budgets {other} and {budget} are both {budget_bytes} "
+                                 "bytes: one budget given twice; list each budget once")
             spec = replace(spec, budget_bytes=budget_bytes)
             axes = {"data": label, "policy": policy, "budget": budget, **chosen}
             points.append(Point(point_key(train_point_identity(spec)), axes, spec))
@@ -675,6 +702,9 @@ def check_sweep_out(out: str | Path) -> Path:
         if any(out.iterdir()) and not (out / POINTS_DIR).is_dir():
             raise InputError(f"out folder {out} exists and is not a fiitedsim sweep folder (no {POINTS_DIR}/); "
                              "choose a new folder")
+    check_writable(out / POINTS_DIR, inside=True)  # points are written into points/, the summaries beside it
+    if (out / POINTS_DIR).is_dir():
+        check_writable(out, inside=True)
     return out
 
 
@@ -685,8 +715,35 @@ def _stored(out: Path, key: str) -> dict | None:
     except (OSError, UnicodeDecodeError, ValueError):
         return None
     ok = (isinstance(record, dict) and record.get("format") == SWEEP_FORMAT and record.get("key") == key
-          and (out / POINTS_DIR / f"{key}.parquet").is_file())
+          and (out / POINTS_DIR / f"{key}.parquet").is_file() and _valid_summary(record.get("summary")))
     return record if ok else None
+
+
+def _valid_summary(summary) -> bool:
+    """A stored point's summary has the types and ranges its tables and report read (a changed file is recomputed)."""
+    if not isinstance(summary, dict):
+        return False
+    if "trace" in summary:  # a replay point: the summary.json checks of `fiitedsim report`
+        from .report import check_summary
+        try:
+            check_summary(summary)
+        except InputError:
+            return False
+        return True
+    runs = summary.get("policies")
+    if not isinstance(runs, dict) or len(runs) != 1 or not isinstance(summary.get("config"), dict):
+        return False
+    [run] = runs.values()
+
+    def number(v, lo=0.0, hi=math.inf, null=False):
+        if v is None:
+            return null
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and lo <= v <= hi
+    return (isinstance(run, dict) and number(run.get("auc"), 0.0, 1.0, null=True)
+            and number(run.get("logloss"), null=True) and number(run.get("chunk_hit_rate"), 0.0, 1.0)
+            and number(run.get("seconds")) and number(summary.get("teacher_auc"), 0.0, 1.0, null=True)
+            and all(isinstance(run.get(k), int) and not isinstance(run.get(k), bool) and run[k] >= 0
+                    for k in ("payload_bytes_peak", "total_bytes_peak", "samples")))
 
 
 def store_point(out: Path, point: Point, summary: dict, series: bytes) -> None:
@@ -717,12 +774,95 @@ def quiet_distributed():
             logging.getLogger(n).setLevel(level)
 
 
+#: `--scheduler`: tcp://HOST:PORT, HOST:PORT or HOST (port 8786); HOST a name, an IPv4 or a bracketed IPv6 address.
+_SCHEDULER_ADDRESS = re.compile(r"(?:tcp://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::([0-9]{1,5}))?/?")
+#: Dask's default scheduler port.
+DEFAULT_SCHEDULER_PORT = 8786
+#: The handshake a Dask scheduler sends on connecting is a few hundred bytes; anything claiming more is not one.
+_MAX_HANDSHAKE = 1 << 20
+
+
+def scheduler_address(text: str) -> tuple[str, int, str]:
+    """(host, port, tcp://host:port) of a `--scheduler` value, or an InputError saying what an address looks like."""
+    raw = text.strip()
+    scheme, sep, _ = raw.partition("://")
+    if sep and scheme != "tcp":
+        raise InputError(f"--scheduler {text!r}: only tcp:// scheduler addresses are supported (e.g. "
+                         f"tcp://10.0.0.5:{DEFAULT_SCHEDULER_PORT}); {scheme}:// needs settings fiitedsim cannot pass")
+    match = _SCHEDULER_ADDRESS.fullmatch(raw)
+    port = int(match.group(2)) if match and match.group(2) else DEFAULT_SCHEDULER_PORT
+    if not match or not 0 < port < 65536:
+        raise InputError(f"--scheduler {text!r} is not a scheduler address; give tcp://HOST:PORT, e.g. "
+                         f"tcp://10.0.0.5:{DEFAULT_SCHEDULER_PORT}")
+    host = match.group(1)
+    return host.strip("[]"), port, f"tcp://{host}:{port}"
+
+
+def probe_scheduler(host: str, port: int, address: str, timeout: float) -> None:
+    """Check, within `timeout` seconds, that a Dask scheduler listens at host:port, before Dask is asked to connect.
+
+    A scheduler sends its handshake as soon as a connection is accepted: an 8-byte little-endian length, then
+    that many bytes of msgpack naming its pickle protocol. Dask's own client waits for that handshake without a
+    time limit, and reads a foreign server's first bytes as a length to allocate (a web server's "HTTP/1.1"
+    asked for 3 EiB), so a port that is open but is no scheduler would hang or crash it. A refused connection
+    is retried until the time is up, as Dask does (a scheduler may still be starting).
+    """
+    import socket
+    import struct
+    import time
+
+    deadline = time.monotonic() + timeout
+    unreachable = (f"cannot reach the Dask scheduler at {address} within {timeout:g} s ({{}}); check the address, or "
+                   "leave out --scheduler to run on local processes")
+    not_dask = (f"{address} answered, but not as a Dask scheduler ({{}}); give the scheduler's own port (the "
+                f"dashboard or a web server is not it; the default is {DEFAULT_SCHEDULER_PORT})")
+    delay = 0.05
+    while True:
+        try:
+            sock = socket.create_connection((host, port), timeout=max(0.01, deadline - time.monotonic()))
+            break
+        except OSError as exc:
+            reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+            if isinstance(exc, socket.gaierror) or time.monotonic() + delay >= deadline:
+                raise InputError(unreachable.format(reason)) from None
+            time.sleep(delay)
+            delay = min(2 * delay, 1.0)
+
+    def receive(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                more = sock.recv(n - len(data))
+            except TimeoutError:
+                raise InputError(not_dask.format(f"it accepted the connection but sent no Dask handshake within "
+                                                 f"{timeout:g} s")) from None
+            except OSError as exc:
+                raise InputError(unreachable.format(exc.strerror or exc)) from None
+            if not more:
+                raise InputError(not_dask.format("it closed the connection without a Dask handshake"))
+            data += more
+        return data
+
+    with sock:
+        head = receive(8)
+        (size,) = struct.unpack("<Q", head)
+        if not 0 < size <= _MAX_HANDSHAKE:
+            shown = head.decode("ascii", "replace")
+            raise InputError(not_dask.format(f"its first bytes are {shown!r}" if shown.isprintable()
+                                             else "its first bytes are no Dask message"))
+        if b"pickle-protocol" not in receive(size):
+            raise InputError(not_dask.format("its first message is no Dask handshake"))
+
+
 @contextlib.contextmanager
 def dask_client(scheduler: str | None, workers: int | None, connect_timeout: float):
     """A Client of `scheduler`, or of a LocalCluster of `workers` single-threaded processes on 127.0.0.1."""
     from distributed import Client, LocalCluster
 
     if scheduler is not None:
+        host, port, scheduler = scheduler_address(scheduler)
+        probe_scheduler(host, port, scheduler, connect_timeout)
         try:
             client = Client(scheduler, timeout=connect_timeout, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:
@@ -736,7 +876,7 @@ def dask_client(scheduler: str | None, workers: int | None, connect_timeout: flo
     # no dashboard is installed (bokeh is not a dependency); the scheduler's small HTTP server (health checks)
     # takes any free loopback port instead of 8787, which another cluster may hold
     with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as cluster, \
+                      dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL) as cluster, \
             Client(cluster, set_as_default=False) as client:
         yield client
 
@@ -765,7 +905,9 @@ def run_sweep(sweep: SweepFile, out: str | Path, *, scheduler: str | None = None
     if points_per_task < 1:
         raise InputError(f"--points-per-task must be at least 1, got {points_per_task}")
     if not connect_timeout > 0:
-        raise InputError(f"--connect-timeout must be positive, got {connect_timeout}")
+        raise InputError(f"--connect-timeout must be positive, got {connect_timeout:g}")
+    if scheduler is not None:
+        scheduler_address(scheduler)  # the syntax, before any planning
     out = check_sweep_out(out)
     sweep = with_generated(sweep, out)
     points = plan_points(sweep, warn)
@@ -781,7 +923,12 @@ def run_sweep(sweep: SweepFile, out: str | Path, *, scheduler: str | None = None
         with quiet_distributed(), dask_client(scheduler, workers, connect_timeout) as client:
             from distributed import as_completed
 
-            (out / POINTS_DIR).mkdir(parents=True, exist_ok=True)  # only once a cluster answered
+            try:
+                (out / POINTS_DIR).mkdir(parents=True, exist_ok=True)  # only once a cluster answered
+            except OSError as exc:
+                if is_write_error(exc):
+                    raise write_error(out / POINTS_DIR, exc) from None
+                raise
 
             if sweep.data:  # one training point per task, points on the same data set next to each other
                 order: dict[tuple, int] = {}
@@ -909,7 +1056,7 @@ def write_points_table(out: Path, points: list[Point]) -> Path:
     target = out / POINTS_FILE
     frame = points_frame(out, points)
     with atomic_path(target) as tmp:
-        frame.write_parquet(tmp, statistics=False)
+        write_parquet_frame(frame, tmp, statistics=False)
     return target
 
 

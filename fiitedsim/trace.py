@@ -36,8 +36,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .atomic import atomic_path
-from .config import MAX_TABLES, TableSpec, load_tables_file, tables_from_json
-from .errors import InputError
+from .config import MAX_TABLES, TableSpec, load_tables_file, parse_tables_json, tables_from_json
+from .errors import InputError, refuse_duplicate_columns
 from .trace_writer import IMPORTANCE_SCHEMA, TABLES_KEY
 
 TRACE_COLUMNS = ("step", "table", "row")
@@ -171,7 +171,8 @@ def _is_float_list(t: pa.DataType) -> bool:
 
 def _check_schema(path: Path, schema: pa.Schema, what: str, required: tuple[str, ...],
                   types: dict[str, tuple[Callable[[pa.DataType], bool], str]]) -> None:
-    """Columns present and of usable types, checked from the footer before reading any data."""
+    """Columns present, each once, and of usable types, checked from the footer before reading any data."""
+    refuse_duplicate_columns(path, schema.names)
     missing = [c for c in required if c not in schema.names]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}; "
@@ -379,7 +380,8 @@ class TraceSource:
             return tables
         if meta is not None:
             try:
-                data = json.loads(meta.decode("utf-8"))
+                data = _naming(f"{self.parts[0]}: Parquet metadata '{key}'",
+                               lambda: parse_tables_json(meta.decode("utf-8")))
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise InputError(f"{self.parts[0]}: Parquet metadata '{key}' is not valid JSON "
                                  f"({_one_line(exc)}); pass --tables FILE instead") from None

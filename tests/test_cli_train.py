@@ -175,3 +175,24 @@ def test_too_few_rounds_and_identical_results_warn(monkeypatch, capsys, tmp_path
     assert not any("full@10" in w for w in warnings)
     summary = json.loads((tmp_path / "w" / "train_summary.json").read_text())
     assert [w for w in warnings] == ["warning: " + w for w in summary["warnings"]]
+
+
+def test_an_infinite_dense_value_is_one_error_line_not_a_nan_model(monkeypatch, capsys, tmp_path):
+    """Issue 14, item 1: the reported command used to train to `auc: null` and exit 0."""
+    data = tmp_path / "in" / "t.csv"
+    data.parent.mkdir()
+    data.write_text("y,d1,s1\n" + "".join(f"{i % 2},{'inf' if i == 100 else '1.0'},a{i % 50}\n"
+                                          for i in range(1, 3001)))
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["train", "--data", f"csv:{data}", "--label", "y", "--dense", "d1",
+                                                  "--sparse", "s1", "--rows", "1000", "--batch", "256",
+                                                  "--page-bytes", "4096", "-q", "--out", tmp_path / "o"],
+                  "dense column 'd1', sample 99", "infinite")
+
+
+def test_nan_dense_values_train_with_a_warning(monkeypatch, capsys, tmp_path):
+    data = tmp_path / "t.csv"
+    data.write_text("y,d1,s1\n" + "".join(f"{i % 2},{'nan' if i == 7 else i % 3},a{i % 5}\n" for i in range(200)))
+    result = train(monkeypatch, capsys, "--data", f"csv:{data}", "--label", "y", "--dense", "d1", "--sparse", "s1")
+    lines = [line for line in result.err.strip().splitlines() if "NaN" in line]
+    assert lines == [f"warning: {data}: dense column 'd1' has 1 NaN value(s) (the first in sample 7); they are read "
+                     "as 0, like missing values"]

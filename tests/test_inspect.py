@@ -247,7 +247,7 @@ def test_inferred_tables_warn_once_on_stderr(monkeypatch, capsys, tmp_path):
 def test_tables_file_overrides_metadata(monkeypatch, capsys, tmp_path):
     path = write_trace(tmp_path / "t.parquet", TINY_STEP, TINY_TABLE, TINY_ROW)
     tables = _tables_file(tmp_path, '[{"name": "u", "rows": 1000, "dim": 16, "chunk": 4, "dtype_bytes": 2},'
-                                    ' {"name": "i", "rows": 10}]')
+                                    ' {"name": "i", "rows": 10, "dim": 64, "chunk": 8}]')
     r = run(monkeypatch, capsys, "inspect", path, "--tables", tables, "--json")
     assert r.code == 0, r.err
     s = json.loads(r.out)

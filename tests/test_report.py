@@ -141,7 +141,8 @@ def made_up(keys=("alpha", "beta"), budgets=(("0.1", 1000),), windows=4, k=2, st
                "config": {"budgets": [{"label": label, "bytes": b} for label, b in budgets], "policies": list(keys),
                           "budget_covers": "payload"},
                "trace": {"path": "made/up.parquet", "lookups": 60, "first_step": 0, "last_step": 39,
-                         "dense_bytes": 4 * 2**20, "tables": [{"name": "t", "rows": 3, "dim": 4, "chunk": 2,
+                         "dense_bytes": 4 * 2**20, "touched_rows": 3, "touched_rows_per_table": [3],
+                         "touched_dense_bytes": 48, "tables": [{"name": "t", "rows": 3, "dim": 4, "chunk": 2,
                                                                "dtype_bytes": 4}]}}
     return ReplayResults(summary, {key: frame for key in policies})
 
@@ -552,3 +553,56 @@ def test_training_ranking_marks_an_oracle_leader_and_names_the_best_without_it()
         '<div class="budget">')[2]
     assert ("Winner: <b>mde</b>, ahead of every other policy on all 3 seeds by more than the spread. mde is an "
             "offline oracle (sized from a first pass); without oracles: <b>fiited</b>.") in second
+
+
+# ---------------------------------------------------------------------------
+# Issue 14, item 8: valid JSON of the wrong types or out of range is refused on read, not drawn or crashed on
+
+
+def _first(summary: dict) -> dict:
+    return next(iter(summary["policies"].values()))
+
+
+WRONG = [
+    ("a metric as a string", lambda s: _first(s).__setitem__("total_bytes_final", "12"),
+     ["total_bytes_final is \"12\", not an integer >= 0"]),
+    ("dim_hist_final null", lambda s: _first(s).__setitem__("dim_hist_final", None),
+     ["dim_hist_final is null, not a list of counts"]),
+    ("a hit rate of 7.5", lambda s: _first(s).__setitem__("chunk_hit_rate", 7.5),
+     ["chunk_hit_rate is 7.5, outside 0..1"]),
+    ("a negative fragmentation", lambda s: _first(s).__setitem__("fragmentation_final", -0.5), ["outside 0..1"]),
+    ("a count as true", lambda s: _first(s).__setitem__("rehashes", True), ["rehashes is true, not an integer"]),
+    ("NaN", lambda s: _first(s).__setitem__("mean_probe_length", float("nan")), ["mean_probe_length is nan"]),
+    ("theta as text", lambda s: _first(s).__setitem__("theta_final", "inf"), ["theta_final is \"inf\""]),
+    ("budgets as text", lambda s: s["config"].__setitem__("budgets", "0.1"), ["config budgets is \"0.1\""]),
+    ("budget bytes as text", lambda s: s["config"]["budgets"][0].__setitem__("bytes", "9"), ["config budgets"]),
+    ("dense size as text", lambda s: s["trace"].__setitem__("dense_bytes", "5"), ["trace dense_bytes is \"5\""]),
+    ("steps as floats", lambda s: s["trace"].__setitem__("last_step", 2.5), ["trace last_step is 2.5"]),
+    ("path as a number", lambda s: s["trace"].__setitem__("path", 5), ["trace path is 5, not a path"]),
+]
+
+
+@pytest.mark.parametrize("change, words", [(c, w) for _, c, w in WRONG], ids=[i for i, _, _ in WRONG])
+def test_report_refuses_a_summary_of_wrong_types_or_ranges(monkeypatch, capsys, tmp_path, run_dir, change, words):
+    """A metric as a string or dim_hist_final null crashed with a TypeError; a hit rate of 7.5 was drawn as 750%."""
+    import shutil
+
+    folder = tmp_path / "run"
+    shutil.copytree(run_dir, folder)
+    summary = json.loads((folder / "summary.json").read_text())
+    change(summary)
+    (folder / "summary.json").write_text(json.dumps(summary))
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["report", folder, "-o", tmp_path / "r.html"], "summary.json",
+                  *words, "changed or damaged", "re-run")
+
+
+def test_report_refuses_a_time_series_column_of_text(monkeypatch, capsys, tmp_path, run_dir):
+    import shutil
+
+    folder = tmp_path / "run"
+    shutil.copytree(run_dir, folder)
+    path = next((folder / "timeseries").iterdir())
+    frame = pl.read_parquet(path)
+    frame.with_columns(pl.col("lookups").cast(pl.String)).write_parquet(path)
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["report", folder, "-o", tmp_path / "r.html"],
+                  "column lookups has type String, not numbers")

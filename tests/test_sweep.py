@@ -8,10 +8,12 @@ process first (`warm`), so workers load them from the on-disk cache.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -21,6 +23,7 @@ import polars as pl
 import pytest
 from test_cli import assert_clean_failure, fails_cleanly, run
 
+from fiitedsim import cli
 from fiitedsim.config import ReplayConfig, TableSpec
 from fiitedsim.policies.base import SUMMARY_KEYS
 from fiitedsim.replay import replay
@@ -390,3 +393,108 @@ def test_bad_generate_tables(monkeypatch, capsys, tmp_path, body, words):
     toml = tmp_path / "bad.toml"
     toml.write_text(f'[sweep]\n{body}\npolicies = ["fiited"]\nbudgets = [0.1]\nout = "o"\n')
     fails_cleanly(monkeypatch, capsys, tmp_path, ["sweep", toml, "-q"], *words)
+
+
+# ---------------------------------------------------------------------------
+# Issue 14, item 4: a --scheduler that is not a Dask scheduler, and a failing point's worker log
+
+
+@contextlib.contextmanager
+def fake_server(behaviour: str):
+    """A TCP server on 127.0.0.1 that accepts connections and then stays silent, talks HTTP, or sends garbage."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held, stop = [], threading.Event()
+
+    def serve():
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            held.append(conn)
+            if behaviour == "http":  # what a web server (or an HTTP proxy) answers to bytes it does not understand
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            elif behaviour == "length":  # a plausible length, then something that is no handshake
+                conn.sendall(b"\x05\x00\x00\x00\x00\x00\x00\x00hello")
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        server.close()
+
+
+@pytest.mark.parametrize("behaviour, words", [
+    ("silent", ["sent no Dask handshake within 2 s"]),
+    ("http", ["its first bytes are 'HTTP/1.1'"]),
+    ("length", ["its first message is no Dask handshake"]),
+])
+def test_a_server_that_is_not_a_dask_scheduler_fails_within_the_timeout(monkeypatch, capsys, tmp_path, inputs,
+                                                                        behaviour, words):
+    """Dask's client waited for a handshake without a time limit (hours against a silent port) and read an HTTP
+    reply as a frame length (MemoryError: Unable to allocate 3.07 EiB)."""
+    toml = write_sweep(tmp_path / "s.toml", traces=[str(inputs / "small.parquet")], policies=["full"], budgets=[0.1],
+                       out=str(tmp_path / "o"))
+    with fake_server(behaviour) as address:
+        t0 = time.monotonic()
+        result = run(monkeypatch, capsys, "sweep", toml, "--scheduler", address, "--connect-timeout", "2", "-q")
+        elapsed = time.monotonic() - t0
+    assert_clean_failure(result, f"{address} answered, but not as a Dask scheduler", *words)
+    assert elapsed < 2 + 5, elapsed
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("address, words", [
+    ("not a url", ["--scheduler 'not a url' is not a scheduler address", "tcp://HOST:PORT"]),
+    ("tcp://127.0.0.1:70000", ["is not a scheduler address"]),
+    ("tls://127.0.0.1:8786", ["only tcp:// scheduler addresses"]),
+    ("tcp://no-such-host.invalid:8786", ["cannot reach the Dask scheduler at tcp://no-such-host.invalid:8786"]),
+])
+def test_a_malformed_or_unknown_scheduler_address_is_one_line(monkeypatch, capsys, tmp_path, inputs, address, words):
+    """'not a url' printed its error and then an `Exception ignored in Client.__del__` traceback."""
+    toml = write_sweep(tmp_path / "s.toml", traces=[str(inputs / "small.parquet")], policies=["full"], budgets=[0.1],
+                       out=str(tmp_path / "o"))
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["sweep", toml, "--scheduler", address, "--connect-timeout", "2",
+                                                  "-q"], *words)
+
+
+def test_a_failing_point_on_local_workers_prints_only_the_error_line(monkeypatch, capfd, tmp_path, inputs):
+    """Worker processes logged Dask's `Compute Failed` block (with a traceback) before the clean line."""
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    write_trace(bad / "part-1.parquet", steps=10, per_step=8, seed=6, first_step=50)
+    write_trace(bad / "part-2.parquet", steps=10, per_step=8, seed=7)
+    toml = write_sweep(tmp_path / "s.toml", traces=[str(bad)], policies=["full"], budgets=[0.1], out="o")
+    monkeypatch.setattr(sys, "argv", ["fiitedsim", "sweep", str(toml), "--workers", "1", "-q"])
+    with pytest.raises(SystemExit) as info:
+        cli.main()
+    captured = capfd.readouterr()   # file descriptors: the workers' stderr too
+    assert info.value.code == 2
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: 1 of 1 points failed"), captured.err
+    assert captured.out == ""
+
+
+def test_a_stored_point_of_wrong_types_is_computed_again(monkeypatch, capsys, tmp_path, inputs, cluster):
+    """Issue 14, item 8, in a sweep folder: a point record whose summary was changed (a hit rate of 7.5) would
+    have gone into points.parquet and the report as it is; it counts as not stored."""
+    toml = write_sweep(tmp_path / "s.toml", traces=[str(inputs / "small.parquet")], policies=["full", "uniform-dim"],
+                       budgets=[0.1], out="o")
+    final_line(run(monkeypatch, capsys, "sweep", toml, "--scheduler", cluster.scheduler_address, "-q"))
+    table = (tmp_path / "o" / "points.parquet").read_bytes()
+    record_path = sorted((tmp_path / "o" / POINTS_DIR).glob("*.json"))[0]
+    good = record_path.read_text()
+    record = json.loads(good)
+    next(iter(record["summary"]["policies"].values()))["chunk_hit_rate"] = 7.5
+    record_path.write_text(json.dumps(record))
+    line = final_line(run(monkeypatch, capsys, "sweep", toml, "--scheduler", cluster.scheduler_address, "-q"))
+    assert "2 points (1 computed, 1 already stored)" in line
+    assert record_path.read_text() == good
+    assert (tmp_path / "o" / "points.parquet").read_bytes() == table

@@ -147,7 +147,8 @@ def test_inferred_named_tables_keep_first_appearance_order(tmp_path):
 def test_tables_file_overrides_metadata(tmp_path):
     path = simple(tmp_path / "t.parquet")
     spec = tmp_path / "tables.json"
-    spec.write_text(json.dumps([{"name": "a", "rows": 10, "dim": 16, "chunk": 4}, {"name": "b", "rows": 7}]))
+    spec.write_text(json.dumps([{"name": "a", "rows": 10, "dim": 16, "chunk": 4},
+                                {"name": "b", "rows": 7, "dim": 64, "chunk": 8}]))
     src = TraceSource(path, tables_file=spec)
     assert [(t.name, t.rows, t.chunks) for t in src.tables] == [("a", 10, 4), ("b", 7, 8)]
 
@@ -475,7 +476,7 @@ def test_metadata_with_bad_table_spec(tmp_path):
 
 def test_tables_file_disagrees_with_metadata_count(tmp_path):
     spec = tmp_path / "tables.json"
-    spec.write_text(json.dumps([{"name": "a", "rows": 100}]))
+    spec.write_text(json.dumps([{"name": "a", "rows": 100, "dim": 64, "chunk": 8}]))
     expect_error("lists 1 tables but the trace .* was written for 2", TraceSource, simple(tmp_path / "t.parquet"),
                  tables_file=spec)
 
@@ -483,13 +484,14 @@ def test_tables_file_disagrees_with_metadata_count(tmp_path):
 def test_tables_file_too_short_for_referenced_index(tmp_path):
     path = write_raw(tmp_path / "t.parquet", {"step": [0, 1], "table": [0, 1], "row": [0, 0]}, tables=None)
     spec = tmp_path / "tables.toml"
-    spec.write_text('[[tables]]\nname = "a"\nrows = 10\n')
+    spec.write_text('[[tables]]\nname = "a"\nrows = 10\ndim = 64\nchunk = 8\n')
     expect_error(r"record 1 \(step 1\): table index 1 is out of range: --tables file .*tables.toml has 1 table",
                  consume, TraceSource(path, tables_file=spec))
 
 
 def test_tables_file_with_bad_table_spec_names_the_file(tmp_path):
     spec = tmp_path / "tables.json"
-    spec.write_text(json.dumps([{"name": "a", "rows": 100}, {"name": "b", "rows": 0}]))
+    spec.write_text(json.dumps([{"name": "a", "rows": 100, "dim": 8, "chunk": 4},
+                                {"name": "b", "rows": 0, "dim": 8, "chunk": 4}]))
     expect_error(r"tables.json: table 'b': rows must be between", TraceSource, simple(tmp_path / "t.parquet"),
                  tables_file=spec)

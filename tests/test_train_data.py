@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -227,3 +228,49 @@ def test_residency_hook_masks_reports_and_zeroes():
     assert not np.array_equal(tr.p.emb[6 + looked, :2], before[6 + looked, :2])
     # the freed chunk (table 1, row 3, chunk 0) was zeroed after the update
     assert (tr.p.emb[6 + 3, :2] == 0).all()
+
+
+# ---------------------------------------------------------------- dense values the model cannot hold (issue 14)
+
+@pytest.mark.parametrize("value, words", [
+    ("inf", "value inf is infinite"), ("-Infinity", "value -inf is infinite"),
+    ("1e39", "value 1e+39 is beyond the float32 range"), ("-5e38", "value -5e+38 is beyond the float32 range"),
+])
+def test_infinite_or_huge_dense_values_are_refused_with_their_sample(tmp_path, value, words):
+    # np.nan_to_num used to turn inf into 1.8e308 before the finiteness check, and the float32 cast then made
+    # it inf again: training went on to a NaN model with exit 0
+    path = tmp_path / "d.csv"
+    path.write_text("y,d,s\n1,1.5,a\n0,2,b\n1," + value + ",c\n")
+    with pytest.raises(InputError, match=re.escape(f"dense column 'd', sample 2: {words}")):
+        read_table(path, "y", ["s"], ["d"], rows=10)
+    pq.write_table(pa.table({"y": [0, 1], "d": [0.5, float(value)], "s": ["a", "b"]}), tmp_path / "d.parquet")
+    with pytest.raises(InputError, match=re.escape(f"sample 1: {words}")):
+        read_table(tmp_path / "d.parquet", "y", ["s"], ["d"], rows=10)
+
+
+def test_criteo_dense_values_may_be_huge_but_not_infinite(tmp_path):
+    path = tmp_path / "day.tsv"
+    path.write_text(criteo_line(1, ["1e308"] + ["1"] * 12, ["a"] * 26))
+    assert read_criteo(path, rows=10).dense[0, 0] == np.float32(np.log1p(1e308))   # log(1 + x) brings it in range
+    path.write_text(criteo_line(0, ["1"] * 13, ["a"] * 26) + criteo_line(1, ["1"] * 12 + ["-inf"], ["a"] * 26))
+    with pytest.raises(InputError, match="dense column 'I13', sample 1: value -inf is infinite"):
+        read_criteo(path, rows=10)
+
+
+def test_nan_dense_values_are_read_as_zero_with_one_warning_per_column(tmp_path):
+    warnings = []
+    path = tmp_path / "d.csv"
+    path.write_text("y,d,e,s\n1,1.5,nan,a\n0,,1,b\n1,NaN,2,c\n0, ,NaN,d\n")
+    ds = read_table(path, "y", ["s"], ["d", "e"], rows=10, warn=warnings.append)
+    assert ds.dense.tolist() == [[1.5, 0.0], [0.0, 1.0], [0.0, 2.0], [0.0, 0.0]]
+    # missing (empty, blank) values are read as 0 silently, as documented; NaN ones are counted
+    assert warnings == [f"{path}: dense column 'd' has 1 NaN value(s) (the first in sample 2); they are read as 0, "
+                        "like missing values",
+                        f"{path}: dense column 'e' has 2 NaN value(s) (the first in sample 0); they are read as 0, "
+                        "like missing values"]
+    pq.write_table(pa.table({"y": [0, 1, 1], "d": [1.0, None, float("nan")], "s": ["a", "b", "c"]}),
+                   tmp_path / "d.parquet")
+    warnings.clear()
+    assert read_table(tmp_path / "d.parquet", "y", ["s"], ["d"], rows=10, warn=warnings.append).dense.ravel().tolist() \
+        == [1.0, 0.0, 0.0]
+    assert len(warnings) == 1 and "has 1 NaN value(s) (the first in sample 2)" in warnings[0]

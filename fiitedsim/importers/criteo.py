@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from ..errors import InputError
+from ..errors import InputError, refuse_duplicate_columns
 from ..hashing import hash_rows
 from .common import ImportReport, Layout, Progress, arrow_error, check_input, tables_from_file, write_trace
 
@@ -39,7 +39,8 @@ def _first_line(path: Path, compressed: bool) -> str:
     opener = gzip.open if compressed else open
     try:
         with opener(path, "rb") as f:
-            return f.readline(1 << 20).decode("utf-8", "replace").rstrip("\r\n")
+            # a UTF-8 byte-order mark is no part of the first field (pyarrow's reader skips it too)
+            return f.readline(1 << 20).decode("utf-8", "replace").rstrip("\r\n").removeprefix("\ufeff")
     except (OSError, EOFError) as exc:
         raise InputError(f"{path}: cannot read: {exc}") from None
 
@@ -75,6 +76,8 @@ def import_criteo(path, output, batch: int = 4096, rows: int = DEFAULT_ROWS, ste
                          f"or {N_FIELDS - 1} without the label (test files)")
     n_fields = len(fields)
     header = fields[0] != "" and not _is_int(fields[0])
+    if header:
+        refuse_duplicate_columns(path, fields)
     names = fields[-N_CAT:] if header else [f"C{i + 1}" for i in range(N_CAT)]
     if tables_file is not None:
         tables = tables_from_file(tables_file, N_CAT, "Criteo data (26 categorical fields)")

@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 
 from ..config import ReplayConfig, TableSpec
+from ..engine import FLOAT_COLUMNS
 
 if TYPE_CHECKING:
     from ..rowset import RowMap
@@ -65,10 +66,17 @@ def finish_summary(counts: dict) -> dict:
 
 
 def snapshots_frame(rows: np.ndarray, columns: list[str]) -> pl.DataFrame:
-    """Time-series table: counters and byte gauges as int64, ratios as float64."""
-    float_cols = {"fragmentation", "theta", "index_load_factor"}
-    data = {c: rows[:, i] if c in float_cols else rows[:, i].astype(np.int64) for i, c in enumerate(columns)}
-    return pl.DataFrame(data)
+    """Time-series table from int64 snapshot rows (engine.snapshot_columns): integers as int64, exact at any
+    size (never through float64), the ratios of FLOAT_COLUMNS decoded from their float64 bits."""
+    rows = np.ascontiguousarray(rows, np.int64)
+    data = {c: rows[:, i].copy().view(np.float64) if c in FLOAT_COLUMNS else rows[:, i].copy()
+            for i, c in enumerate(columns)}
+    return pl.DataFrame(data, schema={c: pl.Float64 if c in FLOAT_COLUMNS else pl.Int64 for c in columns})
+
+
+def snapshot_values(row: np.ndarray, columns: list[str]) -> dict:
+    """One int64 snapshot row as {column: int, or float for FLOAT_COLUMNS}."""
+    return {c: float(np.int64(v).view(np.float64)) if c in FLOAT_COLUMNS else int(v) for c, v in zip(columns, row)}
 
 
 class Policy:

@@ -22,6 +22,7 @@ import numpy as np
 from .. import store
 from ..config import check_budget_workable
 from ..engine import COUNTER_COLUMNS, DONE, GAP, NEED_INDEX, NEED_PAGES, NEED_ROWS, EngineState, snapshot_columns
+from ..memory import check_engine_memory
 from ..prefetch import prefetch
 from ..store import (
     CHUNK_HITS,
@@ -76,7 +77,7 @@ from ..store import (
     TRACKED,
     inline,
 )
-from .base import Policy, PolicyResult, finish_summary, snapshots_frame
+from .base import Policy, PolicyResult, finish_summary, snapshot_values, snapshots_frame
 
 INF = np.inf
 LOOKAHEAD = 16  # lookups ahead whose tracker bucket is prefetched; their row state at half that distance
@@ -370,9 +371,10 @@ def fill_snapshot_row(st, step, row):
     row[g + 4] = sc[MAPPED_TOTAL]
     row[g + 5] = sc[LIVE_TOTAL]
     row[g + 6] = sc[TRACKED]
-    row[g + 7] = 1.0 - sc[LIVE_TOTAL] / mapped_slots if mapped_slots > 0 else 0.0
-    row[g + 8] = st.pool_theta.min()
-    row[g + 9] = sc[IX_COUNT_TOTAL] / sc[IX_CAP_TOTAL] if sc[IX_CAP_TOTAL] > 0 else 0.0
+    # the row is int64 (exact steps and counters); the three ratios are stored as their float64 bits
+    row[g + 7] = np.float64(1.0 - sc[LIVE_TOTAL] / mapped_slots if mapped_slots > 0 else 0.0).view(np.int64)
+    row[g + 8] = np.float64(st.pool_theta.min()).view(np.int64)
+    row[g + 9] = np.float64(sc[IX_COUNT_TOTAL] / sc[IX_CAP_TOTAL] if sc[IX_CAP_TOTAL] > 0 else 0.0).view(np.int64)
     for d in range(st.dim_hist.size):
         row[g + 10 + d] = st.dim_hist[d]
     row[g + 10] += st.ip[P_TOTAL_ROWS] - sc[TRACKED]
@@ -494,6 +496,7 @@ class Fiited(Policy):
 
     @classmethod
     def check_budget(cls, tables, cfg) -> None:
+        check_engine_memory(tables, cfg)  # the start-up arrays (--index-initial, --page-bytes) must fit
         check_budget_workable(tables, cfg)
 
     def kernel_scratch(self) -> tuple:
@@ -574,9 +577,9 @@ class Fiited(Policy):
         """Final values are those of a snapshot row taken now; peaks and probe maxima come from the counters."""
         sc = self.engine.st.sc
         columns = snapshot_columns(self.engine.k_max)
-        values = np.zeros(len(columns))
+        values = np.zeros(len(columns), np.int64)
         fill_snapshot_row(self.engine.st, sc[PREV_STEP], values)
-        now = dict(zip(columns, values.tolist()))
+        now = snapshot_values(values, columns)
         counts = {key: int(now[key]) for key in COUNTER_COLUMNS}
         counts.update(
             payload_bytes_peak=int(sc[store.PAYLOAD_PEAK]), payload_bytes_final=int(now["payload_bytes"]),

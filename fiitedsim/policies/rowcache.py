@@ -36,7 +36,7 @@ import numpy as np
 from ..engine import COUNTER_COLUMNS, snapshot_columns
 from ..prefetch import prefetch
 from ..store import EMPTY, ROW_BITS, packed_row_key, splitmix64
-from .base import Policy, PolicyResult, finish_summary, snapshots_frame
+from .base import Policy, PolicyResult, finish_summary, snapshot_values, snapshots_frame
 
 inline = numba.njit(cache=True, inline="always")
 
@@ -292,9 +292,9 @@ def fill_row(sc, ip, by_k, step, row):
     row[g + 4] = 0          # mapped pages: a row cache has no pages
     row[g + 5] = sc[LIVE]
     row[g + 6] = sc[CACHED]  # tracked rows: only cached rows have state
-    row[g + 7] = 0.0        # fragmentation
-    row[g + 8] = 0.0        # theta
-    row[g + 9] = 0.0        # index load factor (the index is not modelled as a table)
+    row[g + 7] = 0          # fragmentation 0.0 (float columns hold float64 bits: 0 is 0.0)
+    row[g + 8] = 0          # theta 0.0
+    row[g + 9] = 0          # index load factor 0.0 (the index is not modelled as a table)
     for d in range(by_k.size):
         row[g + 10 + d] = by_k[d]
     row[g + 10] = ip[P_TOTAL_ROWS] - sc[CACHED]
@@ -430,7 +430,7 @@ class RowCache(Policy):
             return
         first = int(self.sc[PREV]) if self.sc[HAVE_PREV] else int(steps.min())
         bound = min(len(steps), (int(steps.max()) - first) // self.cfg.report_every + 1) + 1
-        snap = np.zeros((bound, len(self.columns)))
+        snap = np.zeros((bound, len(self.columns)), np.int64)
         self.sc[SNAP_N] = 0
         i = j = 0
         while True:
@@ -445,17 +445,17 @@ class RowCache(Policy):
         parts = list(self.snapshots)
         if self.sc[HAVE_PREV]:  # the final snapshot, after the last record
             parts.append(self._row_now()[None, :])
-        rows = np.concatenate(parts) if parts else np.zeros((0, len(self.columns)))
+        rows = np.concatenate(parts) if parts else np.zeros((0, len(self.columns)), np.int64)
         return PolicyResult(summary=self.summary(), snapshots=snapshots_frame(rows, self.columns))
 
     def _row_now(self) -> np.ndarray:
-        row = np.zeros(len(self.columns))
+        row = np.zeros(len(self.columns), np.int64)
         fill_snapshot_row(self.sc, self.ip, self.by_k, self.sc[PREV], row)
         return row
 
     def summary(self) -> dict:
         """Final values are those of a snapshot row taken now; peaks come from the counters."""
-        now = dict(zip(self.columns, self._row_now().tolist()))
+        now = snapshot_values(self._row_now(), self.columns)
         sc = self.sc
         counts = {key: int(now[key]) for key in COUNTER_COLUMNS}
         counts.update(

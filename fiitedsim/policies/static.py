@@ -110,7 +110,7 @@ class StaticPolicy(Policy):
         steps = np.concatenate(steps_parts) if steps_parts else np.zeros(0, np.int64)
         counts = np.concatenate(counts_parts) if counts_parts else np.zeros((0, N_COUNTS), np.int64)
         columns = snapshot_columns(self.k_max)
-        rows = np.zeros((len(steps), len(columns)))
+        rows = np.zeros((len(steps), len(columns)), np.int64)  # float gauges (all 0.0) as bits: 0
         rows[:, 0] = steps
         rows[:, 1:1 + N_COUNTS] = counts
         g = 1 + len(COUNTER_COLUMNS)

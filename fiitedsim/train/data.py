@@ -16,13 +16,14 @@ value) are kept, so a Criteo day file never has to fit in memory as text.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numba
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, refuse_duplicate_columns
 from ..hashing import hash_rows
 
 CRITEO_DENSE = [f"I{i}" for i in range(1, 14)]
@@ -162,7 +163,17 @@ def _numeric(col):
     return col.cast(pa.float64()).to_numpy(zero_copy_only=False)
 
 
-def _labels(col, path: str, name: str) -> np.ndarray:
+def _missing(col) -> np.ndarray:
+    """Which values `_numeric` reads as missing: nulls, and empty (or blank) strings of a text column."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        blank = pc.equal(pc.utf8_trim_whitespace(col), "")
+        return pc.fill_null(pc.or_(pc.is_null(col), blank), True).to_numpy(zero_copy_only=False)
+    return pc.is_null(col).to_numpy(zero_copy_only=False)
+
+
+def _labels(col, path: str, name: str, offset: int = 0) -> np.ndarray:
     import pyarrow as pa
     try:
         y = _numeric(col)
@@ -172,40 +183,78 @@ def _labels(col, path: str, name: str) -> np.ndarray:
         raise InputError(f"{path}: label column {name!r} has missing values")
     bad = (y != 0) & (y != 1)
     if bad.any():
-        raise InputError(f"{path}: label column {name!r} has value {y[bad][0]!r}; labels must be 0 or 1")
+        raise InputError(f"{path}: label column {name!r}, sample {offset + int(np.flatnonzero(bad)[0]):,}: value "
+                         f"{float(y[bad][0]):g}; labels must be 0 or 1")
     return y.astype(np.float32)
 
 
-def _dense(col, path: str, name: str, log1p: bool) -> np.ndarray:
-    """Missing -> 0; with `log1p` (Criteo): log(1 + max(x, 0)), negatives clamped to 0 as in DLRM's preprocessing."""
+#: The largest magnitude a dense value may have: the model computes in float32.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+class _NanCount:
+    """NaN dense values seen so far per column (count, first sample), reported once after reading."""
+
+    def __init__(self):
+        self.seen: dict[str, list[int]] = {}
+
+    def add(self, name: str, nan: np.ndarray, offset: int) -> None:
+        if nan.any():
+            entry = self.seen.setdefault(name, [0, offset + int(np.flatnonzero(nan)[0])])
+            entry[0] += int(nan.sum())
+
+    def report(self, path: str, warn) -> None:
+        for name, (count, first) in self.seen.items():
+            warn(f"{path}: dense column {name!r} has {count:,} NaN value(s) (the first in sample {first:,}); "
+                 "they are read as 0, like missing values")
+
+
+def _dense(col, path: str, name: str, log1p: bool, offset: int = 0, nans: _NanCount | None = None) -> np.ndarray:
+    """Missing -> 0; with `log1p` (Criteo): log(1 + max(x, 0)), negatives clamped to 0 as in DLRM's preprocessing.
+
+    NaN values (the text "nan", a NaN float) are read as 0 like missing ones and counted in `nans` for a
+    warning; an infinite value, or one beyond the float32 range the model computes in, is an InputError
+    naming its sample (`offset` is the batch's first sample).
+    """
     import pyarrow as pa
     try:
         x = _numeric(col)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         raise InputError(f"{path}: dense column {name!r} has non-numeric values") from None
-    x = np.nan_to_num(x, nan=0.0)  # nulls arrive as NaN
-    if not np.isfinite(x).all():
-        raise InputError(f"{path}: dense column {name!r} has an infinite value")
+    missing = _missing(col)
+    nan = np.isnan(x)
+    if nans is not None:
+        nans.add(name, nan & ~missing, offset)
+    x = np.where(nan, 0.0, x)
+    # Criteo's log(1 + x) brings any finite count into range; values used as given must fit float32
+    bad = np.flatnonzero(np.isinf(x) if log1p else ~(np.abs(x) <= FLOAT32_MAX))
+    if bad.size:
+        i = int(bad[0])
+        what = "is infinite" if np.isinf(x[i]) else f"is beyond the float32 range (+-{FLOAT32_MAX:.4g})"
+        raise InputError(f"{path}: dense column {name!r}, sample {offset + i:,}: value {float(x[i]):g} {what}; "
+                         "dense values must be finite numbers the model can hold (scale or clip them)")
     if log1p:
         x = np.log1p(np.maximum(x, 0.0))
     return x.astype(np.float32)
 
 
-def _encode(batch, path, label, sparse, dense, rows, log1p):
-    return (_labels(batch.column(label), path, label),
-            np.stack([_dense(batch.column(c), path, c, log1p) for c in dense], axis=1) if dense
+def _encode(batch, path, label, sparse, dense, rows, log1p, offset=0, nans=None):
+    return (_labels(batch.column(label), path, label, offset),
+            np.stack([_dense(batch.column(c), path, c, log1p, offset, nans) for c in dense], axis=1) if dense
             else np.zeros((batch.num_rows, 0), np.float32),
             np.stack([hash_rows(batch.column(c), f, rows) for f, c in enumerate(sparse)], axis=1).astype(np.int32))
 
 
 def _check_columns(path: str, have: list[str], want: list[str]) -> None:
+    refuse_duplicate_columns(path, have, used=want)
     missing = [c for c in want if c not in have]
     if missing:
         raise InputError(f"{path}: unknown column(s) {', '.join(missing)}; the file has: {', '.join(have)}")
 
 
-def _csv_batches(path: str, delimiter: str, names: list[str] | None, label, sparse, dense):
-    """Stream a CSV/TSV with every needed column as text (parsed by `_encode`, so errors name the column)."""
+def _csv_batches(path: str, delimiter: str, names: list[str] | None, label, sparse, dense, gz: bool = False):
+    """Stream a CSV/TSV (gzip-compressed with `gz`) with every needed column as text (parsed by `_encode`, so
+    errors name the column). A UTF-8 byte-order mark is skipped (pyarrow does)."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
@@ -213,18 +262,21 @@ def _csv_batches(path: str, delimiter: str, names: list[str] | None, label, spar
     read = pcsv.ReadOptions(column_names=names, block_size=1 << 24)
     parse = pcsv.ParseOptions(delimiter=delimiter)
     kind = "TSV" if delimiter == "\t" else "CSV"
+
+    def source():
+        return pa.input_stream(path, compression="gzip" if gz else None)
     try:
-        with pcsv.open_csv(path, read_options=read, parse_options=parse) as probe:
+        with pcsv.open_csv(source(), read_options=read, parse_options=parse) as probe:
             _check_columns(path, probe.schema.names, wanted)
-        reader = pcsv.open_csv(path, read_options=read, parse_options=parse,
+        reader = pcsv.open_csv(source(), read_options=read, parse_options=parse,
                                convert_options=pcsv.ConvertOptions(
                                    column_types={c: pa.string() for c in wanted},
                                    strings_can_be_null=False, include_columns=wanted))
-    except pa.ArrowInvalid as exc:
+    except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"{path}: not a readable {kind} file: {str(exc).splitlines()[0]}") from None
     try:
         yield from reader
-    except pa.ArrowInvalid as exc:
+    except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"{path}: {str(exc).splitlines()[0]}") from None
 
 
@@ -239,8 +291,12 @@ def _parquet_batches(path: str, label, sparse, dense):
     yield from f.iter_batches(batch_size=1 << 20, columns=list(dict.fromkeys([label, *sparse, *dense])))
 
 
-def _collect(batches, path, label, sparse, dense, rows, log1p, samples) -> Dataset:
-    """Encode batches until `samples` (None: all) are read."""
+def _warn_stderr(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _collect(batches, path, label, sparse, dense, rows, log1p, samples, warn=_warn_stderr) -> Dataset:
+    """Encode batches until `samples` (None: all) are read; `warn` gets the NaN counts of dense columns."""
     import pyarrow as pa
     if not 2 <= rows < 2**31:
         raise InputError(f"--rows must be in [2, 2**31) (row 0 is reserved for missing values), got {rows}")
@@ -248,53 +304,78 @@ def _collect(batches, path, label, sparse, dense, rows, log1p, samples) -> Datas
         raise InputError("at least one sparse column is needed (--sparse)")
     ys, xs, ss = [], [], []
     n = 0
+    nans = _NanCount()
     for batch in batches:
         if samples is not None and n + batch.num_rows > samples:
             batch = batch.slice(0, samples - n)
         if isinstance(batch, pa.RecordBatch) and batch.num_rows:
-            y, x, s = _encode(batch, path, label, sparse, dense, rows, log1p)
+            y, x, s = _encode(batch, path, label, sparse, dense, rows, log1p, n, nans)
             ys.append(y), xs.append(x), ss.append(s)
             n += batch.num_rows
         if samples is not None and n >= samples:
             break
     if n == 0:
         raise InputError(f"{path}: holds no samples")
+    nans.report(path, warn)
     return Dataset(dense=np.concatenate(xs), sparse=np.concatenate(ss), label=np.concatenate(ys),
                    rows=(rows,) * len(sparse), dense_names=list(dense), sparse_names=list(sparse))
 
 
-def _first_line(path: str) -> str:
+def _is_gzip(path: str) -> bool:
     try:
         with open(path, "rb") as fh:
-            return fh.readline(1 << 16).decode("utf-8", "replace")
+            return fh.read(2) == b"\x1f\x8b"
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}") from None
 
 
-def read_criteo(path: str | Path, rows: int, samples: int | None = None) -> Dataset:
+def _first_line(path: str, gz: bool = False) -> str:
+    """The first line as text, without a UTF-8 byte-order mark (which the CSV reader skips too)."""
+    import gzip
+    try:
+        with (gzip.open if gz else open)(path, "rb") as fh:
+            return fh.readline(1 << 16).decode("utf-8", "replace").removeprefix("\ufeff")
+    except (OSError, EOFError) as exc:
+        raise InputError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def read_criteo(path: str | Path, rows: int, samples: int | None = None, warn=_warn_stderr) -> Dataset:
     """Criteo display-advertising data: label, I1-I13 (dense counts), C1-C26 (categorical).
 
     Either the original tab-separated form without header, or a comma-separated
-    file whose header names those columns (like DeepCTR's criteo_sample.txt).
+    file whose header names those columns (like DeepCTR's criteo_sample.txt);
+    gzip-compressed too, and a UTF-8 byte-order mark is fine (as for
+    `fiitedsim import criteo`). A test file (39 fields, no label) is refused.
     Dense values become log(1 + max(x, 0)) with missing as 0; categorical values
     are hashed per field into `rows` rows (module docstring).
     """
     path = str(path)
-    first = _first_line(path)
+    gz = _is_gzip(path)
+    first = _first_line(path, gz)
+    test_file = (f"{path}: this looks like a Criteo test file without labels ({len(CRITEO_COLUMNS) - 1} fields: "
+                 "I1..I13, C1..C26); training needs the label: use a file with it (a day_N or train.txt file)")
     if "\t" in first:
-        batches = _csv_batches(path, "\t", CRITEO_COLUMNS, "label", CRITEO_SPARSE, CRITEO_DENSE)
+        fields = len(first.rstrip("\r\n").split("\t"))
+        if fields == len(CRITEO_COLUMNS) - 1:
+            raise InputError(test_file)
+        if fields != len(CRITEO_COLUMNS):
+            raise InputError(f"{path}: the first line has {fields} tab-separated fields; a Criteo sample has "
+                             f"{len(CRITEO_COLUMNS)} (label, I1..I13, C1..C26)")
+        batches = _csv_batches(path, "\t", CRITEO_COLUMNS, "label", CRITEO_SPARSE, CRITEO_DENSE, gz)
     elif first.split(",")[0].strip() == "label":
-        batches = _csv_batches(path, ",", None, "label", CRITEO_SPARSE, CRITEO_DENSE)
+        batches = _csv_batches(path, ",", None, "label", CRITEO_SPARSE, CRITEO_DENSE, gz)
+    elif first.split(",")[0].strip() == "I1":
+        raise InputError(test_file)
     elif not first:
         raise InputError(f"{path}: holds no samples")
     else:
         raise InputError(f"{path}: not Criteo data (expected tab-separated values, or a CSV header "
                          f"starting with 'label')")
-    return _collect(batches, path, "label", CRITEO_SPARSE, CRITEO_DENSE, rows, True, samples)
+    return _collect(batches, path, "label", CRITEO_SPARSE, CRITEO_DENSE, rows, True, samples, warn)
 
 
 def read_table(path: str | Path, label: str, sparse: list[str], dense: list[str], rows: int,
-               samples: int | None = None) -> Dataset:
+               samples: int | None = None, warn=_warn_stderr) -> Dataset:
     """Any Parquet file or comma-separated CSV with a header: the named label, sparse and dense columns.
 
     Dense values are used as they are (missing as 0); sparse values are hashed
@@ -312,4 +393,4 @@ def read_table(path: str | Path, label: str, sparse: list[str], dense: list[str]
         if not _first_line(path):
             raise InputError(f"{path}: holds no samples")
         batches = _csv_batches(path, ",", None, label, sparse, dense)
-    return _collect(batches, path, label, sparse, dense, rows, False, samples)
+    return _collect(batches, path, label, sparse, dense, rows, False, samples, warn)

@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ..atomic import atomic_path, refuse_cwd_or_parent
+from ..atomic import atomic_path, check_writable, refuse_cwd_or_parent, write_parquet_frame
 from ..checks import train_warnings
 from ..config import ReplayConfig, TableSpec, dense_bytes
 from ..errors import InputError
 from ..policies import POLICIES
-from ..replay import budget_entries, parse_budgets
+from ..replay import budget_entries, parse_budgets, split_list
 from ..rowset import RowMap
 from ..trace_writer import ImportanceWriter, TraceWriter
 from .data import Dataset, read_criteo, read_table, synthetic
@@ -51,8 +51,9 @@ CURVE_SCHEMA = {"key": pl.Utf8, "policy": pl.Utf8, "budget": pl.Utf8, "seed": pl
                 "dim_hit_rate": pl.Float64}
 
 
-def _columns(text: str | None) -> list[str]:
-    return [c.strip() for c in (text or "").split(",") if c.strip()]
+def _columns(text: str | None, option: str = "--sparse") -> list[str]:
+    """A column list (`replay.split_list`'s rule: no empty item, none twice); none given is []."""
+    return [] if text is None else split_list(text, option, "name at least one column", "a column")
 
 
 def data_kind(spec: str) -> tuple[str, str]:
@@ -66,8 +67,12 @@ def data_kind(spec: str) -> tuple[str, str]:
 
 
 def load_data(spec: str, label: str | None, sparse: str | None, dense: str | None, samples: int | None,
-              fields: int, rows: int, dim: int, seed: int) -> Dataset:
-    """`synthetic`, `criteo:PATH`, `parquet:PATH` or `csv:PATH` (the latter two with --label and --sparse)."""
+              fields: int, rows: int, dim: int, seed: int, warn: Callable[[str], None] | None = None) -> Dataset:
+    """`synthetic`, `criteo:PATH`, `parquet:PATH` or `csv:PATH` (the latter two with --label and --sparse).
+
+    `warn` gets data warnings (NaN dense values read as 0); default: printed to stderr.
+    """
+    more = {} if warn is None else {"warn": warn}
     kind, path = data_kind(spec)
     if kind == "synthetic":
         return synthetic(samples=2_000_000 if samples is None else samples, fields=fields, rows=rows, dim=dim,
@@ -77,10 +82,10 @@ def load_data(spec: str, label: str | None, sparse: str | None, dense: str | Non
     if samples is not None and samples < 1:
         raise InputError(f"--samples must be at least 1, got {samples}")
     if kind == "criteo":
-        return read_criteo(path, rows=rows, samples=samples)
+        return read_criteo(path, rows=rows, samples=samples, **more)
     if not label or not _columns(sparse):
         raise InputError(f"--data {kind}:PATH needs --label and --sparse (and optionally --dense) column lists")
-    return read_table(path, label, _columns(sparse), _columns(dense), rows=rows, samples=samples)
+    return read_table(path, label, _columns(sparse), _columns(dense, "--dense"), rows=rows, samples=samples, **more)
 
 
 def train_config(**kw) -> TrainConfig:
@@ -268,6 +273,7 @@ def check_train_out(out: Path) -> Path:
             raise InputError(f"--out {out} exists and is not a folder")
         if any(out.iterdir()) and not _is_train_folder(out):
             raise InputError(f"--out {out} exists and is not a fiitedsim train folder; choose a new folder")
+    check_writable(out)
     return out
 
 
@@ -286,7 +292,7 @@ def summary_text(summary: dict) -> str:
 def write_outputs(out: Path, outputs: TrainOutputs) -> Path:
     """`train_summary.json` and `curve.parquet`, all-or-nothing into `out`."""
     out = check_train_out(out)
-    with atomic_path(out.resolve(), directory=True) as tmp:
-        outputs.curve.write_parquet(tmp / CURVE_FILE)
+    with atomic_path(out.resolve(), directory=True, replaces=(SUMMARY_FILE, CURVE_FILE)) as tmp:
+        write_parquet_frame(outputs.curve, tmp / CURVE_FILE)
         (tmp / SUMMARY_FILE).write_text(summary_text(outputs.summary))
     return out
