@@ -112,9 +112,9 @@ def test_movielens_folder_trains(monkeypatch, capsys, tmp_path):
     train(monkeypatch, capsys, "--data", f"movielens:{folder}", "--batch", "2", "--policy", "fiited,full",
           "--budget", "0.5", "--out", tmp_path / "o")
     summary = json.loads((tmp_path / "o" / "train_summary.json").read_text())
-    # 5 ratings: 4 trained (2 steps of 2), the last one evaluated; 7 fields of --rows 300, no dense features
+    # 5 ratings: 4 trained (2 steps of 2), the last one evaluated; 7 fields of --rows 300, 19 genre flags
     assert summary["config"]["samples"] == 5 and summary["config"]["rows"] == [300] * 7
-    assert summary["config"]["dense"] == 0 and summary["teacher_auc"] is None
+    assert summary["config"]["dense"] == 19 and summary["teacher_auc"] is None
     assert summary["policies"]["full@0.5"]["samples"] == 4
 
 

