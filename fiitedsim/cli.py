@@ -271,8 +271,8 @@ def train(
     samples: Optional[int] = typer.Option(None, help="Samples to use (synthetic: to generate, default 2,000,000; "
                                                      "files: the first N, default all)."),
     fields: int = typer.Option(26, help="Synthetic data: sparse fields (embedding tables)."),
-    rows: int = typer.Option(100_000, help="Rows per embedding table (synthetic: distinct values per field; "
-                                           "files: hash size)."),
+    rows: int = typer.Option(100_000, help="Rows per embedding table (files: hash size; synthetic: table size, "
+                                           "its fields using rows/500 to rows/2 distinct values)."),
     policy: str = typer.Option("fiited", help="Comma-separated storage policies: fiited, uniform-dim, row-prune, "
                                               "full, or all; each trains its own model."),
     budget: str = typer.Option("0.10", help="Payload budget: a fraction of the dense embedding size (0.1) or "

@@ -10,7 +10,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from fiitedsim.errors import InputError
-from fiitedsim.train.data import MOVIELENS_FIELDS, read_criteo, read_movielens, read_table, synthetic, useful_dims
+from fiitedsim.train.data import (
+    MOVIELENS_FIELDS,
+    field_values,
+    read_criteo,
+    read_movielens,
+    read_table,
+    synthetic,
+    useful_dims,
+)
 from fiitedsim.train.loop import TrainConfig, Trainer, train
 from fiitedsim.train.metrics import auc, log_loss
 from fiitedsim.train.model import ModelConfig
@@ -70,12 +78,31 @@ def test_useful_dims_by_hand():
     assert (np.diff(dims) <= 0).all()
 
 
+def test_field_values_by_hand():
+    # max(2, round(rows/2 * 250^(f/(F-1) - 1))): F = 26, rows = 100,000 -> f = 0: 50,000/250 = 200; f = 25: 50,000;
+    # f = 13: 50,000 * 250^(-12/25) = 50,000 * exp(-0.48 * ln 250 = -2.65030) = 50,000 * 0.070627 = 3531.4 -> 3531
+    n = field_values(26, 100_000)
+    assert (n[0], n[13], n[25]) == (200, 3531, 50_000) and (np.diff(n) > 0).all()
+    # F = 4, rows = 500: 250 * 250^(-1, -2/3, -1/3, 0) = 1 -> 2 (at least 2), 6.3 -> 6, 39.7 -> 40, 250
+    assert field_values(4, 500).tolist() == [2, 6, 40, 250]
+    assert field_values(1, 1000).tolist() == [500]
+
+
+def test_synthetic_fields_use_their_value_counts():
+    ds = synthetic(samples=20_000, fields=4, rows=500, seed=0)
+    # each field draws from its own 2, 6, 40 and 250 values (random rows of its 500-row table); 20,000 samples
+    # see every value of the three small fields (the rarest of 40 has probability 40^-0.7 / sum > 1%)
+    assert [np.unique(ds.sparse[:, f]).size for f in range(4)][:3] == [2, 6, 40]
+    assert np.unique(ds.sparse[:, 3]).size <= 250 and ds.sparse.max() < 500
+
+
 def test_synthetic_rows_follow_the_power_law():
     rows, alpha, n = 1000, 1.05, 200_000
-    ds = synthetic(samples=n, fields=1, rows=rows, alpha=alpha, seed=0)
+    ds = synthetic(samples=n, fields=1, rows=rows, alpha=alpha, seed=0)   # one field: rows/2 = 500 values
     counts = np.sort(np.bincount(ds.sparse[:, 0], minlength=rows))[::-1]
-    h = np.sum(np.arange(1, rows + 1, dtype=float) ** -alpha)
-    # the most popular row has probability 1/H, the 10th 10^-alpha/H (binomial sd ~ 0.5% of n/H here)
+    assert (counts > 0).sum() <= 500
+    h = np.sum(np.arange(1, 501, dtype=float) ** -alpha)
+    # the most popular value has probability 1/H, the 10th 10^-alpha/H (binomial sd ~ 0.5% of n/H here)
     assert counts[0] / n == pytest.approx(1 / h, rel=0.05)
     assert counts[9] / n == pytest.approx(10**-alpha / h, rel=0.15)
 
