@@ -120,9 +120,12 @@ def synthetic(samples: int = 2_000_000, fields: int = 26, rows: int = 100_000, d
     * Popularity: in field f, value of rank r (0 = most popular, r < n_f) has
       probability proportional to (r + 1)^-alpha.
     * Teacher: the value of rank r has a `dim`-vector whose first
-      `useful_dims(rows, dim)[r]` values are N(0, 1/dim) and the rest exactly 0:
-      popular values need more dimensions (the rank is compared with the table
-      size, so the same rank needs as many dimensions in every field).
+      k = `useful_dims(rows, dim)[r]` values are N(0, 1/k) and the rest exactly 0
+      (drawn as N(0, 1/dim) times sqrt(dim/k)): popular values need more
+      dimensions (the rank is compared with the table size, so the same rank
+      needs as many dimensions in every field), while every value carries as
+      much signal (E|u|^2 = 1): a rare user is as telling about their own
+      clicks as a popular one, there is only less data to learn it from.
     * Dense features x ~ N(0, 1), teacher weights w ~ N(0, 1/M) and A ~ N(0, 1/M)
       (M x dim), so the dense features' own projection zt = x A has unit variance.
     * logit = -1 + x . w + c1 * sum_f u_f . zt + c2 * sum_{f<g} u_f . u_g, where c1
@@ -168,8 +171,8 @@ def synthetic(samples: int = 2_000_000, fields: int = 26, rows: int = 100_000, d
         cdf = np.cumsum(np.arange(1, n + 1, dtype=np.float64) ** -alpha)
         cdf /= cdf[-1]
         perm = rng.permutation(rows)[:n]                   # rank -> row id
-        vals = rng.normal(0.0, np.sqrt(1.0 / dim), size=(n, dim))
-        vals[np.arange(dim)[None, :] >= dims[:n, None]] = 0.0
+        vals = rng.normal(0.0, np.sqrt(1.0 / dim), size=(n, dim)) * np.sqrt(dim / dims[:n, None])
+        vals[np.arange(dim)[None, :] >= dims[:n, None]] = 0.0      # N(0, 1/k) on the first k = useful dims
         teacher[f, perm] = vals                            # row perm[r] gets rank r's vector
         ranks = np.minimum(np.searchsorted(cdf, rng.random(samples), side="right"), n - 1)
         sparse[:, f] = perm[ranks]
