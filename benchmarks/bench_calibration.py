@@ -13,7 +13,7 @@ the same bytes train the same model), through `train.runner.run_all`.
 Trainer settings: D 16, C 4, `--rows` 100,000, `--batch` (MovieLens 512,
 synthetic 2048), one epoch, `--interval` = min(100, max(1, training steps //
 10)) so about ten pruning rounds run, and about 20 evaluations
-(`eval_every` = max(1, steps // 20)). Everything else is the trainer's and the
+(`eval_every` = max(1, steps // 20); `--evals N` for N). Everything else is the trainer's and the
 engine's default except `--page-bytes` (MovieLens 1024: its budgets are a few
 KiB).
 
@@ -72,6 +72,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=None, help="default: MovieLens 512, synthetic 2048")
     ap.add_argument("--page-bytes", type=int, default=None, help="default: MovieLens 1024, synthetic 65536")
     ap.add_argument("--policies", default=",".join(POLICIES), help="besides full, which always runs")
+    ap.add_argument("--evals", type=int, default=20, help="evaluations per run, about (eval_every = steps // N)")
     ap.add_argument("--json", default=None, help="write every figure to this file")
     args = ap.parse_args()
     shares = [float(s) for s in args.shares.split(",")]
@@ -84,6 +85,7 @@ def main() -> None:
     print(f"uptime before: {uptime()}")
     t_all = time.perf_counter()
     results = {"data": args.data, "shares": shares, "seeds": seeds, "batch": batch, "page_bytes": page_bytes,
+               "evals": args.evals,
                "runs": {}, "per_seed": {}}
     data_ml = read_movielens(None, rows=ROWS) if movielens else None
     for seed in seeds:
@@ -94,7 +96,7 @@ def main() -> None:
         tr = ds.split()[0]
         steps = math.ceil((tr.stop - tr.start) / batch)
         interval = min(100, max(1, steps // 10))
-        eval_every = max(1, steps // 20)
+        eval_every = max(1, steps // args.evals)
         touched, distinct = touched_bytes(ds)
         budgets = {s: f"{max(1, math.floor(s * touched))}B" for s in shares}
         dense = sum(ds.rows) * DIM * 4

@@ -127,7 +127,11 @@ def synthetic(samples: int = 2_000_000, fields: int = 26, rows: int = 100_000, d
       much signal (E|u|^2 = 1): a rare user is as telling about their own
       clicks as a popular one, there is only less data to learn it from.
     * Dense features x ~ N(0, 1), teacher weights w ~ N(0, 1/M) and A ~ N(0, 1/M)
-      (M x dim), so the dense features' own projection zt = x A has unit variance.
+      (M x dim), so the dense features' own projection x A has unit variance, and
+      an offset a0 ~ N(0, 1) (dim values): zt = x A + a0. The offset makes
+      u_f . a0 a bias of each value (how likely its samples click whatever the
+      dense features say), the first-order effect a user or an item has in
+      real data; u_f . x A is its interaction with the dense features.
     * logit = -1 + x . w + c1 * sum_f u_f . zt + c2 * sum_{f<g} u_f . u_g, where c1
       and c2 scale the dense-sparse term to standard deviation 1.5 and the pair term
       to 1.0 over the first min(N, 100,000) samples; label ~ Bernoulli(sigmoid(logit)).
@@ -141,7 +145,8 @@ def synthetic(samples: int = 2_000_000, fields: int = 26, rows: int = 100_000, d
       pairs only, the embeddings added 0.0035 AUC to a model whose embeddings are
       all zero, against 0.14 that the teacher's own vectors give). Both terms use
       every useful dimension of u_f, so rows with more useful dimensions need more
-      embedding dimensions. Without dense features (M = 0) the dense-sparse term is 0.
+      embedding dimensions. Without dense features (M = 0) the dense-sparse term is
+      the values' biases alone.
     * Calibration (alpha 0.7, value counts rows/500 .. rows/2): at the defaults
       (1,800,000 training samples, 26 fields of 100,000 rows) the rows the
       training split touches are looked up about as often as MovieLens-100k's
@@ -157,7 +162,7 @@ def synthetic(samples: int = 2_000_000, fields: int = 26, rows: int = 100_000, d
 
     One numpy Generator seeded by `seed` draws everything in a fixed order: per
     field its permutation of the rows, its teacher vectors, its samples' ranks;
-    then x, w, A, and the labels' uniforms.
+    then x, w, A, a0, and the labels' uniforms.
     """
     if samples < 1 or fields < 1 or rows < 1 or dense < 0 or dim < 1:
         raise InputError("synthetic data needs --samples >= 1, --fields >= 1, --rows >= 1")
@@ -171,7 +176,8 @@ def synthetic(samples: int = 2_000_000, fields: int = 26, rows: int = 100_000, d
         cdf = np.cumsum(np.arange(1, n + 1, dtype=np.float64) ** -alpha)
         cdf /= cdf[-1]
         perm = rng.permutation(rows)[:n]                   # rank -> row id
-        vals = rng.normal(0.0, np.sqrt(1.0 / dim), size=(n, dim)) * np.sqrt(dim / dims[:n, None])
+        weight = np.sqrt(fields * n**2 / (counts.astype(np.float64) ** 2).sum())   # share of the signal: n_f^2
+        vals = rng.normal(0.0, np.sqrt(1.0 / dim), size=(n, dim)) * np.sqrt(dim / dims[:n, None]) * weight
         vals[np.arange(dim)[None, :] >= dims[:n, None]] = 0.0      # N(0, 1/k) on the first k = useful dims
         teacher[f, perm] = vals                            # row perm[r] gets rank r's vector
         ranks = np.minimum(np.searchsorted(cdf, rng.random(samples), side="right"), n - 1)
@@ -179,13 +185,15 @@ def synthetic(samples: int = 2_000_000, fields: int = 26, rows: int = 100_000, d
     x = rng.standard_normal((samples, dense)).astype(np.float32)
     w = rng.normal(0.0, np.sqrt(1.0 / max(dense, 1)), size=dense)
     a = rng.normal(0.0, np.sqrt(1.0 / max(dense, 1)), size=(dense, dim))
+    a0 = rng.normal(0.0, 1.0, size=dim)
     cross, pairs = np.empty(samples), np.empty(samples)
-    _teacher_terms(sparse, teacher, x.astype(np.float64) @ a, cross, pairs)
+    _teacher_terms(sparse, teacher, x.astype(np.float64) @ a + a0, cross, pairs)
 
     def scale_to(sd_wanted: float, term: np.ndarray) -> float:
         sd = term[:100_000].std()
         return sd_wanted / sd if sd > 0 else 0.0
-    logit = -1.0 + x.astype(np.float64) @ w + scale_to(1.5, cross) * cross + scale_to(1.0, pairs) * pairs
+    xw = x.astype(np.float64) @ w
+    logit = -1.0 + scale_to(0.5, xw) * xw + scale_to(3.0, cross) * cross + scale_to(1.0, pairs) * pairs
     prob = 1.0 / (1.0 + np.exp(-logit))
     label = (rng.random(samples) < prob).astype(np.float32)
     return Dataset(dense=x, sparse=sparse, label=label, rows=(rows,) * fields,
