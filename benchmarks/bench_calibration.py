@@ -17,7 +17,10 @@ synthetic 2048), one epoch, `--interval` = min(100, max(1, training steps //
 engine's default except `--page-bytes` (MovieLens 1024: its budgets are a few
 KiB).
 
-Printed: mean AUC and standard deviation over seeds per policy and budget,
+Printed first, per seed, the task's statistics (`task_stats`: lookups per
+touched row, the lookup share of the most-looked-up rows, each field's AUC
+alone); `--stats-only` stops there. Then: mean AUC and standard deviation
+over seeds per policy and budget,
 every seed's `fiited - row-prune` and `fiited - full`, and the ranking of the
 policies by mean AUC per budget. `--json FILE` keeps every figure.
 
@@ -54,6 +57,44 @@ def touched_bytes(ds, dim: int = DIM) -> tuple[int, list[int]]:
     return sum(distinct) * dim * 4, distinct
 
 
+def task_stats(ds) -> dict:
+    """How the training split looks its rows up, and how much each field alone tells (no model involved).
+
+    Per touched row (field, row): lookups in the training split; their mean and
+    median, the share of touched rows seen fewer than 5 / 20 times, and the
+    share of all lookups that the most-looked-up 2% ... 64% of the touched rows
+    take. Per field: distinct rows, and the evaluation-split AUC of each
+    value's click rate in the training split, shrunk toward the mean click rate
+    with 10 pseudo-samples (a value never seen scores the mean).
+    """
+    from fiitedsim.train.metrics import auc
+    tr, ev = ds.split()
+    counts, fields = [], []
+    y, y_ev = ds.label[tr], ds.label[ev]
+    prior = float(y.mean())
+    for f in range(ds.sparse.shape[1]):
+        n = np.bincount(ds.sparse[tr, f], minlength=ds.rows[f])
+        clicks = np.bincount(ds.sparse[tr, f], weights=y, minlength=ds.rows[f])
+        rate = (clicks + 10 * prior) / (n + 10)
+        counts.append(n[n > 0])
+        fields.append({"distinct": int((n > 0).sum()), "alone_auc": float(auc(y_ev, rate[ds.sparse[ev, f]]))})
+    c = np.sort(np.concatenate(counts))[::-1]
+    cum = np.cumsum(c) / c.sum()
+    top = {str(q): float(cum[max(0, int(q * c.size) - 1)]) for q in (0.02, 0.04, 0.08, 0.16, 0.32, 0.64)}
+    return {"touched_rows": int(c.size), "lookups": int(c.sum()), "mean": float(c.mean()),
+            "median": float(np.median(c)), "below5": float(np.mean(c < 5)), "below20": float(np.mean(c < 20)),
+            "top_share": top, "fields": fields, "positives": float(ds.label.mean())}
+
+
+def print_stats(st: dict) -> None:
+    print(f"  touched rows {st['touched_rows']:,}, lookups per touched row: mean {st['mean']:.1f}, median "
+          f"{st['median']:.0f}, seen < 5 times {st['below5']:.3f}, < 20 times {st['below20']:.3f}; the top "
+          f"2/4/8/16/32/64% of touched rows take " + " / ".join(f"{v:.3f}" for v in st["top_share"].values())
+          + " of the lookups", flush=True)
+    print("  each field alone (distinct rows: AUC): " + ", ".join(
+        f"{f['distinct']:,}: {f['alone_auc']:.3f}" for f in st["fields"]), flush=True)
+
+
 def uptime() -> str:
     try:
         return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout.strip()
@@ -73,6 +114,7 @@ def main() -> None:
     ap.add_argument("--page-bytes", type=int, default=None, help="default: MovieLens 1024, synthetic 65536")
     ap.add_argument("--policies", default=",".join(POLICIES), help="besides full, which always runs")
     ap.add_argument("--evals", type=int, default=20, help="evaluations per run, about (eval_every = steps // N)")
+    ap.add_argument("--stats-only", action="store_true", help="print the task statistics of each seed, train nothing")
     ap.add_argument("--json", default=None, help="write every figure to this file")
     args = ap.parse_args()
     shares = [float(s) for s in args.shares.split(",")]
@@ -109,6 +151,10 @@ def main() -> None:
               f"{steps} steps of {batch}, interval {interval}, eval every {eval_every}; touched rows "
               f"{sum(distinct):,} ({touched:,} B = {touched / dense:.4f} of the dense {dense:,} B); "
               f"positives {info['positive_rate']:.4f}; data {gen_s:.1f} s", flush=True)
+        info["stats"] = task_stats(ds)
+        print_stats(info["stats"])
+        if args.stats_only:
+            continue
         tcfg = TrainConfig(dim=DIM, chunk=CHUNK, batch=batch, eval_every=eval_every, seed=seed)
         rcfg = ReplayConfig(interval=interval, page_bytes=page_bytes)
         t1 = time.perf_counter()
@@ -138,6 +184,11 @@ def main() -> None:
                 f"{p} {results['runs'][f'{p}@{share}/{seed}']['auc']:.4f}" for p in policies)
                 + f" ({time.perf_counter() - t1:.0f} s)", flush=True)
     results["seconds"] = time.perf_counter() - t_all
+    if args.stats_only:
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(results, fh, indent=1)
+        return
     report(results, policies)
     print(f"uptime after: {uptime()}; {results['seconds']:.0f} s in all")
     if args.json:
