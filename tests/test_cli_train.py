@@ -52,10 +52,12 @@ def test_outputs_follow_the_contract_and_are_deterministic(monkeypatch, capsys, 
 
 def test_an_emitted_trace_replays_to_the_trainers_memory(monkeypatch, capsys, tmp_path):
     trace, imp = tmp_path / "t.parquet", tmp_path / "imp.parquet"
-    train(monkeypatch, capsys, "--policy", "row-prune", "--budget", "0.2", "--out", tmp_path / "run",
+    # the 4 synthetic fields use 2, 4, 24 and 150 of their 300 rows (field_values), at most 180 rows x 64 B =
+    # 11,520 B, more than the budget 0.1 x 76,800 = 7,680 B: rounds must free rows
+    train(monkeypatch, capsys, "--policy", "row-prune", "--budget", "0.1", "--out", tmp_path / "run",
           "--emit-trace", trace, "--emit-importance", imp)
-    trained = json.loads((tmp_path / "run" / "train_summary.json").read_text())["policies"]["row-prune@0.2"]
-    result = run(monkeypatch, capsys, "replay", trace, "--policy", "row-prune", "--budget", "0.2", "--interval", "3",
+    trained = json.loads((tmp_path / "run" / "train_summary.json").read_text())["policies"]["row-prune@0.1"]
+    result = run(monkeypatch, capsys, "replay", trace, "--policy", "row-prune", "--budget", "0.1", "--interval", "3",
                  "--page-bytes", "256", "--json", "-q")
     assert result.code == 0, result.err
     replayed = json.loads(result.out)["policies"]["row-prune"]
