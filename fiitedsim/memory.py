@@ -108,8 +108,9 @@ def check_train_memory(fields: int, rows: int, dim: int, batch: int, synthetic_s
 
 def check_train_data_memory(kind: str, fields: int, sparse: list[str], rows: int, dim: int, batch: int,
                             samples: int | None) -> None:
-    """`check_train_memory` for a data spec of kind synthetic, criteo, parquet or csv, before it is loaded."""
-    n_fields = fields if kind == "synthetic" else 26 if kind == "criteo" else max(1, len(sparse))
+    """`check_train_memory` for a data spec of kind synthetic, movielens, criteo, parquet or csv, before it is
+    loaded."""
+    n_fields = {"synthetic": fields, "criteo": 26, "movielens": 7}.get(kind, max(1, len(sparse)))
     synthetic_samples = (2_000_000 if samples is None else samples) if kind == "synthetic" else None
     if min(n_fields, rows, dim, batch) < 1 or (synthetic_samples is not None and synthetic_samples < 1):
         return  # refused with its own message by the data loader or the trainer's settings

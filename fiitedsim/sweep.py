@@ -363,7 +363,7 @@ def _non_empty_string(where: str, value, what: str = "string") -> str:
 def _load_train_sweep(path: Path, sweep: dict) -> SweepFile:
     """The rest of `load_sweep_file` for a data sweep: data specs, training policies, train knobs, columns."""
     from .train.engine_hook import TRAIN_POLICIES
-    from .train.runner import data_kind
+    from .train.runner import DATA_SPECS, data_kind
 
     missing = [k for k in COMMON_KEYS[:2] if k not in sweep]
     if missing:
@@ -375,15 +375,14 @@ def _load_train_sweep(path: Path, sweep: dict) -> SweepFile:
         try:
             data_kind(value)
         except InputError:
-            raise InputError(f"{where}: {value!r} is not a data spec; use synthetic, criteo:PATH, parquet:PATH "
-                             "or csv:PATH") from None
+            raise InputError(f"{where}: {value!r} is not a data spec; use {DATA_SPECS}") from None
         return value
 
     data = _axis(path, "data", sweep["data"], data_spec)
     specs = []
     for spec in data:
         kind, file = data_kind(spec)
-        specs.append(spec if kind == "synthetic" else f"{kind}:{(base / file).resolve()}")
+        specs.append(f"{kind}:{(base / file).resolve()}" if file else spec)
     repeated = [d for i, d in enumerate(data) if specs[i] in specs[:i]]
     if repeated:
         raise InputError(f"{path}: [sweep] data lists {repeated[0]!r} twice (as another spelling of the same "
@@ -432,8 +431,9 @@ class PointSpec:
 class TrainPointSpec:
     """A training point: the arguments of `runner.load_data` and of a one-policy, one-budget `runner.run_all`."""
 
-    data: str                      # the spec with an absolute path: synthetic, criteo:/..., parquet:/..., csv:/...
-    file: tuple | None             # (resolved path, size, mtime ns) of the data file; None for synthetic
+    data: str                      # the spec with an absolute path: synthetic, movielens[:/...], criteo:/..., ...
+    file: tuple | None             # (resolved path, size, mtime ns) of the data file; for movielens a tuple of
+    #                                those of its three files; None for synthetic
     label: str | None
     sparse: str | None
     dense: str | None
@@ -566,23 +566,24 @@ def _data_tables(spec: TrainPointSpec, heads: dict) -> list[TableSpec]:
 def plan_train_points(sweep: SweepFile) -> list[Point]:
     """The grid of a data sweep (data, policy, budget, knobs), every point checked as `fiitedsim train` would."""
     from .train.engine_hook import EngineResidency
-    from .train.runner import DEFAULT_FIELDS, DEFAULT_ROWS, data_kind, train_config
+    from .train.runner import DEFAULT_FIELDS, DEFAULT_ROWS, data_files, data_kind, train_config
 
     train_knobs = [k for k in sweep.knobs if TRAIN_KNOB_BY_NAME[k].target == "train"]
     config_knobs = [k for k in sweep.knobs if TRAIN_KNOB_BY_NAME[k].target == "config"]
     points, heads = [], {}
     same_bytes: dict[tuple, str] = {}
     for label, data in zip(sweep.data, sweep.data_specs):
-        kind, file = data_kind(data)
+        kind = data_kind(data)[0]
         columns = sweep.columns if kind in ("parquet", "csv") else {}
         for policy, budget, *values in itertools.product(sweep.policies, sweep.budgets, *sweep.knobs.values()):
             chosen = dict(zip(sweep.knobs, values))
             try:
-                if file and not Path(file).is_file():
-                    raise InputError(f"file {file} not found")
+                files = data_files(data)
+                identity = (None if kind == "synthetic" else file_identity(files[0]) if kind != "movielens"
+                            else tuple(file_identity(f) for f in files))
                 tcfg = train_config(**{k: chosen[k] for k in train_knobs})
                 rcfg = ReplayConfig(**{k: chosen[k] for k in config_knobs})
-                spec = TrainPointSpec(data, file_identity(file) if file else None, columns.get("label"),
+                spec = TrainPointSpec(data, identity, columns.get("label"),
                                       columns.get("sparse"), columns.get("dense"), chosen.get("samples"),
                                       chosen.get("fields", DEFAULT_FIELDS), chosen.get("rows", DEFAULT_ROWS),
                                       tcfg, rcfg, policy, budget, 0)

@@ -17,6 +17,7 @@ from test_sweep import QUIET, final_line, write_sweep, write_trace
 
 from fiitedsim import __version__
 from fiitedsim.config import ReplayConfig
+from fiitedsim.errors import InputError
 from fiitedsim.replay import RESULTS_FORMAT
 from fiitedsim.sweep import (
     POINTS_DIR,
@@ -176,6 +177,32 @@ def test_training_keys_change_with_the_data_file(tmp_path):
     assert len(set(keys)) == 2 and keys == [p.key for p in plan_points(load_sweep_file(toml), warn=lambda m: None)]
     data.write_text(CSV + "1,u1,v1,0.5\n")
     assert not set(keys) & {p.key for p in plan_points(load_sweep_file(toml), warn=lambda m: None)}
+
+
+def test_movielens_folder_points(tmp_path):
+    """`movielens:DIR` resolves against the sweep file's folder; its three files are in the keys, and a point
+    trains to exactly what `fiitedsim train` gives."""
+    from test_train_data import write_ml100k
+
+    from fiitedsim import sweep
+
+    folder = write_ml100k(tmp_path / "ml")
+    toml = write_sweep(tmp_path / "s.toml", data=["movielens:ml"], rows=64, batch=2, page_bytes=256,
+                       policies=["fiited"], budgets=[0.5])
+    [point] = plan_points(load_sweep_file(toml), warn=lambda m: None)
+    assert point.spec.data == f"movielens:{folder.resolve()}"
+    assert [f[0] for f in point.spec.file] == [str(folder.resolve() / n) for n in ("u.data", "u.user", "u.item")]
+    summary, _ = sweep.run_train_point(point.spec)
+    ds = load_data(point.spec.data, None, None, None, None, 26, 64, 16, 0)
+    direct = run_all(ds, point.spec.data, ["fiited"], "0.5", train_config(batch=2),
+                     ReplayConfig(page_bytes=256)).summary
+    assert without_seconds(summary) == without_seconds(direct)
+    (folder / "u.user").write_text((folder / "u.user").read_text().replace("|24|", "|25|"))
+    [again] = plan_points(load_sweep_file(toml), warn=lambda m: None)
+    assert again.key != point.key
+    (folder / "u.item").unlink()
+    with pytest.raises(InputError, match="data 'movielens:ml'.*u.item not found"):
+        plan_points(load_sweep_file(toml), warn=lambda m: None)
 
 
 def test_a_worker_loads_each_data_set_once_for_consecutive_points(monkeypatch, tmp_path):

@@ -27,7 +27,7 @@ from ..policies import POLICIES
 from ..replay import budget_entries, parse_budgets, split_list
 from ..rowset import RowMap
 from ..trace_writer import ImportanceWriter, TraceWriter
-from .data import Dataset, read_criteo, read_table, synthetic
+from .data import Dataset, movielens_files, read_criteo, read_movielens, read_table, synthetic
 from .engine_hook import EngineResidency, TraceRecorder, train_tables
 from .loop import TrainConfig, config_dict, schedule, total_steps, train
 
@@ -56,19 +56,37 @@ def _columns(text: str | None, option: str = "--sparse") -> list[str]:
     return [] if text is None else split_list(text, option, "name at least one column", "a column")
 
 
+#: The accepted forms of a data spec, as error messages list them.
+DATA_SPECS = "synthetic, movielens, movielens:PATH, criteo:PATH, parquet:PATH or csv:PATH"
+
+
 def data_kind(spec: str) -> tuple[str, str]:
-    """(kind, path) of a data spec: ("synthetic", "") or ("criteo" | "parquet" | "csv", PATH); else an InputError."""
+    """(kind, path) of a data spec: ("synthetic" | "movielens", ""), or ("movielens" | "criteo" | "parquet" | "csv",
+    PATH); else an InputError. A movielens PATH is a GroupLens ml-100k folder, the others are files."""
     kind, _, path = spec.partition(":")
-    if kind == "synthetic" and not path:
+    if kind in ("synthetic", "movielens") and not path:
         return kind, ""
-    if kind not in ("criteo", "parquet", "csv") or not path:
-        raise InputError(f"--data {spec!r}: use synthetic, criteo:PATH, parquet:PATH or csv:PATH")
+    if kind not in ("movielens", "criteo", "parquet", "csv") or not path:
+        raise InputError(f"--data {spec!r}: use {DATA_SPECS}")
     return kind, path
+
+
+def data_files(spec: str) -> list[Path]:
+    """The files a data spec reads (none for synthetic): what a sweep's point keys record; missing ones are errors."""
+    kind, path = data_kind(spec)
+    if kind == "synthetic":
+        return []
+    if kind == "movielens":
+        return movielens_files(path or None)
+    if not Path(path).is_file():
+        raise InputError(f"--data {spec!r}: file {path} not found")
+    return [Path(path)]
 
 
 def load_data(spec: str, label: str | None, sparse: str | None, dense: str | None, samples: int | None,
               fields: int, rows: int, dim: int, seed: int, warn: Callable[[str], None] | None = None) -> Dataset:
-    """`synthetic`, `criteo:PATH`, `parquet:PATH` or `csv:PATH` (the latter two with --label and --sparse).
+    """`synthetic`, `movielens[:PATH]`, `criteo:PATH`, `parquet:PATH` or `csv:PATH` (the latter two with --label
+    and --sparse).
 
     `warn` gets data warnings (NaN dense values read as 0); default: printed to stderr.
     """
@@ -77,10 +95,11 @@ def load_data(spec: str, label: str | None, sparse: str | None, dense: str | Non
     if kind == "synthetic":
         return synthetic(samples=2_000_000 if samples is None else samples, fields=fields, rows=rows, dim=dim,
                          seed=seed)
-    if not Path(path).is_file():
-        raise InputError(f"--data {spec!r}: file {path} not found")
+    data_files(spec)
     if samples is not None and samples < 1:
         raise InputError(f"--samples must be at least 1, got {samples}")
+    if kind == "movielens":
+        return read_movielens(path or None, rows=rows, samples=samples)
     if kind == "criteo":
         return read_criteo(path, rows=rows, samples=samples, **more)
     if not label or not _columns(sparse):
