@@ -1150,5 +1150,25 @@ def write_sweep_report(out: Path, points: list[Point]) -> Path:
 
     if points and isinstance(points[0].spec, TrainPointSpec):
         return write_train_sweep_report(out / REPORT_FILE, train_report_groups(out, points))
-    return write(out / REPORT_FILE, report_groups(out, points))
+    return write(out / REPORT_FILE, report_groups(out, points), seed_spreads(out, points))
+
+
+def seed_spreads(out: Path, points: list[Point]) -> list[tuple[str, list, dict[str, list[dict]]]]:
+    """Replay points on generated traces that differ only in the traces' seed (and policy and budget): per such
+    set of two or more seeds, (title, seeds, policy@budget -> the points' summaries in seed order)."""
+    if not points or "generate_seed" not in points[0].axes:
+        return []
+    records = {p.key: r for p, r in zip(points, _records(out, points))}
+    out_sets = []
+    for rest, members in _groups(points, ("trace", "generate_seed", "policy", "budget")).items():
+        seeds = list(dict.fromkeys(p.axes["generate_seed"] for p in members))
+        if len(seeds) < 2:
+            continue
+        runs: dict[str, dict] = {}
+        for p in members:
+            runs.setdefault(f"{p.spec.policy}@{p.spec.budget_label}", {})[p.axes["generate_seed"]] = \
+                records[p.key]["summary"]["policies"][p.spec.policy]
+        title = _title(rest) or "generated traces"
+        out_sets.append((title, seeds, {key: [by_seed[s] for s in seeds] for key, by_seed in runs.items()}))
+    return out_sets
 

@@ -377,6 +377,14 @@ def test_generated_traces_per_seed_equal_fiitedsim_generate_and_plain_replays(mo
                             ReplayConfig(interval=4, page_bytes=1024)).summary["policies"][policy]
             row = frame.filter((pl.col("generate_seed") == seed) & (pl.col("policy") == policy)).row(0, named=True)
             assert {k: row[k] for k in SUMMARY_KEYS} == {k: direct[k] for k in SUMMARY_KEYS}
+    # the report shows how each policy spreads over the two seeds: mean and per-seed dim hit rates of points.parquet
+    page = (tmp_path / "o" / "report.html").read_text()
+    spread = page.split('id="spread-0"')[1].split("</table>")[0]
+    for policy in ("fiited", "hash"):
+        rates = frame.filter(pl.col("policy") == policy).sort("generate_seed")["dim_hit_rate"].to_list()
+        mean, sd = sum(rates) / 2, abs(rates[0] - rates[1]) / 2 ** 0.5
+        assert (f"<td>{policy}@0.1</td><td>{100 * mean:.2f}% ± {100 * sd:.2f}</td>"
+                f"<td>{100 * rates[0]:.2f} {100 * rates[1]:.2f}</td>") in spread
     again = final_line(run(monkeypatch, capsys, "sweep", toml, "--scheduler", cluster.scheduler_address, "-q"))
     assert "4 points (0 computed, 4 already stored)" in again  # same files, same keys: nothing regenerated
 
