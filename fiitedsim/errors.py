@@ -1,12 +1,32 @@
-"""The one exception type that means "the user's input is wrong".
+"""The one exception type that means "the user's input is wrong", and the kinds of warning about input.
 
-The CLI turns it into a one-line message and exit code 2; anything else that
-escapes is a bug and keeps its traceback.
+The CLI turns an `InputError` into a one-line message and exit code 2; anything
+else that escapes is a bug and keeps its traceback. Warnings are not raised:
+readers hand them to a `warn(message)` callback as they find them, and a
+message's class says what it is about, so a caller that knows better (inspect
+reports grad_norm beside a log, so the "grad_norm is ignored" warning is wrong
+there) drops a kind of warning by class, never by its wording.
 """
 
 
 class InputError(ValueError):
     """Bad input from the user: a file, a flag value or a combination of them."""
+
+
+class InputWarning(str):
+    """A warning about the user's input: the message itself, a `str`, of a class that names its kind."""
+
+
+class GradNormIgnored(InputWarning):
+    """A trace with inline grad_norm was given an importance log too: the log wins, grad_norm is not read."""
+
+
+class EmptyImportanceLog(InputWarning):
+    """The importance log holds no records."""
+
+
+class TablesInferred(InputWarning):
+    """Neither the trace's metadata nor a --tables file gave the tables: rows were inferred, D and C defaulted."""
 
 
 def refuse_duplicate_columns(source, names, used=None) -> None:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 # The project has no installed package or root conftest yet; make `import fiitedsim` work from a checkout.
 from fiitedsim.config import TableSpec, tables_to_json  # noqa: E402
-from fiitedsim.errors import InputError  # noqa: E402
+from fiitedsim.errors import GradNormIgnored, InputError  # noqa: E402
 from fiitedsim.trace import TraceSource, read_lookups, write_importance  # noqa: E402
 from fiitedsim.trace_writer import TABLES_KEY, TraceWriter  # noqa: E402
 
@@ -163,6 +163,7 @@ def test_importance_log_round_trip_and_log_wins_over_grad(tmp_path):
     src = TraceSource(path, importance=log, warn=warnings.append)
     assert src.has_importance and not src.has_grad and src.num_importance == 3
     assert any("log wins" in w for w in warnings)
+    assert [type(w) for w in warnings] == [GradNormIgnored]  # its class, which inspect drops it by
     got = read_lookups(path, importance=log, warn=lambda m: None)
     assert got.grad is None
     np.testing.assert_array_equal(got.imp_step, [0, 1, 5])
