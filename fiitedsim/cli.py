@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .atomic import check_writable, is_write_error
-from .config import DEFAULT_CHUNK, DEFAULT_DIM, DEFAULT_DTYPE_BYTES, ReplayConfig, TableSpec
+from .config import DEFAULT_CHUNK, DEFAULT_DIM, DEFAULT_DTYPE_BYTES, ReplayConfig
 from .errors import InputError
 
 SAMPLE_TRACE = Path(__file__).parent / "data" / "sample.parquet"
@@ -96,8 +96,8 @@ def replay(
 
     Example: fiitedsim replay trace.parquet --budget 0.05,0.10 --policy fiited,uniform-dim --out runs/demo
     """
-    from .replay import check_out_dir, parse_budgets, parse_policies, passes, summary_text, write_results
-    from .replay import replay as run_replay
+    from .plan import parse_policies, plan
+    from .replay import check_out_dir, passes, replay_runs, summary_text, write_results
     from .trace import TraceSource
 
     trace_path = trace if trace is not None else SAMPLE_TRACE
@@ -113,16 +113,13 @@ def replay(
         check_report_path(report, will_exist=out_dir)  # the report may go inside the --out folder
     source = TraceSource(trace_path, tables_file=tables, importance=importance,
                          warn=lambda m: _say("warning:", "yellow", m))
-    if dim is not None or chunk is not None or dtype_bytes is not None:
-        source.set_tables([TableSpec(t.name, t.rows, dim if dim is not None else t.dim,
-                                     chunk if chunk is not None else t.chunk,
-                                     dtype_bytes if dtype_bytes is not None else t.dtype_bytes)
-                           for t in source.tables])
-    budgets = parse_budgets(budget, source.tables)
+    overrides = {"dim": dim, "chunk": chunk, "dtype_bytes": dtype_bytes}
+    runs = plan(source.tables, names, budget, cfg, {k: (v,) for k, v in overrides.items() if v is not None})
+    source.set_tables(list(runs[0].tables))
     total = source.num_lookups * passes(names)
     with _progress(total, f"replaying {trace_path.name}", quiet or as_json) as bar:
         task = bar.add_task("replay", total=total)
-        results = run_replay(source, names, budgets, cfg, progress=lambda n: bar.advance(task, n))
+        results = replay_runs(source, runs, progress=lambda n: bar.advance(task, n))
     for message in results.summary["warnings"]:
         _say("warning:", "yellow", message)
     if out_dir is not None:
@@ -338,7 +335,7 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
     Example: fiitedsim train --data synthetic --policy all --budget 0.05,0.10,0.25 --seeds 0,1,2 \
 --report runs/train.html
     """
-    from .replay import parse_policies
+    from .plan import parse_policies
     from .train.engine_hook import TRAIN_POLICIES
     from .train.runner import (
         check_train_out,
@@ -376,13 +373,10 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
         if s == seed_list[0] or data_kind(data)[0] != "synthetic":
             return ds
         return load_data(data, label, sparse, dense, samples, fields, rows, dim, s)
-    train_split = ds.split(tcfg.eval_fraction)[0]
-    runs = len(names) * len([b for b in budget.split(",") if b.strip()]) * len(seed_list)
-    total = epochs * -(-max(train_split.stop - train_split.start, 1) // batch) * runs
-    with _progress(total, "training", quiet) as bar:
-        task = bar.add_task("train", total=total)
+    with _progress(0, "training", quiet) as bar:
+        task = bar.add_task("train", total=None)
         outputs = run_all(data_of_seed, data, names, budget, tcfg, rcfg, emit_trace, emit_importance,
-                          progress=lambda n: bar.advance(task, n), seeds=seed_list)
+                          progress=lambda done, total: bar.update(task, completed=done, total=total), seeds=seed_list)
     for message in outputs.summary["warnings"]:
         _say("warning:", "yellow", message)
     if out_dir is not None:

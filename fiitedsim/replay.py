@@ -14,8 +14,9 @@ import polars as pl
 
 from .atomic import atomic_path, check_writable, refuse_cwd_or_parent, write_parquet_frame
 from .checks import replay_warnings
-from .config import ReplayConfig, TableSpec, check_tables_fit_pages, dense_bytes, parse_budget
+from .config import ReplayConfig, dense_bytes
 from .errors import InputError
+from .plan import Run, keyed, parse_budgets, parse_policies, plan, split_list  # noqa: F401 (the latter three: API)
 from .policies import POLICIES
 from .readahead import read_ahead
 from .rowset import RowMap, TouchedRows
@@ -26,76 +27,38 @@ from .trace import TraceSource
 RESULTS_FORMAT = 2
 
 
-def split_list(text: str, option: str, empty_hint: str, noun: str = "a value") -> list[str]:
-    """The items of a comma-separated option value: at least one, none empty, none twice.
-
-    One rule for every list option (--policy, --budget, train's --sparse and --dense): `0.1,` (an empty item,
-    a stray comma) and `fiited,fiited` (an item twice) are mistakes to point out, not to repair silently.
-    """
-    items = [item.strip() for item in str(text).split(",")]
-    if not any(items):
-        raise InputError(f"{option} is empty: {empty_hint}")
-    if not all(items):
-        raise InputError(f"{option} {text!r} has an empty item (a stray comma); separate the values by single "
-                         "commas, with none at either end")
-    twice = next((item for i, item in enumerate(items) if item in items[:i]), None)
-    if twice is not None:
-        raise InputError(f"{option} lists {noun} twice: {twice} (in {text}); give each once")
-    return items
-
-
-def parse_policies(text: str, choices=tuple(POLICIES), purpose: str = "") -> list[str]:
-    """Comma-separated policy names (or `all` alone) among `choices`, in the given order (`split_list`'s rule).
-
-    `purpose` qualifies the error for a command that accepts fewer policies (" for training").
-    """
-    names = split_list(text, "--policy", "name at least one of " + ", ".join(choices), "a policy")
-    unknown = [n for n in names if n not in choices and n != "all"]
-    if unknown:
-        raise InputError(f"unknown policy {unknown[0]!r}{purpose}: choose from {', '.join(choices)} or all")
-    if "all" in names:
-        if len(names) > 1:
-            raise InputError(f"--policy {text}: all names every policy{purpose} already; give all alone, or "
-                             "the policies")
-        return list(choices)
-    return names
-
-
-def parse_budgets(text: str, tables: list[TableSpec]) -> list[tuple[str, int]]:
-    """Comma-separated budgets (`split_list`'s rule); two that come to the same bytes are one budget given twice."""
-    labels = split_list(text, "--budget", "give a fraction like 0.1 or bytes like 2GiB", "a budget")
-    dense = dense_bytes(tables)
-    budgets = [(label, parse_budget(label, dense)) for label in labels]
-    seen: dict[int, str] = {}
-    for label, bytes_ in budgets:
-        if bytes_ in seen:
-            raise InputError(f"--budget lists a budget twice: {seen[bytes_]} and {label} are both {bytes_} bytes; "
-                             "give each budget once")
-        seen[bytes_] = label
-    return budgets
-
-
 @dataclass
 class ReplayResults:
     summary: dict                       # the summary.json object
     series: dict[str, pl.DataFrame]     # time series per policy key
 
 
-def replay(source: TraceSource, policies: list[str], budgets: list[tuple[str, int]], cfg: ReplayConfig,
+def replay(source: TraceSource, policies: list[str], budgets, cfg: ReplayConfig,
            progress: Callable[[int], None] | None = None) -> ReplayResults:
-    """Feed the trace once through every policy at every budget."""
-    keyed = len(budgets) > 1
-    runs = [(f"{name}@{label}" if keyed else name, name, label, budget)
-            for label, budget in budgets for name in policies]
-    results, trace = _one_pass(source, runs, cfg, progress)
+    """Feed the trace once through every policy at every budget (`budgets` as `plan.parse_budgets` takes them)."""
+    return replay_runs(source, plan(source.tables, policies, budgets, cfg), progress)
+
+
+def replay_runs(source: TraceSource, runs: list[Run], progress: Callable[[int], None] | None = None) -> ReplayResults:
+    """Feed the trace once through the planned runs (`plan.plan` of the source's tables and one config)."""
+    keys = [(run.key(keyed(runs)), run) for run in runs]
+    results, trace = _one_pass(source, keys, progress)
+    cfg = runs[0].config
+    budgets = list(dict.fromkeys((run.budget_label, run.budget_bytes) for run in runs))
+    policies = list(dict.fromkeys(run.policy for run in runs))
     summary = {
         "format": RESULTS_FORMAT,
         "policies": {key: r.summary_json() for key, r in results.items()},
         "config": config_json(cfg, budgets, policies, trace),
         "trace": trace,
     }
-    summary["warnings"] = replay_warnings(summary, runs)
+    summary["warnings"] = replay_warnings(summary, _warning_runs(keys))
     return ReplayResults(summary, {key: r.snapshots for key, r in results.items()})
+
+
+def _warning_runs(keys: list[tuple[str, Run]]) -> list[tuple[str, str, str, int]]:
+    """(key, policy, budget label, budget bytes) of each run, as `checks.replay_warnings` takes them."""
+    return [(key, run.policy, run.budget_label, run.budget_bytes) for key, run in keys]
 
 
 def passes(policies: list[str]) -> int:
@@ -103,38 +66,36 @@ def passes(policies: list[str]) -> int:
     return 2 if any(POLICIES[name].needs_frequencies for name in policies) else 1
 
 
-def replay_each(source: TraceSource, points: list[tuple[str, str, int]], cfg: ReplayConfig,
+def replay_each(source: TraceSource, runs: list[Run],
                 progress: Callable[[int], None] | None = None) -> list[ReplayResults]:
-    """Several (policy, budget label, budget bytes) replays in one pass over the trace.
+    """Several single-policy, single-budget replays in one pass over the trace.
 
-    Result i equals `replay(source, [policy_i], [(label_i, bytes_i)], cfg)` exactly (policy
-    instances never share state): the trace is decoded once for all of them instead of once
-    each, which is what `fiitedsim sweep` batches points for.
+    Result i equals `replay_runs(source, [runs[i]])` exactly (policy instances never share state): the
+    trace is decoded once for all of them instead of once each, which is what `fiitedsim sweep` batches
+    points for. The runs share the source's tables and every knob but the budget.
     """
-    runs = [(str(i), name, label, budget) for i, (name, label, budget) in enumerate(points)]
-    results, trace = _one_pass(source, runs, cfg, progress)
+    keys = [(str(i), run) for i, run in enumerate(runs)]
+    results, trace = _one_pass(source, keys, progress)
     out = []
-    for (key, name, label, budget) in runs:
+    for key, run in keys:
+        name = run.policy
         summary = {"format": RESULTS_FORMAT, "policies": {name: results[key].summary_json()},
-                   "config": config_json(cfg, [(label, budget)], [name], trace), "trace": trace}
-        summary["warnings"] = replay_warnings(summary, [(name, name, label, budget)])
+                   "config": config_json(run.config, [(run.budget_label, run.budget_bytes)], [name], trace),
+                   "trace": trace}
+        summary["warnings"] = replay_warnings(summary, _warning_runs([(name, run)]))
         out.append(ReplayResults(summary, {name: results[key].snapshots}))
     return out
 
 
-def _one_pass(source: TraceSource, runs: list[tuple[str, str, str, int]], cfg: ReplayConfig,
+def _one_pass(source: TraceSource, runs: list[tuple[str, Run]],
               progress: Callable[[int], None] | None) -> tuple[dict, dict]:
-    """Feed the trace once through one policy instance per run (key, policy, budget label, budget bytes).
+    """Feed the trace once through one policy instance per (key, planned run).
 
     Returns the finished `PolicyResult` per key and the summary's "trace" object.
     """
     tables = source.tables
-    check_tables_fit_pages(tables, cfg)
-    instances = {}
-    for key, name, label, budget in runs:
-        cfg_b = cfg.with_budget(budget, label)
-        POLICIES[name].check_budget(tables, cfg_b)
-        instances[key] = POLICIES[name](tables, cfg_b, source.has_grad, source.has_importance)
+    instances = {key: POLICIES[run.policy](tables, run.config, source.has_grad, source.has_importance)
+                 for key, run in runs}
     if any(policy.needs_frequencies for policy in instances.values()):
         touched = count_lookups(source, progress)  # the first pass of an offline oracle (mde)
         for policy in instances.values():

@@ -65,12 +65,13 @@ from .atomic import (
     write_parquet_frame,
 )
 from .checks import replay_warnings, train_warnings
-from .config import ReplayConfig, TableSpec, check_tables_fit_pages, dense_bytes, load_tables_file, parse_budget
+from .config import ReplayConfig, TableSpec, load_tables_file, parse_budget
 from .errors import InputError
 from .memory import check_train_data_memory
+from .plan import BudgetTwice, Run, plan
 from .policies import POLICIES
 from .policies.base import SUMMARY_KEYS
-from .replay import RESULTS_FORMAT, ReplayResults, budget_entries, parse_budgets, replay_each
+from .replay import RESULTS_FORMAT, ReplayResults, budget_entries, replay_each
 from .trace import TraceSource
 
 if TYPE_CHECKING:  # the trainer is imported only by data sweeps (it is heavy, and sets OMP_WAIT_POLICY)
@@ -426,6 +427,9 @@ class PointSpec:
     budget_bytes: int
     config: ReplayConfig
 
+    def run(self) -> Run:
+        return Run(self.policy, self.budget_label, self.budget_bytes, self.tables, self.config)
+
 
 @dataclass(frozen=True)
 class TrainPointSpec:
@@ -491,7 +495,6 @@ def plan_points(sweep: SweepFile, warn: Callable[[str], None]) -> list[Point]:
     if sweep.data:
         return plan_train_points(sweep)
     table_knobs = [k for k in sweep.knobs if KNOB_BY_NAME[k].target == "tables"]
-    config_knobs = [k for k in sweep.knobs if KNOB_BY_NAME[k].target == "config"]
     if sweep.tables_file is not None:
         load_tables_file(sweep.tables_file)  # a bad tables file is named once, not per trace
     if sweep.generate and not sweep.trace_paths:
@@ -505,29 +508,18 @@ def plan_points(sweep: SweepFile, warn: Callable[[str], None]) -> list[Point]:
         same = seen_traces.setdefault(json.dumps(parts), label)
         if same != label:
             raise InputError(f"{sweep.path}: traces {same!r} and {label!r} are the same files; list each trace once")
-        same_bytes: dict[tuple, str] = {}
-        for policy, budget, *values in itertools.product(sweep.policies, sweep.budgets, *sweep.knobs.values()):
-            chosen = dict(zip(sweep.knobs, values))
-            try:  # replace() re-runs TableSpec's checks (C divides D, ...): say which trace they failed on
-                tables = tuple(replace(t, **{k: chosen[k] for k in table_knobs}) for t in source.tables)
-            except InputError as exc:
-                raise InputError(f"{sweep.path}: trace {label!r}: {exc}") from None
+
+        def same_chunks(tables, source=source, label=label):
             if source.has_grad and any(a.chunks != b.chunks for a, b in zip(tables, source.tables)):
                 raise InputError(f"{sweep.path}: trace {label!r} has grad_norm with K = dim/chunk values per "
                                  f"lookup, so its chunks per row cannot change ({', '.join(table_knobs)} axis); "
                                  "sweep chunk sizes on traces without grad_norm (importance then is frequency)")
-            cfg = ReplayConfig(**{k: chosen[k] for k in config_knobs})
-            check_tables_fit_pages(list(tables), cfg)
-            budget_bytes = parse_budget(budget, dense_bytes(list(tables)))
-            other = same_bytes.setdefault((policy, tuple(chosen.items()), budget_bytes), budget)
-            if other != budget:
-                raise InputError(f"{sweep.path}: trace {label!r}: budgets {other} and {budget} are both {budget_bytes} "
-                                 "bytes: one budget given twice; list each budget once")
-            cfg = cfg.with_budget(budget_bytes, budget)
-            POLICIES[policy].check_budget(list(tables), cfg)
-            spec = PointSpec(str(path), None if sweep.tables_file is None else str(sweep.tables_file), tables,
-                             policy, budget, budget_bytes, cfg)
-            axes = {"trace": label, **generated, "policy": policy, "budget": budget, **chosen}
+        runs = plan(source.tables, sweep.policies, sweep.budgets, ReplayConfig(), sweep.knobs, policy_major=True,
+                    check_tables=same_chunks, where=f"{sweep.path}: trace {label!r}")
+        for run in runs:
+            spec = PointSpec(str(path), None if sweep.tables_file is None else str(sweep.tables_file), run.tables,
+                             run.policy, run.budget_label, run.budget_bytes, run.config)
+            axes = {"trace": label, **generated, "policy": run.policy, "budget": run.budget_label, **dict(run.knobs)}
             points.append(Point(point_key(point_identity(parts, spec)), axes, spec))
     return points
 
@@ -565,17 +557,17 @@ def _data_tables(spec: TrainPointSpec, heads: dict) -> list[TableSpec]:
 
 def plan_train_points(sweep: SweepFile) -> list[Point]:
     """The grid of a data sweep (data, policy, budget, knobs), every point checked as `fiitedsim train` would."""
-    from .train.engine_hook import EngineResidency
     from .train.runner import DEFAULT_FIELDS, DEFAULT_ROWS, data_files, data_kind, train_config
 
     train_knobs = [k for k in sweep.knobs if TRAIN_KNOB_BY_NAME[k].target == "train"]
     config_knobs = [k for k in sweep.knobs if TRAIN_KNOB_BY_NAME[k].target == "config"]
     points, heads = [], {}
-    same_bytes: dict[tuple, str] = {}
     for label, data in zip(sweep.data, sweep.data_specs):
         kind = data_kind(data)[0]
         columns = sweep.columns if kind in ("parquet", "csv") else {}
-        for policy, budget, *values in itertools.product(sweep.policies, sweep.budgets, *sweep.knobs.values()):
+        where = f"{sweep.path}: data {label!r}"
+        grid = {}  # (policy, budget, knob values) -> point
+        for values in itertools.product(*sweep.knobs.values()):
             chosen = dict(zip(sweep.knobs, values))
             try:
                 files = data_files(data)
@@ -586,21 +578,23 @@ def plan_train_points(sweep: SweepFile) -> list[Point]:
                 spec = TrainPointSpec(data, identity, columns.get("label"),
                                       columns.get("sparse"), columns.get("dense"), chosen.get("samples"),
                                       chosen.get("fields", DEFAULT_FIELDS), chosen.get("rows", DEFAULT_ROWS),
-                                      tcfg, rcfg, policy, budget, 0)
+                                      tcfg, rcfg, "", "", 0)
                 check_train_data_memory(kind, spec.fields, [c for c in (spec.sparse or "").split(",") if c.strip()],
                                         spec.rows, tcfg.dim, tcfg.batch, spec.samples)
                 tables = _data_tables(spec, heads)
-                [(_, budget_bytes)] = parse_budgets(budget, tables)
-                EngineResidency.check(policy, tables, rcfg.with_budget(budget_bytes, budget))
+                runs = plan(tables, sweep.policies, sweep.budgets, rcfg, where=where)
+            except BudgetTwice:
+                raise
             except InputError as exc:
-                raise InputError(f"{sweep.path}: data {label!r}: {exc}") from None
-            other = same_bytes.setdefault((label, policy, tuple(chosen.items()), budget_bytes), budget)
-            if other != budget:
-                raise InputError(f"{sweep.path}: data {label!r}: budgets {other} and {budget} are both {budget_bytes} "
-                                 "bytes: one budget given twice; list each budget once")
-            spec = replace(spec, budget_bytes=budget_bytes)
-            axes = {"data": label, "policy": policy, "budget": budget, **chosen}
-            points.append(Point(point_key(train_point_identity(spec)), axes, spec))
+                raise InputError(f"{where}: {exc}") from None
+            for run in runs:
+                point_spec = replace(spec, policy=run.policy, budget_label=run.budget_label,
+                                     budget_bytes=run.budget_bytes)
+                axes = {"data": label, "policy": run.policy, "budget": run.budget_label, **chosen}
+                grid[(run.policy, run.budget_label, values)] = Point(point_key(train_point_identity(point_spec)), axes,
+                                                                     point_spec)
+        points += [grid[(policy, budget, values)] for policy in sweep.policies for budget in sweep.budgets
+                   for values in itertools.product(*sweep.knobs.values())]
     return points
 
 
@@ -620,7 +614,7 @@ def run_points(specs: list[PointSpec]) -> list[tuple[dict, bytes]]:
         raise ValueError("run_points: the points do not share a trace pass")
     source = TraceSource(first.trace, tables_file=first.tables_file, warn=lambda message: None)  # client warned
     source.set_tables(list(first.tables))
-    results = replay_each(source, [(s.policy, s.budget_label, s.budget_bytes) for s in specs], first.config)
+    results = replay_each(source, [s.run() for s in specs])
     out = []
     for spec, result in zip(specs, results):
         buffer = io.BytesIO()

@@ -228,7 +228,7 @@ def test_a_memory_error_left_over_is_one_line(monkeypatch, capsys, tmp_path, fol
 
     def short_of_memory(*args, **kw):
         raise MemoryError("Unable to allocate 3.07 EiB for an array with shape (1,) and data type uint8")
-    monkeypatch.setattr(replay_module, "replay", short_of_memory)
+    monkeypatch.setattr(replay_module, "replay_runs", short_of_memory)
     fails_cleanly(monkeypatch, capsys, tmp_path, ["replay", write_trace(folder / "t.parquet"), "-q"],
                   "out of memory (Unable to allocate 3.07 EiB", "more memory than this machine has")
 

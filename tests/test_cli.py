@@ -457,7 +457,7 @@ def test_interrupt_exits_130_and_writes_nothing(monkeypatch, capsys, tmp_path, i
 
     def interrupted(*args, **kw):
         raise KeyboardInterrupt
-    monkeypatch.setattr(replay_mod, "replay", interrupted)
+    monkeypatch.setattr(replay_mod, "replay_runs", interrupted)
     before = snapshot(tmp_path)
     r = run(monkeypatch, capsys, "replay", inputs / "trace.parquet", "--out", tmp_path / "res", *FAST)
     assert r.code == 130 and "Traceback" not in r.err

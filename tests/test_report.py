@@ -262,7 +262,7 @@ def test_replay_report_into_a_missing_folder_fails_before_replaying(monkeypatch,
 
     def no_replay(*args, **kwargs):
         raise AssertionError("replayed before checking --report")
-    monkeypatch.setattr(fiitedsim.replay, "replay", no_replay)
+    monkeypatch.setattr(fiitedsim.replay, "replay_runs", no_replay)
     fails_cleanly(monkeypatch, capsys, tmp_path, ["replay", "--report", tmp_path / "no" / "r.html", "-q"],
                   "does not exist")
     (tmp_path / "dir.html").mkdir()

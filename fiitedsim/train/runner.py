@@ -23,8 +23,9 @@ from ..atomic import atomic_path, check_writable, refuse_cwd_or_parent, write_pa
 from ..checks import train_warnings
 from ..config import ReplayConfig, TableSpec, dense_bytes
 from ..errors import InputError
+from ..plan import Run, check_runs, plan, split_list
 from ..policies import POLICIES
-from ..replay import budget_entries, parse_budgets, split_list
+from ..replay import budget_entries
 from ..rowset import RowMap
 from ..trace_writer import ImportanceWriter, TraceWriter
 from .data import Dataset, movielens_files, read_criteo, read_movielens, read_table, synthetic
@@ -177,58 +178,87 @@ def touched_rows(ds: Dataset, tcfg: TrainConfig) -> list[int]:
     return [int(np.unique(ds.sparse[tr, f]).size) for f in range(ds.sparse.shape[1])]
 
 
-def run_all(data: Dataset | Callable[[int], Dataset], data_spec: str, policies: list[str], budgets: str,
+@dataclass(frozen=True)
+class TrainPlan:
+    """The runs of a training command, checked, and the schedule they share."""
+
+    tables: list[TableSpec]    # the data's embedding tables at the model's dim and chunk
+    runs: list[Run]            # budgets x policies (`plan.plan`), each config with the schedule's interval
+    tcfg: TrainConfig          # with `interval` and `eval_every` set (`loop.schedule`)
+    auto: list[str]            # the schedule's settings derived from the run's length
+    steps: int                 # training steps of one run
+
+
+def plan_training(first: Dataset, policies: list[str], budgets, tcfg: TrainConfig, rcfg: ReplayConfig,
+                  seeds: int = 1, emit: bool = False) -> TrainPlan:
+    """Plan one training command on its (first seed's) data: the runs (`plan.plan`) and the schedule.
+
+    `emit`: the run's lookups are recorded (--emit-trace, --emit-importance), which needs one run and one seed.
+
+    The pruning interval is part of the training schedule: `tcfg.interval` (and `tcfg.eval_every`), or from
+    the run's length when None (`loop.schedule`); `rcfg.interval` is not used.
+    """
+    if rcfg.interval != ReplayConfig().interval:
+        raise ValueError("the trainer's pruning interval is TrainConfig.interval, not ReplayConfig.interval")
+    if len(first) < 2:
+        raise InputError("need at least 2 samples (one to train on, one to evaluate)")
+    tables = train_tables(first.rows, tcfg.dim, tcfg.chunk, first.sparse_names)
+    runs = plan(tables, policies, budgets, rcfg, check=False)
+    if emit and (len(runs) != 1 or seeds != 1):
+        raise InputError("--emit-trace and --emit-importance record one training run: give one --policy, one "
+                         f"--budget and one seed (got {len(runs)} runs x {seeds} seeds)")
+    check_runs(runs)  # every check before any training: a bad budget fails first
+    n_train = first.split(tcfg.eval_fraction)[0].stop
+    auto = [k for k in ("interval", "eval_every") if getattr(tcfg, k) is None]
+    steps = total_steps(tcfg, n_train)
+    tcfg = schedule(tcfg, steps)
+    runs = [replace(run, config=replace(run.config, interval=tcfg.interval)) for run in runs]
+    return TrainPlan(tables, runs, tcfg, auto, steps)
+
+
+def run_all(data: Dataset | Callable[[int], Dataset], data_spec: str, policies: list[str], budgets,
             tcfg: TrainConfig, rcfg: ReplayConfig, emit_trace: Path | None = None,
-            emit_importance: Path | None = None, progress: Callable[[int], None] | None = None,
+            emit_importance: Path | None = None, progress: Callable[[int, int], None] | None = None,
             seeds: list[int] | None = None) -> TrainOutputs:
     """Train one model per policy, budget and seed (keys NAME@BUDGET) and collect accuracy and memory.
 
     `data` is the data set, or a function of the seed that makes it (synthetic data is drawn per seed;
     a file is the same for every seed, only the model's initial parameters change). `seeds` default to
-    `tcfg.seed`. The pruning interval is part of the training schedule: `tcfg.interval` (and
-    `tcfg.eval_every`), or from the run's length when None (`loop.schedule`); `rcfg.interval` is not used.
+    `tcfg.seed`; `budgets` as `plan.parse_budgets` takes them; the schedule as `plan_training` sets it.
+    `progress(done, total)` counts training steps over every run and seed.
     """
-    if rcfg.interval != ReplayConfig().interval:
-        raise ValueError("the trainer's pruning interval is TrainConfig.interval, not ReplayConfig.interval")
     seeds = [tcfg.seed] if seeds is None else list(seeds)
     datasets = (lambda seed: data) if isinstance(data, Dataset) else data
     first = datasets(seeds[0])
-    if len(first) < 2:
-        raise InputError("need at least 2 samples (one to train on, one to evaluate)")
-    tables = train_tables(first.rows, tcfg.dim, tcfg.chunk, first.sparse_names)
-    parsed = parse_budgets(budgets, tables)
-    runs = [(name, label, bytes_) for label, bytes_ in parsed for name in policies]
-    if (emit_trace or emit_importance) and (len(runs) != 1 or len(seeds) != 1):
-        raise InputError("--emit-trace and --emit-importance record one training run: give one --policy, one "
-                         f"--budget and one seed (got {len(runs)} runs x {len(seeds)} seeds)")
-    n_train = first.split(tcfg.eval_fraction)[0].stop
-    auto = [k for k in ("interval", "eval_every") if getattr(tcfg, k) is None]
-    steps = total_steps(tcfg, n_train)
-    tcfg = schedule(tcfg, steps)
-    rcfg = replace(rcfg, interval=tcfg.interval)
-    for name, label, b in runs:  # every check before any training: a bad budget fails first
-        EngineResidency.check(name, tables, rcfg.with_budget(b, label))
-    per_seed: dict[str, list[dict]] = {f"{name}@{label}": [] for name, label, _ in runs}
+    planned = plan_training(first, policies, budgets, tcfg, rcfg, len(seeds), bool(emit_trace or emit_importance))
+    tables, runs, tcfg, steps = planned.tables, planned.runs, planned.tcfg, planned.steps
+    total, done = steps * len(runs) * len(seeds), 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(done, total)
+    per_seed: dict[str, list[dict]] = {run.key(True): [] for run in runs}
     curve, teacher = [], []
     for seed in seeds:
         ds = first if seed == seeds[0] else datasets(seed)
         tcfg_s = replace(tcfg, seed=seed)
         lookups = training_lookups(ds, tcfg_s) if any(POLICIES[n].needs_frequencies for n in policies) else None
         trained: dict[str, str] = {}  # a budget-independent policy (full) -> its key trained at this seed
-        for name, label, b in runs:
-            key = f"{name}@{label}"
+        for run in runs:
+            name, label, key = run.policy, run.budget_label, run.key(True)
             if POLICIES[name].budget_independent and name in trained:  # the same model at every budget
                 per_seed[key].append(dict(per_seed[trained[name]][-1]))
                 curve.extend([{**h, "key": key, "budget": label} for h in curve if h["key"] == trained[name]
                               and h["seed"] == seed])
-                if progress:
-                    progress(steps)
+                advance(steps)
                 continue
             trained[name] = key
-            hook = EngineResidency.build(name, tables, rcfg.with_budget(b, label), frequencies=lookups)
+            hook = EngineResidency.build(name, tables, run.config, frequencies=lookups)
             with _recording(tables, emit_trace, emit_importance) as recorder:
                 hook.recorder = recorder
-                res = train(ds, tcfg_s, hook, progress=(lambda done, total: progress(1)) if progress else None,
+                res = train(ds, tcfg_s, hook, progress=lambda done, total: advance(1),
                             eval_extra=lambda hook=hook: _memory_now(hook))
                 summary = hook.finish().summary
             per_seed[key].append({
@@ -241,15 +271,17 @@ def run_all(data: Dataset | Callable[[int], Dataset], data_spec: str, policies: 
     results = {key: combine_seeds(entries) for key, entries in per_seed.items()}
     touched = touched_rows(first, tcfg)
     touched_dense = sum(n * t.dim * t.dtype_bytes for n, t in zip(touched, tables))
+    budgets = list(dict.fromkeys((run.budget_label, run.budget_bytes) for run in runs))
+    rcfg = runs[0].config
     summary = {"policies": results, "teacher_auc": _mean(teacher),
                "config": {"data": data_spec, "samples": len(first), "fields": len(first.rows),
                           "rows": list(first.rows), "dense": first.dense.shape[1], **config_dict(tcfg),
-                          "seeds": seeds, "auto": auto, "steps_run": steps, "gamma": rcfg.gamma,
+                          "seeds": seeds, "auto": planned.auto, "steps_run": steps, "gamma": rcfg.gamma,
                           "page_bytes": rcfg.page_bytes, "mde_exponent": rcfg.mde_exponent, "policies": policies,
-                          "budgets": budget_entries(parsed, dense_bytes(tables), touched_dense),
+                          "budgets": budget_entries(budgets, dense_bytes(tables), touched_dense),
                           "dense_bytes": dense_bytes(tables), "touched_rows": touched,
                           "touched_dense_bytes": touched_dense}}
-    summary["warnings"] = train_warnings(summary, runs)
+    summary["warnings"] = train_warnings(summary, [(run.policy, run.budget_label, run.budget_bytes) for run in runs])
     frame = pl.DataFrame(curve, schema=CURVE_SCHEMA)
     return TrainOutputs(summary, frame.select(CURVE_COLUMNS))
 
