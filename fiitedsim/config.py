@@ -1,7 +1,11 @@
-"""Parameters of a replay: tables and policy knobs, validated at the boundary.
+"""The parameters of every command, validated at the boundary: tables and the replay's knobs
+(`ReplayConfig`), the trainer's settings (`TrainConfig`) and a generated trace's (`GenerateConfig`).
 
-Objects here hold parameters; the engine and the reference compute. Every knob
-of DESIGN.md has a field here and a CLI flag of the same name.
+Objects here hold parameters; the engine, the reference, the trainer and the
+generator compute. Every knob of DESIGN.md has a field here and a CLI flag of
+the same name, and the command line reads its defaults from these classes
+(`fiitedsim/options.py`), so a default is written once. This module imports
+nothing heavy: the command line loads it before it knows which command runs.
 """
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ import re
 import tomllib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+
+import numpy as np
 
 from .errors import InputError
 
@@ -26,6 +32,8 @@ MAX_BYTES = 1 << 62
 MAX_INDEX_INITIAL = 1 << 30
 MAX_TABLES = 1 << 15
 MAX_CHUNKS = 128
+#: `fiitedsim generate --profile`: Zipf per table, or the reuse histograms of Meta's published datasets.
+PROFILE_NAMES = ("zipf", "meta2021", "meta2022")
 
 
 @dataclass(frozen=True)
@@ -284,3 +292,102 @@ def check_budget_workable(tables: list[TableSpec], cfg: ReplayConfig) -> None:
         raise InputError(f"budget {label} ({budget_bytes} bytes) leaves no room for one {cfg.page_bytes}-byte page "
                          f"in every pool; the smallest workable budget is {need} bytes "
                          f"({need / total:.6g} of the dense size), or lower --page-bytes")
+
+
+#: `fiitedsim train --fields/--rows` (and a data sweep's `fields`/`rows`): synthetic fields, rows per table.
+TRAIN_FIELDS, TRAIN_ROWS = 26, 100_000
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of `fiitedsim train` (the model, the optimizers and the schedule; train/loop.py uses them)."""
+
+    dim: int = 16
+    chunk: int = 4
+    bottom: tuple[int, ...] = (128, 64)
+    top: tuple[int, ...] = (256, 128)
+    batch: int = 2048
+    epochs: int = 1
+    steps: int | None = None          # if set, wins over epochs
+    lr_emb: float = 0.05              # row-wise Adagrad
+    lr_mlp: float = 1e-3              # Adam
+    eval_every: int | None = None     # steps between evaluations (and one at the end); None: about 20 in all
+    interval: int | None = None       # the engine's pruning interval; None: about 10 rounds (`schedule`)
+    eval_fraction: float = 0.1        # the last 10% of the samples, in time order
+    seed: int = 0
+
+
+def _generate_flag(field_name: str) -> str:
+    """The `fiitedsim generate` option of a GenerateConfig field: `tables` (a count) is `--table-count`, since
+    every other `--tables` names a table-list file."""
+    return "--table-count" if field_name == "tables" else f"--{field_name}"
+
+
+@dataclass
+class GenerateConfig:
+    """Arguments of `fiitedsim generate` (one field per CLI option; `tables` is `--table-count`)."""
+
+    profile: str = "zipf"
+    alpha: float = 1.05
+    tables: int = 4
+    rows: int = 1_000_000
+    steps: int = 1000
+    batch: int = 4096
+    dim: int = DEFAULT_DIM
+    chunk: int = DEFAULT_CHUNK
+    drift: float = 0.0
+    grad: bool = True
+    seed: int = 0
+
+    def __post_init__(self):
+        if not isinstance(self.profile, str) or self.profile not in PROFILE_NAMES:
+            raise InputError(f"unknown --profile {self.profile!r}; choose one of {', '.join(PROFILE_NAMES)}")
+        for key in ("tables", "rows", "steps", "batch", "dim", "chunk", "seed"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise InputError(f"{_generate_flag(key)} must be an integer, got {value!r}")
+            setattr(self, key, int(value))
+        for key in ("tables", "rows", "steps", "batch", "dim", "chunk"):
+            if getattr(self, key) < 1:
+                raise InputError(f"{_generate_flag(key)} must be positive, got {getattr(self, key)}")
+        if self.tables > MAX_TABLES:
+            raise InputError(f"--table-count must be at most {MAX_TABLES}, got {self.tables}")
+        if self.rows >= MAX_ROWS:
+            raise InputError(f"--rows must be below 2**40, got {self.rows}")
+        if self.dim % self.chunk:
+            raise InputError(f"--chunk {self.chunk} does not divide --dim {self.dim}; pick a divisor of the dim")
+        if self.seed < 0 or self.seed >= 2 ** 63:
+            raise InputError(f"--seed must be between 0 and 2**63-1, got {self.seed}")
+        for key in ("alpha", "drift"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise InputError(f"--{key} must be a number, got {value!r}")
+            if not math.isfinite(float(value)):
+                raise InputError(f"--{key} must be finite, got {value}")
+            setattr(self, key, float(value))
+        if self.profile == "zipf" and self.alpha <= 0:
+            raise InputError(f"--alpha must be positive for the zipf profile, got {self.alpha}")
+        if self.alpha < 0:
+            raise InputError(f"--alpha must not be negative, got {self.alpha}")
+        if self.alpha > 20:
+            raise InputError(f"--alpha must be at most 20, got {self.alpha}")
+        if not 0.0 <= self.drift < 1.0:
+            raise InputError(f"--drift must be in [0, 1) (a fraction of the rows per step), got {self.drift}")
+        if not isinstance(self.grad, (bool, np.bool_)):
+            raise InputError(f"grad must be true or false, got {self.grad!r}")
+        self.grad = bool(self.grad)
+        if self.profile != "zipf" and self.rows < self.batch:
+            raise InputError(f"--profile {self.profile} needs --rows >= --batch (a batch may hold up to "
+                             f"--batch distinct rows), got rows={self.rows}, batch={self.batch}")
+        TableSpec("t0", self.rows, self.dim, self.chunk)  # any remaining TableSpec rule
+
+    @property
+    def chunks(self) -> int:
+        return self.dim // self.chunk
+
+    @property
+    def lookups(self) -> int:
+        return self.steps * self.tables * self.batch
+
+    def table_specs(self) -> list[TableSpec]:
+        return [TableSpec(f"t{i}", self.rows, self.dim, self.chunk, 4) for i in range(self.tables)]

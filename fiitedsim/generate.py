@@ -105,12 +105,11 @@ import numpy as np
 
 from . import profiles
 from .atomic import check_writable
-from .config import MAX_ROWS, MAX_TABLES, TableSpec
+from .config import GenerateConfig
 from .errors import InputError
 from .memory import check_fits
 from .trace_writer import TraceWriter
 
-PROFILE_NAMES = ("zipf", "meta2021", "meta2022")
 ROW_GROUP_LOOKUPS = 1 << 20
 ZIPF_HEAD = 1 << 16           # ranks sampled exactly from the discrete CDF
 COUNT_TABLE = 1 << 16         # within-bin counts sampled exactly up to this count
@@ -130,76 +129,7 @@ _ONE = np.uint64(1)
 _INV53 = 1.0 / 9007199254740992.0
 
 
-# ----------------------------------------------------------------------------- configuration
-
-@dataclass
-class GenerateConfig:
-    """Arguments of `fiitedsim generate` (one field per CLI option)."""
-
-    profile: str = "zipf"
-    alpha: float = 1.05
-    tables: int = 4
-    rows: int = 1_000_000
-    steps: int = 1000
-    batch: int = 4096
-    dim: int = 64
-    chunk: int = 8
-    drift: float = 0.0
-    grad: bool = True
-    seed: int = 0
-
-    def __post_init__(self):
-        if not isinstance(self.profile, str) or self.profile not in PROFILE_NAMES:
-            raise InputError(f"unknown --profile {self.profile!r}; choose one of {', '.join(PROFILE_NAMES)}")
-        for key in ("tables", "rows", "steps", "batch", "dim", "chunk", "seed"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise InputError(f"--{key} must be an integer, got {value!r}")
-            setattr(self, key, int(value))
-        for key in ("tables", "rows", "steps", "batch", "dim", "chunk"):
-            if getattr(self, key) < 1:
-                raise InputError(f"--{key} must be positive, got {getattr(self, key)}")
-        if self.tables > MAX_TABLES:
-            raise InputError(f"--tables must be at most {MAX_TABLES}, got {self.tables}")
-        if self.rows >= MAX_ROWS:
-            raise InputError(f"--rows must be below 2**40, got {self.rows}")
-        if self.dim % self.chunk:
-            raise InputError(f"--chunk {self.chunk} does not divide --dim {self.dim}; pick a divisor of the dim")
-        if self.seed < 0 or self.seed >= 2 ** 63:
-            raise InputError(f"--seed must be between 0 and 2**63-1, got {self.seed}")
-        for key in ("alpha", "drift"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-                raise InputError(f"--{key} must be a number, got {value!r}")
-            if not math.isfinite(float(value)):
-                raise InputError(f"--{key} must be finite, got {value}")
-            setattr(self, key, float(value))
-        if self.profile == "zipf" and self.alpha <= 0:
-            raise InputError(f"--alpha must be positive for the zipf profile, got {self.alpha}")
-        if self.alpha < 0:
-            raise InputError(f"--alpha must not be negative, got {self.alpha}")
-        if self.alpha > 20:
-            raise InputError(f"--alpha must be at most 20, got {self.alpha}")
-        if not 0.0 <= self.drift < 1.0:
-            raise InputError(f"--drift must be in [0, 1) (a fraction of the rows per step), got {self.drift}")
-        if not isinstance(self.grad, (bool, np.bool_)):
-            raise InputError(f"grad must be true or false, got {self.grad!r}")
-        self.grad = bool(self.grad)
-        if self.profile != "zipf" and self.rows < self.batch:
-            raise InputError(f"--profile {self.profile} needs --rows >= --batch (a batch may hold up to "
-                             f"--batch distinct rows), got rows={self.rows}, batch={self.batch}")
-        TableSpec("t0", self.rows, self.dim, self.chunk)  # any remaining TableSpec rule
-
-    @property
-    def chunks(self) -> int:
-        return self.dim // self.chunk
-
-    @property
-    def lookups(self) -> int:
-        return self.steps * self.tables * self.batch
-
-    def table_specs(self) -> list[TableSpec]:
-        return [TableSpec(f"t{i}", self.rows, self.dim, self.chunk, 4) for i in range(self.tables)]
+# ----------------------------------------------------------------------------- report
 
 
 @dataclass

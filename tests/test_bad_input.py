@@ -218,7 +218,7 @@ def test_train_refuses_tables_it_cannot_allocate(monkeypatch, capsys, tmp_path, 
 
 def test_generate_refuses_a_batch_it_cannot_allocate(monkeypatch, capsys, tmp_path, eight_gib):
     fails_cleanly(monkeypatch, capsys, tmp_path, ["generate", tmp_path / "g.parquet", "--batch", str(2**40),
-                                                  "--tables", "1", "--steps", "1", "-q"],
+                                                  "--table-count", "1", "--steps", "1", "-q"],
                   "--batch 1099511627776", "would take", "lower --batch")
 
 

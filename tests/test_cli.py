@@ -38,9 +38,10 @@ REPLAY_OPTIONS = ["--budget", "--policy", "--out", "--tables", "--importance", "
                   "--position-weight", "--dim", "--chunk", "--dtype-bytes", "--page-bytes", "--max-load",
                   "--index-initial", "--allocator", "--budget-covers", "--report-every", "--count-accesses",
                   "--mde-exponent", "--json"]
-GENERATE_OPTIONS = ["--profile", "--alpha", "--tables", "--rows", "--steps", "--batch", "--dim", "--chunk", "--drift",
-                    "--no-grad", "--seed", "--quiet"]
-GEN_SMALL = ["--tables", "2", "--rows", "1000", "--steps", "4", "--batch", "16", "--dim", "16", "--chunk", "4", "-q"]
+GENERATE_OPTIONS = ["--profile", "--alpha", "--table-count", "--rows", "--steps", "--batch", "--dim", "--chunk",
+                    "--drift", "--no-grad", "--seed", "--quiet"]
+GEN_SMALL = ["--table-count", "2", "--rows", "1000", "--steps", "4", "--batch", "16", "--dim", "16", "--chunk", "4",
+             "-q"]
 
 
 # ---------------------------------------------------------------------------
@@ -513,7 +514,7 @@ BAD_GENERATE = {
     "zero_steps": (["--steps", "0"], ["--steps must be positive, got 0"]),
     "negative_steps": (["--steps", "-3"], ["--steps must be positive, got -3"]),
     "zero_rows": (["--rows", "0"], ["--rows must be positive"]),
-    "zero_tables": (["--tables", "0"], ["--tables must be positive"]),
+    "zero_tables": (["--table-count", "0"], ["--table-count must be positive"]),
     "zero_batch": (["--batch", "0"], ["--batch must be positive"]),
     "drift": (["--drift", "1.5"], ["--drift must be in [0, 1)"]),
     "alpha": (["--alpha", "-1"], ["--alpha must be positive"]),

@@ -199,7 +199,7 @@ def test_importance_log(monkeypatch, capsys, inputs):  # noqa: F811 (the importe
 
 def test_compare_meta2021_agrees_with_generate(monkeypatch, capsys, tmp_path):
     trace = tmp_path / "meta.parquet"
-    r = run(monkeypatch, capsys, "generate", trace, "--profile", "meta2021", "--tables", "2", "--rows", "5000",
+    r = run(monkeypatch, capsys, "generate", trace, "--profile", "meta2021", "--table-count", "2", "--rows", "5000",
             "--steps", "30", "--batch", "1024", "--no-grad", "--seed", "3", "-q")
     assert r.code == 0, r.err
     printed = float(re.search(r"TVD = ([0-9.]+)", r.err).group(1))

@@ -369,7 +369,7 @@ def test_generated_traces_per_seed_equal_fiitedsim_generate_and_plain_replays(mo
     assert len(made) == 2
     for seed in (0, 1):
         mine = tmp_path / f"seed{seed}.parquet"
-        args = [a for k, v in opts.items() for a in (f"--{k}", str(v))]
+        args = [a for k, v in opts.items() for a in ("--table-count" if k == "tables" else f"--{k}", str(v))]
         assert run(monkeypatch, capsys, "generate", mine, *args, "--seed", str(seed), "-q").code == 0
         [twin] = [p for p in made if p.read_bytes() == mine.read_bytes()]
         for policy in ("fiited", "hash"):

@@ -58,7 +58,7 @@ COMMANDS = {
                      "run"),
     "replay --report": (lambda t, o: ["replay", t, "--policy", "full", "--budget", "0.5", "--report", o / "r.html",
                                       "-q"], "r.html"),
-    "generate": (lambda t, o: ["generate", o / "g.parquet", "--tables", "2", "--rows", "100", "--steps", "3",
+    "generate": (lambda t, o: ["generate", o / "g.parquet", "--table-count", "2", "--rows", "100", "--steps", "3",
                                "--batch", "64", "--dim", "8", "--chunk", "4", "-q"], "g.parquet"),
     "import csv": (lambda t, o: ["import", "csv", t.parent / "l.csv", "-o", o / "i.parquet", "-q"], "i.parquet"),
     "train --out": (lambda t, o: [*TRAIN, "--out", o / "t"], "t"),

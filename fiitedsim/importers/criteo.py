@@ -27,11 +27,12 @@ import pyarrow.csv as pacsv
 
 from ..errors import InputError, refuse_duplicate_columns
 from ..hashing import hash_rows
+from . import CRITEO_BATCH, CRITEO_ROWS
 from .common import ImportReport, Layout, Progress, arrow_error, check_input, tables_from_file, write_trace
 
 N_DENSE, N_CAT = 13, 26
 N_FIELDS = 1 + N_DENSE + N_CAT
-DEFAULT_ROWS = 1_000_000
+DEFAULT_ROWS = CRITEO_ROWS
 BLOCK_BYTES = 4 << 20  # pyarrow reads blocks ahead; small blocks keep peak memory flat (~0.5 GB RSS, any input size)
 
 
@@ -53,7 +54,7 @@ def _is_int(text: str) -> bool:
         return False
 
 
-def import_criteo(path, output, batch: int = 4096, rows: int = DEFAULT_ROWS, step: int = 0, tables_file=None,
+def import_criteo(path, output, batch: int = CRITEO_BATCH, rows: int = DEFAULT_ROWS, step: int = 0, tables_file=None,
                   layout: Layout = Layout(), progress: Progress | None = None) -> ImportReport:
     """Convert a Criteo TSV/CSV file to a trace; see the module docstring for the mapping."""
     path = check_input(path, "criteo file")

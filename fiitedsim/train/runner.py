@@ -21,7 +21,7 @@ import polars as pl
 
 from ..atomic import atomic_path, check_writable, refuse_cwd_or_parent, write_parquet_frame
 from ..checks import train_warnings
-from ..config import ReplayConfig, TableSpec, dense_bytes
+from ..config import TRAIN_FIELDS, TRAIN_ROWS, ReplayConfig, TableSpec, dense_bytes
 from ..errors import InputError
 from ..plan import Run, check_runs, plan, split_list
 from ..policies import POLICIES
@@ -34,7 +34,7 @@ from .loop import TrainConfig, config_dict, schedule, total_steps, train
 
 SUMMARY_FILE, CURVE_FILE = "train_summary.json", "curve.parquet"
 #: The defaults of `fiitedsim train --fields/--rows`, and of the `fields`/`rows` knobs of a data sweep.
-DEFAULT_FIELDS, DEFAULT_ROWS = 26, 100_000
+DEFAULT_FIELDS, DEFAULT_ROWS = TRAIN_FIELDS, TRAIN_ROWS
 #: Keys of every run in train_summary.json, in this order (README contract). `auc`, `logloss` and the hit
 #: rates are means over the seeds, `*_std` their sample standard deviations (null with one seed), the byte
 #: figures the largest over the seeds, `rounds` the fewest, `seconds` the sum; `per_seed` has each seed's own.
