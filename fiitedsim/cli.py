@@ -42,10 +42,27 @@ def _say(label: str, style: str, message) -> None:
     err.print(Text.assemble((label, style), " ", " ".join(str(message).split())), highlight=False)
 
 
-def _progress(total: int, what: str, quiet: bool) -> Progress:
-    # Only on a terminal: redirected, the transient bar shows nothing yet leaves a blank line on stderr.
-    return Progress(TextColumn(f"[bold]{escape(what)}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=err, disable=quiet or not err.is_terminal, transient=True)
+@contextlib.contextmanager
+def _progress(what: str, quiet: bool, total: int | None = None):
+    """A progress bar on stderr and its `update(done, total=None)`, `done` counted from the start.
+
+    Only on a terminal: redirected, the transient bar shows nothing yet leaves a blank line on stderr.
+    """
+    with Progress(TextColumn(f"[bold]{escape(what)}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=err, disable=quiet or not err.is_terminal, transient=True) as bar:
+        task = bar.add_task(what, total=total)
+        yield lambda done, total=None: bar.update(task, completed=done, total=total)
+
+
+def _counting(update):
+    """`update(done)` as a callback that is given the lookups of each batch instead."""
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        update(done)
+    return advance
 
 
 @app.command()
@@ -85,9 +102,8 @@ def replay(
     runs = plan(source.tables, names, budget, cfg, {k: (v,) for k, v in overrides.items() if v is not None})
     source.set_tables(list(runs[0].tables))
     total = source.num_lookups * passes(names)
-    with _progress(total, f"replaying {trace_path.name}", quiet or as_json) as bar:
-        task = bar.add_task("replay", total=total)
-        results = replay_runs(source, runs, progress=lambda n: bar.advance(task, n))
+    with _progress(f"replaying {trace_path.name}", quiet or as_json, total) as update:
+        results = replay_runs(source, runs, progress=_counting(update))
     for message in results.summary["warnings"]:
         _say("warning:", "yellow", message)
     if out_dir is not None:
@@ -207,12 +223,10 @@ or a Dask cluster.
     out_path = out_dir if out_dir is not None else sweep_file.out
     if out_path is None:
         raise InputError(f"{config}: no output folder: add out = \"runs/sweep\" to [sweep] or give --out DIR")
-    with _progress(0, "sweep points", quiet) as bar:
-        task = bar.add_task("sweep", total=None)
+    with _progress("sweep points", quiet) as update:
         outcome = run_sweep(sweep_file, out_path, scheduler=scheduler, workers=workers,
                             connect_timeout=connect_timeout, force=force, points_per_task=points_per_task,
-                            warn=lambda m: _say("warning:", "yellow", m),
-                            progress=lambda done, total: bar.update(task, completed=done, total=total))
+                            warn=lambda m: _say("warning:", "yellow", m), progress=update)
     err.print(f"{len(outcome.points)} points ({outcome.computed} computed, {outcome.reused} already stored) in "
               f"{out_path}/ (points.parquet, report.html, points/)", markup=False, highlight=False)
 
@@ -303,10 +317,9 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
         if s == seed_list[0] or data_kind(data)[0] != "synthetic":
             return ds
         return load_data(data, label, sparse, dense, samples, fields, rows, dim, s)
-    with _progress(0, "training", quiet) as bar:
-        task = bar.add_task("train", total=None)
+    with _progress("training", quiet) as update:
         outputs = run_all(data_of_seed, data, names, budget, tcfg, rcfg, emit_trace, emit_importance,
-                          progress=lambda done, total: bar.update(task, completed=done, total=total), seeds=seed_list)
+                          progress=update, seeds=seed_list)
     for message in outputs.summary["warnings"]:
         _say("warning:", "yellow", message)
     if out_dir is not None:
@@ -369,15 +382,8 @@ def generate(
 
     cfg = GenerateConfig(profile=profile, alpha=alpha, tables=table_count, rows=rows, steps=steps, batch=batch,
                          dim=dim, chunk=chunk, drift=drift, grad=not no_grad, seed=seed)
-    total = cfg.lookups
-    with _progress(total, f"generating {output.name}", quiet) as bar:
-        task = bar.add_task("generate", total=total)
-        done = [0]
-
-        def advance(written: int) -> None:
-            bar.advance(task, written - done[0])
-            done[0] = written
-        report = run_generate(output, cfg, progress=advance)
+    with _progress(f"generating {output.name}", quiet, cfg.lookups) as update:
+        report = run_generate(output, cfg, progress=update)
     for line in report.lines():
         err.print(line, markup=False, highlight=False)
 
@@ -404,11 +410,9 @@ def inspect(
     from .trace_stats import inspect_trace, stats_tables
 
     trace_path = trace if trace is not None else SAMPLE_TRACE
-    with _progress(0, f"inspecting {trace_path.name}", quiet or as_json) as bar:
-        task = bar.add_task("inspect", total=None)
+    with _progress(f"inspecting {trace_path.name}", quiet or as_json) as update:
         stats = inspect_trace(trace_path, tables_file=tables, importance=importance, compare=compare,
-                              warn=lambda m: _say("warning:", "yellow", m),
-                              progress=lambda done, total: bar.update(task, completed=done, total=total))
+                              warn=lambda m: _say("warning:", "yellow", m), progress=update)
     if as_json:
         sys.stdout.write(summary_text(stats))
         return
@@ -427,9 +431,8 @@ app.add_typer(import_app, name="import")
 
 def _run_import(what: str, quiet: bool, run) -> None:
     """Run an importer under a progress bar (its own unit: bytes of input or lookups) and print its report."""
-    with _progress(0, what, quiet) as bar:
-        task = bar.add_task("import", total=None)
-        report = run(lambda done, total: bar.update(task, completed=done, total=total))
+    with _progress(what, quiet) as update:
+        report = run(update)
     for line in report.lines():
         err.print(line, markup=False, highlight=False)
 
