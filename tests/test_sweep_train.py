@@ -209,12 +209,13 @@ def test_a_worker_loads_each_data_set_once_for_consecutive_points(monkeypatch, t
     """`run_train_point` keeps the last data set: points that differ in policy, budget or trainer settings
     other than dim and seed reuse it; another data-shaping setting loads anew."""
     from fiitedsim import sweep
+    from fiitedsim.sweep import run as sweep_run
     from fiitedsim.train import runner
 
     loads = []
     real = runner.load_data
     monkeypatch.setattr(runner, "load_data", lambda *a: loads.append(a) or real(*a))
-    monkeypatch.setattr(sweep, "_LAST_DATA", None)
+    monkeypatch.setattr(sweep_run, "_LAST_DATA", None)
     toml = write_sweep(tmp_path / "s.toml", data="synthetic", policies=["full"], budgets=[0.5],
                        **{**SMALL, "lr_emb": [0.05, 0.1], "rows": [200, 100]})
     points = plan_points(load_sweep_file(toml), warn=lambda m: None)
@@ -233,7 +234,7 @@ def test_a_worker_loads_each_data_set_once_for_consecutive_points(monkeypatch, t
 def test_local_training_points_default_to_one_worker(monkeypatch, capsys, tmp_path, kind, extra, expected):
     """A training run uses every core itself, so a local data sweep starts one worker unless told otherwise;
     a replay sweep keeps one single-threaded worker per core (workers None: dask_client sizes it)."""
-    import fiitedsim.sweep as sweep_module
+    import fiitedsim.sweep.run as sweep_module
 
     asked = []
 
