@@ -12,7 +12,8 @@ code go into `digest.json`, each as a sha256 of its normalised content:
 
 - wall time (`seconds` fields of JSON, the `seconds` column of Parquet files and of the training report's
   table) is the one allowed difference, so it is blanked;
-- the record's own folder is replaced by `$OUT` in text (paths are part of summaries and reports);
+- the record's own folder is replaced by `$OUT` in text (paths are part of summaries and reports), and the
+  checkout this script is in by `$REPO` (the shipped sample's path), so a copy of the tree compares too;
 - sweep point keys (sha256 of a point's configuration, which holds its trace files' modification times) are
   replaced by their order of first appearance, so a generated trace written anew still compares.
 
@@ -116,7 +117,7 @@ def commands(out: Path) -> list[tuple[str, list[str]]]:
 
 
 def normalise_text(text: str, out: Path, keys: dict[str, str]) -> str:
-    text = text.replace(str(out), "$OUT")
+    text = text.replace(str(out), "$OUT").replace(str(HERE.parent), "$REPO")  # the checkout: the sample's path
     text = re.sub(r" in [0-9.]+ s \([0-9.]+ M lookups/s\)", " in S s", text)  # generate's speed
     text = KEY.sub(lambda m: keys.setdefault(m.group(0), f"KEY{len(keys)}"), text)
     return text
