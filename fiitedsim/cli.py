@@ -279,7 +279,7 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
     Example: fiitedsim train --data synthetic --policy all --budget 0.05,0.10,0.25 --seeds 0,1,2 \
 --report runs/train.html
     """
-    from .plan import parse_policies
+    from .plan import budget_labels, parse_policies
     from .train.engine_hook import TRAIN_POLICIES
     from .train.runner import (
         check_train_out,
@@ -292,6 +292,7 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
     )
 
     names = parse_policies(policy, TRAIN_POLICIES, " for training")
+    budgets = budget_labels(budget)  # the list's syntax now; the bytes once the data's tables are known
     seed_list = parse_seeds(seeds) if seeds is not None else [seed]
     tcfg = train_config(dim=dim, chunk=chunk, batch=batch, epochs=epochs, eval_every=eval_every, interval=interval,
                         lr_emb=lr_emb, lr_mlp=lr_mlp, seed=seed_list[0])
@@ -318,7 +319,7 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
             return ds
         return load_data(data, label, sparse, dense, samples, fields, rows, dim, s)
     with _progress("training", quiet) as update:
-        outputs = run_all(data_of_seed, data, names, budget, tcfg, rcfg, emit_trace, emit_importance,
+        outputs = run_all(data_of_seed, data, names, budgets, tcfg, rcfg, emit_trace, emit_importance,
                           progress=update, seeds=seed_list)
     for message in outputs.summary["warnings"]:
         _say("warning:", "yellow", message)

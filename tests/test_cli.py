@@ -475,6 +475,7 @@ def _cli_subprocess(*args, columns="80"):
                           env=env, timeout=120)
 
 
+@pytest.mark.slow  # runs the command in a subprocess
 def test_long_error_is_not_wrapped_at_terminal_width(tmp_path):
     deep = tmp_path / ("a-rather-long-folder-name-" * 4) / "and-an-even-longer-trace-file-name.parquet"
     p = _cli_subprocess("replay", deep, "--out", tmp_path / "res")
@@ -484,6 +485,7 @@ def test_long_error_is_not_wrapped_at_terminal_width(tmp_path):
     assert not (tmp_path / "res").exists()
 
 
+@pytest.mark.slow  # runs the command in a subprocess
 def test_warning_and_error_are_one_line_each_at_narrow_width(tmp_path):
     """No table list (inference warning, itself long) and then a decreasing step: two lines, none wrapped."""
     path = tmp_path / "t.parquet"
@@ -498,6 +500,7 @@ def test_warning_and_error_are_one_line_each_at_narrow_width(tmp_path):
     assert not (tmp_path / "res").exists()
 
 
+@pytest.mark.slow  # runs the command in a subprocess
 def test_click_usage_error_is_one_line_in_a_real_process(tmp_path):
     p = _cli_subprocess("replay", "--interval", "often", "--out", tmp_path / "res", columns="40")
     assert_clean_failure(Run(p.returncode, p.stdout, p.stderr), "--interval")

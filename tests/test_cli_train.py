@@ -24,6 +24,7 @@ def train(monkeypatch, capsys, *args):
     return result
 
 
+@pytest.mark.slow  # trains models
 def test_outputs_follow_the_contract_and_are_deterministic(monkeypatch, capsys, tmp_path):
     args = ["--policy", "fiited,full", "--budget", "0.1,0.25"]
     train(monkeypatch, capsys, *args, "--out", tmp_path / "a", "--report", tmp_path / "a" / "train.html")

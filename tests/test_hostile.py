@@ -26,6 +26,8 @@ from fiitedsim import cli
 from fiitedsim.trace import write_importance
 from fiitedsim.trace_writer import TABLES_KEY
 
+pytestmark = pytest.mark.slow  # hypothesis: generated malformed inputs through the command line
+
 # Two tables, K = 4 each, chunk bytes 16 and 32: --page-bytes 64 gives both pools a page at any budget used here.
 TABLES = [{"name": "users", "rows": 100, "dim": 16, "chunk": 4, "dtype_bytes": 4},
           {"name": "items", "rows": 50, "dim": 32, "chunk": 8, "dtype_bytes": 4}]

@@ -18,6 +18,7 @@ Conventions used in the derivations:
 import math
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -815,6 +816,7 @@ def scenarios(draw):
     return tables, cfg, lookups, importance
 
 
+@pytest.mark.slow  # hypothesis: many generated cases through the engine
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_random_traces_keep_invariants(scenario):

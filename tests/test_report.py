@@ -81,6 +81,7 @@ def test_size_under_5_mb(page):
     assert len(page.encode()) < 5 * MB
 
 
+@pytest.mark.slow  # seconds of replay or compute
 def test_same_results_same_bytes_whichever_way(tmp_path, page):
     """Rendered again, or re-read from a results folder (`fiitedsim report`), the page is byte-identical."""
     assert rp.render_report(sample_results()) == page
@@ -171,6 +172,7 @@ def test_any_policy_name_from_the_summary_reaches_every_chart():
     assert "<tr><td>some-new-policy</td><td>0.1</td>" in page
 
 
+@pytest.mark.slow  # seconds of replay or compute
 def test_long_runs_are_thinned_to_keep_the_page_small():
     results = made_up(keys=tuple(f"p{i}" for i in range(6)), budgets=(("a", 1), ("b", 2), ("c", 3)),
                       windows=20_000, k=16)
@@ -269,6 +271,7 @@ def test_replay_report_into_a_missing_folder_fails_before_replaying(monkeypatch,
     fails_cleanly(monkeypatch, capsys, tmp_path, ["replay", "--report", tmp_path / "dir.html", "-q"], "is a folder")
 
 
+@pytest.mark.slow  # seconds of replay or compute
 def test_replay_report_with_and_without_out(monkeypatch, capsys, tmp_path):
     """--report alone writes only the page; with --out it may go inside the folder --out creates."""
     args = ["replay", "--policy", "full,uniform-row", "--budget", "0.1,0.2", *FAST]

@@ -26,6 +26,8 @@ from report_fixtures import sample_results
 
 from fiitedsim.report import CHART_IDS, write_report
 
+pytestmark = pytest.mark.slow  # drives a headless Chromium
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 RENDER_TIMEOUT = 90  # seconds; the page renders in about one on a 2-core machine

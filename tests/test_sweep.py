@@ -153,6 +153,7 @@ def test_out_folder_that_is_not_a_sweep_is_refused(monkeypatch, capsys, tmp_path
     fails_cleanly(monkeypatch, capsys, tmp_path, ["sweep", toml, "--out", tmp_path / "o"], "not a fiitedsim sweep")
 
 
+@pytest.mark.slow  # waits out a connection timeout
 def test_unreachable_scheduler_fails_within_the_timeout(monkeypatch, capsys, tmp_path, inputs):
     with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
         s.bind(("127.0.0.1", 0))
@@ -213,6 +214,7 @@ def test_points_sharing_a_trace_pass_are_batched_round_robin(tmp_path, inputs):
     assert [len(t) for t in plan_tasks(points, workers=1, points_per_task=100)] == [12, 12]
 
 
+@pytest.mark.slow  # starts a Dask cluster
 def test_sweep_equals_separate_replays(monkeypatch, capsys, tmp_path, inputs, cluster):
     toml = write_sweep(tmp_path / "s.toml", traces=[str(inputs / "small.parquet"), str(inputs / "parts")],
                        policies=["fiited", "uniform-dim"], budgets=[0.05, "0.2"], chunk=[4, 8], gamma=[0.99],
@@ -241,6 +243,7 @@ def test_sweep_equals_separate_replays(monkeypatch, capsys, tmp_path, inputs, cl
     assert page.count("of the dense size of the") >= 4 * 2
 
 
+@pytest.mark.slow  # starts a Dask cluster
 def test_resume_recomputes_only_missing_points_and_force_recomputes_all(monkeypatch, capsys, tmp_path, inputs,
                                                                        cluster):
     toml = write_sweep(tmp_path / "s.toml", traces=[str(inputs / "small.parquet")],
@@ -273,6 +276,7 @@ def test_resume_recomputes_only_missing_points_and_force_recomputes_all(monkeypa
         [p.name for p in stored] + [p.with_suffix(".parquet").name for p in stored])
 
 
+@pytest.mark.slow  # starts a Dask cluster
 def test_killed_worker_every_point_exactly_once_and_equal_to_a_local_run(monkeypatch, capsys, tmp_path, inputs):
     """The issue's required test: a worker is SIGKILLed mid-sweep; Dask reruns its task elsewhere."""
     big = write_trace(tmp_path / "big.parquet", steps=400, per_step=4096, seed=5, grad=True)  # 1.6M lookups per point
@@ -323,6 +327,7 @@ def test_killed_worker_every_point_exactly_once_and_equal_to_a_local_run(monkeyp
         assert stored.equals(local.series[f"fiited@{row['budget']}"])
 
 
+@pytest.mark.slow  # starts a Dask cluster
 def test_a_point_that_fails_on_its_data_leaves_the_others_stored(monkeypatch, capsys, tmp_path, inputs, cluster):
     """Steps decreasing across parts show only while replaying (on a worker): that point fails, the rest is kept."""
     bad = tmp_path / "bad"
@@ -349,6 +354,7 @@ def test_bad_options(monkeypatch, capsys, tmp_path, inputs, args, words):
     fails_cleanly(monkeypatch, capsys, tmp_path, ["sweep", toml, *args], *words)
 
 
+@pytest.mark.slow  # starts a Dask cluster
 def test_generated_traces_per_seed_equal_fiitedsim_generate_and_plain_replays(monkeypatch, capsys, tmp_path,
                                                                                  cluster):
     """generate = {..., seed = [0, 1]}: one trace per seed under OUT/traces/, byte-identical to what
@@ -439,6 +445,7 @@ def fake_server(behaviour: str):
         server.close()
 
 
+@pytest.mark.slow  # waits out a connection timeout
 @pytest.mark.parametrize("behaviour, words", [
     ("silent", ["sent no Dask handshake within 2 s"]),
     ("http", ["its first bytes are 'HTTP/1.1'"]),
@@ -473,6 +480,7 @@ def test_a_malformed_or_unknown_scheduler_address_is_one_line(monkeypatch, capsy
                                                   "-q"], *words)
 
 
+@pytest.mark.slow  # starts a Dask cluster
 def test_a_failing_point_on_local_workers_prints_only_the_error_line(monkeypatch, capfd, tmp_path, inputs):
     """Worker processes logged Dask's `Compute Failed` block (with a traceback) before the clean line."""
     bad = tmp_path / "bad"
@@ -490,6 +498,7 @@ def test_a_failing_point_on_local_workers_prints_only_the_error_line(monkeypatch
     assert captured.out == ""
 
 
+@pytest.mark.slow  # starts a Dask cluster
 def test_a_stored_point_of_wrong_types_is_computed_again(monkeypatch, capsys, tmp_path, inputs, cluster):
     """Issue 14, item 8, in a sweep folder: a point record whose summary was changed (a hit rate of 7.5) would
     have gone into points.parquet and the report as it is; it counts as not stored."""

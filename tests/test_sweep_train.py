@@ -60,6 +60,7 @@ def cluster():
         yield c
 
 
+@pytest.mark.slow  # starts a Dask cluster
 def test_data_sweep_equals_direct_runs(monkeypatch, capsys, tmp_path, cluster):
     grid = {"policies": ["fiited", "row-prune"], "budgets": [0.1, "0.25"], "lr_emb": [0.05, 0.1]}
     expected = {(p, b, lr): reference(p, b, lr) for p in grid["policies"] for b in ("0.1", "0.25")
@@ -95,6 +96,7 @@ def test_data_sweep_equals_direct_runs(monkeypatch, capsys, tmp_path, cluster):
     assert "cannot call ties" in page and page.count("of the dense size of the") >= 2 * 2
 
 
+@pytest.mark.slow  # starts a Dask cluster
 def test_resume_skips_stored_points_and_force_recomputes(monkeypatch, capsys, tmp_path, cluster):
     toml = write_sweep(tmp_path / "s.toml", data="synthetic", policies=["fiited", "full"], budgets=[0.1, 0.25],
                        **SMALL, out="o")
@@ -205,6 +207,7 @@ def test_movielens_folder_points(tmp_path):
         plan_points(load_sweep_file(toml), warn=lambda m: None)
 
 
+@pytest.mark.slow  # trains models
 def test_a_worker_loads_each_data_set_once_for_consecutive_points(monkeypatch, tmp_path):
     """`run_train_point` keeps the last data set: points that differ in policy, budget or trainer settings
     other than dim and seed reuse it; another data-shaping setting loads anew."""
@@ -229,6 +232,7 @@ def test_a_worker_loads_each_data_set_once_for_consecutive_points(monkeypatch, t
     assert [a[6] for a in loads] == [200]  # the rows argument of load_data
 
 
+@pytest.mark.slow  # starts a Dask cluster
 @pytest.mark.parametrize("kind, extra, expected", [("data", [], 1), ("data", ["--workers", "2"], 2),
                                                    ("traces", [], None)])
 def test_local_training_points_default_to_one_worker(monkeypatch, capsys, tmp_path, kind, extra, expected):

@@ -185,6 +185,7 @@ def merged(step, imp_step):
 steps_strategy = st.lists(st.integers(0, 6), min_size=1, max_size=60).map(sorted)
 
 
+@pytest.mark.slow  # hypothesis: many generated cases through the engine
 @settings(max_examples=80, deadline=None)
 @given(step=steps_strategy, imp_step=st.lists(st.integers(0, 8), max_size=40).map(sorted),
        batch_rows=st.integers(1, 5), groups=st.integers(1, 4))

@@ -68,7 +68,8 @@ COMMANDS = {
 }
 
 
-@pytest.mark.parametrize("name", list(COMMANDS))
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow) if name == "sweep" else name
+                                  for name in COMMANDS])  # the sweep starts a Dask cluster
 def test_a_full_disk_is_one_error_line_and_leaves_nothing(monkeypatch, capsys, tmp_path, trace, name):
     (trace.parent / "l.csv").write_text("step,table,row\n" + "".join(f"{i // 50},{i % 2},{i % 37}\n"
                                                                      for i in range(400)))
