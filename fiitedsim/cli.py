@@ -42,6 +42,12 @@ def _say(label: str, style: str, message) -> None:
     err.print(Text.assemble((label, style), " ", " ".join(str(message).split())), highlight=False)
 
 
+def _warn(*messages) -> None:
+    """`warning:` lines on stderr (a summary's warnings, a reader's)."""
+    for message in messages:
+        _say("warning:", "yellow", message)
+
+
 @contextlib.contextmanager
 def _progress(what: str, quiet: bool, total: int | None = None):
     """A progress bar on stderr and its `update(done, total=None)`, `done` counted from the start.
@@ -97,15 +103,14 @@ def replay(
         from .report import check_report_path
         check_report_path(report, will_exist=out_dir)  # the report may go inside the --out folder
     source = TraceSource(trace_path, tables_file=tables, importance=importance,
-                         warn=lambda m: _say("warning:", "yellow", m))
+                         warn=_warn)
     overrides = {"dim": dim, "chunk": chunk, "dtype_bytes": dtype_bytes}
     runs = plan(source.tables, names, budget, cfg, {k: (v,) for k, v in overrides.items() if v is not None})
     source.set_tables(list(runs[0].tables))
     total = source.num_lookups * passes(names)
     with _progress(f"replaying {trace_path.name}", quiet or as_json, total) as update:
         results = replay_runs(source, runs, progress=_counting(update))
-    for message in results.summary["warnings"]:
-        _say("warning:", "yellow", message)
+    _warn(*results.summary["warnings"])
     if out_dir is not None:
         write_results(out_dir, results)
     if report is not None:
@@ -142,8 +147,10 @@ a summary table per policy and budget, dim hit rate against total memory and pay
 dimensions at the end and over time, and the run's configuration and trace. The chart libraries are \
 inside the file, so it opens offline; the same results give the same bytes.
 
-    Example: fiitedsim replay trace.parquet --budget 0.05,0.10,0.25 --out runs/demo, then \
-fiitedsim report runs/demo -o runs/demo.html (or replay with --report runs/demo.html directly).
+    A folder written by `fiitedsim replay trace.parquet --budget 0.05,0.10,0.25 --out runs/demo` gives the same \
+page as that replay with --report would have written.
+
+    Example: fiitedsim report runs/demo -o runs/demo.html
     """
     from .report import check_report_path, load_results
 
@@ -226,7 +233,7 @@ or a Dask cluster.
     with _progress("sweep points", quiet) as update:
         outcome = run_sweep(sweep_file, out_path, scheduler=scheduler, workers=workers,
                             connect_timeout=connect_timeout, force=force, points_per_task=points_per_task,
-                            warn=lambda m: _say("warning:", "yellow", m), progress=update)
+                            warn=_warn, progress=update)
     err.print(f"{len(outcome.points)} points ({outcome.computed} computed, {outcome.reused} already stored) in "
               f"{out_path}/ (points.parquet, report.html, points/)", markup=False, highlight=False)
 
@@ -311,7 +318,7 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
     check_train_data_memory(data_kind(data)[0], fields, [c for c in (sparse or "").split(",") if c.strip()], rows,
                             dim, batch, samples)
     ds = load_data(data, label, sparse, dense, samples, fields, rows, dim, seed_list[0],
-                   warn=lambda m: _say("warning:", "yellow", m))
+                   warn=_warn)
 
     def data_of_seed(s: int):
         """Synthetic data is drawn anew per seed; a file is the same data for every seed."""
@@ -321,8 +328,7 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
     with _progress("training", quiet) as update:
         outputs = run_all(data_of_seed, data, names, budgets, tcfg, rcfg, emit_trace, emit_importance,
                           progress=update, seeds=seed_list)
-    for message in outputs.summary["warnings"]:
-        _say("warning:", "yellow", message)
+    _warn(*outputs.summary["warnings"])
     if out_dir is not None:
         write_outputs(out_dir, outputs)
     if report is not None:
@@ -413,7 +419,7 @@ def inspect(
     trace_path = trace if trace is not None else SAMPLE_TRACE
     with _progress(f"inspecting {trace_path.name}", quiet or as_json) as update:
         stats = inspect_trace(trace_path, tables_file=tables, importance=importance, compare=compare,
-                              warn=lambda m: _say("warning:", "yellow", m), progress=update)
+                              warn=_warn, progress=update)
     if as_json:
         sys.stdout.write(summary_text(stats))
         return

@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 
 from ..replay import ReplayResults
-from .compare import KINDS, Run, _order, policy_kind, runs_of
+from .compare import KINDS, Run, policy_kind, policy_order, runs_of
 
 MIB = 2**20
 #: Most snapshots drawn per policy in the time-series charts (keeps the page small for long runs).
@@ -44,7 +44,7 @@ def _thin(frame: pl.DataFrame, limit: int) -> pl.DataFrame:
     return frame[np.unique(np.linspace(0, frame.height - 1, limit).round().astype(np.int64)).tolist()]
 
 
-def _num(x, digits: int = 6):
+def num(x, digits: int = 6):
     """JSON-safe rounded number (None for NaN/inf) so the page stays small and valid."""
     if x is None:
         return None
@@ -76,7 +76,7 @@ def _long(rows: list[dict], keep: tuple[str, ...], value_columns: dict[str, str]
     out = []
     for row in rows:
         for label, column in value_columns.items():
-            v = _num(row[column] / scale if row[column] is not None else None)
+            v = num(row[column] / scale if row[column] is not None else None)
             if v is not None:
                 out.append({**{k: row[k] for k in keep}, "what": label, value_name: v})
     return out
@@ -86,14 +86,14 @@ def _long(rows: list[dict], keep: tuple[str, ...], value_columns: dict[str, str]
 # Charts
 
 
-class _Layout:
+class ChartLayout:
     """Shared colours and facets so every chart reads the same way."""
 
     def __init__(self, runs: list[Run]):
-        self.policies = _order(r.policy for r in runs)
+        self.policies = policy_order(r.policy for r in runs)
         budget_bytes = {r.budget: r.budget_bytes for r in runs}
         # budgets ascending by bytes where known, otherwise in the order given
-        self.budgets = sorted(_order(r.budget for r in runs),
+        self.budgets = sorted(policy_order(r.budget for r in runs),
                               key=lambda b: (budget_bytes[b] is None, budget_bytes[b] or 0))
         self.multi_budget = len(self.budgets) > 1
         self.color = alt.Color("policy:N", title="policy", sort=self.policies,
@@ -131,7 +131,7 @@ class _Layout:
                            columns=min(3, len(self.policies)))
 
 
-def _step_x() -> alt.X:
+def step_x() -> alt.X:
     return alt.X("step:Q", title="training step", axis=alt.Axis(format="d"))
 
 
@@ -142,7 +142,7 @@ MEMORY_AXES = {
 }
 
 
-def _label_points(rows: list[dict], field: str, value: str, label_key: str, multi_budget: bool) -> None:
+def label_points(rows: list[dict], field: str, value: str, label_key: str, multi_budget: bool) -> None:
     """Set `label_key` of each row: its budget (its policy with one budget); budgets that land on the same
     point (a dense policy, a static size that a larger budget does not change) share one label."""
     by_point: dict[tuple, list[dict]] = {}
@@ -154,7 +154,7 @@ def _label_points(rows: list[dict], field: str, value: str, label_key: str, mult
             row[label_key] = ""
 
 
-def _memory_panels(rows: list[dict], y: tuple[str, str, alt.Scale], tooltip: list, lay: _Layout, title: str,
+def memory_panels(rows: list[dict], y: tuple[str, str, alt.Scale], tooltip: list, lay: ChartLayout, title: str,
                    subtitle: str, spread: tuple[str, str] | None = None):
     """`y` (field, title, scale) against total memory (left) and payload (right), both on log axes, one line
     per policy through its budgets (dashed by kind), points labelled by budget, optional `spread` (low, high) bars.
@@ -185,36 +185,36 @@ def _memory_panels(rows: list[dict], y: tuple[str, str, alt.Scale], tooltip: lis
         title=alt.Title(title, subtitle=subtitle))
 
 
-def chart_tradeoff(results: ReplayResults, runs: list[Run], lay: _Layout):
+def chart_tradeoff(results: ReplayResults, runs: list[Run], lay: ChartLayout):
     """Dim hit rate against total memory (peak, log axis) and against payload, one line per policy."""
     rows = []
     for run in runs:
         s = results.summary["policies"][run.key]
         rows.append({"policy": run.policy, "budget": run.budget, "budget_bytes": run.budget_bytes or 0,
                      "kind": KINDS[policy_kind(run.policy)],
-                     "total_mib": _num(s["total_bytes_peak"] / MIB), "payload_mib": _num(s["payload_bytes_peak"] / MIB),
-                     "rate": _num(100 * s["dim_hit_rate"], 4),
-                     "collisions": _num(100 * s["collision_share"], 4)})
+                     "total_mib": num(s["total_bytes_peak"] / MIB), "payload_mib": num(s["payload_bytes_peak"] / MIB),
+                     "rate": num(100 * s["dim_hit_rate"], 4),
+                     "collisions": num(100 * s["collision_share"], 4)})
     for field in MEMORY_AXES:
-        _label_points(rows, field, "rate", f"label_{field}", lay.multi_budget)
+        label_points(rows, field, "rate", f"label_{field}", lay.multi_budget)
     tooltip = [alt.Tooltip("policy:N"), alt.Tooltip("kind:N"), alt.Tooltip("budget:N"),
                alt.Tooltip("total_mib:Q", title="total MiB", format=".3f"),
                alt.Tooltip("payload_mib:Q", title="payload MiB", format=".3f"),
                alt.Tooltip("rate:Q", title="dim hit rate %", format=".2f"),
                alt.Tooltip("collisions:Q", title="collisions % of lookups", format=".2f")]
     y = ("rate", "dim hit rate over the run (%)", alt.Scale(domain=[0, 100]))
-    return _memory_panels(
+    return memory_panels(
         rows, y, tooltip, lay, "Dim hit rate against memory: further up and further left is better",
         "resident dims / requested dims; one line per policy through its budgets, points labelled by budget "
         "(dashed: offline oracle; dotted: cache, which needs a full backing copy)" if lay.multi_budget else
         "resident dims / requested dims; one point per policy")
 
 
-def chart_memory(results: ReplayResults, runs: list[Run], lay: _Layout):
+def chart_memory(results: ReplayResults, runs: list[Run], lay: ChartLayout):
     wide = _series_rows(results, runs, MAX_WINDOWS, lambda f: f.select("step", *MEMORY_PARTS.values()))
     rows = _long(wide, ("policy", "budget", "step"), MEMORY_PARTS, "mib", scale=MIB)
     chart = alt.Chart(alt.Data(values=rows)).mark_area().encode(
-        x=_step_x(),
+        x=step_x(),
         y=alt.Y("mib:Q", title="memory (MiB)", stack="zero"),
         color=alt.Color("what:N", title="part", sort=list(MEMORY_PARTS),
                         scale=alt.Scale(domain=list(MEMORY_PARTS), scheme="set2")),
@@ -229,11 +229,11 @@ def chart_memory(results: ReplayResults, runs: list[Run], lay: _Layout):
 
 
 def _gauge_chart(results, runs, lay, column: str, title: str, y_title: str, fmt: str, subtitle: str):
-    rows = [{**r, column: _num(r[column])} for r in
+    rows = [{**r, column: num(r[column])} for r in
             _series_rows(results, runs, MAX_WINDOWS, lambda f: f.select("step", column))]
     windows = max((results.series[r.key].height for r in runs), default=0)
     chart = alt.Chart(alt.Data(values=rows)).mark_line(point=windows <= 30).encode(
-        x=_step_x(), y=alt.Y(f"{column}:Q", title=y_title, axis=alt.Axis(format=fmt)), color=lay.color,
+        x=step_x(), y=alt.Y(f"{column}:Q", title=y_title, axis=alt.Axis(format=fmt)), color=lay.color,
         tooltip=[alt.Tooltip("policy:N"), alt.Tooltip("step:Q"), alt.Tooltip(f"{column}:Q", format=fmt)],
     ).properties(width=300, height=200)
     return lay.budget_column(chart).properties(title=alt.Title(title, subtitle=subtitle))
@@ -254,7 +254,7 @@ def chart_hit_rates(results, runs, lay):
                  {k: k for k in HIT_RATES}, "rate")
     windows = max((results.series[r.key].height for r in runs), default=0)
     chart = alt.Chart(alt.Data(values=rows)).mark_line(point=windows <= 30).encode(
-        x=_step_x(), y=alt.Y("rate:Q", title="hit rate in the window (%)", scale=alt.Scale(domain=[0, 100])),
+        x=step_x(), y=alt.Y("rate:Q", title="hit rate in the window (%)", scale=alt.Scale(domain=[0, 100])),
         color=lay.color,
         tooltip=[alt.Tooltip("policy:N"), alt.Tooltip("step:Q", title="window ends at step"),
                  alt.Tooltip("rate:Q", title="hit rate %", format=".2f")],
@@ -282,7 +282,7 @@ def chart_dims_final(results, runs, lay):
         for d, count in enumerate(hist):
             if d > 0:
                 rows.append({"policy": run.policy, "budget": run.budget, "d": d, "rows": int(count),
-                             "share": _num(100 * count / holding if holding else 0.0, 4)})
+                             "share": num(100 * count / holding if holding else 0.0, 4)})
     chart = alt.Chart(alt.Data(values=rows)).mark_bar().encode(
         x=alt.X("d:O", title="resident chunks per row (d)", axis=alt.Axis(labelAngle=0)),
         xOffset=alt.XOffset("policy:N", sort=lay.policies),
@@ -305,7 +305,7 @@ def chart_dims_over_time(results, runs, lay):
             for step, count in zip(frame["step"].to_list(), frame[column].to_list()):
                 rows.append({"policy": run.policy, "budget": run.budget, "step": step, "d": d, "rows": int(count)})
     chart = alt.Chart(alt.Data(values=rows)).mark_area().encode(
-        x=_step_x(), y=alt.Y("rows:Q", title="rows holding chunks", stack="zero"),
+        x=step_x(), y=alt.Y("rows:Q", title="rows holding chunks", stack="zero"),
         color=alt.Color("d:O", title="chunks (d)", scale=alt.Scale(scheme="viridis")),
         order=alt.Order("d:O"),
         tooltip=[alt.Tooltip("step:Q"), alt.Tooltip("d:O", title="chunks"), alt.Tooltip("rows:Q", format=",d")],
@@ -331,7 +331,7 @@ assert tuple(CHARTS) == CHART_IDS
 def chart_specs(results: ReplayResults, chart_ids: Sequence[str] = CHART_IDS, prefix: str = "") -> dict[str, dict]:
     """Vega-Lite specs by chart id (`prefix` + id), in page order."""
     runs = runs_of(results.summary)
-    lay = _Layout(runs)
+    lay = ChartLayout(runs)
     specs = {}
     for chart_id in chart_ids:
         chart = CHARTS[chart_id][1](results, runs, lay).configure_view(stroke="#ddd").configure_axis(labelFontSize=11)

@@ -29,7 +29,7 @@ def runs_of(summary: dict) -> list[Run]:
     return runs
 
 
-def _order(values) -> list:
+def policy_order(values) -> list:
     return list(dict.fromkeys(values))
 
 

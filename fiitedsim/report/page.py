@@ -51,34 +51,34 @@ def _json_for_script(value) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def _e(value) -> str:
+def esc(value) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _mib(n) -> str:
+def mib_text(n) -> str:
     return f"{n / MIB:,.2f}"
 
 
-def _size(n) -> str:
+def size_text(n) -> str:
     """Bytes in MiB (2 decimals), or in KiB below a tenth of a MiB, where MiB would read 0.00."""
     if n == 0:
         return "0 bytes"
     return f"{n / MIB:,.2f} MiB" if n >= MIB / 10 else f"{n / 1024:,.1f} KiB"
 
 
-def _pct(x) -> str:
+def pct(x) -> str:
     return f"{100 * x:.1f}%"
 
 
-class _Html(str):
-    """Text that is HTML already: `_table` does not escape it again."""
+class Html(str):
+    """Text that is HTML already: `html_table` does not escape it again."""
 
 
 def _cell(value) -> str:
-    return value if isinstance(value, _Html) else _e(value)
+    return value if isinstance(value, Html) else esc(value)
 
 
-def _table(header: list[str], rows: list[list], cls: str = "") -> str:
+def html_table(header: list[str], rows: list[list], cls: str = "") -> str:
     head = "".join(f"<th>{_cell(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{_cell(c)}</td>" for c in row) + "</tr>" for row in rows)
     table = f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
@@ -109,7 +109,7 @@ def _concerns(warning: str, keys: Sequence[str]) -> list[str]:
     return [k for k in keys if re.search(rf"(?<![\w@.\-]){re.escape(k)}(?![\w@.\-])", head)]
 
 
-class _Warnings:
+class WarningMarks:
     """A page's warnings, numbered, and which runs each concerns (to mark them beside their numbers)."""
 
     def __init__(self, warnings: list[str], keys: Sequence[str], prefix: str = ""):
@@ -124,22 +124,22 @@ class _Warnings:
         if not self.warnings:
             return ""
         n = len(self.warnings)
-        items = "".join(f'<li id="{self.prefix}warning-{i}">{_e(w)}</li>' for i, w in enumerate(self.warnings, 1))
+        items = "".join(f'<li id="{self.prefix}warning-{i}">{esc(w)}</li>' for i, w in enumerate(self.warnings, 1))
         return (f'<div class="warnings" role="alert"><b>&#9888; {n} warning{"s" if n > 1 else ""}: read '
                 f'{"these" if n > 1 else "this"} before comparing the numbers below</b><ol>{items}</ol></div>')
 
     def marks(self, key: str) -> str:
         """Links to the warnings about `key`, to sit beside its numbers."""
-        return "".join(f' <a class="wmark" href="#{self.prefix}warning-{i}" title="{_e(self.warnings[i - 1])}">'
+        return "".join(f' <a class="wmark" href="#{self.prefix}warning-{i}" title="{esc(self.warnings[i - 1])}">'
                        f"&#9888;&nbsp;warning&nbsp;{i}</a>" for i in self.by_key.get(key, []))
 
     def about(self, keys: Sequence[str]) -> str:
         """The warnings about any of `keys`, in full (beside a budget's ranking)."""
         seen = sorted({i for k in keys for i in self.by_key.get(k, [])})
-        return "".join(f'<p class="warn-here">&#9888; warning {i}: {_e(self.warnings[i - 1])}</p>' for i in seen)
+        return "".join(f'<p class="warn-here">&#9888; warning {i}: {esc(self.warnings[i - 1])}</p>' for i in seen)
 
 
-def _sizes(summary: dict) -> tuple[int | None, int | None, int | None]:
+def dense_sizes(summary: dict) -> tuple[int | None, int | None, int | None]:
     """(dense bytes, dense bytes of the rows touched, rows touched) from a replay trace or a train config."""
     where = summary.get("trace") if isinstance(summary.get("trace"), dict) else summary.get("config", {})
     touched = where.get("touched_rows")
@@ -152,7 +152,7 @@ def _sizes(summary: dict) -> tuple[int | None, int | None, int | None]:
 
 def budget_shares(summary: dict) -> dict[str, dict]:
     """Budget label -> its config entry with `dense_share` and `touched_share` (worked out where missing)."""
-    dense, touched_dense, _ = _sizes(summary)
+    dense, touched_dense, _ = dense_sizes(summary)
     out = {}
     for entry in summary["config"].get("budgets", []):
         if not isinstance(entry, dict) or not isinstance(entry.get("bytes"), int):
@@ -171,29 +171,29 @@ def budget_line(summary: dict, label: str) -> str:
     touched (T MiB)`, as far as the summary knows them."""
     entry = budget_shares(summary).get(label)
     if entry is None:
-        return f"<b>Budget {_e(label)}</b>" if label else "<b>One budget</b>"
-    dense, touched_dense, touched_rows = _sizes(summary)
-    text = f"<b>Budget {_e(label)}</b>: {entry['bytes']:,} bytes ({_size(entry['bytes'])})"
+        return f"<b>Budget {esc(label)}</b>" if label else "<b>One budget</b>"
+    dense, touched_dense, touched_rows = dense_sizes(summary)
+    text = f"<b>Budget {esc(label)}</b>: {entry['bytes']:,} bytes ({size_text(entry['bytes'])})"
     shares = []
     if entry.get("dense_share") is not None:
         shares.append(f"{_share(entry['dense_share'])} of the dense size"
-                      + (f" ({_size(dense)})" if dense else ""))
+                      + (f" ({size_text(dense)})" if dense else ""))
     if entry.get("touched_share") is not None:
         rows = f" {touched_rows:,}" if touched_rows is not None else ""
         shares.append(f"{_share(entry['touched_share'])} of the dense size of the{rows} rows touched"
-                      + (f" ({_size(touched_dense)})" if touched_dense else ""))
+                      + (f" ({size_text(touched_dense)})" if touched_dense else ""))
         if entry["touched_share"] >= 1:
             shares[-1] += ": it holds every touched row, so policies can hardly differ"
     return text + (" = " + " and ".join(shares) if shares else "")
 
 
-def _over_budget(stats: dict, budget_bytes: int | None, covers_all: bool) -> bool:
+def over_budget(stats: dict, budget_bytes: int | None, covers_all: bool) -> bool:
     """Whether the budgeted bytes (payload, or everything with --budget-covers all) peaked above the budget."""
     used = stats["total_bytes_peak"] if covers_all else stats["payload_bytes_peak"]
     return budget_bytes is not None and used > budget_bytes
 
 
-def _tags(name: str, stats: dict, over: bool, short: bool = False, cache: bool = True) -> str:
+def run_tags(name: str, stats: dict, over: bool, short: bool = False, cache: bool = True) -> str:
     """What to know beside a policy's figures: over the budget, stores nothing, an offline oracle, collisions, a
     cache (unless `cache` is False: said once for the line), the dense reference (`short`: for a table)."""
     tags = []
@@ -203,13 +203,13 @@ def _tags(name: str, stats: dict, over: bool, short: bool = False, cache: bool =
         tags.append('<span class="tag ref">stores nothing</span>')
     kind = policy_kind(name)
     if kind == "oracle":
-        tags.append(f'<span class="tag oracle">{"offline oracle" if short else _e(ORACLE_NOTE)}</span>')
+        tags.append(f'<span class="tag oracle">{"offline oracle" if short else esc(ORACLE_NOTE)}</span>')
     if kind == "cache" and cache:
-        tags.append(f'<span class="tag cache">{"cache: full backing copy" if short else _e(CACHE_NOTE)}</span>')
+        tags.append(f'<span class="tag cache">{"cache: full backing copy" if short else esc(CACHE_NOTE)}</span>')
     if kind == "reference" and short:
         tags.append('<span class="tag ref">dense reference</span>')
     if stats.get("collision_share") or name == "hash":
-        share = _pct(stats.get("collision_share") or 0.0)
+        share = pct(stats.get("collision_share") or 0.0)
         tags.append(f'<span class="tag collide">collisions {share}</span>' if short else
                     f'<span class="tag collide">collisions: {share} of lookups (counted as misses)</span>')
     return (" " + " ".join(tags)) if tags else ""
@@ -243,7 +243,7 @@ def equal_memory_table(raw: dict[str, list[CurvePoint]], value: str, gap: str, s
                 cells.append("")
                 continue
             if name == row.best:
-                cells.append(_Html(f"<b>{point.value:{value}}</b> best"))
+                cells.append(Html(f"<b>{point.value:{value}}</b> best"))
                 continue
             text = f"{point.value:{value}}"
             if best is not None:
@@ -256,16 +256,16 @@ def equal_memory_table(raw: dict[str, list[CurvePoint]], value: str, gap: str, s
                     elif verdict.outcome == "better":
                         text += f", below on {verdict.agree}/{verdict.seeds} seeds"
                 text += ")"
-            cells.append(_Html(text))
-        best_cell = "" if row.best is None else _e(row.best)
+            cells.append(Html(text))
+        best_cell = "" if row.best is None else esc(row.best)
         if ties:
-            best_cell += " &mdash; tied with " + ", ".join(_e(t) for t in ties)
+            best_cell += " &mdash; tied with " + ", ".join(esc(t) for t in ties)
         if row.best is not None and policy_kind(row.best) == "oracle":
             online = [n for n in columns if row.values[n] is not None and policy_kind(n) == "pruning"]
             best_cell += " (offline oracle)"
             if online:
-                best_cell += "; without oracles: " + _e(max(online, key=lambda n: row.values[n].value))
-        body.append([_size(row.memory), _Html(best_cell), *cells])
+                best_cell += "; without oracles: " + esc(max(online, key=lambda n: row.values[n].value))
+        body.append([size_text(row.memory), Html(best_cell), *cells])
     notes = []
     if not spanning:
         notes.append("No policy was measured at two memories (one budget?), so there is no curve to interpolate: "
@@ -285,21 +285,21 @@ def equal_memory_table(raw: dict[str, list[CurvePoint]], value: str, gap: str, s
     outside = [n for n in spanning if n not in columns]
     if rows and outside:
         notes.append(f"Not measured around these memories: {', '.join(outside)}.")
-    singles = [f"{n} ({'; '.join(f'{p.budget}: {p.value:{value}} in {_size(p.memory)}' for p in c)})"
+    singles = [f"{n} ({'; '.join(f'{p.budget}: {p.value:{value}} in {size_text(p.memory)}' for p in c)})"
                for n, c in curves.items() if len(c) == 1]
     if singles:
         notes.append("Measured at one memory only, so not interpolated: " + ", ".join(singles) + ".")
     empty = [f"{n}@{p.budget}" if p.budget else n for n, pts in raw.items() for p in pts if p.memory <= 0]
     if empty:
         notes.append("Stored nothing (0 bytes), so not on a log scale: " + ", ".join(empty) + ".")
-    note = ('<p class="note">' + " ".join(_e(n) for n in notes) + " Each policy's curve is linear in log(memory) "
+    note = ('<p class="note">' + " ".join(esc(n) for n in notes) + " Each policy's curve is linear in log(memory) "
             "between its measured points (total memory, peak), never extrapolated; where several budgets gave the "
             "same memory, the better value counts. Caches are shown but never best: their misses are served from a "
             "full copy elsewhere.</p>")
-    return (_table(header, body, "numbers equal") if body else "") + note
+    return (html_table(header, body, "numbers equal") if body else "") + note
 
 
-def _plain(value) -> str:
+def plain_value(value) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int):
@@ -313,7 +313,7 @@ def _plain(value) -> str:
     return str(value)
 
 
-def _budgets_text(summary: dict) -> str:
+def budgets_text(summary: dict) -> str:
     return "; ".join(
         f"{label} = {b['bytes']:,} bytes"
         + (f", {_share(b['dense_share'])} of dense" if b.get("dense_share") is not None else "")
@@ -325,23 +325,23 @@ def config_tables(summary: dict) -> str:
     config = dict(summary["config"])
     config.pop("budgets", [])
     policies = config.pop("policies", [])
-    knobs = [[k, _plain(v)] for k, v in config.items()]
+    knobs = [[k, plain_value(v)] for k, v in config.items()]
     knobs.append(["policies", ", ".join(map(str, policies))])
-    knobs.append(["budgets", _budgets_text(summary)])
+    knobs.append(["budgets", budgets_text(summary)])
     trace = dict(summary["trace"])
     tables = trace.pop("tables", []) or []
-    stats = [[k, _plain(v)] for k, v in trace.items()]
+    stats = [[k, plain_value(v)] for k, v in trace.items()]
     for key, what in (("dense_bytes", "dense size"), ("touched_dense_bytes", "dense size of the rows touched")):
         if isinstance(trace.get(key), int):
-            stats.append([what, f"{_mib(trace[key])} MiB"])
+            stats.append([what, f"{mib_text(trace[key])} MiB"])
     touched = trace.get("touched_rows_per_table")
     table_rows = [[t.get("name"), f"{t.get('rows', 0):,}",
                    f"{touched[i]:,}" if isinstance(touched, list) and i < len(touched) else "",
                    t.get("dim"), t.get("chunk"), t.get("dtype_bytes")]
                   for i, t in enumerate(tables) if isinstance(t, dict)]
-    return ("<h2 id=\"config\">Configuration</h2>" + _table(["setting", "value"], knobs, "kv")
-            + "<h2 id=\"trace\">Trace</h2>" + _table(["statistic", "value"], stats, "kv")
-            + _table(["table", "rows", "rows touched", "dimension D", "chunk C", "bytes per value"], table_rows,
+    return ("<h2 id=\"config\">Configuration</h2>" + html_table(["setting", "value"], knobs, "kv")
+            + "<h2 id=\"trace\">Trace</h2>" + html_table(["statistic", "value"], stats, "kv")
+            + html_table(["table", "rows", "rows touched", "dimension D", "chunk C", "bytes per value"], table_rows,
                      "numbers"))
 
 
@@ -384,18 +384,18 @@ PAGE_SCRIPT = """
 """
 
 
-def _page(title: str, body: list[str], specs: dict[str, dict],
+def render_page(title: str, body: list[str], specs: dict[str, dict],
           made_from: str = f"results format {RESULTS_FORMAT}") -> str:
     """The page shell: head with the inlined libraries once, `body`, then the chart specs and the embed script."""
     return "\n".join([
         "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_e(title)}</title>", f"<style>{STYLE}</style>",
+        f"<title>{esc(title)}</title>", f"<style>{STYLE}</style>",
         (f"<script>/* Vega, Vega-Lite {alt.SCHEMA_VERSION} and vega-embed, bundled by vl-convert */\n"
          f"{vega_bundle()}\n</script>"),
-        "</head>", "<body>", f"<h1>{_e(title)}</h1>",
+        "</head>", "<body>", f"<h1>{esc(title)}</h1>",
         *body,
-        (f'<p class="note">Made by fiitedsim {_e(__version__)} from {_e(made_from)}. '
+        (f'<p class="note">Made by fiitedsim {esc(__version__)} from {esc(made_from)}. '
          "Opens offline: the chart libraries and data are inside this file.</p>"),
         f'<script type="application/json" id="fiitedsim-specs">{_json_for_script(specs)}</script>',
         f'<script type="application/json" id="fiitedsim-embed-options">{_json_for_script(EMBED_OPTIONS)}</script>',
@@ -404,7 +404,7 @@ def _page(title: str, body: list[str], specs: dict[str, dict],
     ])
 
 
-def _how_to_read(items: list[str]) -> str:
+def how_to_read(items: list[str]) -> str:
     return '<div class="how"><b>How to read this</b><ul>' + "".join(f"<li>{i}</li>" for i in items) + "</ul></div>"
 
 

@@ -8,30 +8,30 @@ from pathlib import Path
 from ..atomic import atomic_path
 from ..policies import CACHE_POLICIES
 from ..replay import ReplayResults
-from .charts import CHART_IDS, CHARTS, _Layout, chart_specs
+from .charts import CHART_IDS, CHARTS, ChartLayout, chart_specs
 from .compare import CACHE_NOTE, ORACLE_NOTE, CurvePoint, Run, policy_kind, runs_of
 from .load import check_report_path, check_series, check_summary
 from .page import (
-    _e,
-    _how_to_read,
-    _Html,
-    _mib,
-    _over_budget,
-    _page,
-    _pct,
-    _size,
-    _sizes,
-    _table,
-    _tags,
-    _Warnings,
+    Html,
+    WarningMarks,
     budget_line,
     config_tables,
+    dense_sizes,
     equal_memory_table,
+    esc,
+    how_to_read,
+    html_table,
+    mib_text,
+    over_budget,
+    pct,
+    render_page,
+    run_tags,
+    size_text,
     warnings_of,
 )
 
 
-def summary_table(results: ReplayResults, runs: list[Run], warns: _Warnings | None = None) -> str:
+def summary_table(results: ReplayResults, runs: list[Run], warns: WarningMarks | None = None) -> str:
     dense = results.summary["trace"].get("dense_bytes") or 0
     covers_all = results.summary["config"].get("budget_covers") == "all"
     header = ["policy", "budget", "budget MiB", "total MiB", "total peak MiB", "payload MiB", "index MiB",
@@ -41,20 +41,20 @@ def summary_table(results: ReplayResults, runs: list[Run], warns: _Warnings | No
     for run in runs:
         s = results.summary["policies"][run.key]
         hist = s["dim_hist_final"]
-        notes = _tags(run.policy, s, _over_budget(s, run.budget_bytes, covers_all), short=True).strip()
-        rows.append([run.policy, run.budget, "" if run.budget_bytes is None else _mib(run.budget_bytes),
-                     _mib(s["total_bytes_final"]), _mib(s["total_bytes_peak"]), _mib(s["payload_bytes_final"]),
-                     _mib(s["index_bytes_final"]), _mib(s["meta_bytes_final"]),
-                     _pct(s["total_bytes_final"] / dense) if dense else "", _pct(s["fragmentation_final"]),
-                     _pct(s["dim_hit_rate"]), _pct(s["row_hit_rate"]), _pct(s["chunk_hit_rate"]),
-                     _pct(s["full_hit_rate"]), _pct(s["collision_share"]),
+        notes = run_tags(run.policy, s, over_budget(s, run.budget_bytes, covers_all), short=True).strip()
+        rows.append([run.policy, run.budget, "" if run.budget_bytes is None else mib_text(run.budget_bytes),
+                     *(mib_text(s[k]) for k in ("total_bytes_final", "total_bytes_peak", "payload_bytes_final",
+                                                "index_bytes_final", "meta_bytes_final")),
+                     pct(s["total_bytes_final"] / dense) if dense else "", pct(s["fragmentation_final"]),
+                     pct(s["dim_hit_rate"]), pct(s["row_hit_rate"]), pct(s["chunk_hit_rate"]),
+                     pct(s["full_hit_rate"]), pct(s["collision_share"]),
                      f"{sum(hist[1:]):,}", f"{hist[0]:,}" if hist else "", f"{s['mapped_pages_final']:,}",
                      f"{s['rehashes']:,}", f"{s['mean_probe_length']:.2f}",
-                     _Html(notes + (warns.marks(run.key) if warns else ""))])
-    return _table(header, rows, "numbers")
+                     Html(notes + (warns.marks(run.key) if warns else ""))])
+    return html_table(header, rows, "numbers")
 
 
-def headline(results: ReplayResults, runs: list[Run], lay: _Layout, warns: _Warnings | None = None) -> str:
+def headline(results: ReplayResults, runs: list[Run], lay: ChartLayout, warns: WarningMarks | None = None) -> str:
     """Per budget: its size, then the pruning policies from the highest dim hit rate down (ties: order given)
     with their total memory, the dense reference, and the caches apart; the warnings about that budget.
 
@@ -63,15 +63,15 @@ def headline(results: ReplayResults, runs: list[Run], lay: _Layout, warns: _Warn
     """
     stats = results.summary["policies"]
     covers_all = results.summary["config"].get("budget_covers") == "all"
-    warns = warns or _Warnings([], [])
+    warns = warns or WarningMarks([], [])
     blocks = []
     for budget in lay.budgets:
         mine = [r for r in runs if r.budget == budget]
 
         def figures(run: Run) -> str:
             s = stats[run.key]
-            return (f"<b>{_e(run.policy)}</b> {_pct(s['dim_hit_rate'])} in {_size(s['total_bytes_peak'])}"
-                    + _tags(run.policy, s, _over_budget(s, run.budget_bytes, covers_all), cache=False)
+            return (f"<b>{esc(run.policy)}</b> {pct(s['dim_hit_rate'])} in {size_text(s['total_bytes_peak'])}"
+                    + run_tags(run.policy, s, over_budget(s, run.budget_bytes, covers_all), cache=False)
                     + warns.marks(run.key))
 
         def by_rate(kinds: tuple[str, ...]) -> list[Run]:
@@ -87,7 +87,7 @@ def headline(results: ReplayResults, runs: list[Run], lay: _Layout, warns: _Warn
             lines.append('<p class="rank ref"><span class="what">Dense reference (not ranked):</span> '
                          + " &middot; ".join(figures(r) for r in refs) + "</p>")
         if caches:
-            lines.append(f'<p class="rank cache"><span class="what">Caches, ranked apart: each {_e(CACHE_NOTE)}:'
+            lines.append(f'<p class="rank cache"><span class="what">Caches, ranked apart: each {esc(CACHE_NOTE)}:'
                          "</span> " + " &middot; ".join(f"{i}. {figures(r)}" for i, r in enumerate(caches, 1))
                          + "</p>")
         lines.append(warns.about([r.key for r in mine]))
@@ -112,9 +112,9 @@ REPLAY_HOW = [
     "beside its rate.",
     "<b>Memory</b> is total memory at its peak: payload + hash index + per-row metadata (at small budgets index "
     "and metadata can exceed the payload). Charts put it on a log axis, with payload alone in the panel beside.",
-    f"<b>Caches</b> ({', '.join(CACHE_POLICIES)}) are ranked apart: each {_e(CACHE_NOTE)}, so they need the dense "
+    f"<b>Caches</b> ({', '.join(CACHE_POLICIES)}) are ranked apart: each {esc(CACHE_NOTE)}, so they need the dense "
     "table somewhere. A pruning policy's miss is information the model no longer has.",
-    f"<b>mde</b> is an {_e(ORACLE_NOTE)}: it knows every row's lookup count in advance, which no online policy "
+    f"<b>mde</b> is an {esc(ORACLE_NOTE)}: it knows every row's lookup count in advance, which no online policy "
     "does; read it as an upper reference for static per-row sizing. <b>full</b> is the dense reference, above "
     "any budget below the dense size.",
     "<b>Budgets</b> are shown in bytes, as a share of the dense size and as a share of the dense size of the rows "
@@ -126,15 +126,15 @@ REPLAY_HOW = [
 ]
 
 
-def _replay_sections(results: ReplayResults, prefix: str = "", h: str = "h2",
+def replay_sections(results: ReplayResults, prefix: str = "", h: str = "h2",
                      chart_ids: Sequence[str] = CHART_IDS) -> tuple[list[str], dict[str, dict]]:
     """The body and chart specs of one replay result; `prefix` keeps ids unique when a page holds several."""
     check_summary(results.summary)
     check_series(results)
     summary = results.summary
     runs = runs_of(summary)
-    lay = _Layout(runs)
-    warns = _Warnings(warnings_of(summary), [r.key for r in runs], prefix)
+    lay = ChartLayout(runs)
+    warns = WarningMarks(warnings_of(summary), [r.key for r in runs], prefix)
     specs = chart_specs(results, chart_ids, prefix)
     body = [
         warns.box(),
@@ -147,7 +147,7 @@ def _replay_sections(results: ReplayResults, prefix: str = "", h: str = "h2",
         summary_table(results, runs, warns),
     ]
     for chart_id in chart_ids:
-        body.append(f'<{h} id="{prefix}sec-{chart_id}">{_e(CHARTS[chart_id][0])}</{h}>')
+        body.append(f'<{h} id="{prefix}sec-{chart_id}">{esc(CHARTS[chart_id][0])}</{h}>')
         body.append(f'<div class="chart" id="chart-{prefix}{chart_id}" data-chart="{chart_id}"></div>')
     return body, specs
 
@@ -157,30 +157,30 @@ def render_report(results: ReplayResults) -> str:
     check_summary(results.summary)
     summary = results.summary
     runs = runs_of(summary)
-    lay = _Layout(runs)
+    lay = ChartLayout(runs)
     trace = summary["trace"]
     name = Path(str(trace.get("path", "trace"))).name
     lookups = trace.get("lookups")
-    dense, touched_dense, touched_rows = _sizes(summary)
+    dense, touched_dense, touched_rows = dense_sizes(summary)
     facts = [f"{lookups:,} lookups" if isinstance(lookups, int) else "",
              f"steps {trace.get('first_step')} to {trace.get('last_step')}",
-             f"dense size {_size(dense)}" if dense is not None else "",
-             (f"{touched_rows:,} rows touched, {_size(touched_dense)} dense"
+             f"dense size {size_text(dense)}" if dense is not None else "",
+             (f"{touched_rows:,} rows touched, {size_text(touched_dense)} dense"
               if touched_rows is not None and touched_dense is not None else ""),
              f"{len(lay.policies)} policies x {len(lay.budgets)} budget{'s' if lay.multi_budget else ''}"]
-    sections, specs = _replay_sections(results)
+    sections, specs = replay_sections(results)
     parts = [
-        f'<p class="sub">{_e(", ".join(f for f in facts if f))}. Trace: <code>{_e(trace.get("path"))}</code></p>',
+        f'<p class="sub">{esc(", ".join(f for f in facts if f))}. Trace: <code>{esc(trace.get("path"))}</code></p>',
         sections[0],  # the warnings, first of all
         "<nav>" + '<a href="#ranking">Ranking</a><a href="#equal-memory">At equal memory</a>'
         + '<a href="#summary">Summary table</a>'
-        + "".join(f'<a href="#sec-{i}">{_e(t)}</a>' for i, (t, _) in CHARTS.items())
+        + "".join(f'<a href="#sec-{i}">{esc(t)}</a>' for i, (t, _) in CHARTS.items())
         + '<a href="#config">Configuration</a><a href="#trace">Trace</a></nav>',
-        _how_to_read(REPLAY_HOW),
+        how_to_read(REPLAY_HOW),
         *sections[1:],
         config_tables(summary),
     ]
-    return _page(f"fiitedsim report: {name}", parts, specs)
+    return render_page(f"fiitedsim report: {name}", parts, specs)
 
 
 SUMMARY_NOTE = ('<p class="note">Memory is at the end of the run (peak where it says so); hit rates are over the whole '

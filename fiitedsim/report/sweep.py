@@ -11,9 +11,9 @@ import polars as pl
 from ..atomic import atomic_path
 from ..replay import ReplayResults
 from .compare import paired_verdict, policy_kind
-from .page import _budgets_text, _e, _how_to_read, _mib, _page, _table
-from .replay import REPLAY_HOW, _replay_sections
-from .train import TRAIN_HOW, _train_sections
+from .page import budgets_text, esc, how_to_read, html_table, mib_text, render_page
+from .replay import REPLAY_HOW, replay_sections
+from .train import TRAIN_HOW, train_sections
 
 SWEEP_CHARTS = ("tradeoff", "hit_rates", "memory")
 
@@ -48,13 +48,13 @@ def seed_spread_section(title: str, seeds: list, runs: dict[str, list[dict]], an
                 verdict = {"better": "below the best", "tie": "tie with the best"}.get(outcome, outcome)
             total = sum(s["total_bytes_peak"] for s in runs[key]) / len(seeds)
             rows.append([key, f"{100 * mean:.2f}%" + (f" ± {100 * sd:.2f}" if sd is not None else ""),
-                         " ".join(f"{100 * v:.2f}" for v in values), _mib(total), verdict])
+                         " ".join(f"{100 * v:.2f}" for v in values), mib_text(total), verdict])
     seeds_text = ", ".join(str(s) for s in seeds)
-    return (f'<h2 id="{anchor}">Spread over seeds: {_e(title)}</h2>'
-            f'<p class="sub">generated traces of seeds {_e(seeds_text)}; a policy is below the best when the mean '
+    return (f'<h2 id="{anchor}">Spread over seeds: {esc(title)}</h2>'
+            f'<p class="sub">generated traces of seeds {esc(seeds_text)}; a policy is below the best when the mean '
             "of its per-seed differences from the best exceeds their standard deviation and every seed agrees, "
             "else tied</p>"
-            + _table(["policy@budget", "dim hit rate, mean ± sd", "per seed (%)", "total peak MiB (mean)",
+            + html_table(["policy@budget", "dim hit rate, mean ± sd", "per seed (%)", "total peak MiB (mean)",
                       "against the best pruning policy"], rows, "numbers"))
 
 
@@ -69,15 +69,15 @@ def render_sweep_report(groups: list[tuple[str, ReplayResults]],
     links += [(f"spread-{i}", f"spread: {title}") for i, (title, _, _) in enumerate(spreads)]
     body = [(f'<p class="sub">{sum(len(r.summary["policies"]) for _, r in groups)} points in {len(groups)} '
              f'group{"s" if len(groups) != 1 else ""} (same trace and knobs; policies and budgets within)</p>'),
-            "<nav>" + "".join(f'<a href="#{a}">{_e(title)}</a>' for a, title in links) + "</nav>",
-            _how_to_read(REPLAY_HOW)]
+            "<nav>" + "".join(f'<a href="#{a}">{esc(title)}</a>' for a, title in links) + "</nav>",
+            how_to_read(REPLAY_HOW)]
     body += [seed_spread_section(title, seeds, runs, f"spread-{i}") for i, (title, seeds, runs) in enumerate(spreads)]
     for i, (title, results) in enumerate(groups):
-        sections, group_specs = _replay_sections(results, prefix=f"g{i}-", h="h3", chart_ids=SWEEP_CHARTS)
-        body += [f'<h2 id="group-{i}">{_e(title)}</h2>',
-                 f'<p class="sub">{_e(_budgets_text(results.summary))}</p>', *sections]
+        sections, group_specs = replay_sections(results, prefix=f"g{i}-", h="h3", chart_ids=SWEEP_CHARTS)
+        body += [f'<h2 id="group-{i}">{esc(title)}</h2>',
+                 f'<p class="sub">{esc(budgets_text(results.summary))}</p>', *sections]
         specs.update(group_specs)
-    return _page("fiitedsim sweep report", body, specs)
+    return render_page("fiitedsim sweep report", body, specs)
 
 
 def write_sweep_report(target: str | Path, groups: list[tuple[str, ReplayResults]],
@@ -102,13 +102,13 @@ def render_train_sweep_report(groups: list[tuple[str, dict, pl.DataFrame]]) -> s
     specs: dict[str, dict] = {}
     body = [(f'<p class="sub">{sum(len(g[1]["policies"]) for g in groups)} training points in {len(groups)} '
              f'group{"s" if len(groups) != 1 else ""} (same data and settings; policies and budgets within)</p>'),
-            "<nav>" + "".join(f'<a href="#group-{i}">{_e(title)}</a>' for i, (title, _, _) in enumerate(groups))
-            + "</nav>", _how_to_read(TRAIN_HOW)]
+            "<nav>" + "".join(f'<a href="#group-{i}">{esc(title)}</a>' for i, (title, _, _) in enumerate(groups))
+            + "</nav>", how_to_read(TRAIN_HOW)]
     for i, (title, summary, curve) in enumerate(groups):
-        sections, group_specs = _train_sections(summary, curve, prefix=f"g{i}-", h="h3")
-        body += [f'<h2 id="group-{i}">{_e(title)}</h2>', *sections]
+        sections, group_specs = train_sections(summary, curve, prefix=f"g{i}-", h="h3")
+        body += [f'<h2 id="group-{i}">{esc(title)}</h2>', *sections]
         specs.update(group_specs)
-    return _page("fiitedsim training sweep report", body, specs, made_from="a training sweep")
+    return render_page("fiitedsim training sweep report", body, specs, made_from="a training sweep")
 
 
 def write_train_sweep_report(target: str | Path, groups: list[tuple[str, dict, pl.DataFrame]]) -> Path:

@@ -8,7 +8,7 @@ import altair as alt
 import polars as pl
 
 from ..atomic import atomic_path
-from .charts import MEMORY_AXES, MIB, _label_points, _Layout, _memory_panels, _num, _step_x
+from .charts import MEMORY_AXES, MIB, ChartLayout, label_points, memory_panels, num, step_x
 from .compare import (
     CACHE_NOTE,
     KINDS,
@@ -16,29 +16,29 @@ from .compare import (
     CurvePoint,
     Paired,
     Run,
-    _order,
     paired_verdict,
     policy_kind,
+    policy_order,
     runs_of,
 )
 from .load import check_report_path
 from .page import (
-    _budgets_text,
-    _e,
-    _how_to_read,
-    _Html,
-    _mib,
-    _over_budget,
-    _page,
-    _pct,
-    _plain,
-    _size,
-    _sizes,
-    _table,
-    _tags,
-    _Warnings,
+    Html,
+    WarningMarks,
     budget_line,
+    budgets_text,
+    dense_sizes,
     equal_memory_table,
+    esc,
+    how_to_read,
+    html_table,
+    mib_text,
+    over_budget,
+    pct,
+    plain_value,
+    render_page,
+    run_tags,
+    size_text,
     warnings_of,
 )
 
@@ -56,7 +56,7 @@ def _seed_aucs(stats: dict) -> dict:
 def common_seeds(summary: dict, runs: list[Run]) -> list:
     """The seeds every run has a finite AUC for, in the order trained: the pairs of every paired comparison."""
     each = [_seed_aucs(summary["policies"][r.key]) for r in runs]
-    order = _order(s for aucs in each for s in aucs)
+    order = policy_order(s for aucs in each for s in aucs)
     return [s for s in order if all(s in aucs for aucs in each)]
 
 
@@ -75,26 +75,26 @@ def train_chart_specs(summary: dict, curve: pl.DataFrame) -> dict[str, dict]:
     """Mean AUC against total peak memory (log axis, ± one standard deviation over seeds) and against payload;
     mean AUC over training steps with a ± one standard deviation band, per budget."""
     runs = runs_of(summary)
-    lay = _Layout(runs)
+    lay = ChartLayout(runs)
     points = []
     for run in runs:
         s = summary["policies"][run.key]
         auc, std = s.get("auc"), s.get("auc_std")
         points.append({"policy": run.policy, "budget": run.budget, "budget_bytes": run.budget_bytes or 0,
-                       "kind": KINDS[policy_kind(run.policy)], "total_mib": _num(s["total_bytes_peak"] / MIB),
-                       "payload_mib": _num(s["payload_bytes_peak"] / MIB), "auc": _num(auc),
-                       "lo": _num(auc - std) if auc is not None and std is not None else None,
-                       "hi": _num(auc + std) if auc is not None and std is not None else None,
-                       "std": _num(std), "seeds": len(_seed_aucs(s))})
+                       "kind": KINDS[policy_kind(run.policy)], "total_mib": num(s["total_bytes_peak"] / MIB),
+                       "payload_mib": num(s["payload_bytes_peak"] / MIB), "auc": num(auc),
+                       "lo": num(auc - std) if auc is not None and std is not None else None,
+                       "hi": num(auc + std) if auc is not None and std is not None else None,
+                       "std": num(std), "seeds": len(_seed_aucs(s))})
     for field in MEMORY_AXES:
-        _label_points(points, field, "auc", f"label_{field}", True)
+        label_points(points, field, "auc", f"label_{field}", True)
     tooltip = [alt.Tooltip("policy:N"), alt.Tooltip("kind:N"), alt.Tooltip("budget:N"),
                alt.Tooltip("total_mib:Q", title="total peak MiB", format=".3f"),
                alt.Tooltip("payload_mib:Q", title="payload peak MiB", format=".3f"),
                alt.Tooltip("auc:Q", title="AUC (mean)", format=".4f"),
                alt.Tooltip("std:Q", title="AUC std over seeds", format=".4f"), alt.Tooltip("seeds:Q")]
     y = ("auc", "AUC on the last 10% (mean over seeds)", alt.Scale(zero=False))
-    tradeoff = _memory_panels(
+    tradeoff = memory_panels(
         points, y, tooltip, lay, "AUC against memory: further up and further left is better",
         "mean over seeds, bars ± one standard deviation over seeds; one line per policy through its budgets, "
         "points labelled by budget (dashed: offline oracle)",
@@ -109,11 +109,11 @@ def train_chart_specs(summary: dict, curve: pl.DataFrame) -> dict[str, dict]:
         for r in sorted(grouped.iter_rows(named=True), key=lambda r: (rank_p.get(r["policy"], len(rank_p)),
                                                                       rank_b.get(r["budget"], len(rank_b)), r["step"])):
             mean, std = r["mean"], r["std"]
-            steps.append({"policy": r["policy"], "budget": r["budget"], "step": r["step"], "auc": _num(mean),
-                          "lo": _num(mean - std) if mean is not None and std is not None else None,
-                          "hi": _num(mean + std) if mean is not None and std is not None else None,
-                          "std": _num(std), "seeds": r["seeds"]})
-    base = alt.Chart(alt.Data(values=steps)).encode(x=_step_x())
+            steps.append({"policy": r["policy"], "budget": r["budget"], "step": r["step"], "auc": num(mean),
+                          "lo": num(mean - std) if mean is not None and std is not None else None,
+                          "hi": num(mean + std) if mean is not None and std is not None else None,
+                          "std": num(std), "seeds": r["seeds"]})
+    base = alt.Chart(alt.Data(values=steps)).encode(x=step_x())
     y_title = "AUC on the last 10% (mean over seeds)"
     # a click on a policy in the legend shows its band alone (named: an automatic name would differ per render)
     pick = alt.selection_point(name="pick_policy", fields=["policy"], bind="legend")
@@ -148,7 +148,7 @@ TRAIN_HOW = [
     "otherwise the two <b>tie</b>. With one seed there is no spread: the report says so instead of calling ties.",
     "<b>Memory</b> is the peak total (payload + hash index + per-row metadata; the largest over the seeds) on a "
     "log axis, with payload alone beside it: at small budgets index and metadata can exceed the payload.",
-    f"<b>mde</b> is an {_e(ORACLE_NOTE)}: its sizes come from the training split's lookup counts, known before "
+    f"<b>mde</b> is an {esc(ORACLE_NOTE)}: its sizes come from the training split's lookup counts, known before "
     "training. <b>hash</b> shares buckets between rows; its collision share (lookups whose bucket also serves "
     "another row) is shown beside its figures. <b>full</b> is the dense reference, above any budget below the "
     "dense size, and is not ranked.",
@@ -160,7 +160,7 @@ TRAIN_HOW = [
 ]
 
 
-def train_ranking(summary: dict, runs: list[Run], lay: _Layout, warns: _Warnings, seeds: list) -> str:
+def train_ranking(summary: dict, runs: list[Run], lay: ChartLayout, warns: WarningMarks, seeds: list) -> str:
     """Per budget: the policies from the highest mean AUC down, each compared with the first by the paired tie
     rule (`paired_verdict`), the dense reference against the first, caches apart; the budget's warnings."""
     stats = summary["policies"]
@@ -169,15 +169,15 @@ def train_ranking(summary: dict, runs: list[Run], lay: _Layout, warns: _Warnings
 
     def figures(run: Run) -> str:
         s = stats[run.key]
-        return (f"<b>{_e(run.policy)}</b> {_pm(s.get('auc'), s.get('auc_std'))} in {_size(s['total_bytes_peak'])}"
-                + _tags(run.policy, s, _over_budget(s, run.budget_bytes, covers_all), cache=False)
+        return (f"<b>{esc(run.policy)}</b> {_pm(s.get('auc'), s.get('auc_std'))} in {size_text(s['total_bytes_peak'])}"
+                + run_tags(run.policy, s, over_budget(s, run.budget_bytes, covers_all), cache=False)
                 + warns.marks(run.key))
 
     def against(leader: Run, run: Run) -> tuple[Paired, str]:
         v = _paired(summary, leader, run, seeds)
         if v.mean is None:
             return v, ""
-        text = f"{-v.mean:+.4f} vs {_e(leader.policy)}"
+        text = f"{-v.mean:+.4f} vs {esc(leader.policy)}"
         if v.outcome == "one seed":
             return v, f" ({text}; one seed)"
         text += f", paired sd {v.sd:.4f}"
@@ -201,26 +201,26 @@ def train_ranking(summary: dict, runs: list[Run], lay: _Layout, warns: _Warnings
             tied = [r.policy for r, (v, _) in zip(rest, verdicts) if v.outcome == "tie"]
             beaten = [r.policy for r, (v, _) in zip(rest, verdicts) if v.outcome == "better"]
             if len(seeds) < 2 and rest:
-                verdict = (f"Highest mean AUC: <b>{_e(leader.policy)}</b>. One seed: no spread, cannot call ties "
+                verdict = (f"Highest mean AUC: <b>{esc(leader.policy)}</b>. One seed: no spread, cannot call ties "
                            "(train with --seeds 0,1,2 to tell differences from noise).")
             elif tied:
-                verdict = (f"No single winner: <b>{_e(leader.policy)}</b> ties with {_e(', '.join(tied))}"
-                           + (f" (and beats {_e(', '.join(beaten))})" if beaten else "") + ".")
+                verdict = (f"No single winner: <b>{esc(leader.policy)}</b> ties with {esc(', '.join(tied))}"
+                           + (f" (and beats {esc(', '.join(beaten))})" if beaten else "") + ".")
             elif rest:
-                verdict = (f"Winner: <b>{_e(leader.policy)}</b>, ahead of every other policy on all "
+                verdict = (f"Winner: <b>{esc(leader.policy)}</b>, ahead of every other policy on all "
                            f"{len(seeds)} seeds by more than the spread.")
             else:
-                verdict = f"Only <b>{_e(leader.policy)}</b> at this budget."
+                verdict = f"Only <b>{esc(leader.policy)}</b> at this budget."
             online = [r for r in rest if policy_kind(r.policy) == "pruning"]
             if policy_kind(leader.policy) == "oracle":
-                verdict += f" {_e(leader.policy)} is an {_e(ORACLE_NOTE)}"
+                verdict += f" {esc(leader.policy)} is an {esc(ORACLE_NOTE)}"
                 if online and len(seeds) >= 2:  # the best a trainer can run as is
                     best = online[0]
                     ties = [r.policy for r in online[1:] if against(best, r)[0].outcome == "tie"]
-                    verdict += (f"; without oracles: <b>{_e(best.policy)}</b>"
-                                + (f", tied with {_e(', '.join(ties))}" if ties else "") + ".")
+                    verdict += (f"; without oracles: <b>{esc(best.policy)}</b>"
+                                + (f", tied with {esc(', '.join(ties))}" if ties else "") + ".")
                 elif online:
-                    verdict += f"; without oracles: <b>{_e(online[0].policy)}</b>."
+                    verdict += f"; without oracles: <b>{esc(online[0].policy)}</b>."
                 else:
                     verdict += "."
             lines.append(f'<p class="rank"><span class="verdict">{verdict}</span></p>')
@@ -229,11 +229,11 @@ def train_ranking(summary: dict, runs: list[Run], lay: _Layout, warns: _Warnings
             for ref in refs:
                 _, text = against(ref, leader)
                 lines.append('<p class="rank ref"><span class="what">Dense reference (not ranked):</span> '
-                             f"{figures(ref)}; {_e(leader.policy)} against it{text or ': no AUC'}</p>")
+                             f"{figures(ref)}; {esc(leader.policy)} against it{text or ': no AUC'}</p>")
         else:
             lines += [f'<p class="rank ref"><span class="what">Dense reference:</span> {figures(r)}</p>' for r in refs]
         if caches:
-            lines.append(f'<p class="rank cache"><span class="what">Caches, ranked apart: each {_e(CACHE_NOTE)}:'
+            lines.append(f'<p class="rank cache"><span class="what">Caches, ranked apart: each {esc(CACHE_NOTE)}:'
                          "</span> " + " &middot; ".join(f"{i}. {figures(r)}" for i, r in enumerate(caches, 1))
                          + "</p>")
         lines.append(warns.about([r.key for r in runs if r.budget == budget]))
@@ -255,33 +255,33 @@ def train_curves(summary: dict, runs: list[Run], seeds: list) -> dict[str, list[
     return curves
 
 
-def train_table(summary: dict, runs: list[Run], warns: _Warnings) -> str:
+def train_table(summary: dict, runs: list[Run], warns: WarningMarks) -> str:
     covers_all = summary["config"].get("budget_covers") == "all"
-    order = _order(seed for run in runs for seed in _seed_aucs(summary["policies"][run.key]) if seed is not None)
+    order = policy_order(seed for run in runs for seed in _seed_aucs(summary["policies"][run.key]) if seed is not None)
     rows = []
     for run in runs:
         s = summary["policies"][run.key]
         aucs = _seed_aucs(s)
         per_seed = " / ".join(f"{aucs[seed]:.4f}" if seed in aucs else "-" for seed in order)
-        notes = _tags(run.policy, s, _over_budget(s, run.budget_bytes, covers_all), short=True).strip()
+        notes = run_tags(run.policy, s, over_budget(s, run.budget_bytes, covers_all), short=True).strip()
         rows.append([run.policy, run.budget, _pm(s.get("auc"), s.get("auc_std")),
-                     _pm(s.get("logloss"), s.get("logloss_std")), per_seed, _mib(s["payload_bytes_peak"]),
-                     _mib(s["total_bytes_peak"]), _pct(s["dim_hit_rate"]) if "dim_hit_rate" in s else "",
-                     _pct(s["chunk_hit_rate"]), _pct(s["collision_share"]) if "collision_share" in s else "",
+                     _pm(s.get("logloss"), s.get("logloss_std")), per_seed, mib_text(s["payload_bytes_peak"]),
+                     mib_text(s["total_bytes_peak"]), pct(s["dim_hit_rate"]) if "dim_hit_rate" in s else "",
+                     pct(s["chunk_hit_rate"]), pct(s["collision_share"]) if "collision_share" in s else "",
                      f"{s['rounds']:,}" if isinstance(s.get("rounds"), int) else "", f"{s['samples']:,}",
-                     f"{s['seconds']:.1f}", _Html(notes + warns.marks(run.key))])
-    return _table(["policy", "budget", "AUC (mean ± sd)", "log loss (mean ± sd)",
+                     f"{s['seconds']:.1f}", Html(notes + warns.marks(run.key))])
+    return html_table(["policy", "budget", "AUC (mean ± sd)", "log loss (mean ± sd)",
                    f"AUC per seed ({' / '.join(map(str, order))})" if order else "AUC per seed",
                    "payload peak MiB", "total peak MiB", "dim hit", "chunk hit", "collisions", "rounds", "samples",
                    "seconds", "notes"], rows, "numbers")
 
 
-def _train_sections(summary: dict, curve: pl.DataFrame, prefix: str = "", h: str = "h2") -> tuple[list[str], dict]:
+def train_sections(summary: dict, curve: pl.DataFrame, prefix: str = "", h: str = "h2") -> tuple[list[str], dict]:
     """The body and chart specs of one training result; `prefix` keeps ids unique when a page holds several."""
     runs = runs_of(summary)
-    lay = _Layout(runs)
+    lay = ChartLayout(runs)
     specs = {f"{prefix}{k}": v for k, v in train_chart_specs(summary, curve).items()}
-    warns = _Warnings(warnings_of(summary), [r.key for r in runs], prefix)
+    warns = WarningMarks(warnings_of(summary), [r.key for r in runs], prefix)
     seeds = common_seeds(summary, runs)
     teacher = summary.get("teacher_auc")
     config = summary["config"]
@@ -293,19 +293,19 @@ def _train_sections(summary: dict, curve: pl.DataFrame, prefix: str = "", h: str
               else f"; one seed ({named[0] if named else config.get('seed', '?')}): no spread, cannot call ties")
     if teacher is not None:
         facts += f"; the planted teacher's AUC on the evaluation split is {teacher:.4f} (the best achievable)"
-    _, touched_dense, touched_rows = _sizes(summary)
+    _, touched_dense, touched_rows = dense_sizes(summary)
     touched = config.get("touched_rows")
     if touched_rows is not None:
         per_field = f" (per field: {', '.join(f'{n:,}' for n in touched)})" if isinstance(touched, list) else ""
         facts += (f". The training split touched {touched_rows:,} rows{per_field}"
-                  + (f", {_size(touched_dense)} dense" if touched_dense is not None else ""))
-    knobs = [[k, _plain(v)] for k, v in config.items() if k != "budgets"]
-    knobs.append(["budgets", _budgets_text(summary)])
+                  + (f", {size_text(touched_dense)} dense" if touched_dense is not None else ""))
+    knobs = [[k, plain_value(v)] for k, v in config.items() if k != "budgets"]
+    knobs.append(["budgets", budgets_text(summary)])
     one_seed = "" if len(seeds) > 1 else " One seed: no spread, cannot call ties; the gaps are one run's."
     body = [
-        f'<p class="sub">{_e(facts)}.</p>',
+        f'<p class="sub">{esc(facts)}.</p>',
         warns.box(),
-        _how_to_read(TRAIN_HOW) if not prefix else "",
+        how_to_read(TRAIN_HOW) if not prefix else "",
         f'<{h} id="{prefix}ranking">Ranking per budget, with ties</{h}>',
         train_ranking(summary, runs, lay, warns, seeds),
         f'<{h} id="{prefix}equal-memory">At equal total memory: AUC (mean over seeds)</{h}>',
@@ -321,20 +321,21 @@ def _train_sections(summary: dict, curve: pl.DataFrame, prefix: str = "", h: str
         train_table(summary, runs, warns),
     ]
     for chart_id, title in zip(TRAIN_CHART_IDS, ("AUC against memory", "AUC over training steps")):
-        body.append(f'<{h} id="{prefix}sec-{chart_id}">{_e(title)}</{h}>')
+        body.append(f'<{h} id="{prefix}sec-{chart_id}">{esc(title)}</{h}>')
         body.append(f'<div class="chart" id="chart-{prefix}{chart_id}" data-chart="{chart_id}"></div>')
-    body += [f'<{h} id="{prefix}config">Configuration</{h}>', _table(["setting", "value"], knobs, "kv")]
+    body += [f'<{h} id="{prefix}config">Configuration</{h}>', html_table(["setting", "value"], knobs, "kv")]
     return body, specs
 
 
 def render_train_report(summary: dict, curve: pl.DataFrame) -> str:
     """The training report page: deterministic apart from the `seconds` column, offline, libraries inlined once."""
-    body, specs = _train_sections(summary, curve)
+    body, specs = train_sections(summary, curve)
     nav = ("<nav>" + "".join(f'<a href="#{i}">{t}</a>' for i, t in (
         ("ranking", "Ranking"), ("equal-memory", "At equal memory"), ("summary", "Table"),
         ("sec-accuracy_memory", "AUC against memory"), ("sec-auc_steps", "AUC over steps"),
         ("config", "Configuration"))) + "</nav>")
-    return _page("fiitedsim training report", [body[0], body[1], nav, *body[2:]], specs, made_from="a training run")
+    return render_page("fiitedsim training report", [body[0], body[1], nav, *body[2:]], specs,
+                       made_from="a training run")
 
 
 def write_train_report(target: str | Path, outputs) -> Path:
