@@ -1,7 +1,7 @@
 """Hostile input, generated (issue 14): malformed traces, importance logs, table lists, sweep files and results
 folders, each made bad by construction (one mutation of a valid input that the documented contract forbids).
 
-Every example must end the way the README promises for bad input: exit code 2, exactly one `error:` line on
+Every example must end the way docs/usage.md ("Bad input") promises: exit code 2, exactly one `error:` line on
 stderr, no traceback, nothing on stdout, no output written, numbers shown plainly (no numpy reprs). The
 commands run in-process, so the module takes well under a minute; each test sets its own example count.
 """
@@ -140,7 +140,7 @@ def _is_json(data: bytes) -> bool:
 
 @st.composite
 def bad_trace(draw, folder: Path) -> Path:
-    """A trace that breaks one rule of the README's "Inputs" (or is no trace at all)."""
+    """A trace that breaks one rule of docs/formats.md, "Inputs" (or is no trace at all)."""
     path = folder / "trace.parquet"
     cols = _columns()
     kind = draw(st.sampled_from([

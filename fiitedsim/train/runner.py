@@ -2,7 +2,7 @@
 
 Every run starts from the same seeded parameters and sees the same batches, so
 runs differ only by their storage policy. The results are `train_summary.json`
-(README "train_summary.json") and `curve.parquet`, one row per evaluation of
+(docs/formats.md, "train_summary.json") and `curve.parquet`, one row per evaluation of
 every run: accuracy beside the policy's memory at that step. Everything except
 the `seconds` fields (wall time of the training steps) is a pure function of
 the inputs and the seed, so the same command gives byte-identical files.
@@ -35,7 +35,7 @@ from .loop import TrainConfig, config_dict, schedule, total_steps, train
 SUMMARY_FILE, CURVE_FILE = "train_summary.json", "curve.parquet"
 #: The defaults of `fiitedsim train --fields/--rows`, and of the `fields`/`rows` knobs of a data sweep.
 DEFAULT_FIELDS, DEFAULT_ROWS = TRAIN_FIELDS, TRAIN_ROWS
-#: Keys of every run in train_summary.json, in this order (README contract). `auc`, `logloss` and the hit
+#: Keys of every run in train_summary.json, in this order (the docs/formats.md contract). `auc`, `logloss` and the hit
 #: rates are means over the seeds, `*_std` their sample standard deviations (null with one seed), the byte
 #: figures the largest over the seeds, `rounds` the fewest, `seconds` the sum; `per_seed` has each seed's own.
 RUN_KEYS = ("auc", "logloss", "auc_std", "logloss_std", "payload_bytes_peak", "total_bytes_peak", "chunk_hit_rate",
