@@ -102,8 +102,7 @@ def replay(
     if report is not None:
         from .report import check_report_path
         check_report_path(report, will_exist=out_dir)  # the report may go inside the --out folder
-    source = TraceSource(trace_path, tables_file=tables, importance=importance,
-                         warn=_warn)
+    source = TraceSource(trace_path, tables_file=tables, importance=importance, warn=_warn)
     overrides = {"dim": dim, "chunk": chunk, "dtype_bytes": dtype_bytes}
     runs = plan(source.tables, names, budget, cfg, {k: (v,) for k, v in overrides.items() if v is not None})
     source.set_tables(list(runs[0].tables))
@@ -317,8 +316,7 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
     from .memory import check_train_data_memory
     check_train_data_memory(data_kind(data)[0], fields, [c for c in (sparse or "").split(",") if c.strip()], rows,
                             dim, batch, samples)
-    ds = load_data(data, label, sparse, dense, samples, fields, rows, dim, seed_list[0],
-                   warn=_warn)
+    ds = load_data(data, label, sparse, dense, samples, fields, rows, dim, seed_list[0], warn=_warn)
 
     def data_of_seed(s: int):
         """Synthetic data is drawn anew per seed; a file is the same data for every seed."""

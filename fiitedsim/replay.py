@@ -16,7 +16,7 @@ from .atomic import atomic_path, check_writable, refuse_cwd_or_parent, write_par
 from .checks import replay_warnings
 from .config import ReplayConfig, dense_bytes
 from .errors import InputError
-from .plan import Run, keyed, parse_budgets, parse_policies, plan, split_list  # noqa: F401 (the latter three: API)
+from .plan import Run, check_runs, keyed, parse_budgets, parse_policies, plan, split_list  # noqa: F401 (API)
 from .policies import POLICIES
 from .readahead import read_ahead
 from .rowset import RowMap, TouchedRows
@@ -74,6 +74,7 @@ def replay_each(source: TraceSource, runs: list[Run],
     trace is decoded once for all of them instead of once each, which is what `fiitedsim sweep` batches
     points for. The runs share the source's tables and every knob but the budget.
     """
+    check_runs(runs)  # again on the worker: the start-up arrays must fit in its memory, not only the client's
     keys = [(str(i), run) for i, run in enumerate(runs)]
     results, trace = _one_pass(source, keys, progress)
     out = []
