@@ -70,17 +70,16 @@ import gc
 import hashlib
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+from common import extract_rev, worker_env  # noqa: E402
 
 TARGETS = {"fiited": 10e6, "uniform-dim": 50e6, "full": 50e6}   # engine lookups/s
 WARMUP_STEPS, WARMUP_BATCH = 300, 64                             # tiny trace: 76,800 lookups
@@ -269,17 +268,6 @@ class Pinned:
 
 # ----------------------------------------------------------------------------- running workers
 
-def worker_env(root: Path | None, own_cache: bool) -> dict:
-    """The environment of a worker: PYTHONPATH at `root` (the tree whose fiitedsim it imports), and without
-    NUMBA_CACHE_DIR when `own_cache` (the package then keys its kernel cache on its own sources)."""
-    env = dict(os.environ)
-    if root is not None:
-        env["PYTHONPATH"] = os.pathsep.join([str(root)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    if own_cache:
-        env.pop("NUMBA_CACHE_DIR", None)
-    return env
-
-
 def run_worker(argv: list[str], root: Path | None = None, own_cache: bool = False,
                cache_dir: str | None = None) -> dict:
     env = worker_env(root, own_cache)
@@ -320,31 +308,6 @@ def peak_rss(root: Path | None, trace: Path, policy: str, own_cache: bool) -> di
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{err[-3000:]}")
     return {"maxrss_mib": usage.ru_maxrss / 1024, "wall_s": wall}
-
-
-def extract_rev(rev: str) -> tuple[Path, str]:
-    """REV's `fiitedsim` package, extracted once under benchmarks/out/rev-HASH/; (folder, full hash)."""
-    full = subprocess.run(["git", "-C", str(common.REPO), "rev-parse", "--verify", f"{rev}^{{commit}}"],
-                          capture_output=True, text=True)
-    if full.returncode != 0:
-        raise SystemExit(f"--against: {rev!r} is not a commit of {common.REPO}: {full.stderr.strip()}")
-    full_hash = full.stdout.strip()
-    root = common.OUT / f"rev-{full_hash[:12]}"
-    done = root / ".complete"
-    if not done.exists():
-        shutil.rmtree(root, ignore_errors=True)
-        root.mkdir(parents=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            tar = Path(tmp) / "rev.tar"
-            subprocess.run(["git", "-C", str(common.REPO), "archive", "--format=tar", "-o", str(tar), full_hash,
-                            "fiitedsim"], check=True)
-            with tarfile.open(tar) as tf:
-                try:
-                    tf.extractall(root, filter="data")
-                except TypeError:  # Python without extraction filters
-                    tf.extractall(root)
-        done.write_text(full_hash + "\n")
-    return root, full_hash
 
 
 # ----------------------------------------------------------------------------- in-process reference figures
@@ -685,7 +648,8 @@ def main() -> None:
         best = min(engine["fiited"], key=lambda r: r["wall_s"])
         print(f"utility floor, fresh processes alternating with the fiited runs: {floor['wall_s']:.3f} s "
               f"({mps(floor['lookups'], floor['wall_s']):.1f} M lookups/s): tracking rows and updating utilities "
-              f"alone, without the VHPI store, takes {floor['wall_s'] / best['wall_s']:.0%} of the fiited engine's time")
+              f"alone, without the VHPI store, takes {floor['wall_s'] / best['wall_s']:.0%} of the fiited "
+              "engine's time")
     print(f"load average at end: {common.load()} (other processes on this machine slow every figure down)")
     if args.json:
         args.json.write_text(json.dumps(record, indent=2) + "\n")

@@ -244,5 +244,48 @@ def ensure_repeated_parts(base: Path, times: int, verbose: bool = True) -> Path:
     return folder
 
 
+def worker_env(root: Path | None, own_cache: bool) -> dict:
+    """The environment of a worker: PYTHONPATH at `root` (the tree whose fiitedsim it imports), and without
+    NUMBA_CACHE_DIR when `own_cache` (the package then keys its kernel cache on its own sources)."""
+    env = dict(os.environ)
+    if root is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(root)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    if own_cache:
+        env.pop("NUMBA_CACHE_DIR", None)
+    return env
+
+
+def extract_rev(rev: str) -> tuple[Path, str]:
+    """REV's `fiitedsim` package and `benchmarks/` scripts, extracted once under benchmarks/out/rev-HASH/ with
+    `git archive`; (folder, full hash). A process with PYTHONPATH at the folder (`worker_env`) imports REV's
+    package."""
+    import shutil
+    import subprocess
+    import tarfile
+    import tempfile
+
+    full = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", f"{rev}^{{commit}}"],
+                          capture_output=True, text=True)
+    if full.returncode != 0:
+        raise SystemExit(f"--against: {rev!r} is not a commit of {REPO}: {full.stderr.strip()}")
+    full_hash = full.stdout.strip()
+    root = OUT / f"rev-{full_hash[:12]}"
+    done = root / ".complete"
+    if not done.exists():
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            tar = Path(tmp) / "rev.tar"
+            subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", "-o", str(tar), full_hash,
+                            "fiitedsim", "benchmarks"], check=True)
+            with tarfile.open(tar) as tf:
+                try:
+                    tf.extractall(root, filter="data")
+                except TypeError:  # Python without extraction filters
+                    tf.extractall(root)
+        done.write_text(full_hash + "\n")
+    return root, full_hash
+
+
 if __name__ == "__main__":  # `python benchmarks/common.py [STEPS]`: just make the trace
     ensure_trace(None, int(sys.argv[1]) if len(sys.argv) > 1 else STEPS_20M)

@@ -6,6 +6,7 @@ stderr and exit code 2, never a traceback.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -17,7 +18,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from .config import DEFAULT_CHUNK, DEFAULT_DIM, DEFAULT_DTYPE_BYTES, ReplayConfig, TableSpec
+from . import options as o
+from .atomic import check_writable, is_write_error
+from .config import ReplayConfig
 from .errors import InputError
 
 SAMPLE_TRACE = Path(__file__).parent / "data" / "sample.parquet"
@@ -39,62 +42,53 @@ def _say(label: str, style: str, message) -> None:
     err.print(Text.assemble((label, style), " ", " ".join(str(message).split())), highlight=False)
 
 
-def _progress(total: int, what: str, quiet: bool) -> Progress:
-    # Only on a terminal: redirected, the transient bar shows nothing yet leaves a blank line on stderr.
-    return Progress(TextColumn(f"[bold]{escape(what)}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=err, disable=quiet or not err.is_terminal, transient=True)
+def _warn(*messages) -> None:
+    """`warning:` lines on stderr (a summary's warnings, a reader's)."""
+    for message in messages:
+        _say("warning:", "yellow", message)
+
+
+@contextlib.contextmanager
+def _progress(what: str, quiet: bool, total: int | None = None):
+    """A progress bar on stderr and its `update(done, total=None)`, `done` counted from the start.
+
+    Only on a terminal: redirected, the transient bar shows nothing yet leaves a blank line on stderr.
+    """
+    with Progress(TextColumn(f"[bold]{escape(what)}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=err, disable=quiet or not err.is_terminal, transient=True) as bar:
+        task = bar.add_task(what, total=total)
+        yield lambda done, total=None: bar.update(task, completed=done, total=total)
+
+
+def _counting(update):
+    """`update(done)` as a callback that is given the lookups of each batch instead."""
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        update(done)
+    return advance
 
 
 @app.command()
 def replay(
-    trace: Optional[Path] = typer.Argument(
-        None, help="Access trace (Parquet, DESIGN.md 1.2): a file, a folder of part files or a quoted glob (parts "
-                   "in natural name order). Omit to replay the small sample shipped with fiitedsim."),
-    budget: str = typer.Option("0.10", help="Payload budget: a fraction of the dense size (0.1) or bytes with a "
-                                            "unit (2GiB); a comma-separated list runs each (keys NAME@BUDGET)."),
-    policy: str = typer.Option("fiited,uniform-dim,uniform-row,full",
-                               help="Comma-separated policies: fiited, row-prune, uniform-dim, uniform-row, hash "
-                                    "(hashing trick), mde (mixed dimensions, sized from a first pass: an offline "
-                                    "oracle), full, lru, lfu (row caches over a full copy), or all."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for summary.json and timeseries/*.parquet "
-                                                               "(written all-or-nothing)."),
-    tables: Optional[Path] = typer.Option(None, help="Table list (JSON or TOML) overriding the trace's metadata."),
-    importance: Optional[Path] = typer.Option(None, help="Importance log (Parquet, DESIGN.md 1.3); wins over "
-                                                         "inline grad_norm."),
-    gamma: float = typer.Option(0.999, help="Utility decay factor per step."),
-    interval: int = typer.Option(100, help="Steps between pruning rounds."),
-    position_weight: float = typer.Option(1.0, help="Weight w_k = position_weight**k of chunk k; below 1 "
-                                                    "favours leading chunks."),
-    dim: Optional[int] = typer.Option(None, help=f"Override every table's dimension D (default from the trace, "
-                                                 f"else {DEFAULT_DIM})."),
-    chunk: Optional[int] = typer.Option(None, help=f"Override every table's chunk size C (default from the trace, "
-                                                   f"else {DEFAULT_CHUNK}); C must divide D."),
-    dtype_bytes: Optional[int] = typer.Option(None, help=f"Override bytes per value (default from the trace, "
-                                                         f"else {DEFAULT_DTYPE_BYTES})."),
-    page_bytes: int = typer.Option(65536, help="Physical page size in bytes."),
-    max_load: float = typer.Option(0.75, help="Hash-index load factor that triggers doubling."),
-    index_initial: int = typer.Option(1024, help="Initial capacity of each hash index (a power of two)."),
-    allocator: str = typer.Option("lowest", help="Slot allocator: lowest (lowest free address) or lifo."),
-    budget_covers: str = typer.Option("payload", help="What the budget covers: payload, or all "
-                                                      "(payload + index + metadata)."),
-    report_every: int = typer.Option(100, help="Steps per time-series window."),
-    count_accesses: bool = typer.Option(False, "--count-accesses", help="With --importance, accesses also add "
-                                                                        "w_k to utilities."),
-    mde_exponent: float = typer.Option(0.3, help="mde: a row's dimension grows as (its share of its table's "
-                                                 "lookups) ** this, in [0, 1]; 0 gives every touched row the same "
-                                                 "dimension."),
-    as_json: bool = typer.Option(False, "--json", help="Print summary.json on stdout instead of the table."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Also write one self-contained HTML report "
-                                                                 "(charts and tables, opens offline) to this file; "
-                                                                 "its folder must exist."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    trace: Optional[Path] = o.TRACE, budget: str = o.BUDGET, policy: str = o.REPLAY_POLICY,
+    out_dir: Optional[Path] = o.REPLAY_OUT, tables: Optional[Path] = o.TABLES_FILE,
+    importance: Optional[Path] = o.IMPORTANCE, gamma: float = o.GAMMA, interval: int = o.INTERVAL,
+    position_weight: float = o.POSITION_WEIGHT, dim: Optional[int] = o.DIM_OVERRIDE,
+    chunk: Optional[int] = o.CHUNK_OVERRIDE, dtype_bytes: Optional[int] = o.DTYPE_OVERRIDE,
+    page_bytes: int = o.PAGE_BYTES, max_load: float = o.MAX_LOAD, index_initial: int = o.INDEX_INITIAL,
+    allocator: str = o.ALLOCATOR, budget_covers: str = o.BUDGET_COVERS, report_every: int = o.REPORT_EVERY,
+    count_accesses: bool = o.COUNT_ACCESSES, mde_exponent: float = o.MDE_EXPONENT, as_json: bool = o.JSON,
+    report: Optional[Path] = o.REPORT, quiet: bool = o.QUIET,
 ):
     """Replay a trace through the policies and compare memory, fragmentation and hit rates.
 
     Example: fiitedsim replay trace.parquet --budget 0.05,0.10 --policy fiited,uniform-dim --out runs/demo
     """
-    from .replay import check_out_dir, parse_budgets, parse_policies, passes, summary_text, write_results
-    from .replay import replay as run_replay
+    from .plan import parse_policies, plan
+    from .replay import check_out_dir, passes, replay_runs, summary_text, write_results
     from .trace import TraceSource
 
     trace_path = trace if trace is not None else SAMPLE_TRACE
@@ -108,20 +102,14 @@ def replay(
     if report is not None:
         from .report import check_report_path
         check_report_path(report, will_exist=out_dir)  # the report may go inside the --out folder
-    source = TraceSource(trace_path, tables_file=tables, importance=importance,
-                         warn=lambda m: _say("warning:", "yellow", m))
-    if dim is not None or chunk is not None or dtype_bytes is not None:
-        source.set_tables([TableSpec(t.name, t.rows, dim if dim is not None else t.dim,
-                                     chunk if chunk is not None else t.chunk,
-                                     dtype_bytes if dtype_bytes is not None else t.dtype_bytes)
-                           for t in source.tables])
-    budgets = parse_budgets(budget, source.tables)
+    source = TraceSource(trace_path, tables_file=tables, importance=importance, warn=_warn)
+    overrides = {"dim": dim, "chunk": chunk, "dtype_bytes": dtype_bytes}
+    runs = plan(source.tables, names, budget, cfg, {k: (v,) for k, v in overrides.items() if v is not None})
+    source.set_tables(list(runs[0].tables))
     total = source.num_lookups * passes(names)
-    with _progress(total, f"replaying {trace_path.name}", quiet or as_json) as bar:
-        task = bar.add_task("replay", total=total)
-        results = run_replay(source, names, budgets, cfg, progress=lambda n: bar.advance(task, n))
-    for message in results.summary["warnings"]:
-        _say("warning:", "yellow", message)
+    with _progress(f"replaying {trace_path.name}", quiet or as_json, total) as update:
+        results = replay_runs(source, runs, progress=_counting(update))
+    _warn(*results.summary["warnings"])
     if out_dir is not None:
         write_results(out_dir, results)
     if report is not None:
@@ -151,13 +139,17 @@ def report(
 ):
     """Render the HTML comparison report of a saved replay, without replaying.
 
-    One self-contained file: a summary table per policy and budget, hit rate against memory across \
-budgets, memory (payload / index / metadata), fragmentation, mapped pages and per-window hit rates \
-over the steps, row dimensions at the end and over time, and the run's configuration and trace. \
-The chart libraries are inside the file, so it opens offline; the same results give the same bytes.
+    One self-contained file: the run's warnings, a ranking per budget by dim hit rate with total memory \
+(caches ranked apart: their misses are served from a full backing copy), a table at equal total memory, \
+a summary table per policy and budget, dim hit rate against total memory and payload (log axes), memory \
+(payload / index / metadata), fragmentation, mapped pages and per-window hit rates over the steps, row \
+dimensions at the end and over time, and the run's configuration and trace. The chart libraries are \
+inside the file, so it opens offline; the same results give the same bytes.
 
-    Example: fiitedsim replay trace.parquet --budget 0.05,0.10,0.25 --out runs/demo, then \
-fiitedsim report runs/demo -o runs/demo.html (or replay with --report runs/demo.html directly).
+    A folder written by `fiitedsim replay trace.parquet --budget 0.05,0.10,0.25 --out runs/demo` gives the same \
+page as that replay with --report would have written.
+
+    Example: fiitedsim report runs/demo -o runs/demo.html
     """
     from .report import check_report_path, load_results
 
@@ -185,7 +177,7 @@ out = "runs/sweep"            # --out overrides it
 [bold]Training points[/bold]: data instead of traces (exactly one of the two); each point is one `fiitedsim train` run:
 
 \\[sweep]
-data = ["synthetic", "csv:data/clicks.csv"]   # synthetic, criteo:PATH, parquet:PATH, csv:PATH
+data = ["synthetic", "csv:data/clicks.csv"]   # synthetic, movielens[:DIR], criteo:PATH, parquet:PATH, csv:PATH
 policies = ["fiited", "uniform-dim"]          # training policies: fiited, uniform-dim, row-prune, full, or ["all"]
 budgets = [0.05, 0.1]
 lr_emb = [0.02, 0.05]         # axes: dim, chunk, batch, epochs, lr_emb, lr_mlp, seed, samples, fields, rows,
@@ -221,8 +213,7 @@ def sweep(
                                                 "decoded once for them. Each keeps its own state, so memory per "
                                                 "worker grows with it; 1 = one point per task."),
     force: bool = typer.Option(False, "--force", help="Recompute every point, also those already stored."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Output folder; overrides the file's out."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    out_dir: Optional[Path] = o.SWEEP_OUT, quiet: bool = o.QUIET,
 ):
     """Replay a grid of traces (or train on a grid of data sets) x policies x budgets x knobs, on local processes \
 or a Dask cluster.
@@ -238,12 +229,10 @@ or a Dask cluster.
     out_path = out_dir if out_dir is not None else sweep_file.out
     if out_path is None:
         raise InputError(f"{config}: no output folder: add out = \"runs/sweep\" to [sweep] or give --out DIR")
-    with _progress(0, "sweep points", quiet) as bar:
-        task = bar.add_task("sweep", total=None)
+    with _progress("sweep points", quiet) as update:
         outcome = run_sweep(sweep_file, out_path, scheduler=scheduler, workers=workers,
                             connect_timeout=connect_timeout, force=force, points_per_task=points_per_task,
-                            warn=lambda m: _say("warning:", "yellow", m),
-                            progress=lambda done, total: bar.update(task, completed=done, total=total))
+                            warn=_warn, progress=update)
     err.print(f"{len(outcome.points)} points ({outcome.computed} computed, {outcome.reused} already stored) in "
               f"{out_path}/ (points.parquet, report.html, points/)", markup=False, highlight=False)
 
@@ -275,50 +264,16 @@ def _print_summary(summary: dict) -> None:
 
 @app.command()
 def train(
-    data: str = typer.Option("synthetic", help="synthetic (planted-truth CTR task), criteo:PATH (TSV, or CSV with "
-                                               "a header), parquet:PATH or csv:PATH (with --label and --sparse)."),
-    label: Optional[str] = typer.Option(None, help="Label column (0/1) of parquet:/csv: data."),
-    sparse: Optional[str] = typer.Option(None, help="Comma-separated categorical columns of parquet:/csv: data "
-                                                    "(one embedding table each, values hashed into --rows rows)."),
-    dense: Optional[str] = typer.Option(None, help="Comma-separated numeric columns of parquet:/csv: data."),
-    samples: Optional[int] = typer.Option(None, help="Samples to use (synthetic: to generate, default 2,000,000; "
-                                                     "files: the first N, default all)."),
-    fields: int = typer.Option(26, help="Synthetic data: sparse fields (embedding tables)."),
-    rows: int = typer.Option(100_000, help="Rows per embedding table (synthetic: distinct values per field; "
-                                           "files: hash size)."),
-    policy: str = typer.Option("fiited", help="Comma-separated storage policies: fiited, row-prune, uniform-dim, "
-                                              "hash, mde (sized from the training split's lookups: an offline "
-                                              "oracle), full, or all; each trains its own model."),
-    budget: str = typer.Option("0.10", help="Payload budget: a fraction of the dense embedding size (0.1) or "
-                                            "bytes with a unit (2GiB); a comma-separated list trains each."),
-    dim: int = typer.Option(16, help="Embedding dimension D."),
-    chunk: int = typer.Option(4, help="Chunk size C (must divide D): the unit of pruning."),
-    batch: int = typer.Option(2048, help="Samples per training step."),
-    epochs: int = typer.Option(1, help="Passes over the training split (the first 90% in time order)."),
-    eval_every: Optional[int] = typer.Option(None, help="Steps between evaluations on the last 10% (and one at the "
-                                                        "end). Default: about 20 evaluations, ceil(steps / 20)."),
-    lr_emb: float = typer.Option(0.05, help="Learning rate of the embeddings (row-wise Adagrad)."),
-    lr_mlp: float = typer.Option(1e-3, help="Learning rate of the MLPs (Adam)."),
-    gamma: float = typer.Option(0.999, help="Utility decay factor per step."),
-    interval: Optional[int] = typer.Option(None, help="Steps between pruning rounds. Default: about 10 rounds, "
-                                                      "min(100, max(1, steps // 10)), so short runs prune too."),
-    page_bytes: int = typer.Option(65536, help="Physical page size in bytes."),
-    mde_exponent: float = typer.Option(0.3, help="mde: a row's dimension grows as (its share of its field's "
-                                                 "lookups) ** this, in [0, 1]."),
-    seed: int = typer.Option(0, help="Seed of the synthetic data and of the model's initial parameters."),
-    seeds: Optional[str] = typer.Option(None, help="Comma-separated seeds (e.g. 0,1,2): train every policy and "
-                                                   "budget once per seed and report the mean and spread; replaces "
-                                                   "--seed. Synthetic data is drawn anew per seed."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for train_summary.json and curve.parquet "
-                                                               "(written all-or-nothing)."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Also write a self-contained HTML report "
-                                                                 "(AUC against memory, AUC over steps, ties)."),
-    emit_trace: Optional[Path] = typer.Option(None, help="Write the run's lookups with their per-chunk gradient "
-                                                         "norms as a trace (DESIGN.md 1.2); one policy, budget "
-                                                         "and seed."),
-    emit_importance: Optional[Path] = typer.Option(None, help="Write the same gradient norms as an importance "
-                                                              "log (DESIGN.md 1.3); one policy, budget and seed."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    data: str = o.DATA, label: Optional[str] = o.LABEL, sparse: Optional[str] = o.SPARSE,
+    dense: Optional[str] = o.DENSE, samples: Optional[int] = o.SAMPLES, fields: int = o.FIELDS,
+    rows: int = o.TRAIN_ROWS_OPTION, policy: str = o.TRAIN_POLICY_OPTION, budget: str = o.BUDGET,
+    dim: int = o.TRAIN_DIM, chunk: int = o.TRAIN_CHUNK, batch: int = o.TRAIN_BATCH, epochs: int = o.EPOCHS,
+    eval_every: Optional[int] = o.EVAL_EVERY, lr_emb: float = o.LR_EMB, lr_mlp: float = o.LR_MLP,
+    gamma: float = o.GAMMA, interval: Optional[int] = o.TRAIN_INTERVAL, page_bytes: int = o.PAGE_BYTES,
+    mde_exponent: float = o.MDE_EXPONENT, seed: int = o.TRAIN_SEED, seeds: Optional[str] = o.SEEDS,
+    out_dir: Optional[Path] = o.TRAIN_OUT, report: Optional[Path] = o.REPORT,
+    emit_trace: Optional[Path] = o.EMIT_TRACE, emit_importance: Optional[Path] = o.EMIT_IMPORTANCE,
+    quiet: bool = o.QUIET,
 ):
     """Train a DLRM-style CTR model in NumPy with its embeddings stored by each policy, and compare accuracy.
 
@@ -330,7 +285,7 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
     Example: fiitedsim train --data synthetic --policy all --budget 0.05,0.10,0.25 --seeds 0,1,2 \
 --report runs/train.html
     """
-    from .replay import parse_policies
+    from .plan import budget_labels, parse_policies
     from .train.engine_hook import TRAIN_POLICIES
     from .train.runner import (
         check_train_out,
@@ -343,6 +298,7 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
     )
 
     names = parse_policies(policy, TRAIN_POLICIES, " for training")
+    budgets = budget_labels(budget)  # the list's syntax now; the bytes once the data's tables are known
     seed_list = parse_seeds(seeds) if seeds is not None else [seed]
     tcfg = train_config(dim=dim, chunk=chunk, batch=batch, epochs=epochs, eval_every=eval_every, interval=interval,
                         lr_emb=lr_emb, lr_mlp=lr_mlp, seed=seed_list[0])
@@ -355,28 +311,32 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
     for path in (emit_trace, emit_importance):
         if path is not None and path.is_dir():
             raise InputError(f"{path} is a folder; name a .parquet file")
-    ds = load_data(data, label, sparse, dense, samples, fields, rows, dim, seed_list[0])
+        if path is not None:
+            check_writable(path)
+    from .memory import check_train_data_memory
+    check_train_data_memory(data_kind(data)[0], fields, [c for c in (sparse or "").split(",") if c.strip()], rows,
+                            dim, batch, samples)
+    ds = load_data(data, label, sparse, dense, samples, fields, rows, dim, seed_list[0], warn=_warn)
 
     def data_of_seed(s: int):
         """Synthetic data is drawn anew per seed; a file is the same data for every seed."""
         if s == seed_list[0] or data_kind(data)[0] != "synthetic":
             return ds
         return load_data(data, label, sparse, dense, samples, fields, rows, dim, s)
-    train_split = ds.split(tcfg.eval_fraction)[0]
-    runs = len(names) * len([b for b in budget.split(",") if b.strip()]) * len(seed_list)
-    total = epochs * -(-max(train_split.stop - train_split.start, 1) // batch) * runs
-    with _progress(total, "training", quiet) as bar:
-        task = bar.add_task("train", total=total)
-        outputs = run_all(data_of_seed, data, names, budget, tcfg, rcfg, emit_trace, emit_importance,
-                          progress=lambda n: bar.advance(task, n), seeds=seed_list)
-    for message in outputs.summary["warnings"]:
-        _say("warning:", "yellow", message)
+    with _progress("training", quiet) as update:
+        outputs = run_all(data_of_seed, data, names, budgets, tcfg, rcfg, emit_trace, emit_importance,
+                          progress=update, seeds=seed_list)
+    _warn(*outputs.summary["warnings"])
     if out_dir is not None:
         write_outputs(out_dir, outputs)
     if report is not None:
         from .report import write_train_report
         write_train_report(report, outputs)
         err.print(f"report in {report}", markup=False, highlight=False)
+    for key, run in outputs.summary["policies"].items():
+        if run["logloss"] is None:  # NaN predictions: the model diverged
+            _say("warning:", "yellow", f"{key}: the evaluation log loss is not a number, so training diverged; "
+                                       "scale the dense features or lower --lr-emb / --lr-mlp")
     _print_train(outputs.summary)
     for what, path in (("results", out_dir), ("trace", emit_trace), ("importance log", emit_importance)):
         if path is not None:
@@ -414,55 +374,33 @@ def _print_train(summary: dict) -> None:
 @app.command()
 def generate(
     output: Path = typer.Argument(..., help="Trace file to write (Parquet)."),
-    profile: str = typer.Option("zipf", help="zipf (Zipf(alpha) per table), meta2021 or meta2022 (reuse "
-                                             "histogram of Meta's published DLRM datasets)."),
-    alpha: float = typer.Option(1.05, help="Zipf exponent (popularity skew)."),
-    tables: int = typer.Option(4, help="Number of tables."),
-    rows: int = typer.Option(1_000_000, help="Rows per table."),
-    steps: int = typer.Option(1000, help="Training steps."),
-    batch: int = typer.Option(4096, help="Lookups per table per step (a trace has steps x tables x batch lookups)."),
-    dim: int = typer.Option(DEFAULT_DIM, help="Embedding dimension D."),
-    chunk: int = typer.Option(DEFAULT_CHUNK, help="Chunk size C (must divide D)."),
-    drift: float = typer.Option(0.0, help="Popularity drift: share of the row space the hot set moves per step."),
-    no_grad: bool = typer.Option(False, "--no-grad", help="Leave out the synthetic grad_norm column."),
-    seed: int = typer.Option(0, help="Random seed (same arguments and seed give a byte-identical file)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    profile: str = o.PROFILE, alpha: float = o.ALPHA, table_count: int = o.TABLE_COUNT, rows: int = o.GENERATE_ROWS,
+    steps: int = o.STEPS, batch: int = o.GENERATE_BATCH, dim: int = o.DIM, chunk: int = o.CHUNK,
+    drift: float = o.DRIFT, no_grad: bool = o.NO_GRAD, seed: int = o.GENERATE_SEED, quiet: bool = o.QUIET,
 ):
     """Write a synthetic access trace with per-chunk gradient norms.
 
-    Example: fiitedsim generate traces/demo.parquet --profile meta2021 --tables 4 --rows 1000000 --steps 2000
+    Example: fiitedsim generate traces/demo.parquet --profile meta2021 --table-count 4 --rows 1000000 --steps 2000
     """
     from .generate import GenerateConfig
     from .generate import generate as run_generate
 
-    cfg = GenerateConfig(profile=profile, alpha=alpha, tables=tables, rows=rows, steps=steps, batch=batch, dim=dim,
-                         chunk=chunk, drift=drift, grad=not no_grad, seed=seed)
-    total = steps * tables * batch
-    with _progress(total, f"generating {output.name}", quiet) as bar:
-        task = bar.add_task("generate", total=total)
-        done = [0]
-
-        def advance(written: int) -> None:
-            bar.advance(task, written - done[0])
-            done[0] = written
-        report = run_generate(output, cfg, progress=advance)
+    cfg = GenerateConfig(profile=profile, alpha=alpha, tables=table_count, rows=rows, steps=steps, batch=batch,
+                         dim=dim, chunk=chunk, drift=drift, grad=not no_grad, seed=seed)
+    with _progress(f"generating {output.name}", quiet, cfg.lookups) as update:
+        report = run_generate(output, cfg, progress=update)
     for line in report.lines():
         err.print(line, markup=False, highlight=False)
 
 
 @app.command()
 def inspect(
-    trace: Optional[Path] = typer.Argument(
-        None, help="Access trace (Parquet, DESIGN.md 1.2). Omit to inspect the small sample shipped with fiitedsim."),
-    tables: Optional[Path] = typer.Option(None, help="Table list (JSON or TOML) overriding the trace's metadata "
-                                                     "(rows, D, C and dtype bytes shown and checked against)."),
-    importance: Optional[Path] = typer.Option(None, help="Importance log (Parquet, DESIGN.md 1.3): also report "
-                                                         "its records, distinct rows and importance per chunk."),
+    trace: Optional[Path] = o.TRACE, tables: Optional[Path] = o.TABLES_FILE,
+    importance: Optional[Path] = o.IMPORTANCE,
     compare: Optional[str] = typer.Option(None, help="Print the reuse histogram beside Meta's published one: "
                                                      "meta2021 or meta2022, conditioned on reuse <= the largest "
                                                      "batch, with the total-variation distance (TVD)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON on stdout instead of tables."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    as_json: bool = o.JSON, quiet: bool = o.QUIET,
 ):
     """Describe a trace in one streaming pass: size, steps, tables, distinct rows, reuse histogram, gradient norms.
 
@@ -477,11 +415,9 @@ def inspect(
     from .trace_stats import inspect_trace, stats_tables
 
     trace_path = trace if trace is not None else SAMPLE_TRACE
-    with _progress(0, f"inspecting {trace_path.name}", quiet or as_json) as bar:
-        task = bar.add_task("inspect", total=None)
+    with _progress(f"inspecting {trace_path.name}", quiet or as_json) as update:
         stats = inspect_trace(trace_path, tables_file=tables, importance=importance, compare=compare,
-                              warn=lambda m: _say("warning:", "yellow", m),
-                              progress=lambda done, total: bar.update(task, completed=done, total=total))
+                              warn=_warn, progress=update)
     if as_json:
         sys.stdout.write(summary_text(stats))
         return
@@ -496,18 +432,12 @@ import_app = typer.Typer(
          "folder (part-0.parquet, part-1.parquet, ...) replay as one trace: fiitedsim replay FOLDER.",
 )
 app.add_typer(import_app, name="import")
-_OUTPUT = typer.Option(..., "--output", "-o", help="Trace file to write (.parquet).")
-_DIM = typer.Option(DEFAULT_DIM, help="Embedding dimension D given to every table.")
-_CHUNK = typer.Option(DEFAULT_CHUNK, help="Chunk size C given to every table (must divide D).")
-_DTYPE = typer.Option(DEFAULT_DTYPE_BYTES, help="Bytes per value given to every table (4 = fp32).")
-_QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
 
 
 def _run_import(what: str, quiet: bool, run) -> None:
     """Run an importer under a progress bar (its own unit: bytes of input or lookups) and print its report."""
-    with _progress(0, what, quiet) as bar:
-        task = bar.add_task("import", total=None)
-        report = run(lambda done, total: bar.update(task, completed=done, total=total))
+    with _progress(what, quiet) as update:
+        report = run(update)
     for line in report.lines():
         err.print(line, markup=False, highlight=False)
 
@@ -517,12 +447,11 @@ def import_fbgemm(
     input: Path = typer.Argument(..., help="A .pt file of FBGEMM TBE benchmark requests (indices, offsets, "
                                            "lengths), e.g. fbgemm_t856_bs65536_0.pt of Meta's dlrm_datasets; "
                                            "gzip-compressed files are read too."),
-    output: Path = _OUTPUT,
+    output: Path = o.IMPORT_OUTPUT,
     step: int = typer.Option(0, help="Step of this batch (one file is one training step; give file N --step N)."),
     rows: Optional[int] = typer.Option(None, help="Rows of every table (default: max index + 1 per table)."),
-    tables: Optional[Path] = typer.Option(None, help="Table list (JSON or TOML) with one entry per table of the "
-                                                     "file; replaces --rows, --dim, --chunk, --dtype-bytes."),
-    dim: int = _DIM, chunk: int = _CHUNK, dtype_bytes: int = _DTYPE, quiet: bool = _QUIET,
+    tables: Optional[Path] = o.IMPORT_TABLES, dim: int = o.DIM, chunk: int = o.CHUNK, dtype_bytes: int = o.DTYPE,
+    quiet: bool = o.QUIET,
 ):
     """Import one batch of FBGEMM table-batched-embedding requests (needs PyTorch: pip install 'fiitedsim\\[fbgemm]').
 
@@ -546,14 +475,10 @@ def import_fbgemm(
 def import_criteo(
     input: Path = typer.Argument(..., help="Criteo TSV (label, I1..I13, C1..C26, no header; test files without "
                                            "the label and .gz are fine) or the same as CSV with a header line."),
-    output: Path = _OUTPUT,
-    batch: int = typer.Option(4096, help="Samples per training step."),
-    rows: int = typer.Option(1_000_000, help="Rows of every categorical table; values are hashed into 1..rows-1, "
-                                             "row 0 is the missing value."),
+    output: Path = o.IMPORT_OUTPUT, batch: int = o.CRITEO_BATCH_OPTION, rows: int = o.CRITEO_ROWS_OPTION,
     step: int = typer.Option(0, help="Step of the first batch (continue a previous day file's steps)."),
-    tables: Optional[Path] = typer.Option(None, help="Table list (JSON or TOML) with 26 entries, for per-table "
-                                                     "rows, D, C; replaces --rows, --dim, --chunk, --dtype-bytes."),
-    dim: int = _DIM, chunk: int = _CHUNK, dtype_bytes: int = _DTYPE, quiet: bool = _QUIET,
+    tables: Optional[Path] = o.IMPORT_TABLES, dim: int = o.DIM, chunk: int = o.CHUNK, dtype_bytes: int = o.DTYPE,
+    quiet: bool = o.QUIET,
 ):
     """Import Criteo display-advertising data: each of the 26 categorical fields is a table.
 
@@ -585,19 +510,14 @@ def _import_columns(fmt: str, input: Path, output: Path, step_col: str, table_co
         tables_file=tables, layout=Layout(dim, chunk, dtype_bytes), progress=progress))
 
 
-_STEP_COL = typer.Option("step", help="Column with the training step (integers, sorted).")
-_TABLE_COL = typer.Option("table", help="Column with the table: integer index or table name.")
-_ROW_COL = typer.Option("row", help="Column with the embedding row (integers >= 0).")
-_COLS_TABLES = typer.Option(None, "--tables", help="Table list (JSON or TOML); default: the tables seen, "
-                                                   "rows = max(row)+1.")
 
 
 @import_app.command("csv")
 def import_csv(
     input: Path = typer.Argument(..., help="CSV file with a header line."),
-    output: Path = _OUTPUT, step_col: str = _STEP_COL, table_col: str = _TABLE_COL, row_col: str = _ROW_COL,
-    tables: Optional[Path] = _COLS_TABLES, dim: int = _DIM, chunk: int = _CHUNK, dtype_bytes: int = _DTYPE,
-    quiet: bool = _QUIET,
+    output: Path = o.IMPORT_OUTPUT, step_col: str = o.STEP_COL, table_col: str = o.TABLE_COL, row_col: str = o.ROW_COL,
+    tables: Optional[Path] = o.IMPORT_TABLES, dim: int = o.DIM, chunk: int = o.CHUNK, dtype_bytes: int = o.DTYPE,
+    quiet: bool = o.QUIET,
 ):
     """Import a CSV file with one lookup per line in named step / table / row columns (sorted by step).
 
@@ -609,11 +529,11 @@ def import_csv(
 @import_app.command("parquet")
 def import_parquet(
     input: Path = typer.Argument(..., help="Parquet file with one lookup per record."),
-    output: Path = _OUTPUT, step_col: str = _STEP_COL, table_col: str = _TABLE_COL, row_col: str = _ROW_COL,
+    output: Path = o.IMPORT_OUTPUT, step_col: str = o.STEP_COL, table_col: str = o.TABLE_COL, row_col: str = o.ROW_COL,
     grad_col: Optional[str] = typer.Option(None, help="Column of per-chunk gradient norms (list of K=D/C floats), "
                                                       "written as grad_norm."),
-    tables: Optional[Path] = _COLS_TABLES, dim: int = _DIM, chunk: int = _CHUNK, dtype_bytes: int = _DTYPE,
-    quiet: bool = _QUIET,
+    tables: Optional[Path] = o.IMPORT_TABLES, dim: int = o.DIM, chunk: int = o.CHUNK, dtype_bytes: int = o.DTYPE,
+    quiet: bool = o.QUIET,
 ):
     """Import a Parquet file with one lookup per record in named step / table / row columns (sorted by step).
 
@@ -634,12 +554,37 @@ def _usage_errors() -> tuple[type, ...]:
     return tuple(found)
 
 
+def _flush_stdout() -> None:
+    """Flush stdout now, so that a full disk behind `> file` is an error line instead of an ignored exception."""
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        if not is_write_error(exc):
+            raise
+        _say("error:", "bold red", f"cannot write to standard output: {os.strerror(exc.errno)}")
+        with contextlib.suppress(OSError):  # nothing more can go there: keep Python's exit flush quiet
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(2)
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
     try:
         code = app(standalone_mode=False)
+        _flush_stdout()
     except InputError as exc:
         _say("error:", "bold red", exc)
+        sys.exit(2)
+    except MemoryError as exc:  # the up-front checks (fiitedsim/memory.py) cover the knobs that size arrays
+        _say("error:", "bold red", f"out of memory ({' '.join(str(exc).split()) or 'MemoryError'}); the input or an "
+                                   "option needs more memory than this machine has")
+        sys.exit(2)
+    except OSError as exc:
+        if not is_write_error(exc):  # a write the commands do not route through atomic_path: a scratch file
+            raise
+        where = exc.filename if exc.filename else "to disk"
+        _say("error:", "bold red", f"cannot write {where}: {os.strerror(exc.errno)}; free some space or choose a "
+                                   "folder you can write to")
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

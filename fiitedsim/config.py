@@ -1,7 +1,11 @@
-"""Parameters of a replay: tables and policy knobs, validated at the boundary.
+"""The parameters of every command, validated at the boundary: tables and the replay's knobs
+(`ReplayConfig`), the trainer's settings (`TrainConfig`) and a generated trace's (`GenerateConfig`).
 
-Objects here hold parameters; the engine and the reference compute. Every knob
-of DESIGN.md has a field here and a CLI flag of the same name.
+Objects here hold parameters; the engine, the reference, the trainer and the
+generator compute. Every knob of DESIGN.md has a field here and a CLI flag of
+the same name, and the command line reads its defaults from these classes
+(`fiitedsim/options.py`), so a default is written once. This module imports
+nothing heavy: the command line loads it before it knows which command runs.
 """
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ import tomllib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
+
 from .errors import InputError
 
 DEFAULT_DIM = 64
@@ -20,8 +26,14 @@ DEFAULT_DTYPE_BYTES = 4
 
 #: Packed keys use 40 bits for the row and 16 for the table (see store.py).
 MAX_ROWS = 1 << 40
+#: Byte counts are int64 in the engine: a table's dense size, the tables' total and a budget stay below this.
+MAX_BYTES = 1 << 62
+#: A hash index's buckets are int32 in the engine's row state, so an index starts at most at 2**30 (and doubles).
+MAX_INDEX_INITIAL = 1 << 30
 MAX_TABLES = 1 << 15
 MAX_CHUNKS = 128
+#: `fiitedsim generate --profile`: Zipf per table, or the reuse histograms of Meta's published datasets.
+PROFILE_NAMES = ("zipf", "meta2021", "meta2022")
 
 
 @dataclass(frozen=True)
@@ -51,6 +63,9 @@ class TableSpec:
             raise InputError(f"{where}: at most {MAX_CHUNKS} chunks per row, got D/C={self.dim // self.chunk}")
         if self.dtype_bytes not in (1, 2, 4, 8):
             raise InputError(f"{where}: dtype_bytes must be 1, 2, 4 or 8, got {self.dtype_bytes}")
+        if self.dense_bytes >= MAX_BYTES:
+            raise InputError(f"{where}: its dense size rows x dim x dtype_bytes = {self.dense_bytes} bytes is beyond "
+                             f"the {MAX_BYTES} (4 EiB) fiitedsim counts; lower rows or dim")
 
     @property
     def chunks(self) -> int:
@@ -83,13 +98,31 @@ def tables_from_json(data, source: str) -> list[TableSpec]:
         unknown = set(item) - allowed
         if unknown:
             raise InputError(f"{source}: table {i} has unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
-        if "rows" not in item:
-            raise InputError(f"{source}: table {i} has no 'rows'")
+        missing = [key for key in ("rows", "dim", "chunk") if key not in item]
+        if missing:  # no silent D = 64, C = 8: a table list says what the tables are (dtype_bytes defaults to 4)
+            name = f" ({item['name']!r})" if isinstance(item.get("name"), str) else ""
+            raise InputError(f"{source}: table {i}{name} has no {missing[0]!r}; every table needs rows, dim and "
+                             "chunk (dtype_bytes defaults to 4)")
         specs.append(TableSpec(name=str(item.get("name", f"t{i}")), **{k: v for k, v in item.items() if k != "name"}))
     names = [t.name for t in specs]
     if len(set(names)) != len(names):
         raise InputError(f"{source}: table names must be unique, got {names}")
     return specs
+
+
+def _unique_keys(pairs: list[tuple]) -> dict:
+    """json object hook: a key given twice is an error (json keeps the last silently; TOML refuses it itself)."""
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise InputError(f"key {key!r} is given twice in one object; keep one")
+        out[key] = value
+    return out
+
+
+def parse_tables_json(text: str):
+    """JSON of a table list, refusing an object with a repeated key."""
+    return json.loads(text, object_pairs_hook=_unique_keys)
 
 
 def load_tables_file(path: str | Path) -> list[TableSpec]:
@@ -99,9 +132,11 @@ def load_tables_file(path: str | Path) -> list[TableSpec]:
         raise InputError(f"tables file not found: {path}")
     try:
         text = path.read_text()
-        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        data = tomllib.loads(text) if path.suffix == ".toml" else parse_tables_json(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot parse tables file: {exc}") from None
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
     return tables_from_json(data, str(path))
 
 
@@ -133,6 +168,9 @@ def parse_budget(text: str, dense_bytes: int) -> int:
         return int(math.floor(value / 100 * dense_bytes))
     if unit not in _UNITS:
         raise InputError(f"budget {raw!r}: unknown unit {unit!r}; use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB")
+    if value * _UNITS[unit] >= MAX_BYTES:
+        raise InputError(f"budget {raw!r} is beyond the 4 EiB ({MAX_BYTES} bytes) fiitedsim counts; give a smaller "
+                         "budget")
     return int(math.floor(value * _UNITS[unit]))
 
 
@@ -157,8 +195,14 @@ class ReplayConfig:
     budget_label: str = field(default="", compare=False)
 
     def __post_init__(self):
+        for name in ("interval", "page_bytes", "report_every", "index_entry_bytes"):
+            if getattr(self, name) >= MAX_BYTES:  # the engine holds them as int64
+                raise InputError(f"--{name.replace('_', '-')} must be below 2**62, got {getattr(self, name)}")
         if self.budget_bytes < 0:
             raise InputError(f"budget must not be negative, got {self.budget_bytes} bytes")
+        if self.budget_bytes >= MAX_BYTES:
+            raise InputError(f"budget of {self.budget_bytes} bytes is beyond the {MAX_BYTES} (4 EiB) fiitedsim "
+                             "counts; give a smaller budget")
         if not (0.0 < self.gamma <= 1.0):
             raise InputError(f"--gamma must be in (0, 1], got {self.gamma}")
         if self.interval < 1:
@@ -171,6 +215,9 @@ class ReplayConfig:
             raise InputError(f"--max-load must be in (0, 1), got {self.max_load}")
         if self.index_initial < 1 or self.index_initial & (self.index_initial - 1):
             raise InputError(f"--index-initial must be a power of two, got {self.index_initial}")
+        if self.index_initial > MAX_INDEX_INITIAL:
+            raise InputError(f"--index-initial must be at most 2**30 = {MAX_INDEX_INITIAL} (an index holds at most "
+                             f"2**31 buckets), got {self.index_initial}")
         if self.allocator not in ("lowest", "lifo"):
             raise InputError(f"--allocator must be 'lowest' or 'lifo', got {self.allocator!r}")
         if self.budget_covers not in ("payload", "all"):
@@ -191,7 +238,11 @@ class ReplayConfig:
 
 
 def check_tables_fit_pages(tables: list[TableSpec], cfg: ReplayConfig) -> None:
-    """Every chunk must fit in a page, or no slot could ever be allocated."""
+    """Every chunk must fit in a page, or no slot could ever be allocated; the dense sizes must be countable."""
+    total = sum(t.dense_bytes for t in tables)
+    if total >= MAX_BYTES:
+        raise InputError(f"the tables' dense size is {total} bytes, beyond the {MAX_BYTES} (4 EiB) fiitedsim "
+                         "counts; lower rows or dim")
     for t in tables:
         if t.chunk_bytes > cfg.page_bytes:
             raise InputError(f"table {t.name!r}: a chunk of {t.chunk_bytes} bytes does not fit a page of "
@@ -241,3 +292,102 @@ def check_budget_workable(tables: list[TableSpec], cfg: ReplayConfig) -> None:
         raise InputError(f"budget {label} ({budget_bytes} bytes) leaves no room for one {cfg.page_bytes}-byte page "
                          f"in every pool; the smallest workable budget is {need} bytes "
                          f"({need / total:.6g} of the dense size), or lower --page-bytes")
+
+
+#: `fiitedsim train --fields/--rows` (and a data sweep's `fields`/`rows`): synthetic fields, rows per table.
+TRAIN_FIELDS, TRAIN_ROWS = 26, 100_000
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of `fiitedsim train` (the model, the optimizers and the schedule; train/loop.py uses them)."""
+
+    dim: int = 16
+    chunk: int = 4
+    bottom: tuple[int, ...] = (128, 64)
+    top: tuple[int, ...] = (256, 128)
+    batch: int = 2048
+    epochs: int = 1
+    steps: int | None = None          # if set, wins over epochs
+    lr_emb: float = 0.05              # row-wise Adagrad
+    lr_mlp: float = 1e-3              # Adam
+    eval_every: int | None = None     # steps between evaluations (and one at the end); None: about 20 in all
+    interval: int | None = None       # the engine's pruning interval; None: about 10 rounds (`schedule`)
+    eval_fraction: float = 0.1        # the last 10% of the samples, in time order
+    seed: int = 0
+
+
+def _generate_flag(field_name: str) -> str:
+    """The `fiitedsim generate` option of a GenerateConfig field: `tables` (a count) is `--table-count`, since
+    every other `--tables` names a table-list file."""
+    return "--table-count" if field_name == "tables" else f"--{field_name}"
+
+
+@dataclass
+class GenerateConfig:
+    """Arguments of `fiitedsim generate` (one field per CLI option; `tables` is `--table-count`)."""
+
+    profile: str = "zipf"
+    alpha: float = 1.05
+    tables: int = 4
+    rows: int = 1_000_000
+    steps: int = 1000
+    batch: int = 4096
+    dim: int = DEFAULT_DIM
+    chunk: int = DEFAULT_CHUNK
+    drift: float = 0.0
+    grad: bool = True
+    seed: int = 0
+
+    def __post_init__(self):
+        if not isinstance(self.profile, str) or self.profile not in PROFILE_NAMES:
+            raise InputError(f"unknown --profile {self.profile!r}; choose one of {', '.join(PROFILE_NAMES)}")
+        for key in ("tables", "rows", "steps", "batch", "dim", "chunk", "seed"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise InputError(f"{_generate_flag(key)} must be an integer, got {value!r}")
+            setattr(self, key, int(value))
+        for key in ("tables", "rows", "steps", "batch", "dim", "chunk"):
+            if getattr(self, key) < 1:
+                raise InputError(f"{_generate_flag(key)} must be positive, got {getattr(self, key)}")
+        if self.tables > MAX_TABLES:
+            raise InputError(f"--table-count must be at most {MAX_TABLES}, got {self.tables}")
+        if self.rows >= MAX_ROWS:
+            raise InputError(f"--rows must be below 2**40, got {self.rows}")
+        if self.dim % self.chunk:
+            raise InputError(f"--chunk {self.chunk} does not divide --dim {self.dim}; pick a divisor of the dim")
+        if self.seed < 0 or self.seed >= 2 ** 63:
+            raise InputError(f"--seed must be between 0 and 2**63-1, got {self.seed}")
+        for key in ("alpha", "drift"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise InputError(f"--{key} must be a number, got {value!r}")
+            if not math.isfinite(float(value)):
+                raise InputError(f"--{key} must be finite, got {value}")
+            setattr(self, key, float(value))
+        if self.profile == "zipf" and self.alpha <= 0:
+            raise InputError(f"--alpha must be positive for the zipf profile, got {self.alpha}")
+        if self.alpha < 0:
+            raise InputError(f"--alpha must not be negative, got {self.alpha}")
+        if self.alpha > 20:
+            raise InputError(f"--alpha must be at most 20, got {self.alpha}")
+        if not 0.0 <= self.drift < 1.0:
+            raise InputError(f"--drift must be in [0, 1) (a fraction of the rows per step), got {self.drift}")
+        if not isinstance(self.grad, (bool, np.bool_)):
+            raise InputError(f"grad must be true or false, got {self.grad!r}")
+        self.grad = bool(self.grad)
+        if self.profile != "zipf" and self.rows < self.batch:
+            raise InputError(f"--profile {self.profile} needs --rows >= --batch (a batch may hold up to "
+                             f"--batch distinct rows), got rows={self.rows}, batch={self.batch}")
+        TableSpec("t0", self.rows, self.dim, self.chunk)  # any remaining TableSpec rule
+
+    @property
+    def chunks(self) -> int:
+        return self.dim // self.chunk
+
+    @property
+    def lookups(self) -> int:
+        return self.steps * self.tables * self.batch
+
+    def table_specs(self) -> list[TableSpec]:
+        return [TableSpec(f"t{i}", self.rows, self.dim, self.chunk, 4) for i in range(self.tables)]

@@ -61,6 +61,9 @@ ROWS_MIN, INDEX_MIN = 1024, 1 << 16
 #: traces into many).
 ROUND_BLOCKS: int | None = None
 ROUND_BLOCK_MIN = 4096
+#: Pages the page arrays have room for at the start (they double as pages are mapped; fiitedsim/memory.py
+#: checks the start-up arrays fit).
+INITIAL_PAGES = 16
 #: rec_p[tid, ...] holds a bucket number of one index as int32 (an index of 2**31 buckets would take
 #: 16 GiB of implementation memory alone)
 POS_DTYPE = np.int32
@@ -210,7 +213,7 @@ class EngineState:
         fp[FParam.GAMMA], fp[FParam.MAX_LOAD] = cfg.gamma, cfg.max_load
         tabs = np.array([[t.chunks, pool, cfg.meta_bytes_for(t), t.chunk]  # Tab columns
                          for t, pool in zip(tables, layout.pool_of_table)], np.int64)
-        pages = 16
+        pages = INITIAL_PAGES
         self.series = Series(k_max, snapshot_capacity)
         self.st = State(
             sc=sc, cnt=cnt, ctl=np.zeros(len(Loop), np.int64), ip=ip, fp=fp, tabs=tabs,

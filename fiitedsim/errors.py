@@ -1,9 +1,43 @@
-"""The one exception type that means "the user's input is wrong".
+"""The one exception type that means "the user's input is wrong", and the kinds of warning about input.
 
-The CLI turns it into a one-line message and exit code 2; anything else that
-escapes is a bug and keeps its traceback.
+The CLI turns an `InputError` into a one-line message and exit code 2; anything
+else that escapes is a bug and keeps its traceback. Warnings are not raised:
+readers hand them to a `warn(message)` callback as they find them, and a
+message's class says what it is about, so a caller that knows better (inspect
+reports grad_norm beside a log, so the "grad_norm is ignored" warning is wrong
+there) drops a kind of warning by class, never by its wording.
 """
 
 
 class InputError(ValueError):
     """Bad input from the user: a file, a flag value or a combination of them."""
+
+
+class InputWarning(str):
+    """A warning about the user's input: the message itself, a `str`, of a class that names its kind."""
+
+
+class GradNormIgnored(InputWarning):
+    """A trace with inline grad_norm was given an importance log too: the log wins, grad_norm is not read."""
+
+
+class EmptyImportanceLog(InputWarning):
+    """The importance log holds no records."""
+
+
+class TablesInferred(InputWarning):
+    """Neither the trace's metadata nor a --tables file gave the tables: rows were inferred, D and C defaulted."""
+
+
+def refuse_duplicate_columns(source, names, used=None) -> None:
+    """A file with two columns of one name is ambiguous (readers silently take the first, or fail): refuse it.
+
+    With `used`, only those names matter (files with many columns may repeat ones that are never read).
+    """
+    seen: dict[str, int] = {}
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+    twice = [n for n, count in seen.items() if count > 1 and (used is None or n in used)]
+    if twice:
+        raise InputError(f"{source}: {seen[twice[0]]} columns are named {twice[0]!r}; rename all but one of them "
+                         "(it is not clear which one is meant)")

@@ -104,11 +104,12 @@ import numba
 import numpy as np
 
 from . import profiles
-from .config import MAX_ROWS, MAX_TABLES, TableSpec
+from .atomic import check_writable
+from .config import GenerateConfig
 from .errors import InputError
+from .memory import check_fits
 from .trace_writer import TraceWriter
 
-PROFILE_NAMES = ("zipf", "meta2021", "meta2022")
 ROW_GROUP_LOOKUPS = 1 << 20
 ZIPF_HEAD = 1 << 16           # ranks sampled exactly from the discrete CDF
 COUNT_TABLE = 1 << 16         # within-bin counts sampled exactly up to this count
@@ -128,76 +129,7 @@ _ONE = np.uint64(1)
 _INV53 = 1.0 / 9007199254740992.0
 
 
-# ----------------------------------------------------------------------------- configuration
-
-@dataclass
-class GenerateConfig:
-    """Arguments of `fiitedsim generate` (one field per CLI option)."""
-
-    profile: str = "zipf"
-    alpha: float = 1.05
-    tables: int = 4
-    rows: int = 1_000_000
-    steps: int = 1000
-    batch: int = 4096
-    dim: int = 64
-    chunk: int = 8
-    drift: float = 0.0
-    grad: bool = True
-    seed: int = 0
-
-    def __post_init__(self):
-        if not isinstance(self.profile, str) or self.profile not in PROFILE_NAMES:
-            raise InputError(f"unknown --profile {self.profile!r}; choose one of {', '.join(PROFILE_NAMES)}")
-        for key in ("tables", "rows", "steps", "batch", "dim", "chunk", "seed"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise InputError(f"--{key} must be an integer, got {value!r}")
-            setattr(self, key, int(value))
-        for key in ("tables", "rows", "steps", "batch", "dim", "chunk"):
-            if getattr(self, key) < 1:
-                raise InputError(f"--{key} must be positive, got {getattr(self, key)}")
-        if self.tables > MAX_TABLES:
-            raise InputError(f"--tables must be at most {MAX_TABLES}, got {self.tables}")
-        if self.rows >= MAX_ROWS:
-            raise InputError(f"--rows must be below 2**40, got {self.rows}")
-        if self.dim % self.chunk:
-            raise InputError(f"--chunk {self.chunk} does not divide --dim {self.dim}; pick a divisor of the dim")
-        if self.seed < 0 or self.seed >= 2 ** 63:
-            raise InputError(f"--seed must be between 0 and 2**63-1, got {self.seed}")
-        for key in ("alpha", "drift"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-                raise InputError(f"--{key} must be a number, got {value!r}")
-            if not math.isfinite(float(value)):
-                raise InputError(f"--{key} must be finite, got {value}")
-            setattr(self, key, float(value))
-        if self.profile == "zipf" and self.alpha <= 0:
-            raise InputError(f"--alpha must be positive for the zipf profile, got {self.alpha}")
-        if self.alpha < 0:
-            raise InputError(f"--alpha must not be negative, got {self.alpha}")
-        if self.alpha > 20:
-            raise InputError(f"--alpha must be at most 20, got {self.alpha}")
-        if not 0.0 <= self.drift < 1.0:
-            raise InputError(f"--drift must be in [0, 1) (a fraction of the rows per step), got {self.drift}")
-        if not isinstance(self.grad, (bool, np.bool_)):
-            raise InputError(f"grad must be true or false, got {self.grad!r}")
-        self.grad = bool(self.grad)
-        if self.profile != "zipf" and self.rows < self.batch:
-            raise InputError(f"--profile {self.profile} needs --rows >= --batch (a batch may hold up to "
-                             f"--batch distinct rows), got rows={self.rows}, batch={self.batch}")
-        TableSpec("t0", self.rows, self.dim, self.chunk)  # any remaining TableSpec rule
-
-    @property
-    def chunks(self) -> int:
-        return self.dim // self.chunk
-
-    @property
-    def lookups(self) -> int:
-        return self.steps * self.tables * self.batch
-
-    def table_specs(self) -> list[TableSpec]:
-        return [TableSpec(f"t{i}", self.rows, self.dim, self.chunk, 4) for i in range(self.tables)]
+# ----------------------------------------------------------------------------- report
 
 
 @dataclass
@@ -528,6 +460,11 @@ def rank_to_row(rank, step, table: int, cfg: GenerateConfig) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- driver
 
+def hset_bytes(batch: int) -> int:
+    """Bytes of the hash set a meta profile counts a step's distinct rows in."""
+    return 8 << max(4, (2 * batch - 1).bit_length())
+
+
 def generate(path, cfg: GenerateConfig, progress: Callable[[int], None] | None = None) -> GenerateReport:
     """Write the synthetic trace of `cfg` to `path` (Parquet, DESIGN.md 1.2) and report on it.
 
@@ -538,6 +475,7 @@ def generate(path, cfg: GenerateConfig, progress: Callable[[int], None] | None =
         raise TypeError("cfg must be a GenerateConfig")
     if Path(path).is_dir():
         raise InputError(f"output {path} is a directory; give a file name like trace.parquet")
+    check_writable(path)
     t0 = time.perf_counter()
     tables = cfg.table_specs()
     ntab, batch, rows, kk = cfg.tables, cfg.batch, cfg.rows, cfg.chunks
@@ -562,13 +500,17 @@ def generate(path, cfg: GenerateConfig, progress: Callable[[int], None] | None =
     pend_thr = np.zeros((ntab, nb), dtype=np.float64)
     hist_l = np.zeros(nb, dtype=np.int64)
     hist_u = np.zeros(nb, dtype=np.int64)
+    check_fits(batch * 24 + hset_bytes(batch) if meta else 0, f"--batch {batch}: generating steps of {batch:,} "
+               "lookups per table", "lower --batch")
     counts = np.empty(batch if meta else 1, dtype=np.int64)
     ranks_buf = np.empty(batch if meta else 1, dtype=np.int64)
-    hset = np.zeros(1 << max(4, (2 * batch - 1).bit_length()) if meta else 2, dtype=np.int64)
+    hset = np.zeros(hset_bytes(batch) // 8 if meta else 2, dtype=np.int64)
 
     units_total = cfg.steps * ntab
     units_per_group = max(1, ROW_GROUP_LOOKUPS // batch)
     cap = min(units_per_group, units_total) * batch
+    check_fits(cap * 36 + (batch * 48 + hset_bytes(batch) if meta else 0),
+               f"--batch {batch}: generating steps of {batch:,} lookups per table", "lower --batch")
     out_step = np.empty(cap, dtype=np.int64)
     out_table = np.empty(cap, dtype=np.int32)
     out_row = np.empty(cap, dtype=np.int64)

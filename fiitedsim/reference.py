@@ -864,6 +864,30 @@ def _check_index_layout(keys: list, count: int, where: str) -> None:
 
 # --------------------------------------------------------------------------- baselines
 
+def row_permutation(t: int, r: int, rows: int) -> int:
+    """semantics.md "Baselines", uniform-row: perm_t(r), a bijection of [0, rows).
+
+    "h = max(1, ceil(bits(rows - 1) / 2)); the Feistel network over [0, 2**(2h)) splits x into L = x >> h and
+    R = x mod 2**h and runs 4 rounds (L, R) <- (R, L xor (splitmix64(R xor K_i) mod 2**h)), with round keys
+    K_i = splitmix64(((4t + i + 1) * 0x9E3779B97F4A7C15) mod 2**64), giving (L << h) | R; perm_t(r) applies
+    the network to r, and again to the result, until the value is below rows (cycle walking)."
+    """
+    h = max(1, -(-(rows - 1).bit_length() // 2))
+    mask = (1 << h) - 1
+    keys = [splitmix64((4 * t + i + 1) * 0x9E3779B97F4A7C15) for i in range(4)]
+
+    def network(x: int) -> int:
+        left, right = x >> h, x & mask
+        for key in keys:
+            left, right = right, left ^ (splitmix64(right ^ key) & mask)
+        return (left << h) | right
+
+    y = network(r)
+    while y >= rows:
+        y = network(y)
+    return y
+
+
 class DenseBaseline:
     """DESIGN 4 and semantics.md "Baselines": `full`, `uniform-dim`, `uniform-row`,
     `hash` and `mde`. Storage is constant over the run, so only hit counters (and
@@ -891,16 +915,13 @@ class DenseBaseline:
                     self.uniform_dims = dims
             self.payload_bytes = sum(t.rows * min(self.uniform_dims, t.dim) * t.dtype_bytes for t in tables)
         elif policy == "uniform-row":
-            # "fraction f = min(1, budget / dense); row r of a table is kept when
-            # splitmix64(r) < floor(f * 2**64) (the same cut for every table)."
             # "the dense remap costs an int64 per row of the table (index_bytes = rows * 8)"
             self.index_bytes = sum(t.rows * 8 for t in tables)
             # semantics.md: with --budget-covers all the remap is paid from the budget first.
             budget = cfg.budget_bytes - (self.index_bytes if cfg.budget_covers == "all" else 0)
-            f = min(1.0, max(0, budget) / dense)
-            self.cut = math.floor(f * 2**64)
-            self.kept_rows = [sum(1 for r in range(t.rows) if splitmix64(r) < self.cut) for t in tables]
-            # "The payload is the exact kept-row count times row bytes"
+            # "table t keeps exactly m_t = min(rows_t, floor(B * rows_t / dense)) rows (integer arithmetic)"
+            self.kept_rows = [min(t.rows, max(0, budget) * t.rows // dense) for t in tables]
+            # "The payload is the kept-row count times row bytes"
             self.payload_bytes = sum(n * t.dim * t.dtype_bytes for n, t in zip(self.kept_rows, tables))
         elif policy == "hash":
             # DESIGN 4: "each table's rows hashed into as many full-dimension rows as its share
@@ -963,7 +984,8 @@ class DenseBaseline:
             return min(self.uniform_dims, D)
         if self.policy == "mde":
             return self.mde_dims.get((t, r), 0)
-        return D if splitmix64(r) < self.cut else 0
+        # "row r of table t is kept when perm_t(r) < m_t"
+        return D if row_permutation(t, r, self.tables[t].rows) < self.kept_rows[t] else 0
 
     def apply(self, rec) -> None:
         if not isinstance(rec, Lookup):

@@ -12,10 +12,11 @@ from typing import Callable
 
 import polars as pl
 
-from .atomic import atomic_path, refuse_cwd_or_parent
+from .atomic import atomic_path, check_writable, refuse_cwd_or_parent, write_parquet_frame
 from .checks import replay_warnings
-from .config import ReplayConfig, TableSpec, check_tables_fit_pages, dense_bytes, parse_budget
+from .config import ReplayConfig, dense_bytes
 from .errors import InputError
+from .plan import Run, check_runs, keyed, parse_budgets, parse_policies, plan, split_list  # noqa: F401 (API)
 from .policies import POLICIES
 from .readahead import read_ahead
 from .rowset import RowMap, TouchedRows
@@ -26,53 +27,38 @@ from .trace import TraceSource
 RESULTS_FORMAT = 2
 
 
-def parse_policies(text: str, choices=tuple(POLICIES), purpose: str = "") -> list[str]:
-    """Comma-separated policy names (or `all`) among `choices`, in the given order, without repeats.
-
-    `purpose` qualifies the error for a command that accepts fewer policies (" for training").
-    """
-    names = [p.strip() for p in text.split(",") if p.strip()]
-    if not names:
-        raise InputError("--policy is empty: name at least one of " + ", ".join(choices))
-    unknown = [n for n in names if n not in choices and n != "all"]
-    if unknown:
-        raise InputError(f"unknown policy {unknown[0]!r}{purpose}: choose from {', '.join(choices)} or all")
-    if "all" in names:
-        return list(choices)
-    return list(dict.fromkeys(names))
-
-
-def parse_budgets(text: str, tables: list[TableSpec]) -> list[tuple[str, int]]:
-    labels = [b.strip() for b in str(text).split(",") if b.strip()]
-    if not labels:
-        raise InputError("--budget is empty: give a fraction like 0.1 or bytes like 2GiB")
-    if len(set(labels)) != len(labels):
-        raise InputError(f"--budget lists a budget twice: {text}")
-    dense = dense_bytes(tables)
-    return [(label, parse_budget(label, dense)) for label in labels]
-
-
 @dataclass
 class ReplayResults:
     summary: dict                       # the summary.json object
     series: dict[str, pl.DataFrame]     # time series per policy key
 
 
-def replay(source: TraceSource, policies: list[str], budgets: list[tuple[str, int]], cfg: ReplayConfig,
+def replay(source: TraceSource, policies: list[str], budgets, cfg: ReplayConfig,
            progress: Callable[[int], None] | None = None) -> ReplayResults:
-    """Feed the trace once through every policy at every budget."""
-    keyed = len(budgets) > 1
-    runs = [(f"{name}@{label}" if keyed else name, name, label, budget)
-            for label, budget in budgets for name in policies]
-    results, trace = _one_pass(source, runs, cfg, progress)
+    """Feed the trace once through every policy at every budget (`budgets` as `plan.parse_budgets` takes them)."""
+    return replay_runs(source, plan(source.tables, policies, budgets, cfg), progress)
+
+
+def replay_runs(source: TraceSource, runs: list[Run], progress: Callable[[int], None] | None = None) -> ReplayResults:
+    """Feed the trace once through the planned runs (`plan.plan` of the source's tables and one config)."""
+    keys = [(run.key(keyed(runs)), run) for run in runs]
+    results, trace = _one_pass(source, keys, progress)
+    cfg = runs[0].config
+    budgets = list(dict.fromkeys((run.budget_label, run.budget_bytes) for run in runs))
+    policies = list(dict.fromkeys(run.policy for run in runs))
     summary = {
         "format": RESULTS_FORMAT,
         "policies": {key: r.summary_json() for key, r in results.items()},
         "config": config_json(cfg, budgets, policies, trace),
         "trace": trace,
     }
-    summary["warnings"] = replay_warnings(summary, runs)
+    summary["warnings"] = replay_warnings(summary, _warning_runs(keys))
     return ReplayResults(summary, {key: r.snapshots for key, r in results.items()})
+
+
+def _warning_runs(keys: list[tuple[str, Run]]) -> list[tuple[str, str, str, int]]:
+    """(key, policy, budget label, budget bytes) of each run, as `checks.replay_warnings` takes them."""
+    return [(key, run.policy, run.budget_label, run.budget_bytes) for key, run in keys]
 
 
 def passes(policies: list[str]) -> int:
@@ -80,38 +66,37 @@ def passes(policies: list[str]) -> int:
     return 2 if any(POLICIES[name].needs_frequencies for name in policies) else 1
 
 
-def replay_each(source: TraceSource, points: list[tuple[str, str, int]], cfg: ReplayConfig,
+def replay_each(source: TraceSource, runs: list[Run],
                 progress: Callable[[int], None] | None = None) -> list[ReplayResults]:
-    """Several (policy, budget label, budget bytes) replays in one pass over the trace.
+    """Several single-policy, single-budget replays in one pass over the trace.
 
-    Result i equals `replay(source, [policy_i], [(label_i, bytes_i)], cfg)` exactly (policy
-    instances never share state): the trace is decoded once for all of them instead of once
-    each, which is what `fiitedsim sweep` batches points for.
+    Result i equals `replay_runs(source, [runs[i]])` exactly (policy instances never share state): the
+    trace is decoded once for all of them instead of once each, which is what `fiitedsim sweep` batches
+    points for. The runs share the source's tables and every knob but the budget.
     """
-    runs = [(str(i), name, label, budget) for i, (name, label, budget) in enumerate(points)]
-    results, trace = _one_pass(source, runs, cfg, progress)
+    check_runs(runs)  # again on the worker: the start-up arrays must fit in its memory, not only the client's
+    keys = [(str(i), run) for i, run in enumerate(runs)]
+    results, trace = _one_pass(source, keys, progress)
     out = []
-    for (key, name, label, budget) in runs:
+    for key, run in keys:
+        name = run.policy
         summary = {"format": RESULTS_FORMAT, "policies": {name: results[key].summary_json()},
-                   "config": config_json(cfg, [(label, budget)], [name], trace), "trace": trace}
-        summary["warnings"] = replay_warnings(summary, [(name, name, label, budget)])
+                   "config": config_json(run.config, [(run.budget_label, run.budget_bytes)], [name], trace),
+                   "trace": trace}
+        summary["warnings"] = replay_warnings(summary, _warning_runs([(name, run)]))
         out.append(ReplayResults(summary, {name: results[key].snapshots}))
     return out
 
 
-def _one_pass(source: TraceSource, runs: list[tuple[str, str, str, int]], cfg: ReplayConfig,
+def _one_pass(source: TraceSource, runs: list[tuple[str, Run]],
               progress: Callable[[int], None] | None) -> tuple[dict, dict]:
-    """Feed the trace once through one policy instance per run (key, policy, budget label, budget bytes).
+    """Feed the trace once through one policy instance per (key, planned run).
 
     Returns the finished `PolicyResult` per key and the summary's "trace" object.
     """
     tables = source.tables
-    check_tables_fit_pages(tables, cfg)
-    instances = {}
-    for key, name, label, budget in runs:
-        cfg_b = cfg.with_budget(budget, label)
-        POLICIES[name].check_budget(tables, cfg_b)
-        instances[key] = POLICIES[name](tables, cfg_b, source.has_grad, source.has_importance)
+    instances = {key: POLICIES[run.policy](tables, run.config, source.has_grad, source.has_importance)
+                 for key, run in runs}
     if any(policy.needs_frequencies for policy in instances.values()):
         touched = count_lookups(source, progress)  # the first pass of an offline oracle (mde)
         for policy in instances.values():
@@ -130,10 +115,9 @@ def _one_pass(source: TraceSource, runs: list[tuple[str, str, str, int]], cfg: R
             policy.consume(batch)
         if isinstance(touched, TouchedRows):
             touched.add(batch.table, batch.row)
-        for steps in (batch.step, batch.imp_step):
-            if steps.size:
-                first_step = int(steps[0]) if first_step is None else min(first_step, int(steps[0]))
-                last_step = int(steps[-1]) if last_step is None else max(last_step, int(steps[-1]))
+        if batch.step.size:  # the trace's steps: importance records outside them do not move them
+            first_step = int(batch.step[0]) if first_step is None else first_step
+            last_step = int(batch.step[-1])
         lookups += batch.num_lookups
         importance += batch.num_importance
         if progress:
@@ -180,7 +164,8 @@ def budget_entries(budgets, dense: int, touched_dense: int) -> list[dict]:
 
 
 def check_out_dir(out: str | Path) -> Path:
-    """`out` may be new, an empty folder or an earlier results folder (which is replaced); nothing else."""
+    """`out` may be new, an empty folder or an earlier results folder (whose summary.json and timeseries/ are
+    replaced, other files kept); nothing else."""
     out = Path(out)
     refuse_cwd_or_parent(out, "--out", "runs/demo")
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not _is_results_folder(out))):
@@ -190,6 +175,7 @@ def check_out_dir(out: str | Path) -> Path:
             if not parent.is_dir():
                 raise InputError(f"--out {out}: {parent} is not a folder")
             break
+    check_writable(out)
     return out
 
 
@@ -205,10 +191,11 @@ def _is_results_folder(folder: Path) -> bool:
 def write_results(out: str | Path, results: ReplayResults) -> Path:
     """Write `summary.json` and `timeseries/KEY.parquet` all-or-nothing into `out`."""
     out = check_out_dir(out)
-    with atomic_path(out.resolve(), directory=True) as tmp:  # resolved: `a/../b` must not create `a`
+    # resolved: `a/../b` must not create `a`; files the user added to an earlier results folder are kept
+    with atomic_path(out.resolve(), directory=True, replaces=("summary.json", "timeseries")) as tmp:
         (tmp / "timeseries").mkdir()
         for key, frame in results.series.items():
-            frame.write_parquet(tmp / "timeseries" / f"{key}.parquet")
+            write_parquet_frame(frame, tmp / "timeseries" / f"{key}.parquet")
         (tmp / "summary.json").write_text(summary_text(results.summary))
     return out
 

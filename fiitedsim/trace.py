@@ -36,8 +36,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .atomic import atomic_path
-from .config import MAX_TABLES, TableSpec, load_tables_file, tables_from_json
-from .errors import InputError
+from .config import MAX_TABLES, TableSpec, load_tables_file, parse_tables_json, tables_from_json
+from .errors import EmptyImportanceLog, GradNormIgnored, InputError, TablesInferred, refuse_duplicate_columns
 from .trace_writer import IMPORTANCE_SCHEMA, TABLES_KEY
 
 TRACE_COLUMNS = ("step", "table", "row")
@@ -171,7 +171,8 @@ def _is_float_list(t: pa.DataType) -> bool:
 
 def _check_schema(path: Path, schema: pa.Schema, what: str, required: tuple[str, ...],
                   types: dict[str, tuple[Callable[[pa.DataType], bool], str]]) -> None:
-    """Columns present and of usable types, checked from the footer before reading any data."""
+    """Columns present, each once, and of usable types, checked from the footer before reading any data."""
+    refuse_duplicate_columns(path, schema.names)
     missing = [c for c in required if c not in schema.names]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}; "
@@ -308,8 +309,8 @@ class TraceSource:
         trace_has_grad = "grad_norm" in schema.names
         self.has_grad = trace_has_grad and not self.has_importance
         if trace_has_grad and self.has_importance:
-            warn(f"{self.path} has grad_norm and an importance log {self.importance_path} was given too: "
-                 "the log wins and grad_norm is ignored")
+            warn(GradNormIgnored(f"{self.path} has grad_norm and an importance log {self.importance_path} was "
+                                 "given too: the log wins and grad_norm is ignored"))
 
         self.set_tables(self._resolve_tables(schema, tables_file))
 
@@ -363,7 +364,7 @@ class TraceSource:
             raise InputError(f"{path}: the log names tables by {kind} but the trace {self.path} by "
                              f"{self._table_kind}; use the same kind of table column in both")
         if self.num_importance == 0:
-            self.warn(f"importance log {path} is empty: no importance will be added")
+            self.warn(EmptyImportanceLog(f"importance log {path} is empty: no importance will be added"))
 
     def _resolve_tables(self, schema: pa.Schema, tables_file) -> list[TableSpec]:
         """--tables file, else the trace's metadata, else inference (DESIGN 1.1)."""
@@ -379,7 +380,8 @@ class TraceSource:
             return tables
         if meta is not None:
             try:
-                data = json.loads(meta.decode("utf-8"))
+                data = _naming(f"{self.parts[0]}: Parquet metadata '{key}'",
+                               lambda: parse_tables_json(meta.decode("utf-8")))
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise InputError(f"{self.parts[0]}: Parquet metadata '{key}' is not valid JSON "
                                  f"({_one_line(exc)}); pass --tables FILE instead") from None
@@ -424,9 +426,9 @@ class TraceSource:
                 offset += batch.num_rows
         by_index = {i: name for name, i in names.items()}
         tables = [TableSpec(by_index.get(i, f"t{i}"), rows=max(int(m) + 1, 1)) for i, m in enumerate(max_row)]
-        self.warn(f"{self.path}: no table list in the trace metadata and no --tables file; inferred "
-                  f"{len(tables)} table(s) with rows = max(row)+1 and D=64, C=8, fp32; "
-                  "pass --tables FILE to give the real sizes")
+        self.warn(TablesInferred(f"{self.path}: no table list in the trace metadata and no --tables file; "
+                                 f"inferred {len(tables)} table(s) with rows = max(row)+1 and D=64, C=8, fp32; "
+                                 "pass --tables FILE to give the real sizes"))
         return tables
 
     # -- per-batch column conversion ------------------------------------------

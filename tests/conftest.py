@@ -16,7 +16,8 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 @pytest.fixture
 def shared_data() -> Path:
-    """The workplace's shared data folder; tests using it skip when it is absent (the product never needs it)."""
+    """`../shared/data` beside the checkout: reference inputs some tests compare against (published statistics,
+    sample files; DESIGN.md beside it); they skip when it is absent (fiitedsim itself never reads it)."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data folder {SHARED_DATA} is absent (only present in the development workplace)")
+        pytest.skip("../shared/data is absent")
     return SHARED_DATA

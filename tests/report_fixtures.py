@@ -27,26 +27,60 @@ def sample_results(budgets: str = BUDGETS) -> ReplayResults:
     return replay(source, POLICY_NAMES, parse_budgets(budgets, source.tables), ReplayConfig(report_every=REPORT_EVERY))
 
 
-def train_outputs():
-    """Made-up `fiitedsim train` results for the training report: two policies at two budgets, hand-written
-    numbers (the report only draws them), evaluated at steps 10 and 20."""
+#: Made-up training runs: key -> (AUC per seed 0, 1, 2; payload peak MiB; total peak MiB; dim hit; collisions).
+#: test_report.py works out by hand what the report must say about them (ranking, ties, equal memory).
+TRAIN_RUNS = {
+    "fiited@0.05": ((0.7010, 0.7030, 0.7050), 1, 2, 0.61, 0.0),
+    "uniform-dim@0.05": ((0.7000, 0.7025, 0.7040), 1, 1, 0.25, 0.0),
+    "hash@0.05": ((0.7020, 0.7000, 0.7060), 1, 1, 0.20, 0.40),
+    "full@0.05": ((0.7100, 0.7100, 0.7100), 16, 16, 1.0, 0.0),
+    "fiited@0.25": ((0.7090, 0.7080, 0.7100), 4, 8, 0.83, 0.0),
+    "uniform-dim@0.25": ((0.7050, 0.7040, 0.7060), 4, 4, 0.50, 0.0),
+    "hash@0.25": ((0.7060, 0.7050, 0.7075), 4, 4, 0.45, 0.25),
+    "full@0.25": ((0.7100, 0.7100, 0.7100), 16, 16, 1.0, 0.0),
+}
+
+
+def train_outputs(seeds: tuple[int, ...] = (0, 1, 2), warnings: tuple[str, ...] = ()):
+    """Made-up `fiitedsim train` results for the training report (the report only draws them): `TRAIN_RUNS`
+    for the first len(seeds) seeds, evaluated at steps 10 (AUC - 0.01) and 20 (the final AUC)."""
+    import math
+
     import polars as pl
 
     from fiitedsim.train.runner import CURVE_COLUMNS, TrainOutputs
 
-    runs = {  # key: (auc, payload bytes peak, chunk hit rate)
-        "fiited@0.05": (0.7010, 5 * 2**20, 0.61), "full@0.05": (0.7100, 100 * 2**20, 1.0),
-        "fiited@0.25": (0.7090, 25 * 2**20, 0.83), "full@0.25": (0.7100, 100 * 2**20, 1.0),
-    }
-    policies = {key: {"auc": auc, "logloss": 0.5, "payload_bytes_peak": payload, "total_bytes_peak": payload + 4096,
-                      "chunk_hit_rate": hit, "samples": 40960, "seconds": 1.5}
-                for key, (auc, payload, hit) in runs.items()}
-    summary = {"policies": policies, "teacher_auc": 0.75,
-               "config": {"data": "synthetic", "samples": 45_000, "budgets": [{"label": "0.05", "bytes": 5 * 2**20},
-                                                                             {"label": "0.25", "bytes": 25 * 2**20}]}}
-    rows = []
-    for key, (auc, payload, hit) in runs.items():
+    mib = 2**20
+
+    def std(xs):
+        if len(xs) < 2:
+            return None
+        m = sum(xs) / len(xs)
+        return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+
+    policies, rows = {}, []
+    for key, (aucs, payload, total, dim_hit, collide) in TRAIN_RUNS.items():
         name, _, budget = key.partition("@")
-        rows += [(key, name, budget, 10, 20480, 0.6, auc - 0.01, 0.55, payload, payload + 4096, hit),
-                 (key, name, budget, 20, 40960, 0.55, auc, 0.5, payload, payload + 4096, hit)]
+        aucs = aucs[:len(seeds)]
+        per_seed = [{"seed": seed, "auc": auc, "logloss": 0.5, "payload_bytes_peak": payload * mib,
+                     "total_bytes_peak": total * mib, "chunk_hit_rate": dim_hit, "dim_hit_rate": dim_hit,
+                     "collision_share": collide, "rounds": 10 if name == "fiited" else 0, "samples": 40960,
+                     "seconds": 0.5, "teacher_auc": 0.75} for seed, auc in zip(seeds, aucs)]
+        policies[key] = {"auc": sum(aucs) / len(aucs), "logloss": 0.5, "auc_std": std(aucs),
+                         "logloss_std": 0.0 if len(seeds) > 1 else None, "payload_bytes_peak": payload * mib,
+                         "total_bytes_peak": total * mib, "chunk_hit_rate": dim_hit, "dim_hit_rate": dim_hit,
+                         "collision_share": collide, "rounds": 10 if name == "fiited" else 0, "samples": 40960,
+                         "seconds": 0.5 * len(seeds), "per_seed": per_seed}
+        for seed, auc in zip(seeds, aucs):
+            rows += [(key, name, budget, seed, 10, 20480, 0.6, auc - 0.01, 0.55, payload * mib, total * mib,
+                      dim_hit, dim_hit),
+                     (key, name, budget, seed, 20, 40960, 0.55, auc, 0.5, payload * mib, total * mib, dim_hit,
+                      dim_hit)]
+    budgets = [{"label": "0.05", "bytes": 2**20, "dense_share": 0.05, "touched_share": 0.25},
+               {"label": "0.25", "bytes": 5 * 2**20, "dense_share": 0.25, "touched_share": 1.25}]
+    summary = {"policies": policies, "teacher_auc": 0.75, "warnings": list(warnings),
+               "config": {"data": "synthetic", "samples": 45_000, "seeds": list(seeds), "steps_run": 20,
+                          "eval_every": 10, "interval": 5, "policies": ["fiited", "uniform-dim", "hash", "full"],
+                          "budgets": budgets, "dense_bytes": 20 * 2**20, "touched_rows": [1000, 2000],
+                          "touched_dense_bytes": 4 * 2**20}}
     return TrainOutputs(summary, pl.DataFrame(rows, schema=list(CURVE_COLUMNS), orient="row"))

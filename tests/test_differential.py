@@ -21,6 +21,8 @@ from hypothesis import strategies as st
 from fiitedsim import reference
 from fiitedsim.config import ReplayConfig, TableSpec
 
+pytestmark = pytest.mark.slow  # hypothesis: the engine against the reference on generated traces
+
 
 def bits(x: float) -> bytes:
     return struct.pack("<d", x)

@@ -331,7 +331,7 @@ def test_grad_norms(tmp_path, profile):
 
 @pytest.mark.parametrize("kw, words", [
     (dict(profile="meta2023"), "unknown --profile"),
-    (dict(tables=0), "--tables"),
+    (dict(tables=0), "--table-count"),
     (dict(rows=0), "--rows"),
     (dict(rows=2**40), "--rows"),
     (dict(steps=-1), "--steps"),

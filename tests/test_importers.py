@@ -106,6 +106,7 @@ INDICES = [5, 7, 8, 2, 9, 9, 1, 4, 0, 6]
 OFFSETS = [0, 1, 1, 3, 4, 4, 4, 4, 4, 7, 8, 9, 10]  # running sum of the flattened lengths, 13 = T*B+1 entries
 
 
+@pytest.mark.slow  # torch writes the .pt files (its import alone takes seconds)
 @pytest.mark.parametrize("compress, legacy", [(False, False), (True, False), (False, True)],
                          ids=["pt", "pt.gz", "legacy-format"])
 def test_fbgemm_hand_example(tmp_path, compress, legacy):
@@ -124,6 +125,7 @@ def test_fbgemm_hand_example(tmp_path, compress, legacy):
     assert (report.lookups, report.first_step, report.last_step) == (10, 7, 7)
 
 
+@pytest.mark.slow  # torch writes the .pt files (its import alone takes seconds)
 def test_fbgemm_rows_and_tables_options(tmp_path):
     from fiitedsim.importers.fbgemm import import_fbgemm
     pt = write_pt(tmp_path / "b.pt", INDICES, OFFSETS, LENGTHS)
@@ -138,6 +140,7 @@ def test_fbgemm_rows_and_tables_options(tmp_path):
         import_fbgemm(pt, tmp_path / "t.parquet", tables_file=tables)
 
 
+@pytest.mark.slow  # torch writes the .pt files (its import alone takes seconds)
 def test_fbgemm_parts_replay_as_one_trace(tmp_path):
     """Three batch files imported with --step 0, 1, 2 into one folder read back in step order."""
     from fiitedsim.importers.fbgemm import import_fbgemm
@@ -194,6 +197,7 @@ BAD_PT = [
 ]
 
 
+@pytest.mark.slow  # torch writes the .pt files (its import alone takes seconds)
 @pytest.mark.parametrize("kind, words", BAD_PT, ids=[k for k, _ in BAD_PT])
 def test_fbgemm_bad_file_exits_2(monkeypatch, capsys, tmp_path, kind, words):
     _bad_pt(kind, tmp_path / "bad.pt")
@@ -209,6 +213,7 @@ def test_fbgemm_without_torch(monkeypatch, tmp_path):
         import_fbgemm(tmp_path / "b.pt", tmp_path / "o.parquet")
 
 
+@pytest.mark.slow  # torch writes the .pt files (its import alone takes seconds)
 def test_fbgemm_cli(monkeypatch, capsys, tmp_path):
     pt = write_pt(tmp_path / "b.pt", INDICES, OFFSETS, LENGTHS)
     result = run(monkeypatch, capsys, "import", "fbgemm", pt, "-o", tmp_path / "t.parquet", "--step", "3", "-q")

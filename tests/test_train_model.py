@@ -30,8 +30,13 @@ except ImportError:  # torch is a test extra; CI installs it (see pyproject.toml
     torch = None
 
 # skipped only outside CI: with CI set, a missing torch fails these tests instead of hiding them
-needs_torch = pytest.mark.skipif(torch is None and not os.environ.get("CI"),
-                                 reason="torch not installed (pip install -e '.[test]')")
+_torch_or_skip = pytest.mark.skipif(torch is None and not os.environ.get("CI"),
+                                    reason="torch not installed (pip install -e '.[test]')")
+
+
+def needs_torch(test):
+    """A test against torch: slow (torch's import alone takes seconds), and skipped without torch outside CI."""
+    return pytest.mark.slow(_torch_or_skip(test))
 
 
 def tiny(dense=3, rows=(5, 3, 7), dim=8, chunk=2, bottom=(6,), top=(5, 4)):

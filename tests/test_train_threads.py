@@ -13,6 +13,7 @@ import pytest
 from fiitedsim.train.threads import ThreadedMatmul, blas_threads
 
 
+@pytest.mark.slow  # seconds of replay or compute
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("m,k,n", [(2048, 367, 256), (1001, 300, 7), (5, 3, 2), (367, 2048, 256)])
 @pytest.mark.parametrize("transpose_a", [False, True])

@@ -9,3 +9,6 @@ inputs larger than memory can be converted:
 * `criteo`:  Criteo display-advertising TSV (or CSV with a header line)
 * `columns`: any CSV or Parquet file with named step / table / row columns
 """
+
+#: `fiitedsim import criteo`: samples per training step, and rows of every categorical table.
+CRITEO_BATCH, CRITEO_ROWS = 4096, 1_000_000

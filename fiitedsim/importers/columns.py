@@ -24,7 +24,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ..config import MAX_TABLES, load_tables_file
-from ..errors import InputError
+from ..errors import InputError, refuse_duplicate_columns
 from .common import ImportReport, Layout, Progress, arrow_error, check_input, write_trace
 
 BLOCK_BYTES = 4 << 20  # pyarrow reads blocks ahead; small blocks keep peak memory flat (~0.5 GB RSS, any input size)
@@ -60,6 +60,7 @@ class _Input:
             except (pa.ArrowException, OSError) as exc:
                 raise arrow_error(path, exc, "not readable as CSV") from None
             self.total = path.stat().st_size
+        refuse_duplicate_columns(path, available, used=names)
         missing = [f"--{role}-col {name!r}" for role, name in columns.items() if name not in available]
         if missing:
             shown = ", ".join(available[:20]) + (", ..." if len(available) > 20 else "")

@@ -8,7 +8,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, check_writable
 from ..config import DEFAULT_CHUNK, DEFAULT_DIM, DEFAULT_DTYPE_BYTES, TableSpec, load_tables_file
 from ..errors import InputError
 from ..trace import TraceSource
@@ -103,6 +103,7 @@ def check_output(output, inputs) -> Path:
         raise InputError(f"-o {output} is the input file; choose another output name")
     if output.is_dir():
         raise InputError(f"-o {output} is a folder; give a .parquet file name (e.g. {output}/part-0.parquet)")
+    check_writable(output)
     return output
 
 

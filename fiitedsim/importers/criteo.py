@@ -25,13 +25,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from ..errors import InputError
+from ..errors import InputError, refuse_duplicate_columns
 from ..hashing import hash_rows
+from . import CRITEO_BATCH, CRITEO_ROWS
 from .common import ImportReport, Layout, Progress, arrow_error, check_input, tables_from_file, write_trace
 
 N_DENSE, N_CAT = 13, 26
 N_FIELDS = 1 + N_DENSE + N_CAT
-DEFAULT_ROWS = 1_000_000
+DEFAULT_ROWS = CRITEO_ROWS
 BLOCK_BYTES = 4 << 20  # pyarrow reads blocks ahead; small blocks keep peak memory flat (~0.5 GB RSS, any input size)
 
 
@@ -39,7 +40,8 @@ def _first_line(path: Path, compressed: bool) -> str:
     opener = gzip.open if compressed else open
     try:
         with opener(path, "rb") as f:
-            return f.readline(1 << 20).decode("utf-8", "replace").rstrip("\r\n")
+            # a UTF-8 byte-order mark is no part of the first field (pyarrow's reader skips it too)
+            return f.readline(1 << 20).decode("utf-8", "replace").rstrip("\r\n").removeprefix("\ufeff")
     except (OSError, EOFError) as exc:
         raise InputError(f"{path}: cannot read: {exc}") from None
 
@@ -52,7 +54,7 @@ def _is_int(text: str) -> bool:
         return False
 
 
-def import_criteo(path, output, batch: int = 4096, rows: int = DEFAULT_ROWS, step: int = 0, tables_file=None,
+def import_criteo(path, output, batch: int = CRITEO_BATCH, rows: int = DEFAULT_ROWS, step: int = 0, tables_file=None,
                   layout: Layout = Layout(), progress: Progress | None = None) -> ImportReport:
     """Convert a Criteo TSV/CSV file to a trace; see the module docstring for the mapping."""
     path = check_input(path, "criteo file")
@@ -75,6 +77,8 @@ def import_criteo(path, output, batch: int = 4096, rows: int = DEFAULT_ROWS, ste
                          f"or {N_FIELDS - 1} without the label (test files)")
     n_fields = len(fields)
     header = fields[0] != "" and not _is_int(fields[0])
+    if header:
+        refuse_duplicate_columns(path, fields)
     names = fields[-N_CAT:] if header else [f"C{i + 1}" for i in range(N_CAT)]
     if tables_file is not None:
         tables = tables_from_file(tables_file, N_CAT, "Criteo data (26 categorical fields)")

@@ -29,6 +29,7 @@ import numpy as np
 from .. import metrics, store
 from ..config import check_budget_workable
 from ..engine import DONE, GAP, NEED_INDEX, NEED_PAGES, NEED_ROWS, EngineState, Loop
+from ..memory import check_engine_memory
 from ..metrics import Count, FloatGauge, IntGauge
 from ..prefetch import prefetch, prefetch2
 from ..store import ROW_BITS, ROW_MASK, FParam, Ix, Param, PoolCol, Scalar, Tab, inline
@@ -813,6 +814,7 @@ class Fiited(Policy):
 
     @classmethod
     def check_budget(cls, tables, cfg) -> None:
+        check_engine_memory(tables, cfg)  # the start-up arrays (--index-initial, --page-bytes) must fit
         check_budget_workable(tables, cfg)
 
     def consume(self, batch) -> None:

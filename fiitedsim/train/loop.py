@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from ..config import TrainConfig  # noqa: F401 (its home before; the trainer's users import it here)
 from .data import Dataset
 from .metrics import auc, log_loss
 from .model import (
@@ -35,23 +36,6 @@ from .model import (
 from .optim import Adam, RowWiseAdagrad
 from .residency import FullResidency, Resets, ResidencyHook
 from .threads import ThreadedMatmul, blas_threads
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    dim: int = 16
-    chunk: int = 4
-    bottom: tuple[int, ...] = (128, 64)
-    top: tuple[int, ...] = (256, 128)
-    batch: int = 2048
-    epochs: int = 1
-    steps: int | None = None          # if set, wins over epochs
-    lr_emb: float = 0.05              # row-wise Adagrad
-    lr_mlp: float = 1e-3              # Adam
-    eval_every: int | None = None     # steps between evaluations (and one at the end); None: about 20 in all
-    interval: int | None = None       # the engine's pruning interval; None: about 10 rounds (`schedule`)
-    eval_fraction: float = 0.1        # the last 10% of the samples, in time order
-    seed: int = 0
 
 
 @dataclass

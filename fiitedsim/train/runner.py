@@ -2,7 +2,7 @@
 
 Every run starts from the same seeded parameters and sees the same batches, so
 runs differ only by their storage policy. The results are `train_summary.json`
-(README "train_summary.json") and `curve.parquet`, one row per evaluation of
+(docs/formats.md, "train_summary.json") and `curve.parquet`, one row per evaluation of
 every run: accuracy beside the policy's memory at that step. Everything except
 the `seconds` fields (wall time of the training steps) is a pure function of
 the inputs and the seed, so the same command gives byte-identical files.
@@ -19,22 +19,23 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ..atomic import atomic_path, refuse_cwd_or_parent
+from ..atomic import atomic_path, check_writable, refuse_cwd_or_parent, write_parquet_frame
 from ..checks import train_warnings
-from ..config import ReplayConfig, TableSpec, dense_bytes
+from ..config import TRAIN_FIELDS, TRAIN_ROWS, ReplayConfig, TableSpec, dense_bytes
 from ..errors import InputError
+from ..plan import Run, check_runs, plan, split_list
 from ..policies import POLICIES
-from ..replay import budget_entries, parse_budgets
+from ..replay import budget_entries
 from ..rowset import RowMap
 from ..trace_writer import ImportanceWriter, TraceWriter
-from .data import Dataset, read_criteo, read_table, synthetic
+from .data import Dataset, movielens_files, read_criteo, read_movielens, read_table, synthetic
 from .engine_hook import EngineResidency, TraceRecorder, train_tables
 from .loop import TrainConfig, config_dict, schedule, total_steps, train
 
 SUMMARY_FILE, CURVE_FILE = "train_summary.json", "curve.parquet"
 #: The defaults of `fiitedsim train --fields/--rows`, and of the `fields`/`rows` knobs of a data sweep.
-DEFAULT_FIELDS, DEFAULT_ROWS = 26, 100_000
-#: Keys of every run in train_summary.json, in this order (README contract). `auc`, `logloss` and the hit
+DEFAULT_FIELDS, DEFAULT_ROWS = TRAIN_FIELDS, TRAIN_ROWS
+#: Keys of every run in train_summary.json, in this order (the docs/formats.md contract). `auc`, `logloss` and the hit
 #: rates are means over the seeds, `*_std` their sample standard deviations (null with one seed), the byte
 #: figures the largest over the seeds, `rounds` the fewest, `seconds` the sum; `per_seed` has each seed's own.
 RUN_KEYS = ("auc", "logloss", "auc_std", "logloss_std", "payload_bytes_peak", "total_bytes_peak", "chunk_hit_rate",
@@ -51,36 +52,60 @@ CURVE_SCHEMA = {"key": pl.Utf8, "policy": pl.Utf8, "budget": pl.Utf8, "seed": pl
                 "dim_hit_rate": pl.Float64}
 
 
-def _columns(text: str | None) -> list[str]:
-    return [c.strip() for c in (text or "").split(",") if c.strip()]
+def _columns(text: str | None, option: str = "--sparse") -> list[str]:
+    """A column list (`replay.split_list`'s rule: no empty item, none twice); none given is []."""
+    return [] if text is None else split_list(text, option, "name at least one column", "a column")
+
+
+#: The accepted forms of a data spec, as error messages list them.
+DATA_SPECS = "synthetic, movielens, movielens:PATH, criteo:PATH, parquet:PATH or csv:PATH"
 
 
 def data_kind(spec: str) -> tuple[str, str]:
-    """(kind, path) of a data spec: ("synthetic", "") or ("criteo" | "parquet" | "csv", PATH); else an InputError."""
+    """(kind, path) of a data spec: ("synthetic" | "movielens", ""), or ("movielens" | "criteo" | "parquet" | "csv",
+    PATH); else an InputError. A movielens PATH is a GroupLens ml-100k folder, the others are files."""
     kind, _, path = spec.partition(":")
-    if kind == "synthetic" and not path:
+    if kind in ("synthetic", "movielens") and not path:
         return kind, ""
-    if kind not in ("criteo", "parquet", "csv") or not path:
-        raise InputError(f"--data {spec!r}: use synthetic, criteo:PATH, parquet:PATH or csv:PATH")
+    if kind not in ("movielens", "criteo", "parquet", "csv") or not path:
+        raise InputError(f"--data {spec!r}: use {DATA_SPECS}")
     return kind, path
 
 
+def data_files(spec: str) -> list[Path]:
+    """The files a data spec reads (none for synthetic): what a sweep's point keys record; missing ones are errors."""
+    kind, path = data_kind(spec)
+    if kind == "synthetic":
+        return []
+    if kind == "movielens":
+        return movielens_files(path or None)
+    if not Path(path).is_file():
+        raise InputError(f"--data {spec!r}: file {path} not found")
+    return [Path(path)]
+
+
 def load_data(spec: str, label: str | None, sparse: str | None, dense: str | None, samples: int | None,
-              fields: int, rows: int, dim: int, seed: int) -> Dataset:
-    """`synthetic`, `criteo:PATH`, `parquet:PATH` or `csv:PATH` (the latter two with --label and --sparse)."""
+              fields: int, rows: int, dim: int, seed: int, warn: Callable[[str], None] | None = None) -> Dataset:
+    """`synthetic`, `movielens[:PATH]`, `criteo:PATH`, `parquet:PATH` or `csv:PATH` (the latter two with --label
+    and --sparse).
+
+    `warn` gets data warnings (NaN dense values read as 0); default: printed to stderr.
+    """
+    more = {} if warn is None else {"warn": warn}
     kind, path = data_kind(spec)
     if kind == "synthetic":
         return synthetic(samples=2_000_000 if samples is None else samples, fields=fields, rows=rows, dim=dim,
                          seed=seed)
-    if not Path(path).is_file():
-        raise InputError(f"--data {spec!r}: file {path} not found")
+    data_files(spec)
     if samples is not None and samples < 1:
         raise InputError(f"--samples must be at least 1, got {samples}")
+    if kind == "movielens":
+        return read_movielens(path or None, rows=rows, samples=samples)
     if kind == "criteo":
-        return read_criteo(path, rows=rows, samples=samples)
+        return read_criteo(path, rows=rows, samples=samples, **more)
     if not label or not _columns(sparse):
         raise InputError(f"--data {kind}:PATH needs --label and --sparse (and optionally --dense) column lists")
-    return read_table(path, label, _columns(sparse), _columns(dense), rows=rows, samples=samples)
+    return read_table(path, label, _columns(sparse), _columns(dense, "--dense"), rows=rows, samples=samples, **more)
 
 
 def train_config(**kw) -> TrainConfig:
@@ -153,58 +178,87 @@ def touched_rows(ds: Dataset, tcfg: TrainConfig) -> list[int]:
     return [int(np.unique(ds.sparse[tr, f]).size) for f in range(ds.sparse.shape[1])]
 
 
-def run_all(data: Dataset | Callable[[int], Dataset], data_spec: str, policies: list[str], budgets: str,
+@dataclass(frozen=True)
+class TrainPlan:
+    """The runs of a training command, checked, and the schedule they share."""
+
+    tables: list[TableSpec]    # the data's embedding tables at the model's dim and chunk
+    runs: list[Run]            # budgets x policies (`plan.plan`), each config with the schedule's interval
+    tcfg: TrainConfig          # with `interval` and `eval_every` set (`loop.schedule`)
+    auto: list[str]            # the schedule's settings derived from the run's length
+    steps: int                 # training steps of one run
+
+
+def plan_training(first: Dataset, policies: list[str], budgets, tcfg: TrainConfig, rcfg: ReplayConfig,
+                  seeds: int = 1, emit: bool = False) -> TrainPlan:
+    """Plan one training command on its (first seed's) data: the runs (`plan.plan`) and the schedule.
+
+    `emit`: the run's lookups are recorded (--emit-trace, --emit-importance), which needs one run and one seed.
+
+    The pruning interval is part of the training schedule: `tcfg.interval` (and `tcfg.eval_every`), or from
+    the run's length when None (`loop.schedule`); `rcfg.interval` is not used.
+    """
+    if rcfg.interval != ReplayConfig().interval:
+        raise ValueError("the trainer's pruning interval is TrainConfig.interval, not ReplayConfig.interval")
+    if len(first) < 2:
+        raise InputError("need at least 2 samples (one to train on, one to evaluate)")
+    tables = train_tables(first.rows, tcfg.dim, tcfg.chunk, first.sparse_names)
+    runs = plan(tables, policies, budgets, rcfg, check=False)
+    if emit and (len(runs) != 1 or seeds != 1):
+        raise InputError("--emit-trace and --emit-importance record one training run: give one --policy, one "
+                         f"--budget and one seed (got {len(runs)} runs x {seeds} seeds)")
+    check_runs(runs)  # every check before any training: a bad budget fails first
+    n_train = first.split(tcfg.eval_fraction)[0].stop
+    auto = [k for k in ("interval", "eval_every") if getattr(tcfg, k) is None]
+    steps = total_steps(tcfg, n_train)
+    tcfg = schedule(tcfg, steps)
+    runs = [replace(run, config=replace(run.config, interval=tcfg.interval)) for run in runs]
+    return TrainPlan(tables, runs, tcfg, auto, steps)
+
+
+def run_all(data: Dataset | Callable[[int], Dataset], data_spec: str, policies: list[str], budgets,
             tcfg: TrainConfig, rcfg: ReplayConfig, emit_trace: Path | None = None,
-            emit_importance: Path | None = None, progress: Callable[[int], None] | None = None,
+            emit_importance: Path | None = None, progress: Callable[[int, int], None] | None = None,
             seeds: list[int] | None = None) -> TrainOutputs:
     """Train one model per policy, budget and seed (keys NAME@BUDGET) and collect accuracy and memory.
 
     `data` is the data set, or a function of the seed that makes it (synthetic data is drawn per seed;
     a file is the same for every seed, only the model's initial parameters change). `seeds` default to
-    `tcfg.seed`. The pruning interval is part of the training schedule: `tcfg.interval` (and
-    `tcfg.eval_every`), or from the run's length when None (`loop.schedule`); `rcfg.interval` is not used.
+    `tcfg.seed`; `budgets` as `plan.parse_budgets` takes them; the schedule as `plan_training` sets it.
+    `progress(done, total)` counts training steps over every run and seed.
     """
-    if rcfg.interval != ReplayConfig().interval:
-        raise ValueError("the trainer's pruning interval is TrainConfig.interval, not ReplayConfig.interval")
     seeds = [tcfg.seed] if seeds is None else list(seeds)
     datasets = (lambda seed: data) if isinstance(data, Dataset) else data
     first = datasets(seeds[0])
-    if len(first) < 2:
-        raise InputError("need at least 2 samples (one to train on, one to evaluate)")
-    tables = train_tables(first.rows, tcfg.dim, tcfg.chunk, first.sparse_names)
-    parsed = parse_budgets(budgets, tables)
-    runs = [(name, label, bytes_) for label, bytes_ in parsed for name in policies]
-    if (emit_trace or emit_importance) and (len(runs) != 1 or len(seeds) != 1):
-        raise InputError("--emit-trace and --emit-importance record one training run: give one --policy, one "
-                         f"--budget and one seed (got {len(runs)} runs x {len(seeds)} seeds)")
-    n_train = first.split(tcfg.eval_fraction)[0].stop
-    auto = [k for k in ("interval", "eval_every") if getattr(tcfg, k) is None]
-    steps = total_steps(tcfg, n_train)
-    tcfg = schedule(tcfg, steps)
-    rcfg = replace(rcfg, interval=tcfg.interval)
-    for name, label, b in runs:  # every check before any training: a bad budget fails first
-        EngineResidency.check(name, tables, rcfg.with_budget(b, label))
-    per_seed: dict[str, list[dict]] = {f"{name}@{label}": [] for name, label, _ in runs}
+    planned = plan_training(first, policies, budgets, tcfg, rcfg, len(seeds), bool(emit_trace or emit_importance))
+    tables, runs, tcfg, steps = planned.tables, planned.runs, planned.tcfg, planned.steps
+    total, done = steps * len(runs) * len(seeds), 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(done, total)
+    per_seed: dict[str, list[dict]] = {run.key(True): [] for run in runs}
     curve, teacher = [], []
     for seed in seeds:
         ds = first if seed == seeds[0] else datasets(seed)
         tcfg_s = replace(tcfg, seed=seed)
         lookups = training_lookups(ds, tcfg_s) if any(POLICIES[n].needs_frequencies for n in policies) else None
         trained: dict[str, str] = {}  # a budget-independent policy (full) -> its key trained at this seed
-        for name, label, b in runs:
-            key = f"{name}@{label}"
+        for run in runs:
+            name, label, key = run.policy, run.budget_label, run.key(True)
             if POLICIES[name].budget_independent and name in trained:  # the same model at every budget
                 per_seed[key].append(dict(per_seed[trained[name]][-1]))
                 curve.extend([{**h, "key": key, "budget": label} for h in curve if h["key"] == trained[name]
                               and h["seed"] == seed])
-                if progress:
-                    progress(steps)
+                advance(steps)
                 continue
             trained[name] = key
-            hook = EngineResidency.build(name, tables, rcfg.with_budget(b, label), frequencies=lookups)
+            hook = EngineResidency.build(name, tables, run.config, frequencies=lookups)
             with _recording(tables, emit_trace, emit_importance) as recorder:
                 hook.recorder = recorder
-                res = train(ds, tcfg_s, hook, progress=(lambda done, total: progress(1)) if progress else None,
+                res = train(ds, tcfg_s, hook, progress=lambda done, total: advance(1),
                             eval_extra=lambda hook=hook: _memory_now(hook))
                 summary = hook.finish().summary
             per_seed[key].append({
@@ -217,15 +271,17 @@ def run_all(data: Dataset | Callable[[int], Dataset], data_spec: str, policies: 
     results = {key: combine_seeds(entries) for key, entries in per_seed.items()}
     touched = touched_rows(first, tcfg)
     touched_dense = sum(n * t.dim * t.dtype_bytes for n, t in zip(touched, tables))
+    budgets = list(dict.fromkeys((run.budget_label, run.budget_bytes) for run in runs))
+    rcfg = runs[0].config
     summary = {"policies": results, "teacher_auc": _mean(teacher),
                "config": {"data": data_spec, "samples": len(first), "fields": len(first.rows),
                           "rows": list(first.rows), "dense": first.dense.shape[1], **config_dict(tcfg),
-                          "seeds": seeds, "auto": auto, "steps_run": steps, "gamma": rcfg.gamma,
+                          "seeds": seeds, "auto": planned.auto, "steps_run": steps, "gamma": rcfg.gamma,
                           "page_bytes": rcfg.page_bytes, "mde_exponent": rcfg.mde_exponent, "policies": policies,
-                          "budgets": budget_entries(parsed, dense_bytes(tables), touched_dense),
+                          "budgets": budget_entries(budgets, dense_bytes(tables), touched_dense),
                           "dense_bytes": dense_bytes(tables), "touched_rows": touched,
                           "touched_dense_bytes": touched_dense}}
-    summary["warnings"] = train_warnings(summary, runs)
+    summary["warnings"] = train_warnings(summary, [(run.policy, run.budget_label, run.budget_bytes) for run in runs])
     frame = pl.DataFrame(curve, schema=CURVE_SCHEMA)
     return TrainOutputs(summary, frame.select(CURVE_COLUMNS))
 
@@ -268,6 +324,7 @@ def check_train_out(out: Path) -> Path:
             raise InputError(f"--out {out} exists and is not a folder")
         if any(out.iterdir()) and not _is_train_folder(out):
             raise InputError(f"--out {out} exists and is not a fiitedsim train folder; choose a new folder")
+    check_writable(out)
     return out
 
 
@@ -286,7 +343,7 @@ def summary_text(summary: dict) -> str:
 def write_outputs(out: Path, outputs: TrainOutputs) -> Path:
     """`train_summary.json` and `curve.parquet`, all-or-nothing into `out`."""
     out = check_train_out(out)
-    with atomic_path(out.resolve(), directory=True) as tmp:
-        outputs.curve.write_parquet(tmp / CURVE_FILE)
+    with atomic_path(out.resolve(), directory=True, replaces=(SUMMARY_FILE, CURVE_FILE)) as tmp:
+        write_parquet_frame(outputs.curve, tmp / CURVE_FILE)
         (tmp / SUMMARY_FILE).write_text(summary_text(outputs.summary))
     return out

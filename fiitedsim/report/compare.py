@@ -1,0 +1,204 @@
+"""Fair comparisons, without HTML: each run's kind (pruning, offline oracle, cache, the dense reference), the
+paired tie rule over seeds (`paired_verdict`), and policies at equal total memory (curves linear in log memory
+between measured points, never extrapolated, compared at common memories)."""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..policies import CACHE_POLICIES, POLICIES
+
+
+@dataclass(frozen=True)
+class Run:
+    key: str            # the summary key: NAME or NAME@BUDGET
+    policy: str
+    budget: str         # budget label as given on the command line
+    budget_bytes: int | None
+
+
+def runs_of(summary: dict) -> list[Run]:
+    budgets = {b["label"]: b.get("bytes") for b in summary["config"].get("budgets", []) if isinstance(b, dict)}
+    only = next(iter(budgets)) if len(budgets) == 1 else ""
+    runs = []
+    for key in summary["policies"]:
+        name, at, label = key.partition("@")
+        label = label if at else only
+        runs.append(Run(key, name, label, budgets.get(label)))
+    return runs
+
+
+def policy_order(values) -> list:
+    return list(dict.fromkeys(values))
+
+
+# ---------------------------------------------------------------------------
+# What a policy is: pruning, an offline oracle, a cache, the dense reference
+
+#: The dense reference: every row stored whole, so above any budget below the dense size.
+DENSE_REFERENCE = ("full",)
+CACHE_NOTE = "needs a full backing copy: a miss is served from it, not lost"
+ORACLE_NOTE = "offline oracle (sized from a first pass)"
+#: Kind -> how charts and tables name it (the charts' line style follows it).
+KINDS = {"pruning": "pruning", "oracle": "pruning, offline oracle", "cache": "cache (full backing copy)",
+         "reference": "dense reference"}
+
+
+def policy_kind(name: str) -> str:
+    """`cache` (misses served from a full copy elsewhere), `oracle` (sized from a first pass over the very
+    lookups it is measured on), `reference` (the dense table) or `pruning` (any other, new policies too)."""
+    if name in CACHE_POLICIES:
+        return "cache"
+    if name in DENSE_REFERENCE:
+        return "reference"
+    if getattr(POLICIES.get(name), "needs_frequencies", False):
+        return "oracle"
+    return "pruning"
+
+
+# ---------------------------------------------------------------------------
+# Comparisons: differences over seeds, and curves compared at equal memory
+
+
+@dataclass(frozen=True)
+class Paired:
+    """The verdict on a - b from paired per-seed values (the same seed: the same data and initial model)."""
+    outcome: str            # "better" (a beats b), "worse" (b beats a), "tie", "one seed" or "no seeds"
+    mean: float | None      # mean of the per-seed differences a_i - b_i
+    sd: float | None        # their sample standard deviation (n - 1); None with fewer than two seeds
+    agree: int              # seeds whose difference has the sign of the mean (0 when the mean is 0)
+    seeds: int
+
+
+def paired_verdict(a: Sequence[float], b: Sequence[float]) -> Paired:
+    """a beats b when the mean of the paired differences d_i = a_i - b_i exceeds their sample standard
+    deviation AND every d_i is positive (b beats a in the mirror case); anything else is a tie. One seed has no
+    spread, so no verdict ("one seed"); a difference is still reported."""
+    if len(a) != len(b):
+        raise ValueError("paired values need one value of each side per seed")
+    d = [float(x) - float(y) for x, y in zip(a, b)]
+    n = len(d)
+    if n == 0:
+        return Paired("no seeds", None, None, 0, 0)
+    mean = sum(d) / n
+    agree = sum(1 for x in d if (x > 0 if mean > 0 else x < 0)) if mean != 0 else 0
+    if n == 1:
+        return Paired("one seed", mean, None, agree, 1)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
+    if mean > sd and all(x > 0 for x in d):
+        outcome = "better"
+    elif -mean > sd and all(x < 0 for x in d):
+        outcome = "worse"
+    else:
+        outcome = "tie"
+    return Paired(outcome, mean, sd, agree, n)
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One measured run of a policy: its memory, its value, the value per seed (training) and its budget."""
+    memory: float
+    value: float
+    seeds: tuple[float, ...] = ()
+    budget: str = ""
+
+
+def make_curve(points: Sequence[CurvePoint]) -> list[CurvePoint]:
+    """A policy's measured points ordered by memory, ready to interpolate on log memory.
+
+    Points with no memory (a budget too small to store anything) have no place on a log axis and are left
+    out; of several points at the same memory the best value is kept (the first of equal ones).
+    """
+    best: dict[float, CurvePoint] = {}
+    for p in points:
+        if p.memory > 0 and math.isfinite(p.value) and (p.memory not in best or p.value > best[p.memory].value):
+            best[p.memory] = p
+    return [best[m] for m in sorted(best)]
+
+
+def interpolate_log(curve: Sequence[CurvePoint], memory: float) -> CurvePoint | None:
+    """The curve at `memory`: linear in log(memory) between the two measured points around it (their seeds
+    alike), the point itself where one was measured, None outside the measured range (no extrapolation)."""
+    if not curve or memory <= 0 or memory < curve[0].memory or memory > curve[-1].memory:
+        return None
+    for lo, hi in zip(curve, curve[1:]):
+        if lo.memory <= memory <= hi.memory:
+            if memory == lo.memory:
+                return lo
+            if memory == hi.memory:
+                return hi
+            t = (math.log(memory) - math.log(lo.memory)) / (math.log(hi.memory) - math.log(lo.memory))
+            return CurvePoint(memory, lo.value + t * (hi.value - lo.value),
+                              tuple(x + t * (y - x) for x, y in zip(lo.seeds, hi.seeds)))
+    return curve[0] if memory == curve[0].memory else None
+
+
+#: Memory points of the equal-memory tables: this many across the range every policy covers, or (when no memory
+#: is covered by all) `OVERLAP_POINTS` across each stretch of memory that two or more policies cover.
+COMMON_POINTS, OVERLAP_POINTS = 5, 3
+
+
+def log_grid(lo: float, hi: float, count: int) -> list[float]:
+    """`count` memories evenly spaced on a log scale from lo to hi, both ends exact (one point if lo == hi)."""
+    if lo == hi or count < 2:
+        return [lo]
+    inner = [lo * (hi / lo) ** (i / (count - 1)) for i in range(1, count - 1)]
+    return [lo, *inner, hi]
+
+
+def memory_points(curves: dict[str, list[CurvePoint]]) -> tuple[list[float], bool]:
+    """The memories the equal-memory table compares at, and whether every policy's range covers them.
+
+    Only curves with two or more measured memories span a range [first memory, last memory]. If all the
+    ranges share a stretch [largest first memory, smallest last memory]: `COMMON_POINTS` log-spaced memories
+    across it. Otherwise, for each maximal stretch of memory inside the ranges of at least two policies,
+    `OVERLAP_POINTS` log-spaced memories across it (none where no two ranges overlap).
+    """
+    spans = [(c[0].memory, c[-1].memory) for c in curves.values() if len(c) >= 2]
+    if not spans:
+        return [], False
+    lo, hi = max(a for a, _ in spans), min(b for _, b in spans)
+    if lo <= hi:
+        return log_grid(lo, hi, COMMON_POINTS), True
+    ends = sorted({x for span in spans for x in span})
+    stretches: list[list[float]] = []
+    for a, b in zip(ends, ends[1:]):  # elementary pieces between consecutive range ends
+        if sum(1 for x, y in spans if x <= a and b <= y) >= 2:
+            if stretches and stretches[-1][1] == a:
+                stretches[-1][1] = b
+            else:
+                stretches.append([a, b])
+    # ranges that only touch (one's last memory is another's first) overlap in that single memory
+    for x in ends:
+        if sum(1 for a, b in spans if a <= x <= b) >= 2 and not any(a <= x <= b for a, b in stretches):
+            stretches.append([x, x])
+    return [m for a, b in sorted(stretches) for m in log_grid(a, b, OVERLAP_POINTS)], False
+
+
+@dataclass(frozen=True)
+class EqualRow:
+    memory: float
+    values: dict[str, CurvePoint | None]    # every policy's interpolated point (None outside its range)
+    best: str | None                        # the highest among the ranked (non-cache) policies measured here
+
+
+def equal_memory_rows(curves: dict[str, list[CurvePoint]]) -> tuple[list[EqualRow], bool]:
+    """Each policy's curve at the common memory points (`memory_points`), with the best ranked policy.
+
+    Caches are interpolated but never "best": their misses are served from a full copy elsewhere. Returns
+    the rows and whether every policy covers them.
+    """
+    grid, common = memory_points(curves)
+    rows = []
+    for m in grid:
+        values = {name: interpolate_log(c, m) if len(c) >= 2 else None for name, c in curves.items()}
+        measured = [n for n, v in values.items() if v is not None]
+        ranked = [n for n in measured if policy_kind(n) != "cache"]
+        best = max(ranked, key=lambda n: values[n].value) if ranked else None  # first of equal values
+        rows.append(EqualRow(m, values, best))
+    return rows, common
+
+
+# ---------------------------------------------------------------------------
+# Data for the charts

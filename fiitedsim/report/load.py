@@ -1,0 +1,206 @@
+"""Reading a results folder and checking what a report reads: `summary.json` against its contract (types,
+ranges, the keys the report needs) and the time series' columns; where a report may be written."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import polars as pl
+
+from ..atomic import check_writable
+from ..errors import InputError
+from ..policies.base import SUMMARY_KEYS
+from ..replay import RESULTS_FORMAT, ReplayResults
+
+NEEDED_SUMMARY_KEYS = (
+    "payload_bytes_peak", "payload_bytes_final", "index_bytes_final", "meta_bytes_final", "total_bytes_peak",
+    "total_bytes_final", "fragmentation_final", "mapped_pages_final", "row_hit_rate", "chunk_hit_rate",
+    "full_hit_rate", "dim_hit_rate", "collision_share", "rehashes", "mean_probe_length", "dim_hist_final",
+)
+#: Time-series columns the report reads besides dim_0 .. dim_K.
+NEEDED_SERIES_COLUMNS = (
+    "step", "lookups", "row_hits", "chunk_hits", "chunks_requested", "full_hits", "payload_bytes", "index_bytes",
+    "meta_bytes", "total_bytes", "mapped_pages", "fragmentation", "dim_hits", "dims_requested",
+)
+#: The hit rates: label -> (hits counter, requests counter, summary key). The dim hit rate (resident dims /
+#: requested dims) comes first: it is the one rate comparable across chunk- and dimension-granular policies.
+
+
+def load_results(folder: str | Path) -> ReplayResults:
+    """Read a folder written by `fiitedsim replay --out`; anything else is an InputError that says what to do."""
+    folder = Path(folder)
+    rerun = f"write it with `fiitedsim replay TRACE --out {folder}`"
+    if not folder.exists():
+        raise InputError(f"results folder {folder} does not exist; {rerun}")
+    if not folder.is_dir():
+        raise InputError(f"{folder} is a file, not a results folder; {rerun}")
+    path = folder / "summary.json"
+    if not path.is_file():
+        raise InputError(f"{folder} has no summary.json, so it is not a fiitedsim results folder; {rerun}")
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"{path} is not valid JSON ({exc}); re-run `fiitedsim replay TRACE --out {folder}`") from None
+    check_summary(summary, path, folder)
+    series = {}
+    for key in summary["policies"]:
+        ts = folder / "timeseries" / f"{key}.parquet"
+        if not ts.is_file():
+            raise InputError(f"{folder} is incomplete: timeseries/{key}.parquet is missing; "
+                             f"re-run `fiitedsim replay TRACE --out {folder}`")
+        try:
+            series[key] = pl.read_parquet(ts)
+        except (OSError, pl.exceptions.PolarsError) as exc:  # a damaged or truncated file
+            raise InputError(f"{ts} is not a readable Parquet file ({type(exc).__name__}); "
+                             f"re-run `fiitedsim replay TRACE --out {folder}`") from None
+    return ReplayResults(summary, series)
+
+
+def check_summary(summary, path: str | Path = "summary.json", folder: str | Path = "DIR") -> None:
+    """The summary is the current format and has the parts the report reads."""
+    fmt = summary.get("format") if isinstance(summary, dict) else None
+    if fmt != RESULTS_FORMAT or not _is_int(fmt):  # 1.0 and true equal 1 in Python, but are no format number
+        if isinstance(fmt, int) and not isinstance(fmt, bool) and fmt < RESULTS_FORMAT:
+            raise InputError(f"{path} is results format {fmt}, written by an older fiitedsim; this one reads "
+                             f"format {RESULTS_FORMAT}: re-run `fiitedsim replay TRACE --out {folder}` to rewrite it")
+        if isinstance(fmt, int) and not isinstance(fmt, bool):
+            raise InputError(f"{path} is results format {fmt}, written by a newer fiitedsim; this one reads "
+                             f"format {RESULTS_FORMAT}: upgrade fiitedsim")
+        raise InputError(f"{path} has no results format number, so it is not a fiitedsim summary.json; "
+                         f"write one with `fiitedsim replay TRACE --out {folder}`")
+    policies, config, trace = (summary.get(k) for k in ("policies", "config", "trace"))
+    if not isinstance(policies, dict) or not policies or not isinstance(config, dict) or not isinstance(trace, dict):
+        raise InputError(f"{path} lacks its policies, config or trace section; "
+                         f"re-run `fiitedsim replay TRACE --out {folder}`")
+    rerun = f"the file was changed or damaged: re-run `fiitedsim replay TRACE --out {folder}`"
+    for section, keys in (("config", config), ("trace", trace)):
+        lacking = [k for k in _REQUIRED[section] if k not in keys]
+        if lacking:
+            raise InputError(f"{path}: {section} lacks {lacking[0]}; {rerun}")
+    for key, stats in policies.items():
+        missing = [k for k in NEEDED_SUMMARY_KEYS if not isinstance(stats, dict) or k not in stats]
+        if missing:
+            raise InputError(f"{path}: policy {key} lacks {missing[0]}; re-run `fiitedsim replay TRACE --out {folder}`")
+        for name, value in stats.items():
+            problem = _summary_value_problem(name, value)
+            if problem:
+                raise InputError(f"{path}: policy {key}: {name} {problem}; {rerun}")
+    for name, value in config.items():
+        problem = _config_value_problem(name, value)
+        if problem:
+            raise InputError(f"{path}: config {name} {problem}; {rerun}")
+    for name, value in trace.items():
+        problem = _trace_value_problem(name, value)
+        if problem:
+            raise InputError(f"{path}: trace {name} {problem}; {rerun}")
+    warnings = summary.get("warnings", [])
+    if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
+        raise InputError(f"{path}: warnings is {_shown(warnings)}, not a list of messages; {rerun}")
+
+
+#: summary.json values by kind (policies.base.SUMMARY_KEYS): shares in [0, 1], other non-negative numbers; every
+#: other key of the contract is a non-negative integer count or byte size.
+_SHARE_KEYS = {"row_hit_rate", "chunk_hit_rate", "full_hit_rate", "dim_hit_rate", "collision_share",
+               "fragmentation_final", "index_load_factor_final"}
+_NUMBER_KEYS = {"mean_probe_length"}
+_TRACE_INT_KEYS = {"lookups", "importance_records", "dense_bytes", "touched_rows", "touched_dense_bytes"}
+#: Keys of the config and trace sections every results folder of this format has, and the report reads.
+_REQUIRED = {"config": ("budgets", "policies"),
+             "trace": ("path", "lookups", "dense_bytes", "touched_rows", "touched_dense_bytes")}
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)) and math.isfinite(value)
+
+
+def _shown(value) -> str:
+    """A value as the file has it, shortened: the message stays one readable line."""
+    text = json.dumps(value) if not isinstance(value, float) or math.isfinite(value) else str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _summary_value_problem(name: str, value) -> str | None:
+    """What is wrong with one policy value of summary.json (None: fine). Unknown keys are left alone."""
+    if name in _SHARE_KEYS:
+        if not _is_number(value):
+            return f"is {_shown(value)}, not a number"
+        return None if 0.0 <= value <= 1.0 else f"is {_shown(value)}, outside 0..1"
+    if name in _NUMBER_KEYS:
+        return None if _is_number(value) and value >= 0 else f"is {_shown(value)}, not a number >= 0"
+    if name == "theta_final":  # null = +infinity
+        return None if value is None or (_is_number(value) and value >= 0) else \
+            f"is {_shown(value)}, not a number >= 0 or null"
+    if name == "dim_hist_final":
+        ok = isinstance(value, list) and value and all(_is_int(v) and v >= 0 for v in value)
+        return None if ok else f"is {_shown(value)}, not a list of counts"
+    if name in SUMMARY_KEYS:
+        return None if _is_int(value) and value >= 0 else f"is {_shown(value)}, not an integer >= 0"
+    return None
+
+
+def _config_value_problem(name: str, value) -> str | None:
+    if name == "budgets":
+        ok = isinstance(value, list) and all(
+            isinstance(b, dict) and isinstance(b.get("label"), str)
+            and (b.get("bytes") is None or (_is_int(b["bytes"]) and b["bytes"] >= 0))
+            and all(_is_number(b[k]) and b[k] >= 0 for k in ("dense_share", "touched_share") if k in b)
+            for b in value)
+        return None if ok else f"is {_shown(value)}, not a list of {{\"label\", \"bytes\", ...}} budgets"
+    if name == "policies":
+        ok = isinstance(value, list) and all(isinstance(p, str) for p in value)
+        return None if ok else f"is {_shown(value)}, not a list of policy names"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"is {_shown(value)}, not a finite number"
+    return None
+
+
+def _trace_value_problem(name: str, value) -> str | None:
+    if name in _TRACE_INT_KEYS:
+        return None if _is_int(value) and value >= 0 else f"is {_shown(value)}, not an integer >= 0"
+    if name in ("first_step", "last_step"):
+        return None if value is None or (_is_int(value) and value >= 0) else f"is {_shown(value)}, not a step"
+    if name in ("path", "importance"):
+        return None if value is None or isinstance(value, str) else f"is {_shown(value)}, not a path"
+    if name == "tables":
+        return None if isinstance(value, list) else f"is {_shown(value)}, not a list of tables"
+    if name == "touched_rows_per_table":
+        ok = isinstance(value, list) and all(_is_int(v) and v >= 0 for v in value)
+        return None if ok else f"is {_shown(value)}, not a list of counts"
+    return None
+
+
+def check_series(results: ReplayResults) -> None:
+    for key in results.summary["policies"]:
+        frame = results.series.get(key)
+        columns = [] if frame is None else frame.columns
+        missing = [c for c in NEEDED_SERIES_COLUMNS if c not in columns]
+        if missing or not any(c.startswith("dim_") and c[4:].isdigit() for c in columns) or frame.height == 0:
+            what = missing[0] if missing else ("dim_0 .. dim_K" if frame is not None and frame.height else "rows")
+            raise InputError(f"time series of {key} lacks {what}; re-run `fiitedsim replay TRACE --out DIR`")
+        for name in [*NEEDED_SERIES_COLUMNS, *(c for c in columns if c.startswith("dim_"))]:
+            dtype = frame.schema[name]
+            if not dtype.is_numeric() or frame[name].null_count():
+                what = f"has type {dtype}" if not dtype.is_numeric() else "has empty values"
+                raise InputError(f"time series of {key}: column {name} {what}, not numbers; the file was changed "
+                                 "or damaged: re-run `fiitedsim replay TRACE --out DIR`")
+
+
+def check_report_path(target: str | Path, will_exist: str | Path | None = None) -> Path:
+    """Fail before any work if the report cannot be written: its folder must exist (or be `will_exist`)."""
+    target = Path(target)
+    parent = target.parent
+    if target.is_dir():
+        raise InputError(f"report {target} is a folder; name a file such as {target / 'report.html'}")
+    if will_exist is not None and parent.resolve() == Path(will_exist).resolve():
+        return target  # the --out folder, checked by its own command
+    if not parent.exists():
+        raise InputError(f"cannot write report {target}: folder {parent} does not exist (create it first)")
+    if not parent.is_dir():
+        raise InputError(f"cannot write report {target}: {parent} is not a folder")
+    check_writable(target)
+    return target

@@ -1,0 +1,286 @@
+"""A sweep's output folder: OUT/points/KEY.json + KEY.parquet per point (written as each finishes, checked
+when read back), then OUT/points.parquet (one row per point) and OUT/report.html (points grouped as replays).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import polars as pl
+
+from ..atomic import atomic_path, check_writable, refuse_cwd_or_parent, write_parquet_frame
+from ..checks import replay_warnings, train_warnings
+from ..errors import InputError
+from ..policies.base import SUMMARY_KEYS
+from ..replay import RESULTS_FORMAT, ReplayResults, budget_entries
+from .file import GENERATE_KEYS, KNOB_BY_NAME, TRAIN_KNOB_BY_NAME
+from .points import SWEEP_FORMAT, Point, TrainPointSpec
+
+POINTS_DIR = "points"
+POINTS_FILE = "points.parquet"
+REPORT_FILE = "report.html"
+
+
+def check_sweep_out(out: str | Path) -> Path:
+    """`out` may be new, empty or an earlier sweep folder (whose stored points are reused); nothing else."""
+    out = Path(out)
+    refuse_cwd_or_parent(out, "out folder", "runs/sweep")
+    if out.exists():
+        if not out.is_dir():
+            raise InputError(f"out folder {out} is a file; name a folder such as runs/sweep")
+        if any(out.iterdir()) and not (out / POINTS_DIR).is_dir():
+            raise InputError(f"out folder {out} exists and is not a fiitedsim sweep folder (no {POINTS_DIR}/); "
+                             "choose a new folder")
+    check_writable(out / POINTS_DIR, inside=True)  # points are written into points/, the summaries beside it
+    if (out / POINTS_DIR).is_dir():
+        check_writable(out, inside=True)
+    return out
+
+
+def _stored(out: Path, key: str) -> dict | None:
+    """The stored record of a point, or None when it is absent, damaged or of another layout."""
+    try:
+        record = json.loads((out / POINTS_DIR / f"{key}.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    ok = (isinstance(record, dict) and record.get("format") == SWEEP_FORMAT and record.get("key") == key
+          and (out / POINTS_DIR / f"{key}.parquet").is_file() and _valid_summary(record.get("summary")))
+    return record if ok else None
+
+
+def _valid_summary(summary) -> bool:
+    """A stored point's summary has the types and ranges its tables and report read (a changed file is recomputed)."""
+    if not isinstance(summary, dict):
+        return False
+    if "trace" in summary:  # a replay point: the summary.json checks of `fiitedsim report`
+        from ..report import check_summary
+        try:
+            check_summary(summary)
+        except InputError:
+            return False
+        return True
+    runs = summary.get("policies")
+    if not isinstance(runs, dict) or len(runs) != 1 or not isinstance(summary.get("config"), dict):
+        return False
+    [run] = runs.values()
+
+    def number(v, lo=0.0, hi=math.inf, null=False):
+        if v is None:
+            return null
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and lo <= v <= hi
+    return (isinstance(run, dict) and number(run.get("auc"), 0.0, 1.0, null=True)
+            and number(run.get("logloss"), null=True) and number(run.get("chunk_hit_rate"), 0.0, 1.0)
+            and number(run.get("seconds")) and number(summary.get("teacher_auc"), 0.0, 1.0, null=True)
+            and all(isinstance(run.get(k), int) and not isinstance(run.get(k), bool) and run[k] >= 0
+                    for k in ("payload_bytes_peak", "total_bytes_peak", "samples")))
+
+
+def store_point(out: Path, point: Point, summary: dict, series: bytes) -> None:
+    """Series first, then the JSON record: a point counts as stored only once its JSON exists, both complete."""
+    folder = out / POINTS_DIR
+    with atomic_path(folder / f"{point.key}.parquet") as tmp:
+        tmp.write_bytes(series)
+    record = {"format": SWEEP_FORMAT, "key": point.key, "point": point.axes, "summary": summary}
+    with atomic_path(folder / f"{point.key}.json") as tmp:
+        tmp.write_text(json.dumps(record, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+
+# Summaries: points.parquet and the report
+
+#: Polars types of the axis columns (knobs by their kind).
+_KIND_DTYPE = {int: pl.Int64, float: pl.Float64, str: pl.String, bool: pl.Boolean}
+
+
+def _records(out: Path, points: list[Point]) -> list[dict]:
+    records = []
+    for p in points:
+        record = _stored(out, p.key)
+        if record is None:  # the folder was changed under us
+            raise InputError(f"{out}: point {p.key} vanished while the sweep ran; run the sweep again")
+        records.append(record)
+    return records
+
+
+#: Metric columns of a data sweep's points.parquet: the run's figures of train_summary.json (a point is one
+#: seed, its `seed` axis, so no spread), with `samples` (the training samples processed) named
+#: `trained_samples` so that it cannot clash with the `samples` knob, then the teacher AUC (synthetic data;
+#: null for files).
+TRAIN_METRICS = {"auc": pl.Float64, "logloss": pl.Float64, "payload_bytes_peak": pl.Int64,
+                 "total_bytes_peak": pl.Int64, "chunk_hit_rate": pl.Float64, "dim_hit_rate": pl.Float64,
+                 "collision_share": pl.Float64, "rounds": pl.Int64, "trained_samples": pl.Int64,
+                 "seconds": pl.Float64, "teacher_auc": pl.Float64}
+
+
+def train_points_frame(out: Path, points: list[Point]) -> pl.DataFrame:
+    """A data sweep's points.parquet: the axes, budget bytes and dense size, then the run's metrics."""
+    records = _records(out, points)
+    knob_names = [k for k in points[0].axes if k in TRAIN_KNOB_BY_NAME]
+    schema = {"key": pl.String, "data": pl.String, "policy": pl.String, "budget": pl.String,
+              **{k: _KIND_DTYPE[TRAIN_KNOB_BY_NAME[k].kind] for k in knob_names},
+              "budget_bytes": pl.Int64, "dense_bytes": pl.Int64, **TRAIN_METRICS}
+    rows = []
+    for p, record in zip(points, records):
+        summary = record["summary"]
+        [run] = summary["policies"].values()
+        rows.append({"key": p.key, **p.axes, "budget_bytes": p.spec.budget_bytes,
+                     "dense_bytes": summary["config"]["dense_bytes"],
+                     **{k: run["samples" if k == "trained_samples" else k] for k in TRAIN_METRICS
+                        if k != "teacher_auc"},
+                     "teacher_auc": summary["teacher_auc"]})
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def points_frame(out: Path, points: list[Point]) -> pl.DataFrame:
+    """One row per point in grid order: the axes, budget bytes and dense size, then every summary.json metric."""
+    if points and isinstance(points[0].spec, TrainPointSpec):
+        return train_points_frame(out, points)
+    records = _records(out, points)
+    generated = [k for k in points[0].axes if k.startswith("generate_")] if points else []
+    knob_names = [k for k in points[0].axes if k in KNOB_BY_NAME] if points else []
+    schema = {"key": pl.String, "trace": pl.String,
+              **{k: _KIND_DTYPE[GENERATE_KEYS[k.removeprefix("generate_")]] for k in generated},
+              "policy": pl.String, "budget": pl.String,
+              **{k: _KIND_DTYPE[KNOB_BY_NAME[k].kind] for k in knob_names},
+              "budget_bytes": pl.Int64, "dense_bytes": pl.Int64}
+    columns: dict[str, list] = {c: [] for c in schema}
+    metrics: dict[str, list] = {k: [] for k in SUMMARY_KEYS}
+    for p, record in zip(points, records):
+        summary = record["summary"]
+        for c in ("trace", *generated, "policy", "budget", *knob_names):
+            columns[c].append(p.axes[c])
+        columns["key"].append(p.key)
+        columns["budget_bytes"].append(p.spec.budget_bytes)
+        columns["dense_bytes"].append(summary["trace"]["dense_bytes"])
+        stats = summary["policies"][p.spec.policy]
+        for k in SUMMARY_KEYS:
+            metrics[k].append(stats[k])
+    for k, values in metrics.items():
+        if k == "dim_hist_final":
+            schema[k] = pl.List(pl.Int64)
+        elif all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            schema[k] = pl.Int64
+        else:  # rates, and theta_final (null = +infinity)
+            schema[k] = pl.Float64
+        columns[k] = values
+    return pl.DataFrame(columns, schema=schema)
+
+
+def write_points_table(out: Path, points: list[Point]) -> Path:
+    target = out / POINTS_FILE
+    frame = points_frame(out, points)
+    with atomic_path(target) as tmp:
+        write_parquet_frame(frame, tmp, statistics=False)
+    return target
+
+
+def _groups(points: list[Point], within: tuple[str, ...] = ("policy", "budget")) -> dict[tuple, list[Point]]:
+    """Points by their axes other than those `within` a group, in grid order: the groups of the report."""
+    groups: dict[tuple, list[Point]] = {}
+    for p in points:
+        rest = tuple((k, v) for k, v in p.axes.items() if k not in within)
+        groups.setdefault(rest, []).append(p)
+    return groups
+
+
+def _title(rest: tuple) -> str:
+    return ", ".join(f"{k} {v}" for k, v in rest)
+
+
+def _group_budgets(members: list[Point], dense: int | None, touched_dense: int | None) -> list[dict]:
+    """The group's budgets as a summary lists them: label, bytes and their shares of the dense sizes."""
+    budgets = [(p.spec.budget_label, p.spec.budget_bytes) for p in {p.spec.budget_label: p for p in members}.values()]
+    if not isinstance(dense, int) or not isinstance(touched_dense, int):  # a point stored before the shares
+        return [{"label": label, "bytes": b} for label, b in budgets]
+    return budget_entries(budgets, dense, touched_dense)
+
+
+def report_groups(out: Path, points: list[Point]) -> list[tuple[str, ReplayResults]]:
+    """Points that differ only in policy and budget form one replay-like result (keys NAME@BUDGET), with the
+    warnings a replay of all of them would give (`checks.replay_warnings`: identical results across them too)."""
+    records = {p.key: r for p, r in zip(points, _records(out, points))}
+    results = []
+    for rest, members in _groups(points).items():
+        budgets = list(dict.fromkeys(p.spec.budget_label for p in members))
+        keyed = len(budgets) > 1
+        first = records[members[0].key]["summary"]
+        trace = first["trace"]
+        summary = {"format": RESULTS_FORMAT, "policies": {}, "config": dict(first["config"]), "trace": trace}
+        summary["config"]["budgets"] = _group_budgets(members, trace.get("dense_bytes"),
+                                                      trace.get("touched_dense_bytes"))
+        summary["config"]["policies"] = list(dict.fromkeys(p.spec.policy for p in members))
+        series, runs = {}, []
+        for p in members:
+            key = f"{p.spec.policy}@{p.spec.budget_label}" if keyed else p.spec.policy
+            summary["policies"][key] = records[p.key]["summary"]["policies"][p.spec.policy]
+            series[key] = pl.read_parquet(out / POINTS_DIR / f"{p.key}.parquet")
+            runs.append((key, p.spec.policy, p.spec.budget_label, p.spec.budget_bytes))
+        summary["warnings"] = replay_warnings(summary, runs)
+        results.append((_title(rest), ReplayResults(summary, series)))
+    return results
+
+
+def train_report_groups(out: Path, points: list[Point]) -> list[tuple[str, dict, pl.DataFrame]]:
+    """Training points that differ only in policy, budget and seed form one `fiitedsim train --seeds`-like result.
+
+    Its train summary holds their runs (keys NAME@BUDGET, as `train --policy ... --budget ...` would key
+    them), each run's seeds combined as `train --seeds` combines them (mean, spread, per_seed), and the
+    first point's configuration with the group's policies, budgets and seeds; its curve is theirs.
+    """
+    from ..train.runner import combine_seeds
+
+    records = {p.key: r for p, r in zip(points, _records(out, points))}
+    results = []
+    for rest, members in _groups(points, ("policy", "budget", "seed")).items():
+        first = records[members[0].key]["summary"]
+        config = dict(first["config"])
+        config["policies"] = list(dict.fromkeys(p.spec.policy for p in members))
+        config["budgets"] = _group_budgets(members, config.get("dense_bytes"), config.get("touched_dense_bytes"))
+        config["seeds"] = list(dict.fromkeys(p.spec.train.seed for p in members))
+        per_seed: dict[str, list[dict]] = {}
+        for p in members:
+            [(key, run)] = records[p.key]["summary"]["policies"].items()
+            per_seed.setdefault(key, []).extend(run["per_seed"])
+        teacher = [e["teacher_auc"] for entries in per_seed.values() for e in entries[:1]]
+        summary = {"policies": {key: combine_seeds(entries) for key, entries in per_seed.items()},
+                   "teacher_auc": first["teacher_auc"] if len(config["seeds"]) == 1 else _mean_or_none(teacher),
+                   "config": config}
+        summary["warnings"] = train_warnings(summary, [(p.spec.policy, p.spec.budget_label, p.spec.budget_bytes)
+                                                       for p in members if p.spec.train.seed == config["seeds"][0]])
+        curve = pl.concat([pl.read_parquet(out / POINTS_DIR / f"{p.key}.parquet") for p in members])
+        results.append((_title(rest), summary, curve))
+    return results
+
+
+def _mean_or_none(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def write_sweep_report(out: Path, points: list[Point]) -> Path:
+    from ..report import write_sweep_report as write
+    from ..report import write_train_sweep_report
+
+    if points and isinstance(points[0].spec, TrainPointSpec):
+        return write_train_sweep_report(out / REPORT_FILE, train_report_groups(out, points))
+    return write(out / REPORT_FILE, report_groups(out, points), seed_spreads(out, points))
+
+
+def seed_spreads(out: Path, points: list[Point]) -> list[tuple[str, list, dict[str, list[dict]]]]:
+    """Replay points on generated traces that differ only in the traces' seed (and policy and budget): per such
+    set of two or more seeds, (title, seeds, policy@budget -> the points' summaries in seed order)."""
+    if not points or "generate_seed" not in points[0].axes:
+        return []
+    records = {p.key: r for p, r in zip(points, _records(out, points))}
+    out_sets = []
+    for rest, members in _groups(points, ("trace", "generate_seed", "policy", "budget")).items():
+        seeds = list(dict.fromkeys(p.axes["generate_seed"] for p in members))
+        if len(seeds) < 2:
+            continue
+        runs: dict[str, dict] = {}
+        for p in members:
+            runs.setdefault(f"{p.spec.policy}@{p.spec.budget_label}", {})[p.axes["generate_seed"]] = \
+                records[p.key]["summary"]["policies"][p.spec.policy]
+        title = _title(rest) or "generated traces"
+        out_sets.append((title, seeds, {key: [by_seed[s] for s in seeds] for key, by_seed in runs.items()}))
+    return out_sets

@@ -1,0 +1,576 @@
+"""Hostile input, generated (issue 14): malformed traces, importance logs, table lists, sweep files and results
+folders, each made bad by construction (one mutation of a valid input that the documented contract forbids).
+
+Every example must end the way docs/usage.md ("Bad input") promises: exit code 2, exactly one `error:` line on
+stderr, no traceback, nothing on stdout, no output written, numbers shown plainly (no numpy reprs). The
+commands run in-process, so the module takes well under a minute; each test sets its own example count.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fiitedsim import cli
+from fiitedsim.trace import write_importance
+from fiitedsim.trace_writer import TABLES_KEY
+
+pytestmark = pytest.mark.slow  # hypothesis: generated malformed inputs through the command line
+
+# Two tables, K = 4 each, chunk bytes 16 and 32: --page-bytes 64 gives both pools a page at any budget used here.
+TABLES = [{"name": "users", "rows": 100, "dim": 16, "chunk": 4, "dtype_bytes": 4},
+          {"name": "items", "rows": 50, "dim": 32, "chunk": 8, "dtype_bytes": 4}]
+STEP, TABLE, ROW = [0, 0, 1, 1, 2, 2], [0, 1, 0, 1, 0, 1], [1, 2, 3, 4, 99, 49]
+GRAD = [[0.5, 1.0, 1.5, 2.0]] * 6
+REPLAY = ["--policy", "fiited,uniform-row,lru,full", "--budget", "0.9", "--page-bytes", "64", "--interval", "1", "-q"]
+def hostile(examples: int) -> settings:
+    """Derandomized (the same examples on every run, so CI time is steady), no deadline, few examples."""
+    return settings(deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, max_examples=examples)
+
+
+def run_cli(*args) -> tuple[int, str, str]:
+    """`fiitedsim ARGS` in-process: exit code, stdout, stderr (its own capture: hypothesis reruns the body)."""
+    out, err = io.StringIO(), io.StringIO()
+    argv = sys.argv
+    sys.argv = ["fiitedsim", *map(str, args)]
+    code = 0
+    try:
+        # the CLI's rich consoles write to whatever sys.stdout / sys.stderr are at the time of printing
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            cli.main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv = argv
+    return code, out.getvalue(), err.getvalue()
+
+
+def assert_refused(code: int, out: str, err: str, *must_not_exist: Path) -> None:
+    assert code == 2, (code, err)
+    assert "Traceback" not in err + out, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and err == lines[0] + "\n" and lines[0].startswith("error: "), repr(err)
+    assert out == "", out
+    assert "np.float" not in err and "np.int" not in err and "array(" not in err, err
+    for path in must_not_exist:
+        assert not path.exists(), path
+
+
+@pytest.fixture(scope="module")
+def scratch():
+    """A folder per test module; each example writes into a fresh subfolder."""
+    root = Path(tempfile.mkdtemp(prefix="hostile-"))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def fresh(root: Path) -> Path:
+    return Path(tempfile.mkdtemp(dir=root))
+
+
+# ---------------------------------------------------------------------------
+# Traces
+
+
+def _columns(with_grad: bool = True) -> dict:
+    cols = {"step": pa.array(STEP, pa.int64()), "table": pa.array(TABLE, pa.int32()), "row": pa.array(ROW, pa.int64())}
+    if with_grad:
+        cols["grad_norm"] = pa.array(GRAD, pa.list_(pa.float32()))
+    return cols
+
+
+def _write(path: Path, cols: dict | list, metadata: bytes | None = json.dumps(TABLES).encode()) -> Path:
+    names, arrays = (list(cols), list(cols.values())) if isinstance(cols, dict) else zip(*cols)
+    table = pa.Table.from_arrays(list(arrays), names=list(names))
+    if metadata is not None:
+        table = table.replace_schema_metadata({TABLES_KEY: metadata})
+    pq.write_table(table, path)
+    return path
+
+
+def _replace(cols: dict, name: str, values) -> dict:
+    return {**cols, name: values}
+
+
+BAD_TABLE_ENTRIES = [  # (change to the first table entry, why it is bad)
+    lambda e: e.pop("rows"), lambda e: e.pop("dim"), lambda e: e.pop("chunk"),
+    lambda e: e.update(rows=0), lambda e: e.update(rows=-5), lambda e: e.update(rows=2**40),
+    lambda e: e.update(rows="100"), lambda e: e.update(rows=1.5), lambda e: e.update(rows=True),
+    lambda e: e.update(dim=0), lambda e: e.update(chunk=3), lambda e: e.update(chunk=0),
+    lambda e: e.update(dim=4096, chunk=4), lambda e: e.update(dtype_bytes=3), lambda e: e.update(dtype_bytes=None),
+    lambda e: e.update(name="items"), lambda e: e.update(colour="red"), lambda e: e.update(dim=[16]),
+    lambda e: e.update(rows=2**62, dim=2**20, chunk=2**13, dtype_bytes=8),
+]
+
+
+@st.composite
+def bad_metadata(draw) -> bytes:
+    kind = draw(st.sampled_from(["garbage", "json", "entry", "twice"]))
+    if kind == "garbage":
+        return draw(st.binary(min_size=1, max_size=40).filter(lambda b: not _is_json(b)))
+    if kind == "json":  # valid JSON that is no table list
+        return json.dumps(draw(st.one_of(st.none(), st.integers(), st.text(max_size=5), st.just([]), st.just({}),
+                                         st.lists(st.integers(), min_size=1, max_size=3),
+                                         st.just({"tables": 3}), st.just([[1, 2]])))).encode()
+    entries = json.loads(json.dumps(TABLES))
+    if kind == "entry":
+        draw(st.sampled_from(BAD_TABLE_ENTRIES))(entries[draw(st.integers(0, 1))])
+        return json.dumps(entries).encode()
+    return json.dumps(entries).replace('"dim": 16', '"dim": 16, "dim": 32', 1).encode()
+
+
+def _is_json(data: bytes) -> bool:
+    try:
+        json.loads(data)
+    except ValueError:  # UnicodeDecodeError included
+        return False
+    return True
+
+
+@st.composite
+def bad_trace(draw, folder: Path) -> Path:
+    """A trace that breaks one rule of docs/formats.md, "Inputs" (or is no trace at all)."""
+    path = folder / "trace.parquet"
+    cols = _columns()
+    kind = draw(st.sampled_from([
+        "drop", "twice", "step_type", "row_type", "table_type", "null", "negative_row", "row_too_big",
+        "table_out_of_range", "decreasing", "negative_step", "uint64_step", "grad_length", "grad_value",
+        "grad_null", "grad_type", "unknown_name", "metadata", "empty", "garbage", "truncated", "parts"]))
+    if kind == "drop":
+        cols.pop(draw(st.sampled_from(["step", "table", "row"])))
+    elif kind == "twice":
+        name = draw(st.sampled_from(["step", "table", "row", "grad_norm"]))
+        return _write(path, [*cols.items(), (name, cols[name])])
+    elif kind == "step_type":
+        cols = _replace(cols, "step", draw(st.sampled_from([
+            pa.array([str(s) for s in STEP]), pa.array([float(s) for s in STEP]), pa.array([s > 0 for s in STEP]),
+            pa.array([[s] for s in STEP])])))
+    elif kind == "row_type":
+        cols = _replace(cols, "row", draw(st.sampled_from([pa.array([str(r) for r in ROW]),
+                                                          pa.array([r + 0.5 for r in ROW])])))
+    elif kind == "table_type":
+        cols = _replace(cols, "table", draw(st.sampled_from([pa.array([float(t) for t in TABLE]),
+                                                            pa.array([[t] for t in TABLE])])))
+    elif kind == "null":
+        name = draw(st.sampled_from(["step", "table", "row", "grad_norm"]))
+        values = cols[name].to_pylist()
+        values[draw(st.integers(0, len(values) - 1))] = None
+        cols = _replace(cols, name, pa.array(values, cols[name].type))
+    elif kind in ("negative_row", "row_too_big", "table_out_of_range", "negative_step"):
+        name = {"negative_row": "row", "row_too_big": "row", "table_out_of_range": "table",
+                "negative_step": "step"}[kind]
+        values = cols[name].to_pylist()
+        i = draw(st.integers(0, len(values) - 1))
+        values[i] = {"negative_row": draw(st.integers(-2**63, -1)),
+                     "row_too_big": draw(st.integers(TABLES[TABLE[i]]["rows"], 2**63 - 1)),
+                     "table_out_of_range": draw(st.one_of(st.integers(2, 2**31 - 1), st.integers(-2**31, -1))),
+                     "negative_step": draw(st.integers(-2**63, -1))}[kind]
+        if kind == "negative_step":  # keep the rest non-decreasing, so the negative step is the one fault
+            values = [min(v, values[i]) if j < i else v for j, v in enumerate(values)]
+        cols = _replace(cols, name, pa.array(values, cols[name].type))
+    elif kind == "decreasing":
+        i = draw(st.integers(1, len(STEP) - 1))
+        values = list(STEP)
+        values[i] = values[i - 1] - draw(st.integers(1, 10))
+        values[:i] = [max(v, 0) + 10 for v in values[:i]]
+        cols = _replace(cols, "step", pa.array(values, pa.int64()))
+    elif kind == "uint64_step":
+        values = [draw(st.integers(2**63, 2**64 - 1))] * len(STEP)
+        cols = _replace(cols, "step", pa.array(values, pa.uint64()))
+    elif kind == "grad_length":
+        n = draw(st.integers(0, 9).filter(lambda k: k != 4))
+        values = [list(g) for g in GRAD]
+        values[draw(st.integers(0, len(values) - 1))] = [1.0] * n
+        cols = _replace(cols, "grad_norm", pa.array(values, pa.list_(pa.float32())))
+    elif kind == "grad_value":
+        values = [list(g) for g in GRAD]
+        values[draw(st.integers(0, len(values) - 1))][draw(st.integers(0, 3))] = draw(st.sampled_from(
+            [math.nan, math.inf, -math.inf, -1.0, -1e-30, 1e39]))
+        cols = _replace(cols, "grad_norm", pa.array(values, pa.list_(pa.float64())))
+    elif kind == "grad_null":
+        values = [list(g) for g in GRAD]
+        values[draw(st.integers(0, len(values) - 1))][draw(st.integers(0, 3))] = None
+        cols = _replace(cols, "grad_norm", pa.array(values, pa.list_(pa.float32())))
+    elif kind == "grad_type":
+        cols = _replace(cols, "grad_norm", draw(st.sampled_from([
+            pa.array([1.0] * len(STEP)), pa.array([["a"] * 4] * len(STEP)), pa.array([[1] * 4] * len(STEP))])))
+    elif kind == "unknown_name":
+        names = ["users" if t == 0 else "items" for t in TABLE]
+        names[draw(st.integers(0, len(names) - 1))] = draw(st.text(min_size=1, max_size=8).filter(
+            lambda s: s not in ("users", "items")))
+        cols = _replace(cols, "table", pa.array(names))
+    elif kind == "metadata":
+        return _write(path, cols, draw(bad_metadata()))
+    elif kind == "empty":
+        cols = {k: v.slice(0, 0) for k, v in cols.items()}
+    elif kind == "garbage":
+        path.write_bytes(draw(st.binary(max_size=200)))
+        return path
+    elif kind == "truncated":
+        _write(path, cols)
+        data = path.read_bytes()
+        path.write_bytes(data[:draw(st.integers(0, len(data) - 1))])
+        return path
+    elif kind == "parts":  # a folder of parts that do not make one trace
+        parts = folder / "parts"
+        parts.mkdir()
+        how = draw(st.sampled_from(["none", "schema", "metadata", "order"]))
+        if how != "none":
+            _write(parts / "part-1.parquet", cols)
+        if how == "schema":
+            _write(parts / "part-2.parquet", {k: v for k, v in cols.items() if k != "grad_norm"})
+        elif how == "metadata":
+            _write(parts / "part-2.parquet", cols, json.dumps(TABLES[::-1]).encode())
+        elif how == "order":
+            _write(parts / "part-2.parquet", _replace(cols, "step", pa.array([0] * len(STEP), pa.int64())))
+            _write(parts / "part-1.parquet", _replace(cols, "step", pa.array([5] * len(STEP), pa.int64())))
+        return parts
+    return _write(path, cols)
+
+
+def test_the_unmutated_inputs_are_fine(tmp_path):
+    """The base every mutation starts from replays, inspects and reports cleanly (so a refusal is the mutation's)."""
+    trace = _write(tmp_path / "t.parquet", _columns())
+    plain = _write(tmp_path / "plain.parquet", _columns(with_grad=False))
+    write_importance(tmp_path / "log.parquet", [0, 1, 2], [0, 1, 0], [1, 2, 3], [0, 3, 2], [1.0, 0.5, 2.0])
+    for args in (["replay", trace, *REPLAY, "--out", tmp_path / "o"], ["inspect", trace, "-q"],
+                 ["replay", plain, "--importance", tmp_path / "log.parquet", *REPLAY],
+                 ["report", tmp_path / "o", "-o", tmp_path / "r.html"]):
+        code, out, err = run_cli(*args)
+        assert code == 0 and "error" not in err and "warning" not in err, (args, err)
+
+
+@hostile(200)
+@given(data=st.data())
+def test_malformed_traces_are_refused(scratch, data):
+    folder = fresh(scratch)
+    trace = data.draw(bad_trace(folder))
+    command = data.draw(st.sampled_from(["replay", "inspect"]))
+    out = folder / "o"
+    args = ["replay", trace, *REPLAY, "--out", out] if command == "replay" else ["inspect", trace, "-q"]
+    assert_refused(*run_cli(*args), out)
+
+
+# ---------------------------------------------------------------------------
+# Importance logs
+
+
+@st.composite
+def bad_log(draw, folder: Path) -> Path:
+    path = folder / "log.parquet"
+    cols = {"step": pa.array([0, 1, 2], pa.int64()), "table": pa.array([0, 1, 0], pa.int32()),
+            "row": pa.array([1, 2, 3], pa.int64()), "chunk": pa.array([0, 3, 2], pa.int16()),
+            "importance": pa.array([1.0, 0.5, 2.0], pa.float32())}
+    kind = draw(st.sampled_from(["drop", "twice", "chunk", "value", "unsorted", "row", "table_kind", "null",
+                                 "garbage", "type"]))
+    i = draw(st.integers(0, 2))
+    if kind == "drop":
+        cols.pop(draw(st.sampled_from(list(cols))))
+    elif kind == "twice":
+        name = draw(st.sampled_from(list(cols)))
+        return _write(path, [*cols.items(), (name, cols[name])], None)
+    elif kind == "chunk":
+        values = cols["chunk"].to_pylist()
+        values[i] = draw(st.one_of(st.integers(4, 2**15 - 1), st.integers(-2**15, -1)))
+        cols["chunk"] = pa.array(values, pa.int16())
+    elif kind == "value":
+        values = cols["importance"].to_pylist()
+        values[i] = draw(st.sampled_from([math.nan, math.inf, -math.inf, -1.0, -1e-30]))
+        cols["importance"] = pa.array(values, pa.float32())
+    elif kind == "unsorted":
+        cols["step"] = pa.array([5, 1, 2] if i == 0 else [0, 9, 2], pa.int64())
+    elif kind == "row":
+        values = cols["row"].to_pylist()
+        values[i] = draw(st.one_of(st.integers(-2**63, -1), st.integers(100, 2**63 - 1)))
+        cols["row"] = pa.array(values, pa.int64())
+    elif kind == "table_kind":
+        cols["table"] = pa.array(["users", "items", "users"])
+    elif kind == "null":
+        name = draw(st.sampled_from(list(cols)))
+        values = cols[name].to_pylist()
+        values[i] = None
+        cols[name] = pa.array(values, cols[name].type)
+    elif kind == "garbage":
+        path.write_bytes(draw(st.binary(max_size=100)))
+        return path
+    elif kind == "type":
+        name = draw(st.sampled_from(list(cols)))
+        cols[name] = pa.array([str(v) for v in cols[name].to_pylist()])
+    return _write(path, cols, None)
+
+
+@hostile(80)
+@given(data=st.data())
+def test_malformed_importance_logs_are_refused(scratch, data):
+    folder = fresh(scratch)
+    trace = _write(folder / "trace.parquet", _columns(with_grad=False))
+    log = data.draw(bad_log(folder))
+    command = data.draw(st.sampled_from(["replay", "inspect"]))
+    out = folder / "o"
+    args = (["replay", trace, "--importance", log, *REPLAY, "--out", out] if command == "replay"
+            else ["inspect", trace, "--importance", log, "-q"])
+    assert_refused(*run_cli(*args), out)
+
+
+# ---------------------------------------------------------------------------
+# Table lists (--tables FILE)
+
+
+@hostile(80)
+@given(data=st.data())
+def test_malformed_table_files_are_refused(scratch, data):
+    folder = fresh(scratch)
+    trace = _write(folder / "trace.parquet", _columns())
+    suffix = data.draw(st.sampled_from([".json", ".toml"]))
+    path = folder / f"tables{suffix}"
+    if suffix == ".json":
+        path.write_bytes(data.draw(bad_metadata()))
+    else:
+        entries = json.loads(json.dumps(TABLES))
+        how = data.draw(st.sampled_from(["entry", "garbage", "count"]))
+        if how == "entry":
+            data.draw(st.sampled_from(BAD_TABLE_ENTRIES))(entries[data.draw(st.integers(0, 1))])
+        elif how == "count":
+            entries = entries[:1]
+        text = "".join("[[tables]]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in e.items()) for e in entries)
+        path.write_text(text if how != "garbage" else data.draw(st.text(min_size=1, max_size=30)) + " = = \n")
+    command = data.draw(st.sampled_from(["replay", "inspect"]))
+    out = folder / "o"
+    args = (["replay", trace, "--tables", path, *REPLAY, "--out", out] if command == "replay"
+            else ["inspect", trace, "--tables", path, "-q"])
+    assert_refused(*run_cli(*args), out)
+
+
+def _toml(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf") if math.isinf(value) else repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if value is None:
+        return '"none"'  # TOML has no null: a string where a number belongs
+    return json.dumps(value)
+
+
+# ---------------------------------------------------------------------------
+# Sweep files
+
+WRONG_VALUES = st.sampled_from(["text", 1.5, -3, 0, True, [], [[1]], {"a": 1}, math.nan, math.inf, 2**62])
+KNOB_BAD = {  # values each knob must refuse
+    "gamma": [0.0, 1.5, -0.1, math.nan, math.inf, "0.9", True], "interval": [0, -1, 1.5, "100"],
+    "position_weight": [0.0, 2.0, math.nan], "page_bytes": [0, -64, 8], "max_load": [0.0, 1.0, 2.0, math.nan],
+    "index_initial": [0, 1000, 2**40, -2], "allocator": ["best-fit", 1], "budget_covers": ["index", False],
+    "report_every": [0, -5], "count_accesses": ["yes", 1], "chunk": [3, 0, -4, 5], "dim": [0, -16, 30],
+    "dtype_bytes": [3, 0, 16],
+}
+
+
+@st.composite
+def bad_sweep(draw, folder: Path, trace: Path) -> Path:
+    sweep = {"traces": [str(trace)], "policies": ["fiited", "full"], "budgets": [0.9], "page_bytes": 64,
+             "out": str(folder / "o")}
+    kind = draw(st.sampled_from(["unknown", "missing", "wrong", "empty", "twice", "policy", "budget", "knob",
+                                 "trace", "both", "garbage", "top"]))
+    if kind == "unknown":
+        sweep[draw(st.sampled_from(["gama", "budget", "trace", "polices", "seed_", "Out"]))] = 1
+    elif kind == "missing":
+        sweep.pop(draw(st.sampled_from(["traces", "policies", "budgets"])))
+    elif kind == "wrong":
+        key = draw(st.sampled_from(["traces", "policies", "budgets", "out", "tables"]))
+        sweep[key] = draw(WRONG_VALUES.filter(lambda v: not (key == "budgets" and isinstance(v, (int, float))
+                                                             and not isinstance(v, bool) and 0 <= v <= 100)
+                                              and not (key == "out" and isinstance(v, str))))  # any folder name
+    elif kind == "empty":
+        sweep[draw(st.sampled_from(["traces", "policies", "budgets", "gamma", "chunk"]))] = []
+    elif kind == "twice":
+        key = draw(st.sampled_from(["traces", "policies", "budgets"]))
+        sweep[key] = sweep[key] + sweep[key][:1]
+    elif kind == "policy":
+        sweep["policies"] = [draw(st.sampled_from(["fifo", "FIITED", "", "all ", "uniform_row"]))]
+    elif kind == "budget":
+        sweep["budgets"] = [draw(st.sampled_from(["lots", "-0.1", "101", "2XB", "", "1e30B", "0.1,0.2", "nan"]))]
+    elif kind == "knob":
+        name = draw(st.sampled_from(sorted(KNOB_BAD)))
+        sweep[name] = [draw(st.sampled_from(KNOB_BAD[name]))]
+    elif kind == "trace":
+        sweep["traces"] = [str(folder / draw(st.sampled_from(["missing.parquet", "*.nothing", "nodir/"])))]
+    elif kind == "both":
+        sweep["data"] = ["synthetic"]
+    path = folder / "s.toml"
+    if kind == "garbage":
+        path.write_bytes(draw(st.binary(min_size=1, max_size=60)))
+    elif kind == "top":
+        path.write_text(draw(st.sampled_from(["", "[other]\na = 1\n", "sweep = 3\n", "[sweep]\n"])))
+    else:
+        path.write_text("[sweep]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in sweep.items()))
+    return path
+
+
+@hostile(150)
+@given(data=st.data())
+def test_malformed_sweep_files_are_refused(scratch, data):
+    folder = fresh(scratch)
+    trace = _write(folder / "trace.parquet", _columns(with_grad=False))
+    path = data.draw(bad_sweep(folder, trace))
+    assert_refused(*run_cli("sweep", path, "-q"), folder / "o")
+
+
+# ---------------------------------------------------------------------------
+# Results folders (fiitedsim report)
+
+INT_BAD = st.sampled_from(["12", -1, 1.5, True, None, [], {}])
+SHARE_BAD = st.sampled_from(["0.5", -0.01, 1.01, 7.5, None, [], True])
+
+
+@pytest.fixture(scope="module")
+def results(scratch) -> Path:
+    folder = scratch / "results"
+    trace = _write(scratch / "results-trace.parquet", _columns())
+    code, _, err = run_cli("replay", trace, *REPLAY, "--out", folder)
+    assert code == 0, err
+    return folder
+
+
+@hostile(100)
+@given(data=st.data())
+def test_malformed_results_folders_are_refused(scratch, results, data):
+    folder = fresh(scratch) / "run"
+    shutil.copytree(results, folder)
+    summary = json.loads((folder / "summary.json").read_text())
+    stats = summary["policies"][data.draw(st.sampled_from(sorted(summary["policies"])))]
+    kind = data.draw(st.sampled_from(["int", "share", "dim_hist", "theta", "config", "trace", "format", "json",
+                                      "series_missing", "series_garbage", "series_type", "sections"]))
+    if kind == "int":
+        stats[data.draw(st.sampled_from(["payload_bytes_final", "total_bytes_peak", "rehashes", "lookups",
+                                         "mapped_pages_final", "meta_bytes_final"]))] = data.draw(INT_BAD)
+    elif kind == "share":
+        stats[data.draw(st.sampled_from(["row_hit_rate", "chunk_hit_rate", "full_hit_rate",
+                                         "fragmentation_final"]))] = data.draw(SHARE_BAD)
+    elif kind == "dim_hist":
+        stats["dim_hist_final"] = data.draw(st.sampled_from([None, "x", [], [-1, 2], ["a"], 3, [1.5]]))
+    elif kind == "theta":
+        stats["theta_final"] = data.draw(st.sampled_from(["inf", -1.0, [], True]))
+    elif kind == "config":
+        summary["config"]["budgets"] = data.draw(st.sampled_from(["0.9", [1], [{"label": 0.9}],
+                                                                  [{"label": "0.9", "bytes": "x"}]]))
+    elif kind == "trace":
+        key = data.draw(st.sampled_from(["dense_bytes", "lookups", "last_step", "path"]))
+        summary["trace"][key] = data.draw(st.sampled_from(["5", -3, 2.5, [1]] if key != "path" else [5, [], {}]))
+    elif kind == "format":
+        summary["format"] = data.draw(st.sampled_from([0, 2, "1", None, 1.0, True]))
+    elif kind == "sections":
+        summary[data.draw(st.sampled_from(["policies", "config", "trace"]))] = data.draw(
+            st.sampled_from([None, [], "x", 3, {}]))
+    if kind == "json":
+        (folder / "summary.json").write_bytes(data.draw(st.binary(max_size=60).filter(lambda b: not _is_json(b))))
+    else:
+        (folder / "summary.json").write_text(json.dumps(summary))
+    series = sorted((folder / "timeseries").iterdir())
+    target = series[data.draw(st.integers(0, len(series) - 1))]
+    if kind == "series_missing":
+        target.unlink()
+    elif kind == "series_garbage":
+        target.write_bytes(data.draw(st.binary(max_size=100)))
+    elif kind == "series_type":
+        import polars as pl
+        frame = pl.read_parquet(target)
+        name = data.draw(st.sampled_from(["step", "lookups", "chunk_hits", "payload_bytes", "fragmentation"]))
+        frame.with_columns(pl.col(name).cast(pl.String)).write_parquet(target)
+    out = folder.parent / "r.html"
+    assert_refused(*run_cli("report", folder, "-o", out), out)
+
+
+# ---------------------------------------------------------------------------
+# Training data (train --data csv:/parquet:/criteo:)
+
+
+@st.composite
+def bad_training_csv(draw, folder: Path) -> tuple[str, list[str]]:
+    """A CSV (or Criteo TSV) that `train` must refuse, and the options naming its columns."""
+    rows = [["1", "0.5", "a"], ["0", "1.5", "b"], ["1", "", "c"]]
+    header = ["y", "d", "s"]
+    kind = draw(st.sampled_from(["label", "dense", "missing_column", "twice", "empty", "garbage", "no_label",
+                                 "criteo_test", "criteo_short"]))
+    i = draw(st.integers(0, 2))
+    if kind == "label":
+        rows[i][0] = draw(st.sampled_from(["2", "-1", "0.5", "yes", "", "nan", "inf"]))
+    elif kind == "dense":
+        rows[i][1] = draw(st.sampled_from(["inf", "-inf", "1e39", "-3.5e38", "abc", "1,5"]))
+    elif kind == "missing_column":
+        return f"csv:{_csv(folder, header, rows)}", ["--label", "y", "--sparse", "s,nope", "--dense", "d"]
+    elif kind == "twice":
+        header[2] = "d"
+    elif kind == "empty":
+        (folder / "d.csv").write_text(draw(st.sampled_from(["", "y,d,s\n"])))
+        return f"csv:{folder / 'd.csv'}", ["--label", "y", "--sparse", "s", "--dense", "d"]
+    elif kind == "garbage":
+        (folder / "d.csv").write_bytes(b"PAR1" + draw(st.binary(max_size=50)))
+        return f"parquet:{folder / 'd.csv'}", ["--label", "y", "--sparse", "s"]
+    elif kind == "no_label":
+        return f"csv:{_csv(folder, header, rows)}", ["--sparse", "s"]
+    elif kind in ("criteo_test", "criteo_short"):
+        fields = 39 if kind == "criteo_test" else draw(st.integers(1, 38))
+        (folder / "c.tsv").write_text(("\t".join(["1"] * fields) + "\n") * 3)
+        return f"criteo:{folder / 'c.tsv'}", []
+    return f"csv:{_csv(folder, header, rows)}", ["--label", "y", "--sparse", "s", "--dense", "d"]
+
+
+def _csv(folder: Path, header: list[str], rows: list[list[str]]) -> Path:
+    path = folder / "d.csv"
+    path.write_text("\n".join(",".join(r) for r in [header, *rows]) + "\n")
+    return path
+
+
+@hostile(40)
+@given(data=st.data())
+def test_malformed_training_data_is_refused(scratch, data):
+    folder = fresh(scratch)
+    spec, columns = data.draw(bad_training_csv(folder))
+    out = folder / "o"
+    assert_refused(*run_cli("train", "--data", spec, *columns, "--rows", "50", "--batch", "2", "--page-bytes",
+                            "256", "-q", "--out", out), out)
+
+
+# ---------------------------------------------------------------------------
+# Option values
+
+
+BAD_VALUES = st.sampled_from(["", ",", "-1", "0", "nan", "inf", "-inf", "1e400", "abc", "2**40", "0x10", "1.5.2",
+                              str(2**70), str(-2**70), "all,", "\U0001f642", "1e-400"])
+
+
+@hostile(80)
+@given(option=st.sampled_from(["--budget", "--policy", "--gamma", "--interval", "--page-bytes", "--max-load",
+                               "--index-initial", "--allocator", "--budget-covers", "--report-every", "--dim",
+                               "--chunk", "--dtype-bytes", "--position-weight"]), value=BAD_VALUES)
+def test_bad_replay_option_values_are_refused(scratch, option, value):
+    """Each of these values is wrong for each of these options (2**70 overflowed the engine's int64)."""
+    folder = fresh(scratch)
+    trace = _write(folder / "trace.parquet", _columns())
+    out = folder / "o"
+    assert_refused(*run_cli("replay", trace, *REPLAY, option, value, "--out", out), out)
+
+
+@hostile(40)
+@given(option=st.sampled_from(["--rows", "--fields", "--dim", "--chunk", "--batch", "--epochs", "--eval-every",
+                               "--samples", "--lr-emb", "--lr-mlp", "--budget", "--policy", "--page-bytes",
+                               "--interval", "--gamma"]), value=BAD_VALUES)
+def test_bad_train_option_values_are_refused(scratch, option, value):
+    if option in ("--batch", "--eval-every", "--epochs") and value == str(2**70):
+        return  # a batch or evaluation interval beyond the data is fine; 2**70 epochs are the user's time to spend
+    folder = fresh(scratch)
+    out = folder / "o"
+    assert_refused(*run_cli("train", "--samples", "300", "--rows", "50", "--fields", "2", "--batch", "64",
+                            "--page-bytes", "256", option, value, "-q", "--out", out), out)
