@@ -4,9 +4,9 @@ Target (the comparisons issue): everything it added costs at most 10% of the run
 `bench_sweep.py` (four budgets x every policy in one `fiitedsim replay` of the 20M-lookup
 benchmark trace) and of `bench_train.py` (fiitedsim's trainer, samples/s at batch 2048).
 
-The same two workloads run under both trees, each run a fresh process, alternating which tree
-goes first, `--repeat` times; the figure is the ratio of the medians (this / REV), best runs
-printed too:
+The same two workloads run under REV and each tree measured (the working tree, or the commits
+given with `--this`), each run a fresh process, each tree going first in turn, `--repeat` times;
+the figure is the ratio of the medians (tree / REV), best runs printed too:
 
 * **sweep**: `fiitedsim replay TRACE --policy P --budget 0.02,0.05,0.10,0.25 --json -q`, the
   command `bench_sweep.py` times, as a user runs it (start-up, decoding, every policy and budget).
@@ -20,7 +20,7 @@ REV's package and benchmark scripts come from `git archive` (benchmarks/out/rev-
 each child runs with PYTHONPATH at its tree and checks which `fiitedsim` it imported. Kernel
 caches are warmed by one untimed run per tree first.
 
-    python benchmarks/bench_overhead.py --against 65e3afb [--this REV] [--repeat 3]
+    python benchmarks/bench_overhead.py --against 65e3afb [--this REV --this .] [--repeat 3]
 """
 from __future__ import annotations
 
@@ -76,10 +76,11 @@ def train_run(root: Path, steps: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--against", required=True, help="the commit to compare with (the issue: 65e3afb)")
-    ap.add_argument("--this", default=None, help="compare this commit instead of the working tree (e.g. the last "
-                    "commit before a later change that would hide this one's cost)")
+    ap.add_argument("--this", action="append", default=None, metavar="REV",
+                    help="a commit to measure instead of the working tree ('.'); repeat to measure several in the "
+                    "same run, e.g. the last commit before a later change that would hide this one's cost")
     ap.add_argument("--repeat", type=int, default=3, help="runs per tree and workload (default 3)")
-    ap.add_argument("--policy", default=OLD_ALL, help=f"the sweep's policies for both trees (default {OLD_ALL})")
+    ap.add_argument("--policy", default=OLD_ALL, help=f"the sweep's policies for every tree (default {OLD_ALL})")
     ap.add_argument("--train-steps", type=int, default=30, help="bench_train.py --steps (default 30)")
     ap.add_argument("--skip", choices=["sweep", "train"], help="leave one workload out")
     ap.add_argument("--json", type=Path, help="also write the figures to this file")
@@ -87,53 +88,62 @@ def main() -> None:
 
     print(common.machine_line())
     print(f"load before: {common.load()}")
-    rev_root, rev_hash = extract_rev(args.against)
-    this_root = extract_rev(args.this)[0] if args.this else common.REPO
-    trees = {"this": this_root, args.against: rev_root}
+    rev = args.against
+    trees = {rev: extract_rev(rev)[0]}
+    for name in args.this or ["."]:
+        if name == ".":
+            trees[f"{common.git_rev()} (tree)"] = common.REPO
+        else:
+            trees[name] = extract_rev(name)[0]
+    for name, root in trees.items():
+        print(f"tree {name}: {root}")
     trace = common.ensure_trace(None, common.STEPS_20M)
     sweep_argv = ["replay", str(trace), "--policy", args.policy, "--budget", BUDGETS, "--json", "-q"]
     tiny = ["replay", "--policy", args.policy, "--budget", "0.1", "-q"]  # the shipped sample: warms the kernels
-    record: dict = {"against": rev_hash, "this": args.this or common.git_rev(), "repeat": args.repeat}
-    print(f"this: {record['this']} ({this_root}); against: {rev_hash} ({rev_root})")
+    record: dict = {"against": rev, "trees": list(trees), "repeat": args.repeat, "machine": common.machine_line()}
 
     for name, root in trees.items():
         cli_run(root, tiny)
         if args.skip != "train":
             train_run(root, 2)
-    times: dict[str, dict[str, list[float]]] = {"sweep": {n: [] for n in trees}, "train": {n: [] for n in trees}}
+    works = [w for w in ("sweep", "train") if w != args.skip]
+    times: dict[str, dict[str, list[float]]] = {w: {n: [] for n in trees} for w in works}
     for i in range(args.repeat):
-        order = list(trees) if i % 2 == 0 else list(trees)[::-1]
-        for name in order:
-            if args.skip != "sweep":
-                times["sweep"][name].append(cli_run(trees[name], sweep_argv))
-                print(f"  run {i + 1}: sweep under {name}: {times['sweep'][name][-1]:.1f} s", flush=True)
-        for name in order:
-            if args.skip != "train":
-                times["train"][name].append(train_run(trees[name], args.train_steps))
-                print(f"  run {i + 1}: train under {name}: {times['train'][name][-1]:,.0f} samples/s", flush=True)
+        order = list(trees)[i % len(trees):] + list(trees)[:i % len(trees)]  # each tree goes first in turn
+        for work in works:
+            for name in order:
+                if work == "sweep":
+                    times[work][name].append(cli_run(trees[name], sweep_argv))
+                    print(f"  run {i + 1}: sweep under {name}: {times[work][name][-1]:.1f} s", flush=True)
+                else:
+                    times[work][name].append(train_run(trees[name], args.train_steps))
+                    print(f"  run {i + 1}: train under {name}: {times[work][name][-1]:,.0f} samples/s", flush=True)
     all_now = None
-    if args.skip != "sweep":
-        all_now = cli_run(this_root, ["replay", str(trace), "--policy", "all", "--budget", BUDGETS, "--json", "-q"])
+    if "sweep" in works:
+        all_now = cli_run(list(trees.values())[-1],
+                          ["replay", str(trace), "--policy", "all", "--budget", BUDGETS, "--json", "-q"])
 
     rows, results = [], {}
-    rev = args.against
-    for work, unit, cost in (("sweep", "s", lambda v: v), ("train", "samples/s", lambda v: 1 / v)):
-        if not times[work]["this"]:
-            continue
+    for work in works:
+        unit = "s" if work == "sweep" else "samples/s"
         med = {n: statistics.median(v) for n, v in times[work].items()}
-        ratio = cost(med["this"]) / cost(med[rev])  # run time of this tree / REV's
         best = {n: (min(v) if work == "sweep" else max(v)) for n, v in times[work].items()}
-        rows.append([work, unit, f"{med['this']:,.1f} (best {best['this']:,.1f})",
-                     f"{med[rev]:,.1f} (best {best[rev]:,.1f})", f"{ratio:.3f}", common.verdict(ratio <= TARGET)])
-        results[work] = {"runs": times[work], "run_time_ratio": ratio}
-    common.print_table(["workload", "unit", "this (median)", f"{rev} (median)", "run time this / REV",
+        for name in list(trees)[1:]:
+            # run time of the tree / REV's (training: samples/s, so the inverse)
+            ratio = med[name] / med[rev] if work == "sweep" else med[rev] / med[name]
+            rows.append([work, name, unit, f"{med[name]:,.1f} (best {best[name]:,.1f})",
+                         f"{med[rev]:,.1f} (best {best[rev]:,.1f})", f"{ratio:.3f}", common.verdict(ratio <= TARGET)])
+            results.setdefault(work, {"runs": times[work]})[name] = ratio
+    common.print_table(["workload", "tree", "unit", "tree (median)", f"{rev} (median)", f"run time tree / {rev}",
                         f"<= {TARGET:.2f}"], rows)
     for work, res in results.items():
-        print(f"RESULT {work}: run time this / {rev} = {res['run_time_ratio']:.3f} (target <= {TARGET:.2f}): "
-              f"{common.verdict(res['run_time_ratio'] <= TARGET)}")
+        for name in list(trees)[1:]:
+            print(f"RESULT {work}: run time {name} / {rev} = {res[name]:.3f} (target <= {TARGET:.2f}): "
+                  f"{common.verdict(res[name] <= TARGET)}")
     if all_now is not None:
-        print(f"note: this tree's --policy all (adds hash and mde, which read the trace twice): {all_now:.1f} s")
-        record["sweep_all_this_s"] = all_now
+        print(f"note: {list(trees)[-1]} with --policy all (adds hash and mde; mde reads the trace twice): "
+              f"{all_now:.1f} s")
+        record["sweep_all_s"] = all_now
     print(f"load after: {common.load()}")
     record.update(results)
     if args.json:
