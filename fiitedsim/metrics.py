@@ -83,7 +83,7 @@ COL_COUNTERS = 1
 COL_GAUGES = COL_COUNTERS + N_COUNTERS
 COL_DIMS = COL_GAUGES + N_INT_GAUGES
 
-#: Keys of every policy object in summary.json, in this order (README contract).
+#: Keys of every policy object in summary.json, in this order (the contract of docs/formats.md).
 SUMMARY_KEYS = [
     "payload_bytes_peak", "payload_bytes_final", "index_bytes_peak", "index_bytes_final", "meta_bytes_final",
     "total_bytes_peak", "total_bytes_final", "mapped_pages_final", "live_chunks_final", "fragmentation_final",

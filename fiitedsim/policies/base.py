@@ -2,7 +2,7 @@
 
 A policy is built for a list of tables and a config, is fed the record
 stream batch by batch (`consume`), and at the end returns a `PolicyResult`:
-the summary (the stable `summary.json` contract of the README) and the time
+the summary (the stable `summary.json` contract of docs/formats.md) and the time
 series of per-window snapshots, both as `fiitedsim/metrics.py` defines them.
 """
 from __future__ import annotations
