@@ -51,6 +51,7 @@ FREE_AHEAD = 16        # rows ahead whose records a round's free loop prefetches
 FREE_RING = 16         # kept prefixes the free loop works out ahead (a ring of FREE_RING > FREE_AHEAD // 2)
 assert TRACKER_AHEAD <= AHEAD_MASK and FREE_AHEAD // 2 < FREE_RING
 CANDIDATE_AHEAD = 32   # rows ahead whose records a round's second ranking pass prefetches
+IX_LINE = 8            # index entries (8 bytes) per cache line
 
 
 @inline
@@ -462,8 +463,11 @@ def free_unkept(st, pool, now, cut_bits, cut_key, rows, ring):
             kept = kept_prefix(rec, rec_u, tabs, whole_rows, r_key, tid, t, d,
                                decay(powtab, gamma, now - rec[tid, r_last]), cut_bits, cut_key)
             ring[near % FREE_RING] = kept
-            for k in range(kept, d):
-                prefetch(st.ix, st.ix_meta[t * kmax + k, Ix.OFF] + np.int64(rec_p[tid, r_pos + k]))
+            for k in range(kept, d):  # the entry's line and the next: a backward shift walks on past the entry
+                off, mask = st.ix_meta[t * kmax + k, Ix.OFF], st.ix_meta[t * kmax + k, Ix.CAP] - 1
+                hole = np.int64(rec_p[tid, r_pos + k])
+                prefetch(st.ix, off + hole)
+                prefetch(st.ix, off + ((hole + IX_LINE) & mask))
             if kept < d:
                 prefetch2(st.row_slot, tid, kept)
         if q < 0:
