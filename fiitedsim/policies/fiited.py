@@ -354,9 +354,8 @@ def rank_candidates(rec, rec_u, tabs, powtab, gamma, r_key, r_last, whole_rows, 
                             cand_bits[c] = bits
                             cand_keys[c] = tie_key(t, r, k)
                             c += 1
-            if sm & HAS_D and np.int64(sm & TOP16) <= bucket:
-                rank[n] = tid
-                n += 1
+            rank[n] = tid  # listed when it has a resident chunk at or below `bucket` (no branch: n <= tid)
+            n += np.int64((sm & HAS_D) != 0) & np.int64(np.int64(sm & TOP16) <= bucket)
         cand_end[b] = c
         list_end[b] = n
         above_bits[b], above_keys[b] = a_bits, a_key
@@ -451,6 +450,7 @@ def free_unkept(st, pool, now, cut_bits, cut_key, rows, ring):
     powtab, gamma = st.powtab, st.fp[FParam.GAMMA]
     n = rows.size
     half = FREE_AHEAD // 2
+    freed, low_page = 0, st.pools[pool, PoolCol.HINT_FREE]
     for q in range(-half, n):
         far = q + FREE_AHEAD
         if far < n:
@@ -478,11 +478,18 @@ def free_unkept(st, pool, now, cut_bits, cut_key, rows, ring):
             continue  # a row listed because a chunk sits in the cut's bucket, which keeps all of them
         t = rec[tid, r_key] >> ROW_BITS
         for k in range(kept, d):
-            store.index_delete(st.ix, st.ix_meta, sc, t * kmax + k, np.int64(rec_p[tid, r_pos + k]), rec_p,
-                               r_pos + k)
-            store.free_slot(st.pools, st.page_live, st.page_free_bits, st.lifo, st.slot_stamp, sc, cnt, ip, pool,
-                            np.int64(st.row_slot[tid, k]))
+            store.index_remove(st.ix, st.ix_meta, t * kmax + k, np.int64(rec_p[tid, r_pos + k]), rec_p, r_pos + k)
+            page = store.release_slot(st.pools, st.page_live, st.page_free_bits, st.lifo, st.slot_stamp, sc, ip,
+                                      pool, np.int64(st.row_slot[tid, k]))
+            low_page = min(low_page, page)
+        freed += d - kept
         set_dim(rec, r_d, st.dim_hist, tid, kept)
+    # the counts of the frees, stored once (a store makes Numba reload every array value read after it)
+    sc[Scalar.IX_COUNT_TOTAL] -= freed
+    st.pools[pool, PoolCol.LIVE] -= freed
+    sc[Scalar.LIVE_TOTAL] -= freed
+    cnt[Count.FREES] += freed
+    st.pools[pool, PoolCol.HINT_FREE] = min(st.pools[pool, PoolCol.HINT_FREE], low_page)
 
 
 @numba.njit(cache=True, nogil=True)
