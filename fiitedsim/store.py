@@ -605,7 +605,8 @@ def alloc_slot(pools, page_live, page_free_bits, lifo, slot_stamp, sc, cnt, ip, 
 
 @inline
 def free_slot(pools, page_live, page_free_bits, lifo, slot_stamp, sc, cnt, ip, pool, slot):
-    page = release_slot(pools, page_live, page_free_bits, lifo, slot_stamp, sc, ip, pool, slot)
+    page = release_slot(pools, page_live, page_free_bits, lifo, slot_stamp, sc, pool, slot, pools[pool, PoolCol.SPP],
+                        ip[Param.LIFO] != 0)
     pools[pool, PoolCol.LIVE] -= 1
     sc[Scalar.LIVE_TOTAL] -= 1
     cnt[Count.FREES] += 1
@@ -613,16 +614,16 @@ def free_slot(pools, page_live, page_free_bits, lifo, slot_stamp, sc, cnt, ip, p
 
 
 @inline
-def release_slot(pools, page_live, page_free_bits, lifo, slot_stamp, sc, ip, pool, slot):
+def release_slot(pools, page_live, page_free_bits, lifo, slot_stamp, sc, pool, slot, spp, is_lifo):
     """`free_slot` but for the pool's and the store's counts and the pool's free-page hint, which the caller
-    updates (a round's free loop, once); returns the slot's page."""
-    spp = pools[pool, PoolCol.SPP]
+    updates (a round's free loop, once); returns the slot's page. spp = pools[pool, SPP], is_lifo = the
+    allocator is LIFO (read once by the caller)."""
     page, s = slot // spp, slot % spp
     page_free_bits[pool, page, s // 64] |= np.uint64(1) << np.uint64(s % 64)
     hint = page_free_bits.shape[2] - 1
     page_free_bits[pool, page, hint] = min(page_free_bits[pool, page, hint], np.uint64(s // 64))
     page_live[pool, page] -= 1
-    if ip[Param.LIFO]:
+    if is_lifo:
         lifo_push(pools, page_live, page_free_bits, lifo, slot_stamp, sc, pool, slot)
     return page
 

@@ -451,6 +451,7 @@ def free_unkept(st, pool, now, cut_bits, cut_key, rows, ring):
     n = rows.size
     half = FREE_AHEAD // 2
     freed, low_page = 0, st.pools[pool, PoolCol.HINT_FREE]
+    spp, is_lifo = st.pools[pool, PoolCol.SPP], ip[Param.LIFO] != 0
     for q in range(-half, n):
         far = q + FREE_AHEAD
         if far < n:
@@ -479,8 +480,8 @@ def free_unkept(st, pool, now, cut_bits, cut_key, rows, ring):
         t = rec[tid, r_key] >> ROW_BITS
         for k in range(kept, d):
             store.index_remove(st.ix, st.ix_meta, t * kmax + k, np.int64(rec_p[tid, r_pos + k]), rec_p, r_pos + k)
-            page = store.release_slot(st.pools, st.page_live, st.page_free_bits, st.lifo, st.slot_stamp, sc, ip,
-                                      pool, np.int64(st.row_slot[tid, k]))
+            page = store.release_slot(st.pools, st.page_live, st.page_free_bits, st.lifo, st.slot_stamp, sc, pool,
+                                      np.int64(st.row_slot[tid, k]), spp, is_lifo)
             low_page = min(low_page, page)
         freed += d - kept
         set_dim(rec, r_d, st.dim_hist, tid, kept)
