@@ -461,6 +461,13 @@ def index_insert(ix, ix_meta, ix_free, sc, cnt, ip, max_load, i, h, tid, rec_p, 
 def index_delete(ix, ix_meta, sc, i, hole, rec_p, pcol):
     """Remove the entry at bucket `hole` of index i by backward shift (no tombstones), keeping the cached
     bucket (rec_p[tid, pcol]) of the entries it moves."""
+    index_remove(ix, ix_meta, i, hole, rec_p, pcol)
+    sc[Scalar.IX_COUNT_TOTAL] -= 1
+
+
+@inline
+def index_remove(ix, ix_meta, i, hole, rec_p, pcol):
+    """`index_delete` but for sc[IX_COUNT_TOTAL], which the caller lowers (a round's free loop, once)."""
     off, mask = ix_meta[i, Ix.OFF], ix_meta[i, Ix.CAP] - 1
     j = hole
     while True:
@@ -477,7 +484,6 @@ def index_delete(ix, ix_meta, sc, i, hole, rec_p, pcol):
             hole = j
     ix[off + hole] = EMPTY
     ix_meta[i, Ix.COUNT] -= 1
-    sc[Scalar.IX_COUNT_TOTAL] -= 1
 
 
 # ============================================================================
@@ -599,18 +605,27 @@ def alloc_slot(pools, page_live, page_free_bits, lifo, slot_stamp, sc, cnt, ip, 
 
 @inline
 def free_slot(pools, page_live, page_free_bits, lifo, slot_stamp, sc, cnt, ip, pool, slot):
-    spp = pools[pool, PoolCol.SPP]
+    page = release_slot(pools, page_live, page_free_bits, lifo, slot_stamp, sc, pool, slot, pools[pool, PoolCol.SPP],
+                        ip[Param.LIFO] != 0)
+    pools[pool, PoolCol.LIVE] -= 1
+    sc[Scalar.LIVE_TOTAL] -= 1
+    cnt[Count.FREES] += 1
+    pools[pool, PoolCol.HINT_FREE] = min(pools[pool, PoolCol.HINT_FREE], page)
+
+
+@inline
+def release_slot(pools, page_live, page_free_bits, lifo, slot_stamp, sc, pool, slot, spp, is_lifo):
+    """`free_slot` but for the pool's and the store's counts and the pool's free-page hint, which the caller
+    updates (a round's free loop, once); returns the slot's page. spp = pools[pool, SPP], is_lifo = the
+    allocator is LIFO (read once by the caller)."""
     page, s = slot // spp, slot % spp
     page_free_bits[pool, page, s // 64] |= np.uint64(1) << np.uint64(s % 64)
     hint = page_free_bits.shape[2] - 1
     page_free_bits[pool, page, hint] = min(page_free_bits[pool, page, hint], np.uint64(s // 64))
     page_live[pool, page] -= 1
-    pools[pool, PoolCol.LIVE] -= 1
-    sc[Scalar.LIVE_TOTAL] -= 1
-    cnt[Count.FREES] += 1
-    pools[pool, PoolCol.HINT_FREE] = min(pools[pool, PoolCol.HINT_FREE], page)
-    if ip[Param.LIFO]:
+    if is_lifo:
         lifo_push(pools, page_live, page_free_bits, lifo, slot_stamp, sc, pool, slot)
+    return page
 
 
 @numba.njit(cache=True)

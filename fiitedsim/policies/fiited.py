@@ -51,6 +51,7 @@ FREE_AHEAD = 16        # rows ahead whose records a round's free loop prefetches
 FREE_RING = 16         # kept prefixes the free loop works out ahead (a ring of FREE_RING > FREE_AHEAD // 2)
 assert TRACKER_AHEAD <= AHEAD_MASK and FREE_AHEAD // 2 < FREE_RING
 CANDIDATE_AHEAD = 32   # rows ahead whose records a round's second ranking pass prefetches
+IX_LINE = 8            # index entries (8 bytes) per cache line
 
 
 @inline
@@ -353,9 +354,8 @@ def rank_candidates(rec, rec_u, tabs, powtab, gamma, r_key, r_last, whole_rows, 
                             cand_bits[c] = bits
                             cand_keys[c] = tie_key(t, r, k)
                             c += 1
-            if sm & HAS_D and np.int64(sm & TOP16) <= bucket:
-                rank[n] = tid
-                n += 1
+            rank[n] = tid  # listed when it has a resident chunk at or below `bucket` (no branch: n <= tid)
+            n += np.int64((sm & HAS_D) != 0) & np.int64(np.int64(sm & TOP16) <= bucket)
         cand_end[b] = c
         list_end[b] = n
         above_bits[b], above_keys[b] = a_bits, a_key
@@ -450,6 +450,8 @@ def free_unkept(st, pool, now, cut_bits, cut_key, rows, ring):
     powtab, gamma = st.powtab, st.fp[FParam.GAMMA]
     n = rows.size
     half = FREE_AHEAD // 2
+    freed, low_page = 0, st.pools[pool, PoolCol.HINT_FREE]
+    spp, is_lifo = st.pools[pool, PoolCol.SPP], ip[Param.LIFO] != 0
     for q in range(-half, n):
         far = q + FREE_AHEAD
         if far < n:
@@ -462,8 +464,11 @@ def free_unkept(st, pool, now, cut_bits, cut_key, rows, ring):
             kept = kept_prefix(rec, rec_u, tabs, whole_rows, r_key, tid, t, d,
                                decay(powtab, gamma, now - rec[tid, r_last]), cut_bits, cut_key)
             ring[near % FREE_RING] = kept
-            for k in range(kept, d):
-                prefetch(st.ix, st.ix_meta[t * kmax + k, Ix.OFF] + np.int64(rec_p[tid, r_pos + k]))
+            for k in range(kept, d):  # the entry's line and the next: a backward shift walks on past the entry
+                off, mask = st.ix_meta[t * kmax + k, Ix.OFF], st.ix_meta[t * kmax + k, Ix.CAP] - 1
+                hole = np.int64(rec_p[tid, r_pos + k])
+                prefetch(st.ix, off + hole)
+                prefetch(st.ix, off + ((hole + IX_LINE) & mask))
             if kept < d:
                 prefetch2(st.row_slot, tid, kept)
         if q < 0:
@@ -474,11 +479,18 @@ def free_unkept(st, pool, now, cut_bits, cut_key, rows, ring):
             continue  # a row listed because a chunk sits in the cut's bucket, which keeps all of them
         t = rec[tid, r_key] >> ROW_BITS
         for k in range(kept, d):
-            store.index_delete(st.ix, st.ix_meta, sc, t * kmax + k, np.int64(rec_p[tid, r_pos + k]), rec_p,
-                               r_pos + k)
-            store.free_slot(st.pools, st.page_live, st.page_free_bits, st.lifo, st.slot_stamp, sc, cnt, ip, pool,
-                            np.int64(st.row_slot[tid, k]))
+            store.index_remove(st.ix, st.ix_meta, t * kmax + k, np.int64(rec_p[tid, r_pos + k]), rec_p, r_pos + k)
+            page = store.release_slot(st.pools, st.page_live, st.page_free_bits, st.lifo, st.slot_stamp, sc, pool,
+                                      np.int64(st.row_slot[tid, k]), spp, is_lifo)
+            low_page = min(low_page, page)
+        freed += d - kept
         set_dim(rec, r_d, st.dim_hist, tid, kept)
+    # the counts of the frees, stored once (a store makes Numba reload every array value read after it)
+    sc[Scalar.IX_COUNT_TOTAL] -= freed
+    st.pools[pool, PoolCol.LIVE] -= freed
+    sc[Scalar.LIVE_TOTAL] -= freed
+    cnt[Count.FREES] += freed
+    st.pools[pool, PoolCol.HINT_FREE] = min(st.pools[pool, PoolCol.HINT_FREE], low_page)
 
 
 @numba.njit(cache=True, nogil=True)
