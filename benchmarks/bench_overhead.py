@@ -45,12 +45,9 @@ OLD_ALL = "fiited,row-prune,uniform-dim,uniform-row,full,lru,lfu"
 def cli_run(root: Path, argv: list[str]) -> float:
     """Wall seconds of `fiitedsim ARGV` run by `root`'s package in a fresh process (from a temporary folder,
     so no checkout in the working directory shadows PYTHONPATH)."""
-    check = f"assert fiitedsim.__file__.startswith({str(root.resolve())!r}), fiitedsim.__file__"
-    code = (f"import sys, fiitedsim; {check}; sys.argv = {['fiitedsim', *argv]!r}; "
-            "from fiitedsim.cli import main; main()")
     with tempfile.TemporaryDirectory(prefix="fiitedsim-overhead-") as tmp:
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", code], env=worker_env(root, own_cache=True), cwd=tmp,
+        proc = subprocess.run(common.cli_command(root, argv), env=worker_env(root, own_cache=True), cwd=tmp,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         wall = time.perf_counter() - t0
     if proc.returncode != 0:

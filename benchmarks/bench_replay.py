@@ -46,8 +46,10 @@ its own sources), alternating which goes first, --repeat times; the utility
 floor runs after each fiited pair. Peak RSS of `fiitedsim replay TRACE
 --policy fiited --budget 0.10 -q` (the CLI, Parquet decoding included) is
 measured for both trees the same way (--rss-repeat times each). The RESULT
-lines judge: fiited throughput this / REV >= 2.0 (medians of the runs, best
-runs printed too); rounds <= 25% of this tree's fiited engine time; peak RSS
+lines judge: fiited throughput this / REV >= 2.0 (medians of the runs that
+sat in the same place of their pair, first or second, and the geometric mean
+of the two ratios: see `position_ratios`; the medians of all runs and the
+best runs are printed too); rounds <= 25% of this tree's fiited engine time; peak RSS
 this <= REV; the other policies' throughput this / REV >= 1.0; and the
 summaries of fiited (and row-prune): when both revisions report the same
 summary keys the JSON texts must be byte-identical, else every key both have
@@ -289,14 +291,8 @@ def run_worker(argv: list[str], root: Path | None = None, own_cache: bool = Fals
 def peak_rss(root: Path | None, trace: Path, policy: str, own_cache: bool) -> dict:
     """Peak RSS (MiB) and wall time of `fiitedsim replay TRACE --policy P --budget B -q`, a fresh process."""
     with tempfile.TemporaryDirectory(prefix="fiitedsim-rss-") as tmp:
-        argv = ["fiitedsim", "replay", str(trace), "--policy", policy, "--budget", common.BUDGET, "-q", "--out",
-                str(Path(tmp) / "out")]
-        # `python -m` would put the working directory first on sys.path (a checkout there would shadow
-        # PYTHONPATH): run the CLI from the temporary folder, and check which package it imported
-        where = str(root.resolve()) if root else ""
-        check = f"assert fiitedsim.__file__.startswith({where!r}), fiitedsim.__file__"
-        cmd = [sys.executable, "-c", f"import sys, fiitedsim; {check}; sys.argv = {argv!r}; "
-                                     "from fiitedsim.cli import main; main()"]
+        cmd = common.cli_command(root, ["replay", str(trace), "--policy", policy, "--budget", common.BUDGET, "-q",
+                                        "--out", str(Path(tmp) / "out")])  # run from the temporary folder
         t0 = time.perf_counter()
         with open(Path(tmp) / "stderr", "w+b") as err_file:
             proc = subprocess.Popen(cmd, env=worker_env(root, own_cache), stdout=subprocess.DEVNULL,

@@ -255,6 +255,16 @@ def worker_env(root: Path | None, own_cache: bool) -> dict:
     return env
 
 
+def cli_command(root: Path | None, argv: list[str]) -> list[str]:
+    """The command that runs `fiitedsim ARGV` with `root`'s package (PYTHONPATH from `worker_env`) and checks that it
+    imported that package. Run it from a temporary folder: `python -m` would put the working directory first on
+    sys.path, where a checkout would shadow PYTHONPATH."""
+    where = str(root.resolve()) if root else ""
+    check = f"assert fiitedsim.__file__.startswith({where!r}), fiitedsim.__file__"
+    return [sys.executable, "-c", f"import sys, fiitedsim; {check}; sys.argv = {['fiitedsim', *argv]!r}; "
+                                  "from fiitedsim.cli import main; main()"]
+
+
 def extract_rev(rev: str) -> tuple[Path, str]:
     """REV's `fiitedsim` package and `benchmarks/` scripts, extracted once under benchmarks/out/rev-HASH/ with
     `git archive`; (folder, full hash). A process with PYTHONPATH at the folder (`worker_env`) imports REV's
