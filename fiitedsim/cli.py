@@ -266,7 +266,8 @@ def _print_summary(summary: dict) -> None:
 def train(
     data: str = o.DATA, label: Optional[str] = o.LABEL, sparse: Optional[str] = o.SPARSE,
     dense: Optional[str] = o.DENSE, samples: Optional[int] = o.SAMPLES, fields: int = o.FIELDS,
-    rows: int = o.TRAIN_ROWS_OPTION, policy: str = o.TRAIN_POLICY_OPTION, budget: str = o.BUDGET,
+    rows: str = o.TRAIN_ROWS_OPTION, drift: float = o.TRAIN_DRIFT, size_from: float = o.SIZE_FROM,
+    policy: str = o.TRAIN_POLICY_OPTION, budget: str = o.BUDGET,
     dim: int = o.TRAIN_DIM, chunk: int = o.TRAIN_CHUNK, batch: int = o.TRAIN_BATCH, epochs: int = o.EPOCHS,
     eval_every: Optional[int] = o.EVAL_EVERY, lr_emb: float = o.LR_EMB, lr_mlp: float = o.LR_MLP,
     gamma: float = o.GAMMA, interval: Optional[int] = o.TRAIN_INTERVAL, page_bytes: int = o.PAGE_BYTES,
@@ -291,6 +292,7 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
         check_train_out,
         data_kind,
         load_data,
+        parse_rows,
         parse_seeds,
         run_all,
         train_config,
@@ -300,8 +302,9 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
     names = parse_policies(policy, TRAIN_POLICIES, " for training")
     budgets = budget_labels(budget)  # the list's syntax now; the bytes once the data's tables are known
     seed_list = parse_seeds(seeds) if seeds is not None else [seed]
+    table_rows = parse_rows(rows)
     tcfg = train_config(dim=dim, chunk=chunk, batch=batch, epochs=epochs, eval_every=eval_every, interval=interval,
-                        lr_emb=lr_emb, lr_mlp=lr_mlp, seed=seed_list[0])
+                        lr_emb=lr_emb, lr_mlp=lr_mlp, seed=seed_list[0], size_from=size_from)
     rcfg = ReplayConfig(gamma=gamma, page_bytes=page_bytes, mde_exponent=mde_exponent)
     if out_dir is not None:
         check_train_out(out_dir)
@@ -314,18 +317,18 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
         if path is not None:
             check_writable(path)
     from .memory import check_train_data_memory
-    check_train_data_memory(data_kind(data)[0], fields, [c for c in (sparse or "").split(",") if c.strip()], rows,
-                            dim, batch, samples)
-    ds = load_data(data, label, sparse, dense, samples, fields, rows, dim, seed_list[0], warn=_warn)
+    check_train_data_memory(data_kind(data)[0], fields, [c for c in (sparse or "").split(",") if c.strip()],
+                            table_rows, dim, batch, samples)
+    ds = load_data(data, label, sparse, dense, samples, fields, table_rows, dim, seed_list[0], warn=_warn, drift=drift)
 
     def data_of_seed(s: int):
         """Synthetic data is drawn anew per seed; a file is the same data for every seed."""
         if s == seed_list[0] or data_kind(data)[0] != "synthetic":
             return ds
-        return load_data(data, label, sparse, dense, samples, fields, rows, dim, s)
+        return load_data(data, label, sparse, dense, samples, fields, table_rows, dim, s, drift=drift)
     with _progress("training", quiet) as update:
         outputs = run_all(data_of_seed, data, names, budgets, tcfg, rcfg, emit_trace, emit_importance,
-                          progress=update, seeds=seed_list)
+                          progress=update, seeds=seed_list, drift=drift)
     _warn(*outputs.summary["warnings"])
     if out_dir is not None:
         write_outputs(out_dir, outputs)

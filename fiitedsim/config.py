@@ -315,6 +315,7 @@ class TrainConfig:
     interval: int | None = None       # the engine's pruning interval; None: about 10 rounds (`schedule`)
     eval_fraction: float = 0.1        # the last 10% of the samples, in time order
     seed: int = 0
+    size_from: float = 1.0            # policies sized before training see the first size_from of the training split
 
 
 def _generate_flag(field_name: str) -> str:

@@ -105,14 +105,27 @@ def check_train_memory(fields: int, rows: int, dim: int, batch: int, synthetic_s
     check_fits(need, what, "lower --rows, --dim, --batch or --samples")
 
 
-def check_train_data_memory(kind: str, fields: int, sparse: list[str], rows: int, dim: int, batch: int,
+def check_train_data_memory(kind: str, fields: int, sparse: list[str], rows: int | None, dim: int, batch: int,
                             samples: int | None) -> None:
     """`check_train_memory` for a data spec of kind synthetic, movielens, criteo, parquet or csv, before it is
-    loaded."""
+    loaded. `rows` None (vocabulary tables): synthetic values are drawn on `TRAIN_ROWS`-row tables, at most the
+    size of its vocabulary tables; a file's vocabulary is checked once read (`check_model_memory`)."""
+    from .config import TRAIN_ROWS
     n_fields = {"synthetic": fields, "criteo": 26, "movielens": 7}.get(kind, max(1, len(sparse)))
     synthetic_samples = (2_000_000 if samples is None else samples) if kind == "synthetic" else None
+    if rows is None:
+        if kind != "synthetic":
+            return
+        rows = TRAIN_ROWS
     if min(n_fields, rows, dim, batch) < 1 or (synthetic_samples is not None and synthetic_samples < 1):
         return  # refused with its own message by the data loader or the trainer's settings
     known = synthetic_samples if synthetic_samples is not None else samples
     # a batch is never larger than the data; a file's length is unknown until it is read
     check_train_memory(n_fields, rows, dim, min(batch, known) if known is not None else 1, synthetic_samples)
+
+
+def check_model_memory(where: str, table_rows, dim: int) -> None:
+    """The model's vocabulary tables, once their sizes are known (`--rows auto`): embeddings and optimizer state."""
+    rows = sum(int(n) for n in table_rows)
+    check_fits(rows * (dim * 4 + 8), f"{where}: training vocabulary tables of {rows:,} rows in all x {dim} dims",
+               "give --rows N to hash every field into N rows instead, or fewer --samples")

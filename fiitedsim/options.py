@@ -23,7 +23,6 @@ from .config import (
     DEFAULT_DIM,
     DEFAULT_DTYPE_BYTES,
     TRAIN_FIELDS,
-    TRAIN_ROWS,
     GenerateConfig,
     ReplayConfig,
     TrainConfig,
@@ -123,9 +122,21 @@ DENSE = typer.Option(None, "--dense", help="Comma-separated numeric columns of p
 SAMPLES = typer.Option(None, "--samples", help="Samples to use (synthetic: to generate, default 2,000,000; files: "
                                                "the first N, default all).")
 FIELDS = typer.Option(TRAIN_FIELDS, "--fields", help="Synthetic data: sparse fields (embedding tables).")
-TRAIN_ROWS_OPTION = typer.Option(TRAIN_ROWS, "--rows",
-                                 help="Rows per embedding table (files: hash size; synthetic: table size, its fields "
-                                      "using rows/500 to rows/2 distinct values).")
+TRAIN_ROWS_OPTION = typer.Option(
+    "auto", "--rows",
+    help="Rows of each embedding table. auto: one row per distinct value of the field in the training split, plus "
+         "one shared row for values first seen later (an exact value -> row map, the table a practitioner trains); "
+         "a number N: hash every field's values into N rows (synthetic: tables of N rows, its fields using N/500 "
+         "to N/2 values; auto draws on 100,000 rows and keeps the vocabulary).")
+SIZE_FROM = typer.Option(
+    _T.size_from, "--size-from",
+    help="Share of the training split, from its start, that policies sized before training see: mde's lookup "
+         "counts, and with vocabulary tables the rows uniform-dim and hash store (rows first seen later get "
+         "nothing). 1.0: the whole split, as MDE's authors size from training-set counts.")
+TRAIN_DRIFT = typer.Option(
+    0.0, "--drift",
+    help="Synthetic data: new values per field over the run, as a share of its initial values (0 to 1; 0: no "
+         "drift). New values enter as the most popular and push the others down, so popularity moves.")
 TRAIN_DIM = typer.Option(_T.dim, "--dim", help="Embedding dimension D.")
 TRAIN_CHUNK = typer.Option(_T.chunk, "--chunk", help="Chunk size C (must divide D): the unit of pruning.")
 TRAIN_BATCH = typer.Option(_T.batch, "--batch", help="Samples per training step.")

@@ -158,9 +158,10 @@ def plan(tables: Sequence[TableSpec], policies: Sequence[str], budgets, config: 
     return runs
 
 
-def check_runs(runs: Sequence[Run]) -> None:
+def check_runs(runs: Sequence[Run], vocabulary: bool = False) -> None:
     """Refuse a run that could never store anything: a chunk larger than a page, or a budget too small for the
-    policy (`Policy.check_budget`: one page in every pool, one row of every table, the start-up memory)."""
+    policy (`Policy.check_budget`: one page in every pool, one row of every table, the start-up memory).
+    `vocabulary`: the tables are a training run's vocabulary tables (`Policy.check_budget`)."""
     for run in runs:
         check_tables_fit_pages(list(run.tables), run.config)
-        POLICIES[run.policy].check_budget(list(run.tables), run.config)
+        POLICIES[run.policy].check_budget(list(run.tables), run.config, vocabulary)

@@ -48,6 +48,7 @@ def train_outputs(seeds: tuple[int, ...] = (0, 1, 2), warnings: tuple[str, ...] 
 
     import polars as pl
 
+    from fiitedsim.policies import knowledge
     from fiitedsim.train.runner import CURVE_COLUMNS, TrainOutputs
 
     mib = 2**20
@@ -70,7 +71,8 @@ def train_outputs(seeds: tuple[int, ...] = (0, 1, 2), warnings: tuple[str, ...] 
                          "logloss_std": 0.0 if len(seeds) > 1 else None, "payload_bytes_peak": payload * mib,
                          "total_bytes_peak": total * mib, "chunk_hit_rate": dim_hit, "dim_hit_rate": dim_hit,
                          "collision_share": collide, "rounds": 10 if name == "fiited" else 0, "samples": 40960,
-                         "seconds": 0.5 * len(seeds), "per_seed": per_seed}
+                         "seconds": 0.5 * len(seeds), "per_seed": per_seed,
+                         "knew": knowledge(name, "the whole training split", vocabulary=True)}
         for seed, auc in zip(seeds, aucs):
             rows += [(key, name, budget, seed, 10, 20480, 0.6, auc - 0.01, 0.55, payload * mib, total * mib,
                       dim_hit, dim_hit),

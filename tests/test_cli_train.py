@@ -6,6 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from test_cli import fails_cleanly, run
@@ -137,7 +138,8 @@ def test_movielens_folder_trains(monkeypatch, capsys, tmp_path):
           "--budget", "0.5", "--out", tmp_path / "o")
     summary = json.loads((tmp_path / "o" / "train_summary.json").read_text())
     # 5 ratings: 4 trained (2 steps of 2), the last one evaluated; 7 fields of --rows 300, 19 genre flags
-    assert summary["config"]["samples"] == 5 and summary["config"]["rows"] == [300] * 7
+    assert summary["config"]["samples"] == 5 and summary["config"]["rows"] == 300
+    assert summary["config"]["table_rows"] == [300] * 7
     assert summary["config"]["dense"] == 19 and summary["teacher_auc"] is None
     assert summary["policies"]["full@0.5"]["samples"] == 4
 
@@ -218,3 +220,36 @@ def test_nan_dense_values_train_with_a_warning(monkeypatch, capsys, tmp_path):
     lines = [line for line in result.err.strip().splitlines() if "NaN" in line]
     assert lines == [f"warning: {data}: dense column 'd1' has 1 NaN value(s) (the first in sample 7); they are read "
                      "as 0, like missing values"]
+
+
+@pytest.mark.slow  # trains models
+def test_vocabulary_tables_by_default_with_what_each_policy_knew(monkeypatch, capsys, tmp_path):
+    """Without --rows the tables are the training split's vocabulary; uniform-dim's D' follows them, mde and
+    uniform-dim are sized from the first half of the training split (--size-from 0.5), and the summary says so."""
+    from fiitedsim.train.data import synthetic
+
+    args = ["train", "--samples", "1500", "--fields", "3", "--batch", "128", "--interval", "3", "--page-bytes", "256",
+            "--policy", "fiited,uniform-dim,mde,full", "--budget", "0.1,0.5", "--size-from", "0.5", "-q",
+            "--out", tmp_path / "o"]
+    result = run(monkeypatch, capsys, *args)
+    assert result.code == 0, result.err
+    summary = json.loads((tmp_path / "o" / "train_summary.json").read_text())
+    config = summary["config"]
+    # the same draws as the generator's: 100,000-row tables, renumbered (tests/test_train_data.py checks the rule)
+    drawn = synthetic(samples=1500, fields=3, rows=100_000, dim=16, seed=0)
+    sizes = [np.unique(drawn.sparse[:1350, f]).size + 1 for f in range(3)]
+    assert config["rows"] == "auto" and config["table_rows"] == sizes and config["size_from"] == 0.5
+    assert config["dense_bytes"] == sum(sizes) * 16 * 4 and config["sizing_window_samples"] == 675
+    window_rows = sum(np.unique(drawn.sparse[:675, f]).size for f in range(3))
+    budget = config["budgets"][1]["bytes"]            # 0.5 of the dense size
+    d = min(16, budget // (window_rows * 4))         # D' over the rows the window saw
+    assert summary["policies"]["uniform-dim@0.5"]["payload_bytes_peak"] == d * window_rows * 4
+    assert summary["policies"]["mde@0.5"]["knew"] == "sized from the first 50% of the training split"
+    assert summary["policies"]["uniform-dim@0.5"]["knew"] == "sized from the first 50% of the training split"
+    assert summary["policies"]["fiited@0.5"]["knew"] == "in training, online"
+    seen = [set(drawn.sparse[:675, f].tolist()) for f in range(3)]
+    unseen = sum(v not in seen[f] for f in range(3) for v in drawn.sparse[1350:, f].tolist())
+    assert config["unseen_share"] == pytest.approx(unseen / (150 * 3))
+    assert set(summary["equal_quality"]) == {"fiited", "uniform-dim", "mde", "full"}
+    assert summary["equal_quality"]["full"] == {"total_bytes": config["dense_bytes"],
+                                               "payload_bytes": config["dense_bytes"]}

@@ -374,7 +374,10 @@ def test_ranking_by_dim_hit_rate_with_caches_apart_and_marks():
     # pruning by dim hit rate, the cache and the dense reference not among them
     assert re.findall(r"\d\. <b>([\w-]+)</b>", pruning) == ["mde", "fiited", "hash"]
     assert "lru" not in pruning and "full" not in pruning
-    assert "<b>mde</b> 80.0% in 2.00 MiB" in pruning and "offline oracle (sized from a first pass)" in pruning
+    # each with what it knew: a replay's mde reads the whole trace first; fiited learns online; hash is sized
+    # from the table sizes
+    assert "<b>mde</b> 80.0% in 2.00 MiB" in pruning and "sized from the whole trace (a first pass)" in pruning
+    assert "online, from the lookups so far" in pruning and "sized from the table sizes" in pruning
     assert "<b>hash</b> 30.0% in 2.00 MiB" in pruning and "collisions: 25.0% of lookups" in pruning
     assert "<b>full</b> 100.0% in 4.00 MiB" in reference and "over the budget" in reference
     assert "1. <b>lru</b> 90.0%" in caches and "needs a full backing copy: a miss is served from it, not lost" in caches
@@ -539,9 +542,9 @@ def test_training_sweep_page_has_every_section_per_group():
     assert page.count('class="how"') == 1 and "ties with hash" in page and "cannot call ties" in page
 
 
-def test_training_ranking_marks_an_oracle_leader_and_names_the_best_without_it():
-    """mde@0.25 made 0.001 above fiited@0.25 on every seed: d = 0.001 three times, sd 0, so mde leads; among
-    the others fiited beats hash and uniform-dim (see the tie-rule test), so it is the best without oracles."""
+def test_training_ranking_ranks_every_policy_together_saying_what_each_knew():
+    """mde@0.25 made 0.001 above fiited@0.25 on every seed: d = 0.001 three times, sd 0, so mde leads, ranked
+    with the others and labelled with its sizing window; every run says what it knew."""
     import copy
 
     from report_fixtures import train_outputs
@@ -551,11 +554,14 @@ def test_training_ranking_marks_an_oracle_leader_and_names_the_best_without_it()
     mde["auc"] += 0.001
     for entry in mde["per_seed"]:
         entry["auc"] += 0.001
+    mde["knew"] = "sized from the first 10% of the training split"
     outputs.summary["policies"]["mde@0.25"] = mde
     second = section(rp.render_train_report(outputs.summary, outputs.curve), "ranking").split(
         '<div class="budget">')[2]
-    assert ("Winner: <b>mde</b>, ahead of every other policy on all 3 seeds by more than the spread. mde is an "
-            "offline oracle (sized from a first pass); without oracles: <b>fiited</b>.") in second
+    assert ("Winner: <b>mde</b>, ahead of every other policy on all 3 seeds by more than the spread. mde: sized "
+            "from the first 10% of the training split.") in second
+    assert re.findall(r"\d\. <b>([\w-]+)</b>", second) == ["mde", "fiited", "hash", "uniform-dim"]
+    assert second.count("in training, online") == 1 and second.count("sized from the whole training split") == 2
 
 
 # ---------------------------------------------------------------------------
@@ -609,3 +615,22 @@ def test_report_refuses_a_time_series_column_of_text(monkeypatch, capsys, tmp_pa
     frame.with_columns(pl.col("lookups").cast(pl.String)).write_parquet(path)
     fails_cleanly(monkeypatch, capsys, tmp_path, ["report", folder, "-o", tmp_path / "r.html"],
                   "column lookups has type String, not numbers")
+
+
+def test_training_report_opens_with_memory_at_equal_quality():
+    """From TRAIN_RUNS (report_fixtures), full is 0.7100 on every seed at 16 MiB. fiited at 2 MiB: d = (-0.009,
+    -0.007, -0.005), every seed below by more than the sd 0.002: below. At 8 MiB: d = (-0.001, -0.002, 0), a tie,
+    0.001 below on the mean: at quality. Between them the per-seed d(t) keep every seed negative and the mean's
+    size above the sd until t = 1 (at t = 0.9: mean -0.0016, sd 0.0010), so the least memory is the measured 8 MiB
+    (payload 4 MiB). uniform-dim at 4 MiB: d = (-0.005, -0.006, -0.004), below; hash at 4 MiB: d = (-0.004, -0.005,
+    -0.0025), mean -0.0038 beyond its sd 0.0013 with every seed negative: below. Neither is reached."""
+    page = train_page()
+    assert page.index('id="equal-quality"') < page.index('id="ranking"')
+    table = section(page, "equal-quality")
+    assert ("At full's quality, <b>fiited</b> (in training, online) needs the least total memory: 8.00 MiB, 50.0% "
+            "less than full. Not reached in the measured range: uniform-dim, hash.") in table
+    rows = [r.split("</td><td>") for r in re.findall(r"<tr><td>(.*?)</td></tr>", table)]
+    assert rows[0] == ["fiited", "in training, online", "8.00 MiB (50.0% of full&#x27;s)",
+                       "4.00 MiB (25.0% of full&#x27;s)"]
+    assert rows[1][2] == rows[2][2] == "not reached in the measured range"
+    assert rows[-1] == ["full", "dense reference", "16.00 MiB", "16.00 MiB"]

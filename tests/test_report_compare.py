@@ -11,6 +11,7 @@ import math
 
 import pytest
 
+from fiitedsim.compare import QualityPoint, at_quality, equal_quality, least_memory_at_quality
 from fiitedsim.report import (
     CurvePoint,
     equal_memory_rows,
@@ -148,5 +149,49 @@ def test_equal_memory_rows_worked_by_hand():
 
 
 def test_policy_kinds():
-    assert [policy_kind(n) for n in ("lru", "lfu", "mde", "full", "fiited", "hash", "some-new-policy")] == [
-        "cache", "cache", "oracle", "reference", "pruning", "pruning", "pruning"]
+    assert [policy_kind(n) for n in ("lru", "lfu", "mde", "full", "fiited", "row-prune", "hash", "uniform-dim",
+                                     "uniform-row", "some-new-policy")] == [
+        "cache", "cache", "sized", "reference", "online", "online", "sized", "sized", "sized", "online"]
+
+
+# ---------------------------------------------------------------------------
+# Memory at equal quality
+
+
+def test_at_quality_needs_the_paired_rule_and_the_mean():
+    full = [0.72, 0.73, 0.71]
+    # d = (-0.002, -0.001, +0.001): mean -0.00067, a tie, within 0.005: at quality
+    assert at_quality([0.718, 0.729, 0.711], full)
+    # d = (-0.006, -0.004, -0.005): mean -0.005 ... but sd 0.001 and every d negative: below by the paired rule
+    assert not at_quality([0.714, 0.726, 0.705], full)
+    # d = (-0.02, -0.01, +0.003): mean -0.009, sd 0.0117: a tie, yet 0.009 below on the mean: not at quality
+    assert not at_quality([0.70, 0.72, 0.713], full)
+    # one seed: no paired verdict, the mean alone decides
+    assert at_quality([0.716], [0.72]) and not at_quality([0.714], [0.72])
+
+
+def test_least_memory_at_quality_worked_by_hand():
+    full = [0.72, 0.73, 0.71]
+    # measured at 100 bytes with d = (-0.02, -0.01, +0.003) (a tie, 0.009 below on the mean) and at 400 bytes with
+    # d = 0. Between them d(t) = (1 - t) d(100): the paired rule stays a tie (mean and sd shrink alike) and the mean
+    # -0.009 (1 - t) reaches -0.005 at t = 4/9 = 0.4444; the first of 1000 steps past it is t = 0.445, so the
+    # memory is exp(ln 100 + 0.445 (ln 400 - ln 100)) = 100 * 4 ** 0.445 = 185.3
+    curve = [CurvePoint(100.0, 0.711, (0.70, 0.72, 0.713)), CurvePoint(400.0, 0.72, (0.72, 0.73, 0.71))]
+    assert least_memory_at_quality(curve, full) == pytest.approx(100 * 4 ** 0.445, rel=1e-12)
+    # at quality from the first measured point: that memory (nothing below it is claimed)
+    assert least_memory_at_quality(curve[1:], full) == 400.0
+    # never at quality in the measured range: None, not an extrapolation
+    assert least_memory_at_quality(curve[:1], full) is None
+    assert least_memory_at_quality([], full) is None
+
+
+def test_equal_quality_per_policy_on_both_memory_axes():
+    # "a" reaches full's AUC at its second budget only (total 800, payload 200); "b" never; full at its own size
+    points = [QualityPoint("a", 100, 50, {0: 0.60, 1: 0.61}), QualityPoint("a", 800, 200, {0: 0.70, 1: 0.71}),
+              QualityPoint("b", 100, 100, {0: 0.60, 1: 0.60}), QualityPoint("full", 1600, 1600, {0: 0.70, 1: 0.71})]
+    # a at 100: d = (-0.10, -0.10): below. Between 100 and 800: d(t) = -0.10 (1 - t) on both seeds, sd 0, every d
+    # negative: below until t = 1, so the answer is the measured 800 (and 200 of payload)
+    assert equal_quality(points) == {"a": {"total_bytes": 800, "payload_bytes": 200},
+                                     "b": {"total_bytes": None, "payload_bytes": None},
+                                     "full": {"total_bytes": 1600, "payload_bytes": 1600}}
+    assert equal_quality(points[:3]) is None          # no reference trained

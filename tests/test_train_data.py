@@ -13,12 +13,15 @@ import pytest
 from fiitedsim.errors import InputError
 from fiitedsim.train.data import (
     MOVIELENS_FIELDS,
+    SparseFields,
     field_values,
+    first_appearance_codes,
     read_criteo,
     read_movielens,
     read_table,
     synthetic,
     useful_dims,
+    vocabulary_rows,
 )
 from fiitedsim.train.loop import TrainConfig, Trainer, train
 from fiitedsim.train.metrics import auc, log_loss
@@ -424,3 +427,121 @@ def test_nan_dense_values_are_read_as_zero_with_one_warning_per_column(tmp_path)
     assert read_table(tmp_path / "d.parquet", "y", ["s"], ["d"], rows=10, warn=warnings.append).dense.ravel().tolist() \
         == [1.0, 0.0, 0.0]
     assert len(warnings) == 1 and "has 1 NaN value(s) (the first in sample 2)" in warnings[0]
+
+
+# ---------------------------------------------------------------- vocabulary tables (--rows auto)
+
+def vocabulary_by_hand(values, n_train):
+    """Rows of one field's values as docs/semantics.md words the rule: the training split's values get rows
+    1, 2, ... in order of first appearance, any other value the shared row 0; the table has one row more."""
+    row_of = {}
+    for v in values[:n_train]:
+        row_of.setdefault(v, len(row_of) + 1)
+    return [row_of.get(v, 0) for v in values], len(row_of) + 1
+
+
+def test_movielens_vocabulary_by_hand(tmp_path):
+    ds = read_movielens(write_ml100k(tmp_path / "ml"), rows=None)
+    # the samples in time order (test_movielens_folder_by_hand); the last one (user 2, movie 30, 53, F, other,
+    # 94043, 1958) is the evaluation split and holds no value of the first four in any field: row 0 everywhere
+    assert ds.vocabulary and ds.sparse.tolist() == [
+        [1, 1, 1, 1, 1, 1, 1],   # user 1, movie 20, 24, M, technician, 85711, no year (missing is a value)
+        [1, 2, 1, 1, 1, 1, 2],   # user 1, movie 10, ..., 1993
+        [2, 2, 2, 1, 2, 2, 2],   # user 3, movie 10, 23, M, writer, T8H1N, 1993
+        [2, 1, 2, 1, 2, 2, 1],   # user 3, movie 20, ..., no year
+        [0, 0, 0, 0, 0, 0, 0],
+    ]
+    assert ds.rows == (3, 3, 3, 2, 3, 3, 3)   # two training values each (gender one) and the shared row
+    assert ds.label.tolist() == [0, 0, 1, 1, 1]
+
+
+def test_file_vocabulary_is_exact_and_the_same_from_csv_and_parquet(tmp_path):
+    users = ["7", "42", "7", "x", "42", "", "9", "7", "", "x"]
+    items = ["a", "a", "b", "c", "", "d", "a", "b", "c", "zz"]
+    ages = [30, 41, 30, 30, 52, 41, 30, 77, 52, 30]    # an integer column: read as its decimal text
+    pq.write_table(pa.table({"click": [0, 1] * 5, "user": [u or None for u in users],
+                             "item": [i or None for i in items], "age": ages}), tmp_path / "d.parquet")
+    (tmp_path / "d.csv").write_text("click,user,item,age\n" + "".join(f"{c},{u},{i},{g}\n" for c, u, i, g in
+                                                                      zip([0, 1] * 5, users, items, ages)))
+    a = read_table(tmp_path / "d.parquet", "click", ["user", "item", "age"], [])
+    b = read_table(tmp_path / "d.csv", "click", ["user", "item", "age"], [])
+    assert np.array_equal(a.sparse, b.sparse) and a.rows == b.rows
+    assert a.sparse[:, 2].tolist() == [1, 2, 1, 1, 3, 2, 1, 4, 3, 1]
+
+    # 10 samples: the last round(1.0) = 1 is evaluated, so 9 train; empty and null are one missing value
+    for f, values in enumerate((users, items, [str(g) for g in ages])):
+        rows, size = vocabulary_by_hand(values, 9)
+        assert a.sparse[:, f].tolist() == rows and a.rows[f] == size
+    assert a.sparse[:, 1].tolist() == [1, 1, 2, 3, 4, 5, 1, 2, 3, 0]   # "zz" is first seen in evaluation
+
+
+def test_vocabulary_across_blocks():
+    fields = SparseFields(["f"], None, "test")
+    for block in (["b", "a"], ["c", "a", "b"], ["d"]):
+        fields.add([pa.array(block)])
+    rows, sizes = fields.finish(0.1)
+    # 6 samples: round(0.6) = 1 evaluated; training values b, a, c in order of first appearance; d is new
+    assert rows[:, 0].tolist() == [1, 2, 3, 2, 1, 0] and sizes == (4,)
+
+
+def test_vocabulary_rows_match_the_rule_on_random_values():
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 10, 1000):
+        values = rng.integers(0, max(2, n // 3), size=n)
+        n_train = max(0, n - max(1, round(n * 0.1))) if n > 1 else n
+        rows, size = vocabulary_rows(first_appearance_codes(values), n_train)
+        assert (rows.tolist(), size) == vocabulary_by_hand(values.tolist(), n_train)
+
+
+def test_synthetic_vocabulary_renumbers_the_same_draws():
+    hashed = synthetic(samples=5000, fields=3, rows=400, seed=2)
+    vocab = synthetic(samples=5000, fields=3, rows=400, seed=2, vocabulary=True)
+    assert np.array_equal(hashed.label, vocab.label) and np.array_equal(hashed.teacher_prob, vocab.teacher_prob)
+    for f in range(3):
+        rows, size = vocabulary_by_hand(hashed.sparse[:, f].tolist(), 4500)
+        assert vocab.sparse[:, f].tolist() == rows and vocab.rows[f] == size
+
+
+def test_bad_rows_are_input_errors(tmp_path):
+    with pytest.raises(InputError, match="--rows must be auto or in"):
+        SparseFields(["f"], 1, "test")
+    (tmp_path / "d.csv").write_text("click,user\n1,a\n0,b\n")
+    with pytest.raises(InputError, match="--rows must be auto or in"):
+        read_table(tmp_path / "d.csv", "click", ["user"], [], rows=0)
+
+
+def test_vocabulary_too_large_for_memory_names_rows(monkeypatch):
+    monkeypatch.setattr("fiitedsim.train.data.memory_limit", lambda: 1000)
+    fields = SparseFields(["f"], None, "big.csv")
+    with pytest.raises(InputError, match=r"big.csv: the distinct values .* give --rows N"):
+        fields.add([pa.array([f"value-{i}" for i in range(100)])])
+
+
+# ---------------------------------------------------------------- drift
+
+def test_drift_by_hand():
+    # One field of rows 40: n = 20 values; drift 0.5: S = 10 new values over N = 100 samples, the i-th sample
+    # (0-based) seeing s_i = floor(10 (i + 1) / 100) of them. alpha 40 makes rank 0 certain (rank 1 has
+    # probability 2^-40), and rank 0 is the newest value (id n + s_i - 1), or initial value 0 while s_i = 0. So in
+    # order of first appearance: value 0, then each new value: codes s_i. The first 90 samples train (codes
+    # 0..9: rows 1..10), sample 99 is the first with s = 10: a value the training split never saw, row 0.
+    ds = synthetic(samples=100, fields=1, rows=40, alpha=40.0, dense=2, seed=0, drift=0.5, vocabulary=True)
+    assert ds.sparse[:, 0].tolist() == [(i + 1) // 10 + 1 for i in range(99)] + [0]
+    assert ds.rows == (11,)
+
+
+def test_drift_zero_is_the_stationary_task():
+    a = synthetic(samples=3000, fields=4, rows=500, seed=5)
+    b = synthetic(samples=3000, fields=4, rows=500, seed=5, drift=0.0)
+    assert np.array_equal(a.sparse, b.sparse) and np.array_equal(a.label, b.label)
+
+
+def test_drift_brings_values_training_never_saw():
+    still = synthetic(samples=20_000, fields=3, rows=2000, seed=1, vocabulary=True)
+    drifting = synthetic(samples=20_000, fields=3, rows=2000, seed=1, drift=0.5, vocabulary=True)
+    _, ev = still.split()
+    # the share of evaluation lookups on the out-of-vocabulary row grows with drift; the stationary task has
+    # only its rare values there
+    assert (drifting.sparse[ev] == 0).mean() > 0.1 > (still.sparse[ev] == 0).mean()
+    with pytest.raises(InputError, match="--drift must be in"):
+        synthetic(samples=10, fields=1, rows=40, drift=1.5)

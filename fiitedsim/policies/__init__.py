@@ -14,3 +14,33 @@ POLICIES = {cls.name: cls for cls in (Fiited, RowPrune, UniformDim, UniformRow, 
 CACHE_POLICIES = ("lru", "lfu")
 #: Policies that run pruning rounds (the "fewer than 2 rounds" warning applies to them).
 ROUND_POLICIES = ("fiited", "row-prune")
+
+
+def sized_from_window(name: str, vocabulary: bool) -> bool:
+    """Whether policy `name` is sized before training from the lookups of a sizing window (`set_frequencies`):
+    a first-pass policy always, a policy sized from the tables when they are vocabulary tables."""
+    sizing = POLICIES[name].sizing
+    return sizing == "first pass" or (sizing == "tables" and vocabulary)
+
+
+def window_text(size_from: float) -> str:
+    """The training split's sizing window in words: "the whole training split", "the first 10% of ..."."""
+    if size_from >= 1.0:
+        return "the whole training split"
+    return f"the first {100 * size_from:.4g}% of the training split"
+
+
+def knowledge(name: str, window: str, vocabulary: bool = False, training: bool = True) -> str:
+    """What policy `name` knew when it decided what to store, as summaries and reports say it.
+
+    `window` names the sizing window ("the whole trace", `window_text`); `vocabulary`: the tables are the
+    training split's vocabulary tables; `training`: a training run (else a replay).
+    """
+    sizing = POLICIES[name].sizing
+    if sizing == "dense":
+        return "dense reference: every row whole"
+    if sizing == "online":
+        return "in training, online" if training else "online, from the lookups so far"
+    if sized_from_window(name, vocabulary):
+        return f"sized from {window}"
+    return "sized from the table sizes"

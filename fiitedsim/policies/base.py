@@ -50,6 +50,12 @@ class Policy:
     name = "policy"
     #: whether `consume` reads `batch.grad` (if no policy of a replay does, the reader skips the column)
     uses_grad = True
+    #: what the policy knows when it decides what to store (`policies.knowledge` words it for summaries and
+    #: reports): "online" (learns from the lookups so far, in training), "first pass" (sized before training
+    #: from the lookups of a sizing window: `set_frequencies`), "tables" (sized before training from the table
+    #: sizes; over vocabulary tables, from the rows the sizing window holds: `set_frequencies` when given),
+    #: "dense" (stores every row whole: the reference)
+    sizing = "online"
     #: whether the policy is sized from a first pass over the lookups (`set_frequencies` before `consume`)
     needs_frequencies = False
     #: whether the results do not depend on the budget (`full`): a trainer trains it once per seed
@@ -61,11 +67,15 @@ class Policy:
         self.tables, self.cfg, self.has_grad, self.has_log = tables, cfg, has_grad, has_log
 
     @classmethod
-    def check_budget(cls, tables: list[TableSpec], cfg: ReplayConfig) -> None:
-        """Refuse (InputError) a budget under which the policy could never store anything; before any work."""
+    def check_budget(cls, tables: list[TableSpec], cfg: ReplayConfig, vocabulary: bool = False) -> None:
+        """Refuse (InputError) a budget under which the policy could never store anything; before any work.
+
+        `vocabulary`: the tables are a training run's vocabulary tables, so a policy sized from the tables is
+        sized from the rows of the sizing window instead (`set_frequencies`)."""
 
     def set_frequencies(self, lookups: "RowMap") -> None:
-        """Lookups per (table, row) of the whole trace, for a policy with `needs_frequencies`."""
+        """Lookups per (table, row) of the sizing window (a replay: the whole trace), before `consume`: what a
+        policy sized from the data knows (`needs_frequencies`, or `sizing` "tables" over vocabulary tables)."""
         raise NotImplementedError
 
     def resident_dims(self, table: np.ndarray, row: np.ndarray) -> np.ndarray:

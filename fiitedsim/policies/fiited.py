@@ -825,7 +825,7 @@ class Fiited(Policy):
         self._no_grad = np.zeros((1, k_max), np.float32)
 
     @classmethod
-    def check_budget(cls, tables, cfg) -> None:
+    def check_budget(cls, tables, cfg, vocabulary: bool = False) -> None:
         check_engine_memory(tables, cfg)  # the start-up arrays (--index-initial, --page-bytes) must fit
         check_budget_workable(tables, cfg)
 

@@ -8,6 +8,7 @@ from .static import StaticPolicy, chunk_hist
 
 class Full(StaticPolicy):
     name = "full"
+    sizing = "dense"
     budget_independent = True
 
     def __init__(self, tables, cfg, has_grad, has_log):

@@ -1,4 +1,4 @@
-"""`mde`: mixed-dimension embeddings (DESIGN 4), an offline oracle.
+"""`mde`: mixed-dimension embeddings (DESIGN 4), sized before training from a window of the lookups.
 
 Mixed-dimension embeddings (Ginart, Naumov, Mudigere, Yang, Zou, "Mixed
 Dimension Embeddings with Application to Memory-Efficient Recommendation
@@ -18,10 +18,13 @@ ascending threshold, all grants of equal threshold together, while the total
 cost fits. So lambda is the threshold of the last group taken, and rows of
 equal frequency always get equal dimensions.
 
-The frequencies come from a first pass over the whole trace (replay) or the
-training split (training): `mde` knows the future, which no in-training
-policy does. It is an upper reference for static per-row sizing, not a
-method a trainer could run as is. Memory: the payload is sum d_r * dtype
+The frequencies come from a first pass over a sizing window: the whole trace
+(replay: it knows the very lookups it is measured on), or the first
+`--size-from` of the training split (training; the whole split by default,
+as MDE's authors size from training-set counts). Rows the window never saw
+get 0, so under drift the rows that become popular later have no vector.
+Summaries and reports say which window a run was sized from (`knew`).
+Memory: the payload is sum d_r * dtype
 bytes (rows stored packed by dimension), the index one `index_entry_bytes`
 entry per row with d_r > 0 (the row -> place map, idealised as for the row
 caches), no metadata.
@@ -68,6 +71,7 @@ def mde_levels(tables, table: np.ndarray, count: np.ndarray, budget_bytes: int, 
 
 class Mde(StaticPolicy):
     name = "mde"
+    sizing = "first pass"
     needs_frequencies = True
 
     def __init__(self, tables, cfg, has_grad, has_log):

@@ -90,6 +90,7 @@ def kept_rows(rows: int, budget: int, dense: int) -> int:
 
 class UniformRow(StaticPolicy):
     name = "uniform-row"
+    sizing = "tables"
 
     def __init__(self, tables, cfg, has_grad, has_log):
         super().__init__(tables, cfg, has_grad, has_log)

@@ -35,6 +35,25 @@ made of (tables, warnings, the inlined libraries), and `replay`, `train` and
 """
 from __future__ import annotations
 
+from ..compare import (
+    CACHE_NOTE,
+    COMMON_POINTS,
+    DENSE_REFERENCE,
+    KINDS,
+    OVERLAP_POINTS,
+    CurvePoint,
+    EqualRow,
+    Paired,
+    Run,
+    equal_memory_rows,
+    interpolate_log,
+    log_grid,
+    make_curve,
+    memory_points,
+    paired_verdict,
+    policy_kind,
+    runs_of,
+)
 from ..errors import InputError
 from .charts import (
     CHART_IDS,
@@ -53,26 +72,6 @@ from .charts import (
     chart_pages,
     chart_specs,
     chart_tradeoff,
-)
-from .compare import (
-    CACHE_NOTE,
-    COMMON_POINTS,
-    DENSE_REFERENCE,
-    KINDS,
-    ORACLE_NOTE,
-    OVERLAP_POINTS,
-    CurvePoint,
-    EqualRow,
-    Paired,
-    Run,
-    equal_memory_rows,
-    interpolate_log,
-    log_grid,
-    make_curve,
-    memory_points,
-    paired_verdict,
-    policy_kind,
-    runs_of,
 )
 from .load import (
     NEEDED_SERIES_COLUMNS,
@@ -125,7 +124,7 @@ from .train import (
 __all__ = [
     "CACHE_NOTE", "CHARTS", "CHART_IDS", "COMMON_POINTS", "CurvePoint", "DENSE_REFERENCE", "EMBED_OPTIONS",
     "EqualRow", "HIT_RATES", "InputError", "KINDS", "MAX_DIM_WINDOWS", "MAX_WINDOWS", "MEMORY_AXES",
-    "MEMORY_PARTS", "MIB", "NEEDED_SERIES_COLUMNS", "NEEDED_SUMMARY_KEYS", "ORACLE_NOTE", "OVERLAP_POINTS",
+    "MEMORY_PARTS", "MIB", "NEEDED_SERIES_COLUMNS", "NEEDED_SUMMARY_KEYS", "OVERLAP_POINTS",
     "PAGE_SCRIPT", "Paired", "REPLAY_HOW", "Run", "STYLE", "SUMMARY_NOTE", "SWEEP_CHARTS", "TRAIN_CHART_IDS",
     "TRAIN_HOW", "budget_line", "budget_shares", "chart_dims_final", "chart_dims_over_time", "chart_fragmentation",
     "chart_hit_rates", "chart_memory", "chart_pages", "chart_specs", "chart_tradeoff", "check_report_path",

@@ -10,8 +10,8 @@ import altair as alt
 import numpy as np
 import polars as pl
 
+from ..compare import KINDS, Run, policy_kind, policy_order, runs_of
 from ..replay import ReplayResults
-from .compare import KINDS, Run, policy_kind, policy_order, runs_of
 
 MIB = 2**20
 #: Most snapshots drawn per policy in the time-series charts (keeps the page small for long runs).
@@ -107,7 +107,7 @@ class ChartLayout:
         self.stroke_faint, self.fill_faint = alt.Stroke("faint_policy:N", **faint), alt.Fill("faint_policy:N", **faint)
         present = {policy_kind(p) for p in self.policies}
         kinds = [label for kind, label in KINDS.items() if kind in present]
-        dashes = {"pruning": [1, 0], "oracle": [6, 3], "cache": [2, 2], "reference": [1, 0]}
+        dashes = {"online": [1, 0], "sized": [6, 3], "cache": [2, 2], "reference": [1, 0]}
         self.dash = alt.StrokeDash("kind:N", title="kind", sort=kinds, scale=alt.Scale(
             domain=kinds, range=[dashes[k] for k in KINDS if KINDS[k] in kinds]))
 

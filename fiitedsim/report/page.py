@@ -12,18 +12,18 @@ from collections.abc import Sequence
 import altair as alt
 
 from .. import __version__
-from ..replay import RESULTS_FORMAT
-from .charts import MIB
-from .compare import (
+from ..compare import (
     CACHE_NOTE,
-    ORACLE_NOTE,
     OVERLAP_POINTS,
     CurvePoint,
     equal_memory_rows,
+    knew,
     make_curve,
     paired_verdict,
     policy_kind,
 )
+from ..replay import RESULTS_FORMAT
+from .charts import MIB
 
 EMBED_OPTIONS = {"renderer": "svg", "mode": "vega-lite",
                  "actions": {"export": True, "source": False, "compiled": False, "editor": False}}
@@ -194,16 +194,17 @@ def over_budget(stats: dict, budget_bytes: int | None, covers_all: bool) -> bool
 
 
 def run_tags(name: str, stats: dict, over: bool, short: bool = False, cache: bool = True) -> str:
-    """What to know beside a policy's figures: over the budget, stores nothing, an offline oracle, collisions, a
-    cache (unless `cache` is False: said once for the line), the dense reference (`short`: for a table)."""
+    """What to know beside a policy's figures: over the budget, stores nothing, what it knew when sized before
+    training, collisions, a cache (unless `cache` is False: said once for the line), the dense reference
+    (`short`: for a table)."""
     tags = []
     if over:
         tags.append('<span class="tag over">over the budget</span>')
     if stats.get("total_bytes_peak") == 0:
         tags.append('<span class="tag ref">stores nothing</span>')
     kind = policy_kind(name)
-    if kind == "oracle":
-        tags.append(f'<span class="tag oracle">{"offline oracle" if short else esc(ORACLE_NOTE)}</span>')
+    if kind in ("sized", "online"):
+        tags.append(f'<span class="tag {kind}">{esc(knew(name, stats))}</span>')
     if kind == "cache" and cache:
         tags.append(f'<span class="tag cache">{"cache: full backing copy" if short else esc(CACHE_NOTE)}</span>')
     if kind == "reference" and short:
@@ -230,7 +231,7 @@ def equal_memory_table(raw: dict[str, list[CurvePoint]], value: str, gap: str, s
     spanning = [n for n, c in curves.items() if len(c) >= 2]
     columns = [n for n in spanning if any(row.values[n] is not None for row in rows)]
     header = ["total memory (peak)", "best (caches excluded)"]
-    suffix = {"cache": " (cache: needs a full backing copy)", "oracle": " (offline oracle)"}
+    suffix = {"cache": " (cache: needs a full backing copy)", "sized": " (sized before training)"}
     header += [name + suffix.get(policy_kind(name), "") for name in columns]
     body = []
     for row in rows:
@@ -260,11 +261,6 @@ def equal_memory_table(raw: dict[str, list[CurvePoint]], value: str, gap: str, s
         best_cell = "" if row.best is None else esc(row.best)
         if ties:
             best_cell += " &mdash; tied with " + ", ".join(esc(t) for t in ties)
-        if row.best is not None and policy_kind(row.best) == "oracle":
-            online = [n for n in columns if row.values[n] is not None and policy_kind(n) == "pruning"]
-            best_cell += " (offline oracle)"
-            if online:
-                best_cell += "; without oracles: " + esc(max(online, key=lambda n: row.values[n].value))
         body.append([size_text(row.memory), Html(best_cell), *cells])
     notes = []
     if not spanning:
@@ -365,7 +361,8 @@ nav a{margin-right:12px}
 .budget{border-left:3px solid #9ab;padding:2px 10px;margin:10px 0}.budget p{margin:4px 0}
 .rank .what{color:#555}.rank.cache{color:#444}
 .tag{font-size:11px;border-radius:3px;padding:0 4px;white-space:nowrap}
-.tag.over{background:#fde2e1;color:#8c1c13}.tag.oracle{background:#e6e0f5;color:#46307a}
+.tag.over{background:#fde2e1;color:#8c1c13}.tag.sized{background:#e6e0f5;color:#46307a}
+.tag.online{background:#e3f1e4;color:#1f5b29}
 .tag.cache{background:#e2ecf7;color:#1d4f80}.tag.collide{background:#f2ead9;color:#6b4e16}
 .tag.ref{background:#eee;color:#444}.verdict{font-weight:600}
 .scroll{overflow-x:auto}table.numbers td{white-space:nowrap}

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..atomic import atomic_path
+from ..compare import CACHE_NOTE, RANKED, CurvePoint, Run, policy_kind, runs_of
 from ..policies import CACHE_POLICIES
 from ..replay import ReplayResults
 from .charts import CHART_IDS, CHARTS, ChartLayout, chart_specs
-from .compare import CACHE_NOTE, ORACLE_NOTE, CurvePoint, Run, policy_kind, runs_of
 from .load import check_report_path, check_series, check_summary
 from .page import (
     Html,
@@ -77,12 +77,12 @@ def headline(results: ReplayResults, runs: list[Run], lay: ChartLayout, warns: W
         def by_rate(kinds: tuple[str, ...]) -> list[Run]:
             return sorted((r for r in mine if policy_kind(r.policy) in kinds),
                           key=lambda r: -stats[r.key]["dim_hit_rate"])
-        ranked, refs, caches = by_rate(("pruning", "oracle")), by_rate(("reference",)), by_rate(("cache",))
+        ranked, refs, caches = by_rate(RANKED), by_rate(("reference",)), by_rate(("cache",))
         lines = [f'<p class="budget-line">{budget_line(results.summary, budget)}</p>']
         if ranked:
-            lines.append('<p class="rank"><span class="what">Pruning, by dim hit rate, with total memory (peak):'
-                         "</span> " + " &middot; ".join(f"{i}. {figures(r)}" for i, r in enumerate(ranked, 1))
-                         + "</p>")
+            lines.append('<p class="rank"><span class="what">Pruning, by dim hit rate, with total memory (peak) and '
+                         "what each knew:</span> "
+                         + " &middot; ".join(f"{i}. {figures(r)}" for i, r in enumerate(ranked, 1)) + "</p>")
         if refs:
             lines.append('<p class="rank ref"><span class="what">Dense reference (not ranked):</span> '
                          + " &middot; ".join(figures(r) for r in refs) + "</p>")
@@ -114,9 +114,11 @@ REPLAY_HOW = [
     "and metadata can exceed the payload). Charts put it on a log axis, with payload alone in the panel beside.",
     f"<b>Caches</b> ({', '.join(CACHE_POLICIES)}) are ranked apart: each {esc(CACHE_NOTE)}, so they need the dense "
     "table somewhere. A pruning policy's miss is information the model no longer has.",
-    f"<b>mde</b> is an {esc(ORACLE_NOTE)}: it knows every row's lookup count in advance, which no online policy "
-    "does; read it as an upper reference for static per-row sizing. <b>full</b> is the dense reference, above "
-    "any budget below the dense size.",
+    "<b>What each policy knew</b> is said beside it, and all are ranked together: fiited and row-prune learn "
+    "online from the lookups so far; uniform-dim, uniform-row and hash are sized from the table sizes; <b>mde</b> "
+    "is sized from a first pass over the whole trace it is then measured on, so it knows every row's lookup count "
+    "in advance, which no policy sized before training could. <b>full</b> is the dense reference, above any "
+    "budget below the dense size.",
     "<b>Budgets</b> are shown in bytes, as a share of the dense size and as a share of the dense size of the rows "
     "the trace touched: a budget at or above the touched size holds every row looked up, and policies cannot "
     "differ much.",

@@ -9,8 +9,8 @@ from pathlib import Path
 import polars as pl
 
 from ..atomic import atomic_path
+from ..compare import RANKED, paired_verdict, policy_kind
 from ..replay import ReplayResults
-from .compare import paired_verdict, policy_kind
 from .page import budgets_text, esc, how_to_read, html_table, mib_text, render_page
 from .replay import REPLAY_HOW, replay_sections
 from .train import TRAIN_HOW, train_sections
@@ -31,16 +31,15 @@ def seed_spread_section(title: str, seeds: list, runs: dict[str, list[dict]], an
         budgets.setdefault(key.rpartition("@")[2] if "@" in key else "", []).append(key)
     rows = []
     for keys in budgets.values():
-        ranked = [k for k in keys if policy_kind(k.partition("@")[0]) == "pruning"]
+        ranked = [k for k in keys if policy_kind(k.partition("@")[0]) in RANKED]
         lead = max(ranked, key=lambda k: sum(rates(k)) / len(seeds)) if ranked else None
         for key in keys:
             name = key.partition("@")[0]
             values = rates(key)
             mean = sum(values) / len(values)
             sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None
-            if policy_kind(name) != "pruning" or lead is None:
-                verdict = {"cache": "cache (not ranked)", "oracle": "offline oracle (not ranked)",
-                           "reference": "dense reference"}.get(policy_kind(name), "")
+            if policy_kind(name) not in RANKED or lead is None:
+                verdict = {"cache": "cache (not ranked)", "reference": "dense reference"}.get(policy_kind(name), "")
             elif key == lead:
                 verdict = "best mean"
             else:

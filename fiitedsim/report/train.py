@@ -8,19 +8,24 @@ import altair as alt
 import polars as pl
 
 from ..atomic import atomic_path
-from .charts import MEMORY_AXES, MIB, ChartLayout, label_points, memory_panels, num, step_x
-from .compare import (
+from ..compare import (
     CACHE_NOTE,
     KINDS,
-    ORACLE_NOTE,
+    QUALITY_TOLERANCE,
+    RANKED,
     CurvePoint,
     Paired,
+    QualityPoint,
     Run,
+    equal_quality,
+    knew,
     paired_verdict,
     policy_kind,
     policy_order,
     runs_of,
 )
+from ..policies import window_text
+from .charts import MEMORY_AXES, MIB, ChartLayout, label_points, memory_panels, num, step_x
 from .load import check_report_path
 from .page import (
     Html,
@@ -148,10 +153,17 @@ TRAIN_HOW = [
     "otherwise the two <b>tie</b>. With one seed there is no spread: the report says so instead of calling ties.",
     "<b>Memory</b> is the peak total (payload + hash index + per-row metadata; the largest over the seeds) on a "
     "log axis, with payload alone beside it: at small budgets index and metadata can exceed the payload.",
-    f"<b>mde</b> is an {esc(ORACLE_NOTE)}: its sizes come from the training split's lookup counts, known before "
-    "training. <b>hash</b> shares buckets between rows; its collision share (lookups whose bucket also serves "
-    "another row) is shown beside its figures. <b>full</b> is the dense reference, above any budget below the "
-    "dense size, and is not ranked.",
+    "<b>What each policy knew</b> is said beside it, and all are ranked together: fiited and row-prune learn in "
+    "training, online; mde is sized before training from the lookup counts of a sizing window (the first part "
+    "of the training split, <code>--size-from</code>), and so are uniform-dim and hash over vocabulary tables "
+    "(they store the rows that window saw; a row first seen later reads nothing), while over hashed tables they "
+    "are sized from the table sizes. <b>hash</b> shares buckets between rows; its collision share (lookups whose "
+    "bucket also serves another row) is shown beside its figures. <b>full</b> is the dense reference, above any "
+    "budget below the dense size, and is not ranked.",
+    "<b>Memory at equal quality</b> is the FIITED paper's own measure: per policy, the least total memory (and "
+    "the least payload) at which its AUC is at <b>full</b>'s: not below it by the paired rule, and at most "
+    f"{QUALITY_TOLERANCE} below it on the mean, interpolated linearly in log memory between measured budgets and "
+    "never extrapolated.",
     "<b>Budgets</b> are shown in bytes, as a share of the dense size and as a share of the dense size of the rows "
     "the training split touched: a budget at or above the touched size holds every row the model ever reads.",
     "<b>At equal total memory</b> compares each policy's curve of mean AUC against total peak memory (linear in "
@@ -191,7 +203,7 @@ def train_ranking(summary: dict, runs: list[Run], lay: ChartLayout, warns: Warni
 
         def by_auc(kinds: tuple[str, ...]) -> list[Run]:
             return sorted((r for r in mine if policy_kind(r.policy) in kinds), key=lambda r: -stats[r.key]["auc"])
-        ranked, refs, caches = by_auc(("pruning", "oracle")), by_auc(("reference",)), by_auc(("cache",))
+        ranked, refs, caches = by_auc(RANKED), by_auc(("reference",)), by_auc(("cache",))
         lines = [f'<p class="budget-line">{budget_line(summary, budget)}</p>']
         if ranked:
             leader, rest = ranked[0], ranked[1:]
@@ -211,21 +223,10 @@ def train_ranking(summary: dict, runs: list[Run], lay: ChartLayout, warns: Warni
                            f"{len(seeds)} seeds by more than the spread.")
             else:
                 verdict = f"Only <b>{esc(leader.policy)}</b> at this budget."
-            online = [r for r in rest if policy_kind(r.policy) == "pruning"]
-            if policy_kind(leader.policy) == "oracle":
-                verdict += f" {esc(leader.policy)} is an {esc(ORACLE_NOTE)}"
-                if online and len(seeds) >= 2:  # the best a trainer can run as is
-                    best = online[0]
-                    ties = [r.policy for r in online[1:] if against(best, r)[0].outcome == "tie"]
-                    verdict += (f"; without oracles: <b>{esc(best.policy)}</b>"
-                                + (f", tied with {esc(', '.join(ties))}" if ties else "") + ".")
-                elif online:
-                    verdict += f"; without oracles: <b>{esc(online[0].policy)}</b>."
-                else:
-                    verdict += "."
+            verdict += f" {esc(leader.policy)}: {esc(knew(leader.policy, stats[leader.key]))}."
             lines.append(f'<p class="rank"><span class="verdict">{verdict}</span></p>')
             lines.append('<p class="rank"><span class="what">By mean AUC ± sd over seeds, with total memory '
-                         "(peak):</span> " + " &middot; ".join(items) + "</p>")
+                         "(peak) and what each knew:</span> " + " &middot; ".join(items) + "</p>")
             for ref in refs:
                 _, text = against(ref, leader)
                 lines.append('<p class="rank ref"><span class="what">Dense reference (not ranked):</span> '
@@ -253,6 +254,63 @@ def train_curves(summary: dict, runs: list[Run], seeds: list) -> dict[str, list[
         curves.setdefault(run.policy, []).append(
             CurvePoint(float(s["total_bytes_peak"]), sum(per) / len(per), per, run.budget))
     return curves
+
+
+def quality_points(summary: dict, runs: list[Run]) -> list[QualityPoint]:
+    """Every run with an AUC as `equal_quality` takes it (the seeds of its own `per_seed`)."""
+    points = []
+    for run in runs:
+        s = summary["policies"][run.key]
+        aucs = {seed: v for seed, v in _seed_aucs(s).items() if v is not None}
+        points.append(QualityPoint(run.policy, s["total_bytes_peak"], s["payload_bytes_peak"], aucs))
+    return points
+
+
+def equal_quality_table(summary: dict, runs: list[Run]) -> str:
+    """Per policy, the least total memory and payload at which its AUC is at `full`'s (`compare.equal_quality`),
+    each beside full's own, best first; "not reached in the measured range" where no budget got there."""
+    quality = equal_quality(quality_points(summary, runs))
+    if quality is None:
+        return ('<p class="note">Memory at equal quality compares every policy with <b>full</b>: train it too '
+                "(<code>--policy ...,full</code>), on data whose evaluation split has both classes.</p>")
+    stats = summary["policies"]
+    first = {run.policy: stats[run.key] for run in reversed(runs)}
+    ref = quality["full"]
+
+    def cell(value, full_value) -> str:
+        if value is None:
+            return "not reached in the measured range"
+        return f"{size_text(value)} ({pct(value / full_value)} of full's)" if full_value else size_text(value)
+    order = sorted((n for n in quality if n != "full"),
+                   key=lambda n: (quality[n]["total_bytes"] is None, quality[n]["total_bytes"] or 0))
+    rows = [[name, knew(name, first[name]), cell(quality[name]["total_bytes"], ref["total_bytes"]),
+             cell(quality[name]["payload_bytes"], ref["payload_bytes"])] for name in order]
+    rows.append(["full", "dense reference", size_text(ref["total_bytes"]), size_text(ref["payload_bytes"])])
+    reached = [n for n in order if quality[n]["total_bytes"] is not None]
+    if reached:
+        best, least = reached[0], quality[reached[0]]["total_bytes"]
+        lead = (f"At full's quality, <b>{esc(best)}</b> ({esc(knew(best, first[best]))}) needs the least total "
+                f"memory: {size_text(least)}, {pct(1 - least / ref['total_bytes'])} less than full.")
+    else:
+        lead = "No policy reached full's quality within the measured budgets: add larger budgets to find where."
+    missing = [n for n in order if quality[n]["total_bytes"] is None]
+    if missing and reached:
+        lead += f" Not reached in the measured range: {esc(', '.join(missing))}."
+    return (f'<p class="rank"><span class="verdict">{lead}</span></p>'
+            + html_table(["policy", "what it knew", "least total memory at full's AUC",
+                          "least payload at full's AUC"], rows, "numbers"))
+
+
+def tables_text(config: dict) -> str:
+    """The model's tables in words: how they were made, and each field's size."""
+    sizes, names = config.get("table_rows"), config.get("table_names")
+    if not isinstance(sizes, list):
+        return ""
+    names = names if isinstance(names, list) and len(names) == len(sizes) else [f"f{i}" for i in range(len(sizes))]
+    how = ("vocabulary tables (one row per value of the training split, plus a shared row for values first seen "
+           "later)" if config.get("rows") == "auto" else f"hashed tables of {config.get('rows'):,} rows"
+           if isinstance(config.get("rows"), int) else "tables")
+    return f"{how}: " + ", ".join(f"{n} {r:,}" for n, r in zip(names, sizes))
 
 
 def train_table(summary: dict, runs: list[Run], warns: WarningMarks) -> str:
@@ -299,6 +357,11 @@ def train_sections(summary: dict, curve: pl.DataFrame, prefix: str = "", h: str 
         per_field = f" (per field: {', '.join(f'{n:,}' for n in touched)})" if isinstance(touched, list) else ""
         facts += (f". The training split touched {touched_rows:,} rows{per_field}"
                   + (f", {size_text(touched_dense)} dense" if touched_dense is not None else ""))
+    if tables_text(config):
+        facts += f". The model's {tables_text(config)}"
+    if isinstance(config.get("unseen_share"), (int, float)):
+        facts += (f". {pct(config['unseen_share'])} of the evaluation lookups name a value the sizing window, "
+                  f"{window_text(config.get('size_from', 1.0))}, never saw")
     knobs = [[k, plain_value(v)] for k, v in config.items() if k != "budgets"]
     knobs.append(["budgets", budgets_text(summary)])
     one_seed = "" if len(seeds) > 1 else " One seed: no spread, cannot call ties; the gaps are one run's."
@@ -306,6 +369,8 @@ def train_sections(summary: dict, curve: pl.DataFrame, prefix: str = "", h: str 
         f'<p class="sub">{esc(facts)}.</p>',
         warns.box(),
         how_to_read(TRAIN_HOW) if not prefix else "",
+        f'<{h} id="{prefix}equal-quality">Memory at equal quality: the least memory at full\'s AUC</{h}>',
+        equal_quality_table(summary, runs),
         f'<{h} id="{prefix}ranking">Ranking per budget, with ties</{h}>',
         train_ranking(summary, runs, lay, warns, seeds),
         f'<{h} id="{prefix}equal-memory">At equal total memory: AUC (mean over seeds)</{h}>',
@@ -331,7 +396,8 @@ def render_train_report(summary: dict, curve: pl.DataFrame) -> str:
     """The training report page: deterministic apart from the `seconds` column, offline, libraries inlined once."""
     body, specs = train_sections(summary, curve)
     nav = ("<nav>" + "".join(f'<a href="#{i}">{t}</a>' for i, t in (
-        ("ranking", "Ranking"), ("equal-memory", "At equal memory"), ("summary", "Table"),
+        ("equal-quality", "At equal quality"), ("ranking", "Ranking"), ("equal-memory", "At equal memory"),
+        ("summary", "Table"),
         ("sec-accuracy_memory", "AUC against memory"), ("sec-auc_steps", "AUC over steps"),
         ("config", "Configuration"))) + "</nav>")
     return render_page("fiitedsim training report", [body[0], body[1], nav, *body[2:]], specs,

@@ -52,6 +52,7 @@ TRAIN_KNOBS = (
     Knob("dim", int, "train"), Knob("chunk", int, "train"), Knob("batch", int, "train"),
     Knob("epochs", int, "train"), Knob("lr_emb", float, "train"), Knob("lr_mlp", float, "train"),
     Knob("seed", int, "train"), Knob("samples", int, "data"), Knob("fields", int, "data"), Knob("rows", int, "data"),
+    Knob("drift", float, "data"), Knob("size_from", float, "train"),
     Knob("eval_every", int, "train"), Knob("interval", int, "train"),
     Knob("gamma", float, "config"), Knob("position_weight", float, "config"),
     Knob("page_bytes", int, "config"), Knob("max_load", float, "config"), Knob("index_initial", int, "config"),

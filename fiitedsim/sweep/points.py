@@ -17,7 +17,7 @@ from .. import __version__
 from ..config import ReplayConfig, TableSpec, TrainConfig, load_tables_file
 from ..errors import InputError
 from ..memory import check_train_data_memory
-from ..plan import BudgetTwice, Run, plan
+from ..plan import BudgetTwice, Run, check_runs, plan
 from ..replay import RESULTS_FORMAT
 from ..trace import TraceSource
 from .file import KNOB_BY_NAME, TRAIN_KNOB_BY_NAME, SweepFile
@@ -56,7 +56,8 @@ class TrainPointSpec:
     dense: str | None
     samples: int | None            # None: synthetic 2,000,000, files all
     fields: int
-    rows: int
+    rows: int | None               # None: `auto`, the training split's vocabulary tables
+    drift: float                   # synthetic data only
     train: TrainConfig
     config: ReplayConfig           # without the budget: run_all sets it
     policy: str
@@ -66,8 +67,14 @@ class TrainPointSpec:
     def data_key(self) -> tuple:
         """What shapes the data set (the worker's cache key): synthetic data depends on dim and seed, files do not."""
         if self.file is None:
-            return (self.data, self.samples, self.fields, self.rows, self.train.dim, self.train.seed)
+            return (self.data, self.samples, self.fields, self.rows, self.drift, self.train.dim, self.train.seed)
         return (self.data, self.file, self.label, self.sparse, self.dense, self.samples, self.rows)
+
+    def load(self, samples: int | None = None):
+        """The point's data set (`runner.load_data`), of its first `samples` (None: the point's own)."""
+        from ..train.runner import load_data
+        return load_data(self.data, self.label, self.sparse, self.dense, self.samples if samples is None else samples,
+                         self.fields, self.rows, self.train.dim, self.train.seed, drift=self.drift)
 
 
 @dataclass(frozen=True)
@@ -143,34 +150,38 @@ def train_point_identity(spec: TrainPointSpec) -> dict:
         "sweep_format": SWEEP_FORMAT, "point": "train", "fiitedsim": __version__,
         "data": {"spec": spec.data, "file": None if spec.file is None else list(spec.file), "label": spec.label,
                  "sparse": spec.sparse, "dense": spec.dense, "samples": spec.samples, "fields": spec.fields,
-                 "rows": spec.rows},
+                 "rows": spec.rows, "drift": spec.drift},
         "train": asdict(spec.train), "config": asdict(spec.config.with_budget(spec.budget_bytes, spec.budget_label)),
         "policy": spec.policy, "budget": {"label": spec.budget_label, "bytes": spec.budget_bytes},
     }
 
 
-def _data_tables(spec: TrainPointSpec, heads: dict) -> list[TableSpec]:
-    """The point's embedding tables, after the cheap checks of its data (a file's first sample is read once)."""
+def _data_tables(spec: TrainPointSpec, heads: dict) -> tuple[list[TableSpec], bool]:
+    """The point's embedding tables and whether they are vocabulary tables, after the cheap checks of its data.
+
+    Hashed tables: a file's first sample is read once (its format, columns and first values, as load_data checks
+    them); synthetic tables are known from the spec. Vocabulary tables (`rows` None) are the training split's,
+    so the data set is read (or drawn) whole, once per `data_key`; only its table sizes are kept.
+    """
     from ..train.engine_hook import train_tables
-    from ..train.runner import load_data
 
     if spec.samples is not None and spec.samples < 2:
         raise InputError(f"samples must be at least 2 (one to train on, one to evaluate), got {spec.samples}")
-    if spec.file is None:
+    if spec.file is None and spec.rows is not None:
         if spec.fields < 1 or spec.rows < 1:
             raise InputError(f"synthetic data needs fields >= 1 and rows >= 1, got {spec.fields} and {spec.rows}")
-        return train_tables((spec.rows,) * spec.fields, spec.train.dim, spec.train.chunk)
+        return train_tables((spec.rows,) * spec.fields, spec.train.dim, spec.train.chunk), False
     key = spec.data_key()
-    if key not in heads:  # the file's format, columns and first values, as load_data checks them
-        heads[key] = load_data(spec.data, spec.label, spec.sparse, spec.dense, 1, spec.fields, spec.rows,
-                               spec.train.dim, spec.train.seed)
-    head = heads[key]
-    return train_tables(head.rows, spec.train.dim, spec.train.chunk, head.sparse_names)
+    if key not in heads:
+        head = spec.load(None if spec.rows is None else 1)
+        heads[key] = (head.rows, head.sparse_names, head.vocabulary)
+    rows, names, vocabulary = heads[key]
+    return train_tables(rows, spec.train.dim, spec.train.chunk, names), vocabulary
 
 
 def plan_train_points(sweep: SweepFile) -> list[Point]:
     """The grid of a data sweep (data, policy, budget, knobs), every point checked as `fiitedsim train` would."""
-    from ..train.runner import DEFAULT_FIELDS, DEFAULT_ROWS, data_files, data_kind, train_config
+    from ..train.runner import DEFAULT_FIELDS, DEFAULT_ROWS, data_files, data_kind, parse_rows, train_config
 
     train_knobs = [k for k in sweep.knobs if TRAIN_KNOB_BY_NAME[k].target == "train"]
     config_knobs = [k for k in sweep.knobs if TRAIN_KNOB_BY_NAME[k].target == "config"]
@@ -190,12 +201,14 @@ def plan_train_points(sweep: SweepFile) -> list[Point]:
                 rcfg = ReplayConfig(**{k: chosen[k] for k in config_knobs})
                 spec = TrainPointSpec(data, identity, columns.get("label"),
                                       columns.get("sparse"), columns.get("dense"), chosen.get("samples"),
-                                      chosen.get("fields", DEFAULT_FIELDS), chosen.get("rows", DEFAULT_ROWS),
-                                      tcfg, rcfg, "", "", 0)
+                                      chosen.get("fields", DEFAULT_FIELDS),
+                                      parse_rows(chosen.get("rows", DEFAULT_ROWS)), chosen.get("drift", 0.0), tcfg,
+                                      rcfg, "", "", 0)
                 check_train_data_memory(kind, spec.fields, [c for c in (spec.sparse or "").split(",") if c.strip()],
                                         spec.rows, tcfg.dim, tcfg.batch, spec.samples)
-                tables = _data_tables(spec, heads)
-                runs = plan(tables, sweep.policies, sweep.budgets, rcfg, where=where)
+                tables, vocabulary = _data_tables(spec, heads)
+                runs = plan(tables, sweep.policies, sweep.budgets, rcfg, where=where, check=False)
+                check_runs(runs, vocabulary)
             except BudgetTwice:
                 raise
             except InputError as exc:

@@ -54,13 +54,10 @@ _LAST_DATA: tuple | None = None
 
 def _dataset(spec: TrainPointSpec):
     global _LAST_DATA
-    from ..train.runner import load_data
-
     key = spec.data_key()
     if _LAST_DATA is None or _LAST_DATA[0] != key:
         _LAST_DATA = None  # free the previous data set before loading the next
-        _LAST_DATA = (key, load_data(spec.data, spec.label, spec.sparse, spec.dense, spec.samples, spec.fields,
-                                     spec.rows, spec.train.dim, spec.train.seed))
+        _LAST_DATA = (key, spec.load())
     return _LAST_DATA[1]
 
 
@@ -72,7 +69,8 @@ def run_train_point(spec: TrainPointSpec) -> tuple[dict, bytes]:
     """
     from ..train.runner import run_all
 
-    outputs = run_all(_dataset(spec), spec.data, [spec.policy], spec.budget_label, spec.train, spec.config)
+    outputs = run_all(_dataset(spec), spec.data, [spec.policy], spec.budget_label, spec.train, spec.config,
+                      drift=spec.drift)
     buffer = io.BytesIO()
     outputs.curve.write_parquet(buffer)
     return outputs.summary, buffer.getvalue()

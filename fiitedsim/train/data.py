@@ -4,11 +4,22 @@ Every source gives a `Dataset` in time order (file order); `split` keeps the
 last `eval_fraction` (10%) for evaluation, never shuffled, as a time-ordered
 split of click logs must be.
 
-Sparse values become rows with `fiitedsim.hashing.hash_rows` (the rule the
-Criteo importer uses too: FNV-1a 64 of the value's text, seeded per field,
-splitmix64, row 1 + h mod (rows - 1); a missing or empty value is row 0).
-Integer columns of a Parquet file are hashed as their decimal text, so the
-same value maps to the same row whether it came from CSV or Parquet.
+Sparse values become rows in one of two ways (`SparseFields`), chosen by `rows`:
+
+* `rows=None` (`--rows auto`, the default): *vocabulary tables*, what a
+  practitioner trains. Field f's table has one row per distinct value of the
+  field in the training split (the first samples, before the evaluation split
+  `Dataset.split` keeps), numbered 1, 2, ... in order of first appearance,
+  plus row 0 (`OOV_ROW`), shared by every value first seen later. The map
+  value -> row is exact (values are compared as text, no hashing, no
+  collisions); a missing or empty value is one value like any other.
+* `rows=N` (`--rows N`): hashed tables of N rows with `fiitedsim.hashing.hash_rows`
+  (the rule the Criteo importer uses too: FNV-1a 64 of the value's text, seeded
+  per field, splitmix64, row 1 + h mod (rows - 1); a missing or empty value is
+  row 0).
+
+Integer columns of a Parquet file are read as their decimal text, so the same
+value maps to the same row whether it came from CSV or Parquet.
 
 Files are read in blocks (pyarrow's streaming CSV reader, Parquet batch by
 batch) and only the encoded arrays (4 bytes per sparse value and per dense
@@ -25,12 +36,25 @@ from pathlib import Path
 import numba
 import numpy as np
 
+from ..config import TrainConfig
 from ..errors import InputError, refuse_duplicate_columns
 from ..hashing import hash_rows
+from ..memory import format_bytes, memory_limit
 
 CRITEO_DENSE = [f"I{i}" for i in range(1, 14)]
 CRITEO_SPARSE = [f"C{i}" for i in range(1, 27)]
 CRITEO_COLUMNS = ["label", *CRITEO_DENSE, *CRITEO_SPARSE]
+
+
+#: `--rows auto`: the row that every value first seen after the training split shares (out of vocabulary).
+OOV_ROW = 0
+#: The evaluation split: the last 10% of the samples (`TrainConfig.eval_fraction`).
+EVAL_FRACTION = TrainConfig.eval_fraction
+
+
+def train_samples(n: int, eval_fraction: float = EVAL_FRACTION) -> int:
+    """Samples of the training split of n samples: all but the last max(1, round(n * eval_fraction)) (n > 1)."""
+    return n - (max(1, round(n * eval_fraction)) if n > 1 else 0)
 
 
 @dataclass
@@ -44,15 +68,118 @@ class Dataset:
     dense_names: list[str]
     sparse_names: list[str]
     teacher_prob: np.ndarray | None = None   # synthetic only: the planted P(click), the AUC ceiling
+    #: whether the tables are the training split's vocabulary (`--rows auto`: row 0 the shared out-of-vocabulary
+    #: row, rows 1.. the values in order of first appearance) rather than hashed into `--rows N` rows
+    vocabulary: bool = False
 
     def __len__(self) -> int:
         return int(self.label.shape[0])
 
-    def split(self, eval_fraction: float = 0.1) -> tuple[slice, slice]:
+    def split(self, eval_fraction: float = EVAL_FRACTION) -> tuple[slice, slice]:
         """Time-ordered split: (train, eval) slices, eval being the last `eval_fraction` of the samples."""
-        n = len(self)
-        n_eval = max(1, round(n * eval_fraction)) if n > 1 else 0
-        return slice(0, n - n_eval), slice(n - n_eval, n)
+        n_train = train_samples(len(self), eval_fraction)
+        return slice(0, n_train), slice(n_train, len(self))
+
+
+# ---------------------------------------------------------------- sparse fields: vocabulary or hashed tables
+
+def first_appearance_codes(values: np.ndarray) -> np.ndarray:
+    """Each value's code: 0 for the first distinct value of `values`, 1 for the next new one, ... (int64)."""
+    uniq, first, inverse = np.unique(values, return_index=True, return_inverse=True)
+    code = np.empty(uniq.size, np.int64)
+    code[np.argsort(first, kind="stable")] = np.arange(uniq.size)
+    return code[inverse.reshape(-1)]
+
+
+def vocabulary_rows(codes: np.ndarray, n_train: int) -> tuple[np.ndarray, int]:
+    """(rows, table size) of one field from its values' first-appearance codes (`first_appearance_codes`).
+
+    The training split is the first `n_train` samples, so the values it holds are exactly the codes
+    0 .. V-1 (codes count distinct values in order of first appearance) and V = 1 + its largest code. Value
+    code c < V is row c + 1; any later value is `OOV_ROW`. The table has V + 1 rows.
+    """
+    vocab = int(codes[:n_train].max()) + 1 if n_train > 0 and codes.size else 0
+    rows = np.where(codes < vocab, codes + 1, OOV_ROW).astype(np.int32)
+    return rows, vocab + 1
+
+
+def _text(column):
+    """A sparse column (pyarrow) as large_string with the empty string (CSV's missing value) as null: one
+    missing value."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if not (pa.types.is_large_string(column.type) or pa.types.is_large_binary(column.type)):
+        column = column.cast(pa.large_binary() if pa.types.is_binary(column.type) else pa.large_string())
+    return pc.if_else(pc.equal(pc.binary_length(column), 0), pa.scalar(None, column.type), column)
+
+
+#: A vocabulary being read may take this share of the memory there is (`memory.memory_limit`): the codes,
+#: the model's tables and the trainer need the rest.
+VOCABULARY_MEMORY_SHARE = 0.25
+
+
+class SparseFields:
+    """The sparse columns of a data set as they are read, block by block (module docstring).
+
+    `rows` N hashes every value into N rows at once; `rows` None keeps, per field and block, the block's
+    distinct values (pyarrow's dictionary encoding) and each sample's index into them, and `finish` numbers
+    the values of the whole data set in order of first appearance (blocks come in order, and a block's
+    dictionary lists its values in order of first appearance) and keeps the training split's vocabulary.
+    The distinct values of every block are kept until then: `add` refuses, naming --rows, a vocabulary that
+    outgrows `VOCABULARY_MEMORY_SHARE` of the memory there is.
+    """
+
+    def __init__(self, names: list[str], rows: int | None, where: str):
+        if rows is not None and not 2 <= rows < 2**31:
+            raise InputError(f"--rows must be auto or in [2, 2**31) (row 0 is reserved for missing values), got {rows}")
+        self.names, self.rows, self.where = list(names), rows, where
+        self._parts: list[list[np.ndarray]] = [[] for _ in names]
+        self._values: list[list] = [[] for _ in names]   # per field: each block's distinct values (vocabulary)
+        self._bytes = 0
+        self._samples = 0
+        self._limit = None if rows is not None else memory_limit()
+
+    def add(self, columns: list) -> None:
+        """One block's columns, in field order."""
+        import pyarrow.compute as pc
+        for f, column in enumerate(columns):
+            if self.rows is not None:
+                self._parts[f].append(hash_rows(column, f, self.rows).astype(np.int32))
+                continue
+            encoded = pc.dictionary_encode(_text(column), null_encoding="encode")
+            self._parts[f].append(encoded.indices.to_numpy(zero_copy_only=False).astype(np.int32))
+            self._values[f].append(encoded.dictionary)
+            self._bytes += encoded.dictionary.nbytes
+        self._samples += len(columns[0]) if columns else 0
+        if self._limit is not None and self._bytes > VOCABULARY_MEMORY_SHARE * self._limit:
+            raise InputError(f"{self.where}: the distinct values of its sparse columns passed "
+                             f"{format_bytes(self._bytes)} after {self._samples:,} samples, more than this machine "
+                             f"can keep for vocabulary tables ({format_bytes(self._limit)} of memory); give --rows N "
+                             "to hash every field into N rows instead, or fewer --samples")
+
+    def finish(self, eval_fraction: float) -> tuple[np.ndarray, tuple[int, ...]]:
+        """(sparse rows (N, F) int32, table size per field)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        n = self._samples
+        if self.rows is not None:
+            return (np.stack([np.concatenate(p) if p else np.zeros(0, np.int32) for p in self._parts], axis=1),
+                    (self.rows,) * len(self.names))
+        n_train = train_samples(n, eval_fraction)
+        out = np.empty((n, len(self.names)), np.int32)
+        sizes = []
+        for f, (parts, values) in enumerate(zip(self._parts, self._values)):
+            every = pa.concat_arrays(values)          # each block's distinct values, blocks in order
+            code_of = pc.index_in(every, value_set=pc.unique(every), skip_nulls=False).to_numpy(
+                zero_copy_only=False).astype(np.int64)
+            starts = np.cumsum([0] + [len(v) for v in values[:-1]])
+            codes = np.concatenate([code_of[start + idx] for start, idx in zip(starts, parts)])
+            out[:, f], size = vocabulary_rows(codes, n_train)
+            sizes.append(size)
+            self._parts[f] = self._values[f] = []
+        return out, tuple(sizes)
 
 
 # ---------------------------------------------------------------- synthetic
@@ -108,7 +235,8 @@ def field_values(fields: int, rows: int) -> np.ndarray:
 
 
 def synthetic(samples: int = 2_000_000, fields: int = 26, rows: int = 100_000, dense: int = 13,
-              dim: int = 16, alpha: float = 0.7, seed: int = 0) -> Dataset:
+              dim: int = 16, alpha: float = 0.7, seed: int = 0, drift: float = 0.0,
+              vocabulary: bool = False) -> Dataset:
     """A CTR data set with a planted truth (a hidden "teacher"), so the best achievable AUC is known.
 
     * Tables and values: every field has a table of `rows` rows, of which it uses
@@ -120,6 +248,22 @@ def synthetic(samples: int = 2_000_000, fields: int = 26, rows: int = 100_000, d
       tables are mostly empty).
     * Popularity: in field f, value of rank r (0 = most popular, r < n_f) has
       probability proportional to (r + 1)^-alpha.
+    * Drift (`drift` R in [0, 1]; 0: the stationary task, drawn exactly as
+      before drift existed): field f gets S_f = round(R * n_f) new values,
+      ids n_f .. n_f + S_f - 1 beside the initial ids 0 .. n_f - 1, which
+      appear one by one over the samples: by sample i (0-based, of N in all,
+      training and evaluation alike) s_i = floor(S_f * (i + 1) / N) of them
+      have appeared. Sample i's rank r (drawn as above) names value
+          n_f + s_i - 1 - r   if r < s_i   (the newest value is the most popular),
+          r - s_i             otherwise    (the initial values, pushed down),
+      so a new value enters at rank 0 and loses one rank with every newer
+      value, the initial values keep their order and slide down the ranks,
+      and the most pushed down leave the n_f ranks that are drawn: popular
+      values move and new ones appear, as new items and users do. Values
+      first seen in the evaluation split were never seen in training (the
+      train summary's `unseen_share`). A new value's teacher vector uses
+      `useful_dims` of rank 0, the rank it is most popular at, as every
+      initial value's uses that of its rank.
     * Teacher: in field f the value of rank r has a `dim`-vector whose first
       k = `useful_dims(rows, dim)[r]` values are N(0, g_f^2 / k) and the rest
       exactly 0 (drawn as N(0, 1/dim) times g_f sqrt(dim/k)), where
@@ -175,27 +319,41 @@ def synthetic(samples: int = 2_000_000, fields: int = 26, rows: int = 100_000, d
       times, and embeddings worth 0.033 AUC: one epoch could not learn most
       rows, dropping them helped, and no budget made pruning cost AUC.
 
+    * Tables: with `vocabulary` the tables are the training split's vocabulary
+      (`vocabulary_rows`, row 0 shared by values first seen later), as for
+      file data with `--rows auto`; the values are drawn as above (on tables
+      of `rows` rows), then renumbered. Otherwise every table has `rows` rows.
+
     One numpy Generator seeded by `seed` draws everything in a fixed order: per
     field its permutation of the rows, its teacher vectors, its samples' ranks;
     then x, w, A, a0, and the labels' uniforms.
     """
     if samples < 1 or fields < 1 or rows < 1 or dense < 0 or dim < 1:
         raise InputError("synthetic data needs --samples >= 1, --fields >= 1, --rows >= 1")
+    if not (0.0 <= drift <= 1.0):
+        raise InputError(f"--drift must be in [0, 1] (new values per field, as a share of its initial values), "
+                         f"got {drift}")
     rng = np.random.default_rng(seed)
     counts = field_values(fields, rows)
     dims = useful_dims(rows, dim)
     teacher = np.zeros((fields, rows, dim), dtype=np.float32)
     sparse = np.empty((samples, fields), dtype=np.int32)
+    appeared = np.arange(1, samples + 1, dtype=np.int64)     # (i + 1): s_i = floor(S_f * (i + 1) / N)
     for f in range(fields):
         n = int(counts[f])
+        new = min(int(round(drift * n)), rows - n)          # n <= rows / 2: at most n new values fit
         cdf = np.cumsum(np.arange(1, n + 1, dtype=np.float64) ** -alpha)
         cdf /= cdf[-1]
-        perm = rng.permutation(rows)[:n]                   # rank -> row id
+        perm = rng.permutation(rows)[:n + new]             # value id -> row id (value r = rank r without drift)
         weight = np.sqrt(fields * n**2 / (counts.astype(np.float64) ** 2).sum())   # share of the signal: n_f^2
-        vals = rng.normal(0.0, np.sqrt(1.0 / dim), size=(n, dim)) * np.sqrt(dim / dims[:n, None]) * weight
-        vals[np.arange(dim)[None, :] >= dims[:n, None]] = 0.0      # N(0, 1/k) on the first k = useful dims
-        teacher[f, perm] = vals                            # row perm[r] gets rank r's vector
+        k = np.concatenate([dims[:n], np.full(new, dims[0])])[:, None]          # useful dims of each value
+        vals = rng.normal(0.0, np.sqrt(1.0 / dim), size=(n + new, dim)) * np.sqrt(dim / k) * weight
+        vals[np.arange(dim)[None, :] >= k] = 0.0           # N(0, 1/k) on the first k = useful dims
+        teacher[f, perm] = vals                            # row perm[v] gets value v's vector
         ranks = np.minimum(np.searchsorted(cdf, rng.random(samples), side="right"), n - 1)
+        if new:
+            shift = new * appeared // samples
+            ranks = np.where(ranks < shift, n + shift - 1 - ranks, ranks - shift)
         sparse[:, f] = perm[ranks]
     x = rng.standard_normal((samples, dense)).astype(np.float32)
     w = rng.normal(0.0, np.sqrt(1.0 / max(dense, 1)), size=dense)
@@ -211,9 +369,16 @@ def synthetic(samples: int = 2_000_000, fields: int = 26, rows: int = 100_000, d
     logit = -1.0 + scale_to(0.5, xw) * xw + scale_to(3.0, cross) * cross + scale_to(1.0, pairs) * pairs
     prob = 1.0 / (1.0 + np.exp(-logit))
     label = (rng.random(samples) < prob).astype(np.float32)
-    return Dataset(dense=x, sparse=sparse, label=label, rows=(rows,) * fields,
+    table_rows = (rows,) * fields
+    if vocabulary:
+        n_train = train_samples(samples, EVAL_FRACTION)
+        table_rows = []
+        for f in range(fields):
+            sparse[:, f], size = vocabulary_rows(first_appearance_codes(sparse[:, f]), n_train)
+            table_rows.append(size)
+    return Dataset(dense=x, sparse=sparse, label=label, rows=tuple(table_rows),
                    dense_names=[f"x{i}" for i in range(dense)], sparse_names=[f"f{i}" for i in range(fields)],
-                   teacher_prob=prob.astype(np.float32))
+                   teacher_prob=prob.astype(np.float32), vocabulary=vocabulary)
 
 
 # ---------------------------------------------------------------- files
@@ -302,11 +467,11 @@ def _dense(col, path: str, name: str, log1p: bool, offset: int = 0, nans: _NanCo
     return x.astype(np.float32)
 
 
-def _encode(batch, path, label, sparse, dense, rows, log1p, offset=0, nans=None):
+def _encode(batch, path, label, dense, log1p, offset=0, nans=None):
+    """A block's labels and dense features (its sparse columns go to `SparseFields`)."""
     return (_labels(batch.column(label), path, label, offset),
             np.stack([_dense(batch.column(c), path, c, log1p, offset, nans) for c in dense], axis=1) if dense
-            else np.zeros((batch.num_rows, 0), np.float32),
-            np.stack([hash_rows(batch.column(c), f, rows) for f, c in enumerate(sparse)], axis=1).astype(np.int32))
+            else np.zeros((batch.num_rows, 0), np.float32))
 
 
 def _check_columns(path: str, have: list[str], want: list[str]) -> None:
@@ -359,30 +524,35 @@ def _warn_stderr(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
-def _collect(batches, path, label, sparse, dense, rows, log1p, samples, warn=_warn_stderr) -> Dataset:
-    """Encode batches until `samples` (None: all) are read; `warn` gets the NaN counts of dense columns."""
+def _collect(batches, path, label, sparse, dense, rows, log1p, samples, warn=_warn_stderr,
+             eval_fraction: float = EVAL_FRACTION) -> Dataset:
+    """Encode batches until `samples` (None: all) are read; `warn` gets the NaN counts of dense columns.
+
+    `rows` None: vocabulary tables of the training split (the first samples but the last `eval_fraction`).
+    """
     import pyarrow as pa
-    if not 2 <= rows < 2**31:
-        raise InputError(f"--rows must be in [2, 2**31) (row 0 is reserved for missing values), got {rows}")
     if not sparse:
         raise InputError("at least one sparse column is needed (--sparse)")
-    ys, xs, ss = [], [], []
+    fields = SparseFields(sparse, rows, path)
+    ys, xs = [], []
     n = 0
     nans = _NanCount()
     for batch in batches:
         if samples is not None and n + batch.num_rows > samples:
             batch = batch.slice(0, samples - n)
         if isinstance(batch, pa.RecordBatch) and batch.num_rows:
-            y, x, s = _encode(batch, path, label, sparse, dense, rows, log1p, n, nans)
-            ys.append(y), xs.append(x), ss.append(s)
+            y, x = _encode(batch, path, label, dense, log1p, n, nans)
+            fields.add([batch.column(c) for c in sparse])
+            ys.append(y), xs.append(x)
             n += batch.num_rows
         if samples is not None and n >= samples:
             break
     if n == 0:
         raise InputError(f"{path}: holds no samples")
     nans.report(path, warn)
-    return Dataset(dense=np.concatenate(xs), sparse=np.concatenate(ss), label=np.concatenate(ys),
-                   rows=(rows,) * len(sparse), dense_names=list(dense), sparse_names=list(sparse))
+    codes, table_rows = fields.finish(eval_fraction)
+    return Dataset(dense=np.concatenate(xs), sparse=codes, label=np.concatenate(ys), rows=table_rows,
+                   dense_names=list(dense), sparse_names=list(sparse), vocabulary=rows is None)
 
 
 def _is_gzip(path: str) -> bool:
@@ -403,7 +573,7 @@ def _first_line(path: str, gz: bool = False) -> str:
         raise InputError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
-def read_criteo(path: str | Path, rows: int, samples: int | None = None, warn=_warn_stderr) -> Dataset:
+def read_criteo(path: str | Path, rows: int | None = None, samples: int | None = None, warn=_warn_stderr) -> Dataset:
     """Criteo display-advertising data: label, I1-I13 (dense counts), C1-C26 (categorical).
 
     Either the original tab-separated form without header, or a comma-separated
@@ -411,7 +581,8 @@ def read_criteo(path: str | Path, rows: int, samples: int | None = None, warn=_w
     gzip-compressed too, and a UTF-8 byte-order mark is fine (as for
     `fiitedsim import criteo`). A test file (39 fields, no label) is refused.
     Dense values become log(1 + max(x, 0)) with missing as 0; categorical values
-    are hashed per field into `rows` rows (module docstring).
+    become vocabulary rows (`rows` None) or are hashed per field into `rows`
+    rows (module docstring).
     """
     path = str(path)
     gz = _is_gzip(path)
@@ -438,12 +609,13 @@ def read_criteo(path: str | Path, rows: int, samples: int | None = None, warn=_w
     return _collect(batches, path, "label", CRITEO_SPARSE, CRITEO_DENSE, rows, True, samples, warn)
 
 
-def read_table(path: str | Path, label: str, sparse: list[str], dense: list[str], rows: int,
+def read_table(path: str | Path, label: str, sparse: list[str], dense: list[str], rows: int | None = None,
                samples: int | None = None, warn=_warn_stderr) -> Dataset:
     """Any Parquet file or comma-separated CSV with a header: the named label, sparse and dense columns.
 
-    Dense values are used as they are (missing as 0); sparse values are hashed
-    per field into `rows` rows. Parquet is recognised by its magic bytes.
+    Dense values are used as they are (missing as 0); sparse values become
+    vocabulary rows (`rows` None) or are hashed per field into `rows` rows
+    (module docstring). Parquet is recognised by its magic bytes.
     """
     path = str(path)
     try:
@@ -607,15 +779,16 @@ def _ml_index(ids: np.ndarray, wanted: np.ndarray, source: str, what: str) -> np
     return order[pos]
 
 
-def read_movielens(folder: str | Path | None, rows: int, samples: int | None = None) -> Dataset:
+def read_movielens(folder: str | Path | None, rows: int | None = None, samples: int | None = None) -> Dataset:
     """MovieLens-100k ratings as a click data set: the installed package's copy (folder None) or a GroupLens folder.
 
     Either source gives the same Dataset (the same 100,000 ratings of 943 users
     on 1,682 movies). Samples are the ratings in timestamp order, ties kept in
     file order (a stable sort); `samples` keeps the first N of that order. The
     label is 1 for a rating of 4 or 5 ("liked"), 0 for 1 to 3. Seven sparse
-    fields, one table of `rows` rows each, hashed like every other file
-    (module docstring) from these texts, in this field order:
+    fields, one table each: the training split's vocabulary (`rows` None) or
+    `rows` rows hashed into like every other file (module docstring), from
+    these texts, in this field order:
 
         user        the user id, decimal                 item        the movie id, decimal
         age         the user's age, decimal              gender      M or F
@@ -631,8 +804,7 @@ def read_movielens(folder: str | Path | None, rows: int, samples: int | None = N
     all-zero model for the whole epoch, AUC 0.4947 against `full`'s 0.7272).
     """
     import pyarrow as pa
-    if not 2 <= rows < 2**31:
-        raise InputError(f"--rows must be in [2, 2**31) (row 0 is reserved for missing values), got {rows}")
+    fields = SparseFields(list(MOVIELENS_FIELDS), rows, "MovieLens-100k")   # checks rows before any reading
     files = movielens_files(folder)
     ratings, users, items = (_ml_package_tables if folder is None else _ml_folder_tables)(files)
     where = str(files[0])
@@ -668,8 +840,9 @@ def read_movielens(folder: str | Path | None, rows: int, samples: int | None = N
     take = lambda values, idx: text(values).take(pa.array(idx))  # noqa: E731
     columns = [decimal(user), decimal(item), decimal(users["age"][u]), take(users["gender"], u),
                take(users["occupation"], u), take(users["zip"], u), take(years, i)]
-    sparse = np.stack([hash_rows(c, f, rows) for f, c in enumerate(columns)], axis=1).astype(np.int32)
+    fields.add(columns)
+    sparse, table_rows = fields.finish(EVAL_FRACTION)
     label = (ratings["rating"][order] >= 4).astype(np.float32)
-    return Dataset(dense=flags[i].astype(np.float32), sparse=sparse, label=label,
-                   rows=(rows,) * len(MOVIELENS_FIELDS), dense_names=list(MOVIELENS_GENRES),
-                   sparse_names=list(MOVIELENS_FIELDS))
+    return Dataset(dense=flags[i].astype(np.float32), sparse=sparse, label=label, rows=table_rows,
+                   dense_names=list(MOVIELENS_GENRES), sparse_names=list(MOVIELENS_FIELDS),
+                   vocabulary=rows is None)

@@ -22,9 +22,10 @@ sections 2-5 and their memory metrics are identical (docs/semantics.md,
 
 Static layouts (`full`, `uniform-dim`, `hash`, `mde`) free and admit nothing:
 `lookup` returns their fixed dimensions, `feedback` only counts hits, and
-`hash` maps each lookup to the stored row it shares (`remap`). `mde` is sized
-from the lookups of the training split before training (`build`'s
-`frequencies`), the trainer's first pass.
+`hash` maps each lookup to the stored row it shares (`remap`). `mde`, and over
+vocabulary tables `uniform-dim` and `hash`, are sized before training from
+the lookups of the sizing window (`build`'s `window`: the first `--size-from`
+of the training split), the trainer's first pass.
 
 Hit statistics are the policy's own: for a row looked up twice in one step,
 the second lookup's hit status counts chunks admitted by the first (as in a
@@ -37,7 +38,7 @@ import numpy as np
 
 from ..config import ReplayConfig, TableSpec, check_tables_fit_pages
 from ..errors import InputError
-from ..policies import POLICIES
+from ..policies import POLICIES, sized_from_window
 from ..policies.base import Policy, PolicyResult
 from ..rowset import RowMap
 from ..store import ROW_BITS
@@ -116,26 +117,28 @@ class EngineResidency:
         self._finished: PolicyResult | None = None
 
     @staticmethod
-    def check(name: str, tables: list[TableSpec], cfg: ReplayConfig) -> None:
+    def check(name: str, tables: list[TableSpec], cfg: ReplayConfig, vocabulary: bool = False) -> None:
         """The checks of `build` without building: `fiitedsim sweep` runs them on the client before submitting."""
         if name not in TRAIN_POLICIES:
             raise InputError(f"unknown training policy {name!r}: choose from {', '.join(TRAIN_POLICIES)}")
         check_tables_fit_pages(tables, cfg)
-        POLICIES[name].check_budget(tables, cfg)
+        POLICIES[name].check_budget(tables, cfg, vocabulary)
 
     @classmethod
     def build(cls, name: str, tables: list[TableSpec], cfg: ReplayConfig, recorder: TraceRecorder | None = None,
-              frequencies: RowMap | None = None):
+              window: RowMap | None = None, vocabulary: bool = False):
         """The policy `name` at `cfg`'s budget, checked and constructed as `replay` does for a trace with grad_norm.
 
-        `frequencies`: lookups per (table, row) of the training split, for a policy sized from a first pass (mde).
+        `window`: lookups per (table, row) of the sizing window (the first part of the training split, `--size-from`),
+        for a policy sized from the data before training (`sized_from_window`); `vocabulary`: the tables are the
+        training split's vocabulary tables.
         """
-        cls.check(name, tables, cfg)
+        cls.check(name, tables, cfg, vocabulary)
         policy = POLICIES[name](tables, cfg, True, False)
-        if policy.needs_frequencies:
-            if frequencies is None:
-                raise ValueError(f"policy {name!r} is sized from the training split's lookups: pass frequencies")
-            policy.set_frequencies(frequencies)
+        if sized_from_window(name, vocabulary):
+            if window is None:
+                raise ValueError(f"policy {name!r} is sized from the sizing window's lookups: pass window")
+            policy.set_frequencies(window)
         return cls(policy, recorder)
 
     def _batch(self, step: int, table: np.ndarray, row: np.ndarray, grad: np.ndarray | None) -> RecordBatch:

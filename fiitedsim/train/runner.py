@@ -21,25 +21,28 @@ import polars as pl
 
 from ..atomic import atomic_path, check_writable, refuse_cwd_or_parent, write_parquet_frame
 from ..checks import train_warnings
+from ..compare import QualityPoint, equal_quality
 from ..config import TRAIN_FIELDS, TRAIN_ROWS, ReplayConfig, TableSpec, dense_bytes
 from ..errors import InputError
+from ..memory import check_model_memory
 from ..plan import Run, check_runs, plan, split_list
-from ..policies import POLICIES
+from ..policies import POLICIES, knowledge, sized_from_window, window_text
 from ..replay import budget_entries
 from ..rowset import RowMap
 from ..trace_writer import ImportanceWriter, TraceWriter
-from .data import Dataset, movielens_files, read_criteo, read_movielens, read_table, synthetic
+from .data import OOV_ROW, Dataset, movielens_files, read_criteo, read_movielens, read_table, synthetic
 from .engine_hook import EngineResidency, TraceRecorder, train_tables
 from .loop import TrainConfig, config_dict, schedule, total_steps, train
 
 SUMMARY_FILE, CURVE_FILE = "train_summary.json", "curve.parquet"
-#: The defaults of `fiitedsim train --fields/--rows`, and of the `fields`/`rows` knobs of a data sweep.
-DEFAULT_FIELDS, DEFAULT_ROWS = TRAIN_FIELDS, TRAIN_ROWS
+#: The defaults of `fiitedsim train --fields/--rows`, and of the `fields`/`rows` knobs of a data sweep (rows None:
+#: `auto`, vocabulary tables).
+DEFAULT_FIELDS, DEFAULT_ROWS = TRAIN_FIELDS, None
 #: Keys of every run in train_summary.json, in this order (the docs/formats.md contract). `auc`, `logloss` and the hit
 #: rates are means over the seeds, `*_std` their sample standard deviations (null with one seed), the byte
 #: figures the largest over the seeds, `rounds` the fewest, `seconds` the sum; `per_seed` has each seed's own.
 RUN_KEYS = ("auc", "logloss", "auc_std", "logloss_std", "payload_bytes_peak", "total_bytes_peak", "chunk_hit_rate",
-            "dim_hit_rate", "collision_share", "rounds", "samples", "seconds", "per_seed")
+            "dim_hit_rate", "collision_share", "rounds", "samples", "seconds", "per_seed", "knew")
 #: Keys of each entry of a run's `per_seed` list.
 SEED_KEYS = ("seed", "auc", "logloss", "payload_bytes_peak", "total_bytes_peak", "chunk_hit_rate", "dim_hit_rate",
              "collision_share", "rounds", "samples", "seconds", "teacher_auc")
@@ -84,28 +87,54 @@ def data_files(spec: str) -> list[Path]:
     return [Path(path)]
 
 
+def parse_rows(value) -> int | None:
+    """`--rows`: `auto` (None: vocabulary tables) or a whole number of rows to hash every field into (an int, or
+    its text); the number's range is checked where the tables are made."""
+    if value is None or isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = str(value).strip()
+    if text.lower() == "auto":
+        return None
+    if text.isascii() and text.isdigit():
+        return int(text)
+    raise InputError(f"--rows {value!r}: give auto (one row per value of the training split) or a whole number of "
+                     "rows to hash every field into, such as 100000")
+
+
 def load_data(spec: str, label: str | None, sparse: str | None, dense: str | None, samples: int | None,
-              fields: int, rows: int, dim: int, seed: int, warn: Callable[[str], None] | None = None) -> Dataset:
+              fields: int, rows: int | None, dim: int, seed: int, warn: Callable[[str], None] | None = None,
+              drift: float = 0.0) -> Dataset:
     """`synthetic`, `movielens[:PATH]`, `criteo:PATH`, `parquet:PATH` or `csv:PATH` (the latter two with --label
     and --sparse).
 
-    `warn` gets data warnings (NaN dense values read as 0); default: printed to stderr.
+    `rows` None (`--rows auto`): vocabulary tables of the training split (`data` module docstring); for synthetic
+    data the values are drawn on tables of `TRAIN_ROWS` rows first. `drift`: synthetic data only. `warn` gets
+    data warnings (NaN dense values read as 0); default: printed to stderr.
     """
     more = {} if warn is None else {"warn": warn}
     kind, path = data_kind(spec)
+    if drift and kind != "synthetic":
+        raise InputError(f"--drift makes the synthetic task drift; --data {spec} is what it is (give --drift 0)")
     if kind == "synthetic":
-        return synthetic(samples=2_000_000 if samples is None else samples, fields=fields, rows=rows, dim=dim,
-                         seed=seed)
-    data_files(spec)
-    if samples is not None and samples < 1:
-        raise InputError(f"--samples must be at least 1, got {samples}")
-    if kind == "movielens":
-        return read_movielens(path or None, rows=rows, samples=samples)
-    if kind == "criteo":
-        return read_criteo(path, rows=rows, samples=samples, **more)
-    if not label or not _columns(sparse):
-        raise InputError(f"--data {kind}:PATH needs --label and --sparse (and optionally --dense) column lists")
-    return read_table(path, label, _columns(sparse), _columns(dense, "--dense"), rows=rows, samples=samples, **more)
+        ds = synthetic(samples=2_000_000 if samples is None else samples, fields=fields,
+                       rows=TRAIN_ROWS if rows is None else rows, dim=dim, seed=seed, drift=drift,
+                       vocabulary=rows is None)
+    else:
+        data_files(spec)
+        if samples is not None and samples < 1:
+            raise InputError(f"--samples must be at least 1, got {samples}")
+        if kind == "movielens":
+            ds = read_movielens(path or None, rows=rows, samples=samples)
+        elif kind == "criteo":
+            ds = read_criteo(path, rows=rows, samples=samples, **more)
+        elif not label or not _columns(sparse):
+            raise InputError(f"--data {kind}:PATH needs --label and --sparse (and optionally --dense) column lists")
+        else:
+            ds = read_table(path, label, _columns(sparse), _columns(dense, "--dense"), rows=rows, samples=samples,
+                            **more)
+    if ds.vocabulary:  # their size is known now
+        check_model_memory(spec, ds.rows, dim)
+    return ds
 
 
 def train_config(**kw) -> TrainConfig:
@@ -116,6 +145,9 @@ def train_config(**kw) -> TrainConfig:
     for key in ("lr_emb", "lr_mlp"):
         if key in kw and not (math.isfinite(kw[key]) and kw[key] > 0):
             raise InputError(f"--{key.replace('_', '-')} must be a positive number, got {kw[key]}")
+    if "size_from" in kw and not (math.isfinite(kw["size_from"]) and 0 < kw["size_from"] <= 1):
+        raise InputError(f"--size-from must be in (0, 1] (the share of the training split that policies sized "
+                         f"before training see, from its start), got {kw['size_from']}")
     tcfg = TrainConfig(**kw)
     if tcfg.dim < 1 or tcfg.chunk < 1 or tcfg.dim % tcfg.chunk:
         raise InputError(f"--chunk {tcfg.chunk} must divide --dim {tcfg.dim} (both positive)")
@@ -162,14 +194,39 @@ def _std(values: list) -> float | None:
     return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
-def training_lookups(ds: Dataset, tcfg: TrainConfig) -> RowMap:
-    """Lookups per (field, row) of the training split: the first pass a frequency-sized policy (mde) needs."""
-    tr, _ = ds.split(tcfg.eval_fraction)
-    sparse = ds.sparse[tr]
+def window_samples(ds: Dataset, tcfg: TrainConfig) -> int:
+    """Samples of the sizing window: the first max(1, floor(size_from * n)) of the n training samples."""
+    n_train = ds.split(tcfg.eval_fraction)[0].stop
+    return max(1, math.floor(tcfg.size_from * n_train)) if n_train else 0
+
+
+def window_lookups(ds: Dataset, tcfg: TrainConfig) -> RowMap:
+    """Lookups per (field, row) of the sizing window: the first pass of a policy sized before training (mde, and
+    uniform-dim and hash over vocabulary tables)."""
+    sparse = ds.sparse[:window_samples(ds, tcfg)]
     counts = RowMap(sparse.shape[1])
     for f in range(sparse.shape[1]):
         counts.count(np.full(sparse.shape[0], f, np.int32), sparse[:, f].astype(np.int64))
     return counts
+
+
+def unseen_share(ds: Dataset, tcfg: TrainConfig) -> float:
+    """The share of evaluation lookups (samples x fields) whose row the sizing window never looked up: with
+    vocabulary tables, values the window never saw (the out-of-vocabulary row counts as never seen, since no
+    training value reads it); with hashed tables, rows (a new value on a row a window value hashed to counts as
+    seen, as the model sees it)."""
+    _, ev = ds.split(tcfg.eval_fraction)
+    window, evaluated = ds.sparse[:window_samples(ds, tcfg)], ds.sparse[ev]
+    if evaluated.size == 0:
+        return 0.0
+    unseen = 0
+    for f in range(ds.sparse.shape[1]):
+        seen = np.zeros(ds.rows[f], bool)
+        seen[window[:, f]] = True
+        if ds.vocabulary:
+            seen[OOV_ROW] = False
+        unseen += int((~seen[evaluated[:, f]]).sum())
+    return unseen / evaluated.size
 
 
 def touched_rows(ds: Dataset, tcfg: TrainConfig) -> list[int]:
@@ -207,7 +264,7 @@ def plan_training(first: Dataset, policies: list[str], budgets, tcfg: TrainConfi
     if emit and (len(runs) != 1 or seeds != 1):
         raise InputError("--emit-trace and --emit-importance record one training run: give one --policy, one "
                          f"--budget and one seed (got {len(runs)} runs x {seeds} seeds)")
-    check_runs(runs)  # every check before any training: a bad budget fails first
+    check_runs(runs, first.vocabulary)  # every check before any training: a bad budget fails first
     n_train = first.split(tcfg.eval_fraction)[0].stop
     auto = [k for k in ("interval", "eval_every") if getattr(tcfg, k) is None]
     steps = total_steps(tcfg, n_train)
@@ -219,13 +276,19 @@ def plan_training(first: Dataset, policies: list[str], budgets, tcfg: TrainConfi
 def run_all(data: Dataset | Callable[[int], Dataset], data_spec: str, policies: list[str], budgets,
             tcfg: TrainConfig, rcfg: ReplayConfig, emit_trace: Path | None = None,
             emit_importance: Path | None = None, progress: Callable[[int, int], None] | None = None,
-            seeds: list[int] | None = None) -> TrainOutputs:
+            seeds: list[int] | None = None, drift: float = 0.0) -> TrainOutputs:
     """Train one model per policy, budget and seed (keys NAME@BUDGET) and collect accuracy and memory.
 
     `data` is the data set, or a function of the seed that makes it (synthetic data is drawn per seed;
     a file is the same for every seed, only the model's initial parameters change). `seeds` default to
     `tcfg.seed`; `budgets` as `plan.parse_budgets` takes them; the schedule as `plan_training` sets it.
-    `progress(done, total)` counts training steps over every run and seed.
+    `progress(done, total)` counts training steps over every run and seed. `drift`: the synthetic data's
+    (recorded in the summary).
+
+    Policies sized before training (`policies.sized_from_window`) see the lookups of the sizing window, the
+    first `tcfg.size_from` of each seed's training split; the summary says what each run knew (`knew`), the
+    share of evaluation lookups that window never saw (`unseen_share`, mean over the seeds) and the memory at
+    which each policy reaches `full`'s AUC (`equal_quality`).
     """
     seeds = [tcfg.seed] if seeds is None else list(seeds)
     datasets = (lambda seed: data) if isinstance(data, Dataset) else data
@@ -240,11 +303,13 @@ def run_all(data: Dataset | Callable[[int], Dataset], data_spec: str, policies: 
         if progress:
             progress(done, total)
     per_seed: dict[str, list[dict]] = {run.key(True): [] for run in runs}
-    curve, teacher = [], []
+    curve, teacher, unseen = [], [], []
     for seed in seeds:
         ds = first if seed == seeds[0] else datasets(seed)
         tcfg_s = replace(tcfg, seed=seed)
-        lookups = training_lookups(ds, tcfg_s) if any(POLICIES[n].needs_frequencies for n in policies) else None
+        window = (window_lookups(ds, tcfg_s) if any(sized_from_window(n, ds.vocabulary) for n in policies)
+                  else None)
+        unseen.append(unseen_share(ds, tcfg_s))
         trained: dict[str, str] = {}  # a budget-independent policy (full) -> its key trained at this seed
         for run in runs:
             name, label, key = run.policy, run.budget_label, run.key(True)
@@ -255,7 +320,7 @@ def run_all(data: Dataset | Callable[[int], Dataset], data_spec: str, policies: 
                 advance(steps)
                 continue
             trained[name] = key
-            hook = EngineResidency.build(name, tables, run.config, frequencies=lookups)
+            hook = EngineResidency.build(name, tables, run.config, window=window, vocabulary=ds.vocabulary)
             with _recording(tables, emit_trace, emit_importance) as recorder:
                 hook.recorder = recorder
                 res = train(ds, tcfg_s, hook, progress=lambda done, total: advance(1),
@@ -268,22 +333,34 @@ def run_all(data: Dataset | Callable[[int], Dataset], data_spec: str, policies: 
                 "samples": res.samples, "seconds": res.seconds, "teacher_auc": res.teacher_auc})
             curve.extend({"key": key, "policy": name, "budget": label, "seed": seed, **h} for h in res.history)
         teacher.append(res.teacher_auc)
-    results = {key: combine_seeds(entries) for key, entries in per_seed.items()}
+    window_words = window_text(tcfg.size_from)
+    results = {run.key(True): {**combine_seeds(per_seed[run.key(True)]),
+                               "knew": knowledge(run.policy, window_words, first.vocabulary)} for run in runs}
     touched = touched_rows(first, tcfg)
     touched_dense = sum(n * t.dim * t.dtype_bytes for n, t in zip(touched, tables))
     budgets = list(dict.fromkeys((run.budget_label, run.budget_bytes) for run in runs))
     rcfg = runs[0].config
     summary = {"policies": results, "teacher_auc": _mean(teacher),
+               "equal_quality": equal_quality([quality_point(run.policy, results[run.key(True)]) for run in runs]),
                "config": {"data": data_spec, "samples": len(first), "fields": len(first.rows),
-                          "rows": list(first.rows), "dense": first.dense.shape[1], **config_dict(tcfg),
+                          "rows": "auto" if first.vocabulary else first.rows[0], "table_rows": list(first.rows),
+                          "table_names": list(first.sparse_names), "drift": drift,
+                          "dense": first.dense.shape[1], **config_dict(tcfg),
                           "seeds": seeds, "auto": planned.auto, "steps_run": steps, "gamma": rcfg.gamma,
                           "page_bytes": rcfg.page_bytes, "mde_exponent": rcfg.mde_exponent, "policies": policies,
                           "budgets": budget_entries(budgets, dense_bytes(tables), touched_dense),
                           "dense_bytes": dense_bytes(tables), "touched_rows": touched,
-                          "touched_dense_bytes": touched_dense}}
+                          "touched_dense_bytes": touched_dense, "sizing_window_samples": window_samples(first, tcfg),
+                          "unseen_share": _mean(unseen)}}
     summary["warnings"] = train_warnings(summary, [(run.policy, run.budget_label, run.budget_bytes) for run in runs])
     frame = pl.DataFrame(curve, schema=CURVE_SCHEMA)
     return TrainOutputs(summary, frame.select(CURVE_COLUMNS))
+
+
+def quality_point(policy: str, stats: dict) -> QualityPoint:
+    """A run of a summary (`RUN_KEYS`) as `compare.equal_quality` takes it."""
+    return QualityPoint(policy, stats["total_bytes_peak"], stats["payload_bytes_peak"],
+                        {e["seed"]: e["auc"] for e in stats["per_seed"] if e["auc"] is not None})
 
 
 def combine_seeds(entries: list[dict]) -> dict:

@@ -1,13 +1,15 @@
-"""Fair comparisons, without HTML: each run's kind (pruning, offline oracle, cache, the dense reference), the
-paired tie rule over seeds (`paired_verdict`), and policies at equal total memory (curves linear in log memory
-between measured points, never extrapolated, compared at common memories)."""
+"""Fair comparisons, without HTML: each run's kind (learned online, sized before training, cache, the dense
+reference), the paired tie rule over seeds (`paired_verdict`), policies at equal total memory (curves linear in
+log memory between measured points, never extrapolated, compared at common memories) and memory at equal quality
+(`equal_quality`: the least memory at which a policy's AUC is at the dense reference's). Light: a trainer's
+summary uses it as well as the reports."""
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..policies import CACHE_POLICIES, POLICIES
+from .policies import CACHE_POLICIES, POLICIES, knowledge
 
 
 @dataclass(frozen=True)
@@ -34,27 +36,40 @@ def policy_order(values) -> list:
 
 
 # ---------------------------------------------------------------------------
-# What a policy is: pruning, an offline oracle, a cache, the dense reference
+# What a policy is and what it knew: learned online, sized before training, a cache, the dense reference
 
 #: The dense reference: every row stored whole, so above any budget below the dense size.
 DENSE_REFERENCE = ("full",)
 CACHE_NOTE = "needs a full backing copy: a miss is served from it, not lost"
-ORACLE_NOTE = "offline oracle (sized from a first pass)"
-#: Kind -> how charts and tables name it (the charts' line style follows it).
-KINDS = {"pruning": "pruning", "oracle": "pruning, offline oracle", "cache": "cache (full backing copy)",
-         "reference": "dense reference"}
+#: Kind -> how charts and tables name it (the charts' line style follows it). "online" and "sized" are ranked
+#: together, each run labelled with what it knew (`knew`).
+KINDS = {"online": "pruning, learned online", "sized": "pruning, sized before training",
+         "cache": "cache (full backing copy)", "reference": "dense reference"}
+#: The kinds ranked against each other.
+RANKED = ("online", "sized")
 
 
 def policy_kind(name: str) -> str:
-    """`cache` (misses served from a full copy elsewhere), `oracle` (sized from a first pass over the very
-    lookups it is measured on), `reference` (the dense table) or `pruning` (any other, new policies too)."""
+    """`cache` (misses served from a full copy elsewhere), `reference` (the dense table), `sized` (sized before
+    training: from the table sizes, or from a first pass over a window of the lookups) or `online` (learns in
+    training from the lookups so far; also any policy fiitedsim does not know)."""
     if name in CACHE_POLICIES:
         return "cache"
     if name in DENSE_REFERENCE:
         return "reference"
-    if getattr(POLICIES.get(name), "needs_frequencies", False):
-        return "oracle"
-    return "pruning"
+    sizing = getattr(POLICIES.get(name), "sizing", "online")
+    return "online" if sizing == "online" else "reference" if sizing == "dense" else "sized"
+
+
+def knew(name: str, stats: dict) -> str:
+    """What a run knew: its summary's `knew` (training), else what a replay's policy knows (a replay's first pass
+    reads the whole trace)."""
+    text = stats.get("knew") if isinstance(stats, dict) else None
+    if isinstance(text, str) and text:
+        return text
+    if name not in POLICIES:
+        return "unknown"
+    return knowledge(name, "the whole trace (a first pass)", training=False)
 
 
 # ---------------------------------------------------------------------------
@@ -198,6 +213,84 @@ def equal_memory_rows(curves: dict[str, list[CurvePoint]]) -> tuple[list[EqualRo
         best = max(ranked, key=lambda n: values[n].value) if ranked else None  # first of equal values
         rows.append(EqualRow(m, values, best))
     return rows, common
+
+
+# ---------------------------------------------------------------------------
+# Memory at equal quality: the least memory at which a policy's AUC is at the dense reference's
+
+#: A policy is at `full`'s quality when the paired rule does not put it below `full` and its mean AUC is at most
+#: this far below `full`'s (the FIITED paper's framing: memory saved "at unchanged quality").
+QUALITY_TOLERANCE = 0.005
+#: Between two measured points the crossing is searched at this many steps of log memory.
+QUALITY_STEPS = 1000
+
+
+def at_quality(values: Sequence[float], reference: Sequence[float], tolerance: float = QUALITY_TOLERANCE) -> bool:
+    """Whether per-seed AUCs `values` are at the reference's (per seed, the same seeds in the same order): the
+    paired rule does not call them below it ("worse") and the mean difference is at least -`tolerance`. With
+    one seed the paired rule gives no verdict, so the mean alone decides."""
+    verdict = paired_verdict(values, reference)
+    return verdict.outcome != "worse" and verdict.mean is not None and verdict.mean >= -tolerance
+
+
+def least_memory_at_quality(curve: Sequence[CurvePoint], reference: Sequence[float],
+                            tolerance: float = QUALITY_TOLERANCE) -> float | None:
+    """The least memory at which the curve (`make_curve`: measured points by memory, per-seed values in
+    `seeds`) is at the reference's quality (`at_quality`), or None where no measured point is.
+
+    Below the first point nothing is claimed (no extrapolation): if the first point is at quality, its memory is
+    the answer. Otherwise, between the last point below quality and the first one at it, the per-seed values
+    are interpolated linearly in log memory (`interpolate_log`'s rule) and the first of `QUALITY_STEPS` steps
+    at quality is the answer.
+    """
+    below = None
+    for point in curve:
+        if at_quality(point.seeds, reference, tolerance):
+            if below is None:
+                return point.memory
+            lo, hi = math.log(below.memory), math.log(point.memory)
+            for j in range(1, QUALITY_STEPS):
+                t = j / QUALITY_STEPS
+                seeds = [x + t * (y - x) for x, y in zip(below.seeds, point.seeds)]
+                if at_quality(seeds, reference, tolerance):
+                    return math.exp(lo + t * (hi - lo))
+            return point.memory   # the measured point itself (not its interpolated double, which may round off)
+        below = point
+    return None
+
+
+@dataclass(frozen=True)
+class QualityPoint:
+    """One measured run for `equal_quality`: its policy, peak memories and AUC per seed."""
+    policy: str
+    total_bytes: float
+    payload_bytes: float
+    seeds: dict    # seed -> AUC (finite ones only)
+
+
+def equal_quality(points: Sequence[QualityPoint], reference: str = "full") -> dict | None:
+    """Per policy, the least total memory and the least payload at which its AUC is at the reference's
+    (`least_memory_at_quality` on each memory axis; the reference's own run is its memory), as
+    {"total_bytes": ..., "payload_bytes": ...} with None where not reached in the measured range. The seeds
+    compared are those every run has. None when the reference was not trained (or has no AUC)."""
+    ref = [p for p in points if p.policy == reference and p.seeds]
+    if not ref:
+        return None
+    seeds = [s for s in ref[0].seeds if all(s in p.seeds for p in points if p.seeds)]
+    if not seeds:
+        return None
+    base = [ref[0].seeds[s] for s in seeds]
+    out = {}
+    for name in policy_order(p.policy for p in points):
+        mine = [p for p in points if p.policy == name and all(s in p.seeds for s in seeds)]
+        figures = {}
+        for axis in ("total_bytes", "payload_bytes"):
+            curve = make_curve([CurvePoint(float(getattr(p, axis)), sum(p.seeds[s] for s in seeds) / len(seeds),
+                                           tuple(p.seeds[s] for s in seeds)) for p in mine])
+            least = least_memory_at_quality(curve, base)
+            figures[axis] = None if least is None else round(least)
+        out[name] = figures
+    return out
 
 
 # ---------------------------------------------------------------------------
