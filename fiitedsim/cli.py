@@ -347,6 +347,8 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
 
 
 def _print_train(summary: dict) -> None:
+    from .report.train import tables_text
+
     teacher = summary.get("teacher_auc")
     cfg = summary["config"]
     seeds = cfg["seeds"]
@@ -354,13 +356,15 @@ def _print_train(summary: dict) -> None:
     table = Table(title=title, title_justify="left")
     table.caption = (f"{len(seeds)} seed(s) {', '.join(map(str, seeds))}: AUC and log loss are means"
                      + (" ± standard deviation" if len(seeds) > 1 else "; one seed shows no spread")
-                     + f". The training split touched {sum(cfg['touched_rows']):,} rows, "
-                       f"{_mib(cfg['touched_dense_bytes'])} MiB dense; budgets as a share of that: "
-                     + ", ".join(f"{b['label']} = {b['touched_share']:.3g}x" for b in cfg["budgets"]))
+                     + f". The model's {tables_text(cfg)}. The training split touched {sum(cfg['touched_rows']):,} "
+                       f"rows, {_mib(cfg['touched_dense_bytes'])} MiB dense; budgets as a share of that: "
+                     + ", ".join(f"{b['label']} = {b['touched_share']:.3g}x" for b in cfg["budgets"])
+                     + f". {100 * cfg['unseen_share']:.1f}% of the evaluation lookups name a value the sizing window "
+                       "never saw.")
     table.caption_justify = "left"
     for col in ("policy@budget", "AUC", "log loss", "payload peak MiB", "total peak MiB", "dim hit", "rounds",
-                "samples", "seconds"):
-        table.add_column(col, justify="left" if col == "policy@budget" else "right")
+                "samples", "seconds", "knew"):
+        table.add_column(col, justify="left" if col in ("policy@budget", "knew") else "right")
 
     def with_std(mean, std):
         if mean is None:
@@ -370,8 +374,18 @@ def _print_train(summary: dict) -> None:
     for key, s in summary["policies"].items():
         table.add_row(key, with_std(s["auc"], s["auc_std"]), with_std(s["logloss"], s["logloss_std"]),
                       _mib(s["payload_bytes_peak"]), _mib(s["total_bytes_peak"]), f"{s['dim_hit_rate']:.3f}",
-                      f"{s['rounds']:,}", f"{s['samples']:,}", f"{s['seconds']:.1f}")
+                      f"{s['rounds']:,}", f"{s['samples']:,}", f"{s['seconds']:.1f}", escape(s["knew"]))
     out.print(table)
+    quality = summary.get("equal_quality")
+    if quality:
+        q = Table(title="memory at equal quality: the least at which AUC is at full's (not below by the paired "
+                        "rule, within 0.005 on the mean)", title_justify="left")
+        for col in ("policy", "total KiB", "payload KiB"):
+            q.add_column(col, justify="left" if col == "policy" else "right")
+        for name, figures in quality.items():
+            q.add_row(name, *(f"{figures[k] / 1024:,.1f}" if figures[k] is not None else "not reached"
+                              for k in ("total_bytes", "payload_bytes")))
+        out.print(q)
 
 
 @app.command()

@@ -67,7 +67,9 @@ def test_formats_document_every_train_summary_key():
     from fiitedsim.train.runner import CURVE_COLUMNS, RUN_KEYS
 
     formats = _section((ROOT / "docs" / "formats.md").read_text(), "## `train_summary.json`")
-    missing = [key for key in (*RUN_KEYS, *CURVE_COLUMNS, "teacher_auc", "config") if f"`{key}`" not in formats]
+    config = ("rows", "table_rows", "table_names", "size_from", "sizing_window_samples", "unseen_share", "drift")
+    missing = [key for key in (*RUN_KEYS, *CURVE_COLUMNS, "teacher_auc", "equal_quality", "config",
+                               *(f"config.{k}" for k in config)) if f"`{key}`" not in formats]
     assert not missing, f"docs/formats.md's train_summary.json section lacks {missing}"
 
 
