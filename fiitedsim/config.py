@@ -214,9 +214,9 @@ class ReplayConfig:
     gamma: float = 0.999
     interval: int = 100
     position_weight: float = 1.0
-    page_bytes: int | str = 65536     # or "auto": `resolve_layout` picks it per budget
+    page_bytes: int | str = AUTO      # or "auto" (the default): `resolve_layout` picks it per budget
     max_load: float = 0.75
-    index_initial: int | str | tuple = 1024  # or "auto"; resolved: a capacity per (table, k) (`resolve_layout`)
+    index_initial: int | str | tuple = AUTO  # or "auto"; resolved: a capacity per (table, k) (`resolve_layout`)
     index_entry_bytes: int = 16
     meta_bytes_per_row: int | None = None  # None: 4 + 4*K per table
     allocator: str = "lowest"

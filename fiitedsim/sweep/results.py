@@ -13,7 +13,7 @@ from ..atomic import atomic_path, check_writable, refuse_cwd_or_parent, write_pa
 from ..checks import replay_warnings, train_warnings
 from ..errors import InputError
 from ..policies.base import SUMMARY_KEYS
-from ..replay import RESULTS_FORMAT, ReplayResults, budget_entries
+from ..replay import RESULTS_FORMAT, ReplayResults
 from .file import GENERATE_KEYS, KNOB_BY_NAME, TRAIN_KNOB_BY_NAME, IntOrAuto
 from .points import SWEEP_FORMAT, Point, TrainPointSpec
 
@@ -198,12 +198,12 @@ def _title(rest: tuple) -> str:
     return ", ".join(f"{k} {v}" for k, v in rest)
 
 
-def _group_budgets(members: list[Point], dense: int | None, touched_dense: int | None) -> list[dict]:
-    """The group's budgets as a summary lists them: label, bytes and their shares of the dense sizes."""
-    budgets = [(p.spec.budget_label, p.spec.budget_bytes) for p in {p.spec.budget_label: p for p in members}.values()]
-    if not isinstance(dense, int) or not isinstance(touched_dense, int):  # a point stored before the shares
-        return [{"label": label, "bytes": b} for label, b in budgets]
-    return budget_entries(budgets, dense, touched_dense)
+def _group_budgets(members: list[Point], records: dict[str, dict]) -> list[dict]:
+    """The group's budgets as a summary lists them (label, bytes, their shares of the dense sizes and the
+    layout): each as its points' summaries hold it (a point's summary has its one budget; the group's points
+    share tables and knobs, so one budget's points share its entry)."""
+    by_label = {p.spec.budget_label: p for p in members}
+    return [records[p.key]["summary"]["config"]["budgets"][0] for p in by_label.values()]
 
 
 def report_groups(out: Path, points: list[Point]) -> list[tuple[str, ReplayResults]]:
@@ -217,8 +217,7 @@ def report_groups(out: Path, points: list[Point]) -> list[tuple[str, ReplayResul
         first = records[members[0].key]["summary"]
         trace = first["trace"]
         summary = {"format": RESULTS_FORMAT, "policies": {}, "config": dict(first["config"]), "trace": trace}
-        summary["config"]["budgets"] = _group_budgets(members, trace.get("dense_bytes"),
-                                                      trace.get("touched_dense_bytes"))
+        summary["config"]["budgets"] = _group_budgets(members, records)
         summary["config"]["policies"] = list(dict.fromkeys(p.spec.policy for p in members))
         series, runs = {}, []
         for p in members:
@@ -246,7 +245,7 @@ def train_report_groups(out: Path, points: list[Point]) -> list[tuple[str, dict,
         first = records[members[0].key]["summary"]
         config = dict(first["config"])
         config["policies"] = list(dict.fromkeys(p.spec.policy for p in members))
-        config["budgets"] = _group_budgets(members, config.get("dense_bytes"), config.get("touched_dense_bytes"))
+        config["budgets"] = _group_budgets(members, records)
         config["seeds"] = list(dict.fromkeys(p.spec.train.seed for p in members))
         per_seed: dict[str, list[dict]] = {}
         for p in members:

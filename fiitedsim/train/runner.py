@@ -277,8 +277,9 @@ def run_all(data: Dataset | Callable[[int], Dataset], data_spec: str, policies: 
                "config": {"data": data_spec, "samples": len(first), "fields": len(first.rows),
                           "rows": list(first.rows), "dense": first.dense.shape[1], **config_dict(tcfg),
                           "seeds": seeds, "auto": planned.auto, "steps_run": steps, "gamma": rcfg.gamma,
-                          "page_bytes": rcfg.page_bytes, "mde_exponent": rcfg.mde_exponent, "policies": policies,
-                          "budgets": budget_entries(budgets, dense_bytes(tables), touched_dense),
+                          "page_bytes": rcfg.page_bytes, "index_initial": rcfg.index_initial,
+                          "mde_exponent": rcfg.mde_exponent, "policies": policies,
+                          "budgets": budget_entries(budgets, dense_bytes(tables), touched_dense, tables, rcfg),
                           "dense_bytes": dense_bytes(tables), "touched_rows": touched,
                           "touched_dense_bytes": touched_dense}}
     summary["warnings"] = train_warnings(summary, [(run.policy, run.budget_label, run.budget_bytes) for run in runs])
