@@ -171,6 +171,7 @@ out = "runs/sweep"            # --out overrides it
 # tables = "tables.toml"      # a table list for every trace (as replay --tables)
 # other axes: dim, dtype_bytes, position_weight, page_bytes, max_load, index_initial,
 #             allocator, budget_covers, report_every, count_accesses, mde_exponent
+#             (page_bytes and index_initial: "auto", the default, or a number, e.g. ["auto", 1024])
 # instead of traces, generated ones (written once to OUT/traces/; lists are axes, e.g. seeds):
 # generate = {profile = "zipf", tables = 4, rows = 1000000, steps = 500, batch = 4096, seed = [0, 1, 2]}
 
