@@ -78,7 +78,7 @@ def replay(
     importance: Optional[Path] = o.IMPORTANCE, gamma: float = o.GAMMA, interval: int = o.INTERVAL,
     position_weight: float = o.POSITION_WEIGHT, dim: Optional[int] = o.DIM_OVERRIDE,
     chunk: Optional[int] = o.CHUNK_OVERRIDE, dtype_bytes: Optional[int] = o.DTYPE_OVERRIDE,
-    page_bytes: int = o.PAGE_BYTES, max_load: float = o.MAX_LOAD, index_initial: int = o.INDEX_INITIAL,
+    page_bytes: str = o.PAGE_BYTES, max_load: float = o.MAX_LOAD, index_initial: str = o.INDEX_INITIAL,
     allocator: str = o.ALLOCATOR, budget_covers: str = o.BUDGET_COVERS, report_every: int = o.REPORT_EVERY,
     count_accesses: bool = o.COUNT_ACCESSES, mde_exponent: float = o.MDE_EXPONENT, as_json: bool = o.JSON,
     report: Optional[Path] = o.REPORT, quiet: bool = o.QUIET,
@@ -171,6 +171,7 @@ out = "runs/sweep"            # --out overrides it
 # tables = "tables.toml"      # a table list for every trace (as replay --tables)
 # other axes: dim, dtype_bytes, position_weight, page_bytes, max_load, index_initial,
 #             allocator, budget_covers, report_every, count_accesses, mde_exponent
+#             (page_bytes and index_initial: "auto", the default, or a number, e.g. ["auto", 1024])
 # instead of traces, generated ones (written once to OUT/traces/; lists are axes, e.g. seeds):
 # generate = {profile = "zipf", tables = 4, rows = 1000000, steps = 500, batch = 4096, seed = [0, 1, 2]}
 
@@ -270,9 +271,9 @@ def train(
     policy: str = o.TRAIN_POLICY_OPTION, budget: str = o.BUDGET,
     dim: int = o.TRAIN_DIM, chunk: int = o.TRAIN_CHUNK, batch: int = o.TRAIN_BATCH, epochs: int = o.EPOCHS,
     eval_every: Optional[int] = o.EVAL_EVERY, lr_emb: float = o.LR_EMB, lr_mlp: float = o.LR_MLP,
-    gamma: float = o.GAMMA, interval: Optional[int] = o.TRAIN_INTERVAL, page_bytes: int = o.PAGE_BYTES,
-    mde_exponent: float = o.MDE_EXPONENT, seed: int = o.TRAIN_SEED, seeds: Optional[str] = o.SEEDS,
-    out_dir: Optional[Path] = o.TRAIN_OUT, report: Optional[Path] = o.REPORT,
+    gamma: float = o.GAMMA, interval: Optional[int] = o.TRAIN_INTERVAL, page_bytes: str = o.PAGE_BYTES,
+    index_initial: str = o.INDEX_INITIAL, mde_exponent: float = o.MDE_EXPONENT, seed: int = o.TRAIN_SEED,
+    seeds: Optional[str] = o.SEEDS, out_dir: Optional[Path] = o.TRAIN_OUT, report: Optional[Path] = o.REPORT,
     emit_trace: Optional[Path] = o.EMIT_TRACE, emit_importance: Optional[Path] = o.EMIT_IMPORTANCE,
     quiet: bool = o.QUIET,
 ):
@@ -305,7 +306,7 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
     table_rows = parse_rows(rows)
     tcfg = train_config(dim=dim, chunk=chunk, batch=batch, epochs=epochs, eval_every=eval_every, interval=interval,
                         lr_emb=lr_emb, lr_mlp=lr_mlp, seed=seed_list[0], size_from=size_from)
-    rcfg = ReplayConfig(gamma=gamma, page_bytes=page_bytes, mde_exponent=mde_exponent)
+    rcfg = ReplayConfig(gamma=gamma, page_bytes=page_bytes, index_initial=index_initial, mde_exponent=mde_exponent)
     if out_dir is not None:
         check_train_out(out_dir)
     if report is not None:

@@ -30,6 +30,15 @@ MAX_ROWS = 1 << 40
 MAX_BYTES = 1 << 62
 #: A hash index's buckets are int32 in the engine's row state, so an index starts at most at 2**30 (and doubles).
 MAX_INDEX_INITIAL = 1 << 30
+#: `--page-bytes auto` (`resolve_layout`): the largest page it picks ...
+AUTO_PAGE_MAX = 1 << 16
+#: ... among those of which every pool's share of the budget holds at least this many, so that rounding a share
+#: down to whole pages loses at most 1/16 of it.
+AUTO_MIN_PAGES = 16
+#: `--index-initial auto`: no index starts below this many buckets.
+AUTO_INDEX_MIN = 16
+#: How `--page-bytes` and `--index-initial` ask for the layout derived from the budget (`resolve_layout`).
+AUTO = "auto"
 MAX_TABLES = 1 << 15
 MAX_CHUNKS = 128
 #: `fiitedsim generate --profile`: Zipf per table, or the reuse histograms of Meta's published datasets.
@@ -174,6 +183,29 @@ def parse_budget(text: str, dense_bytes: int) -> int:
     return int(math.floor(value * _UNITS[unit]))
 
 
+def _layout_value(value, option: str, number: str):
+    """`--page-bytes` or `--index-initial` as given: "auto", or an integer (from a number or its digits)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() == AUTO:
+            return AUTO
+        if re.fullmatch(r"[0-9]+", text):
+            return int(text)
+    elif isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return int(value)
+    elif isinstance(value, tuple):  # a resolved index_initial (checked by the caller)
+        return value
+    raise InputError(f"{option} must be {number} or auto, got {value!r}")
+
+
+def _check_index_initial(value: int) -> None:
+    if value < 1 or value & (value - 1):
+        raise InputError(f"--index-initial must be a power of two, got {value}")
+    if value > MAX_INDEX_INITIAL:
+        raise InputError(f"--index-initial must be at most 2**30 = {MAX_INDEX_INITIAL} (an index holds at most "
+                         f"2**31 buckets), got {value}")
+
+
 @dataclass(frozen=True)
 class ReplayConfig:
     """Every knob of DESIGN.md sections 2-5, with its default."""
@@ -182,9 +214,9 @@ class ReplayConfig:
     gamma: float = 0.999
     interval: int = 100
     position_weight: float = 1.0
-    page_bytes: int = 65536
+    page_bytes: int | str = AUTO      # or "auto" (the default): `resolve_layout` picks it per budget
     max_load: float = 0.75
-    index_initial: int = 1024
+    index_initial: int | str | tuple = AUTO  # or "auto"; resolved: a capacity per (table, k) (`resolve_layout`)
     index_entry_bytes: int = 16
     meta_bytes_per_row: int | None = None  # None: 4 + 4*K per table
     allocator: str = "lowest"
@@ -195,8 +227,12 @@ class ReplayConfig:
     budget_label: str = field(default="", compare=False)
 
     def __post_init__(self):
+        object.__setattr__(self, "page_bytes", _layout_value(self.page_bytes, "--page-bytes",
+                                                             "a positive number of bytes"))
+        object.__setattr__(self, "index_initial", _layout_value(self.index_initial, "--index-initial",
+                                                                "a power of two up to 2**30"))
         for name in ("interval", "page_bytes", "report_every", "index_entry_bytes"):
-            if getattr(self, name) >= MAX_BYTES:  # the engine holds them as int64
+            if getattr(self, name) != AUTO and getattr(self, name) >= MAX_BYTES:  # the engine holds them as int64
                 raise InputError(f"--{name.replace('_', '-')} must be below 2**62, got {getattr(self, name)}")
         if self.budget_bytes < 0:
             raise InputError(f"budget must not be negative, got {self.budget_bytes} bytes")
@@ -209,15 +245,16 @@ class ReplayConfig:
             raise InputError(f"--interval must be at least 1 step, got {self.interval}")
         if not (0.0 < self.position_weight <= 1.0) or not math.isfinite(self.position_weight):
             raise InputError(f"--position-weight must be in (0, 1], got {self.position_weight}")
-        if self.page_bytes < 1:
+        if self.page_bytes != AUTO and self.page_bytes < 1:
             raise InputError(f"--page-bytes must be positive, got {self.page_bytes}")
         if not (0.0 < self.max_load < 1.0):
             raise InputError(f"--max-load must be in (0, 1), got {self.max_load}")
-        if self.index_initial < 1 or self.index_initial & (self.index_initial - 1):
-            raise InputError(f"--index-initial must be a power of two, got {self.index_initial}")
-        if self.index_initial > MAX_INDEX_INITIAL:
-            raise InputError(f"--index-initial must be at most 2**30 = {MAX_INDEX_INITIAL} (an index holds at most "
-                             f"2**31 buckets), got {self.index_initial}")
+        if isinstance(self.index_initial, tuple):  # resolved: one capacity per (table, k)
+            for caps in self.index_initial:
+                for cap in caps:
+                    _check_index_initial(cap)
+        elif self.index_initial != AUTO:
+            _check_index_initial(self.index_initial)
         if self.allocator not in ("lowest", "lifo"):
             raise InputError(f"--allocator must be 'lowest' or 'lifo', got {self.allocator!r}")
         if self.budget_covers not in ("payload", "all"):
@@ -233,6 +270,20 @@ class ReplayConfig:
     def meta_bytes_for(self, table: TableSpec) -> int:
         return 4 + 4 * table.chunks if self.meta_bytes_per_row is None else self.meta_bytes_per_row
 
+    @property
+    def resolved(self) -> bool:
+        """Whether the layout is concrete: a page size in bytes and every index's initial capacity."""
+        return self.page_bytes != AUTO and self.index_initial != AUTO
+
+    def index_capacity(self, t: int, k: int) -> int:
+        """The initial capacity of hash index (table t, chunk position k), of a resolved config."""
+        if isinstance(self.index_initial, tuple):
+            return self.index_initial[t][k]
+        if self.index_initial == AUTO:
+            raise ValueError("index_initial 'auto' depends on the tables and the budget: resolve the config first "
+                             "(config.resolve_layout)")
+        return self.index_initial
+
     def with_budget(self, budget_bytes: int, label: str = "") -> "ReplayConfig":
         return replace(self, budget_bytes=budget_bytes, budget_label=label)
 
@@ -243,6 +294,7 @@ def check_tables_fit_pages(tables: list[TableSpec], cfg: ReplayConfig) -> None:
     if total >= MAX_BYTES:
         raise InputError(f"the tables' dense size is {total} bytes, beyond the {MAX_BYTES} (4 EiB) fiitedsim "
                          "counts; lower rows or dim")
+    cfg = resolve_layout(tables, cfg)
     for t in tables:
         if t.chunk_bytes > cfg.page_bytes:
             raise InputError(f"table {t.name!r}: a chunk of {t.chunk_bytes} bytes does not fit a page of "
@@ -276,6 +328,86 @@ class PoolLayout:
         return [(avail * d // total) // page_bytes for d in self.dense_bytes]
 
 
+def auto_page_bytes(tables: list[TableSpec], budget_bytes: int) -> int:
+    """`--page-bytes auto`: the page size a budget gets (docs/semantics.md "Layout").
+
+    The budget is split across pools by dense share as `PoolLayout.page_caps` does, with nothing taken for
+    index or metadata (the layout is fixed before the run, whatever `--budget-covers`). Among the powers of two
+    from the largest chunk up to AUTO_PAGE_MAX: the largest of which every pool's share holds AUTO_MIN_PAGES
+    pages (small pages waste little of a small budget to rounding down to whole pages, large ones keep the page
+    bookkeeping of a large budget small); else the largest of which every share holds one page; else the
+    smallest power of two that fits the largest chunk (the budget check then names the smallest workable budget).
+    """
+    largest_chunk = max(t.chunk_bytes for t in tables)
+    smallest = 1 << (largest_chunk - 1).bit_length()  # the smallest power of two >= the largest chunk
+    shares = PoolLayout.of(tables, 1).page_caps(budget_bytes, 0, 1)  # bytes per pool
+    for pages in (AUTO_MIN_PAGES, 1):
+        page = AUTO_PAGE_MAX
+        while page >= smallest:
+            if all(share // page >= pages for share in shares):
+                return page
+            page //= 2
+    return smallest
+
+
+def auto_index_capacity(entries: int, max_load: float) -> int:
+    """`--index-initial auto` of an index that holds at most `entries` entries: the smallest power of two, at
+    least AUTO_INDEX_MIN, whose index takes them all without doubling (DESIGN 3.1 doubles before an insert when
+    (count + 1) > max_load * capacity, so `entries <= max_load * capacity`), at most MAX_INDEX_INITIAL."""
+    cap = AUTO_INDEX_MIN
+    while entries > max_load * cap and cap < MAX_INDEX_INITIAL:
+        cap *= 2
+    return cap
+
+
+def auto_index_capacities(tables: list[TableSpec], budget_bytes: int, page_bytes: int,
+                          max_load: float) -> tuple[tuple[int, ...], ...]:
+    """`--index-initial auto`: the initial capacity of every index (t, k), per table a tuple over k.
+
+    Pool p holds at most N_p = page_cap_p * slots_per_page_p chunks (`PoolLayout.page_caps` with nothing taken
+    for index or metadata); table t's share of them is N_t = N_p * dense_t // dense_p, the split by dense size
+    that divides the budget between pools. A row with chunk k resident holds chunks 0..k too (resident
+    prefixes), so table t's share holds at most n = min(rows_t, N_t // (k + 1)) entries of index (t, k); it
+    starts at `auto_index_capacity(n)`. A table that takes more than its share of its pool grows its indices
+    by doubling; a table alone in its pool never does (with `--budget-covers payload`).
+    """
+    layout = PoolLayout.of(tables, page_bytes)
+    caps = layout.page_caps(budget_bytes, 0, page_bytes)
+    chunks = [cap * spp for cap, spp in zip(caps, layout.slots_per_page)]
+    memo: dict[int, int] = {}
+    out = []
+    for t, pool in zip(tables, layout.pool_of_table):
+        share = chunks[pool] * t.dense_bytes // layout.dense_bytes[pool]
+        per_k = []
+        for k in range(t.chunks):
+            n = min(t.rows, share // (k + 1))
+            if n not in memo:
+                memo[n] = auto_index_capacity(n, max_load)
+            per_k.append(memo[n])
+        out.append(tuple(per_k))
+    return tuple(out)
+
+
+def resolve_layout(tables: list[TableSpec], cfg: ReplayConfig) -> ReplayConfig:
+    """`cfg` with a concrete layout for `tables` at its budget: `page_bytes` in bytes (`auto_page_bytes` when
+    "auto") and `index_initial` a number or, when "auto", a capacity per (table, k) (`auto_index_capacities`).
+
+    The one resolution the engine, the reference, the planner's checks and the summaries' budgets all call,
+    so they agree. Resolve after setting the budget (`with_budget`): the layout depends on it. A resolved
+    config comes back as it is.
+    """
+    if isinstance(cfg.index_initial, tuple) and (len(cfg.index_initial) != len(tables) or any(
+            len(caps) != t.chunks for caps, t in zip(cfg.index_initial, tables))):
+        raise ValueError("the config's index capacities were resolved for other tables")
+    if cfg.resolved:
+        return cfg
+    page = auto_page_bytes(tables, cfg.budget_bytes) if cfg.page_bytes == AUTO else cfg.page_bytes
+    index = cfg.index_initial
+    if index == AUTO:
+        index = auto_index_capacities(tables, cfg.budget_bytes, page, cfg.max_load)
+    return replace(cfg, page_bytes=page, index_initial=index)
+
+
 def budget_name(cfg: ReplayConfig) -> str:
     """How errors name the budget: its label as the user gave it, else its bytes."""
     return cfg.budget_label or f"{cfg.budget_bytes}B"
@@ -284,6 +416,7 @@ def budget_name(cfg: ReplayConfig) -> str:
 def check_budget_workable(tables: list[TableSpec], cfg: ReplayConfig) -> None:
     """A paged policy needs room for at least one page in every pool, or nothing can ever be stored."""
     label, budget_bytes = budget_name(cfg), cfg.budget_bytes
+    cfg = resolve_layout(tables, cfg)
     layout = PoolLayout.of(tables, cfg.page_bytes)
     caps = layout.page_caps(budget_bytes, 0, cfg.page_bytes)
     if min(caps) < 1:

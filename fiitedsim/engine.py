@@ -19,7 +19,7 @@ import numba
 import numpy as np
 
 from . import populate, store
-from .config import PoolLayout, ReplayConfig, TableSpec
+from .config import PoolLayout, ReplayConfig, TableSpec, resolve_layout
 from .metrics import N_COUNTS, Count, Series, snapshot_columns  # noqa: F401  (snapshot_columns: for callers of the engine)
 from .store import FParam, Ix, Param, PoolCol, RecordLayout, Scalar
 
@@ -160,6 +160,7 @@ class EngineState:
 
     def __init__(self, tables: list[TableSpec], cfg: ReplayConfig, has_grad: bool, has_log: bool,
                  snapshot_capacity: int = 4096, whole_rows: bool = False):
+        cfg = resolve_layout(tables, cfg)  # `--page-bytes auto`, `--index-initial auto`: the run's layout
         self.tables, self.cfg = tables, cfg
         self.layout = layout = PoolLayout.of(tables, cfg.page_bytes)
         k_max = max(t.chunks for t in tables)
@@ -187,17 +188,19 @@ class EngineState:
         ip[Param.ROUND_BLOCK_MIN] = ROUND_BLOCK_MIN
         sc = np.zeros(len(Scalar), np.int64)
         cnt = np.zeros(N_COUNTS, np.int64)
-        caps = np.array([[cfg.index_initial if k < t.chunks else 0 for k in range(k_max)] for t in tables],
+        caps = np.array([[cfg.index_capacity(t, k) if k < spec.chunks else 0 for k in range(k_max)]
+                         for t, spec in enumerate(tables)],
                         np.int64).reshape(-1)  # chunk positions a table does not have get no index
         ix_meta = np.zeros((caps.size, len(Ix)), np.int64)
         ix_meta[:, Ix.CAP] = caps
         ix_meta[:, Ix.OFF] = np.cumsum(caps) - caps
         sc[Scalar.IX_BUMP] = sc[Scalar.IX_CAP_TOTAL] = int(caps.sum())
-        sc[Scalar.IX_CAP_MAX] = cfg.index_initial
+        sc[Scalar.IX_CAP_MAX] = int(caps.max())
         cnt[Count.INDEX_PEAK] = cnt[Count.TOTAL_PEAK] = sc[Scalar.IX_CAP_TOTAL] * cfg.index_entry_bytes
         flat = max(4 * int(caps.sum()), INDEX_MIN)
         ix, = _zeros_reserving([()], [np.int64], flat,
-                               sum(4 * t.chunks * self._index_cap_bound(t.rows) for t in tables))
+                               sum(4 * self._index_cap_bound(spec.rows, cfg.index_capacity(t, k))
+                                   for t, spec in enumerate(tables) for k in range(spec.chunks)))
         # a slot address is below the pool's chunk count + one page (a page is mapped only when all mapped
         # pages are full, taking the lowest unmapped number), so int32 slots do for pools under 2**31 chunks
         slot_bound = max(sum(t.rows * t.chunks for t, p in zip(tables, layout.pool_of_table) if p == pool)
@@ -236,9 +239,10 @@ class EngineState:
         self._populated_rows = self._populated_entries = 0
 
     # ---- sizes -------------------------------------------------------------
-    def _index_cap_bound(self, rows: int) -> int:
-        """The largest capacity an index of a table of `rows` rows can reach (all rows resident)."""
-        cap = self.cfg.index_initial
+    def _index_cap_bound(self, rows: int, initial: int) -> int:
+        """The largest capacity an index of a table of `rows` rows starting at `initial` can reach (all rows
+        resident)."""
+        cap = initial
         while rows > self.cfg.max_load * cap:
             cap *= 2
         return cap

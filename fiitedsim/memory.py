@@ -2,7 +2,8 @@
 
 A replay's memory otherwise grows with the rows it sees, but a few knobs size
 arrays at the start, whatever the trace: `--index-initial` (every (table,
-chunk) hash index starts at that capacity) and `--page-bytes` (the engine
+chunk) hash index starts at that capacity, or with `auto` at the capacity
+the budget can fill) and `--page-bytes` (the engine
 keeps a free-slot bitmap per page, and starts with room for 16 pages), and the
 trainer's tables (`--rows` x `--fields` x `--dim`). A huge value used to end
 in a MemoryError traceback (or an overflow); here it is one line with the
@@ -18,7 +19,7 @@ import os
 import resource
 from pathlib import Path
 
-from .config import PoolLayout, ReplayConfig, TableSpec
+from .config import PoolLayout, ReplayConfig, TableSpec, resolve_layout
 from .errors import InputError
 
 
@@ -62,7 +63,8 @@ def engine_upfront_bytes(tables: list[TableSpec], cfg: ReplayConfig) -> tuple[in
     """(index bytes, page bookkeeping bytes) that `engine.EngineState` allocates before the first record."""
     from .engine import INDEX_MIN, INITIAL_PAGES
 
-    caps = cfg.index_initial * sum(t.chunks for t in tables)
+    cfg = resolve_layout(tables, cfg)
+    caps = sum(cfg.index_capacity(t, k) for t, spec in enumerate(tables) for k in range(spec.chunks))
     index = max(4 * caps, INDEX_MIN) * 8                        # one 8-byte entry per bucket, room for doubling
     layout = PoolLayout.of(tables, cfg.page_bytes)
     spp = max(layout.slots_per_page)
@@ -73,16 +75,24 @@ def engine_upfront_bytes(tables: list[TableSpec], cfg: ReplayConfig) -> tuple[in
 
 
 def check_engine_memory(tables: list[TableSpec], cfg: ReplayConfig) -> None:
-    """The paged policies' (fiited, row-prune) start-up arrays, for `--index-initial` and `--page-bytes`."""
+    """The paged policies' (fiited, row-prune) start-up arrays, for `--index-initial` and `--page-bytes` (the
+    resolved values, `config.resolve_layout`, which the messages name)."""
+    cfg = resolve_layout(tables, cfg)
     index, pages = engine_upfront_bytes(tables, cfg)
     pairs = sum(t.chunks for t in tables)
-    check_fits(index, f"--index-initial {cfg.index_initial}: the {pairs} hash indices (one per table and chunk "
-                      f"position) of {cfg.index_initial} buckets each", "lower --index-initial (the default is 1024; "
-                      "indices grow by themselves)")
+    if isinstance(cfg.index_initial, tuple):  # auto: a capacity per index
+        caps = [cap for per_k in cfg.index_initial for cap in per_k]
+        check_fits(index, f"--index-initial auto: the {pairs} hash indices (one per table and chunk position) of "
+                          f"up to {max(caps)} buckets, {sum(caps)} in all,", "give --index-initial a number, e.g. "
+                          "1024 (indices grow by themselves)")
+    else:
+        check_fits(index, f"--index-initial {cfg.index_initial}: the {pairs} hash indices (one per table and chunk "
+                          f"position) of {cfg.index_initial} buckets each", "lower --index-initial (or leave it at "
+                          "auto; indices grow by themselves)")
     spp = max(PoolLayout.of(tables, cfg.page_bytes).slots_per_page)
     from .engine import INITIAL_PAGES
     check_fits(pages, f"--page-bytes {cfg.page_bytes}: the bookkeeping of the first {INITIAL_PAGES} pages of "
-                      f"{spp} chunk slots each", "lower --page-bytes (the default is 65536)")
+                      f"{spp} chunk slots each", "lower --page-bytes (or leave it at auto)")
 
 
 def train_upfront_bytes(fields: int, rows: int, dim: int, batch: int, synthetic_samples: int | None) -> int:

@@ -83,10 +83,14 @@ GAMMA = typer.Option(_R.gamma, "--gamma", help="Utility decay factor per step.")
 INTERVAL = typer.Option(_R.interval, "--interval", help="Steps between pruning rounds.")
 POSITION_WEIGHT = typer.Option(_R.position_weight, "--position-weight",
                                help="Weight w_k = position_weight**k of chunk k; below 1 favours leading chunks.")
-PAGE_BYTES = typer.Option(_R.page_bytes, "--page-bytes", help="Physical page size in bytes.")
+PAGE_BYTES = typer.Option(_R.page_bytes, "--page-bytes",
+                          help="Physical page size in bytes, or auto: per budget, the largest power of two up to 64 "
+                               "KiB of which every pool's share of the budget holds 16 pages.")
 MAX_LOAD = typer.Option(_R.max_load, "--max-load", help="Hash-index load factor that triggers doubling.")
 INDEX_INITIAL = typer.Option(_R.index_initial, "--index-initial",
-                             help="Initial capacity of each hash index (a power of two).")
+                             help="Initial capacity of every hash index (a power of two), or auto: per index, the "
+                                  "smallest power of two (at least 16) that holds at --max-load the chunks the "
+                                  "budget can hold for it.")
 ALLOCATOR = typer.Option(_R.allocator, "--allocator", help="Slot allocator: lowest (lowest free address) or lifo.")
 BUDGET_COVERS = typer.Option(_R.budget_covers, "--budget-covers",
                              help="What the budget covers: payload, or all (payload + index + metadata).")

@@ -11,9 +11,13 @@ command:
   table (as `replay --dim/--chunk/--dtype-bytes` and a sweep's axes do), every
   other knob sets the `ReplayConfig` field of its name; a knob given as a list
   of values is a grid axis (a sweep);
+- `--page-bytes auto` and `--index-initial auto` are resolved per run, since
+  each budget has its own layout (`config.resolve_layout`); a run keeps its
+  config as given (summaries show "auto"), `Run.resolved()` has the values;
 - every chunk must fit in a page (`config.check_tables_fit_pages`) and every
   policy must be able to store something at its budget (`Policy.check_budget`),
-  checked here, before any trace is read or any model trained.
+  checked here on the resolved layout (so errors name the page size and index
+  capacities the run would use), before any trace is read or any model trained.
 
 The order of the runs is the order of their results: budgets x policies for a
 replay and a training run (keys `NAME@BUDGET`), policies x budgets x knobs for
@@ -25,7 +29,7 @@ import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from .config import ReplayConfig, TableSpec, check_tables_fit_pages, dense_bytes, parse_budget
+from .config import ReplayConfig, TableSpec, check_tables_fit_pages, dense_bytes, parse_budget, resolve_layout
 from .errors import InputError
 from .policies import POLICIES
 
@@ -106,8 +110,13 @@ class Run:
     budget_label: str
     budget_bytes: int
     tables: tuple[TableSpec, ...]   # the tables with the knobs' overrides
-    config: ReplayConfig            # the knobs, with the run's budget (`ReplayConfig.with_budget`)
+    config: ReplayConfig            # the knobs as given, with the run's budget (`ReplayConfig.with_budget`)
     knobs: tuple = ()               # (name, value) of the knobs given as axes, in the order given
+
+    def resolved(self) -> ReplayConfig:
+        """The run's config with its layout resolved for its tables and budget (`config.resolve_layout`): the
+        page size and index capacities the engine uses."""
+        return resolve_layout(list(self.tables), self.config)
 
     def key(self, keyed: bool) -> str:
         """The run's key in a summary: NAME, or NAME@BUDGET when the summary holds several budgets."""
@@ -163,5 +172,6 @@ def check_runs(runs: Sequence[Run], vocabulary: bool = False) -> None:
     policy (`Policy.check_budget`: one page in every pool, one row of every table, the start-up memory).
     `vocabulary`: the tables are a training run's vocabulary tables (`Policy.check_budget`)."""
     for run in runs:
-        check_tables_fit_pages(list(run.tables), run.config)
-        POLICIES[run.policy].check_budget(list(run.tables), run.config, vocabulary)
+        config = run.resolved()
+        check_tables_fit_pages(list(run.tables), config)
+        POLICIES[run.policy].check_budget(list(run.tables), config, vocabulary)

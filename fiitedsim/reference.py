@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import PoolLayout, ReplayConfig, TableSpec
+from .config import PoolLayout, ReplayConfig, TableSpec, resolve_layout
 
 POLICIES = ("fiited", "row-prune", "full", "uniform-dim", "uniform-row", "hash", "mde")
 
@@ -395,16 +395,19 @@ class FiitedModel:
     """DESIGN sections 2 (dimension policy), 3 (VHPI storage) and 5 (metrics)."""
 
     def __init__(self, tables: list[TableSpec], cfg: ReplayConfig, has_grads: bool, log_given: bool):
+        # DESIGN 3.1-3.2: `index_initial` and `page_bytes` "auto" are derived from the budget (the rule is
+        # docs/semantics.md "Layout"); the engine resolves with the same function.
+        cfg = resolve_layout(tables, cfg)
         self.tables = tables
         self.cfg = cfg
         self.has_grads = has_grads
         self.log_given = log_given
         self.layout = PoolLayout.of(tables, cfg.page_bytes)
         self.pools = [Pool(spp, cfg.allocator) for spp in self.layout.slots_per_page]
-        # DECISION: every (t, k) index exists from the start with capacity index_initial
+        # DECISION: every (t, k) index exists from the start with its initial capacity
         # (DESIGN 3.1 "For each (table, chunk position k) one ... hash index"), so its
         # bytes count from the first record on.
-        self.indices = {(t, k): HashIndex(cfg.index_initial, cfg.max_load)
+        self.indices = {(t, k): HashIndex(cfg.index_capacity(t, k), cfg.max_load)
                         for t, spec in enumerate(tables) for k in range(spec.chunks)}
         self.rows: dict[tuple[int, int], TrackedRow] = {}
         # "Before the first round theta = 0"
@@ -1103,6 +1106,7 @@ def replay(tables: list[TableSpec], cfg: ReplayConfig, lookups, importance=(), p
     tables = list(tables)
     if not tables:
         raise ValueError("at least one table is needed")
+    cfg = resolve_layout(tables, cfg)
     for spec in tables:
         if spec.chunk_bytes > cfg.page_bytes:
             raise ValueError(f"table {spec.name!r}: a chunk of {spec.chunk_bytes} bytes does not fit a page")
@@ -1162,6 +1166,7 @@ def check_invariants(result_or_model, tables: list[TableSpec] | None = None,
     pool_of_table = None
     slots_per_page = None
     if tables is not None and cfg is not None:
+        cfg = resolve_layout(tables, cfg)
         layout = PoolLayout.of(tables, cfg.page_bytes)
         pool_of_table, slots_per_page = layout.pool_of_table, layout.slots_per_page
         if cfg.budget_covers == "payload":

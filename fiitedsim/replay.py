@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import polars as pl
 
 from .atomic import atomic_path, check_writable, refuse_cwd_or_parent, write_parquet_frame
 from .checks import replay_warnings
-from .config import ReplayConfig, dense_bytes
+from .config import ReplayConfig, TableSpec, dense_bytes, resolve_layout
 from .errors import InputError
 from .plan import Run, check_runs, keyed, parse_budgets, parse_policies, plan, split_list  # noqa: F401 (API)
 from .policies import POLICIES
@@ -49,7 +49,7 @@ def replay_runs(source: TraceSource, runs: list[Run], progress: Callable[[int], 
     summary = {
         "format": RESULTS_FORMAT,
         "policies": {key: r.summary_json() for key, r in results.items()},
-        "config": config_json(cfg, budgets, policies, trace),
+        "config": config_json(cfg, budgets, policies, trace, runs[0].tables),
         "trace": trace,
     }
     summary["warnings"] = replay_warnings(summary, _warning_runs(keys))
@@ -81,7 +81,8 @@ def replay_each(source: TraceSource, runs: list[Run],
     for key, run in keys:
         name = run.policy
         summary = {"format": RESULTS_FORMAT, "policies": {name: results[key].summary_json()},
-                   "config": config_json(run.config, [(run.budget_label, run.budget_bytes)], [name], trace),
+                   "config": config_json(run.config, [(run.budget_label, run.budget_bytes)], [name], trace,
+                                         run.tables),
                    "trace": trace}
         summary["warnings"] = replay_warnings(summary, _warning_runs([(name, run)]))
         out.append(ReplayResults(summary, {name: results[key].snapshots}))
@@ -146,21 +147,36 @@ def count_lookups(source: TraceSource, progress: Callable[[int], None] | None = 
     return counts
 
 
-def config_json(cfg: ReplayConfig, budgets, policies, trace: dict) -> dict:
+def config_json(cfg: ReplayConfig, budgets, policies, trace: dict, tables) -> dict:
+    """The summary's "config": the knobs as given (`page_bytes` and `index_initial` "auto" or a number), the
+    budgets with their layouts (`budget_entries`) and the policies."""
     out = {k: v for k, v in asdict(cfg).items() if k not in ("budget_bytes", "budget_label")}
-    out["budgets"] = budget_entries(budgets, trace["dense_bytes"], trace["touched_dense_bytes"])
+    out["budgets"] = budget_entries(budgets, trace["dense_bytes"], trace["touched_dense_bytes"], tables, cfg)
     out["policies"] = list(policies)
     return out
 
 
-def budget_entries(budgets, dense: int, touched_dense: int) -> list[dict]:
+def budget_entries(budgets, dense: int, touched_dense: int, tables: Sequence[TableSpec] | None = None,
+                   cfg: ReplayConfig | None = None) -> list[dict]:
     """Each budget with its share of the nominal dense size and of the dense size of the rows touched.
 
     The second is what a budget means: with hash sizes far above the distinct values seen, every
     budget above the touched size holds everything, whatever share of the nominal size it is.
+    Given the tables and the knobs as given (`cfg`), each budget also has the layout it resolves to
+    (`config.resolve_layout`): `page_bytes`, and `index_initial` as the initial capacity of every hash
+    index, a list per table of its capacities per chunk position k.
     """
-    return [{"label": label, "bytes": b, "dense_share": b / dense if dense else 0.0,
-             "touched_share": b / touched_dense if touched_dense else 0.0} for label, b in budgets]
+    entries = []
+    for label, b in budgets:
+        entry = {"label": label, "bytes": b, "dense_share": b / dense if dense else 0.0,
+                 "touched_share": b / touched_dense if touched_dense else 0.0}
+        if tables is not None and cfg is not None:
+            layout = resolve_layout(list(tables), cfg.with_budget(b, label))
+            entry["page_bytes"] = layout.page_bytes
+            entry["index_initial"] = [[layout.index_capacity(t, k) for k in range(spec.chunks)]
+                                      for t, spec in enumerate(tables)]
+        entries.append(entry)
+    return entries
 
 
 def check_out_dir(out: str | Path) -> Path:

@@ -289,11 +289,13 @@ BAD_OPTIONS = {
     "budget_over_100x": (["--budget", "1000"], ["over 100x"]),
     "budget_infinite": (["--budget", "1e999"], ["not finite"]),
     "budget_twice": (["--budget", "0.1,0.1"], ["lists a budget twice"]),
-    "budget_too_small_for_a_page": (["--budget", "1KiB"],
+    "budget_too_small_for_a_page": (["--budget", "1KiB", "--page-bytes", "65536"],
                                     ["budget 1KiB (1024 bytes) leaves no room for one 65536-byte page"]),
-    "budget_zero": (["--budget", "0"], ["no room for one 65536-byte page"]),
-    "budget_small_fraction": (["--budget", "0.05,0.001"], ["budget 0.001 (8960 bytes) leaves no room"]),
-    "budget_covers_all_too_small": (["--budget", "0.0001", "--budget-covers", "all"], ["no room"]),
+    "budget_zero": (["--budget", "0", "--page-bytes", "65536"], ["no room for one 65536-byte page"]),
+    "budget_small_fraction": (["--budget", "0.05,0.001", "--page-bytes", "65536"],
+                              ["budget 0.001 (8960 bytes) leaves no room"]),
+    "budget_covers_all_too_small": (["--budget", "0.0001", "--budget-covers", "all", "--page-bytes", "65536"],
+                                    ["no room"]),
     # tables and overrides
     "tables_c_not_dividing_d": (["--tables", "{d}/bad_chunk.json"],
                                 ["bad_chunk.json", "chunk C=5 does not divide dim D=16"]),
@@ -589,9 +591,20 @@ def test_replay_budget_list_keys_and_all_policies(monkeypatch, capsys, inputs):
     assert summary["trace"]["touched_rows_per_table"] == per_table
     assert summary["trace"]["touched_dense_bytes"] == touched
     dense = 100_000 * 16 * 4 + 20_000 * 32 * 4  # 8,960,000
+    # The layouts (docs/semantics.md "Layout"). Pools: users' 16-byte chunks (dense 6,400,000), items' 32-byte
+    # chunks (2,560,000). 0.05: shares 320,000 and 128,000 bytes; 128,000 holds 16 pages of 4096 (31), not of
+    # 8192 (15): pages of 4096, caps 78 and 31 pages of 256 and 128 slots, N = 19,968 and 3,968 chunks. Index
+    # (t, k) holds at most min(rows, N // (k + 1)) entries: users 19,968, 9,984, 6,656, 4,992 -> the smallest
+    # power of two c with n <= 0.75 c: 32768, 16384, 16384, 8192; items 3,968, 1,984, 1,322, 992 -> 8192, 4096,
+    # 2048, 2048. 0.1: shares 640,000 and 256,000: pages of 8192 (256,000 // 8192 = 31), caps 78 and 31 pages
+    # of 512 and 256 slots, N = 39,936 and 7,936: users 39,936, 19,968, 13,312, 9,984 -> 65536, 32768, 32768,
+    # 16384; items 7,936, 3,968, 2,645, 1,984 -> 16384, 8192, 4096, 4096.
     assert summary["config"]["budgets"] == [
-        {"label": "0.05", "bytes": 448_000, "dense_share": 448_000 / dense, "touched_share": 448_000 / touched},
-        {"label": "0.1", "bytes": 896_000, "dense_share": 896_000 / dense, "touched_share": 896_000 / touched}]
+        {"label": "0.05", "bytes": 448_000, "dense_share": 448_000 / dense, "touched_share": 448_000 / touched,
+         "page_bytes": 4096, "index_initial": [[32768, 16384, 16384, 8192], [8192, 4096, 2048, 2048]]},
+        {"label": "0.1", "bytes": 896_000, "dense_share": 896_000 / dense, "touched_share": 896_000 / touched,
+         "page_bytes": 8192, "index_initial": [[65536, 32768, 32768, 16384], [16384, 8192, 4096, 4096]]}]
+    assert summary["config"]["page_bytes"] == summary["config"]["index_initial"] == "auto"  # as given
     for s in summary["policies"].values():
         assert set(SUMMARY_KEYS) <= set(s)
 

@@ -43,9 +43,16 @@ def test_outputs_follow_the_contract_and_are_deterministic(monkeypatch, capsys, 
     assert 0.5 < a["teacher_auc"] <= 1.0
     touched = a["config"]["touched_dense_bytes"]
     assert touched == sum(a["config"]["touched_rows"]) * 16 * 4 and 0 < sum(a["config"]["touched_rows"]) <= 1200
+    # each budget's layout at --page-bytes 256 (16 slots a page) and --index-initial auto: 7,680 // 256 = 30 pages,
+    # N = 480 chunks, index (t, k) at most min(300, 480 // (k + 1)) = 300, 240, 160, 120 entries -> the smallest
+    # power of two c with n <= 0.75 c: 512, 512, 256, 256; 19,200 // 256 = 75 pages, N = 1,200: 300 entries
+    # at every k (1,200 // 4 = 300) -> 512
     assert a["config"]["budgets"] == [
-        {"label": "0.1", "bytes": 7680, "dense_share": 0.1, "touched_share": 7680 / touched},
-        {"label": "0.25", "bytes": 19200, "dense_share": 0.25, "touched_share": 19200 / touched}]
+        {"label": "0.1", "bytes": 7680, "dense_share": 0.1, "touched_share": 7680 / touched, "page_bytes": 256,
+         "index_initial": [[512, 512, 256, 256]] * 4},
+        {"label": "0.25", "bytes": 19200, "dense_share": 0.25, "touched_share": 19200 / touched, "page_bytes": 256,
+         "index_initial": [[512] * 4] * 4}]
+    assert (a["config"]["page_bytes"], a["config"]["index_initial"]) == (256, "auto")  # as given
     # the dense size is 4 tables x 300 rows x 16 fp32 = 76,800 bytes; full stores all of it, fiited fits its budget
     assert a["policies"]["full@0.1"]["payload_bytes_peak"] == 76_800
     assert a["policies"]["full@0.1"] == a["policies"]["full@0.25"]  # full ignores the budget: trained once

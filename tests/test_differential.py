@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import struct
+from dataclasses import replace
 
 import pytest
 from engine_adapter import engine_replay
@@ -19,7 +20,7 @@ from hypothesis import assume, given, note
 from hypothesis import strategies as st
 
 from fiitedsim import reference
-from fiitedsim.config import ReplayConfig, TableSpec
+from fiitedsim.config import ReplayConfig, TableSpec, resolve_layout
 
 pytestmark = pytest.mark.slow  # hypothesis: the engine against the reference on generated traces
 
@@ -198,3 +199,65 @@ def test_round_blocks_do_not_matter(monkeypatch, policy, allocator):
     ref = reference.replay(tables, cfg, lookups, policy=policy)
     eng = engine_replay(tables, cfg, lookups, policy=policy, check=True)
     assert_same(ref, eng)
+
+
+@st.composite
+def auto_scenarios(draw):
+    """`scenarios` with `--page-bytes auto` and/or `--index-initial auto`, and tables up to 100x larger, so that
+    rows bind some indices and the budget (N_p // (k + 1)) others: capacities differ between tables and k."""
+    tables, cfg, lookups, importance = draw(scenarios())
+    scale = draw(st.sampled_from([1, 10, 100]))
+    tables = [replace(t, rows=t.rows * draw(st.sampled_from([1, scale]))) for t in tables]
+    dense = sum(t.dense_bytes for t in tables)
+    budget = draw(st.one_of(st.just(0), st.integers(0, dense // 8), st.integers(0, dense),
+                            st.integers(dense, 2 * dense)))
+    page, index = draw(st.sampled_from([("auto", "auto"), ("auto", cfg.index_initial), (cfg.page_bytes, "auto")]))
+    return tables, replace(cfg, budget_bytes=budget, page_bytes=page, index_initial=index), lookups, importance
+
+
+@given(auto_scenarios(), st.sampled_from(["fiited", "fiited", "row-prune", "uniform-dim", "hash"]))
+def test_engine_equals_reference_with_auto_layouts(scenario, policy):
+    tables, cfg, lookups, importance = scenario
+    if policy == "hash":
+        dense = sum(t.dense_bytes for t in tables)
+        assume(all(cfg.budget_bytes * t.dense_bytes // dense >= t.dim * t.dtype_bytes for t in tables))
+    note(f"tables={tables}\ncfg={cfg}\nlookups={lookups}\nimportance={importance}")
+    ref = reference.replay(tables, cfg, lookups, importance, policy=policy, check=True)
+    eng = engine_replay(tables, cfg, lookups, importance, policy=policy, check=True)
+    assert_same(ref, eng)
+    if policy in ("fiited", "row-prune"):
+        layout = resolve_layout(tables, cfg)
+        assert ref.index_capacity == {(t, k): max(layout.index_capacity(t, k), c) for (t, k), c in
+                                      ref.index_capacity.items()}
+        if cfg.budget_covers == "payload" and cfg.index_initial == "auto":
+            assert ref.summary["rehashes"] == 0
+
+
+@pytest.mark.parametrize("policy", ["fiited", "row-prune"])
+@pytest.mark.parametrize("covers", ["payload", "all"])
+@pytest.mark.parametrize("allocator", ["lowest", "lifo"])
+@pytest.mark.parametrize("share", [0.02, 0.1, 0.5])
+def test_auto_layouts_match_the_reference(policy, covers, allocator, share):
+    """Three pools (8-, 16- and 32-byte chunks), K from 2 to 4, rows from 6 to 2000: at these budgets the page
+    size and every index's capacity come from `resolve_layout`, and the capacities differ between tables and k."""
+    import numpy as np
+
+    tables = [TableSpec("a", 2000, 16, 4, 4), TableSpec("b", 150, 8, 2, 4), TableSpec("c", 400, 32, 8, 4),
+              TableSpec("d", 6, 8, 4, 4)]
+    dense = sum(t.dense_bytes for t in tables)
+    cfg = ReplayConfig(budget_bytes=int(share * dense), interval=4, gamma=0.95, report_every=10,
+                       budget_covers=covers, allocator=allocator, position_weight=0.8)
+    layout = resolve_layout(tables, cfg)
+    assert len({c for caps in layout.index_initial for c in caps}) >= 3
+    rng = np.random.default_rng(3)
+    lookups = []
+    for s in range(60):  # a drifting hot set: rows enter, get pruned and come back
+        for _ in range(40):
+            t = int(rng.integers(0, len(tables)))
+            r = int((rng.zipf(1.2) + 5 * s) % tables[t].rows)
+            lookups.append((s, t, r, [float(x) for x in rng.random(tables[t].chunks, np.float32)]))
+    ref = reference.replay(tables, cfg, lookups, policy=policy)
+    eng = engine_replay(tables, cfg, lookups, policy=policy, check=True)
+    assert_same(ref, eng)
+    assert ref.index_capacity == {(t, k): layout.index_capacity(t, k) for t, spec in enumerate(tables)
+                                  for k in range(spec.chunks)}  # none doubled

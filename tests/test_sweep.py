@@ -24,7 +24,7 @@ import pytest
 from test_cli import assert_clean_failure, fails_cleanly, run
 
 from fiitedsim import cli
-from fiitedsim.config import ReplayConfig, TableSpec
+from fiitedsim.config import ReplayConfig, TableSpec, resolve_layout
 from fiitedsim.policies.base import SUMMARY_KEYS
 from fiitedsim.replay import replay
 from fiitedsim.sweep import POINTS_DIR, load_sweep_file, plan_points, plan_tasks
@@ -125,6 +125,14 @@ BAD_FILES = [
      ["grad.parquet", "has grad_norm", "without grad_norm"]),
     ({"traces": ["small.parquet"], "policies": ["fiited"], "budgets": [0.1], "gamma": [1.5], "out": "o"},
      ["--gamma must be in (0, 1]"]),
+    ({"traces": ["small.parquet"], "policies": ["fiited"], "budgets": [0.1], "page_bytes": ["auto", "big"],
+      "out": "o"}, ["page_bytes[1]", 'expected an integer or "auto"', "'big'"]),
+    ({"traces": ["small.parquet"], "policies": ["fiited"], "budgets": [0.1], "index_initial": "1024", "out": "o"},
+     ["index_initial", 'expected an integer or "auto"', "'1024'"]),
+    ({"traces": ["small.parquet"], "policies": ["fiited"], "budgets": [0.1], "index_initial": ["auto", 1000],
+      "out": "o"}, ["--index-initial must be a power of two, got 1000"]),
+    ({"traces": ["small.parquet"], "policies": ["fiited"], "budgets": [0.1], "page_bytes": ["auto", "auto"],
+      "out": "o"}, ["page_bytes lists 'auto' twice"]),
 ]
 
 
@@ -190,6 +198,22 @@ def test_plan_expands_the_grid_in_axis_order(tmp_path, inputs):
                                                               for p in points]
 
 
+def test_plan_takes_auto_and_numbers_as_layout_knobs(tmp_path, inputs):
+    """page_bytes and index_initial axes mix "auto" and numbers; each point keeps the value as given, and each
+    budget of an auto point resolves to its own page size."""
+    toml = write_sweep(tmp_path / "s.toml", traces=[str(inputs / "small.parquet")], policies=["fiited"],
+                       budgets=["64KiB", "1MiB"], page_bytes=["auto", 1024], index_initial="auto")
+    points = plan_points(load_sweep_file(toml), warn=lambda m: None)
+    assert [(p.axes["budget"], p.axes["page_bytes"], p.axes["index_initial"]) for p in points] == [
+        ("64KiB", "auto", "auto"), ("64KiB", 1024, "auto"), ("1MiB", "auto", "auto"), ("1MiB", 1024, "auto")]
+    assert [p.spec.config.page_bytes for p in points] == ["auto", 1024, "auto", 1024]
+    assert len({p.key for p in points}) == 4
+    # one pool of 16-byte chunks (a and b: D = 16, C = 4): 65,536 // 4096 = 16 pages; 1,048,576 // 65536 = 16
+    pages = [resolve_layout(list(p.spec.tables), p.spec.config.with_budget(p.spec.budget_bytes)).page_bytes
+             for p in points]
+    assert pages == [4096, 1024, 65536, 1024]
+
+
 def test_points_sharing_a_trace_pass_are_batched_round_robin(tmp_path, inputs):
     """Tasks by hand: (policy, budget) points of one trace and knobs share a pass; other knobs do not."""
     toml = write_sweep(tmp_path / "s.toml", traces=[str(inputs / "small.parquet")],
@@ -241,6 +265,28 @@ def test_sweep_equals_separate_replays(monkeypatch, capsys, tmp_path, inputs, cl
     for i in range(4):
         assert f'id="g{i}-ranking"' in page and f'id="g{i}-equal-memory"' in page
     assert page.count("of the dense size of the") >= 4 * 2
+
+
+@pytest.mark.slow  # starts a Dask cluster
+def test_layout_knobs_auto_and_numbers_equal_separate_replays(monkeypatch, capsys, tmp_path, inputs, cluster):
+    toml = write_sweep(tmp_path / "s.toml", traces=[str(inputs / "small.parquet")], policies=["fiited", "row-prune"],
+                       budgets=[0.01, "0.05"], page_bytes=["auto", 1024], index_initial=["auto", 64], interval=5,
+                       out="o")
+    line = final_line(run(monkeypatch, capsys, "sweep", toml, "--scheduler", cluster.scheduler_address, "-q"))
+    assert "16 points (16 computed, 0 already stored)" in line
+    frame = pl.read_parquet(tmp_path / "o" / "points.parquet")
+    assert frame.schema["page_bytes"] == frame.schema["index_initial"] == pl.String
+    assert sorted(set(frame["page_bytes"])) == ["1024", "auto"] and sorted(set(frame["index_initial"])) == ["64",
+                                                                                                            "auto"]
+    for row in frame.iter_rows(named=True):
+        knobs = {k: int(row[k]) if row[k] != "auto" else "auto" for k in ("page_bytes", "index_initial")}
+        summary, series = reference(Path(row["trace"]), row["policy"], row["budget"], None, interval=5, **knobs)
+        record = json.loads((tmp_path / "o" / POINTS_DIR / f"{row['key']}.json").read_text())
+        assert record["summary"] == summary
+        assert record["summary"]["config"]["page_bytes"] == knobs["page_bytes"]  # as given
+        [budget] = record["summary"]["config"]["budgets"]
+        assert isinstance(budget["page_bytes"], int) and len(budget["index_initial"]) == 2
+        assert pl.read_parquet(tmp_path / "o" / POINTS_DIR / f"{row['key']}.parquet").to_dicts() == series
 
 
 @pytest.mark.slow  # starts a Dask cluster

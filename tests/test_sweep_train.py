@@ -138,7 +138,8 @@ BAD_FILES = [
     ({"data": ["synthetic"], "dim": 8, "chunk": [4, 3], **BASE}, ["--chunk 3 must divide --dim 8"]),
     ({"data": ["synthetic"], "lr_emb": [0.0], **BASE}, ["--lr-emb must be a positive number"]),
     ({"data": ["synthetic"], "samples": 1, **BASE}, ["samples must be at least 2"]),
-    ({"data": ["synthetic"], "rows": 200, "fields": 3, **BASE, "budgets": [0.01]}, ["no room for one", "page"]),
+    ({"data": ["synthetic"], "rows": 200, "fields": 3, **BASE, "budgets": [0.01], "page_bytes": 65536},
+     ["no room for one", "page"]),
     ({"data": ["synthetic"], "gamma": [2.0], **BASE}, ["--gamma must be in (0, 1]"]),
 ]
 
@@ -158,7 +159,7 @@ def test_replay_point_keys_follow_the_documented_identity(tmp_path):
     [point] = plan_points(load_sweep_file(toml), warn=lambda m: None)
     source = TraceSource(trace, **QUIET)
     config = {"budget_bytes": point.spec.budget_bytes, "gamma": 0.99, "interval": 100, "position_weight": 1.0,
-              "page_bytes": 65536, "max_load": 0.75, "index_initial": 1024, "index_entry_bytes": 16,
+              "page_bytes": "auto", "max_load": 0.75, "index_initial": "auto", "index_entry_bytes": 16,
               "meta_bytes_per_row": None, "allocator": "lowest", "budget_covers": "payload", "report_every": 100,
               "count_accesses": False, "mde_exponent": 0.3, "budget_label": "0.1"}
     identity = {"sweep_format": 1, "results_format": RESULTS_FORMAT, "fiitedsim": __version__,

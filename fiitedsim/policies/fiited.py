@@ -27,7 +27,7 @@ import numba
 import numpy as np
 
 from .. import metrics, store
-from ..config import check_budget_workable
+from ..config import check_budget_workable, resolve_layout
 from ..engine import DONE, GAP, NEED_INDEX, NEED_PAGES, NEED_ROWS, EngineState, Loop
 from ..memory import check_engine_memory
 from ..metrics import Count, FloatGauge, IntGauge
@@ -819,13 +819,15 @@ class Fiited(Policy):
     gap_kernel = staticmethod(handle_gap)
 
     def __init__(self, tables, cfg, has_grad, has_log):
-        super().__init__(tables, cfg, has_grad, has_log)
+        super().__init__(tables, resolve_layout(tables, cfg), has_grad, has_log)  # the run's page size and indices
+        cfg = self.cfg
         self.engine = EngineState(tables, cfg, has_grad, has_log, whole_rows=self.whole_rows)
         k_max = self.engine.k_max
         self._no_grad = np.zeros((1, k_max), np.float32)
 
     @classmethod
     def check_budget(cls, tables, cfg, vocabulary: bool = False) -> None:
+        cfg = resolve_layout(tables, cfg)
         check_engine_memory(tables, cfg)  # the start-up arrays (--index-initial, --page-bytes) must fit
         check_budget_workable(tables, cfg)
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import parse_budget
+from ..config import AUTO, parse_budget
 from ..errors import InputError
 from ..policies import POLICIES
 
@@ -31,8 +31,13 @@ class Knob:
     """
 
     name: str
-    kind: type  # int, float, str or bool
+    kind: type  # int, float, str, bool or IntOrAuto
     target: str
+
+
+class IntOrAuto:
+    """The kind of a knob that takes an integer or "auto" (`page_bytes`, `index_initial`, a data sweep's
+    `rows`): its points.parquet column holds strings, "auto" or the number's digits."""
 
 
 #: Knobs of a replay sweep (`traces`) in column order of points.parquet (after trace, policy, budget).
@@ -40,7 +45,8 @@ class Knob:
 KNOBS = (
     Knob("chunk", int, "tables"), Knob("dim", int, "tables"), Knob("dtype_bytes", int, "tables"),
     Knob("gamma", float, "config"), Knob("interval", int, "config"), Knob("position_weight", float, "config"),
-    Knob("page_bytes", int, "config"), Knob("max_load", float, "config"), Knob("index_initial", int, "config"),
+    Knob("page_bytes", IntOrAuto, "config"), Knob("max_load", float, "config"),
+    Knob("index_initial", IntOrAuto, "config"),
     Knob("allocator", str, "config"), Knob("budget_covers", str, "config"), Knob("report_every", int, "config"),
     Knob("count_accesses", bool, "config"), Knob("mde_exponent", float, "config"),
 )
@@ -51,11 +57,13 @@ KNOB_BY_NAME = {k.name: k for k in KNOBS}
 TRAIN_KNOBS = (
     Knob("dim", int, "train"), Knob("chunk", int, "train"), Knob("batch", int, "train"),
     Knob("epochs", int, "train"), Knob("lr_emb", float, "train"), Knob("lr_mlp", float, "train"),
-    Knob("seed", int, "train"), Knob("samples", int, "data"), Knob("fields", int, "data"), Knob("rows", int, "data"),
+    Knob("seed", int, "train"), Knob("samples", int, "data"), Knob("fields", int, "data"),
+    Knob("rows", IntOrAuto, "data"),
     Knob("drift", float, "data"), Knob("size_from", float, "train"),
     Knob("eval_every", int, "train"), Knob("interval", int, "train"),
     Knob("gamma", float, "config"), Knob("position_weight", float, "config"),
-    Knob("page_bytes", int, "config"), Knob("max_load", float, "config"), Knob("index_initial", int, "config"),
+    Knob("page_bytes", IntOrAuto, "config"), Knob("max_load", float, "config"),
+    Knob("index_initial", IntOrAuto, "config"),
     Knob("allocator", str, "config"), Knob("budget_covers", str, "config"), Knob("mde_exponent", float, "config"),
 )
 TRAIN_KNOB_BY_NAME = {k.name: k for k in TRAIN_KNOBS}
@@ -97,11 +105,16 @@ class SweepFile:
 
 
 def _type_name(kind: type) -> str:
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[kind]
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+            IntOrAuto: 'an integer or "auto"'}[kind]
 
 
 def _check_value(where: str, value, kind: type):
     """One TOML value of `kind` (an int is fine where a float is wanted; a bool is never an int)."""
+    if kind is IntOrAuto:
+        if value == AUTO or isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise InputError(f"{where}: expected {_type_name(kind)}, got {value!r}")
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind in (int, float) and isinstance(value, bool) or not isinstance(value, kind):

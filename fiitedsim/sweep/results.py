@@ -13,8 +13,8 @@ from ..atomic import atomic_path, check_writable, refuse_cwd_or_parent, write_pa
 from ..checks import replay_warnings, train_warnings
 from ..errors import InputError
 from ..policies.base import SUMMARY_KEYS
-from ..replay import RESULTS_FORMAT, ReplayResults, budget_entries
-from .file import GENERATE_KEYS, KNOB_BY_NAME, TRAIN_KNOB_BY_NAME
+from ..replay import RESULTS_FORMAT, ReplayResults
+from .file import GENERATE_KEYS, KNOB_BY_NAME, TRAIN_KNOB_BY_NAME, IntOrAuto
 from .points import SWEEP_FORMAT, Point, TrainPointSpec
 
 POINTS_DIR = "points"
@@ -88,8 +88,18 @@ def store_point(out: Path, point: Point, summary: dict, series: bytes) -> None:
 
 # Summaries: points.parquet and the report
 
-#: Polars types of the axis columns (knobs by their kind).
-_KIND_DTYPE = {int: pl.Int64, float: pl.Float64, str: pl.String, bool: pl.Boolean}
+#: Polars types of the axis columns (knobs by their kind; "auto" or a number: strings, `_cell`).
+_KIND_DTYPE = {int: pl.Int64, float: pl.Float64, str: pl.String, bool: pl.Boolean, IntOrAuto: pl.String}
+
+
+def _cell(value):
+    """An axis value as its points.parquet column holds it: an int of an "auto"-or-number knob as its digits."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _knob_cells(axes: dict, knobs: dict) -> dict:
+    """`axes` with the values of the "auto"-or-number knobs among `knobs` (name -> Knob) as `_cell` makes them."""
+    return {k: _cell(v) if k in knobs and knobs[k].kind is IntOrAuto else v for k, v in axes.items()}
 
 
 def _records(out: Path, points: list[Point]) -> list[dict]:
@@ -123,7 +133,7 @@ def train_points_frame(out: Path, points: list[Point]) -> pl.DataFrame:
     for p, record in zip(points, records):
         summary = record["summary"]
         [run] = summary["policies"].values()
-        rows.append({"key": p.key, **p.axes, "budget_bytes": p.spec.budget_bytes,
+        rows.append({"key": p.key, **_knob_cells(p.axes, TRAIN_KNOB_BY_NAME), "budget_bytes": p.spec.budget_bytes,
                      "dense_bytes": summary["config"]["dense_bytes"],
                      **{k: run["samples" if k == "trained_samples" else k] for k in TRAIN_METRICS
                         if k != "teacher_auc"},
@@ -147,8 +157,9 @@ def points_frame(out: Path, points: list[Point]) -> pl.DataFrame:
     metrics: dict[str, list] = {k: [] for k in SUMMARY_KEYS}
     for p, record in zip(points, records):
         summary = record["summary"]
+        axes = _knob_cells(p.axes, KNOB_BY_NAME)
         for c in ("trace", *generated, "policy", "budget", *knob_names):
-            columns[c].append(p.axes[c])
+            columns[c].append(axes[c])
         columns["key"].append(p.key)
         columns["budget_bytes"].append(p.spec.budget_bytes)
         columns["dense_bytes"].append(summary["trace"]["dense_bytes"])
@@ -187,12 +198,12 @@ def _title(rest: tuple) -> str:
     return ", ".join(f"{k} {v}" for k, v in rest)
 
 
-def _group_budgets(members: list[Point], dense: int | None, touched_dense: int | None) -> list[dict]:
-    """The group's budgets as a summary lists them: label, bytes and their shares of the dense sizes."""
-    budgets = [(p.spec.budget_label, p.spec.budget_bytes) for p in {p.spec.budget_label: p for p in members}.values()]
-    if not isinstance(dense, int) or not isinstance(touched_dense, int):  # a point stored before the shares
-        return [{"label": label, "bytes": b} for label, b in budgets]
-    return budget_entries(budgets, dense, touched_dense)
+def _group_budgets(members: list[Point], records: dict[str, dict]) -> list[dict]:
+    """The group's budgets as a summary lists them (label, bytes, their shares of the dense sizes and the
+    layout): each as its points' summaries hold it (a point's summary has its one budget; the group's points
+    share tables and knobs, so one budget's points share its entry)."""
+    by_label = {p.spec.budget_label: p for p in members}
+    return [records[p.key]["summary"]["config"]["budgets"][0] for p in by_label.values()]
 
 
 def report_groups(out: Path, points: list[Point]) -> list[tuple[str, ReplayResults]]:
@@ -206,8 +217,7 @@ def report_groups(out: Path, points: list[Point]) -> list[tuple[str, ReplayResul
         first = records[members[0].key]["summary"]
         trace = first["trace"]
         summary = {"format": RESULTS_FORMAT, "policies": {}, "config": dict(first["config"]), "trace": trace}
-        summary["config"]["budgets"] = _group_budgets(members, trace.get("dense_bytes"),
-                                                      trace.get("touched_dense_bytes"))
+        summary["config"]["budgets"] = _group_budgets(members, records)
         summary["config"]["policies"] = list(dict.fromkeys(p.spec.policy for p in members))
         series, runs = {}, []
         for p in members:
@@ -235,7 +245,7 @@ def train_report_groups(out: Path, points: list[Point]) -> list[tuple[str, dict,
         first = records[members[0].key]["summary"]
         config = dict(first["config"])
         config["policies"] = list(dict.fromkeys(p.spec.policy for p in members))
-        config["budgets"] = _group_budgets(members, config.get("dense_bytes"), config.get("touched_dense_bytes"))
+        config["budgets"] = _group_budgets(members, records)
         config["seeds"] = list(dict.fromkeys(p.spec.train.seed for p in members))
         per_seed: dict[str, list[dict]] = {}
         for p in members:
