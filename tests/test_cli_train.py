@@ -44,14 +44,14 @@ def test_outputs_follow_the_contract_and_are_deterministic(monkeypatch, capsys, 
     touched = a["config"]["touched_dense_bytes"]
     assert touched == sum(a["config"]["touched_rows"]) * 16 * 4 and 0 < sum(a["config"]["touched_rows"]) <= 1200
     # each budget's layout at --page-bytes 256 (16 slots a page) and --index-initial auto: 7,680 // 256 = 30 pages,
-    # N = 480 chunks, index (t, k) at most min(300, 480 // (k + 1)) = 300, 240, 160, 120 entries -> the smallest
-    # power of two c with n <= 0.75 c: 512, 512, 256, 256; 19,200 // 256 = 75 pages, N = 1,200: 300 entries
-    # at every k (1,200 // 4 = 300) -> 512
+    # N = 480 chunks, a quarter for each of the 4 equal tables: index (t, k) at most min(300, 120 // (k + 1)) = 120,
+    # 60, 40, 30 entries -> the smallest power of two c with n <= 0.75 c: 256, 128, 64, 64; 19,200 // 256 = 75
+    # pages, N = 1,200, shares of 300: 300, 150, 100, 75 -> 512, 256, 256, 128
     assert a["config"]["budgets"] == [
         {"label": "0.1", "bytes": 7680, "dense_share": 0.1, "touched_share": 7680 / touched, "page_bytes": 256,
-         "index_initial": [[512, 512, 256, 256]] * 4},
+         "index_initial": [[256, 128, 64, 64]] * 4},
         {"label": "0.25", "bytes": 19200, "dense_share": 0.25, "touched_share": 19200 / touched, "page_bytes": 256,
-         "index_initial": [[512] * 4] * 4}]
+         "index_initial": [[512, 256, 256, 128]] * 4}]
     assert (a["config"]["page_bytes"], a["config"]["index_initial"]) == (256, "auto")  # as given
     # the dense size is 4 tables x 300 rows x 16 fp32 = 76,800 bytes; full stores all of it, fiited fits its budget
     assert a["policies"]["full@0.1"]["payload_bytes_peak"] == 76_800
@@ -118,6 +118,11 @@ GOOD_CSV = "y,a,b,x\n" + "".join(f"{i % 2},u{i % 7},v{i % 5},{i / 10}\n" for i i
     (GOOD_CSV, ["--sparse", "a"], ["--label and --sparse"]),
     (GOOD_CSV, ["--label", "y", "--sparse", "a", "--lr-emb", "0"], ["--lr-emb must be a positive number"]),
     (GOOD_CSV, ["--label", "y", "--sparse", "a", "--lr-mlp", "nan"], ["--lr-mlp must be a positive number"]),
+    (GOOD_CSV, ["--label", "y", "--sparse", "a", "--rows", "many"], ["--rows 'many'", "auto"]),
+    (GOOD_CSV, ["--label", "y", "--sparse", "a", "--rows", "1"], ["--rows must be auto or in [2, 2**31)"]),
+    (GOOD_CSV, ["--label", "y", "--sparse", "a", "--size-from", "0"], ["--size-from must be in (0, 1]"]),
+    (GOOD_CSV, ["--label", "y", "--sparse", "a", "--size-from", "1.5"], ["--size-from must be in (0, 1]"]),
+    (GOOD_CSV, ["--label", "y", "--sparse", "a", "--drift", "0.5"], ["--drift", "synthetic"]),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(monkeypatch, capsys, tmp_path, content, args, words):
     data = write_csv(tmp_path / "data.csv", content)
@@ -125,6 +130,11 @@ def test_bad_input_is_one_line_and_writes_nothing(monkeypatch, capsys, tmp_path,
     fails_cleanly(monkeypatch, capsys, tmp_path,
                   ["train", "--data", f"csv:{data}", "--rows", "64", "--batch", "8", "-q", "--out", tmp_path / "out",
                    "--report", tmp_path / "r.html", *args], *words)
+
+
+def test_drift_beyond_its_range_is_refused(monkeypatch, capsys, tmp_path):
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["train", "--samples", "300", "--drift", "1.5", "-q"],
+                  "--drift must be in [0, 1]")
 
 
 def test_bad_data_spec(monkeypatch, capsys, tmp_path):

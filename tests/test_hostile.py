@@ -566,10 +566,13 @@ def test_bad_replay_option_values_are_refused(scratch, option, value):
 @hostile(40)
 @given(option=st.sampled_from(["--rows", "--fields", "--dim", "--chunk", "--batch", "--epochs", "--eval-every",
                                "--samples", "--lr-emb", "--lr-mlp", "--budget", "--policy", "--page-bytes",
-                               "--interval", "--gamma"]), value=BAD_VALUES)
+                               "--index-initial", "--interval", "--gamma", "--size-from", "--drift"]),
+       value=BAD_VALUES)
 def test_bad_train_option_values_are_refused(scratch, option, value):
     if option in ("--batch", "--eval-every", "--epochs") and value == str(2**70):
         return  # a batch or evaluation interval beyond the data is fine; 2**70 epochs are the user's time to spend
+    if option == "--drift" and value in ("0", "1e-400"):
+        return  # no drift: the stationary task
     folder = fresh(scratch)
     out = folder / "o"
     assert_refused(*run_cli("train", "--samples", "300", "--rows", "50", "--fields", "2", "--batch", "64",

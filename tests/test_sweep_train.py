@@ -218,7 +218,7 @@ def test_a_worker_loads_each_data_set_once_for_consecutive_points(monkeypatch, t
 
     loads = []
     real = runner.load_data
-    monkeypatch.setattr(runner, "load_data", lambda *a: loads.append(a) or real(*a))
+    monkeypatch.setattr(runner, "load_data", lambda *a, **kw: loads.append(a) or real(*a, **kw))
     monkeypatch.setattr(sweep_run, "_LAST_DATA", None)
     toml = write_sweep(tmp_path / "s.toml", data="synthetic", policies=["full"], budgets=[0.5],
                        **{**SMALL, "lr_emb": [0.05, 0.1], "rows": [200, 100]})

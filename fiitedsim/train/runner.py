@@ -114,7 +114,8 @@ def load_data(spec: str, label: str | None, sparse: str | None, dense: str | Non
     more = {} if warn is None else {"warn": warn}
     kind, path = data_kind(spec)
     if drift and kind != "synthetic":
-        raise InputError(f"--drift makes the synthetic task drift; --data {spec} is what it is (give --drift 0)")
+        raise InputError(f"--drift is for --data synthetic, whose popularity it moves; --data {spec} brings its "
+                         "own order in time (leave --drift out)")
     if kind == "synthetic":
         ds = synthetic(samples=2_000_000 if samples is None else samples, fields=fields,
                        rows=TRAIN_ROWS if rows is None else rows, dim=dim, seed=seed, drift=drift,
