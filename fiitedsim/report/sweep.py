@@ -82,9 +82,9 @@ def knob_axes(points: Sequence) -> list[str]:
 
 
 def knob_charts(points: Sequence) -> list[tuple[str, str, dict]]:
-    """Per swept knob, and per setting of the other knobs (and the trace or data set), a chart of the metric along
-    the knob (dim hit rate in % for replays, AUC for trainings) beside total peak memory: one line per
-    policy@budget, a band of ± one sample standard deviation over the seeds (training `seed`, generated traces'
+    """Per swept knob, and per setting of the other swept knobs (and the trace or data set, when several), a chart
+    of the metric along the knob (dim hit rate in % for replays, AUC for trainings) beside total peak memory: one
+    line per policy@budget, a band of ± one sample standard deviation over the seeds (training `seed`, generated traces'
     `generate_seed`) where there are two or more, the mean as the line. Numbers on a log axis when they span more
     than `LOG_SPAN`x; any other knob (text, true/false, "auto" beside numbers) as categories in the order swept.
 
@@ -102,7 +102,7 @@ def knob_charts(points: Sequence) -> list[tuple[str, str, dict]]:
         numeric = all(_is_number(v) for v in values)
         log = numeric and min(values) > 0 and max(values) / min(values) > LOG_SPAN
         others = [k for k in points[0].axes if k not in (knob, "policy", "budget", "seed", "generate_seed")
-                  and not (generated and k == "trace")]
+                  and not (generated and k == "trace") and len(policy_order(p.axes[k] for p in points)) > 1]
         groups: dict[tuple, list] = {}
         for p in points:
             groups.setdefault(tuple((k, p.axes[k]) for k in others), []).append(p)
