@@ -122,40 +122,69 @@ def replay(
         err.print(f"results in {out_dir}/ (summary.json, timeseries/)", markup=False, highlight=False)
 
 
-def _write_report(target: Path, results) -> None:
-    from .report import write_report
-
+def _write_report(target: Path, results, what: str = "report", write=None) -> None:
+    """Write a report (`write(target, results)`, default the replay report) with a spinner on a terminal, then
+    say where it is."""
+    if write is None:
+        from .report import write_report as write
     with err.status("writing the report", spinner="dots") if err.is_terminal else contextlib.nullcontext():
-        write_report(target, results)
-    err.print(f"report in {target}", markup=False, highlight=False)
+        write(target, results)
+    err.print(f"{what} in {target}", markup=False, highlight=False)
 
 
 @app.command()
 def report(
-    run_dir: Path = typer.Argument(..., help="Results folder written by `fiitedsim replay TRACE --out RUN_DIR` "
-                                             "(summary.json and timeseries/)."),
+    run_dir: Path = typer.Argument(..., help="Results folder: written by `fiitedsim replay TRACE --out RUN_DIR` "
+                                             "(summary.json, timeseries/), by `fiitedsim train ... --out RUN_DIR` "
+                                             "(train_summary.json, curve.parquet) or by `fiitedsim sweep` "
+                                             "(points.parquet, points/)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="HTML file to write (default: "
                                                                       "RUN_DIR/report.html); its folder must exist."),
 ):
-    """Render the HTML comparison report of a saved replay, without replaying.
+    """Render the HTML report of a saved replay, training run or sweep, without running anything again.
 
-    One self-contained file: the run's warnings, a ranking per budget by dim hit rate with total memory \
-(caches ranked apart: their misses are served from a full backing copy), a table at equal total memory, \
-a summary table per policy and budget, dim hit rate against total memory and payload (log axes), memory \
-(payload / index / metadata), fragmentation, mapped pages and per-window hit rates over the steps, row \
-dimensions at the end and over time, and the run's configuration and trace. The chart libraries are \
-inside the file, so it opens offline; the same results give the same bytes.
-
-    A folder written by `fiitedsim replay trace.parquet --budget 0.05,0.10,0.25 --out runs/demo` gives the same \
-page as that replay with --report would have written.
+    The folder's kind is recognised by its files and said on stderr: a replay folder (summary.json) gives the \
+replay report: warnings, a ranking per budget by dim hit rate with total memory (caches ranked apart), a \
+table at equal total memory, a summary table, dim hit rate against total memory and payload (log axes), \
+memory, fragmentation, pages and hit rates over the steps, row dimensions. A training folder \
+(train_summary.json) gives the training report: memory at equal quality, the ranking per budget with the \
+paired tie rule over seeds, AUC at equal total memory, AUC against memory and over the steps. A sweep folder \
+(points.parquet) gives the sweep report: the metric along every swept knob, then each group of points. The \
+page is the one the original command's --report (or the sweep) wrote, byte for byte; the chart libraries are \
+inside the file, so it opens offline.
 
     Example: fiitedsim report runs/demo -o runs/demo.html
     """
-    from .report import check_report_path, load_results
+    from .report import check_report_path, folder_kind
 
-    results = load_results(run_dir)  # first: a wrong RUN_DIR is the likelier mistake
-    target = check_report_path(output if output is not None else run_dir / "report.html")
-    _write_report(target, results)
+    kind = folder_kind(run_dir)  # first: a wrong RUN_DIR is the likelier mistake
+    target = output if output is not None else run_dir / "report.html"
+    if kind == "replay":
+        from .report import load_results, write_report
+        results = load_results(run_dir)
+        inputs = ["summary.json", *(f"timeseries/{k}.parquet" for k in results.summary["policies"])]
+        write = write_report
+    elif kind == "train":
+        from .report import load_train_results, write_train_report
+        from .train.runner import CURVE_FILE, SUMMARY_FILE
+        results = load_train_results(run_dir)
+        inputs, write = [SUMMARY_FILE, CURVE_FILE], write_train_report
+    else:
+        from .sweep.results import POINTS_DIR, POINTS_FILE, load_sweep_points, write_sweep_report
+        results = load_sweep_points(run_dir)
+        inputs = [POINTS_FILE, *(f"{POINTS_DIR}/{p.key}.{ext}" for p in results for ext in ("json", "parquet"))]
+
+        def write(target, points):
+            write_sweep_report(run_dir, points, target)
+    _refuse_input_as_output(target, run_dir, inputs)
+    _write_report(check_report_path(target), results, f"report of a {kind} folder", write)
+
+
+def _refuse_input_as_output(target: Path, folder: Path, inputs: list[str]) -> None:
+    """A report must not replace a file it was made from."""
+    if target.exists() and any(target.resolve() == (folder / name).resolve() for name in inputs):
+        raise InputError(f"--output {target} is a file of the results folder the report reads; name another file, "
+                         f"such as {folder / 'report.html'}")
 
 
 SWEEP_EPILOG = """[bold]Sweep file[/bold] (TOML; relative paths are relative to the file's folder):
@@ -348,7 +377,8 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
 
 
 def _print_train(summary: dict) -> None:
-    from .report.train import tables_text
+    from .compare import runs_of
+    from .report.train import once_per_policy, tables_text
 
     teacher = summary.get("teacher_auc")
     cfg = summary["config"]
@@ -372,8 +402,10 @@ def _print_train(summary: dict) -> None:
             return "-"
         return f"{mean:.4f}" + (f" ± {std:.4f}" if std is not None else "")
 
-    for key, s in summary["policies"].items():
-        table.add_row(key, with_std(s["auc"], s["auc_std"]), with_std(s["logloss"], s["logloss_std"]),
+    for run, budget in once_per_policy(summary, runs_of(summary)):
+        s = summary["policies"][run.key]
+        key = run.key if budget == run.budget else f"{run.policy} ({budget})"
+        table.add_row(escape(key), with_std(s["auc"], s["auc_std"]), with_std(s["logloss"], s["logloss_std"]),
                       _mib(s["payload_bytes_peak"]), _mib(s["total_bytes_peak"]), f"{s['dim_hit_rate']:.3f}",
                       f"{s['rounds']:,}", f"{s['samples']:,}", f"{s['seconds']:.1f}", escape(s["knew"]))
     out.print(table)

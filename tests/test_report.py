@@ -247,7 +247,7 @@ def test_report_command_into_a_missing_folder_fails_cleanly(monkeypatch, capsys,
 
 def test_report_command_writes_the_page(monkeypatch, capsys, tmp_path, run_dir, page):
     result = run(monkeypatch, capsys, "report", run_dir, "-o", tmp_path / "r.html")
-    assert result.code == 0 and result.err == f"report in {tmp_path / 'r.html'}\n", result
+    assert result.code == 0 and result.err == f"report of a replay folder in {tmp_path / 'r.html'}\n", result
     assert (tmp_path / "r.html").read_text() == page
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html"]  # no temporary file left behind
 

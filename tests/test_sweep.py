@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -260,7 +261,11 @@ def test_sweep_equals_separate_replays(monkeypatch, capsys, tmp_path, inputs, cl
         assert pl.read_parquet(out / POINTS_DIR / f"{row['key']}.parquet").to_dicts() == series
         assert {k: row[k] for k in SUMMARY_KEYS} == summary["policies"][row["policy"]]
     page = (out / "report.html").read_text()
-    assert page.count('class="chart"') == 4 * 3 and "http://" not in page.split("<body>")[1][:2000]
+    # 3 charts in each of the 4 groups (trace x chunk), and the dim hit rate along chunk once per trace
+    assert page.count('class="chart"') == 4 * 3 + 2 and "http://" not in page.split("<body>")[1][:2000]
+    assert re.findall(r'<h3 id="sec-knob-\d">(.*?)</h3>', page) == [
+        f"dim hit rate % and total memory along chunk (trace {t})"
+        for t in (inputs / "small.parquet", inputs / "parts")]
     # each group: its ranking, its equal-memory table and its budgets with their shares of the dense sizes
     for i in range(4):
         assert f'id="g{i}-ranking"' in page and f'id="g{i}-equal-memory"' in page

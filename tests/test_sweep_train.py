@@ -88,12 +88,16 @@ def test_data_sweep_equals_direct_runs(monkeypatch, capsys, tmp_path, cluster):
         assert row["teacher_auc"] == summary["teacher_auc"] is not None
         assert row["dense_bytes"] == 3 * 200 * 8 * 4 and row["budget_bytes"] == summary["config"]["budgets"][0]["bytes"]
     page = (out / "report.html").read_text()
-    assert page.count('class="chart"') == 2 * 2  # two groups (lr_emb), two charts each
+    assert page.count('class="chart"') == 2 * 2 + 1  # two groups (lr_emb), two charts each; AUC along lr_emb
     assert 'id="chart-g1-auc_steps"' in page
     # each group: the ranking (one seed: no ties called), the equal-memory table, the budgets' shares
     for i in range(2):
         assert f'id="g{i}-ranking"' in page and f'id="g{i}-equal-memory"' in page
     assert "cannot call ties" in page and page.count("of the dense size of the") >= 2 * 2
+    # `fiitedsim report OUT` draws the same page from the folder
+    result = run(monkeypatch, capsys, "report", out, "-o", tmp_path / "again.html")
+    assert result.code == 0 and "report of a sweep folder" in result.err, result
+    assert (tmp_path / "again.html").read_text() == page
 
 
 @pytest.mark.slow  # starts a Dask cluster

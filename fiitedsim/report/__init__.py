@@ -74,12 +74,17 @@ from .charts import (
     chart_tradeoff,
 )
 from .load import (
+    FOLDER_KINDS,
     NEEDED_SERIES_COLUMNS,
     NEEDED_SUMMARY_KEYS,
+    TrainResults,
     check_report_path,
     check_series,
     check_summary,
+    check_train_summary,
+    folder_kind,
     load_results,
+    load_train_results,
 )
 from .page import (
     EMBED_OPTIONS,
@@ -123,15 +128,16 @@ from .train import (
 
 __all__ = [
     "CACHE_NOTE", "CHARTS", "CHART_IDS", "COMMON_POINTS", "CurvePoint", "DENSE_REFERENCE", "EMBED_OPTIONS",
-    "EqualRow", "HIT_RATES", "InputError", "KINDS", "MAX_DIM_WINDOWS", "MAX_WINDOWS", "MEMORY_AXES",
-    "MEMORY_PARTS", "MIB", "NEEDED_SERIES_COLUMNS", "NEEDED_SUMMARY_KEYS", "OVERLAP_POINTS",
-    "PAGE_SCRIPT", "Paired", "REPLAY_HOW", "Run", "STYLE", "SUMMARY_NOTE", "SWEEP_CHARTS", "TRAIN_CHART_IDS",
-    "TRAIN_HOW", "budget_line", "budget_shares", "chart_dims_final", "chart_dims_over_time", "chart_fragmentation",
-    "chart_hit_rates", "chart_memory", "chart_pages", "chart_specs", "chart_tradeoff", "check_report_path",
-    "check_series", "check_summary", "common_seeds", "config_tables", "equal_memory_rows", "equal_memory_table",
-    "headline", "interpolate_log", "load_results", "log_grid", "make_curve", "memory_points", "paired_verdict",
-    "policy_kind", "render_report", "render_sweep_report", "render_train_report", "render_train_sweep_report",
-    "replay_curves", "runs_of", "seed_spread_section", "summary_table", "train_chart_specs", "train_curves",
-    "train_ranking", "train_table", "vega_bundle", "warnings_of", "write_report", "write_sweep_report",
-    "write_train_report", "write_train_sweep_report",
+    "EqualRow", "FOLDER_KINDS", "HIT_RATES", "InputError", "KINDS", "MAX_DIM_WINDOWS", "MAX_WINDOWS", "MEMORY_AXES",
+    "MEMORY_PARTS", "MIB", "NEEDED_SERIES_COLUMNS", "NEEDED_SUMMARY_KEYS", "OVERLAP_POINTS", "PAGE_SCRIPT",
+    "Paired", "REPLAY_HOW", "Run", "STYLE", "SUMMARY_NOTE", "SWEEP_CHARTS", "TRAIN_CHART_IDS", "TRAIN_HOW",
+    "TrainResults", "budget_line", "budget_shares", "chart_dims_final", "chart_dims_over_time",
+    "chart_fragmentation", "chart_hit_rates", "chart_memory", "chart_pages", "chart_specs", "chart_tradeoff",
+    "check_report_path", "check_series", "check_summary", "check_train_summary", "common_seeds", "config_tables",
+    "equal_memory_rows", "equal_memory_table", "folder_kind", "headline", "interpolate_log", "load_results",
+    "load_train_results", "log_grid", "make_curve", "memory_points", "paired_verdict", "policy_kind",
+    "render_report", "render_sweep_report", "render_train_report", "render_train_sweep_report", "replay_curves",
+    "runs_of", "seed_spread_section", "summary_table", "train_chart_specs", "train_curves", "train_ranking",
+    "train_table", "vega_bundle", "warnings_of", "write_report", "write_sweep_report", "write_train_report",
+    "write_train_sweep_report",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -25,6 +26,111 @@ NEEDED_SERIES_COLUMNS = (
 )
 #: The hit rates: label -> (hits counter, requests counter, summary key). The dim hit rate (resident dims /
 #: requested dims) comes first: it is the one rate comparable across chunk- and dimension-granular policies.
+
+
+#: The results folders fiitedsim writes, each known by the file that marks it: `replay --out`, `train --out` and
+#: a sweep's out folder.
+FOLDER_KINDS = {"replay": "summary.json", "train": "train_summary.json", "sweep": "points.parquet"}
+
+
+def folder_kind(folder: str | Path) -> str:
+    """Which results folder `folder` is (`FOLDER_KINDS`); anything else is an InputError that says what it looked
+    for. A sweep folder whose sweep did not finish has points/ but no points.parquet yet."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise InputError(f"results folder {folder} does not exist; write one with `fiitedsim replay TRACE --out "
+                         f"{folder}`, `fiitedsim train ... --out {folder}` or a sweep")
+    if not folder.is_dir():
+        raise InputError(f"{folder} is a file, not a results folder; give the folder that `fiitedsim replay --out`, "
+                         "`train --out` or `sweep` wrote")
+    for kind, marker in FOLDER_KINDS.items():
+        if (folder / marker).is_file():
+            return kind
+    if (folder / "points").is_dir():
+        raise InputError(f"{folder} is a sweep folder whose sweep did not finish (no points.parquet); run the "
+                         "sweep again: stored points are reused")
+    raise InputError(f"{folder} has no {', '.join(FOLDER_KINDS.values())}, so it is not a fiitedsim results folder; "
+                     f"write one with `fiitedsim replay TRACE --out {folder}` or `fiitedsim train ... --out {folder}`")
+
+
+@dataclass(frozen=True)
+class TrainResults:
+    """A training folder as `fiitedsim train --out` wrote it: the train_summary.json object and curve.parquet."""
+    summary: dict
+    curve: pl.DataFrame
+
+
+def load_train_results(folder: str | Path) -> TrainResults:
+    """Read a folder written by `fiitedsim train --out`, checked as far as the training report reads it."""
+    from ..train.runner import CURVE_FILE, CURVE_SCHEMA, SUMMARY_FILE
+
+    folder = Path(folder)
+    rerun = f"re-run `fiitedsim train ... --out {folder}`"
+    path = folder / SUMMARY_FILE
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"{path} is not valid JSON ({exc}); {rerun}") from None
+    check_train_summary(summary, path, rerun)
+    try:
+        curve = pl.read_parquet(folder / CURVE_FILE)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise InputError(f"{folder / CURVE_FILE} is missing or not readable ({type(exc).__name__}); {rerun}") from None
+    wrong = [c for c, dtype in CURVE_SCHEMA.items() if c not in curve.columns or curve.schema[c] != dtype]
+    if wrong:
+        raise InputError(f"{folder / CURVE_FILE}: column {wrong[0]} is missing or not {CURVE_SCHEMA[wrong[0]]}; "
+                         f"{rerun}")
+    return TrainResults(summary, curve.select(list(CURVE_SCHEMA)))
+
+
+#: train_summary.json figures of a run by kind: shares in [0, 1], non-negative numbers, non-negative integers.
+_TRAIN_SHARES = {"chunk_hit_rate", "dim_hit_rate", "collision_share"}
+_TRAIN_NUMBERS = {"logloss", "auc_std", "logloss_std", "seconds"}
+_TRAIN_INTS = {"payload_bytes_peak", "total_bytes_peak", "rounds", "samples"}
+
+
+def _train_value_problem(name: str, value) -> str | None:
+    """What is wrong with one figure of a training run (None: fine); `auc` may be null (one class only)."""
+    if name == "auc":
+        return None if value is None or (_is_number(value) and 0 <= value <= 1) else \
+            f"is {_shown(value)}, not an AUC in 0..1 or null"
+    if name in _TRAIN_SHARES:
+        return None if _is_number(value) and 0 <= value <= 1 else f"is {_shown(value)}, not a share in 0..1"
+    if name in _TRAIN_NUMBERS:
+        return None if value is None or (_is_number(value) and value >= 0) else \
+            f"is {_shown(value)}, not a number >= 0 or null"
+    if name in _TRAIN_INTS:
+        return None if _is_int(value) and value >= 0 else f"is {_shown(value)}, not an integer >= 0"
+    return None
+
+
+def check_train_summary(summary, path: str | Path = "train_summary.json", rerun: str = "re-run the training") -> None:
+    """A train_summary.json has the parts the training report reads, of the right types and ranges."""
+    from ..train.runner import RUN_KEYS
+
+    if not isinstance(summary, dict) or not isinstance(summary.get("policies"), dict) or not summary["policies"] \
+            or not isinstance(summary.get("config"), dict):
+        raise InputError(f"{path} lacks its policies or config section; {rerun}")
+    for key, run in summary["policies"].items():
+        missing = [k for k in RUN_KEYS if not isinstance(run, dict) or k not in run]
+        if missing:
+            raise InputError(f"{path}: run {key} lacks {missing[0]}; {rerun}")
+        for name, value in run.items():
+            problem = _train_value_problem(name, value)
+            if problem:
+                raise InputError(f"{path}: run {key}: {name} {problem}; {rerun}")
+        seeds = run["per_seed"]
+        if not isinstance(seeds, list) or not seeds or not all(
+                isinstance(e, dict) and "seed" in e and _train_value_problem("auc", e.get("auc", "?")) is None
+                for e in seeds):
+            raise InputError(f"{path}: run {key}: per_seed is {_shown(seeds)}, not a list of seeds' figures; {rerun}")
+    for name in ("budgets", "policies"):
+        problem = _config_value_problem(name, summary["config"].get(name))
+        if problem:
+            raise InputError(f"{path}: config {name} {problem}; {rerun}")
+    warnings = summary.get("warnings", [])
+    if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
+        raise InputError(f"{path}: warnings is {_shown(warnings)}, not a list of messages; {rerun}")
 
 
 def load_results(folder: str | Path) -> ReplayResults:

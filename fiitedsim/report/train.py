@@ -24,7 +24,7 @@ from ..compare import (
     policy_order,
     runs_of,
 )
-from ..policies import window_text
+from ..policies import POLICIES, window_text
 from .charts import MEMORY_AXES, MIB, ChartLayout, label_points, memory_panels, num, step_x
 from .load import check_report_path
 from .page import (
@@ -313,16 +313,47 @@ def tables_text(config: dict) -> str:
     return f"{how}: " + ", ".join(f"{n} {r:,}" for n, r in zip(names, sizes))
 
 
+#: How a table names the budget of a run that is the same at every budget (`once_per_policy`).
+EVERY_BUDGET = "every budget"
+
+
+def _without_seconds(stats: dict) -> dict:
+    """A run's figures but its wall times, the one thing two trainings of the same model may differ in."""
+    return {k: ([{**e, "seconds": None} for e in v] if k == "per_seed" and isinstance(v, list) else v)
+            for k, v in stats.items() if k != "seconds"}
+
+
+def once_per_policy(summary: dict, runs: list[Run]) -> list[tuple[Run, str]]:
+    """The runs a table lists, each with the budget it shows: a policy that ignores the budget (`full`) once, at
+    its first budget, shown as "every budget", when its figures are the same at every budget (as `train`
+    repeats them; a sweep trains it once per budget point); every other run as it is."""
+    listed, first = [], {}
+    for run in runs:
+        stats = summary["policies"][run.key]
+        if getattr(POLICIES.get(run.policy), "budget_independent", False):
+            if run.policy in first and _without_seconds(stats) == first[run.policy]:
+                continue
+            if run.policy not in first:
+                first[run.policy] = _without_seconds(stats)
+                same = all(_without_seconds(summary["policies"][r.key]) == first[run.policy]
+                           for r in runs if r.policy == run.policy)
+                listed.append((run, EVERY_BUDGET if same else run.budget))
+                continue
+        listed.append((run, run.budget))
+    return listed
+
+
 def train_table(summary: dict, runs: list[Run], warns: WarningMarks) -> str:
     covers_all = summary["config"].get("budget_covers") == "all"
     order = policy_order(seed for run in runs for seed in _seed_aucs(summary["policies"][run.key]) if seed is not None)
     rows = []
-    for run in runs:
+    for run, budget in once_per_policy(summary, runs):
         s = summary["policies"][run.key]
         aucs = _seed_aucs(s)
         per_seed = " / ".join(f"{aucs[seed]:.4f}" if seed in aucs else "-" for seed in order)
-        notes = run_tags(run.policy, s, over_budget(s, run.budget_bytes, covers_all), short=True).strip()
-        rows.append([run.policy, run.budget, _pm(s.get("auc"), s.get("auc_std")),
+        over = budget != EVERY_BUDGET and over_budget(s, run.budget_bytes, covers_all)
+        notes = run_tags(run.policy, s, over, short=True).strip()
+        rows.append([run.policy, budget, _pm(s.get("auc"), s.get("auc_std")),
                      _pm(s.get("logloss"), s.get("logloss_std")), per_seed, mib_text(s["payload_bytes_peak"]),
                      mib_text(s["total_bytes_peak"]), pct(s["dim_hit_rate"]) if "dim_hit_rate" in s else "",
                      pct(s["chunk_hit_rate"]), pct(s["collision_share"]) if "collision_share" in s else "",

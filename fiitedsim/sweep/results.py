@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -112,6 +113,71 @@ def _records(out: Path, points: list[Point]) -> list[dict]:
     return records
 
 
+@dataclass(frozen=True)
+class StoredPoint:
+    """A computed point as its folder keeps it (points/KEY.json): what the report is made of, so a report drawn
+    right after the sweep and one drawn later from the folder (`fiitedsim report OUT`) are the same page."""
+
+    key: str
+    axes: dict       # column -> value, as points.parquet's grid order lists the point
+    summary: dict    # the point's summary.json (replay) or train_summary.json (training) object
+
+    @property
+    def training(self) -> bool:
+        return "trace" not in self.summary
+
+    @property
+    def policy(self) -> str:
+        return self.axes["policy"]
+
+    @property
+    def budget_label(self) -> str:
+        return self.axes["budget"]
+
+    @property
+    def budget_bytes(self) -> int:
+        return self.summary["config"]["budgets"][0]["bytes"]
+
+    @property
+    def seed(self):
+        """A training point's seed (the model's initial parameters and, for synthetic data, the data's)."""
+        return self.summary["config"]["seeds"][0]
+
+    @property
+    def stats(self) -> dict:
+        """The point's one run: its figures in the summary."""
+        [run] = self.summary["policies"].values()
+        return run
+
+
+def stored_points(out: Path, points: list[Point]) -> list[StoredPoint]:
+    """The computed points of a sweep just run, in grid order."""
+    return [StoredPoint(p.key, p.axes, record["summary"]) for p, record in zip(points, _records(out, points))]
+
+
+def load_sweep_points(out: str | Path) -> list[StoredPoint]:
+    """The points of a finished sweep folder, in grid order (points.parquet's rows), each as stored; a folder
+    whose sweep did not finish, or whose files were changed, is an InputError that says to run it again."""
+    out = Path(out)
+    rerun = "run the sweep again (`fiitedsim sweep FILE --out " + str(out) + "`; stored points are reused)"
+    try:
+        keys = pl.read_parquet(out / POINTS_FILE, columns=["key"])["key"].to_list()
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise InputError(f"{out}/{POINTS_FILE} is missing or not readable ({type(exc).__name__}): the sweep did "
+                         f"not finish; {rerun}") from None
+    points = []
+    for key in keys:
+        record = _stored(out, key) if isinstance(key, str) else None
+        if record is None:
+            raise InputError(f"{out}: point {key} of {POINTS_FILE} is missing or damaged in {POINTS_DIR}/; {rerun}")
+        points.append(StoredPoint(key, record["point"], record["summary"]))
+    if not points:
+        raise InputError(f"{out}/{POINTS_FILE} lists no points; {rerun}")
+    if len({p.training for p in points}) > 1:
+        raise InputError(f"{out}: its points mix replays and trainings; {rerun} into a new folder")
+    return points
+
+
 #: Metric columns of a data sweep's points.parquet: the run's figures of train_summary.json (a point is one
 #: seed, its `seed` axis, so no spread), with `samples` (the training samples processed) named
 #: `trained_samples` so that it cannot clash with the `samples` knob, then the teacher AUC (synthetic data;
@@ -185,9 +251,9 @@ def write_points_table(out: Path, points: list[Point]) -> Path:
     return target
 
 
-def _groups(points: list[Point], within: tuple[str, ...] = ("policy", "budget")) -> dict[tuple, list[Point]]:
+def _groups(points: list[StoredPoint], within: tuple[str, ...] = ("policy", "budget")) -> dict[tuple, list]:
     """Points by their axes other than those `within` a group, in grid order: the groups of the report."""
-    groups: dict[tuple, list[Point]] = {}
+    groups: dict[tuple, list[StoredPoint]] = {}
     for p in points:
         rest = tuple((k, v) for k, v in p.axes.items() if k not in within)
         groups.setdefault(rest, []).append(p)
@@ -198,39 +264,38 @@ def _title(rest: tuple) -> str:
     return ", ".join(f"{k} {v}" for k, v in rest)
 
 
-def _group_budgets(members: list[Point], records: dict[str, dict]) -> list[dict]:
+def _group_budgets(members: list[StoredPoint]) -> list[dict]:
     """The group's budgets as a summary lists them (label, bytes, their shares of the dense sizes and the
     layout): each as its points' summaries hold it (a point's summary has its one budget; the group's points
     share tables and knobs, so one budget's points share its entry)."""
-    by_label = {p.spec.budget_label: p for p in members}
-    return [records[p.key]["summary"]["config"]["budgets"][0] for p in by_label.values()]
+    by_label = {p.budget_label: p for p in members}
+    return [p.summary["config"]["budgets"][0] for p in by_label.values()]
 
 
-def report_groups(out: Path, points: list[Point]) -> list[tuple[str, ReplayResults]]:
+def report_groups(out: Path, points: list[StoredPoint]) -> list[tuple[str, ReplayResults]]:
     """Points that differ only in policy and budget form one replay-like result (keys NAME@BUDGET), with the
     warnings a replay of all of them would give (`checks.replay_warnings`: identical results across them too)."""
-    records = {p.key: r for p, r in zip(points, _records(out, points))}
     results = []
     for rest, members in _groups(points).items():
-        budgets = list(dict.fromkeys(p.spec.budget_label for p in members))
+        budgets = list(dict.fromkeys(p.budget_label for p in members))
         keyed = len(budgets) > 1
-        first = records[members[0].key]["summary"]
+        first = members[0].summary
         trace = first["trace"]
         summary = {"format": RESULTS_FORMAT, "policies": {}, "config": dict(first["config"]), "trace": trace}
-        summary["config"]["budgets"] = _group_budgets(members, records)
-        summary["config"]["policies"] = list(dict.fromkeys(p.spec.policy for p in members))
+        summary["config"]["budgets"] = _group_budgets(members)
+        summary["config"]["policies"] = list(dict.fromkeys(p.policy for p in members))
         series, runs = {}, []
         for p in members:
-            key = f"{p.spec.policy}@{p.spec.budget_label}" if keyed else p.spec.policy
-            summary["policies"][key] = records[p.key]["summary"]["policies"][p.spec.policy]
+            key = f"{p.policy}@{p.budget_label}" if keyed else p.policy
+            summary["policies"][key] = p.summary["policies"][p.policy]
             series[key] = pl.read_parquet(out / POINTS_DIR / f"{p.key}.parquet")
-            runs.append((key, p.spec.policy, p.spec.budget_label, p.spec.budget_bytes))
+            runs.append((key, p.policy, p.budget_label, p.budget_bytes))
         summary["warnings"] = replay_warnings(summary, runs)
         results.append((_title(rest), ReplayResults(summary, series)))
     return results
 
 
-def train_report_groups(out: Path, points: list[Point]) -> list[tuple[str, dict, pl.DataFrame]]:
+def train_report_groups(out: Path, points: list[StoredPoint]) -> list[tuple[str, dict, pl.DataFrame]]:
     """Training points that differ only in policy, budget and seed form one `fiitedsim train --seeds`-like result.
 
     Its train summary holds their runs (keys NAME@BUDGET, as `train --policy ... --budget ...` would key
@@ -239,24 +304,26 @@ def train_report_groups(out: Path, points: list[Point]) -> list[tuple[str, dict,
     """
     from ..train.runner import combine_seeds
 
-    records = {p.key: r for p, r in zip(points, _records(out, points))}
     results = []
     for rest, members in _groups(points, ("policy", "budget", "seed")).items():
-        first = records[members[0].key]["summary"]
+        first = members[0].summary
         config = dict(first["config"])
-        config["policies"] = list(dict.fromkeys(p.spec.policy for p in members))
-        config["budgets"] = _group_budgets(members, records)
-        config["seeds"] = list(dict.fromkeys(p.spec.train.seed for p in members))
+        config["policies"] = list(dict.fromkeys(p.policy for p in members))
+        config["budgets"] = _group_budgets(members)
+        config["seeds"] = list(dict.fromkeys(p.seed for p in members))
         per_seed: dict[str, list[dict]] = {}
+        knew: dict[str, str] = {}
         for p in members:
-            [(key, run)] = records[p.key]["summary"]["policies"].items()
+            [(key, run)] = p.summary["policies"].items()
             per_seed.setdefault(key, []).extend(run["per_seed"])
+            knew.setdefault(key, run.get("knew", ""))
         teacher = [e["teacher_auc"] for entries in per_seed.values() for e in entries[:1]]
-        summary = {"policies": {key: combine_seeds(entries) for key, entries in per_seed.items()},
+        summary = {"policies": {key: {**combine_seeds(entries), "knew": knew[key]}
+                                for key, entries in per_seed.items()},
                    "teacher_auc": first["teacher_auc"] if len(config["seeds"]) == 1 else _mean_or_none(teacher),
                    "config": config}
-        summary["warnings"] = train_warnings(summary, [(p.spec.policy, p.spec.budget_label, p.spec.budget_bytes)
-                                                       for p in members if p.spec.train.seed == config["seeds"][0]])
+        summary["warnings"] = train_warnings(summary, [(p.policy, p.budget_label, p.budget_bytes)
+                                                       for p in members if p.seed == config["seeds"][0]])
         curve = pl.concat([pl.read_parquet(out / POINTS_DIR / f"{p.key}.parquet") for p in members])
         results.append((_title(rest), summary, curve))
     return results
@@ -267,21 +334,31 @@ def _mean_or_none(values: list) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def write_sweep_report(out: Path, points: list[Point]) -> Path:
-    from ..report import write_sweep_report as write
-    from ..report import write_train_sweep_report
+def render_sweep_folder(out: Path, points: list[StoredPoint]) -> str:
+    """A sweep's report page from its stored points: what `fiitedsim sweep` writes to OUT/report.html and
+    `fiitedsim report OUT` draws again, byte for byte."""
+    from ..report import render_sweep_report, render_train_sweep_report
 
-    if points and isinstance(points[0].spec, TrainPointSpec):
-        return write_train_sweep_report(out / REPORT_FILE, train_report_groups(out, points))
-    return write(out / REPORT_FILE, report_groups(out, points), seed_spreads(out, points))
+    if points[0].training:
+        return render_train_sweep_report(train_report_groups(out, points), points)
+    return render_sweep_report(report_groups(out, points), seed_spreads(points), points)
 
 
-def seed_spreads(out: Path, points: list[Point]) -> list[tuple[str, list, dict[str, list[dict]]]]:
+def write_sweep_report(out: Path, points: list[Point] | list[StoredPoint], target: Path | None = None) -> Path:
+    """OUT/report.html (or `target`) all-or-nothing, from the sweep's points (as planned, or as stored)."""
+    stored = points if points and isinstance(points[0], StoredPoint) else stored_points(out, points)
+    page = render_sweep_folder(out, stored)
+    target = out / REPORT_FILE if target is None else target
+    with atomic_path(target) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return target
+
+
+def seed_spreads(points: list[StoredPoint]) -> list[tuple[str, list, dict[str, list[dict]]]]:
     """Replay points on generated traces that differ only in the traces' seed (and policy and budget): per such
     set of two or more seeds, (title, seeds, policy@budget -> the points' summaries in seed order)."""
     if not points or "generate_seed" not in points[0].axes:
         return []
-    records = {p.key: r for p, r in zip(points, _records(out, points))}
     out_sets = []
     for rest, members in _groups(points, ("trace", "generate_seed", "policy", "budget")).items():
         seeds = list(dict.fromkeys(p.axes["generate_seed"] for p in members))
@@ -289,8 +366,8 @@ def seed_spreads(out: Path, points: list[Point]) -> list[tuple[str, list, dict[s
             continue
         runs: dict[str, dict] = {}
         for p in members:
-            runs.setdefault(f"{p.spec.policy}@{p.spec.budget_label}", {})[p.axes["generate_seed"]] = \
-                records[p.key]["summary"]["policies"][p.spec.policy]
+            runs.setdefault(f"{p.policy}@{p.budget_label}", {})[p.axes["generate_seed"]] = \
+                p.summary["policies"][p.policy]
         title = _title(rest) or "generated traces"
         out_sets.append((title, seeds, {key: [by_seed[s] for s in seeds] for key, by_seed in runs.items()}))
     return out_sets
