@@ -48,12 +48,13 @@ DIM = 16
 SHARES = "0.02,0.05,0.1,0.25,0.5"
 BATCH = {"movielens": 512, "synthetic": 2048}
 SEEDS = {"movielens": "0,1,2,3,4", "synthetic": "0,1,2"}
-#: (variant label, policies, TrainConfig changes): the first holds the reference `full`
+#: (folder, label, policies, TrainConfig changes): each variant is one run_all, its results in OUT/folder; the
+#: first holds the reference `full`
 VARIANTS = (
-    ("", ("fiited", "row-prune", "uniform-dim", "hash", "mde", "full"), {}),
-    ("first 10%", ("mde",), {"size_from": 0.1}),
-    ("C=2", ("fiited",), {"chunk": 2}),
-    ("C=1", ("fiited",), {"chunk": 1}),
+    ("policies", "", ("fiited", "row-prune", "uniform-dim", "hash", "mde", "full"), {}),
+    ("first-10pct", "first 10%", ("mde",), {"size_from": 0.1}),
+    ("C2", "C=2", ("fiited",), {"chunk": 2}),
+    ("C1", "C=1", ("fiited",), {"chunk": 1}),
 )
 
 
@@ -81,6 +82,10 @@ def main() -> None:
     ap.add_argument("--shares", default=SHARES, help="budgets as shares of the dense size of the model's tables")
     ap.add_argument("--seeds", default=None, help="default: MovieLens 0-4, synthetic 0-2")
     ap.add_argument("--out", type=Path, default=None, help="folder for the results (default benchmarks/out/...)")
+    ap.add_argument("--only", default=None,
+                    help="comma-separated variant folders to compute (of " + ", ".join(v[0] for v in VARIANTS)
+                         + "); the others are read from an earlier run's folders in --out, which must have the "
+                           "same data, seeds and budgets (the runs are deterministic, so they pair seed by seed)")
     args = ap.parse_args()
     shares = args.shares.split(",")
     seeds = [int(s) for s in (args.seeds or SEEDS[args.data]).split(",")]
@@ -99,21 +104,34 @@ def main() -> None:
         return cache[key]
 
     base = TrainConfig(dim=DIM, batch=BATCH[args.data], seed=seeds[0])
+    only = None if args.only is None else set(args.only.split(","))
+    unknown = sorted((only or set()) - {v[0] for v in VARIANTS})
+    if unknown:
+        ap.error(f"--only: no variant {unknown[0]!r}")
     runs, summaries = {}, {}
-    for label, policies, changes in VARIANTS:
+    for folder_name, label, policies, changes in VARIANTS:
         t1 = time.perf_counter()
-        outputs = run_all(data, args.data, list(policies), args.shares, replace(base, **changes), ReplayConfig(),
-                          seeds=seeds, drift=args.drift)
-        folder = out / (label.replace(" ", "-").replace("%", "pct").replace("=", "") or "policies")
-        write_outputs(folder, outputs)
-        write_train_report(folder / "report.html", outputs)
-        summary = summaries[label] = outputs.summary
+        folder = out / folder_name
+        if only is None or folder_name in only:
+            outputs = run_all(data, args.data, list(policies), args.shares, replace(base, **changes), ReplayConfig(),
+                              seeds=seeds, drift=args.drift)
+            write_outputs(folder, outputs)
+            write_train_report(folder / "report.html", outputs)
+            summary = outputs.summary
+            print(f"{folder_name}: {time.perf_counter() - t1:.0f} s", flush=True)
+        else:
+            summary = json.loads((folder / "train_summary.json").read_text())
+            cfg = summary["config"]
+            if (cfg["seeds"], [b["label"] for b in cfg["budgets"]], cfg["data"], cfg["drift"]) != (
+                    seeds, shares, args.data, args.drift):
+                raise SystemExit(f"{folder}: another run's results (seeds, budgets or data differ); compute it too")
+            print(f"{folder_name}: read from {folder}", flush=True)
+        summaries[label] = summary
         for w in summary["warnings"]:
             print(f"warning: {w}")
         for key, stats in summary["policies"].items():
             policy, _, share = key.partition("@")
             runs[(name_of(policy, label), share)] = stats
-        print(f"{label or 'policies'}: {time.perf_counter() - t1:.0f} s", flush=True)
     seconds = time.perf_counter() - t0
     cfg = summaries[""]["config"]
     names = list(dict.fromkeys(name for name, _ in runs))

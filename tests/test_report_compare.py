@@ -11,11 +11,14 @@ import math
 
 import pytest
 
-from fiitedsim.compare import QualityPoint, at_quality, equal_quality, least_memory_at_quality
-from fiitedsim.report import (
+from fiitedsim.compare import (
     CurvePoint,
+    QualityPoint,
+    at_quality,
     equal_memory_rows,
+    equal_quality,
     interpolate_log,
+    least_memory_at_quality,
     log_grid,
     make_curve,
     memory_points,

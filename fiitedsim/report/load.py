@@ -111,14 +111,8 @@ def check_train_summary(summary, path: str | Path = "train_summary.json", rerun:
     if not isinstance(summary, dict) or not isinstance(summary.get("policies"), dict) or not summary["policies"] \
             or not isinstance(summary.get("config"), dict):
         raise InputError(f"{path} lacks its policies or config section; {rerun}")
+    _check_runs(path, "run", summary["policies"], RUN_KEYS, _train_value_problem, rerun, rerun)
     for key, run in summary["policies"].items():
-        missing = [k for k in RUN_KEYS if not isinstance(run, dict) or k not in run]
-        if missing:
-            raise InputError(f"{path}: run {key} lacks {missing[0]}; {rerun}")
-        for name, value in run.items():
-            problem = _train_value_problem(name, value)
-            if problem:
-                raise InputError(f"{path}: run {key}: {name} {problem}; {rerun}")
         seeds = run["per_seed"]
         if not isinstance(seeds, list) or not seeds or not all(
                 isinstance(e, dict) and "seed" in e and _train_value_problem("auc", e.get("auc", "?")) is None
@@ -128,6 +122,22 @@ def check_train_summary(summary, path: str | Path = "train_summary.json", rerun:
         problem = _config_value_problem(name, summary["config"].get(name))
         if problem:
             raise InputError(f"{path}: config {name} {problem}; {rerun}")
+    _check_warnings(summary, path, rerun)
+
+
+def _check_runs(path, noun: str, runs: dict, needed, problem_of, lacking_rerun: str, rerun: str) -> None:
+    """Every run of a summary has the `needed` keys, and no value `problem_of(name, value)` finds wrong."""
+    for key, stats in runs.items():
+        missing = [k for k in needed if not isinstance(stats, dict) or k not in stats]
+        if missing:
+            raise InputError(f"{path}: {noun} {key} lacks {missing[0]}; {lacking_rerun}")
+        for name, value in stats.items():
+            problem = problem_of(name, value)
+            if problem:
+                raise InputError(f"{path}: {noun} {key}: {name} {problem}; {rerun}")
+
+
+def _check_warnings(summary: dict, path, rerun: str) -> None:
     warnings = summary.get("warnings", [])
     if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
         raise InputError(f"{path}: warnings is {_shown(warnings)}, not a list of messages; {rerun}")
@@ -184,14 +194,8 @@ def check_summary(summary, path: str | Path = "summary.json", folder: str | Path
         lacking = [k for k in _REQUIRED[section] if k not in keys]
         if lacking:
             raise InputError(f"{path}: {section} lacks {lacking[0]}; {rerun}")
-    for key, stats in policies.items():
-        missing = [k for k in NEEDED_SUMMARY_KEYS if not isinstance(stats, dict) or k not in stats]
-        if missing:
-            raise InputError(f"{path}: policy {key} lacks {missing[0]}; re-run `fiitedsim replay TRACE --out {folder}`")
-        for name, value in stats.items():
-            problem = _summary_value_problem(name, value)
-            if problem:
-                raise InputError(f"{path}: policy {key}: {name} {problem}; {rerun}")
+    _check_runs(path, "policy", policies, NEEDED_SUMMARY_KEYS, _summary_value_problem,
+                f"re-run `fiitedsim replay TRACE --out {folder}`", rerun)
     for name, value in config.items():
         problem = _config_value_problem(name, value)
         if problem:
@@ -200,9 +204,7 @@ def check_summary(summary, path: str | Path = "summary.json", folder: str | Path
         problem = _trace_value_problem(name, value)
         if problem:
             raise InputError(f"{path}: trace {name} {problem}; {rerun}")
-    warnings = summary.get("warnings", [])
-    if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
-        raise InputError(f"{path}: warnings is {_shown(warnings)}, not a list of messages; {rerun}")
+    _check_warnings(summary, path, rerun)
 
 
 #: summary.json values by kind (policies.base.SUMMARY_KEYS): shares in [0, 1], other non-negative numbers; every
