@@ -35,8 +35,11 @@ AUTO_PAGE_MAX = 1 << 16
 #: ... among those of which every pool's share of the budget holds at least this many, so that rounding a share
 #: down to whole pages loses at most 1/16 of it.
 AUTO_MIN_PAGES = 16
-#: `--index-initial auto`: no index starts below this many buckets.
+#: `--index-initial auto`: no index starts below this many buckets ...
 AUTO_INDEX_MIN = 16
+#: ... nor above this many (1 MiB of 16-byte entries): past it an index grows by doubling as its entries come, so
+#: a huge table at a large budget does not reserve gigabytes for rows a trace may never touch.
+AUTO_INDEX_MAX = 1 << 16
 #: How `--page-bytes` and `--index-initial` ask for the layout derived from the budget (`resolve_layout`).
 AUTO = "auto"
 MAX_TABLES = 1 << 15
@@ -353,9 +356,9 @@ def auto_page_bytes(tables: list[TableSpec], budget_bytes: int) -> int:
 def auto_index_capacity(entries: int, max_load: float) -> int:
     """`--index-initial auto` of an index that holds at most `entries` entries: the smallest power of two, at
     least AUTO_INDEX_MIN, whose index takes them all without doubling (DESIGN 3.1 doubles before an insert when
-    (count + 1) > max_load * capacity, so `entries <= max_load * capacity`), at most MAX_INDEX_INITIAL."""
+    (count + 1) > max_load * capacity, so `entries <= max_load * capacity`), at most AUTO_INDEX_MAX."""
     cap = AUTO_INDEX_MIN
-    while entries > max_load * cap and cap < MAX_INDEX_INITIAL:
+    while entries > max_load * cap and cap < AUTO_INDEX_MAX:
         cap *= 2
     return cap
 
@@ -369,7 +372,8 @@ def auto_index_capacities(tables: list[TableSpec], budget_bytes: int, page_bytes
     that divides the budget between pools. A row with chunk k resident holds chunks 0..k too (resident
     prefixes), so table t's share holds at most n = min(rows_t, N_t // (k + 1)) entries of index (t, k); it
     starts at `auto_index_capacity(n)`. A table that takes more than its share of its pool grows its indices
-    by doubling; a table alone in its pool never does (with `--budget-covers payload`).
+    by doubling; a table alone in its pool never does (with `--budget-covers payload`) unless its capacity
+    reached AUTO_INDEX_MAX.
     """
     layout = PoolLayout.of(tables, page_bytes)
     caps = layout.page_caps(budget_bytes, 0, page_bytes)

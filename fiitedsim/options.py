@@ -69,12 +69,12 @@ BUDGET = typer.Option(DEFAULT_BUDGET, "--budget",
                            "comma-separated list runs each (keys NAME@BUDGET).")
 REPLAY_POLICY = typer.Option(REPLAY_POLICIES, "--policy",
                              help="Comma-separated policies: fiited, row-prune, uniform-dim, uniform-row, hash "
-                                  "(hashing trick), mde (mixed dimensions, sized from a first pass: an offline "
-                                  "oracle), full, lru, lfu (row caches over a full copy), or all.")
+                                  "(hashing trick), mde (mixed dimensions, sized from a first pass over the whole "
+                                  "trace), full, lru, lfu (row caches over a full copy), or all.")
 TRAIN_POLICY_OPTION = typer.Option(TRAIN_POLICY, "--policy",
                                    help="Comma-separated storage policies: fiited, row-prune, uniform-dim, hash, mde "
-                                        "(sized from the training split's lookups: an offline oracle), full, or all; "
-                                        "each trains its own model.")
+                                        "(mixed dimensions, sized from the lookups of the first --size-from of the "
+                                        "training split), full, or all; each trains its own model.")
 
 # --------------------------------------------------------------------------- the engine's knobs (ReplayConfig)
 

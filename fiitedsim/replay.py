@@ -99,7 +99,7 @@ def _one_pass(source: TraceSource, runs: list[tuple[str, Run]],
     instances = {key: POLICIES[run.policy](tables, run.config, source.has_grad, source.has_importance)
                  for key, run in runs}
     if any(policy.needs_frequencies for policy in instances.values()):
-        touched = count_lookups(source, progress)  # the first pass of an offline oracle (mde)
+        touched = count_lookups(source, progress)  # the first pass of a policy sized from it (mde)
         for policy in instances.values():
             if policy.needs_frequencies:
                 policy.set_frequencies(touched)

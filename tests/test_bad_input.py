@@ -249,9 +249,7 @@ def test_a_three_lookup_trace_of_a_huge_table_replays_quickly_under_the_default_
     with TraceWriter(folder / "t.parquet", [TableSpec("huge", rows=n, dim=8, chunk=4)], with_grad=False) as w:
         w.write(np.array([0, 1, 2]), np.zeros(3, np.int32), np.array([5, n - 1, 5], np.int64))
     t0 = time.perf_counter()
-    # --index-initial auto would size fiited's indices for the 0.10 budget (some 2**37 chunks: 2**30 buckets
-    # each, the cap), which the start-up memory check refuses; this test is about uniform-row
-    result = run(monkeypatch, capsys, "replay", folder / "t.parquet", "--index-initial", "1024", "--json", "-q")
+    result = run(monkeypatch, capsys, "replay", folder / "t.parquet", "--json", "-q")
     assert result.code == 0, result.err
     assert time.perf_counter() - t0 < 30
     summary = json.loads(result.out)["policies"]["uniform-row"]

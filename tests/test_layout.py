@@ -17,6 +17,7 @@ from test_cli import fails_cleanly, run, write_trace
 
 from fiitedsim import reference
 from fiitedsim.config import (
+    AUTO_INDEX_MAX,
     AUTO_INDEX_MIN,
     AUTO_MIN_PAGES,
     AUTO_PAGE_MAX,
@@ -38,7 +39,8 @@ TWO = [TableSpec("a", rows=15_000, dim=16, chunk=4), TableSpec("b", rows=250, di
 
 
 def test_the_constants_are_the_documented_ones():
-    assert (AUTO_PAGE_MAX, AUTO_MIN_PAGES, AUTO_INDEX_MIN, MAX_INDEX_INITIAL) == (65536, 16, 16, 2**30)
+    assert (AUTO_PAGE_MAX, AUTO_MIN_PAGES, AUTO_INDEX_MIN, AUTO_INDEX_MAX, MAX_INDEX_INITIAL) == (
+        65536, 16, 16, 65536, 2**30)
     assert ReplayConfig().page_bytes == ReplayConfig().index_initial == "auto"
 
 
@@ -118,7 +120,7 @@ def test_replay_refuses_a_budget_too_small_for_any_page(monkeypatch, capsys, tmp
     (13, 0.75, 32), (96, 0.75, 128), (97, 0.75, 256),
     (100, 0.9, 128), (115, 0.9, 128), (116, 0.9, 256),  # 0.9 x 128 = 115.2
     (100, 0.5, 256), (128, 0.5, 256), (129, 0.5, 512),
-    (2**40, 0.75, 2**30), (3 * 2**28, 0.75, 2**30), (3 * 2**28 + 1, 0.75, 2**30),  # the cap
+    (3 * 2**14, 0.75, 2**16), (3 * 2**14 + 1, 0.75, 2**16), (2**40, 0.75, 2**16),  # the cap: 0.75 x 65,536
 ])
 def test_index_capacity_rule(n, max_load, cap):
     assert auto_index_capacity(n, max_load) == cap
@@ -200,21 +202,28 @@ def test_resolution_is_idempotent_and_tied_to_its_tables():
         ReplayConfig().index_capacity(0, 0)
 
 
-def test_auto_indices_beyond_memory_are_refused_with_a_way_out(monkeypatch, capsys, tmp_path):
+def test_auto_indices_of_a_huge_table_start_at_the_cap_and_a_number_beyond_memory_is_refused(monkeypatch, capsys,
+                                                                                                tmp_path):
     """A table of 2**40 - 1 rows (D = 8, C = 4: 16-byte chunks, K = 2) at 0.10 of its dense size: some 2.2e11
-    chunks fit the budget, so both indices get the 2**30-bucket cap; the engine reserves 4 x 8 bytes per bucket
-    up front: 4 x 2**31 x 8 = 64 GiB, more than the 8 GiB this test says the machine has."""
+    chunks fit the budget, so both indices start at the 65,536-bucket cap (2 x 65,536 x 16 = 2 MiB of index) and
+    grow as entries come. `--index-initial 2**30` asks the engine to reserve 4 x 8 bytes per bucket up front:
+    2 x 4 x 2**30 x 8 = 64 GiB, more than the 8 GiB this test says the machine has."""
     from fiitedsim import memory
     from fiitedsim.trace_writer import TraceWriter
 
-    monkeypatch.setattr(memory, "memory_limit", lambda: 8 * 2**30)
     n = 2**40 - 1
-    with TraceWriter(tmp_path / "t.parquet", [TableSpec("huge", rows=n, dim=8, chunk=4)], with_grad=False) as w:
+    huge = [TableSpec("huge", rows=n, dim=8, chunk=4)]
+    assert resolve_layout(huge, ReplayConfig(budget_bytes=n * 32 // 10)).index_initial == ((65536, 65536),)
+    with TraceWriter(tmp_path / "t.parquet", huge, with_grad=False) as w:
         w.write(np.array([0, 1]), np.zeros(2, np.int32), np.array([5, n - 1], np.int64))
-    fails_cleanly(monkeypatch, capsys, tmp_path, ["replay", tmp_path / "t.parquet", "--policy", "fiited", "-q"],
-                  "--index-initial auto: the 2 hash indices (one per table and chunk position) of up to 1073741824 "
-                  "buckets, 2147483648 in all, would take 64 GiB of memory at the start, more than the 8 GiB",
-                  "give --index-initial a number, e.g. 1024")
+    result = run(monkeypatch, capsys, "replay", tmp_path / "t.parquet", "--policy", "fiited", "--json", "-q")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["policies"]["fiited"]["index_bytes_peak"] == 2 * 65536 * 16
+    monkeypatch.setattr(memory, "memory_limit", lambda: 8 * 2**30)
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["replay", tmp_path / "t.parquet", "--policy", "fiited",
+                                                  "--index-initial", str(2**30), "-q"],
+                  "--index-initial 1073741824: the 2 hash indices (one per table and chunk position) of 1073741824 "
+                  "buckets each would take 64 GiB of memory at the start, more than the 8 GiB", "lower --index-initial")
 
 
 def test_each_budget_of_a_plan_has_its_own_layout():

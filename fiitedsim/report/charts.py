@@ -206,7 +206,7 @@ def chart_tradeoff(results: ReplayResults, runs: list[Run], lay: ChartLayout):
     return memory_panels(
         rows, y, tooltip, lay, "Dim hit rate against memory: further up and further left is better",
         "resident dims / requested dims; one line per policy through its budgets, points labelled by budget "
-        "(dashed: offline oracle; dotted: cache, which needs a full backing copy)" if lay.multi_budget else
+        "(dashed: sized before training; dotted: cache, which needs a full backing copy)" if lay.multi_budget else
         "resident dims / requested dims; one point per policy")
 
 

@@ -102,7 +102,7 @@ def train_chart_specs(summary: dict, curve: pl.DataFrame) -> dict[str, dict]:
     tradeoff = memory_panels(
         points, y, tooltip, lay, "AUC against memory: further up and further left is better",
         "mean over seeds, bars ± one standard deviation over seeds; one line per policy through its budgets, "
-        "points labelled by budget (dashed: offline oracle)",
+        "points labelled by budget (dashed: sized before training)",
         spread=("lo", "hi") if any(p["lo"] is not None for p in points) else None)  # one seed: no bars
     steps = []
     if curve.height:
