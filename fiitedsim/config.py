@@ -227,6 +227,7 @@ class ReplayConfig:
     report_every: int = 100
     count_accesses: bool = False
     mde_exponent: float = 0.3          # `mde`: a row's dimension grows as (its lookup share) ** mde_exponent
+    qr_operation: str = "mult"         # `qr`: a row's quotient and remainder vectors combine by product or sum
     budget_label: str = field(default="", compare=False)
 
     def __post_init__(self):
@@ -267,6 +268,9 @@ class ReplayConfig:
         if not (0.0 <= self.mde_exponent <= 1.0):
             raise InputError(f"--mde-exponent must be in [0, 1] (0: every touched row gets the same dimension, "
                              f"1: dimension proportional to lookups), got {self.mde_exponent}")
+        if self.qr_operation not in ("mult", "add"):
+            raise InputError(f"--qr-operation must be 'mult' (element-wise product) or 'add' (sum), got "
+                             f"{self.qr_operation!r}")
         if self.meta_bytes_per_row is not None and self.meta_bytes_per_row < 0:
             raise InputError(f"meta_bytes_per_row must not be negative, got {self.meta_bytes_per_row}")
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from .config import PoolLayout, ReplayConfig, TableSpec, resolve_layout
 
-POLICIES = ("fiited", "row-prune", "full", "uniform-dim", "uniform-row", "hash", "mde")
+POLICIES = ("fiited", "row-prune", "full", "uniform-dim", "uniform-row", "hash", "qr", "mde")
 
 MASK64 = (1 << 64) - 1
 
@@ -934,6 +934,20 @@ class DenseBaseline:
                             for t in tables]
             self.payload_bytes = sum(m * t.dim * t.dtype_bytes for m, t in zip(self.buckets, tables))
             self.served: dict[tuple[int, int], set[int]] = {}  # (t, bucket) -> rows seen reading it
+        elif policy == "qr":
+            # DESIGN 4: "row i reads Q[i // m] combined with R[i mod m]; m the largest for which both tables fit".
+            # semantics.md: table t may keep b_t = floor(budget * dense_t / dense) // row_bytes full rows (the
+            # split of `hash`); b_t >= rows: the table whole; else the largest m <= rows with ceil(rows/m) + m <= b_t.
+            self.remainders = []
+            for t in tables:
+                b = (cfg.budget_bytes * t.dense_bytes // dense) // (t.dim * t.dtype_bytes)
+                fits = [m for m in range(1, t.rows + 1) if -(-t.rows // m) + m <= b]
+                self.remainders.append(None if b >= t.rows else max(fits))  # (refused before any replay if none)
+            self.payload_bytes = sum((-(-t.rows // m) + m if m else t.rows) * t.dim * t.dtype_bytes
+                                     for t, m in zip(tables, self.remainders))
+            # (t, stored row) -> rows seen reading it, for the quotient and the remainder tables
+            self.readers: tuple[dict, dict] = ({}, {})
+            self.shared = [0, 0]
         elif policy == "mde":
             self.mde_dims = self._mde_dims(lookups)
             dtype = {t: spec.dtype_bytes for t, spec in enumerate(tables)}
@@ -981,7 +995,7 @@ class DenseBaseline:
     def dimensions(self, t: int, r: int) -> int:
         """The number of dimensions row r of table t reads under this baseline."""
         D = self.tables[t].dim
-        if self.policy in ("full", "hash"):
+        if self.policy in ("full", "hash", "qr"):
             return D
         if self.policy == "uniform-dim":
             return min(self.uniform_dims, D)
@@ -1005,6 +1019,13 @@ class DenseBaseline:
             if len(rows) > 1:
                 c["collisions"] += 1
                 dims = 0
+        if self.policy == "qr" and self.remainders[rec.table]:
+            # a quotient (remainder) row is shared when it has served another row seen so far
+            m = self.remainders[rec.table]
+            for i, part in enumerate((rec.row // m, rec.row % m)):
+                rows = self.readers[i].setdefault((rec.table, part), set())
+                rows.add(rec.row)
+                self.shared[i] += int(len(rows) > 1)
         c["lookups"] += 1
         # semantics.md "Baselines": a row hit is any resident dimension; chunk hits count whole chunks
         c["row_hits"] += int(dims > 0)
@@ -1081,7 +1102,12 @@ class DenseBaseline:
             "index_load_factor_final": 0.0,
         }
         summary.update(c)
-        return ReferenceResult(summary={key: summary[key] for key in SUMMARY_KEYS}, snapshots=snapshots)
+        keys = list(SUMMARY_KEYS)
+        if self.policy == "qr":  # its own figures: shares of lookups whose quotient / remainder row was shared
+            summary["quotient_shared_share"] = _rate(self.shared[0], c["lookups"])
+            summary["remainder_shared_share"] = _rate(self.shared[1], c["lookups"])
+            keys += ["quotient_shared_share", "remainder_shared_share"]
+        return ReferenceResult(summary={key: summary[key] for key in keys}, snapshots=snapshots)
 
 
 # --------------------------------------------------------------------------- replay

@@ -46,7 +46,7 @@ from ..trace import RecordBatch
 from .residency import Resets
 
 #: Policies a trainer can run on: chunk storage through the engine, or a fixed layout.
-TRAIN_POLICIES = ("fiited", "row-prune", "uniform-dim", "hash", "mde", "full")
+TRAIN_POLICIES = ("fiited", "row-prune", "uniform-dim", "hash", "qr", "mde", "full")
 
 _NO_IMP = (np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.int64),
            np.zeros(0, np.float32))
@@ -112,6 +112,8 @@ class EngineResidency:
         self.paged = not policy.fixed_layout
         if hasattr(policy, "remap"):  # rows share stored vectors (`hash`): the trainer reads these rows
             self.remap = policy.remap
+        if hasattr(policy, "compose"):  # rows combine two stored vectors (`qr`)
+            self.compose, self.operation, self.initialise = policy.compose, policy.operation, policy.initialise
         self._step = None
         self._d = None
         self._finished: PolicyResult | None = None

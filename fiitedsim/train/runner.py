@@ -349,7 +349,7 @@ def run_all(data: Dataset | Callable[[int], Dataset], data_spec: str, policies: 
                           "dense": first.dense.shape[1], **config_dict(tcfg),
                           "seeds": seeds, "auto": planned.auto, "steps_run": steps, "gamma": rcfg.gamma,
                           "page_bytes": rcfg.page_bytes, "index_initial": rcfg.index_initial,
-                          "mde_exponent": rcfg.mde_exponent, "policies": policies,
+                          "mde_exponent": rcfg.mde_exponent, "qr_operation": rcfg.qr_operation, "policies": policies,
                           "budgets": budget_entries(budgets, dense_bytes(tables), touched_dense, tables, rcfg),
                           "dense_bytes": dense_bytes(tables), "touched_rows": touched,
                           "touched_dense_bytes": touched_dense, "sizing_window_samples": window_samples(first, tcfg),
