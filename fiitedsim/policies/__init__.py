@@ -1,4 +1,5 @@
 """Policies: one module each, all behind `base.Policy`."""
+from .cafe import Cafe
 from .fiited import Fiited
 from .full import Full
 from .hashing_trick import HashingTrick
@@ -10,8 +11,8 @@ from .row_prune import RowPrune
 from .uniform_dim import UniformDim
 from .uniform_row import UniformRow
 
-POLICIES = {cls.name: cls for cls in (Fiited, RowPrune, UniformDim, UniformRow, HashingTrick, Qr, Mde, Full, Lru,
-                                     Lfu)}
+POLICIES = {cls.name: cls for cls in (Fiited, RowPrune, UniformDim, UniformRow, HashingTrick, Qr, Cafe, Mde, Full,
+                                     Lru, Lfu)}
 #: Policies that keep whole rows of a full copy elsewhere: a miss is served from that copy, not lost.
 CACHE_POLICIES = ("lru", "lfu")
 #: Policies that run pruning rounds (the "fewer than 2 rounds" warning applies to them).

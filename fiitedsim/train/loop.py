@@ -55,13 +55,14 @@ class Trainer:
 
     def __init__(self, model: ModelConfig, lr_emb: float = 0.05, lr_mlp: float = 1e-3, seed: int = 0,
                  hook: ResidencyHook | None = None, dtype=np.float32):
-        self.cfg = model
-        self.p = init_params(model, seed, dtype)
         self.hook = hook if hook is not None else FullResidency(model.chunks, model.dim)
+        self.cfg = model = replace(model, extra_rows=getattr(self.hook, "extra_rows", 0))
+        self.p = init_params(model, seed, dtype)
         if self.hook.chunks != model.chunks:
             raise ValueError(f"hook has {self.hook.chunks} chunks per row, the model {model.chunks}")
         self._remap = getattr(self.hook, "remap", None)
         self._compose = getattr(self.hook, "compose", None)
+        self._copies = getattr(self.hook, "copies", None)
         if hasattr(self.hook, "initialise"):
             self.hook.initialise(self.p.emb, self.p.offsets, seed)
         self.adagrad = RowWiseAdagrad(self.p.emb, lr=lr_emb)
@@ -107,6 +108,10 @@ class Trainer:
         table, row = self._lookups(idx)
         d, resets = self.hook.lookup(step, table, row)
         self.zero(resets)
+        if self._copies is not None:   # stored rows the policy moved since the last step (`cafe`'s promotions)
+            source, target = self._copies()
+            self.p.emb[target] = self.p.emb[source]
+            self.adagrad.acc[target] = self.adagrad.acc[source]
         d = self._as_batch(np.clip(d, 0, self.cfg.dim).astype(np.int32), B)
         stored, compose = self._stored(idx, table, row)
         cache = forward(self.p, self.cfg, dense, stored, d, self.mm, compose)

@@ -51,6 +51,7 @@ class ModelConfig:
     chunk: int = 4                   # chunk size C (the residency hook's unit); must divide dim
     bottom: tuple[int, ...] = (128, 64)
     top: tuple[int, ...] = (256, 128)
+    extra_rows: int = 0              # rows after the fields' tables that a storage policy keeps (`cafe`'s hot table)
 
     @property
     def fields(self) -> int:
@@ -110,7 +111,7 @@ def init_params(cfg: ModelConfig, seed: int, dtype=np.float32) -> Params:
     rng = np.random.default_rng(seed)
     offsets = np.zeros(cfg.fields + 1, dtype=np.int64)
     offsets[1:] = np.cumsum(cfg.rows)
-    emb = np.empty((int(offsets[-1]), cfg.dim), dtype=dtype)
+    emb = np.zeros((int(offsets[-1]) + cfg.extra_rows, cfg.dim), dtype=dtype)   # extra rows: the policy's to set
     for f, rows in enumerate(cfg.rows):
         bound = 1.0 / np.sqrt(rows)
         emb[offsets[f]:offsets[f + 1]] = rng.uniform(-bound, bound, size=(rows, cfg.dim))
