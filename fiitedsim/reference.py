@@ -936,13 +936,17 @@ class DenseBaseline:
             self.served: dict[tuple[int, int], set[int]] = {}  # (t, bucket) -> rows seen reading it
         elif policy == "qr":
             # DESIGN 4: "row i reads Q[i // m] combined with R[i mod m]; m the largest for which both tables fit".
-            # semantics.md: table t may keep b_t = floor(budget * dense_t / dense) // row_bytes full rows (the
-            # split of `hash`); b_t >= rows: the table whole; else the largest m <= rows with ceil(rows/m) + m <= b_t.
+            # semantics.md: every table first its fewest rows (its smallest pair, or itself whole), the rest of the
+            # budget split by dense size; b_t >= rows: the table whole; else the largest m with ceil(rows/m) + m
+            # <= b_t (a budget below every table's fewest rows is refused before any replay).
+            def fewest(n):
+                return min(n, min(-(-n // m) + m for m in range(1, n + 1)))
+            rest = cfg.budget_bytes - sum(fewest(t.rows) * t.dim * t.dtype_bytes for t in tables)
             self.remainders = []
             for t in tables:
-                b = (cfg.budget_bytes * t.dense_bytes // dense) // (t.dim * t.dtype_bytes)
+                b = fewest(t.rows) + (rest * t.dense_bytes // dense) // (t.dim * t.dtype_bytes)
                 fits = [m for m in range(1, t.rows + 1) if -(-t.rows // m) + m <= b]
-                self.remainders.append(None if b >= t.rows else max(fits))  # (refused before any replay if none)
+                self.remainders.append(None if b >= t.rows else max(fits))
             self.payload_bytes = sum((-(-t.rows // m) + m if m else t.rows) * t.dim * t.dtype_bytes
                                      for t, m in zip(tables, self.remainders))
             # (t, stored row) -> rows seen reading it, for the quotient and the remainder tables

@@ -33,19 +33,24 @@ def test_sizes_by_hand():
     assert policy.m == [26] and policy.payload_bytes == 480 and policy.index_bytes == policy.meta_bytes == 0
 
 
-def test_two_tables_split_the_budget_by_dense_size():
-    # a: 100 rows of 16 bytes (dense 1,600), b: 50 rows of 32 bytes (D = 8; dense 1,600): each gets half of 1,280
-    # = 640 bytes: a 40 rows -> the largest m with ceil(100/m) + m <= 40 is 37 (3 + 37); b 20 rows -> m = 17
-    # (ceil(50/17) = 3, 3 + 17 = 20; 18: 3 + 18 = 21). Payload 40 x 16 + 20 x 32 = 1,280
+def test_tables_get_their_fewest_rows_then_split_the_rest_by_dense_size():
+    # a: 100 rows of 16 bytes (dense 1,600), fewest 20 rows (m = 10); b: 50 rows of 32 bytes (D = 8; dense 1,600),
+    # fewest: m = 7 gives 8 + 7 = 15 (6: 9 + 6, 8: 7 + 8 also 15; nothing less) -> 15 rows. The least budget is
+    # 20 x 16 + 15 x 32 = 800. At 1,280, the rest 480 splits in halves: a 20 + 240 // 16 = 35 rows -> the largest
+    # m with ceil(100/m) + m <= 35 is 31 (4 + 31; 32: 4 + 32 = 36); b 15 + 240 // 32 = 22 rows -> m = 19
+    # (ceil(50/19) = 3, 3 + 19 = 22; 20: 3 + 20 = 23). Payload 35 x 16 + 22 x 32 = 1,264 <= 1,280
     tables = [TableSpec("a", rows=100, dim=4, chunk=2), TableSpec("b", rows=50, dim=8, chunk=2)]
-    assert qr_layout(tables, 1280) == [37, 17]
-    assert Qr(tables, ReplayConfig(budget_bytes=1280), True, False).payload_bytes == 1280
+    assert min_pair_rows(50) == 15 and qr_layout(tables, 1280) == [31, 19]
+    assert Qr(tables, ReplayConfig(budget_bytes=1280), True, False).payload_bytes == 1264
+    # a small table is whole from the start: 3 rows take 3 (their smallest pair, m = 2, takes 2 + 2 = 4)
+    small = [TableSpec("s", rows=3, dim=4, chunk=2), TableSpec("a", rows=100, dim=4, chunk=2)]
+    assert qr_layout(small, (3 + 20) * 16) == [None, 10]
 
 
 def test_a_budget_below_the_smallest_pair_is_refused_naming_the_smallest():
     Qr.check_budget(ONE, ReplayConfig(budget_bytes=320))                 # 20 rows: the smallest pair
-    with pytest.raises(InputError, match="smallest pair of quotient and remainder tables of table 'a' for qr "
-                                         r"\(20 rows of 100\); the smallest workable budget is 320 bytes"):
+    with pytest.raises(InputError, match="below the smallest pairs of quotient and remainder tables qr can make"
+                                         ".*the smallest workable budget is 320 bytes"):
         Qr.check_budget(ONE, ReplayConfig(budget_bytes=319))
 
 
@@ -74,7 +79,7 @@ def test_replay_and_refusal_on_the_command_line(monkeypatch, capsys, tmp_path):
     result = run(monkeypatch, capsys, "replay", trace, "--policy", "qr,hash", "--budget", "0.1,0.3", "--json", "-q")
     assert result.code == 0, result.err
     fails_cleanly(monkeypatch, capsys, tmp_path, ["replay", trace, "--policy", "qr", "--budget", "100B", "-q"],
-                  "for qr", "smallest workable budget")
+                  "qr can make", "smallest workable budget")
     fails_cleanly(monkeypatch, capsys, tmp_path, ["replay", trace, "--policy", "qr", "--qr-operation", "concat"],
                   "--qr-operation must be 'mult'")
 

@@ -8,13 +8,19 @@ same pair, so every row has a vector of its own, yet each quotient row serves up
 row up to ceil(n / m): their parameters are shared.
 
 Sizing, per table t, before training and from the table sizes alone:
-    b_t = floor(budget * dense_t / dense_total) // row_bytes_t   (the budget split by dense size, as `hash`)
-    a table whose share holds all its rows (b_t >= n_t) is stored whole (no sharing);
-    otherwise m_t = the largest m <= n_t with ceil(n_t / m) + m <= b_t (the issue's "largest m for which
-    both tables fit"; f(m) = ceil(n/m) + m falls until about sqrt(n) and grows after, so this spends the
-    share on the remainder table).
-The smallest pair a table can have is min_m ceil(n/m) + m, about 2 sqrt(n) rows (`min_pair_rows`): a budget
-whose share of some table is below it (and below the table) is refused, naming the smallest workable budget.
+    base_t = min(n_t, min_m ceil(n_t/m) + m)   the fewest rows the table can take: its smallest pair of
+                                               tables (about 2 sqrt(n_t) rows, `min_pair_rows`), or the table
+                                               whole when that is smaller;
+    b_t = base_t + floor((budget - sum_u base_u * row_bytes_u) * dense_t / dense_total) // row_bytes_t
+                                               every table its fewest rows first, the rest of the budget split
+                                               by dense size (as pools split it): a plain split by dense size
+                                               gives a small table (a field of 3 or 60 values) less than its
+                                               smallest pair at budgets where the large ones fit easily;
+    a table with b_t >= n_t is stored whole (no sharing); otherwise m_t = the largest m <= n_t with
+    ceil(n_t / m) + m <= b_t (the issue's "largest m for which both tables fit"; f(m) = ceil(n/m) + m falls
+    until about sqrt(n) and grows after, so this spends the share on the remainder table).
+A budget below sum_t base_t * row_bytes_t is refused, naming that size: the Q-R trick cannot compress a table
+below its smallest pair.
 
 Combination (`--qr-operation`): `mult`, the element-wise product (the default, as the paper's experiments
 and DLRM's QREmbeddingBag default), or `add`, the sum (CAFE's artifact). A trainer initialises both factor
@@ -70,10 +76,23 @@ def remainder_rows(n: int, rows: int) -> int | None:
     return m
 
 
+def fewest_rows(n: int) -> int:
+    """base_t: the fewest rows an n-row table takes under qr, its smallest pair or itself whole."""
+    return min(n, min_pair_rows(n))
+
+
+def least_budget(tables) -> int:
+    """The smallest budget qr can take: every table at its fewest rows."""
+    return sum(fewest_rows(t.rows) * t.dim * t.dtype_bytes for t in tables)
+
+
 def qr_layout(tables, budget_bytes: int) -> list[int | None]:
     """m_t of every table at a budget (module docstring): None for a table stored whole, 0 when too small."""
     dense = dense_bytes(tables)
-    return [remainder_rows(t.rows, (budget_bytes * t.dense_bytes // dense) // (t.dim * t.dtype_bytes))
+    rest = budget_bytes - least_budget(tables)
+    if rest < 0:
+        return [0] * len(tables)
+    return [remainder_rows(t.rows, fewest_rows(t.rows) + (rest * t.dense_bytes // dense) // (t.dim * t.dtype_bytes))
             for t in tables]
 
 
@@ -96,17 +115,12 @@ class Qr(StaticPolicy):
 
     @classmethod
     def check_budget(cls, tables, cfg, vocabulary: bool = False) -> None:
-        small = [t for t, m in zip(tables, qr_layout(tables, cfg.budget_bytes)) if m == 0]
-        if small:
-            dense = dense_bytes(tables)
-            # table t needs min_pair_rows full rows of its dense share: budget >= rows x row bytes x dense / dense_t
-            need = max(-(-min(min_pair_rows(t.rows), t.rows) * t.dim * t.dtype_bytes * dense // t.dense_bytes)
-                       for t in tables)
-            t = small[0]
-            raise InputError(f"budget {budget_name(cfg)} ({cfg.budget_bytes} bytes) is below the smallest pair of "
-                             f"quotient and remainder tables of table {t.name!r} for qr ({min_pair_rows(t.rows):,} "
-                             f"rows of {t.rows:,}); the smallest workable budget is {need} bytes "
-                             f"({need / dense:.6g} of the dense size)")
+        need = least_budget(tables)
+        if cfg.budget_bytes < need:
+            raise InputError(f"budget {budget_name(cfg)} ({cfg.budget_bytes} bytes) is below the smallest pairs of "
+                             f"quotient and remainder tables qr can make of these tables (about 2 sqrt(rows) rows "
+                             f"each, or the table whole); the smallest workable budget is {need} bytes "
+                             f"({need / dense_bytes(tables):.6g} of the dense size)")
 
     def compose(self, table: np.ndarray, row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The stored rows each (table, row) combines, as a trainer lays out a table of n rows: quotient row q at
