@@ -6,6 +6,7 @@ The benchmark a reviewer reads (the practitioner issue): per data set, the model
     fiited, row-prune, uniform-dim, hash, mde and full   (C = 4, sized from the whole training split)
     mde sized from the first 10% of the training split   (`--size-from 0.1`)
     fiited at C = 2 and C = 1
+    qr and cafe                                          (the Q-R trick and CAFE, the issue that added them)
 
 at budgets of 2, 5, 10, 25 and 50% of the dense size of the vocabulary tables, every policy once per seed.
 One `fiitedsim train`-equivalent run (`train.runner.run_all`) per variant, on the same data and seeds, so runs
@@ -40,7 +41,10 @@ from common import OUT, git_rev, load, machine_line, print_table
 
 from fiitedsim.compare import QualityPoint, equal_quality, paired_verdict, policy_kind
 from fiitedsim.config import ReplayConfig
+from fiitedsim.errors import InputError
+from fiitedsim.plan import check_runs, plan
 from fiitedsim.report import write_train_report
+from fiitedsim.train.engine_hook import train_tables
 from fiitedsim.train.loop import TrainConfig
 from fiitedsim.train.runner import load_data, run_all, write_outputs
 
@@ -55,6 +59,7 @@ VARIANTS = (
     ("first-10pct", "first 10%", ("mde",), {"size_from": 0.1}),
     ("C2", "C=2", ("fiited",), {"chunk": 2}),
     ("C1", "C=1", ("fiited",), {"chunk": 1}),
+    ("qr-cafe", "", ("qr", "cafe"), {}),
 )
 
 
@@ -72,6 +77,19 @@ def ms(values) -> str:
 
 def kib(n) -> str:
     return "-" if n is None else f"{n / 1024:,.1f}"
+
+
+def workable(policy: str, shares: list[str], ds, tcfg: TrainConfig) -> list[str]:
+    """The budgets (shares) `policy` can take on the first seed's tables (`plan.check_runs`'s refusals)."""
+    tables = train_tables(ds.rows, tcfg.dim, tcfg.chunk, ds.sparse_names)
+    ok = []
+    for share in shares:
+        try:
+            check_runs(plan(tables, [policy], share, ReplayConfig(), check=False), ds.vocabulary)
+        except InputError:
+            continue
+        ok.append(share)
+    return ok
 
 
 def main() -> None:
@@ -111,29 +129,40 @@ def main() -> None:
     runs, summaries = {}, {}
     for folder_name, label, policies, changes in VARIANTS:
         t1 = time.perf_counter()
-        folder = out / folder_name
+        tcfg = replace(base, **changes)
         if only is None or folder_name in only:
-            outputs = run_all(data, args.data, list(policies), args.shares, replace(base, **changes), ReplayConfig(),
-                              seeds=seeds, drift=args.drift)
-            write_outputs(folder, outputs)
-            write_train_report(folder / "report.html", outputs)
-            summary = outputs.summary
+            # policies grouped by the budgets they can take (qr refuses a budget below its tables' smallest pairs)
+            groups: dict[tuple, list[str]] = {}
+            for policy in policies:
+                groups.setdefault(tuple(workable(policy, shares, data(seeds[0]), tcfg)), []).append(policy)
+            for ok, members in groups.items():
+                refused = [x for x in shares if x not in ok]
+                if refused:
+                    print(f"{', '.join(members)}: refuses {', '.join(refused)} (below the smallest workable budget)")
+                if not ok:
+                    continue
+                outputs = run_all(data, args.data, members, ",".join(ok), tcfg, ReplayConfig(), seeds=seeds,
+                                  drift=args.drift)
+                folder = out / folder_name / "+".join(members)
+                write_outputs(folder, outputs)
+                write_train_report(folder / "report.html", outputs)
             print(f"{folder_name}: {time.perf_counter() - t1:.0f} s", flush=True)
         else:
-            summary = json.loads((folder / "train_summary.json").read_text())
+            print(f"{folder_name}: read from {out / folder_name}", flush=True)
+        for path in sorted((out / folder_name).glob("*/train_summary.json")):
+            summary = json.loads(path.read_text())
             cfg = summary["config"]
-            if (cfg["seeds"], [b["label"] for b in cfg["budgets"]], cfg["data"], cfg["drift"]) != (
-                    seeds, shares, args.data, args.drift):
-                raise SystemExit(f"{folder}: another run's results (seeds, budgets or data differ); compute it too")
-            print(f"{folder_name}: read from {folder}", flush=True)
-        summaries[label] = summary
-        for w in summary["warnings"]:
-            print(f"warning: {w}")
-        for key, stats in summary["policies"].items():
-            policy, _, share = key.partition("@")
-            runs[(name_of(policy, label), share)] = stats
+            if (cfg["seeds"], cfg["data"], cfg["drift"]) != (seeds, args.data, args.drift) or not {
+                    b["label"] for b in cfg["budgets"]} <= set(shares):
+                raise SystemExit(f"{path}: another run's results (seeds, budgets or data differ); compute it too")
+            summaries.setdefault(folder_name, summary)
+            for w in summary["warnings"]:
+                print(f"warning: {w}")
+            for key, stats in summary["policies"].items():
+                policy, _, share = key.partition("@")
+                runs[(name_of(policy, label), share)] = stats
     seconds = time.perf_counter() - t0
-    cfg = summaries[""]["config"]
+    cfg = summaries["policies"]["config"]
     names = list(dict.fromkeys(name for name, _ in runs))
     ranked = [n for n in names if policy_kind(n.partition("[")[0]) != "reference"]
     print(f"\n{args.data}{f' drift {args.drift:g}' if args.drift else ''}: {cfg['samples']:,} samples, "
@@ -141,20 +170,24 @@ def main() -> None:
           f"{dict(zip(cfg['table_names'], cfg['table_rows']))}, dense {cfg['dense_bytes']:,} B; the training split "
           f"touched {cfg['touched_dense_bytes']:,} B; {100 * cfg['unseen_share']:.1f}% of the evaluation lookups "
           f"name a value the training split never saw ("
-          f"{100 * summaries['first 10%']['config']['unseen_share']:.1f}% for its first 10%)")
+          f"{100 * summaries['first-10pct']['config']['unseen_share']:.1f}% for its first 10%)")
 
     def aucs(name, share):
-        return [e["auc"] for e in runs[(name, share)]["per_seed"]]
+        return [e["auc"] for e in runs[(name, share)]["per_seed"]] if (name, share) in runs else []
+
+    def knew(name):
+        return next(runs[(name, s)]["knew"] for s in shares if (name, s) in runs)
     budget_bytes = {b["label"]: b["bytes"] for b in cfg["budgets"]}
     print_table(["variant", "what it knew", *[f"{s} ({budget_bytes[s]:,} B)" for s in shares]],
-                [[n, runs[(n, shares[0])]["knew"], *(ms(aucs(n, s)) for s in shares)] for n in names],
-                title=f"AUC, mean ± sd over seeds {seeds}")
+                [[n, knew(n), *(ms(aucs(n, s)) for s in shares)] for n in names],
+                title=f"AUC, mean ± sd over seeds {seeds} (-: the policy refuses the budget)")
     print_table(["variant", *shares],
-                [[n, *(kib(runs[(n, s)]["total_bytes_peak"]) for s in shares)] for n in names],
+                [[n, *(kib(runs[(n, s)]["total_bytes_peak"] if (n, s) in runs else None) for s in shares)]
+                 for n in names],
                 title="total peak memory, KiB (payload + index + metadata; the largest over the seeds)")
     rank_rows, figures = [], {"ranking": {}}
     for s in shares:
-        order = sorted(ranked, key=lambda n: -float(np.mean(aucs(n, s))))
+        order = sorted((n for n in ranked if (n, s) in runs), key=lambda n: -float(np.mean(aucs(n, s))))
         lead = order[0]
         verdicts = {n: paired_verdict(aucs(lead, s), aucs(n, s)).outcome for n in order[1:]}
         tied = [n for n in order[1:] if verdicts[n] != "better"]
@@ -165,7 +198,7 @@ def main() -> None:
     print_table(["share", "ranking by mean AUC", "tied with the leader (paired rule)", "leader - full"], rank_rows)
     quality = equal_quality([QualityPoint(n, runs[(n, s)]["total_bytes_peak"], runs[(n, s)]["payload_bytes_peak"],
                                           {e["seed"]: e["auc"] for e in runs[(n, s)]["per_seed"]})
-                             for n in names for s in shares])
+                             for n in names for s in shares if (n, s) in runs])
     full_total = quality["full"]["total_bytes"]
     print_table(["variant", "least total KiB at full's AUC", "share of full's", "least payload KiB"],
                 [[n, kib(q["total_bytes"]), f"{100 * q['total_bytes'] / full_total:.1f}%" if q["total_bytes"] else
@@ -176,12 +209,12 @@ def main() -> None:
     figures.update({"data": args.data, "drift": args.drift, "shares": shares, "seeds": seeds, "seconds": seconds,
                     "machine": machine_line(), "git": git_rev(), "budget_bytes": budget_bytes,
                     "tables": dict(zip(cfg["table_names"], cfg["table_rows"])), "unseen_share": cfg["unseen_share"],
-                    "unseen_share_first_10pct": summaries["first 10%"]["config"]["unseen_share"],
+                    "unseen_share_first_10pct": summaries["first-10pct"]["config"]["unseen_share"],
                     "steps": cfg["steps_run"], "batch": cfg["batch"], "equal_quality": quality,
                     "runs": {f"{n}@{s}": {"knew": runs[(n, s)]["knew"], "auc": aucs(n, s),
                                           "total_bytes": runs[(n, s)]["total_bytes_peak"],
                                           "payload_bytes": runs[(n, s)]["payload_bytes_peak"]}
-                             for n in names for s in shares}})
+                             for n in names for s in shares if (n, s) in runs}})
     out.mkdir(parents=True, exist_ok=True)
     (out / "figures.json").write_text(json.dumps(figures, indent=1) + "\n")
     print(f"load after: {load()}; {seconds:.0f} s ({math.ceil(seconds / 60)} min); results in {out}")

@@ -20,7 +20,7 @@ from rich.text import Text
 
 from . import options as o
 from .atomic import check_writable, is_write_error
-from .config import ReplayConfig
+from .config import ReplayConfig, auto_or_number
 from .errors import InputError
 
 SAMPLE_TRACE = Path(__file__).parent / "data" / "sample.parquet"
@@ -80,7 +80,9 @@ def replay(
     chunk: Optional[int] = o.CHUNK_OVERRIDE, dtype_bytes: Optional[int] = o.DTYPE_OVERRIDE,
     page_bytes: str = o.PAGE_BYTES, max_load: float = o.MAX_LOAD, index_initial: str = o.INDEX_INITIAL,
     allocator: str = o.ALLOCATOR, budget_covers: str = o.BUDGET_COVERS, report_every: int = o.REPORT_EVERY,
-    count_accesses: bool = o.COUNT_ACCESSES, mde_exponent: float = o.MDE_EXPONENT, as_json: bool = o.JSON,
+    count_accesses: bool = o.COUNT_ACCESSES, mde_exponent: float = o.MDE_EXPONENT,
+    qr_operation: str = o.QR_OPERATION, cafe_threshold: str = o.CAFE_THRESHOLD,
+    cafe_cold_share: str = o.CAFE_COLD_SHARE, cafe_decay: float = o.CAFE_DECAY, as_json: bool = o.JSON,
     report: Optional[Path] = o.REPORT, quiet: bool = o.QUIET,
 ):
     """Replay a trace through the policies and compare memory, fragmentation and hit rates.
@@ -95,7 +97,9 @@ def replay(
     cfg = ReplayConfig(gamma=gamma, interval=interval, position_weight=position_weight, page_bytes=page_bytes,
                        max_load=max_load, index_initial=index_initial, allocator=allocator,
                        budget_covers=budget_covers, report_every=report_every, count_accesses=count_accesses,
-                       mde_exponent=mde_exponent)
+                       mde_exponent=mde_exponent, qr_operation=qr_operation, cafe_decay=cafe_decay,
+                       cafe_threshold=auto_or_number(cafe_threshold, "--cafe-threshold"),
+                       cafe_cold_share=auto_or_number(cafe_cold_share, "--cafe-cold-share"))
     names = parse_policies(policy)
     if out_dir is not None:
         check_out_dir(out_dir)  # before the replay, not after it
@@ -199,7 +203,8 @@ interval = [100]
 out = "runs/sweep"            # --out overrides it
 # tables = "tables.toml"      # a table list for every trace (as replay --tables)
 # other axes: dim, dtype_bytes, position_weight, page_bytes, max_load, index_initial,
-#             allocator, budget_covers, report_every, count_accesses, mde_exponent
+#             allocator, budget_covers, report_every, count_accesses, mde_exponent, qr_operation,
+#             cafe_threshold, cafe_cold_share, cafe_decay
 #             (page_bytes and index_initial: "auto", the default, or a number, e.g. ["auto", 1024])
 # instead of traces, generated ones (written once to OUT/traces/; lists are axes, e.g. seeds):
 # generate = {profile = "zipf", tables = 4, rows = 1000000, steps = 500, batch = 4096, seed = [0, 1, 2]}
@@ -301,7 +306,9 @@ def train(
     dim: int = o.TRAIN_DIM, chunk: int = o.TRAIN_CHUNK, batch: int = o.TRAIN_BATCH, epochs: int = o.EPOCHS,
     eval_every: Optional[int] = o.EVAL_EVERY, lr_emb: float = o.LR_EMB, lr_mlp: float = o.LR_MLP,
     gamma: float = o.GAMMA, interval: Optional[int] = o.TRAIN_INTERVAL, page_bytes: str = o.PAGE_BYTES,
-    index_initial: str = o.INDEX_INITIAL, mde_exponent: float = o.MDE_EXPONENT, seed: int = o.TRAIN_SEED,
+    index_initial: str = o.INDEX_INITIAL, mde_exponent: float = o.MDE_EXPONENT, qr_operation: str = o.QR_OPERATION,
+    cafe_threshold: str = o.CAFE_THRESHOLD, cafe_cold_share: str = o.CAFE_COLD_SHARE, cafe_decay: float = o.CAFE_DECAY,
+    seed: int = o.TRAIN_SEED,
     seeds: Optional[str] = o.SEEDS, out_dir: Optional[Path] = o.TRAIN_OUT, report: Optional[Path] = o.REPORT,
     emit_trace: Optional[Path] = o.EMIT_TRACE, emit_importance: Optional[Path] = o.EMIT_IMPORTANCE,
     quiet: bool = o.QUIET,
@@ -335,7 +342,10 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
     table_rows = parse_rows(rows)
     tcfg = train_config(dim=dim, chunk=chunk, batch=batch, epochs=epochs, eval_every=eval_every, interval=interval,
                         lr_emb=lr_emb, lr_mlp=lr_mlp, seed=seed_list[0], size_from=size_from)
-    rcfg = ReplayConfig(gamma=gamma, page_bytes=page_bytes, index_initial=index_initial, mde_exponent=mde_exponent)
+    rcfg = ReplayConfig(gamma=gamma, page_bytes=page_bytes, index_initial=index_initial, mde_exponent=mde_exponent,
+                        qr_operation=qr_operation, cafe_decay=cafe_decay,
+                        cafe_threshold=auto_or_number(cafe_threshold, "--cafe-threshold"),
+                        cafe_cold_share=auto_or_number(cafe_cold_share, "--cafe-cold-share"))
     if out_dir is not None:
         check_train_out(out_dir)
     if report is not None:

@@ -227,6 +227,10 @@ class ReplayConfig:
     report_every: int = 100
     count_accesses: bool = False
     mde_exponent: float = 0.3          # `mde`: a row's dimension grows as (its lookup share) ** mde_exponent
+    qr_operation: str = "mult"         # `qr`: a row's quotient and remainder vectors combine by product or sum
+    cafe_threshold: float | None = None   # `cafe`: the sketch score that makes a feature hot (None: by the ratio)
+    cafe_cold_share: float | None = None  # `cafe`: the budget's share of the cold hashed tables (None: by the ratio)
+    cafe_decay: float = 0.99              # `cafe`: the sketch's decay factor
     budget_label: str = field(default="", compare=False)
 
     def __post_init__(self):
@@ -267,6 +271,16 @@ class ReplayConfig:
         if not (0.0 <= self.mde_exponent <= 1.0):
             raise InputError(f"--mde-exponent must be in [0, 1] (0: every touched row gets the same dimension, "
                              f"1: dimension proportional to lookups), got {self.mde_exponent}")
+        if self.cafe_threshold is not None and not (math.isfinite(self.cafe_threshold) and self.cafe_threshold > 0):
+            raise InputError(f"--cafe-threshold must be a positive number (or auto), got {self.cafe_threshold}")
+        if self.cafe_cold_share is not None and not (0.0 < self.cafe_cold_share < 1.0):
+            raise InputError(f"--cafe-cold-share must be in (0, 1) (the budget's share of the cold hashed tables; "
+                             f"or auto), got {self.cafe_cold_share}")
+        if not (0.0 < self.cafe_decay <= 1.0):
+            raise InputError(f"--cafe-decay must be in (0, 1], got {self.cafe_decay}")
+        if self.qr_operation not in ("mult", "add"):
+            raise InputError(f"--qr-operation must be 'mult' (element-wise product) or 'add' (sum), got "
+                             f"{self.qr_operation!r}")
         if self.meta_bytes_per_row is not None and self.meta_bytes_per_row < 0:
             raise InputError(f"meta_bytes_per_row must not be negative, got {self.meta_bytes_per_row}")
 
@@ -289,6 +303,22 @@ class ReplayConfig:
 
     def with_budget(self, budget_bytes: int, label: str = "") -> "ReplayConfig":
         return replace(self, budget_bytes=budget_bytes, budget_label=label)
+
+
+def auto_or_number(value, option: str) -> float | None:
+    """An option that is `auto` (None) or a number (`--cafe-threshold`, `--cafe-cold-share`)."""
+    if value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
+        return None if value is None else float(value)
+    text = str(value).strip()
+    if text.lower() == AUTO:
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        raise InputError(f"{option} {value!r}: give auto or a number") from None
+    if not math.isfinite(number):
+        raise InputError(f"{option} {value!r}: give auto or a finite number")
+    return number
 
 
 def check_tables_fit_pages(tables: list[TableSpec], cfg: ReplayConfig) -> None:

@@ -69,12 +69,13 @@ BUDGET = typer.Option(DEFAULT_BUDGET, "--budget",
                            "comma-separated list runs each (keys NAME@BUDGET).")
 REPLAY_POLICY = typer.Option(REPLAY_POLICIES, "--policy",
                              help="Comma-separated policies: fiited, row-prune, uniform-dim, uniform-row, hash "
-                                  "(hashing trick), mde (mixed dimensions, sized from a first pass over the whole "
+                                  "(hashing trick), qr (quotient-remainder trick), cafe (hot features exact, cold "
+                                  "ones hashed), mde (mixed dimensions, sized from a first pass over the whole "
                                   "trace), full, lru, lfu (row caches over a full copy), or all.")
 TRAIN_POLICY_OPTION = typer.Option(TRAIN_POLICY, "--policy",
-                                   help="Comma-separated storage policies: fiited, row-prune, uniform-dim, hash, mde "
-                                        "(mixed dimensions, sized from the lookups of the first --size-from of the "
-                                        "training split), full, or all; each trains its own model.")
+                                   help="Comma-separated storage policies: fiited, row-prune, uniform-dim, hash, qr, "
+                                        "cafe, mde (mixed dimensions, sized from the lookups of the first --size-from "
+                                        "of the training split), full, or all; each trains its own model.")
 
 # --------------------------------------------------------------------------- the engine's knobs (ReplayConfig)
 
@@ -97,6 +98,19 @@ BUDGET_COVERS = typer.Option(_R.budget_covers, "--budget-covers",
 REPORT_EVERY = typer.Option(_R.report_every, "--report-every", help="Steps per time-series window.")
 COUNT_ACCESSES = typer.Option(_R.count_accesses, "--count-accesses",
                               help="With --importance, accesses also add w_k to utilities.")
+QR_OPERATION = typer.Option(_R.qr_operation, "--qr-operation",
+                            help="qr: how a row's quotient and remainder vectors combine: mult (element-wise "
+                                 "product) or add (sum).")
+CAFE_THRESHOLD = typer.Option("auto", "--cafe-threshold",
+                              help="cafe: the sketch score (normalised gradient norms, a field's scores summing to "
+                                   "its lookups per step) that makes a feature hot; auto: by the budget's ratio, as "
+                                   "the CAFE artifact's Criteo runs pair them (10 at 0.2-0.5 ... 500 below 0.005).")
+CAFE_COLD_SHARE = typer.Option("auto", "--cafe-cold-share",
+                               help="cafe: the budget's share of the cold hashed tables (the rest holds the hot "
+                                    "table and its sketch); auto: by the budget's ratio, as the CAFE artifact's "
+                                    "Criteo runs (0.7 at 0.5 ... 0.1 at 0.0005).")
+CAFE_DECAY = typer.Option(_R.cafe_decay, "--cafe-decay",
+                          help="cafe: the sketch's decay factor (the artifact's 0.99).")
 MDE_EXPONENT = typer.Option(_R.mde_exponent, "--mde-exponent",
                             help="mde: a row's dimension grows as (its share of its table's lookups) ** this, in "
                                  "[0, 1]; 0 gives every touched row the same dimension.")

@@ -24,7 +24,7 @@ import numpy as np
 
 from .config import PoolLayout, ReplayConfig, TableSpec, resolve_layout
 
-POLICIES = ("fiited", "row-prune", "full", "uniform-dim", "uniform-row", "hash", "mde")
+POLICIES = ("fiited", "row-prune", "full", "uniform-dim", "uniform-row", "hash", "qr", "cafe", "mde")
 
 MASK64 = (1 << 64) - 1
 
@@ -934,6 +934,26 @@ class DenseBaseline:
                             for t in tables]
             self.payload_bytes = sum(m * t.dim * t.dtype_bytes for m, t in zip(self.buckets, tables))
             self.served: dict[tuple[int, int], set[int]] = {}  # (t, bucket) -> rows seen reading it
+        elif policy == "qr":
+            # DESIGN 4: "row i reads Q[i // m] combined with R[i mod m]; m the largest for which both tables fit".
+            # semantics.md: every table first its fewest rows (its smallest pair, or itself whole), the rest of the
+            # budget split by dense size; b_t >= rows: the table whole; else the largest m with ceil(rows/m) + m
+            # <= b_t (a budget below every table's fewest rows is refused before any replay).
+            def fewest(n):
+                return min(n, min(-(-n // m) + m for m in range(1, n + 1)))
+            rest = cfg.budget_bytes - sum(fewest(t.rows) * t.dim * t.dtype_bytes for t in tables)
+            self.remainders = []
+            for t in tables:
+                b = fewest(t.rows) + (rest * t.dense_bytes // dense) // (t.dim * t.dtype_bytes)
+                fits = [m for m in range(1, t.rows + 1) if -(-t.rows // m) + m <= b]
+                self.remainders.append(None if b >= t.rows else max(fits))
+            self.payload_bytes = sum((-(-t.rows // m) + m if m else t.rows) * t.dim * t.dtype_bytes
+                                     for t, m in zip(tables, self.remainders))
+            # (t, stored row) -> rows seen reading it, for the quotient and the remainder tables
+            self.readers: tuple[dict, dict] = ({}, {})
+            self.shared = [0, 0]
+        elif policy == "cafe":
+            self._cafe_init(tables, cfg, dense)
         elif policy == "mde":
             self.mde_dims = self._mde_dims(lookups)
             dtype = {t: spec.dtype_bytes for t, spec in enumerate(tables)}
@@ -978,10 +998,107 @@ class DenseBaseline:
             i += len(same)
         return dims
 
+    # ----- cafe (semantics.md "cafe"; the policy's docstring): a sketch of 4-slot buckets, a hot table, cold tables
+
+    def _cafe_init(self, tables, cfg, dense) -> None:
+        ratio = cfg.budget_bytes / dense
+        # the artifact's Criteo pairs (ratio, threshold, cold share): the largest listed ratio at most this one
+        pairs = [(0.5, 10.0, 0.7), (0.2, 10.0, 0.5), (0.1, 20.0, 0.5), (0.05, 30.0, 0.5), (0.02, 50.0, 0.3),
+                 (0.01, 100.0, 0.3), (0.005, 200.0, 0.2), (0.002, 500.0, 0.2), (0.001, 500.0, 0.2),
+                 (0.0005, 500.0, 0.1)]
+        k, h = next(((k, h) for r, k, h in pairs if ratio >= r), pairs[-1][1:])
+        self.threshold = cfg.cafe_threshold if cfg.cafe_threshold is not None else k
+        h = cfg.cafe_cold_share if cfg.cafe_cold_share is not None else h
+        b = max(t.dim * t.dtype_bytes for t in tables)             # a hot row holds a row of any table
+        self.hot = int(cfg.budget_bytes * (1.0 - h) // (b + 48))   # H buckets of 4 slots of 12 bytes, H hot rows
+        self.cold = [max(1, int(cfg.budget_bytes * h * t.dense_bytes // dense) // (t.dim * t.dtype_bytes))
+                     for t in tables]
+        self.payload_bytes = self.hot * b + sum(c * t.dim * t.dtype_bytes for c, t in zip(self.cold, tables))
+        self.index_bytes = 48 * self.hot                              # the sketch
+        self.slots = [[[0, 0.0, 0] for _ in range(4)] for _ in range(self.hot)]   # [key, score, hot row]
+        self.free = list(range(1, self.hot))                          # a FIFO of hot rows
+        self.tot = 0.0
+        self.pending: list[Lookup] = []
+        self.cafe = {"hot_lookups": 0, "promotions": 0, "demotions": 0}
+        self.served = {}   # (t, cold row) -> rows seen reading it
+
+    def _cafe_key(self, t: int, r: int) -> int:
+        return ((t << 40) | r) + 1
+
+    def _cafe_hot(self, t: int, r: int) -> int:
+        """The hot row (t, r) reads now, 0 when cold: the slot of its bucket holding its key with a score."""
+        key = self._cafe_key(t, r)
+        for slot in self.slots[splitmix64(key) % self.hot]:
+            if slot[1] != 0 and slot[0] == key:
+                return slot[2]
+        return 0
+
+    def _cafe_insert_pending(self) -> None:
+        """The step's inserts: per table in order, the decay check, then each lookup's normalised score."""
+        import math as _m
+        records, self.pending = self.pending, []
+        for t in sorted({rec.table for rec in records}):
+            mine = [rec for rec in records if rec.table == t]
+            norms = [1.0 if rec.grads is None else _m.sqrt(sum(g * g for g in rec.grads[:self.tables[t].chunks]))
+                     for rec in mine]
+            total = 0.0
+            for g in norms:
+                total += g
+            if self.tot > 10.0 * self.hot * self.threshold:   # decay
+                for bucket in self.slots:
+                    for slot in bucket:
+                        if slot[2] != 0 and slot[1] * self.cfg.cafe_decay < self.threshold:
+                            self.free.append(slot[2])
+                            slot[2] = 0
+                            self.cafe["demotions"] += 1
+                        slot[1] *= self.cfg.cafe_decay
+                self.tot = 0.0
+            for rec, g in zip(mine, norms):
+                v = g * len(mine) / total if total != 0 else 0.0
+                self.tot += v
+                key = self._cafe_key(rec.table, rec.row)
+                bucket = self.slots[splitmix64(key) % self.hot]
+                at = next((j for j, slot in enumerate(bucket) if slot[1] != 0 and slot[0] == key), None)
+                if at is not None:
+                    bucket[at][1] += v
+                    if bucket[at][1] >= self.threshold and self.free and bucket[at][2] == 0:
+                        bucket[at][2] = self.free.pop(0)
+                        self.cafe["promotions"] += 1
+                        continue
+                    while at > 0 and bucket[at][1] > bucket[at - 1][1]:
+                        bucket[at], bucket[at - 1] = bucket[at - 1], bucket[at]
+                        at -= 1
+                    continue
+                empty = next((j for j, slot in enumerate(bucket) if slot[1] == 0), None)
+                if empty is not None:
+                    bucket[empty][0], bucket[empty][1] = key, v
+                elif bucket[3][2] == 0:
+                    bucket[3][1] += v
+                    bucket[3][0] = key
+
+    def _cafe_apply(self, rec) -> int:
+        """A lookup's dimensions under cafe (hot: all; cold: all, or none when its cold row served another row)."""
+        if self.pending and rec.step > self.pending[-1].step:
+            self._cafe_insert_pending()
+        self.pending.append(rec)
+        spec = self.tables[rec.table]
+        if self._cafe_hot(rec.table, rec.row):
+            self.cafe["hot_lookups"] += 1
+            return spec.dim
+        c = self.cold[rec.table]
+        if c >= spec.rows:
+            return spec.dim
+        rows = self.served.setdefault((rec.table, splitmix64(rec.row) % c), set())
+        rows.add(rec.row)
+        if len(rows) > 1:
+            self.counters["collisions"] += 1
+            return 0
+        return spec.dim
+
     def dimensions(self, t: int, r: int) -> int:
         """The number of dimensions row r of table t reads under this baseline."""
         D = self.tables[t].dim
-        if self.policy in ("full", "hash"):
+        if self.policy in ("full", "hash", "qr", "cafe"):
             return D
         if self.policy == "uniform-dim":
             return min(self.uniform_dims, D)
@@ -994,7 +1111,7 @@ class DenseBaseline:
         if not isinstance(rec, Lookup):
             return  # baselines have no utilities: importance records change nothing
         spec = self.tables[rec.table]
-        dims = self.dimensions(rec.table, rec.row)
+        dims = self._cafe_apply(rec) if self.policy == "cafe" else self.dimensions(rec.table, rec.row)
         c = self.counters
         if self.policy == "hash" and self.buckets[rec.table] < spec.rows:
             bucket = splitmix64(rec.row) % self.buckets[rec.table]
@@ -1005,6 +1122,13 @@ class DenseBaseline:
             if len(rows) > 1:
                 c["collisions"] += 1
                 dims = 0
+        if self.policy == "qr" and self.remainders[rec.table]:
+            # a quotient (remainder) row is shared when it has served another row seen so far
+            m = self.remainders[rec.table]
+            for i, part in enumerate((rec.row // m, rec.row % m)):
+                rows = self.readers[i].setdefault((rec.table, part), set())
+                rows.add(rec.row)
+                self.shared[i] += int(len(rows) > 1)
         c["lookups"] += 1
         # semantics.md "Baselines": a row hit is any resident dimension; chunk hits count whole chunks
         c["row_hits"] += int(dims > 0)
@@ -1055,6 +1179,8 @@ class DenseBaseline:
         return {key: snap[key] for key in SNAPSHOT_KEYS}
 
     def result(self, snapshots: list) -> ReferenceResult:
+        if self.policy == "cafe" and self.pending:  # the last step's inserts (promotions count)
+            self._cafe_insert_pending()
         c, g = self.counters, self.gauges()
         summary = {
             "payload_bytes_peak": g["payload_bytes"],
@@ -1081,7 +1207,20 @@ class DenseBaseline:
             "index_load_factor_final": 0.0,
         }
         summary.update(c)
-        return ReferenceResult(summary={key: summary[key] for key in SUMMARY_KEYS}, snapshots=snapshots)
+        keys = list(SUMMARY_KEYS)
+        if self.policy == "qr":  # its own figures: shares of lookups whose quotient / remainder row was shared
+            summary["quotient_shared_share"] = _rate(self.shared[0], c["lookups"])
+            summary["remainder_shared_share"] = _rate(self.shared[1], c["lookups"])
+            keys += ["quotient_shared_share", "remainder_shared_share"]
+        if self.policy == "cafe":  # its own figures: the hot share, migrations and the parts' memory
+            b = max(t.dim * t.dtype_bytes for t in self.tables)
+            summary.update({"hot_hit_share": _rate(self.cafe["hot_lookups"], c["lookups"]),
+                            "promotions": self.cafe["promotions"], "demotions": self.cafe["demotions"],
+                            "hot_bytes": self.hot * b,
+                            "cold_bytes": sum(c * t.dim * t.dtype_bytes for c, t in zip(self.cold, self.tables)),
+                            "sketch_bytes": self.index_bytes})
+            keys += ["hot_hit_share", "promotions", "demotions", "hot_bytes", "cold_bytes", "sketch_bytes"]
+        return ReferenceResult(summary={key: summary[key] for key in keys}, snapshots=snapshots)
 
 
 # --------------------------------------------------------------------------- replay

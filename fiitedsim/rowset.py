@@ -115,6 +115,50 @@ class RowMap:
         return (packed >> ROW_BITS).astype(np.int64), packed & ROW_MASK, values
 
 
+@numba.njit(cache=True)
+def _observe_shared(keys, owners, table, row, stored, shared):
+    """shared[i] = 1 if stored row `stored[i]` of table[i] has served another row seen so far (a negative stored
+    row is no shared storage: 0); returns the stored rows used for the first time.
+
+    owners holds the first row served by each stored row as row + 1, negated once a second row has joined it.
+    """
+    added = 0
+    for i in range(row.size):
+        shared[i] = 0
+        if stored[i] < 0:
+            continue
+        r = row[i]
+        key = packed_row_key(table[i], stored[i]) + 1
+        b = find_bucket(keys, key)
+        if keys[b] == 0:
+            keys[b] = key
+            owners[b] = r + 1
+            added += 1
+        elif owners[b] != r + 1:  # another row owns it, or this row owns it and another has joined
+            shared[i] = 1
+            if owners[b] > 0 and owners[b] != r + 1:
+                owners[b] = -owners[b]
+    return added
+
+
+class SharedRows:
+    """Stored rows that several rows read (`hash` buckets, `qr`'s quotient and remainder rows): per lookup, whether
+    the row it reads has served another row seen so far (earlier lookups, and earlier ones of its own batch).
+    Bookkeeping of the simulation, like the engine's row tracker: one map entry per stored row used."""
+
+    def __init__(self, ntab: int):
+        self.owners = RowMap(ntab)
+
+    def observe(self, table: np.ndarray, row: np.ndarray, stored: np.ndarray) -> np.ndarray:
+        """1 for each lookup whose stored row (`stored`, -1: not shared storage) served another row, else 0."""
+        shared = np.empty(row.size, np.int64)
+        self.owners.reserve(row.size)
+        self.owners.size += _observe_shared(self.owners.keys, self.owners.values,
+                                            np.ascontiguousarray(table, np.int64), np.ascontiguousarray(row, np.int64),
+                                            np.ascontiguousarray(stored, np.int64), shared)
+        return shared
+
+
 #: Tables with at most this many rows in all keep one bit per row (64 MiB at most, and only the pages
 #: touched become resident); larger ones a RowMap of the rows seen.
 BITMAP_MAX_ROWS = 1 << 29

@@ -251,7 +251,9 @@ def test_a_three_lookup_trace_of_a_huge_table_replays_quickly_under_the_default_
     t0 = time.perf_counter()
     result = run(monkeypatch, capsys, "replay", folder / "t.parquet", "--json", "-q")
     assert result.code == 0, result.err
-    assert time.perf_counter() - t0 < 30
+    # a hang guard, not a timing: the O(rows) uniform-row took hours here; compiling the kernels on a cold cache under
+    # load takes a minute or two
+    assert time.perf_counter() - t0 < 600
     summary = json.loads(result.out)["policies"]["uniform-row"]
     m = (n * 32 // 10) * n // (n * 32)     # budget 0.10 of the dense size: floor(0.1 * dense), then m
     assert summary["dim_hist_final"] == [n - m, 0, m]

@@ -21,6 +21,8 @@ from hypothesis import strategies as st
 
 from fiitedsim import reference
 from fiitedsim.config import ReplayConfig, TableSpec, resolve_layout
+from fiitedsim.errors import InputError
+from fiitedsim.policies import POLICIES
 
 pytestmark = pytest.mark.slow  # hypothesis: the engine against the reference on generated traces
 
@@ -111,12 +113,14 @@ def scenarios(draw):
 
 
 @given(scenarios(), st.sampled_from(["fiited", "fiited", "fiited", "full", "uniform-dim", "uniform-row", "hash",
-                                     "mde"]))
+                                     "qr", "mde"]))
 def test_engine_equals_reference(scenario, policy):
     tables, cfg, lookups, importance = scenario
-    if policy == "hash":  # a budget that holds no row of some table is refused before any replay
-        dense = sum(t.dense_bytes for t in tables)
-        assume(all(cfg.budget_bytes * t.dense_bytes // dense >= t.dim * t.dtype_bytes for t in tables))
+    if policy in ("hash", "qr"):  # a budget that holds no row (no pair of tables) of some table is refused
+        try:
+            POLICIES[policy].check_budget(tables, cfg)
+        except InputError:
+            assume(False)
     note(f"tables={tables}\ncfg={cfg}\nlookups={lookups}\nimportance={importance}")
     ref = reference.replay(tables, cfg, lookups, importance, policy=policy, check=True)
     eng = engine_replay(tables, cfg, lookups, importance, policy=policy, check=True)

@@ -84,3 +84,21 @@ def test_sizing_window_and_unseen_share_by_hand():
     assert unseen_share(ds, half) == 1.0
     table, row, count = window_lookups(ds, half).items()
     assert row.tolist() == [1, 2, 3, 4, 5] and count.tolist() == [9, 10, 10, 10, 6]
+
+
+@pytest.mark.slow  # trains models
+def test_each_seed_trains_on_its_own_vocabulary_tables():
+    """Synthetic data is drawn anew per seed, so its vocabulary tables differ: each seed's policy is built on its
+    own tables (full stores each seed's own dense size; a fractional budget is a share of each seed's)."""
+    from fiitedsim.config import ReplayConfig
+    from fiitedsim.train.runner import load_data, run_all, train_config
+
+    def data(seed):
+        return load_data("synthetic", None, None, None, 3000, 3, None, 8, seed)
+    dense = {seed: sum(data(seed).rows) * 8 * 4 for seed in (0, 1)}
+    assert dense[0] != dense[1]
+    tcfg = train_config(dim=8, chunk=4, batch=256, seed=0)
+    out = run_all(data, "synthetic", ["full", "uniform-dim"], "0.5", tcfg, ReplayConfig(page_bytes=64), seeds=[0, 1])
+    full = out.summary["policies"]["full@0.5"]["per_seed"]
+    assert [e["payload_bytes_peak"] for e in full] == [dense[0], dense[1]]
+    assert out.summary["config"]["dense_bytes"] == dense[0]    # the summary's tables are the first seed's

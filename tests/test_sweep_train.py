@@ -165,7 +165,8 @@ def test_replay_point_keys_follow_the_documented_identity(tmp_path):
     config = {"budget_bytes": point.spec.budget_bytes, "gamma": 0.99, "interval": 100, "position_weight": 1.0,
               "page_bytes": "auto", "max_load": 0.75, "index_initial": "auto", "index_entry_bytes": 16,
               "meta_bytes_per_row": None, "allocator": "lowest", "budget_covers": "payload", "report_every": 100,
-              "count_accesses": False, "mde_exponent": 0.3, "budget_label": "0.1"}
+              "count_accesses": False, "mde_exponent": 0.3, "qr_operation": "mult", "cafe_threshold": None,
+              "cafe_cold_share": None, "cafe_decay": 0.99, "budget_label": "0.1"}
     identity = {"sweep_format": 1, "results_format": RESULTS_FORMAT, "fiitedsim": __version__,
                 "trace_parts": trace_identity(source),
                 "tables": [{"name": t.name, "rows": t.rows, "dim": t.dim, "chunk": t.chunk,

@@ -1,15 +1,18 @@
 """Policies: one module each, all behind `base.Policy`."""
+from .cafe import Cafe
 from .fiited import Fiited
 from .full import Full
 from .hashing_trick import HashingTrick
 from .lfu import Lfu
 from .lru import Lru
 from .mde import Mde
+from .qr import Qr
 from .row_prune import RowPrune
 from .uniform_dim import UniformDim
 from .uniform_row import UniformRow
 
-POLICIES = {cls.name: cls for cls in (Fiited, RowPrune, UniformDim, UniformRow, HashingTrick, Mde, Full, Lru, Lfu)}
+POLICIES = {cls.name: cls for cls in (Fiited, RowPrune, UniformDim, UniformRow, HashingTrick, Qr, Cafe, Mde, Full,
+                                     Lru, Lfu)}
 #: Policies that keep whole rows of a full copy elsewhere: a miss is served from that copy, not lost.
 CACHE_POLICIES = ("lru", "lfu")
 #: Policies that run pruning rounds (the "fewer than 2 rounds" warning applies to them).
@@ -19,8 +22,8 @@ ROUND_POLICIES = ("fiited", "row-prune")
 def sized_from_window(name: str, vocabulary: bool) -> bool:
     """Whether policy `name` is sized before training from the lookups of a sizing window (`set_frequencies`):
     a first-pass policy always, a policy sized from the tables when they are vocabulary tables."""
-    sizing = POLICIES[name].sizing
-    return sizing == "first pass" or (sizing == "tables" and vocabulary)
+    cls = POLICIES[name]
+    return cls.sizing == "first pass" or (vocabulary and cls.vocabulary_window)
 
 
 def window_text(size_from: float) -> str:

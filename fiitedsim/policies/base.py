@@ -56,6 +56,9 @@ class Policy:
     #: sizes; over vocabulary tables, from the rows the sizing window holds: `set_frequencies` when given),
     #: "dense" (stores every row whole: the reference)
     sizing = "online"
+    #: a policy sized from the tables that, over vocabulary tables, sizes from the rows of the sizing window instead
+    #: (`uniform-dim`, `hash`); `qr` keeps to the table sizes
+    vocabulary_window = False
     #: whether the policy is sized from a first pass over the lookups (`set_frequencies` before `consume`)
     needs_frequencies = False
     #: whether the results do not depend on the budget (`full`): a trainer trains it once per seed

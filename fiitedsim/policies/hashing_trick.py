@@ -40,8 +40,8 @@ import numpy as np
 
 from ..config import budget_name, dense_bytes
 from ..errors import InputError
-from ..rowset import RowMap, find_bucket
-from ..store import packed_row_key, splitmix64
+from ..rowset import RowMap, SharedRows
+from ..store import splitmix64
 from .static import StaticPolicy, chunk_hist
 
 
@@ -73,41 +73,16 @@ def buckets(table, row, n_buckets, rows, out):
         out[i] = bucket_of(row[i], n_buckets[table[i]], rows[table[i]])
 
 
-@numba.njit(cache=True)
-def observe_collisions(keys, owners, table, row, n_buckets, rows, known, collided):
-    """collided[i] = 1 if the bucket of lookup i serves another row seen so far; returns the buckets first used.
-
-    owners holds the first row of each used bucket as row + 1, negated once a second row has joined it.
-    `known` (empty: every row) marks the lookups of rows that are hashed at all (vocabulary tables).
-    """
-    added = 0
-    for i in range(row.size):
-        t, r = table[i], row[i]
-        collided[i] = 0
-        if n_buckets[t] >= rows[t] or (known.size > 0 and known[i] == 0):
-            continue
-        key = packed_row_key(t, bucket_of(r, n_buckets[t], rows[t])) + 1
-        b = find_bucket(keys, key)
-        if keys[b] == 0:
-            keys[b] = key
-            owners[b] = r + 1
-            added += 1
-        elif owners[b] != r + 1:  # another row owns it, or this row owns it and another has joined
-            collided[i] = 1
-            if owners[b] > 0 and owners[b] != r + 1:
-                owners[b] = -owners[b]
-    return added
-
-
 class HashingTrick(StaticPolicy):
     name = "hash"
     sizing = "tables"
+    vocabulary_window = True
 
     def __init__(self, tables, cfg, has_grad, has_log):
         super().__init__(tables, cfg, has_grad, has_log)
         self.known: RowMap | None = None   # the rows hashed, when sized from a window's rows
         self._size(bucket_counts(tables, cfg.budget_bytes), [t.rows for t in tables])
-        self.owners = RowMap(len(tables))
+        self.shared = SharedRows(len(tables))
 
     def _size(self, n_buckets: list[int], hashed: list[int]) -> None:
         """Table t keeps n_buckets[t] full rows for the hashed[t] rows that read one (the others read nothing)."""
@@ -164,10 +139,11 @@ class HashingTrick(StaticPolicy):
         return dims * known if known.size else dims
 
     def observe(self, batch) -> tuple[np.ndarray, np.ndarray]:
-        collided = np.empty(batch.row.size, np.int64)
         known = self._known(batch.table, batch.row)
-        self.owners.reserve(batch.row.size)
-        self.owners.size += observe_collisions(self.owners.keys, self.owners.values, batch.table, batch.row,
-                                               self.n_buckets, self.tab_rows, known, collided)
+        stored = self.remap(batch.table, batch.row)
+        # rows kept whole (m_t at least the rows hashed) and rows not hashed at all share nothing
+        plain = self.n_buckets[batch.table] >= self.tab_rows[batch.table]
+        stored[plain if not known.size else plain | (known == 0)] = -1
+        collided = self.shared.observe(batch.table, batch.row, stored)
         dims = np.where(collided == 1, 0, self.tab_d[batch.table])
         return (dims * known if known.size else dims), collided

@@ -34,6 +34,7 @@ def uniform_dims(tables, budget_bytes: int, rows=None) -> int:
 class UniformDim(StaticPolicy):
     name = "uniform-dim"
     sizing = "tables"
+    vocabulary_window = True
 
     def __init__(self, tables, cfg, has_grad, has_log):
         super().__init__(tables, cfg, has_grad, has_log)

@@ -48,7 +48,9 @@ KNOBS = (
     Knob("page_bytes", IntOrAuto, "config"), Knob("max_load", float, "config"),
     Knob("index_initial", IntOrAuto, "config"),
     Knob("allocator", str, "config"), Knob("budget_covers", str, "config"), Knob("report_every", int, "config"),
-    Knob("count_accesses", bool, "config"), Knob("mde_exponent", float, "config"),
+    Knob("count_accesses", bool, "config"), Knob("mde_exponent", float, "config"), Knob("qr_operation", str, "config"),
+    Knob("cafe_threshold", float, "config"), Knob("cafe_cold_share", float, "config"),
+    Knob("cafe_decay", float, "config"),
 )
 KNOB_BY_NAME = {k.name: k for k in KNOBS}
 #: Knobs of a training sweep (`data`) in column order of its points.parquet (after data, policy, budget): the
@@ -65,6 +67,8 @@ TRAIN_KNOBS = (
     Knob("page_bytes", IntOrAuto, "config"), Knob("max_load", float, "config"),
     Knob("index_initial", IntOrAuto, "config"),
     Knob("allocator", str, "config"), Knob("budget_covers", str, "config"), Knob("mde_exponent", float, "config"),
+    Knob("qr_operation", str, "config"), Knob("cafe_threshold", float, "config"),
+    Knob("cafe_cold_share", float, "config"), Knob("cafe_decay", float, "config"),
 )
 TRAIN_KNOB_BY_NAME = {k.name: k for k in TRAIN_KNOBS}
 #: Keys of [sweep] that are not knobs. A sweep has exactly one of `traces` (replay points) and `data` (training).

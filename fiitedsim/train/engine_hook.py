@@ -46,7 +46,7 @@ from ..trace import RecordBatch
 from .residency import Resets
 
 #: Policies a trainer can run on: chunk storage through the engine, or a fixed layout.
-TRAIN_POLICIES = ("fiited", "row-prune", "uniform-dim", "hash", "mde", "full")
+TRAIN_POLICIES = ("fiited", "row-prune", "uniform-dim", "hash", "qr", "cafe", "mde", "full")
 
 _NO_IMP = (np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.int64),
            np.zeros(0, np.float32))
@@ -112,6 +112,11 @@ class EngineResidency:
         self.paged = not policy.fixed_layout
         if hasattr(policy, "remap"):  # rows share stored vectors (`hash`): the trainer reads these rows
             self.remap = policy.remap
+        if hasattr(policy, "compose"):  # rows combine two stored vectors (`qr`)
+            self.compose, self.operation = policy.compose, policy.operation
+        for name in ("initialise", "extra_rows", "copies"):  # a policy's own rows (`qr`'s factors, `cafe`'s hot table)
+            if hasattr(policy, name):
+                setattr(self, name, getattr(policy, name))
         self._step = None
         self._d = None
         self._finished: PolicyResult | None = None
@@ -155,6 +160,8 @@ class EngineResidency:
         resets = None
         if self.paged:
             resets = self._close_gap(step)
+        else:   # a static layout frees nothing, but may still act between steps (`cafe` inserts the last step's)
+            self.policy.close_gap(step)
         self._step = step
         if self.paged:  # the engine's unit is the chunk: feedback compares prefixes in chunks
             self._d = self.policy.resident_chunks(table, row)

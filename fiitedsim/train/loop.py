@@ -29,6 +29,7 @@ from .model import (
     backward,
     bce_with_logits,
     chunk_norms,
+    factor_grads,
     forward,
     init_params,
     sigmoid,
@@ -54,12 +55,16 @@ class Trainer:
 
     def __init__(self, model: ModelConfig, lr_emb: float = 0.05, lr_mlp: float = 1e-3, seed: int = 0,
                  hook: ResidencyHook | None = None, dtype=np.float32):
-        self.cfg = model
-        self.p = init_params(model, seed, dtype)
         self.hook = hook if hook is not None else FullResidency(model.chunks, model.dim)
+        self.cfg = model = replace(model, extra_rows=getattr(self.hook, "extra_rows", 0))
+        self.p = init_params(model, seed, dtype)
         if self.hook.chunks != model.chunks:
             raise ValueError(f"hook has {self.hook.chunks} chunks per row, the model {model.chunks}")
         self._remap = getattr(self.hook, "remap", None)
+        self._compose = getattr(self.hook, "compose", None)
+        self._copies = getattr(self.hook, "copies", None)
+        if hasattr(self.hook, "initialise"):
+            self.hook.initialise(self.p.emb, self.p.offsets, seed)
         self.adagrad = RowWiseAdagrad(self.p.emb, lr=lr_emb)
         self.adam = Adam(self.p.mlp_arrays(), lr=lr_mlp)
         self.mm = ThreadedMatmul()   # the MLP products; run steps inside `threads.blas_threads(1)`
@@ -77,11 +82,16 @@ class Trainer:
         """Trace-ordered values (F*B) as a (B, F) array."""
         return np.ascontiguousarray(np.asarray(d).reshape(self.cfg.fields, B).T)
 
-    def _stored(self, idx: np.ndarray, table: np.ndarray, row: np.ndarray) -> np.ndarray:
-        """The stored rows a batch reads: its own rows, or the hook's shared ones (`remap`)."""
+    def _stored(self, idx: np.ndarray, table: np.ndarray, row: np.ndarray) -> tuple[np.ndarray, tuple | None]:
+        """The stored rows a batch reads: its own rows, or the hook's shared ones (`remap`); with compositional
+        embeddings the first rows and (second rows, operation) as `model.forward` takes them."""
+        if self._compose is not None:
+            first, second = self._compose(table, row)
+            B = idx.shape[0]
+            return self._as_batch(first, B), (self._as_batch(second, B), self.hook.operation)
         if self._remap is None:
-            return idx
-        return self._as_batch(self._remap(table, row), idx.shape[0])
+            return idx, None
+        return self._as_batch(self._remap(table, row), idx.shape[0]), None
 
     def zero(self, resets: Resets | None) -> None:
         """Set the stored values of the listed chunks to zero."""
@@ -98,14 +108,27 @@ class Trainer:
         table, row = self._lookups(idx)
         d, resets = self.hook.lookup(step, table, row)
         self.zero(resets)
+        if self._copies is not None:   # stored rows the policy moved since the last step (`cafe`'s promotions)
+            source, target = self._copies()
+            self.p.emb[target] = self.p.emb[source]
+            self.adagrad.acc[target] = self.adagrad.acc[source]
         d = self._as_batch(np.clip(d, 0, self.cfg.dim).astype(np.int32), B)
-        stored = self._stored(idx, table, row)
-        cache = forward(self.p, self.cfg, dense, stored, d, self.mm)
+        stored, compose = self._stored(idx, table, row)
+        cache = forward(self.p, self.cfg, dense, stored, d, self.mm, compose)
         loss = bce_with_logits(cache.logit, y)
         g = backward(self.p, self.cfg, cache, y, self.mm)
         norms = np.empty((self.cfg.fields, B, self.cfg.chunks), dtype=np.float32)
         chunk_norms(g.dT, g.start, self.cfg.chunk, norms)
-        self.adagrad.step(self.p.emb, self.p.offsets, stored, d, g.dT, g.start)
+        if compose is None:
+            self.adagrad.step(self.p.emb, self.p.offsets, stored, d, g.dT, g.start)
+        else:   # each factor row gets its share of the gradient (`model.factor_grads`)
+            second, operation = compose
+            d_first, d_second = factor_grads(g.dT[:, g.start:, :], *cache.factors, operation)
+            for rows, grad, dims in ((stored, d_first, d), (np.where(second < 0, 0, second), d_second,
+                                                           np.where(second < 0, 0, d))):
+                dT = g.dT.copy()
+                dT[:, g.start:, :] = grad
+                self.adagrad.step(self.p.emb, self.p.offsets, rows, dims, dT, g.start)
         self.adam.step(g.mlp_arrays())
         self.zero(self.hook.feedback(step, table, row, norms.reshape(-1, self.cfg.chunks)))
         return loss
@@ -117,9 +140,9 @@ class Trainer:
             i = np.ascontiguousarray(idx[lo:lo + batch])
             table, row = self._lookups(i)
             d = self._as_batch(np.clip(self.hook.resident(table, row), 0, self.cfg.dim).astype(np.int32), i.shape[0])
-            stored = self._stored(i, table, row)
-            out[lo:lo + batch] = sigmoid(
-                forward(self.p, self.cfg, dense[lo:lo + batch], stored, d, self.mm).logit.astype(np.float64))
+            stored, compose = self._stored(i, table, row)
+            out[lo:lo + batch] = sigmoid(forward(self.p, self.cfg, dense[lo:lo + batch], stored, d, self.mm,
+                                                 compose).logit.astype(np.float64))
         return out
 
 

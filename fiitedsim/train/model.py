@@ -51,6 +51,7 @@ class ModelConfig:
     chunk: int = 4                   # chunk size C (the residency hook's unit); must divide dim
     bottom: tuple[int, ...] = (128, 64)
     top: tuple[int, ...] = (256, 128)
+    extra_rows: int = 0              # rows after the fields' tables that a storage policy keeps (`cafe`'s hot table)
 
     @property
     def fields(self) -> int:
@@ -110,7 +111,7 @@ def init_params(cfg: ModelConfig, seed: int, dtype=np.float32) -> Params:
     rng = np.random.default_rng(seed)
     offsets = np.zeros(cfg.fields + 1, dtype=np.int64)
     offsets[1:] = np.cumsum(cfg.rows)
-    emb = np.empty((int(offsets[-1]), cfg.dim), dtype=dtype)
+    emb = np.zeros((int(offsets[-1]) + cfg.extra_rows, cfg.dim), dtype=dtype)   # extra rows: the policy's to set
     for f, rows in enumerate(cfg.rows):
         bound = 1.0 / np.sqrt(rows)
         emb[offsets[f]:offsets[f + 1]] = rng.uniform(-bound, bound, size=(rows, cfg.dim))
@@ -248,6 +249,20 @@ class Cache:
     top_h: list      # inputs of each top layer (after ReLU)
     T: np.ndarray    # (B, n, D) stacked interaction vectors
     logit: np.ndarray
+    factors: tuple | None = None   # compositional embeddings: (first, second) (B, F, D) values before combining
+
+
+def compose_factors(first: np.ndarray, second: np.ndarray, operation: str) -> np.ndarray:
+    """The embedding two stored rows make together: their element-wise product ("mult") or sum ("add")."""
+    return first * second if operation == "mult" else first + second
+
+
+def factor_grads(dE: np.ndarray, first: np.ndarray, second: np.ndarray, operation: str) -> tuple:
+    """(d first, d second) from the gradient dE of their combination: the product rule for "mult" (each factor's
+    gradient is dE times the other factor), dE itself for both with "add"."""
+    if operation == "mult":
+        return dE * second, dE * first
+    return dE, dE
 
 
 @dataclass
@@ -266,11 +281,13 @@ class Grads:
 
 
 def forward(p: Params, cfg: ModelConfig, dense: np.ndarray, idx: np.ndarray, d: np.ndarray,
-            mm=np.matmul) -> Cache:
+            mm=np.matmul, compose: tuple | None = None) -> Cache:
     """Steps 1-4 of the module docstring: the logits of a batch and what backward needs.
 
     dense (B, M), idx (B, F) rows within each table, d (B, F) resident dimensions of each lookup.
     `mm(a, b)` computes the MLPs' matrix products (the trainer passes `threads.ThreadedMatmul`).
+    `compose` (second (B, F) rows, -1 for none; operation): each embedding is the row of `idx` combined with
+    the row of `second` (`compose_factors`; a lookup without a second row reads its first row alone).
     """
     dtype = p.emb.dtype
     B = idx.shape[0]
@@ -289,6 +306,15 @@ def forward(p: Params, cfg: ModelConfig, dense: np.ndarray, idx: np.ndarray, d: 
         bottom_h.append(h)
         T[:, 0, :] = h
     gather(p.emb, p.offsets, idx, d, T, start)
+    factors = None
+    if compose is not None:
+        second_idx, operation = compose
+        S = np.empty_like(T)
+        gather(p.emb, p.offsets, np.where(second_idx < 0, 0, second_idx), d, S, start)
+        first, second = T[:, start:, :].copy(), S[:, start:, :]
+        second[second_idx < 0] = 1 if operation == "mult" else 0   # no second row: the first alone
+        T[:, start:, :] = compose_factors(first, second, operation)
+        factors = (first, second)
     # 3. pairwise dot products, then the top MLP's input [z, pairs]
     top_in = np.empty((B, cfg.top_sizes()[0]), dtype=dtype)
     interact(T, top_in[:, start * cfg.dim:])
@@ -304,7 +330,7 @@ def forward(p: Params, cfg: ModelConfig, dense: np.ndarray, idx: np.ndarray, d: 
         h += b
         if i < last:
             np.maximum(h, 0, out=h)
-    return Cache(bottom_h=bottom_h, top_h=top_h, T=T, logit=h[:, 0])
+    return Cache(bottom_h=bottom_h, top_h=top_h, T=T, logit=h[:, 0], factors=factors)
 
 
 def bce_with_logits(logit: np.ndarray, y: np.ndarray) -> float:

@@ -22,6 +22,14 @@ batch order, then table 1, ...):
     rows = hook.remap(table, row)        (optional)
         The stored row each lookup reads, where rows share storage (`hash`);
         without it every lookup reads its own row.
+    first, second = hook.compose(table, row)   (optional, with `operation`)
+        Compositional embeddings (`qr`): each lookup reads the combination of
+        two stored rows of its table, `first` and `second` (-1: none, the first
+        alone), combined by `hook.operation` ("mult", element-wise product, or
+        "add"); each factor gets its share of the gradient (the product rule).
+    hook.initialise(emb, offsets, seed)       (optional)
+        Sets the initial values of the rows the policy stores where they differ
+        from the model's (the factors of `qr`); called once, before training.
 
 The trainer reads non-resident chunks as zeros, gives them no update, and zeroes
 the stored values of every chunk in `resets`. `FullResidency` keeps everything;

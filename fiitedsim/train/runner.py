@@ -286,6 +286,10 @@ def run_all(data: Dataset | Callable[[int], Dataset], data_spec: str, policies: 
     `progress(done, total)` counts training steps over every run and seed. `drift`: the synthetic data's
     (recorded in the summary).
 
+    Each seed's policies work on its own data's tables (vocabulary tables of synthetic data differ between
+    seeds: a budget given as a fraction is that fraction of each seed's dense size); the summary's tables,
+    budgets and dense size are the first seed's.
+
     Policies sized before training (`policies.sized_from_window`) see the lookups of the sizing window, the
     first `tcfg.size_from` of each seed's training split; the summary says what each run knew (`knew`), the
     share of evaluation lookups that window never saw (`unseen_share`, mean over the seeds) and the memory at
@@ -312,7 +316,8 @@ def run_all(data: Dataset | Callable[[int], Dataset], data_spec: str, policies: 
                   else None)
         unseen.append(unseen_share(ds, tcfg_s))
         trained: dict[str, str] = {}  # a budget-independent policy (full) -> its key trained at this seed
-        for run in runs:
+        for run, seed_run in zip(runs, runs if ds.rows == first.rows else seed_runs(ds, policies, budgets, tcfg,
+                                                                                   rcfg)):
             name, label, key = run.policy, run.budget_label, run.key(True)
             if POLICIES[name].budget_independent and name in trained:  # the same model at every budget
                 per_seed[key].append(dict(per_seed[trained[name]][-1]))
@@ -321,7 +326,8 @@ def run_all(data: Dataset | Callable[[int], Dataset], data_spec: str, policies: 
                 advance(steps)
                 continue
             trained[name] = key
-            hook = EngineResidency.build(name, tables, run.config, window=window, vocabulary=ds.vocabulary)
+            hook = EngineResidency.build(name, list(seed_run.tables), seed_run.config, window=window,
+                                         vocabulary=ds.vocabulary)
             with _recording(tables, emit_trace, emit_importance) as recorder:
                 hook.recorder = recorder
                 res = train(ds, tcfg_s, hook, progress=lambda done, total: advance(1),
@@ -349,7 +355,7 @@ def run_all(data: Dataset | Callable[[int], Dataset], data_spec: str, policies: 
                           "dense": first.dense.shape[1], **config_dict(tcfg),
                           "seeds": seeds, "auto": planned.auto, "steps_run": steps, "gamma": rcfg.gamma,
                           "page_bytes": rcfg.page_bytes, "index_initial": rcfg.index_initial,
-                          "mde_exponent": rcfg.mde_exponent, "policies": policies,
+                          "mde_exponent": rcfg.mde_exponent, "qr_operation": rcfg.qr_operation, "policies": policies,
                           "budgets": budget_entries(budgets, dense_bytes(tables), touched_dense, tables, rcfg),
                           "dense_bytes": dense_bytes(tables), "touched_rows": touched,
                           "touched_dense_bytes": touched_dense, "sizing_window_samples": window_samples(first, tcfg),
@@ -357,6 +363,17 @@ def run_all(data: Dataset | Callable[[int], Dataset], data_spec: str, policies: 
     summary["warnings"] = train_warnings(summary, [(run.policy, run.budget_label, run.budget_bytes) for run in runs])
     frame = pl.DataFrame(curve, schema=CURVE_SCHEMA)
     return TrainOutputs(summary, frame.select(CURVE_COLUMNS))
+
+
+def seed_runs(ds: Dataset, policies: list[str], budgets, tcfg: TrainConfig, rcfg: ReplayConfig) -> list[Run]:
+    """The runs of a seed whose data has tables of other sizes than the first seed's (vocabulary tables of
+    synthetic data drawn anew): planned on its own tables, the same budgets (a fraction of its own dense size),
+    in the same order, with the schedule's interval."""
+    tables = train_tables(ds.rows, tcfg.dim, tcfg.chunk, ds.sparse_names)
+    runs = [replace(run, config=replace(run.config, interval=tcfg.interval))
+            for run in plan(tables, policies, budgets, rcfg, check=False)]
+    check_runs(runs, ds.vocabulary)
+    return runs
 
 
 def quality_point(policy: str, stats: dict) -> QualityPoint:
