@@ -27,11 +27,13 @@ called when the paired per-seed differences clear their spread
 measured points linearly on log memory (`interpolate_log`) at common points
 (`memory_points`), never extrapolating.
 
-One module per concept: `load` reads a results folder and checks its summary,
-`compare` holds the comparison rules without HTML (kinds, the tie rule, curves
-at equal memory), `charts` the replay charts, `page` the parts every page is
-made of (tables, warnings, the inlined libraries), and `replay`, `train` and
-`sweep` the three kinds of report.
+One module per concept: `load` reads a results folder of any kind (replay,
+training, sweep) and checks its summary, `charts` the replay charts, `page`
+the parts every page is made of (tables, warnings, the inlined libraries), and
+`replay`, `train` and `sweep` the three kinds of report. The comparison rules
+without HTML (kinds, what each policy knew, the tie rule, curves at equal
+memory, memory at equal quality) are `fiitedsim.compare`, which the trainer's
+summary uses too.
 """
 from __future__ import annotations
 
