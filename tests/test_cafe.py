@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_cli import fails_cleanly, run, write_trace
 from test_differential import assert_same
-from test_train_model import close, needs_torch, perturb, tiny, torch
+from test_train_model import close, needs_torch, perturb, tiny, torch, torch_top
 
 from fiitedsim import reference
 from fiitedsim.config import ReplayConfig, TableSpec
@@ -167,15 +167,7 @@ def test_gradients_reach_the_rows_read_as_torch_says():
         hot_vec = emb[torch.tensor(offsets[-1] + hot[:, f])]
         cold_vec = emb[torch.tensor(offsets[f] + cold[:, f])]
         vecs.append(torch.where(torch.tensor(is_hot[:, f])[:, None], hot_vec, cold_vec))
-    T = torch.stack(vecs, dim=1)
-    Z = torch.bmm(T, T.transpose(1, 2))
-    li, lj = torch.tril_indices(T.shape[1], T.shape[1], offset=-1)
-    h = torch.cat([vecs[0], Z[:, li, lj]], dim=1)
-    for i, (w, b) in enumerate(zip(p.top_w, p.top_b)):
-        h = h @ torch.tensor(w) + torch.tensor(b)
-        if i < len(p.top_w) - 1:
-            h = torch.relu(h)
-    t_loss = torch.nn.functional.binary_cross_entropy_with_logits(h[:, 0], torch.tensor(y))
+    t_loss = torch_top(vecs, [torch.tensor(w) for w in p.top_w], [torch.tensor(b) for b in p.top_b], y)
     t_loss.backward()
     assert loss == pytest.approx(t_loss.item(), rel=1e-10)
     close(demb, emb.grad.numpy())

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from engine_adapter import engine_replay
 from test_cli import fails_cleanly, run, write_trace
-from test_train_model import close, coalesced_rows, needs_torch, perturb, tiny, torch
+from test_train_model import close, coalesced_rows, needs_torch, perturb, tiny, torch, torch_top
 
 from fiitedsim import reference
 from fiitedsim.config import ReplayConfig, TableSpec
@@ -124,15 +124,7 @@ def torch_composed(p, cfg, dense, first, second, y, operation):
         b = emb[torch.tensor(p.offsets[f] + np.maximum(second[:, f], 0))]
         combined = a * b if operation == "mult" else a + b
         vecs.append(torch.where(has, combined, a))
-    T = torch.stack(vecs, dim=1)
-    Z = torch.bmm(T, T.transpose(1, 2))
-    li, lj = torch.tril_indices(T.shape[1], T.shape[1], offset=-1)
-    h = torch.cat([vecs[0], Z[:, li, lj]], dim=1)
-    for i, (w, b) in enumerate(zip(p.top_w, p.top_b)):
-        h = h @ torch.tensor(w) + torch.tensor(b)
-        if i < len(p.top_w) - 1:
-            h = torch.relu(h)
-    loss = torch.nn.functional.binary_cross_entropy_with_logits(h[:, 0], torch.tensor(y, dtype=torch.float64))
+    loss = torch_top(vecs, [torch.tensor(w) for w in p.top_w], [torch.tensor(b) for b in p.top_b], y)
     loss.backward()
     return loss.item(), emb.grad.numpy()
 

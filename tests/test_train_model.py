@@ -103,19 +103,25 @@ def torch_model(p, cfg, dense, idx, d, y):
         rows = torch.tensor(p.offsets[f] + idx[:, f])
         mask = (cols[None, :] < torch.tensor(d[:, f])[:, None]).to(torch.float64)
         vecs.append(emb[rows] * mask)
+    loss = torch_top(vecs, tw, tb, y, with_dense=bool(cfg.dense))
+    loss.backward()
+    return loss.item(), emb, bw, bb, tw, tb
+
+
+def torch_top(vecs, tw, tb, y, with_dense=True):
+    """DLRM's dot interaction of `vecs` (the dense vector first, when `with_dense`) and its top MLP, to the
+    mean log loss, in torch ops (the tests of composed embeddings build their own `vecs`)."""
     T = torch.stack(vecs, dim=1)
     Z = torch.bmm(T, T.transpose(1, 2))
     li, lj = torch.tril_indices(T.shape[1], T.shape[1], offset=-1)
     h = Z[:, li, lj]
-    if cfg.dense:
+    if with_dense:
         h = torch.cat([vecs[0], h], dim=1)
     for i, (w, b) in enumerate(zip(tw, tb)):
         h = h @ w + b
         if i < len(tw) - 1:
             h = torch.relu(h)
-    loss = torch.nn.functional.binary_cross_entropy_with_logits(h[:, 0], torch.tensor(y, dtype=torch.float64))
-    loss.backward()
-    return loss.item(), emb, bw, bb, tw, tb
+    return torch.nn.functional.binary_cross_entropy_with_logits(h[:, 0], torch.tensor(y, dtype=torch.float64))
 
 
 def close(a, b, rtol=1e-5):
