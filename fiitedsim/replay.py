@@ -16,6 +16,7 @@ from .atomic import atomic_path, check_writable, refuse_cwd_or_parent, write_par
 from .checks import replay_warnings
 from .config import ReplayConfig, TableSpec, dense_bytes, resolve_layout
 from .errors import InputError
+from .paths import shown
 from .plan import Run, check_runs, keyed, parse_budgets, parse_policies, plan, split_list  # noqa: F401 (API)
 from .policies import POLICIES
 from .readahead import read_ahead
@@ -127,7 +128,7 @@ def _one_pass(source: TraceSource, runs: list[tuple[str, Run]],
         raise InputError(f"{source.path}: the trace has no lookups")
     results = {key: policy.finish() for key, policy in instances.items()}
     trace = {
-        "path": str(source.path), "importance": str(source.importance_path) if source.has_importance else None,
+        "path": shown(source.path), "importance": shown(source.importance_path) if source.has_importance else None,
         "lookups": lookups, "importance_records": importance, "grad_norm": source.has_grad,
         "first_step": first_step, "last_step": last_step, "dense_bytes": dense_bytes(tables),
         "touched_rows": int(touched.per_table.sum()), "touched_rows_per_table": [int(x) for x in touched.per_table],

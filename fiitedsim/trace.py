@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 from .atomic import atomic_path
 from .config import MAX_TABLES, TableSpec, load_tables_file, parse_tables_json, tables_from_json
 from .errors import EmptyImportanceLog, GradNormIgnored, InputError, TablesInferred, refuse_duplicate_columns
+from .paths import arrow_file
 from .trace_writer import IMPORTANCE_SCHEMA, TABLES_KEY
 
 TRACE_COLUMNS = ("step", "table", "row")
@@ -103,7 +104,7 @@ def _open_parquet(path: Path, what: str) -> pq.ParquetFile:
     if not path.is_file():
         raise InputError(f"{what} {path} is not a file; give the path of one Parquet file")
     try:
-        return pq.ParquetFile(path)
+        return pq.ParquetFile(arrow_file(path))
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{path}: not a readable Parquet file (corrupt, truncated or another format): "
                          f"{_one_line(exc)}") from None
@@ -147,7 +148,7 @@ def trace_parts(path) -> list[Path]:
 def _stream(path: Path, columns: list[str], batch_rows: int) -> Iterator[pa.RecordBatch]:
     """Stream `columns` in batches; pyarrow errors raised mid-file (bad pages) become InputError."""
     try:
-        with pq.ParquetFile(path) as pf:
+        with arrow_file(path) as f, pq.ParquetFile(f) as pf:
             # one row group at a time: iter_batches over the whole file keeps memory that grows with
             # the number of row groups read (measured 7x on a 10x longer trace), per group it is flat
             for group in range(pf.num_row_groups):
@@ -644,5 +645,5 @@ def write_importance(path, step, table, row, chunk, value) -> None:
     if len({len(a) for a in arrays}) != 1:
         raise ValueError(f"importance columns differ in length: {[len(a) for a in arrays]}")
     table_ = pa.Table.from_arrays([pa.array(a) for a in arrays], schema=IMPORTANCE_SCHEMA)
-    with atomic_path(path) as tmp:
-        pq.write_table(table_, tmp, compression="zstd")
+    with atomic_path(path) as tmp, arrow_file(tmp, "wb") as f:
+        pq.write_table(table_, f, compression="zstd")

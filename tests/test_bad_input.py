@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_cli import TABLES, fails_cleanly, run, write_trace
+from test_cli import FAST, GEN_SMALL, TABLES, fails_cleanly, run, write_trace
 
-from fiitedsim.config import tables_to_json
+from fiitedsim.config import TableSpec, tables_to_json
 from fiitedsim.trace_writer import TABLES_KEY
 
 
@@ -339,3 +342,85 @@ def test_error_messages_show_plain_numbers(monkeypatch, capsys, tmp_path, folder
                                                          "--sparse", "s", "-q"],
                          "label column 'y', sample 1: value 2; labels must be 0 or 1")
     assert "np." not in line
+
+
+# ---------------------------------------------------------------------------
+# Issue 21, class B: file names that are not UTF-8, text the locale cannot encode
+
+LATIN1 = os.fsdecode(b"lat\xe9")  # a Latin-1 name: Python holds its byte 0xE9 as a lone surrogate
+
+
+def _non_utf8_case(tmp_path, folder, case: str) -> tuple[list, Path]:
+    """(arguments, the path with a non-UTF-8 name that the command reads or writes)."""
+    plain = write_trace(folder / "plain.parquet")
+    named_in = write_trace(folder / f"{LATIN1}.parquet")
+    csv = folder / f"{LATIN1}.csv"
+    csv.write_text("step,table,row\n0,a,1\n1,b,2\n")
+    data = folder / f"{LATIN1}-data.csv"
+    data.write_text("y,s\n" + "".join(f"{i % 2},v{i % 7}\n" for i in range(200)))
+    out = tmp_path / f"o-{LATIN1}"
+    small = ["--policy", "full", "--budget", "0.5", "--page-bytes", "64", *FAST]
+    return {
+        "replay input": (["replay", named_in, *small], named_in),
+        "replay --out": (["replay", plain, *small, "--out", out], out),
+        "replay --report": (["replay", plain, *small, "--report", out.with_suffix(".html")], out.with_suffix(".html")),
+        "inspect input": (["inspect", named_in, "-q"], named_in),
+        "generate output": (["generate", out.with_suffix(".parquet"), *GEN_SMALL], out.with_suffix(".parquet")),
+        "import csv input": (["import", "csv", csv, "-o", tmp_path / "c.parquet", "-q"], csv),
+        "import csv -o": (["import", "csv", folder / "plain.csv", "-o", out.with_suffix(".parquet"), "-q"],
+                          out.with_suffix(".parquet")),
+        "import parquet input": (["import", "parquet", named_in, "--table-col", "table", "-o",
+                                  tmp_path / "p.parquet", "-q"], named_in),
+        "train csv data": (["train", "--data", f"csv:{data}", "--label", "y", "--sparse", "s", "--rows", "8",
+                            "--policy", "full", "--budget", "0.5", "--page-bytes", "64", "--batch", "32", "-q"], data),
+        "train --emit-trace": (["train", "--samples", "300", "--rows", "50", "--fields", "2", "--batch", "64",
+                                "--policy", "full", "--page-bytes", "256", "-q", "--emit-trace",
+                                out.with_suffix(".parquet")], out.with_suffix(".parquet")),
+    }[case]
+
+
+@pytest.mark.parametrize("case", ["replay input", "replay --out", "replay --report", "inspect input",
+                                  "generate output", "import csv input", "import csv -o", "import parquet input",
+                                  "train csv data", "train --emit-trace"])
+def test_file_names_that_are_not_utf8_work_and_are_shown_escaped(monkeypatch, capsys, tmp_path, folder, case):
+    """Each raised UnicodeEncodeError: pyarrow and polars encode paths as UTF-8, and so did printing them."""
+    (folder / "plain.csv").write_text("step,table,row\n0,a,1\n1,b,2\n")
+    args, path = _non_utf8_case(tmp_path, folder, case)
+    result = run(monkeypatch, capsys, *args)
+    assert result.code == 0 and "Traceback" not in result.err and "error" not in result.err, result.err
+    assert path.exists()
+    assert "\udce9" not in result.out + result.err
+    if not case.endswith("input") and case != "train csv data":  # the output is named, as the shell spells it
+        assert "lat\\xe9" in result.err, result.err
+
+
+def test_a_results_folder_with_such_a_name_renders(monkeypatch, capsys, tmp_path, folder):
+    out = tmp_path / f"o-{LATIN1}"
+    assert run(monkeypatch, capsys, "replay", write_trace(folder / "t.parquet"), "--policy", "full", "--budget",
+               "0.5", *FAST, "--out", out).code == 0
+    result = run(monkeypatch, capsys, "report", out)
+    assert result.code == 0 and "lat\\xe9" in result.err, result.err
+    assert (out / "report.html").is_file()
+
+
+def test_a_missing_file_with_such_a_name_is_one_readable_line(monkeypatch, capsys, tmp_path, folder):
+    line = fails_cleanly(monkeypatch, capsys, tmp_path, ["replay", folder / f"{LATIN1}.parquet", "-q"],
+                         "not found")
+    assert "lat\\xe9.parquet" in line
+
+
+@pytest.mark.slow  # a subprocess under the C locale
+@pytest.mark.parametrize("json_output", [False, True])
+def test_inspect_of_non_ascii_table_names_under_the_c_locale(tmp_path, json_output):
+    """A table named 'tabé' crashed `inspect` with UnicodeEncodeError when stdout is ASCII (LC_ALL=C,
+    PYTHONUTF8=0); it is printed escaped."""
+    tables = [TableSpec("tab\u00e9", rows=100_000, dim=16, chunk=4),
+              TableSpec("\u65e5\u672c", rows=20_000, dim=32, chunk=8)]
+    trace = write_trace(tmp_path / "t.parquet", tables=tables)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONIOENCODING"} | {"LC_ALL": "C", "PYTHONUTF8": "0"}
+    p = subprocess.run([sys.executable, "-m", "fiitedsim", "inspect", trace, "-q", *(["--json"] if json_output
+                                                                                     else [])],
+                       capture_output=True, env=env, timeout=300)
+    assert p.returncode == 0 and b"Traceback" not in p.stderr, p.stderr.decode(errors="replace")
+    text = p.stdout.decode("ascii")
+    assert ("tab\\u00e9" if json_output else "tab\\xe9") in text

@@ -577,3 +577,38 @@ def test_bad_train_option_values_are_refused(scratch, option, value):
     out = folder / "o"
     assert_refused(*run_cli("train", "--samples", "300", "--rows", "50", "--fields", "2", "--batch", "64",
                             "--page-bytes", "256", option, value, "-q", "--out", out), out)
+
+
+# --- round two: B (non-UTF-8 names), C (deep nesting), D (integer overflow), F (environment) ---
+
+
+NAME_BYTES = st.binary(min_size=1, max_size=12).map(lambda b: b.replace(b"/", b"_").replace(b"\0", b"_")).filter(
+    lambda b: b not in (b".", b"..") and not b.startswith(b"."))
+
+
+@hostile(25)
+@given(data=st.data())
+def test_any_file_name_bytes_work_and_print(scratch, data):
+    """Class B: a file name of any bytes (Latin-1, broken UTF-8, control bytes) is read and written, and every
+    line naming it can be printed as UTF-8 (pyarrow, polars and printing raised UnicodeEncodeError)."""
+    import os
+    folder = fresh(scratch)
+    name = os.fsdecode(data.draw(NAME_BYTES, label="name"))
+    case = data.draw(st.sampled_from(["replay", "inspect", "generate", "import-in", "import-out", "missing"]))
+    trace = folder / f"{name}.parquet"
+    _write(folder / "plain.parquet", _columns()).rename(trace)  # the test's pyarrow takes UTF-8 names only
+    csv = folder / f"{name}.csv"
+    csv.write_text("step,table,row\n0,a,1\n1,b,2\n")
+    target = folder / f"out-{name}.parquet"
+    args = {"replay": ["replay", trace, *REPLAY, "--out", folder / f"o-{name}"], "inspect": ["inspect", trace, "-q"],
+            "generate": ["generate", target, "--table-count", "1", "--rows", "100", "--steps", "2", "--batch", "8",
+                         "--dim", "16", "--chunk", "4", "-q"],
+            "import-in": ["import", "csv", csv, "-o", folder / "c.parquet", "-q"],
+            "import-out": ["import", "csv", csv, "-o", target, "-q"],
+            "missing": ["replay", folder / f"gone-{name}.parquet", "-q"]}[case]
+    code, out, err = run_cli(*args)
+    (out + err).encode("utf-8")  # printable: no lone surrogates
+    if case == "missing":
+        assert_refused(code, out, err)
+    else:
+        assert code == 0 and "Traceback" not in err and "error" not in err, err

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from ..config import MAX_TABLES, load_tables_file
 from ..errors import InputError, refuse_duplicate_columns
+from ..paths import arrow_file
 from .common import ImportReport, Layout, Progress, arrow_error, check_input, write_trace
 
 BLOCK_BYTES = 4 << 20  # pyarrow reads blocks ahead; small blocks keep peak memory flat (~0.5 GB RSS, any input size)
@@ -41,7 +42,7 @@ class _Input:
             raise InputError(f"the step, table, row (and grad) columns must be different, got {', '.join(names)}")
         if fmt == "parquet":
             try:
-                with pq.ParquetFile(path) as pf:
+                with arrow_file(path) as f, pq.ParquetFile(f) as pf:
                     available = pf.schema_arrow.names
                     self.total = pf.metadata.num_rows
             except (pa.ArrowException, OSError) as exc:
@@ -56,7 +57,8 @@ class _Input:
             except OSError as exc:
                 raise InputError(f"{path}: cannot read: {exc}") from None
             try:
-                available = pacsv.open_csv(path).schema.names if first else []
+                with open(path, "rb") as f:
+                    available = pacsv.open_csv(f).schema.names if first else []
             except (pa.ArrowException, OSError) as exc:
                 raise arrow_error(path, exc, "not readable as CSV") from None
             self.total = path.stat().st_size
@@ -71,7 +73,7 @@ class _Input:
         try:
             if self.fmt == "parquet":
                 done = 0
-                with pq.ParquetFile(self.path) as pf:
+                with arrow_file(self.path) as f, pq.ParquetFile(f) as pf:
                     for group in range(pf.num_row_groups):
                         for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=names, row_groups=[group]):
                             yield {role: batch.column(name) for role, name in self.columns.items()}

@@ -11,6 +11,7 @@ import polars as pl
 
 from ..atomic import check_writable
 from ..errors import InputError
+from ..paths import read_frame
 from ..policies.base import SUMMARY_KEYS
 from ..replay import RESULTS_FORMAT, ReplayResults
 
@@ -73,7 +74,7 @@ def load_train_results(folder: str | Path) -> TrainResults:
         raise InputError(f"{path} is not valid JSON ({exc}); {rerun}") from None
     check_train_summary(summary, path, rerun)
     try:
-        curve = pl.read_parquet(folder / CURVE_FILE)
+        curve = read_frame(folder / CURVE_FILE)
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise InputError(f"{folder / CURVE_FILE} is missing or not readable ({type(exc).__name__}); {rerun}") from None
     wrong = [c for c, dtype in CURVE_SCHEMA.items() if c not in curve.columns or curve.schema[c] != dtype]
@@ -166,7 +167,7 @@ def load_results(folder: str | Path) -> ReplayResults:
             raise InputError(f"{folder} is incomplete: timeseries/{key}.parquet is missing; "
                              f"re-run `fiitedsim replay TRACE --out {folder}`")
         try:
-            series[key] = pl.read_parquet(ts)
+            series[key] = read_frame(ts)
         except (OSError, pl.exceptions.PolarsError) as exc:  # a damaged or truncated file
             raise InputError(f"{ts} is not a readable Parquet file ({type(exc).__name__}); "
                              f"re-run `fiitedsim replay TRACE --out {folder}`") from None
