@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .parsing import TooDeep, loads_json, loads_toml
 
 DEFAULT_DIM = 64
 DEFAULT_CHUNK = 8
@@ -134,7 +135,7 @@ def _unique_keys(pairs: list[tuple]) -> dict:
 
 def parse_tables_json(text: str):
     """JSON of a table list, refusing an object with a repeated key."""
-    return json.loads(text, object_pairs_hook=_unique_keys)
+    return loads_json(text, object_pairs_hook=_unique_keys)
 
 
 def load_tables_file(path: str | Path) -> list[TableSpec]:
@@ -144,8 +145,8 @@ def load_tables_file(path: str | Path) -> list[TableSpec]:
         raise InputError(f"tables file not found: {path}")
     try:
         text = path.read_text()
-        data = tomllib.loads(text) if path.suffix == ".toml" else parse_tables_json(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        data = loads_toml(text) if path.suffix == ".toml" else parse_tables_json(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError, TooDeep) as exc:
         raise InputError(f"{path}: cannot parse tables file: {exc}") from None
     except InputError as exc:
         raise InputError(f"{path}: {exc}") from None

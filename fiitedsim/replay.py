@@ -16,6 +16,7 @@ from .atomic import atomic_path, check_writable, refuse_cwd_or_parent, write_par
 from .checks import replay_warnings
 from .config import ReplayConfig, TableSpec, dense_bytes, resolve_layout
 from .errors import InputError
+from .parsing import loads_json
 from .paths import shown
 from .plan import Run, check_runs, keyed, parse_budgets, parse_policies, plan, split_list  # noqa: F401 (API)
 from .policies import POLICIES
@@ -199,7 +200,7 @@ def check_out_dir(out: str | Path) -> Path:
 def _is_results_folder(folder: Path) -> bool:
     """Written by fiitedsim: its summary.json parses and has our keys (the folder is deleted on replace)."""
     try:
-        summary = json.loads((folder / "summary.json").read_text())
+        summary = loads_json((folder / "summary.json").read_text())
     except (OSError, UnicodeDecodeError, ValueError):
         return False
     return isinstance(summary, dict) and "format" in summary and "policies" in summary

@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 from .atomic import atomic_path
 from .config import MAX_TABLES, TableSpec, load_tables_file, parse_tables_json, tables_from_json
 from .errors import EmptyImportanceLog, GradNormIgnored, InputError, TablesInferred, refuse_duplicate_columns
+from .parsing import TooDeep, loads_json
 from .paths import arrow_file
 from .trace_writer import IMPORTANCE_SCHEMA, TABLES_KEY
 
@@ -205,8 +206,8 @@ def _tables_meta(schema: pa.Schema):
     """The table metadata of a part, parsed when it is JSON so that formatting differences do not matter."""
     raw = (schema.metadata or {}).get(TABLES_KEY)
     try:
-        return None if raw is None else json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None if raw is None else loads_json(raw.decode("utf-8"))
+    except ValueError:  # not UTF-8, not JSON, nested too deeply
         return raw
 
 
@@ -383,7 +384,7 @@ class TraceSource:
             try:
                 data = _naming(f"{self.parts[0]}: Parquet metadata '{key}'",
                                lambda: parse_tables_json(meta.decode("utf-8")))
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            except (UnicodeDecodeError, json.JSONDecodeError, TooDeep) as exc:
                 raise InputError(f"{self.parts[0]}: Parquet metadata '{key}' is not valid JSON "
                                  f"({_one_line(exc)}); pass --tables FILE instead") from None
             self._tables_source = f"the trace's '{key}' metadata"
@@ -396,8 +397,8 @@ class TraceSource:
     def _metadata_table_count(meta: bytes | None) -> int | None:
         """Table count in the metadata, or None when absent or unreadable (the --tables file replaces it)."""
         try:
-            data = json.loads(meta.decode("utf-8")) if meta is not None else None
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            data = loads_json(meta.decode("utf-8")) if meta is not None else None
+        except ValueError:  # not UTF-8, not JSON, nested too deeply
             return None
         if isinstance(data, dict):
             data = data.get("tables")

@@ -424,3 +424,67 @@ def test_inspect_of_non_ascii_table_names_under_the_c_locale(tmp_path, json_outp
     assert p.returncode == 0 and b"Traceback" not in p.stderr, p.stderr.decode(errors="replace")
     text = p.stdout.decode("ascii")
     assert ("tab\\u00e9" if json_output else "tab\\xe9") in text
+
+
+# ---------------------------------------------------------------------------
+# Issue 21, class C: JSON and TOML nested deeply (RecursionError)
+
+DEEP = 100_000
+
+
+def _deep_case(tmp_path, folder, case: str) -> tuple[list, list[str]]:
+    """(arguments, words of the message) for a user file of `case` nested DEEP levels."""
+    trace = write_trace(folder / "t.parquet")
+    small = ["--policy", "full", "--budget", "0.5", *FAST]
+    array = "[" * DEEP + "]" * DEEP
+    if case in ("tables json", "tables toml", "tables toml table", "import tables"):
+        path = folder / ("d.json" if case in ("tables json", "import tables") else "d.toml")
+        path.write_text({"tables toml": f"x = {array}\n",
+                         "tables toml table": f"[[tables]]\nname = {array}\n"}.get(case, array))
+        if case == "import tables":
+            (folder / "c.csv").write_text("step,table,row\n0,a,1\n")
+            return ["import", "csv", folder / "c.csv", "-o", tmp_path / "x.parquet", "--tables", path, "-q"], \
+                [str(path), "nested more than 64 levels"]
+        return ["replay", trace, *small, "--tables", path], [str(path), "nested more than 64 levels"]
+    if case in ("metadata replay", "metadata inspect"):
+        table = pq.read_table(trace).replace_schema_metadata({TABLES_KEY: array.encode()})
+        pq.write_table(table, folder / "m.parquet")
+        args = ["replay", folder / "m.parquet", *small] if case == "metadata replay" else \
+            ["inspect", folder / "m.parquet", "-q"]
+        return args, ["m.parquet", "metadata", "nested more than 64 levels"]
+    if case in ("sweep array", "sweep inline table"):
+        value = array if case == "sweep array" else "{a = " * 5000 + "1" + "}" * 5000
+        path = _sweep(folder, trace)
+        path.write_text(path.read_text() + (f"chunk = {value}\n" if case == "sweep array" else f"generate = {value}\n"))
+        return ["sweep", path, "-q"], [str(path), "nested more than 64 levels"]
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize("case", ["tables json", "tables toml", "tables toml table", "import tables",
+                                  "metadata replay", "metadata inspect", "sweep array", "sweep inline table"])
+def test_deeply_nested_input_is_one_line(monkeypatch, capsys, tmp_path, folder, case):
+    """Each raised RecursionError."""
+    args, words = _deep_case(tmp_path, folder, case)
+    fails_cleanly(monkeypatch, capsys, tmp_path, args, *words)
+
+
+def test_a_deeply_nested_summary_json_is_one_line(monkeypatch, capsys, tmp_path, folder):
+    """`report` of it and `replay --out` onto its folder raised RecursionError."""
+    out = tmp_path / "r"
+    assert run(monkeypatch, capsys, "replay", write_trace(folder / "t.parquet"), "--policy", "full", "--budget",
+               "0.5", *FAST, "--out", out).code == 0
+    (out / "summary.json").write_text("[" * DEEP + "]" * DEEP)
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["report", out], "summary.json", "nested more than 64 levels")
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["replay", folder / "t.parquet", "--policy", "full", "--out", out,
+                                                  *FAST], "is not a fiitedsim results folder")
+
+
+def test_a_deeply_nested_stored_sweep_point_is_computed_again(monkeypatch, capsys, tmp_path, folder):
+    """A rerun (and `report`) raised RecursionError; like any damaged point, it is computed again."""
+    sweep = _sweep(folder, write_trace(folder / "t.parquet"))
+    assert run(monkeypatch, capsys, "sweep", sweep, "-q").code == 0
+    (point,) = (tmp_path / "sw" / "points").glob("*.json")
+    point.write_text('{"a":' * DEEP + "1" + "}" * DEEP)
+    result = run(monkeypatch, capsys, "sweep", sweep, "-q")
+    assert result.code == 0 and "(1 computed, 0 already stored)" in result.err, result.err
+    assert json.loads(point.read_text())["format"]

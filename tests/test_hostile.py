@@ -612,3 +612,51 @@ def test_any_file_name_bytes_work_and_print(scratch, data):
         assert_refused(code, out, err)
     else:
         assert code == 0 and "Traceback" not in err and "error" not in err, err
+
+
+@st.composite
+def deep_text(draw, toml_value: bool = False) -> str:
+    """Arrays or objects nested past the limit (65 levels to far past Python's recursion limit)."""
+    depth = draw(st.one_of(st.integers(65, 200), st.integers(900, 1100), st.integers(20_000, 100_000)))
+    kind = draw(st.sampled_from(["array", "object", "mixed"]))
+    opens = {"array": ["["], "object": ['{"a":' if not toml_value else "{a = "],
+             "mixed": ["[", '{"a":' if not toml_value else "{a = "]}[kind]
+    seq = [opens[i % len(opens)] for i in range(depth)]
+    closes = "".join("]" if o == "[" else "}" for o in reversed(seq))
+    return "".join(seq) + "1" + closes
+
+
+@hostile(40)
+@given(data=st.data())
+def test_deeply_nested_json_and_toml_are_refused(scratch, data):
+    """Class C: a table list, a trace's metadata, a sweep file or a summary.json nested deeply is one error line
+    (each raised RecursionError)."""
+    folder = fresh(scratch)
+    where = data.draw(st.sampled_from(["tables.json", "tables.toml", "metadata", "sweep", "summary"]))
+    if where == "tables.json":
+        path = folder / "t.json"
+        path.write_text(data.draw(deep_text()))
+        args = ["replay", _write(folder / "trace.parquet", _columns()), *REPLAY, "--tables", path]
+    elif where == "tables.toml":
+        path = folder / "t.toml"
+        path.write_text(f"x = {data.draw(deep_text(toml_value=True))}\n")
+        args = ["inspect", _write(folder / "trace.parquet", _columns()), "--tables", path, "-q"]
+    elif where == "metadata":
+        trace = _write(folder / "trace.parquet", _columns(), data.draw(deep_text()).encode())
+        args = [data.draw(st.sampled_from(["replay", "inspect"])), trace, "-q"]
+    elif where == "sweep":
+        path = folder / "s.toml"
+        trace = _write(folder / "trace.parquet", _columns())
+        key = data.draw(st.sampled_from(["chunk", "budgets", "generate", "gamma"]))
+        path.write_text(f'[sweep]\ntraces = ["{trace}"]\npolicies = ["full"]\nbudgets = [0.5]\nout = "{folder / "o"}"\n'
+                        .replace("budgets = [0.5]\n", "" if key == "budgets" else "budgets = [0.5]\n")
+                        + f"{key} = {data.draw(deep_text(toml_value=True))}\n")
+        args = ["sweep", path, "-q"]
+    else:
+        results = folder / "r"
+        results.mkdir()
+        (results / "summary.json").write_text(data.draw(deep_text()))
+        args = ["report", results]
+    code, out, err = run_cli(*args)
+    assert_refused(code, out, err, folder / "o")
+    assert "nested more than" in err, err

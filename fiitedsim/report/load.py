@@ -11,6 +11,7 @@ import polars as pl
 
 from ..atomic import check_writable
 from ..errors import InputError
+from ..parsing import loads_json
 from ..paths import read_frame
 from ..policies.base import SUMMARY_KEYS
 from ..replay import RESULTS_FORMAT, ReplayResults
@@ -69,7 +70,7 @@ def load_train_results(folder: str | Path) -> TrainResults:
     rerun = f"re-run `fiitedsim train ... --out {folder}`"
     path = folder / SUMMARY_FILE
     try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
+        summary = loads_json(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"{path} is not valid JSON ({exc}); {rerun}") from None
     check_train_summary(summary, path, rerun)
@@ -156,7 +157,7 @@ def load_results(folder: str | Path) -> ReplayResults:
     if not path.is_file():
         raise InputError(f"{folder} has no summary.json, so it is not a fiitedsim results folder; {rerun}")
     try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
+        summary = loads_json(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"{path} is not valid JSON ({exc}); re-run `fiitedsim replay TRACE --out {folder}`") from None
     check_summary(summary, path, folder)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..config import AUTO, parse_budget
 from ..errors import InputError
+from ..parsing import TooDeep, loads_toml
 from ..policies import POLICIES
 
 
@@ -201,8 +202,8 @@ def load_sweep_file(path: str | Path) -> SweepFile:
         raise InputError(f"sweep file not found: {path}" if not path.exists() else
                          f"sweep file {path} is not a file; give a .toml file with a [sweep] table")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        data = loads_toml(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, TooDeep) as exc:
         raise InputError(f"{path}: not valid TOML: {exc}") from None
     extra = [k for k in data if k != "sweep"]
     if extra:

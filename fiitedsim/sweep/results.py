@@ -13,6 +13,7 @@ import polars as pl
 from ..atomic import atomic_path, check_writable, refuse_cwd_or_parent, write_parquet_frame
 from ..checks import replay_warnings, train_warnings
 from ..errors import InputError
+from ..parsing import loads_json
 from ..paths import read_frame
 from ..policies.base import SUMMARY_KEYS
 from ..replay import RESULTS_FORMAT, ReplayResults
@@ -43,7 +44,7 @@ def check_sweep_out(out: str | Path) -> Path:
 def _stored(out: Path, key: str) -> dict | None:
     """The stored record of a point, or None when it is absent, damaged or of another layout."""
     try:
-        record = json.loads((out / POINTS_DIR / f"{key}.json").read_text(encoding="utf-8"))
+        record = loads_json((out / POINTS_DIR / f"{key}.json").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
         return None
     ok = (isinstance(record, dict) and record.get("format") == SWEEP_FORMAT and record.get("key") == key

@@ -25,6 +25,7 @@ from ..compare import QualityPoint, equal_quality
 from ..config import TRAIN_FIELDS, TRAIN_ROWS, ReplayConfig, TableSpec, dense_bytes
 from ..errors import InputError
 from ..memory import check_model_memory
+from ..parsing import loads_json
 from ..plan import Run, check_runs, plan, split_list
 from ..policies import POLICIES, knowledge, sized_from_window, window_text
 from ..replay import budget_entries
@@ -426,7 +427,7 @@ def check_train_out(out: Path) -> Path:
 
 def _is_train_folder(folder: Path) -> bool:
     try:
-        summary = json.loads((folder / SUMMARY_FILE).read_text())
+        summary = loads_json((folder / SUMMARY_FILE).read_text())
     except (OSError, UnicodeDecodeError, ValueError):
         return False
     return isinstance(summary, dict) and "policies" in summary and "config" in summary
