@@ -247,7 +247,8 @@ def sweep(
                                                        "the traces (or data files) at the same paths. "
                                                        "Default: local processes."),
     workers: Optional[int] = typer.Option(None, help="Local worker processes (default: one per CPU core; 1 "
-                                                    "for training points, which use every core themselves)."),
+                                                    "for training points, which use every core themselves; at "
+                                                    "most 4 per core)."),
     connect_timeout: float = typer.Option(10.0, help="Seconds to wait for --scheduler before giving up."),
     points_per_task: int = typer.Option(4, help="Replay points that share a trace pass (same trace and knobs) are "
                                                 "replayed together, up to this many per task: the trace is "

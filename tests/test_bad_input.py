@@ -488,3 +488,54 @@ def test_a_deeply_nested_stored_sweep_point_is_computed_again(monkeypatch, capsy
     result = run(monkeypatch, capsys, "sweep", sweep, "-q")
     assert result.code == 0 and "(1 computed, 0 already stored)" in result.err, result.err
     assert json.loads(point.read_text())["format"]
+
+
+# ---------------------------------------------------------------------------
+# Issue 21, class D: integers beyond 64 bits (OverflowError, tracebacks, wrapped-around steps)
+
+TRAIN_SMALL = ["train", "--samples", "300", "--rows", "50", "--fields", "2", "--batch", "64", "--page-bytes", "256",
+               "--policy", "full", "-q"]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--seed=-1"], ["--seed", "between 0 and 2**63-1", "-1"]),
+    (["--seed", str(2**64)], ["--seed", "between 0 and 2**63-1"]),
+    (["--seeds", str(2**63)], ["--seeds", "between 0 and 2**63-1"]),
+    (["--seeds", "0,-1"], ["--seeds", "between 0 and 2**63-1"]),
+    (["--batch", str(2**64)], ["--batch", "below 2**62"]),
+    (["--eval-every", str(2**64)], ["--eval-every", "below 2**62"]),
+    (["--epochs", str(2**64)], ["--epochs", "below 2**62"]),
+])
+def test_train_integers_out_of_range(monkeypatch, capsys, tmp_path, args, words):
+    """The seeds raised tracebacks (ValueError, OverflowError)."""
+    fails_cleanly(monkeypatch, capsys, tmp_path, [*TRAIN_SMALL, *args, "--out", tmp_path / "o"], *words)
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("seed", -1, ["seed", "between 0 and 2**63-1"]), ("seed", 2**64, ["seed", "between 0 and 2**63-1"]),
+    ("batch", 2**64, ["--batch", "below 2**62"]), ("eval_every", 2**64, ["--eval-every", "below 2**62"]),
+])
+def test_data_sweep_integers_out_of_range(monkeypatch, capsys, tmp_path, folder, key, value, words):
+    """seed = [-1] raised a traceback; a batch of 2**64 trained, then failed to write points.parquet."""
+    knobs = {"samples": 300, "rows": 50, "fields": 2, "batch": 64, "page_bytes": 256, key: [value]}
+    path = folder / "s.toml"
+    path.write_text('[sweep]\ndata = ["synthetic"]\npolicies = ["full"]\nbudgets = [0.5]\n'
+                    f'out = "{tmp_path / "sw"}"\n' + "".join(f"{k} = {v}\n" for k, v in knobs.items()))
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["sweep", path, "-q"], *words)
+
+
+@pytest.mark.parametrize("step", [2**63 - 3, 2**64, -1])
+def test_import_criteo_first_step_out_of_range(monkeypatch, capsys, tmp_path, folder, step):
+    """--step 2**63-3 wrapped the later steps around to negative ones (exit 0), or raised OverflowError."""
+    data = folder / "day.tsv"
+    data.write_text("".join("\t".join(["1", *[str(i)] * 13, *["ab"] * 26]) + "\n" for i in range(8)))
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["import", "criteo", data, "-o", tmp_path / "x.parquet", "--batch",
+                                                  "1", f"--step={step}", "-q"], "--step", "between 0 and 2**62")
+
+
+def test_sweep_refuses_more_local_workers_than_it_can_run(monkeypatch, capsys, tmp_path, folder):
+    """--workers 2**64 tried to start that many processes."""
+    from fiitedsim.sweep.run import max_local_workers
+    sweep = _sweep(folder, write_trace(folder / "t.parquet"))
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["sweep", sweep, "--workers", str(2**64), "-q"],
+                  f"--workers must be at most {max_local_workers()}")

@@ -660,3 +660,36 @@ def test_deeply_nested_json_and_toml_are_refused(scratch, data):
     code, out, err = run_cli(*args)
     assert_refused(code, out, err, folder / "o")
     assert "nested more than" in err, err
+
+
+HUGE_OR_NEGATIVE = st.one_of(st.integers(-2**70, -1), st.integers(2**63, 2**70))
+
+
+@hostile(30)
+@given(data=st.data())
+def test_integers_past_64_bits_are_refused(scratch, data):
+    """Class D: a seed, an import's first step, a training count or a sweep's seed outside 64 bits is one error
+    line (tracebacks, OverflowError, or steps wrapped around to negative ones)."""
+    folder = fresh(scratch)
+    value = data.draw(HUGE_OR_NEGATIVE, label="value")
+    out = folder / "o"
+    where = data.draw(st.sampled_from(["--seed", "--seeds", "--batch", "--eval-every", "--epochs", "import --step",
+                                       "sweep seed", "generate --seed"]))
+    if where == "import --step":
+        day = folder / "day.tsv"
+        day.write_text("".join("\t".join(["1", *[str(i)] * 13, *["ab"] * 26]) + "\n" for i in range(3)))
+        args = ["import", "criteo", day, "-o", out, f"--step={value}", "-q"]
+    elif where == "sweep seed":
+        path = folder / "s.toml"
+        path.write_text(f'[sweep]\ndata = ["synthetic"]\npolicies = ["full"]\nbudgets = [0.5]\nout = "{out}"\n'
+                        f"samples = 300\nrows = 50\nfields = 2\nbatch = 64\nseed = [{value}]\n")
+        args = ["sweep", path, "-q"]
+    elif where == "generate --seed":
+        args = ["generate", out, f"--seed={value}", "-q"]
+    else:
+        args = ["train", "--samples", "300", "--rows", "50", "--fields", "2", "--batch", "64", "--page-bytes", "256",
+                "--policy", "full", "-q", "--out", out, f"{where}={value}"]
+    if where in ("--batch", "--eval-every", "--epochs") and value < 0:
+        value = 2**64
+        args[-1] = f"{where}={value}"
+    assert_refused(*run_cli(*args), out)

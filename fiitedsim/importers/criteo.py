@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from ..config import check_first_step
 from ..errors import InputError, refuse_duplicate_columns
 from ..hashing import hash_rows
 from . import CRITEO_BATCH, CRITEO_ROWS
@@ -60,8 +61,7 @@ def import_criteo(path, output, batch: int = CRITEO_BATCH, rows: int = DEFAULT_R
     path = check_input(path, "criteo file")
     if batch < 1:
         raise InputError(f"--batch must be >= 1 sample per step, got {batch}")
-    if step < 0:
-        raise InputError(f"--step must be >= 0, got {step}")
+    check_first_step(step)
     if rows < 2:
         raise InputError(f"--rows must be at least 2 (row 0 is reserved for missing values), got {rows}")
     with open(path, "rb") as f:

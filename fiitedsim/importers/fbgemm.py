@@ -26,6 +26,7 @@ import io
 
 import numpy as np
 
+from ..config import check_first_step
 from ..errors import InputError
 from .common import ImportReport, Layout, Progress, check_input, check_rows_fit, one_line, tables_from_file, write_trace
 
@@ -94,8 +95,7 @@ def load(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def import_fbgemm(path, output, step: int = 0, rows: int | None = None, tables_file=None,
                   layout: Layout = Layout(), progress: Progress | None = None) -> ImportReport:
     """Convert one .pt batch file to a trace whose lookups all have step `step`."""
-    if step < 0:
-        raise InputError(f"--step must be >= 0, got {step}")
+    check_first_step(step)
     if rows is not None and tables_file is not None:
         raise InputError("give --rows or --tables, not both")
     indices, offsets, lengths = load(path)
