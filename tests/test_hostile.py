@@ -693,3 +693,27 @@ def test_integers_past_64_bits_are_refused(scratch, data):
         value = 2**64
         args[-1] = f"{where}={value}"
     assert_refused(*run_cli(*args), out)
+
+
+@hostile(8)
+@given(protocol=st.integers(2, 5), legacy=st.booleans(), garble=st.booleans())
+def test_fbgemm_files_of_any_pickle_protocol_print_no_torch_noise(scratch, protocol, legacy, garble):
+    """Class J: whatever the file's pickle protocol and format, the only lines on stderr are fiitedsim's (torch
+    printed UserWarnings before the error line)."""
+    import warnings
+    torch = pytest.importorskip("torch")
+    folder = fresh(scratch)
+    pt = folder / "b.pt"
+    lengths = [[1, 2], [0, 1]]
+    torch.save((torch.tensor([3, 4, 5, 6]), torch.tensor([0, 1, 3, 3, 4]), torch.tensor(lengths)), pt,
+               pickle_protocol=protocol, _use_new_zipfile_serialization=not legacy)
+    if garble:
+        pt.write_bytes(pt.read_bytes()[: len(pt.read_bytes()) // 2])
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        code, out, err = run_cli("import", "fbgemm", pt, "-o", folder / "t.parquet", "-q")
+    assert [str(w.message) for w in seen] == []
+    if code:
+        assert_refused(code, out, err, folder / "t.parquet")
+    else:
+        assert "warning" not in err and "Traceback" not in err, err

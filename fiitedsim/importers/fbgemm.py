@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import warnings
 
 import numpy as np
 
@@ -43,6 +44,16 @@ def _torch():
     return torch
 
 
+def _load(torch, path, compressed: bool):
+    """`torch.load` of a plain or gzip-compressed file, memory-mapped where the format allows."""
+    if compressed:
+        return torch.load(io.BytesIO(gzip.decompress(path.read_bytes())), map_location="cpu", weights_only=True)
+    try:  # memory-mapped: a multi-GB file is paged in as it is read, not copied into memory
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # files in torch's legacy (non-zip) format cannot be mapped
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def load(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(indices, offsets, lengths) as int64 numpy arrays, checked for the shapes and consistency above."""
     torch = _torch()
@@ -50,16 +61,16 @@ def load(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     with open(path, "rb") as f:
         compressed = f.read(2) == b"\x1f\x8b"
     try:
-        if compressed:
-            data = torch.load(io.BytesIO(gzip.decompress(path.read_bytes())), map_location="cpu", weights_only=True)
-        else:
-            try:  # memory-mapped: a multi-GB file is paged in as it is read, not copied into memory
-                data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            except Exception:  # files in torch's legacy (non-zip) format cannot be mapped
-                data = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's UserWarnings (a legacy pickle protocol) before our one line
+            warnings.simplefilter("ignore")
+            data = _load(torch, path, compressed)
     except Exception as exc:  # torch raises many types here (UnpicklingError, RuntimeError, EOFError, zip errors)
+        why = one_line(exc)
+        if why.startswith("Weights only load failed"):  # torch's text goes on to advise loading it unsafely
+            why = ("it holds objects other than tensors, or pickle instructions the safe loader refuses "
+                   "(fiitedsim loads .pt files with weights_only, so that a file cannot run code)")
         raise InputError(f"{path}: not a readable PyTorch .pt file (corrupt, truncated or another format): "
-                         f"{one_line(exc)[:300]}") from None
+                         f"{why[:300]}") from None
     if not isinstance(data, (tuple, list)) or len(data) != 3 or not all(isinstance(x, torch.Tensor) for x in data):
         got = type(data).__name__ + (f" of {len(data)}" if isinstance(data, (tuple, list)) else "")
         raise InputError(f"{path}: expected a tuple of 3 tensors (indices, offsets, lengths), got {got}")
