@@ -645,6 +645,8 @@ def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
     _escape_unencodable_output()
     try:
+        from .memory import check_address_space
+        check_address_space()
         code = app(standalone_mode=False)
         _flush_stdout()
     except InputError as exc:

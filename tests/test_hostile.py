@@ -717,3 +717,27 @@ def test_fbgemm_files_of_any_pickle_protocol_print_no_torch_noise(scratch, proto
         assert_refused(code, out, err, folder / "t.parquet")
     else:
         assert "warning" not in err and "Traceback" not in err, err
+
+
+@hostile(6)
+@given(limit_mib=st.integers(256, 4096), command=st.sampled_from(["replay", "inspect", "sweep", "report"]))
+def test_any_small_address_space_limit_is_one_line(scratch, limit_mib, command):
+    """Class F: under `ulimit -v` of 256 MiB to 4 GiB every command ends in one error line, exit 2, and leaves
+    nothing behind (it aborted with thousands of allocator lines, or hung in the BLAS start-up)."""
+    import os
+    import resource
+    import subprocess
+    folder = fresh(scratch)
+    trace = _write(folder / "trace.parquet", _columns())
+    (folder / "s.toml").write_text(f'[sweep]\ntraces = ["{trace}"]\npolicies = ["full"]\nbudgets = [0.9]\n'
+                                   f'out = "{folder / "sw"}"\n')
+    args = {"replay": ["replay", trace, *REPLAY, "--out", folder / "o"], "inspect": ["inspect", trace, "-q"],
+            "sweep": ["sweep", folder / "s.toml", "-q"], "report": ["report", folder, "-o", folder / "r.html"]}[command]
+    before = sorted(os.listdir(folder))
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (limit_mib * 2**20, limit_mib * 2**20))
+    p = subprocess.run([sys.executable, "-m", "fiitedsim", *map(str, args)], capture_output=True, text=True,
+                       timeout=300, preexec_fn=limit)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and p.stderr.startswith("error: "), p.stderr[-1000:]
+    assert sorted(os.listdir(folder)) == before

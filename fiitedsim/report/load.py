@@ -301,7 +301,10 @@ def check_series(results: ReplayResults) -> None:
 
 
 def check_report_path(target: str | Path, will_exist: str | Path | None = None) -> Path:
-    """Fail before any work if the report cannot be written: its folder must exist (or be `will_exist`)."""
+    """Fail before any work if the report cannot be written: its folder must exist (or be `will_exist`), and the
+    address space must hold the chart engine (`memory.check_report_address_space`)."""
+    from ..memory import check_report_address_space
+    check_report_address_space()
     target = Path(target)
     parent = target.parent
     if target.is_dir():

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..atomic import is_write_error, write_error
 from ..errors import InputError
+from ..memory import check_report_address_space
 from ..replay import replay_each
 from ..trace import TraceSource
 from .file import SweepFile
@@ -237,6 +238,7 @@ def run_sweep(sweep: SweepFile, out: str | Path, *, scheduler: str | None = None
         raise InputError("--workers sizes the local cluster; with --scheduler the cluster has its own workers")
     if points_per_task < 1:
         raise InputError(f"--points-per-task must be at least 1, got {points_per_task}")
+    check_report_address_space()  # the sweep ends with its report
     if not connect_timeout > 0:
         raise InputError(f"--connect-timeout must be positive, got {connect_timeout:g}")
     if scheduler is not None:
