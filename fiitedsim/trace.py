@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import re
 import sys
 from dataclasses import dataclass
@@ -249,6 +250,15 @@ def _floats(values: pa.Array) -> np.ndarray:
     """Float column as float32; float64 overflow becomes inf, which the caller then rejects."""
     with np.errstate(over="ignore"):
         return values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+
+
+def _value_text(values: pa.Array, i: int, as_float32: float) -> str:
+    """How a message names the value at `i` that `_floats` made `as_float32`: the file's own value when the cast
+    made it inf (1e300 read as float32 is inf, and "importance inf" misnamed it)."""
+    original = values[i].as_py()
+    if isinstance(original, float) and math.isfinite(original) and not math.isfinite(as_float32):
+        return f"{original:g} (beyond 3.4e+38, the largest float32, which these values are read as)"
+    return f"{as_float32}"
 
 
 def _check_steps(step: np.ndarray, previous: int | None, where: _Where, fix: str) -> int:
@@ -494,7 +504,7 @@ class TraceSource:
         bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
         if bad.size:
             i = int(np.searchsorted(ends, bad[0], side="right"))
-            where.fail(i, step, f"grad_norm value {values[bad[0]]} is not allowed; "
+            where.fail(i, step, f"grad_norm value {_value_text(flat, int(bad[0]), values[bad[0]])} is not allowed; "
                                 "gradient norms must be finite and >= 0")
         n = len(table)
         if (lengths == self.k_max).all():
@@ -550,7 +560,8 @@ class TraceSource:
             value = _floats(value_col)
             bad = np.flatnonzero(~np.isfinite(value) | (value < 0))
             if bad.size:
-                where.fail(bad[0], step, f"importance {value[bad[0]]} is not allowed; "
+                where.fail(bad[0], step, f"importance {_value_text(value_col, int(bad[0]), value[bad[0]])} is not "
+                                         "allowed; "
                                          "importance must be finite and >= 0")
             yield step, table.astype(np.int32), row, chunk, value
             offset += batch.num_rows

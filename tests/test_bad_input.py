@@ -539,3 +539,34 @@ def test_sweep_refuses_more_local_workers_than_it_can_run(monkeypatch, capsys, t
     sweep = _sweep(folder, write_trace(folder / "t.parquet"))
     fails_cleanly(monkeypatch, capsys, tmp_path, ["sweep", sweep, "--workers", str(2**64), "-q"],
                   f"--workers must be at most {max_local_workers()}")
+
+
+# ---------------------------------------------------------------------------
+# Issue 21, smaller items: misleading messages
+
+
+def test_a_float64_value_past_float32_is_named_as_given(monkeypatch, capsys, tmp_path, folder):
+    """An importance of 1e300 was reported as "importance inf"."""
+    log = folder / "log.parquet"
+    pq.write_table(pa.table({"step": pa.array([0], pa.int64()), "table": pa.array([0], pa.int32()),
+                             "row": pa.array([1], pa.int64()), "chunk": pa.array([0], pa.int16()),
+                             "importance": pa.array([1e300], pa.float64())}), log)
+    line = fails_cleanly(monkeypatch, capsys, tmp_path, ["replay", write_trace(folder / "t.parquet", with_grad=False),
+                                                         "--importance", log, "--policy", "full", *FAST],
+                         "importance 1e+300", "largest float32")
+    assert "inf" not in line
+
+
+@pytest.mark.parametrize("command", ["import csv", "import criteo", "train csv", "train criteo"])
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
+def test_text_input_in_utf16_is_called_so(monkeypatch, capsys, tmp_path, folder, command, encoding):
+    """A UTF-16 file was read as one field and its NUL characters printed in the error line."""
+    path = folder / "d.csv"
+    text = "step,table,row\n0,a,1\n" if command == "import csv" else "y,s\n1,a\n0,b\n"
+    path.write_bytes(text.encode(encoding))
+    args = {"import csv": ["import", "csv", path, "-o", tmp_path / "x.parquet"],
+            "import criteo": ["import", "criteo", path, "-o", tmp_path / "x.parquet"],
+            "train csv": ["train", "--data", f"csv:{path}", "--label", "y", "--sparse", "s"],
+            "train criteo": ["train", "--data", f"criteo:{path}"]}[command]
+    line = fails_cleanly(monkeypatch, capsys, tmp_path, [*args, "-q"], str(path), "not UTF-8 text")
+    assert "\0" not in line

@@ -24,7 +24,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ..config import MAX_TABLES, load_tables_file
-from ..errors import InputError, refuse_duplicate_columns
+from ..errors import InputError, refuse_duplicate_columns, text_line
 from ..paths import arrow_file
 from .common import ImportReport, Layout, Progress, arrow_error, check_input, write_trace
 
@@ -53,7 +53,7 @@ class _Input:
                 raise InputError("--grad-col needs Parquet input (CSV has no list columns)")
             try:
                 with open(path, "rb") as f:
-                    first = f.readline(1 << 20).decode("utf-8", "replace").rstrip("\r\n")
+                    first = text_line(path, f.readline(1 << 20)).rstrip("\r\n")
             except OSError as exc:
                 raise InputError(f"{path}: cannot read: {exc}") from None
             try:

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from ..config import check_first_step
-from ..errors import InputError, refuse_duplicate_columns
+from ..errors import InputError, refuse_duplicate_columns, text_line
 from ..hashing import hash_rows
 from . import CRITEO_BATCH, CRITEO_ROWS
 from .common import ImportReport, Layout, Progress, arrow_error, check_input, tables_from_file, write_trace
@@ -42,7 +42,7 @@ def _first_line(path: Path, compressed: bool) -> str:
     try:
         with opener(path, "rb") as f:
             # a UTF-8 byte-order mark is no part of the first field (pyarrow's reader skips it too)
-            return f.readline(1 << 20).decode("utf-8", "replace").rstrip("\r\n").removeprefix("\ufeff")
+            return text_line(path, f.readline(1 << 20)).rstrip("\r\n")
     except (OSError, EOFError) as exc:
         raise InputError(f"{path}: cannot read: {exc}") from None
 

@@ -37,7 +37,7 @@ import numba
 import numpy as np
 
 from ..config import TrainConfig
-from ..errors import InputError, refuse_duplicate_columns
+from ..errors import InputError, refuse_duplicate_columns, text_line
 from ..hashing import hash_rows
 from ..memory import format_bytes, memory_limit
 from ..paths import arrow_file
@@ -569,7 +569,7 @@ def _first_line(path: str, gz: bool = False) -> str:
     import gzip
     try:
         with (gzip.open if gz else open)(path, "rb") as fh:
-            return fh.readline(1 << 16).decode("utf-8", "replace").removeprefix("\ufeff")
+            return text_line(path, fh.readline(1 << 16))
     except (OSError, EOFError) as exc:
         raise InputError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
 
