@@ -570,3 +570,19 @@ def test_text_input_in_utf16_is_called_so(monkeypatch, capsys, tmp_path, folder,
             "train criteo": ["train", "--data", f"criteo:{path}"]}[command]
     line = fails_cleanly(monkeypatch, capsys, tmp_path, [*args, "-q"], str(path), "not UTF-8 text")
     assert "\0" not in line
+
+
+@pytest.mark.parametrize("steps", [2**63 - 1, 10**8])
+def test_generate_refuses_a_trace_larger_than_the_free_disk(monkeypatch, capsys, tmp_path, steps):
+    """--steps 2**63-1 wrote a 5.2 GB temporary in two minutes before it failed; now refused before writing."""
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["generate", tmp_path / "g.parquet", "--steps", str(steps), "-q"],
+                  "lookups", "would take at least", "free there")
+
+
+def test_generate_checks_the_free_disk_of_its_own_folder(monkeypatch, capsys, tmp_path):
+    import shutil
+    from collections import namedtuple
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 1000, 1000))
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["generate", tmp_path / "g.parquet", *GEN_SMALL],
+                  "1000 bytes free there")
