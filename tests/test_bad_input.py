@@ -586,3 +586,21 @@ def test_generate_checks_the_free_disk_of_its_own_folder(monkeypatch, capsys, tm
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 1000, 1000))
     fails_cleanly(monkeypatch, capsys, tmp_path, ["generate", tmp_path / "g.parquet", *GEN_SMALL],
                   "1000 bytes free there")
+
+
+@pytest.mark.parametrize("where", ["knobs", "generate", "data"])
+def test_a_sweep_of_more_than_the_stated_points_is_refused_at_once(monkeypatch, capsys, tmp_path, folder, where):
+    """10**6 points used 1.7 GB for over a minute before any output; past MAX_POINTS it is one line at once."""
+    from fiitedsim.sweep.file import MAX_POINTS
+    budgets = ", ".join(f'"{1000 + i}B"' for i in range(1000))
+    gammas = ", ".join(str(0.5 + i * 1e-6) for i in range(1000))
+    seeds = ", ".join(map(str, range(1000)))
+    body = {"knobs": f'traces = ["{write_trace(folder / "t.parquet")}"]\npolicies = ["full"]\n'
+                     f"budgets = [{budgets}]\ngamma = [{gammas}]\n",
+            "generate": 'policies = ["full"]\nbudgets = [0.5]\ngenerate = {seed = [' + seeds
+                        + "], rows = [" + ", ".join(map(str, range(100, 1100))) + "]}\n",
+            "data": f'data = ["synthetic"]\npolicies = ["full"]\nbudgets = [{budgets}]\nseed = [{seeds}]\n'}[where]
+    path = folder / "s.toml"
+    path.write_text(f'[sweep]\nout = "{tmp_path / "sw"}"\n' + body)
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["sweep", path, "-q"], "1,000,000 points", f"{MAX_POINTS:,}",
+                  "split it")
