@@ -497,7 +497,6 @@ def generate(path, cfg: GenerateConfig, progress: Callable[[int], None] | None =
     if Path(path).is_dir():
         raise InputError(f"output {path} is a directory; give a file name like trace.parquet")
     check_writable(path)
-    check_disk_room(path, cfg)
     t0 = time.perf_counter()
     tables = cfg.table_specs()
     ntab, batch, rows, kk = cfg.tables, cfg.batch, cfg.rows, cfg.chunks
@@ -538,6 +537,7 @@ def generate(path, cfg: GenerateConfig, progress: Callable[[int], None] | None =
     out_row = np.empty(cap, dtype=np.int64)
     out_rank = np.empty(cap, dtype=np.int64)
 
+    check_disk_room(path, cfg)  # after the memory checks: a batch too large for memory is named as such
     written = 0
     with TraceWriter(path, tables, with_grad=cfg.grad) as writer:
         for u0 in range(0, units_total, units_per_group):
