@@ -22,6 +22,7 @@ from . import options as o
 from .atomic import check_writable, is_write_error
 from .config import ReplayConfig, auto_or_number
 from .errors import InputError
+from .paths import shown
 
 SAMPLE_TRACE = Path(__file__).parent / "data" / "sample.parquet"
 
@@ -39,7 +40,12 @@ if not out.is_terminal:  # piped or captured: do not squeeze the summary table i
 
 def _say(label: str, style: str, message) -> None:
     """One plain line on stderr: `message` may hold user text (paths, values), so no markup or emoji codes."""
-    err.print(Text.assemble((label, style), " ", " ".join(str(message).split())), highlight=False)
+    err.print(Text.assemble((label, style), " ", " ".join(shown(message).split())), highlight=False)
+
+
+def _note(text) -> None:
+    """A plain line on stderr that names outputs (paths as `shown`)."""
+    err.print(shown(text), markup=False, highlight=False)
 
 
 def _warn(*messages) -> None:
@@ -111,7 +117,7 @@ def replay(
     runs = plan(source.tables, names, budget, cfg, {k: (v,) for k, v in overrides.items() if v is not None})
     source.set_tables(list(runs[0].tables))
     total = source.num_lookups * passes(names)
-    with _progress(f"replaying {trace_path.name}", quiet or as_json, total) as update:
+    with _progress(f"replaying {shown(trace_path.name)}", quiet or as_json, total) as update:
         results = replay_runs(source, runs, progress=_counting(update))
     _warn(*results.summary["warnings"])
     if out_dir is not None:
@@ -123,7 +129,7 @@ def replay(
         return
     _print_summary(results.summary)
     if out_dir is not None:
-        err.print(f"results in {out_dir}/ (summary.json, timeseries/)", markup=False, highlight=False)
+        _note(f"results in {out_dir}/ (summary.json, timeseries/)")
 
 
 def _write_report(target: Path, results, what: str = "report", write=None) -> None:
@@ -133,7 +139,7 @@ def _write_report(target: Path, results, what: str = "report", write=None) -> No
         from .report import write_report as write
     with err.status("writing the report", spinner="dots") if err.is_terminal else contextlib.nullcontext():
         write(target, results)
-    err.print(f"{what} in {target}", markup=False, highlight=False)
+    _note(f"{what} in {target}")
 
 
 @app.command()
@@ -241,7 +247,8 @@ def sweep(
                                                        "the traces (or data files) at the same paths. "
                                                        "Default: local processes."),
     workers: Optional[int] = typer.Option(None, help="Local worker processes (default: one per CPU core; 1 "
-                                                    "for training points, which use every core themselves)."),
+                                                    "for training points, which use every core themselves; at "
+                                                    "most 4 per core)."),
     connect_timeout: float = typer.Option(10.0, help="Seconds to wait for --scheduler before giving up."),
     points_per_task: int = typer.Option(4, help="Replay points that share a trace pass (same trace and knobs) are "
                                                 "replayed together, up to this many per task: the trace is "
@@ -268,8 +275,8 @@ or a Dask cluster.
         outcome = run_sweep(sweep_file, out_path, scheduler=scheduler, workers=workers,
                             connect_timeout=connect_timeout, force=force, points_per_task=points_per_task,
                             warn=_warn, progress=update)
-    err.print(f"{len(outcome.points)} points ({outcome.computed} computed, {outcome.reused} already stored) in "
-              f"{out_path}/ (points.parquet, report.html, points/)", markup=False, highlight=False)
+    _note(f"{len(outcome.points)} points ({outcome.computed} computed, {outcome.reused} already stored) in "
+          f"{out_path}/ (points.parquet, report.html, points/)")
 
 
 def _mib(n: int) -> str:
@@ -375,7 +382,7 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
     if report is not None:
         from .report import write_train_report
         write_train_report(report, outputs)
-        err.print(f"report in {report}", markup=False, highlight=False)
+        _note(f"report in {report}")
     for key, run in outputs.summary["policies"].items():
         if run["logloss"] is None:  # NaN predictions: the model diverged
             _say("warning:", "yellow", f"{key}: the evaluation log loss is not a number, so training diverged; "
@@ -383,7 +390,7 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
     _print_train(outputs.summary)
     for what, path in (("results", out_dir), ("trace", emit_trace), ("importance log", emit_importance)):
         if path is not None:
-            err.print(f"{what} in {path}", markup=False, highlight=False)
+            _note(f"{what} in {path}")
 
 
 def _print_train(summary: dict) -> None:
@@ -447,10 +454,10 @@ def generate(
 
     cfg = GenerateConfig(profile=profile, alpha=alpha, tables=table_count, rows=rows, steps=steps, batch=batch,
                          dim=dim, chunk=chunk, drift=drift, grad=not no_grad, seed=seed)
-    with _progress(f"generating {output.name}", quiet, cfg.lookups) as update:
+    with _progress(f"generating {shown(output.name)}", quiet, cfg.lookups) as update:
         report = run_generate(output, cfg, progress=update)
     for line in report.lines():
-        err.print(line, markup=False, highlight=False)
+        _note(line)
 
 
 @app.command()
@@ -475,7 +482,7 @@ def inspect(
     from .trace_stats import inspect_trace, stats_tables
 
     trace_path = trace if trace is not None else SAMPLE_TRACE
-    with _progress(f"inspecting {trace_path.name}", quiet or as_json) as update:
+    with _progress(f"inspecting {shown(trace_path.name)}", quiet or as_json) as update:
         stats = inspect_trace(trace_path, tables_file=tables, importance=importance, compare=compare,
                               warn=_warn, progress=update)
     if as_json:
@@ -499,7 +506,7 @@ def _run_import(what: str, quiet: bool, run) -> None:
     with _progress(what, quiet) as update:
         report = run(update)
     for line in report.lines():
-        err.print(line, markup=False, highlight=False)
+        _note(line)
 
 
 @import_app.command("fbgemm")
@@ -526,7 +533,7 @@ def import_fbgemm(
     from .importers.fbgemm import import_fbgemm as run
 
     out_path = check_output(output, [input])
-    _run_import(f"importing {input.name}", quiet, lambda progress: run(
+    _run_import(f"importing {shown(input.name)}", quiet, lambda progress: run(
         input, out_path, step=step, rows=rows, tables_file=tables, layout=Layout(dim, chunk, dtype_bytes),
         progress=progress))
 
@@ -553,7 +560,7 @@ def import_criteo(
     from .importers.criteo import import_criteo as run
 
     out_path = check_output(output, [input])
-    _run_import(f"importing {input.name}", quiet, lambda progress: run(
+    _run_import(f"importing {shown(input.name)}", quiet, lambda progress: run(
         input, out_path, batch=batch, rows=rows, step=step, tables_file=tables,
         layout=Layout(dim, chunk, dtype_bytes), progress=progress))
 
@@ -565,7 +572,7 @@ def _import_columns(fmt: str, input: Path, output: Path, step_col: str, table_co
     from .importers.common import Layout, check_output
 
     out_path = check_output(output, [input])
-    _run_import(f"importing {input.name}", quiet, lambda progress: import_columns(
+    _run_import(f"importing {shown(input.name)}", quiet, lambda progress: import_columns(
         fmt, input, out_path, step_col=step_col, table_col=table_col, row_col=row_col, grad_col=grad_col,
         tables_file=tables, layout=Layout(dim, chunk, dtype_bytes), progress=progress))
 
@@ -627,9 +634,19 @@ def _flush_stdout() -> None:
         sys.exit(2)
 
 
+def _escape_unencodable_output() -> None:
+    """Text stdout's encoding cannot hold (a table name's `é` under LC_ALL=C without UTF-8 mode, where stdout is
+    ASCII) is printed as `\\xe9` escapes instead of failing; stderr does so by default."""
+    with contextlib.suppress(AttributeError, ValueError):  # not a text stream of Python's own (tests capture it)
+        sys.stdout.reconfigure(errors="backslashreplace")
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
+    _escape_unencodable_output()
     try:
+        from .memory import check_address_space
+        check_address_space()
         code = app(standalone_mode=False)
         _flush_stdout()
     except InputError as exc:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .parsing import TooDeep, loads_json, loads_toml
 
 DEFAULT_DIM = 64
 DEFAULT_CHUNK = 8
@@ -28,6 +29,11 @@ DEFAULT_DTYPE_BYTES = 4
 MAX_ROWS = 1 << 40
 #: Byte counts are int64 in the engine: a table's dense size, the tables' total and a budget stay below this.
 MAX_BYTES = 1 << 62
+#: Seeds are int64 where they are used (NumPy's generators, the trace's hashing): 0..2**63-1.
+MAX_SEED = (1 << 63) - 1
+#: Steps are int64 in a trace; an import's first step (`--step`) stays at most here, so the steps that follow it
+#: (one per batch) stay inside int64 whatever the input's length.
+MAX_FIRST_STEP = 1 << 62
 #: A hash index's buckets are int32 in the engine's row state, so an index starts at most at 2**30 (and doubles).
 MAX_INDEX_INITIAL = 1 << 30
 #: `--page-bytes auto` (`resolve_layout`): the largest page it picks ...
@@ -134,7 +140,7 @@ def _unique_keys(pairs: list[tuple]) -> dict:
 
 def parse_tables_json(text: str):
     """JSON of a table list, refusing an object with a repeated key."""
-    return json.loads(text, object_pairs_hook=_unique_keys)
+    return loads_json(text, object_pairs_hook=_unique_keys)
 
 
 def load_tables_file(path: str | Path) -> list[TableSpec]:
@@ -144,8 +150,8 @@ def load_tables_file(path: str | Path) -> list[TableSpec]:
         raise InputError(f"tables file not found: {path}")
     try:
         text = path.read_text()
-        data = tomllib.loads(text) if path.suffix == ".toml" else parse_tables_json(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        data = loads_toml(text) if path.suffix == ".toml" else parse_tables_json(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError, TooDeep) as exc:
         raise InputError(f"{path}: cannot parse tables file: {exc}") from None
     except InputError as exc:
         raise InputError(f"{path}: {exc}") from None
@@ -484,6 +490,25 @@ class TrainConfig:
     seed: int = 0
     size_from: float = 1.0            # policies sized before training see the first size_from of the training split
 
+    def __post_init__(self):
+        object.__setattr__(self, "seed", check_seed(self.seed))
+
+
+def check_seed(value: int, flag: str = "--seed") -> int:
+    """A seed as an int in 0..MAX_SEED (`-1` or `2**64` overflowed where it was used)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputError(f"{flag} must be an integer, got {value!r}")
+    if not 0 <= value <= MAX_SEED:
+        raise InputError(f"{flag} must be between 0 and 2**63-1, got {value}")
+    return int(value)
+
+
+def check_first_step(step: int) -> int:
+    """An import's `--step`: 0..MAX_FIRST_STEP (2**63 - 3 wrapped the steps after it around to negative ones)."""
+    if not 0 <= step <= MAX_FIRST_STEP:
+        raise InputError(f"--step must be between 0 and 2**62 (a trace's steps are 64-bit integers), got {step}")
+    return step
+
 
 def _generate_flag(field_name: str) -> str:
     """The `fiitedsim generate` option of a GenerateConfig field: `tables` (a count) is `--table-count`, since
@@ -524,8 +549,7 @@ class GenerateConfig:
             raise InputError(f"--rows must be below 2**40, got {self.rows}")
         if self.dim % self.chunk:
             raise InputError(f"--chunk {self.chunk} does not divide --dim {self.dim}; pick a divisor of the dim")
-        if self.seed < 0 or self.seed >= 2 ** 63:
-            raise InputError(f"--seed must be between 0 and 2**63-1, got {self.seed}")
+        check_seed(self.seed)
         for key in ("alpha", "drift"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):

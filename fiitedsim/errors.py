@@ -29,6 +29,17 @@ class TablesInferred(InputWarning):
     """Neither the trace's metadata nor a --tables file gave the tables: rows were inferred, D and C defaulted."""
 
 
+def text_line(source, raw: bytes) -> str:
+    """The first line of a CSV/TSV input (`raw`, its bytes) as text, without a UTF-8 byte-order mark (the CSV
+    readers skip it too). Text in another encoding is refused: UTF-16 or UTF-32 (NUL bytes, or their byte-order
+    marks) used to be read as one field holding NUL characters, which the error line then printed."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\0" in raw:
+        kind = "UTF-16 or UTF-32" if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\0" in raw[:4] else "binary"
+        raise InputError(f"{source}: not UTF-8 text (it looks like {kind}); convert it to UTF-8 first, e.g. "
+                         "iconv -f UTF-16 -t UTF-8")
+    return raw.decode("utf-8", "replace").removeprefix("\ufeff")
+
+
 def refuse_duplicate_columns(source, names, used=None) -> None:
     """A file with two columns of one name is ambiguous (readers silently take the first, or fail): refuse it.
 

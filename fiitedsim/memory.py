@@ -10,7 +10,9 @@ in a MemoryError traceback (or an overflow); here it is one line with the
 size it would need and the memory there is.
 
 The limit is the smallest of the physical memory, the address-space limit
-(RLIMIT_AS) and a cgroup memory limit (containers), when known.
+(RLIMIT_AS) and a cgroup memory limit (containers), when known. An address-space
+limit below what the libraries reserve at start-up is refused before any work
+(`check_address_space`).
 """
 from __future__ import annotations
 
@@ -41,6 +43,34 @@ def memory_limit() -> int | None:
         if text.isdigit() and int(text) < 2**60:  # "max" or a huge number: no limit
             limits.append(int(text))
     return min(limits) if limits else None
+
+
+def min_address_space() -> int:
+    """The address space (`ulimit -v`) fiitedsim needs to run at all: its libraries reserve address space ahead of
+    use (thread stacks, allocator arenas per core: a small replay peaks near 3 GiB of it on 2 cores, while its
+    resident memory stays below 300 MiB). Measured, with room: 4 GiB and 128 MiB per CPU core."""
+    return 4 * 2**30 + 128 * 2**20 * (os.cpu_count() or 1)
+
+
+#: The address space an HTML report needs: its chart bundle comes from vl-convert's JavaScript engine (V8), which
+#: reserves a 64 GiB heap cage at start and aborts the process below that (measured: 66.8 GiB fails, 68 works).
+REPORT_ADDRESS_SPACE = 68 * 2**30
+
+
+def check_address_space(need: int | None = None, what: str = "fiitedsim needs to start") -> None:
+    """Refuse, before any work, an address-space limit below `need` (default `min_address_space`): there the
+    libraries failed in their own ways (an abort with thousands of allocator lines, a hang in the BLAS start-up,
+    V8's abort writing a report) instead of one line."""
+    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    need = min_address_space() if need is None else need
+    if soft != resource.RLIM_INFINITY and 0 < soft < need:
+        raise InputError(f"the address-space limit (ulimit -v) is {format_bytes(soft)}, below the "
+                         f"{format_bytes(need)} {what} (libraries reserve address space ahead of use; far less of it "
+                         "is used); raise the limit, or limit memory with a cgroup instead")
+
+
+def check_report_address_space() -> None:
+    check_address_space(REPORT_ADDRESS_SPACE, "that writing an HTML report needs")
 
 
 def format_bytes(n: int) -> str:

@@ -16,6 +16,8 @@ from .atomic import atomic_path, check_writable, refuse_cwd_or_parent, write_par
 from .checks import replay_warnings
 from .config import ReplayConfig, TableSpec, dense_bytes, resolve_layout
 from .errors import InputError
+from .parsing import loads_json
+from .paths import shown
 from .plan import Run, check_runs, keyed, parse_budgets, parse_policies, plan, split_list  # noqa: F401 (API)
 from .policies import POLICIES
 from .readahead import read_ahead
@@ -127,7 +129,7 @@ def _one_pass(source: TraceSource, runs: list[tuple[str, Run]],
         raise InputError(f"{source.path}: the trace has no lookups")
     results = {key: policy.finish() for key, policy in instances.items()}
     trace = {
-        "path": str(source.path), "importance": str(source.importance_path) if source.has_importance else None,
+        "path": shown(source.path), "importance": shown(source.importance_path) if source.has_importance else None,
         "lookups": lookups, "importance_records": importance, "grad_norm": source.has_grad,
         "first_step": first_step, "last_step": last_step, "dense_bytes": dense_bytes(tables),
         "touched_rows": int(touched.per_table.sum()), "touched_rows_per_table": [int(x) for x in touched.per_table],
@@ -198,7 +200,7 @@ def check_out_dir(out: str | Path) -> Path:
 def _is_results_folder(folder: Path) -> bool:
     """Written by fiitedsim: its summary.json parses and has our keys (the folder is deleted on replace)."""
     try:
-        summary = json.loads((folder / "summary.json").read_text())
+        summary = loads_json((folder / "summary.json").read_text())
     except (OSError, UnicodeDecodeError, ValueError):
         return False
     return isinstance(summary, dict) and "format" in summary and "policies" in summary

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import re
 import sys
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ import pyarrow.parquet as pq
 from .atomic import atomic_path
 from .config import MAX_TABLES, TableSpec, load_tables_file, parse_tables_json, tables_from_json
 from .errors import EmptyImportanceLog, GradNormIgnored, InputError, TablesInferred, refuse_duplicate_columns
+from .parsing import TooDeep, loads_json
+from .paths import arrow_file
 from .trace_writer import IMPORTANCE_SCHEMA, TABLES_KEY
 
 TRACE_COLUMNS = ("step", "table", "row")
@@ -103,7 +106,7 @@ def _open_parquet(path: Path, what: str) -> pq.ParquetFile:
     if not path.is_file():
         raise InputError(f"{what} {path} is not a file; give the path of one Parquet file")
     try:
-        return pq.ParquetFile(path)
+        return pq.ParquetFile(arrow_file(path))
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{path}: not a readable Parquet file (corrupt, truncated or another format): "
                          f"{_one_line(exc)}") from None
@@ -147,7 +150,7 @@ def trace_parts(path) -> list[Path]:
 def _stream(path: Path, columns: list[str], batch_rows: int) -> Iterator[pa.RecordBatch]:
     """Stream `columns` in batches; pyarrow errors raised mid-file (bad pages) become InputError."""
     try:
-        with pq.ParquetFile(path) as pf:
+        with arrow_file(path) as f, pq.ParquetFile(f) as pf:
             # one row group at a time: iter_batches over the whole file keeps memory that grows with
             # the number of row groups read (measured 7x on a 10x longer trace), per group it is flat
             for group in range(pf.num_row_groups):
@@ -204,8 +207,8 @@ def _tables_meta(schema: pa.Schema):
     """The table metadata of a part, parsed when it is JSON so that formatting differences do not matter."""
     raw = (schema.metadata or {}).get(TABLES_KEY)
     try:
-        return None if raw is None else json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None if raw is None else loads_json(raw.decode("utf-8"))
+    except ValueError:  # not UTF-8, not JSON, nested too deeply
         return raw
 
 
@@ -247,6 +250,15 @@ def _floats(values: pa.Array) -> np.ndarray:
     """Float column as float32; float64 overflow becomes inf, which the caller then rejects."""
     with np.errstate(over="ignore"):
         return values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+
+
+def _value_text(values: pa.Array, i: int, as_float32: float) -> str:
+    """How a message names the value at `i` that `_floats` made `as_float32`: the file's own value when the cast
+    made it inf (1e300 read as float32 is inf, and "importance inf" misnamed it)."""
+    original = values[i].as_py()
+    if isinstance(original, float) and math.isfinite(original) and not math.isfinite(as_float32):
+        return f"{original:g} (beyond 3.4e+38, the largest float32, which these values are read as)"
+    return f"{as_float32}"
 
 
 def _check_steps(step: np.ndarray, previous: int | None, where: _Where, fix: str) -> int:
@@ -382,7 +394,7 @@ class TraceSource:
             try:
                 data = _naming(f"{self.parts[0]}: Parquet metadata '{key}'",
                                lambda: parse_tables_json(meta.decode("utf-8")))
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            except (UnicodeDecodeError, json.JSONDecodeError, TooDeep) as exc:
                 raise InputError(f"{self.parts[0]}: Parquet metadata '{key}' is not valid JSON "
                                  f"({_one_line(exc)}); pass --tables FILE instead") from None
             self._tables_source = f"the trace's '{key}' metadata"
@@ -395,8 +407,8 @@ class TraceSource:
     def _metadata_table_count(meta: bytes | None) -> int | None:
         """Table count in the metadata, or None when absent or unreadable (the --tables file replaces it)."""
         try:
-            data = json.loads(meta.decode("utf-8")) if meta is not None else None
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            data = loads_json(meta.decode("utf-8")) if meta is not None else None
+        except ValueError:  # not UTF-8, not JSON, nested too deeply
             return None
         if isinstance(data, dict):
             data = data.get("tables")
@@ -492,7 +504,7 @@ class TraceSource:
         bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
         if bad.size:
             i = int(np.searchsorted(ends, bad[0], side="right"))
-            where.fail(i, step, f"grad_norm value {values[bad[0]]} is not allowed; "
+            where.fail(i, step, f"grad_norm value {_value_text(flat, int(bad[0]), values[bad[0]])} is not allowed; "
                                 "gradient norms must be finite and >= 0")
         n = len(table)
         if (lengths == self.k_max).all():
@@ -548,7 +560,8 @@ class TraceSource:
             value = _floats(value_col)
             bad = np.flatnonzero(~np.isfinite(value) | (value < 0))
             if bad.size:
-                where.fail(bad[0], step, f"importance {value[bad[0]]} is not allowed; "
+                where.fail(bad[0], step, f"importance {_value_text(value_col, int(bad[0]), value[bad[0]])} is not "
+                                         "allowed; "
                                          "importance must be finite and >= 0")
             yield step, table.astype(np.int32), row, chunk, value
             offset += batch.num_rows
@@ -644,5 +657,5 @@ def write_importance(path, step, table, row, chunk, value) -> None:
     if len({len(a) for a in arrays}) != 1:
         raise ValueError(f"importance columns differ in length: {[len(a) for a in arrays]}")
     table_ = pa.Table.from_arrays([pa.array(a) for a in arrays], schema=IMPORTANCE_SCHEMA)
-    with atomic_path(path) as tmp:
-        pq.write_table(table_, tmp, compression="zstd")
+    with atomic_path(path) as tmp, arrow_file(tmp, "wb") as f:
+        pq.write_table(table_, f, compression="zstd")

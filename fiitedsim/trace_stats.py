@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 
 from . import profiles
 from .errors import GradNormIgnored, InputError
+from .paths import arrow_file, shown
 from .readahead import read_ahead
 from .rowset import TouchedRows
 from .trace import TraceSource, print_to_stderr
@@ -195,7 +196,7 @@ def _reuse_json(lookups: np.ndarray, distinct: np.ndarray, max_batch: int, compa
 
 def _footer(path: Path):
     """(Arrow schema, number of row groups) of a Parquet file TraceSource has already opened and checked."""
-    with pq.ParquetFile(path) as pf:
+    with arrow_file(path) as f, pq.ParquetFile(f) as pf:
         return pf.schema_arrow, pf.num_row_groups
 
 
@@ -287,7 +288,7 @@ def inspect_trace(path, tables_file=None, importance=None, compare: str | None =
         })
     stats = {
         "format": STATS_FORMAT,
-        "path": str(path),
+        "path": shown(path),
         "parts": len(source.parts),
         "file_bytes": sum(part.stat().st_size for part in source.parts),
         "row_groups": row_groups,
@@ -306,7 +307,7 @@ def inspect_trace(path, tables_file=None, importance=None, compare: str | None =
     if source.has_importance:
         ipath = source.importance_path
         stats["importance"] = {
-            "path": str(ipath), "file_bytes": ipath.stat().st_size, "records": imp_records,
+            "path": shown(ipath), "file_bytes": ipath.stat().st_size, "records": imp_records,
             "distinct_rows": imp_rows.size, "distinct_rows_per_table": [int(x) for x in imp_rows.per_table],
             "steps": {"first": imp_first, "last": imp_last}, "values": _values_json(imp_acc),
         }

@@ -7,6 +7,7 @@ import pyarrow.parquet as pq
 
 from .atomic import atomic_path
 from .config import TableSpec, tables_to_json
+from .paths import arrow_file
 
 TABLES_KEY = b"fiitedsim.tables"
 #: The importance log's columns (DESIGN.md 1.3); trace.py reads against the same schema.
@@ -34,12 +35,20 @@ class _ParquetStream:
     def __enter__(self):
         self._atomic = atomic_path(self.path)
         tmp = self._atomic.__enter__()
-        self._writer = pq.ParquetWriter(tmp, self.schema, compression=self.compression)
+        try:
+            self._sink = arrow_file(tmp, "wb")
+            self._writer = pq.ParquetWriter(self._sink, self.schema, compression=self.compression)
+        except BaseException as exc:
+            self._atomic.__exit__(type(exc), exc, exc.__traceback__)
+            raise
         return self
 
     def __exit__(self, exc_type, exc, tb):
         try:
-            self._writer.close()
+            try:
+                self._writer.close()
+            finally:
+                self._sink.close()
         except Exception as close_error:
             if exc_type is None:  # a failed close is the error to report; still remove the temporary file
                 self._atomic.__exit__(type(close_error), close_error, close_error.__traceback__)

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_cli import TABLES, fails_cleanly, run, write_trace
+from test_cli import FAST, GEN_SMALL, TABLES, fails_cleanly, run, write_trace
 
-from fiitedsim.config import tables_to_json
+from fiitedsim.config import TableSpec, tables_to_json
 from fiitedsim.trace_writer import TABLES_KEY
 
 
@@ -339,3 +342,265 @@ def test_error_messages_show_plain_numbers(monkeypatch, capsys, tmp_path, folder
                                                          "--sparse", "s", "-q"],
                          "label column 'y', sample 1: value 2; labels must be 0 or 1")
     assert "np." not in line
+
+
+# ---------------------------------------------------------------------------
+# Issue 21, class B: file names that are not UTF-8, text the locale cannot encode
+
+LATIN1 = os.fsdecode(b"lat\xe9")  # a Latin-1 name: Python holds its byte 0xE9 as a lone surrogate
+
+
+def _non_utf8_case(tmp_path, folder, case: str) -> tuple[list, Path]:
+    """(arguments, the path with a non-UTF-8 name that the command reads or writes)."""
+    plain = write_trace(folder / "plain.parquet")
+    named_in = write_trace(folder / f"{LATIN1}.parquet")
+    csv = folder / f"{LATIN1}.csv"
+    csv.write_text("step,table,row\n0,a,1\n1,b,2\n")
+    data = folder / f"{LATIN1}-data.csv"
+    data.write_text("y,s\n" + "".join(f"{i % 2},v{i % 7}\n" for i in range(200)))
+    out = tmp_path / f"o-{LATIN1}"
+    small = ["--policy", "full", "--budget", "0.5", "--page-bytes", "64", *FAST]
+    return {
+        "replay input": (["replay", named_in, *small], named_in),
+        "replay --out": (["replay", plain, *small, "--out", out], out),
+        "replay --report": (["replay", plain, *small, "--report", out.with_suffix(".html")], out.with_suffix(".html")),
+        "inspect input": (["inspect", named_in, "-q"], named_in),
+        "generate output": (["generate", out.with_suffix(".parquet"), *GEN_SMALL], out.with_suffix(".parquet")),
+        "import csv input": (["import", "csv", csv, "-o", tmp_path / "c.parquet", "-q"], csv),
+        "import csv -o": (["import", "csv", folder / "plain.csv", "-o", out.with_suffix(".parquet"), "-q"],
+                          out.with_suffix(".parquet")),
+        "import parquet input": (["import", "parquet", named_in, "--table-col", "table", "-o",
+                                  tmp_path / "p.parquet", "-q"], named_in),
+        "train csv data": (["train", "--data", f"csv:{data}", "--label", "y", "--sparse", "s", "--rows", "8",
+                            "--policy", "full", "--budget", "0.5", "--page-bytes", "64", "--batch", "32", "-q"], data),
+        "train --emit-trace": (["train", "--samples", "300", "--rows", "50", "--fields", "2", "--batch", "64",
+                                "--policy", "full", "--page-bytes", "256", "-q", "--emit-trace",
+                                out.with_suffix(".parquet")], out.with_suffix(".parquet")),
+    }[case]
+
+
+@pytest.mark.parametrize("case", ["replay input", "replay --out", "replay --report", "inspect input",
+                                  "generate output", "import csv input", "import csv -o", "import parquet input",
+                                  "train csv data", "train --emit-trace"])
+def test_file_names_that_are_not_utf8_work_and_are_shown_escaped(monkeypatch, capsys, tmp_path, folder, case):
+    """Each raised UnicodeEncodeError: pyarrow and polars encode paths as UTF-8, and so did printing them."""
+    (folder / "plain.csv").write_text("step,table,row\n0,a,1\n1,b,2\n")
+    args, path = _non_utf8_case(tmp_path, folder, case)
+    result = run(monkeypatch, capsys, *args)
+    assert result.code == 0 and "Traceback" not in result.err and "error" not in result.err, result.err
+    assert path.exists()
+    assert "\udce9" not in result.out + result.err
+    if not case.endswith("input") and case != "train csv data":  # the output is named, as the shell spells it
+        assert "lat\\xe9" in result.err, result.err
+
+
+def test_a_results_folder_with_such_a_name_renders(monkeypatch, capsys, tmp_path, folder):
+    out = tmp_path / f"o-{LATIN1}"
+    assert run(monkeypatch, capsys, "replay", write_trace(folder / "t.parquet"), "--policy", "full", "--budget",
+               "0.5", *FAST, "--out", out).code == 0
+    result = run(monkeypatch, capsys, "report", out)
+    assert result.code == 0 and "lat\\xe9" in result.err, result.err
+    assert (out / "report.html").is_file()
+
+
+def test_a_missing_file_with_such_a_name_is_one_readable_line(monkeypatch, capsys, tmp_path, folder):
+    line = fails_cleanly(monkeypatch, capsys, tmp_path, ["replay", folder / f"{LATIN1}.parquet", "-q"],
+                         "not found")
+    assert "lat\\xe9.parquet" in line
+
+
+@pytest.mark.slow  # a subprocess under the C locale
+@pytest.mark.parametrize("json_output", [False, True])
+def test_inspect_of_non_ascii_table_names_under_the_c_locale(tmp_path, json_output):
+    """A table named 'tabé' crashed `inspect` with UnicodeEncodeError when stdout is ASCII (LC_ALL=C,
+    PYTHONUTF8=0); it is printed escaped."""
+    tables = [TableSpec("tab\u00e9", rows=100_000, dim=16, chunk=4),
+              TableSpec("\u65e5\u672c", rows=20_000, dim=32, chunk=8)]
+    trace = write_trace(tmp_path / "t.parquet", tables=tables)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONIOENCODING"} | {"LC_ALL": "C", "PYTHONUTF8": "0"}
+    p = subprocess.run([sys.executable, "-m", "fiitedsim", "inspect", trace, "-q", *(["--json"] if json_output
+                                                                                     else [])],
+                       capture_output=True, env=env, timeout=300)
+    assert p.returncode == 0 and b"Traceback" not in p.stderr, p.stderr.decode(errors="replace")
+    text = p.stdout.decode("ascii")
+    assert ("tab\\u00e9" if json_output else "tab\\xe9") in text
+
+
+# ---------------------------------------------------------------------------
+# Issue 21, class C: JSON and TOML nested deeply (RecursionError)
+
+DEEP = 100_000
+
+
+def _deep_case(tmp_path, folder, case: str) -> tuple[list, list[str]]:
+    """(arguments, words of the message) for a user file of `case` nested DEEP levels."""
+    trace = write_trace(folder / "t.parquet")
+    small = ["--policy", "full", "--budget", "0.5", *FAST]
+    array = "[" * DEEP + "]" * DEEP
+    if case in ("tables json", "tables toml", "tables toml table", "import tables"):
+        path = folder / ("d.json" if case in ("tables json", "import tables") else "d.toml")
+        path.write_text({"tables toml": f"x = {array}\n",
+                         "tables toml table": f"[[tables]]\nname = {array}\n"}.get(case, array))
+        if case == "import tables":
+            (folder / "c.csv").write_text("step,table,row\n0,a,1\n")
+            return ["import", "csv", folder / "c.csv", "-o", tmp_path / "x.parquet", "--tables", path, "-q"], \
+                [str(path), "nested more than 64 levels"]
+        return ["replay", trace, *small, "--tables", path], [str(path), "nested more than 64 levels"]
+    if case in ("metadata replay", "metadata inspect"):
+        table = pq.read_table(trace).replace_schema_metadata({TABLES_KEY: array.encode()})
+        pq.write_table(table, folder / "m.parquet")
+        args = ["replay", folder / "m.parquet", *small] if case == "metadata replay" else \
+            ["inspect", folder / "m.parquet", "-q"]
+        return args, ["m.parquet", "metadata", "nested more than 64 levels"]
+    if case in ("sweep array", "sweep inline table"):
+        value = array if case == "sweep array" else "{a = " * 5000 + "1" + "}" * 5000
+        path = _sweep(folder, trace)
+        path.write_text(path.read_text() + (f"chunk = {value}\n" if case == "sweep array" else f"generate = {value}\n"))
+        return ["sweep", path, "-q"], [str(path), "nested more than 64 levels"]
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize("case", ["tables json", "tables toml", "tables toml table", "import tables",
+                                  "metadata replay", "metadata inspect", "sweep array", "sweep inline table"])
+def test_deeply_nested_input_is_one_line(monkeypatch, capsys, tmp_path, folder, case):
+    """Each raised RecursionError."""
+    args, words = _deep_case(tmp_path, folder, case)
+    fails_cleanly(monkeypatch, capsys, tmp_path, args, *words)
+
+
+def test_a_deeply_nested_summary_json_is_one_line(monkeypatch, capsys, tmp_path, folder):
+    """`report` of it and `replay --out` onto its folder raised RecursionError."""
+    out = tmp_path / "r"
+    assert run(monkeypatch, capsys, "replay", write_trace(folder / "t.parquet"), "--policy", "full", "--budget",
+               "0.5", *FAST, "--out", out).code == 0
+    (out / "summary.json").write_text("[" * DEEP + "]" * DEEP)
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["report", out], "summary.json", "nested more than 64 levels")
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["replay", folder / "t.parquet", "--policy", "full", "--out", out,
+                                                  *FAST], "is not a fiitedsim results folder")
+
+
+def test_a_deeply_nested_stored_sweep_point_is_computed_again(monkeypatch, capsys, tmp_path, folder):
+    """A rerun (and `report`) raised RecursionError; like any damaged point, it is computed again."""
+    sweep = _sweep(folder, write_trace(folder / "t.parquet"))
+    assert run(monkeypatch, capsys, "sweep", sweep, "-q").code == 0
+    (point,) = (tmp_path / "sw" / "points").glob("*.json")
+    point.write_text('{"a":' * DEEP + "1" + "}" * DEEP)
+    result = run(monkeypatch, capsys, "sweep", sweep, "-q")
+    assert result.code == 0 and "(1 computed, 0 already stored)" in result.err, result.err
+    assert json.loads(point.read_text())["format"]
+
+
+# ---------------------------------------------------------------------------
+# Issue 21, class D: integers beyond 64 bits (OverflowError, tracebacks, wrapped-around steps)
+
+TRAIN_SMALL = ["train", "--samples", "300", "--rows", "50", "--fields", "2", "--batch", "64", "--page-bytes", "256",
+               "--policy", "full", "-q"]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--seed=-1"], ["--seed", "between 0 and 2**63-1", "-1"]),
+    (["--seed", str(2**64)], ["--seed", "between 0 and 2**63-1"]),
+    (["--seeds", str(2**63)], ["--seeds", "between 0 and 2**63-1"]),
+    (["--seeds", "0,-1"], ["--seeds", "between 0 and 2**63-1"]),
+    (["--batch", str(2**64)], ["--batch", "below 2**62"]),
+    (["--eval-every", str(2**64)], ["--eval-every", "below 2**62"]),
+    (["--epochs", str(2**64)], ["--epochs", "below 2**62"]),
+])
+def test_train_integers_out_of_range(monkeypatch, capsys, tmp_path, args, words):
+    """The seeds raised tracebacks (ValueError, OverflowError)."""
+    fails_cleanly(monkeypatch, capsys, tmp_path, [*TRAIN_SMALL, *args, "--out", tmp_path / "o"], *words)
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("seed", -1, ["seed", "between 0 and 2**63-1"]), ("seed", 2**64, ["seed", "between 0 and 2**63-1"]),
+    ("batch", 2**64, ["--batch", "below 2**62"]), ("eval_every", 2**64, ["--eval-every", "below 2**62"]),
+])
+def test_data_sweep_integers_out_of_range(monkeypatch, capsys, tmp_path, folder, key, value, words):
+    """seed = [-1] raised a traceback; a batch of 2**64 trained, then failed to write points.parquet."""
+    knobs = {"samples": 300, "rows": 50, "fields": 2, "batch": 64, "page_bytes": 256, key: [value]}
+    path = folder / "s.toml"
+    path.write_text('[sweep]\ndata = ["synthetic"]\npolicies = ["full"]\nbudgets = [0.5]\n'
+                    f'out = "{tmp_path / "sw"}"\n' + "".join(f"{k} = {v}\n" for k, v in knobs.items()))
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["sweep", path, "-q"], *words)
+
+
+@pytest.mark.parametrize("step", [2**63 - 3, 2**64, -1])
+def test_import_criteo_first_step_out_of_range(monkeypatch, capsys, tmp_path, folder, step):
+    """--step 2**63-3 wrapped the later steps around to negative ones (exit 0), or raised OverflowError."""
+    data = folder / "day.tsv"
+    data.write_text("".join("\t".join(["1", *[str(i)] * 13, *["ab"] * 26]) + "\n" for i in range(8)))
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["import", "criteo", data, "-o", tmp_path / "x.parquet", "--batch",
+                                                  "1", f"--step={step}", "-q"], "--step", "between 0 and 2**62")
+
+
+def test_sweep_refuses_more_local_workers_than_it_can_run(monkeypatch, capsys, tmp_path, folder):
+    """--workers 2**64 tried to start that many processes."""
+    from fiitedsim.sweep.run import max_local_workers
+    sweep = _sweep(folder, write_trace(folder / "t.parquet"))
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["sweep", sweep, "--workers", str(2**64), "-q"],
+                  f"--workers must be at most {max_local_workers()}")
+
+
+# ---------------------------------------------------------------------------
+# Issue 21, smaller items: misleading messages
+
+
+def test_a_float64_value_past_float32_is_named_as_given(monkeypatch, capsys, tmp_path, folder):
+    """An importance of 1e300 was reported as "importance inf"."""
+    log = folder / "log.parquet"
+    pq.write_table(pa.table({"step": pa.array([0], pa.int64()), "table": pa.array([0], pa.int32()),
+                             "row": pa.array([1], pa.int64()), "chunk": pa.array([0], pa.int16()),
+                             "importance": pa.array([1e300], pa.float64())}), log)
+    line = fails_cleanly(monkeypatch, capsys, tmp_path, ["replay", write_trace(folder / "t.parquet", with_grad=False),
+                                                         "--importance", log, "--policy", "full", *FAST],
+                         "importance 1e+300", "largest float32")
+    assert "inf" not in line
+
+
+@pytest.mark.parametrize("command", ["import csv", "import criteo", "train csv", "train criteo"])
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
+def test_text_input_in_utf16_is_called_so(monkeypatch, capsys, tmp_path, folder, command, encoding):
+    """A UTF-16 file was read as one field and its NUL characters printed in the error line."""
+    path = folder / "d.csv"
+    text = "step,table,row\n0,a,1\n" if command == "import csv" else "y,s\n1,a\n0,b\n"
+    path.write_bytes(text.encode(encoding))
+    args = {"import csv": ["import", "csv", path, "-o", tmp_path / "x.parquet"],
+            "import criteo": ["import", "criteo", path, "-o", tmp_path / "x.parquet"],
+            "train csv": ["train", "--data", f"csv:{path}", "--label", "y", "--sparse", "s"],
+            "train criteo": ["train", "--data", f"criteo:{path}"]}[command]
+    line = fails_cleanly(monkeypatch, capsys, tmp_path, [*args, "-q"], str(path), "not UTF-8 text")
+    assert "\0" not in line
+
+
+@pytest.mark.parametrize("steps", [2**63 - 1, 10**8])
+def test_generate_refuses_a_trace_larger_than_the_free_disk(monkeypatch, capsys, tmp_path, steps):
+    """--steps 2**63-1 wrote a 5.2 GB temporary in two minutes before it failed; now refused before writing."""
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["generate", tmp_path / "g.parquet", "--steps", str(steps), "-q"],
+                  "lookups", "would take at least", "free there")
+
+
+def test_generate_checks_the_free_disk_of_its_own_folder(monkeypatch, capsys, tmp_path):
+    import shutil
+    from collections import namedtuple
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 1000, 1000))
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["generate", tmp_path / "g.parquet", *GEN_SMALL],
+                  "1000 bytes free there")
+
+
+@pytest.mark.parametrize("where", ["knobs", "generate", "data"])
+def test_a_sweep_of_more_than_the_stated_points_is_refused_at_once(monkeypatch, capsys, tmp_path, folder, where):
+    """10**6 points used 1.7 GB for over a minute before any output; past MAX_POINTS it is one line at once."""
+    from fiitedsim.sweep.file import MAX_POINTS
+    budgets = ", ".join(f'"{1000 + i}B"' for i in range(1000))
+    gammas = ", ".join(str(0.5 + i * 1e-6) for i in range(1000))
+    seeds = ", ".join(map(str, range(1000)))
+    body = {"knobs": f'traces = ["{write_trace(folder / "t.parquet")}"]\npolicies = ["full"]\n'
+                     f"budgets = [{budgets}]\ngamma = [{gammas}]\n",
+            "generate": 'policies = ["full"]\nbudgets = [0.5]\ngenerate = {seed = [' + seeds
+                        + "], rows = [" + ", ".join(map(str, range(100, 1100))) + "]}\n",
+            "data": f'data = ["synthetic"]\npolicies = ["full"]\nbudgets = [{budgets}]\nseed = [{seeds}]\n'}[where]
+    path = folder / "s.toml"
+    path.write_text(f'[sweep]\nout = "{tmp_path / "sw"}"\n' + body)
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["sweep", path, "-q"], "1,000,000 points", f"{MAX_POINTS:,}",
+                  "split it")

@@ -577,3 +577,167 @@ def test_bad_train_option_values_are_refused(scratch, option, value):
     out = folder / "o"
     assert_refused(*run_cli("train", "--samples", "300", "--rows", "50", "--fields", "2", "--batch", "64",
                             "--page-bytes", "256", option, value, "-q", "--out", out), out)
+
+
+# --- round two: B (non-UTF-8 names), C (deep nesting), D (integer overflow), F (environment) ---
+
+
+NAME_BYTES = st.binary(min_size=1, max_size=12).map(lambda b: b.replace(b"/", b"_").replace(b"\0", b"_")).filter(
+    lambda b: b not in (b".", b"..") and not b.startswith(b"."))
+
+
+@hostile(25)
+@given(data=st.data())
+def test_any_file_name_bytes_work_and_print(scratch, data):
+    """Class B: a file name of any bytes (Latin-1, broken UTF-8, control bytes) is read and written, and every
+    line naming it can be printed as UTF-8 (pyarrow, polars and printing raised UnicodeEncodeError)."""
+    import os
+    folder = fresh(scratch)
+    name = os.fsdecode(data.draw(NAME_BYTES, label="name"))
+    case = data.draw(st.sampled_from(["replay", "inspect", "generate", "import-in", "import-out", "missing"]))
+    trace = folder / f"{name}.parquet"
+    _write(folder / "plain.parquet", _columns()).rename(trace)  # the test's pyarrow takes UTF-8 names only
+    csv = folder / f"{name}.csv"
+    csv.write_text("step,table,row\n0,a,1\n1,b,2\n")
+    target = folder / f"out-{name}.parquet"
+    args = {"replay": ["replay", trace, *REPLAY, "--out", folder / f"o-{name}"], "inspect": ["inspect", trace, "-q"],
+            "generate": ["generate", target, "--table-count", "1", "--rows", "100", "--steps", "2", "--batch", "8",
+                         "--dim", "16", "--chunk", "4", "-q"],
+            "import-in": ["import", "csv", csv, "-o", folder / "c.parquet", "-q"],
+            "import-out": ["import", "csv", csv, "-o", target, "-q"],
+            "missing": ["replay", folder / f"gone-{name}.parquet", "-q"]}[case]
+    code, out, err = run_cli(*args)
+    (out + err).encode("utf-8")  # printable: no lone surrogates
+    if case == "missing":
+        assert_refused(code, out, err)
+    else:
+        assert code == 0 and "Traceback" not in err and "error" not in err, err
+
+
+@st.composite
+def deep_text(draw, toml_value: bool = False) -> str:
+    """Arrays or objects nested past the limit (65 levels to far past Python's recursion limit)."""
+    depth = draw(st.one_of(st.integers(65, 200), st.integers(900, 1100), st.integers(20_000, 100_000)))
+    kind = draw(st.sampled_from(["array", "object", "mixed"]))
+    opens = {"array": ["["], "object": ['{"a":' if not toml_value else "{a = "],
+             "mixed": ["[", '{"a":' if not toml_value else "{a = "]}[kind]
+    seq = [opens[i % len(opens)] for i in range(depth)]
+    closes = "".join("]" if o == "[" else "}" for o in reversed(seq))
+    return "".join(seq) + "1" + closes
+
+
+@hostile(40)
+@given(data=st.data())
+def test_deeply_nested_json_and_toml_are_refused(scratch, data):
+    """Class C: a table list, a trace's metadata, a sweep file or a summary.json nested deeply is one error line
+    (each raised RecursionError)."""
+    folder = fresh(scratch)
+    where = data.draw(st.sampled_from(["tables.json", "tables.toml", "metadata", "sweep", "summary"]))
+    if where == "tables.json":
+        path = folder / "t.json"
+        path.write_text(data.draw(deep_text()))
+        args = ["replay", _write(folder / "trace.parquet", _columns()), *REPLAY, "--tables", path]
+    elif where == "tables.toml":
+        path = folder / "t.toml"
+        path.write_text(f"x = {data.draw(deep_text(toml_value=True))}\n")
+        args = ["inspect", _write(folder / "trace.parquet", _columns()), "--tables", path, "-q"]
+    elif where == "metadata":
+        trace = _write(folder / "trace.parquet", _columns(), data.draw(deep_text()).encode())
+        args = [data.draw(st.sampled_from(["replay", "inspect"])), trace, "-q"]
+    elif where == "sweep":
+        path = folder / "s.toml"
+        trace = _write(folder / "trace.parquet", _columns())
+        key = data.draw(st.sampled_from(["chunk", "budgets", "generate", "gamma"]))
+        path.write_text(f'[sweep]\ntraces = ["{trace}"]\npolicies = ["full"]\nbudgets = [0.5]\nout = "{folder / "o"}"\n'
+                        .replace("budgets = [0.5]\n", "" if key == "budgets" else "budgets = [0.5]\n")
+                        + f"{key} = {data.draw(deep_text(toml_value=True))}\n")
+        args = ["sweep", path, "-q"]
+    else:
+        results = folder / "r"
+        results.mkdir()
+        (results / "summary.json").write_text(data.draw(deep_text()))
+        args = ["report", results]
+    code, out, err = run_cli(*args)
+    assert_refused(code, out, err, folder / "o")
+    assert "nested more than" in err, err
+
+
+HUGE_OR_NEGATIVE = st.one_of(st.integers(-2**70, -1), st.integers(2**63, 2**70))
+
+
+@hostile(30)
+@given(data=st.data())
+def test_integers_past_64_bits_are_refused(scratch, data):
+    """Class D: a seed, an import's first step, a training count or a sweep's seed outside 64 bits is one error
+    line (tracebacks, OverflowError, or steps wrapped around to negative ones)."""
+    folder = fresh(scratch)
+    value = data.draw(HUGE_OR_NEGATIVE, label="value")
+    out = folder / "o"
+    where = data.draw(st.sampled_from(["--seed", "--seeds", "--batch", "--eval-every", "--epochs", "import --step",
+                                       "sweep seed", "generate --seed"]))
+    if where == "import --step":
+        day = folder / "day.tsv"
+        day.write_text("".join("\t".join(["1", *[str(i)] * 13, *["ab"] * 26]) + "\n" for i in range(3)))
+        args = ["import", "criteo", day, "-o", out, f"--step={value}", "-q"]
+    elif where == "sweep seed":
+        path = folder / "s.toml"
+        path.write_text(f'[sweep]\ndata = ["synthetic"]\npolicies = ["full"]\nbudgets = [0.5]\nout = "{out}"\n'
+                        f"samples = 300\nrows = 50\nfields = 2\nbatch = 64\nseed = [{value}]\n")
+        args = ["sweep", path, "-q"]
+    elif where == "generate --seed":
+        args = ["generate", out, f"--seed={value}", "-q"]
+    else:
+        args = ["train", "--samples", "300", "--rows", "50", "--fields", "2", "--batch", "64", "--page-bytes", "256",
+                "--policy", "full", "-q", "--out", out, f"{where}={value}"]
+    if where in ("--batch", "--eval-every", "--epochs") and value < 0:
+        value = 2**64
+        args[-1] = f"{where}={value}"
+    assert_refused(*run_cli(*args), out)
+
+
+@hostile(8)
+@given(protocol=st.integers(2, 5), legacy=st.booleans(), garble=st.booleans())
+def test_fbgemm_files_of_any_pickle_protocol_print_no_torch_noise(scratch, protocol, legacy, garble):
+    """Class J: whatever the file's pickle protocol and format, the only lines on stderr are fiitedsim's (torch
+    printed UserWarnings before the error line)."""
+    import warnings
+    torch = pytest.importorskip("torch")
+    folder = fresh(scratch)
+    pt = folder / "b.pt"
+    lengths = [[1, 2], [0, 1]]
+    torch.save((torch.tensor([3, 4, 5, 6]), torch.tensor([0, 1, 3, 3, 4]), torch.tensor(lengths)), pt,
+               pickle_protocol=protocol, _use_new_zipfile_serialization=not legacy)
+    if garble:
+        pt.write_bytes(pt.read_bytes()[: len(pt.read_bytes()) // 2])
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        code, out, err = run_cli("import", "fbgemm", pt, "-o", folder / "t.parquet", "-q")
+    assert [str(w.message) for w in seen] == []
+    if code:
+        assert_refused(code, out, err, folder / "t.parquet")
+    else:
+        assert "warning" not in err and "Traceback" not in err, err
+
+
+@hostile(6)
+@given(limit_mib=st.integers(256, 4096), command=st.sampled_from(["replay", "inspect", "sweep", "report"]))
+def test_any_small_address_space_limit_is_one_line(scratch, limit_mib, command):
+    """Class F: under `ulimit -v` of 256 MiB to 4 GiB every command ends in one error line, exit 2, and leaves
+    nothing behind (it aborted with thousands of allocator lines, or hung in the BLAS start-up)."""
+    import os
+    import resource
+    import subprocess
+    folder = fresh(scratch)
+    trace = _write(folder / "trace.parquet", _columns())
+    (folder / "s.toml").write_text(f'[sweep]\ntraces = ["{trace}"]\npolicies = ["full"]\nbudgets = [0.9]\n'
+                                   f'out = "{folder / "sw"}"\n')
+    args = {"replay": ["replay", trace, *REPLAY, "--out", folder / "o"], "inspect": ["inspect", trace, "-q"],
+            "sweep": ["sweep", folder / "s.toml", "-q"], "report": ["report", folder, "-o", folder / "r.html"]}[command]
+    before = sorted(os.listdir(folder))
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (limit_mib * 2**20, limit_mib * 2**20))
+    p = subprocess.run([sys.executable, "-m", "fiitedsim", *map(str, args)], capture_output=True, text=True,
+                       timeout=300, preexec_fn=limit)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and p.stderr.startswith("error: "), p.stderr[-1000:]
+    assert sorted(os.listdir(folder)) == before

@@ -450,3 +450,19 @@ def test_output_onto_the_input_is_refused(monkeypatch, capsys, tmp_path):
     pq.write_table(pa.table({"step": [0], "table": [0], "row": [1]}), tmp_path / "in.parquet")
     fails_cleanly(monkeypatch, capsys, tmp_path, ["import", "parquet", tmp_path / "in.parquet", "-o",
                                                   tmp_path / "in.parquet"], "is the input file")
+
+
+@pytest.mark.slow  # torch writes the .pt files (its import alone takes seconds)
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy-format"])
+def test_fbgemm_pickle_protocol_4_is_one_line_without_torch_warnings(monkeypatch, capsys, tmp_path, legacy):
+    """Issue 21, class J: torch printed two UserWarning lines ("Detected pickle protocol 4") before the error."""
+    import warnings
+    torch = pytest.importorskip("torch")
+    data = tuple(torch.tensor(x, dtype=torch.int64) for x in (INDICES, OFFSETS, LENGTHS))
+    torch.save(data, tmp_path / "p4.pt", pickle_protocol=4, _use_new_zipfile_serialization=not legacy)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        line = fails_cleanly(monkeypatch, capsys, tmp_path, ["import", "fbgemm", tmp_path / "p4.pt", "-o",
+                                                             tmp_path / "t.parquet"], "not a readable PyTorch .pt file")
+    assert [str(w.message) for w in seen] == []
+    assert "weights_only` set to `False`" not in line

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import resource
+import shutil
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -293,3 +296,85 @@ def test_rerunning_train_into_its_folder_keeps_the_users_files(monkeypatch, caps
     assert run(monkeypatch, capsys, *TRAIN, "--out", out, "--policy", "full").code == 0
     assert sorted(p.name for p in out.iterdir()) == ["curve.parquet", "notes.md", "train_summary.json"]
     assert "full@0.10" in (out / "train_summary.json").read_text()
+
+
+# ---------------------------------------------------------------------------
+# Issue 21, class F: the environment (no home folder, an unusable kernel cache, an address-space limit)
+
+def _python(args, env=None, limit_kib=None, user=None, **kw):
+    import subprocess
+
+    def pre():
+        if limit_kib is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (limit_kib * 1024, limit_kib * 1024))
+    as_user = [] if user is None else ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"]
+    return subprocess.run([*as_user, sys.executable, *map(str, args)], capture_output=True, text=True, env=env,
+                          timeout=600, preexec_fn=pre, **kw)
+
+
+def _env(**over):
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "HOME", "XDG_CACHE_HOME")}
+    env.update({k: v for k, v in over.items() if v is not None})
+    return env
+
+
+@pytest.mark.slow  # subprocesses
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),
+                    reason="needs root (and setpriv) to run as a user without a passwd entry")
+@pytest.mark.parametrize("xdg", [True, False], ids=["XDG_CACHE_HOME", "nothing"])
+def test_import_without_home_or_passwd_entry(tmp_path, xdg):
+    """`env -u HOME` as a user with no passwd entry crashed at import (Path.home()), even with XDG_CACHE_HOME."""
+    import pwd
+    uid = next(u for u in range(54321, 64000) if not any(p.pw_uid == u for p in pwd.getpwall()))
+    import tempfile
+    cache = Path(tempfile.mkdtemp(prefix="xdg-"))  # in /tmp: the user can reach it (not pytest's root-only folder)
+    os.chown(cache, uid, uid)
+    try:
+        p = _python(["-c", "import fiitedsim, os; print(os.environ['NUMBA_CACHE_DIR'])"], user=uid, cwd="/",
+                    env=_env(XDG_CACHE_HOME=str(cache) if xdg else None))
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    assert p.returncode == 0, p.stderr
+    folder = Path(p.stdout.strip())
+    assert (cache in folder.parents) if xdg else folder.parent.name == f"fiitedsim-{uid}"
+
+
+@pytest.mark.slow  # subprocesses
+def test_an_unusable_kernel_cache_folder_falls_back_to_a_private_one(tmp_path):
+    """With a cache folder that cannot be made, Numba's kernels landed in the package's __pycache__ (as root) or
+    failed with "no locator available" (other users)."""
+    import fiitedsim
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    p = _python(["-c", "import fiitedsim, os; print(os.environ['NUMBA_CACHE_DIR'])"],
+                env=_env(XDG_CACHE_HOME=str(blocker / "cache"), HOME=str(blocker)))
+    assert p.returncode == 0, p.stderr
+    folder = Path(p.stdout.strip())
+    assert folder.is_dir() and os.access(folder, os.W_OK)
+    assert Path(fiitedsim.__file__).parent not in folder.parents and blocker not in folder.parents
+
+
+@pytest.mark.slow  # subprocesses under an address-space limit
+@pytest.mark.parametrize("limit_gib, args, words", [
+    (1, ["replay", "TRACE", "--policy", "fiited,lru,full", "--budget", "0.5", "--out", "OUT"], ["ulimit -v"]),
+    (3, ["replay", "TRACE", "--policy", "fiited,lru,full", "--budget", "0.5", "--out", "OUT"], ["ulimit -v"]),
+    (2.5, ["sweep", "SWEEP"], ["ulimit -v"]),
+    (6, ["replay", "TRACE", "--policy", "full", "--budget", "0.5", "--report", "OUT.html"],
+     ["ulimit -v", "HTML report"]),
+])
+def test_an_address_space_limit_is_one_line(tmp_path, limit_gib, args, words):
+    """ulimit -v 3 GB: an abort (exit 134) with thousands of allocator lines and a temporary left behind; 1 GB:
+    a hang in the BLAS start-up; a sweep printed 14k lines; V8 aborted writing a report."""
+    trace = write_trace(tmp_path / "t.parquet")
+    sweep = tmp_path / "s.toml"
+    sweep.write_text(f'[sweep]\ntraces = ["{trace}"]\npolicies = ["full"]\nbudgets = [0.5]\n'
+                     f'out = "{tmp_path / "sw"}"\n')
+    args = [{"TRACE": trace, "SWEEP": sweep, "OUT": tmp_path / "o", "OUT.html": tmp_path / "o.html"}.get(a, a)
+            for a in args]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    p = _python(["-m", "fiitedsim", *args, "-q"], env=_env(HOME=os.environ.get("HOME")),
+                limit_kib=int(limit_gib * 2**20))
+    assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
+    assert p.stderr.count("\n") == 1 and p.stderr.startswith("error: ") and all(w in p.stderr for w in words), \
+        p.stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no output, no temporary

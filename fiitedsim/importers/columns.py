@@ -24,7 +24,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ..config import MAX_TABLES, load_tables_file
-from ..errors import InputError, refuse_duplicate_columns
+from ..errors import InputError, refuse_duplicate_columns, text_line
+from ..paths import arrow_file
 from .common import ImportReport, Layout, Progress, arrow_error, check_input, write_trace
 
 BLOCK_BYTES = 4 << 20  # pyarrow reads blocks ahead; small blocks keep peak memory flat (~0.5 GB RSS, any input size)
@@ -41,7 +42,7 @@ class _Input:
             raise InputError(f"the step, table, row (and grad) columns must be different, got {', '.join(names)}")
         if fmt == "parquet":
             try:
-                with pq.ParquetFile(path) as pf:
+                with arrow_file(path) as f, pq.ParquetFile(f) as pf:
                     available = pf.schema_arrow.names
                     self.total = pf.metadata.num_rows
             except (pa.ArrowException, OSError) as exc:
@@ -52,11 +53,12 @@ class _Input:
                 raise InputError("--grad-col needs Parquet input (CSV has no list columns)")
             try:
                 with open(path, "rb") as f:
-                    first = f.readline(1 << 20).decode("utf-8", "replace").rstrip("\r\n")
+                    first = text_line(path, f.readline(1 << 20)).rstrip("\r\n")
             except OSError as exc:
                 raise InputError(f"{path}: cannot read: {exc}") from None
             try:
-                available = pacsv.open_csv(path).schema.names if first else []
+                with open(path, "rb") as f:
+                    available = pacsv.open_csv(f).schema.names if first else []
             except (pa.ArrowException, OSError) as exc:
                 raise arrow_error(path, exc, "not readable as CSV") from None
             self.total = path.stat().st_size
@@ -71,7 +73,7 @@ class _Input:
         try:
             if self.fmt == "parquet":
                 done = 0
-                with pq.ParquetFile(self.path) as pf:
+                with arrow_file(self.path) as f, pq.ParquetFile(f) as pf:
                     for group in range(pf.num_row_groups):
                         for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=names, row_groups=[group]):
                             yield {role: batch.column(name) for role, name in self.columns.items()}

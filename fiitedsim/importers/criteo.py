@@ -25,7 +25,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from ..errors import InputError, refuse_duplicate_columns
+from ..config import check_first_step
+from ..errors import InputError, refuse_duplicate_columns, text_line
 from ..hashing import hash_rows
 from . import CRITEO_BATCH, CRITEO_ROWS
 from .common import ImportReport, Layout, Progress, arrow_error, check_input, tables_from_file, write_trace
@@ -41,7 +42,7 @@ def _first_line(path: Path, compressed: bool) -> str:
     try:
         with opener(path, "rb") as f:
             # a UTF-8 byte-order mark is no part of the first field (pyarrow's reader skips it too)
-            return f.readline(1 << 20).decode("utf-8", "replace").rstrip("\r\n").removeprefix("\ufeff")
+            return text_line(path, f.readline(1 << 20)).rstrip("\r\n")
     except (OSError, EOFError) as exc:
         raise InputError(f"{path}: cannot read: {exc}") from None
 
@@ -60,8 +61,7 @@ def import_criteo(path, output, batch: int = CRITEO_BATCH, rows: int = DEFAULT_R
     path = check_input(path, "criteo file")
     if batch < 1:
         raise InputError(f"--batch must be >= 1 sample per step, got {batch}")
-    if step < 0:
-        raise InputError(f"--step must be >= 0, got {step}")
+    check_first_step(step)
     if rows < 2:
         raise InputError(f"--rows must be at least 2 (row 0 is reserved for missing values), got {rows}")
     with open(path, "rb") as f:

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import gzip
 import io
+import warnings
 
 import numpy as np
 
+from ..config import check_first_step
 from ..errors import InputError
 from .common import ImportReport, Layout, Progress, check_input, check_rows_fit, one_line, tables_from_file, write_trace
 
@@ -42,6 +44,16 @@ def _torch():
     return torch
 
 
+def _load(torch, path, compressed: bool):
+    """`torch.load` of a plain or gzip-compressed file, memory-mapped where the format allows."""
+    if compressed:
+        return torch.load(io.BytesIO(gzip.decompress(path.read_bytes())), map_location="cpu", weights_only=True)
+    try:  # memory-mapped: a multi-GB file is paged in as it is read, not copied into memory
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # files in torch's legacy (non-zip) format cannot be mapped
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def load(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(indices, offsets, lengths) as int64 numpy arrays, checked for the shapes and consistency above."""
     torch = _torch()
@@ -49,16 +61,16 @@ def load(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     with open(path, "rb") as f:
         compressed = f.read(2) == b"\x1f\x8b"
     try:
-        if compressed:
-            data = torch.load(io.BytesIO(gzip.decompress(path.read_bytes())), map_location="cpu", weights_only=True)
-        else:
-            try:  # memory-mapped: a multi-GB file is paged in as it is read, not copied into memory
-                data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            except Exception:  # files in torch's legacy (non-zip) format cannot be mapped
-                data = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's UserWarnings (a legacy pickle protocol) before our one line
+            warnings.simplefilter("ignore")
+            data = _load(torch, path, compressed)
     except Exception as exc:  # torch raises many types here (UnpicklingError, RuntimeError, EOFError, zip errors)
+        why = one_line(exc)
+        if why.startswith("Weights only load failed"):  # torch's text goes on to advise loading it unsafely
+            why = ("it holds objects other than tensors, or pickle instructions the safe loader refuses "
+                   "(fiitedsim loads .pt files with weights_only, so that a file cannot run code)")
         raise InputError(f"{path}: not a readable PyTorch .pt file (corrupt, truncated or another format): "
-                         f"{one_line(exc)[:300]}") from None
+                         f"{why[:300]}") from None
     if not isinstance(data, (tuple, list)) or len(data) != 3 or not all(isinstance(x, torch.Tensor) for x in data):
         got = type(data).__name__ + (f" of {len(data)}" if isinstance(data, (tuple, list)) else "")
         raise InputError(f"{path}: expected a tuple of 3 tensors (indices, offsets, lengths), got {got}")
@@ -94,8 +106,7 @@ def load(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def import_fbgemm(path, output, step: int = 0, rows: int | None = None, tables_file=None,
                   layout: Layout = Layout(), progress: Progress | None = None) -> ImportReport:
     """Convert one .pt batch file to a trace whose lookups all have step `step`."""
-    if step < 0:
-        raise InputError(f"--step must be >= 0, got {step}")
+    check_first_step(step)
     if rows is not None and tables_file is not None:
         raise InputError("give --rows or --tables, not both")
     indices, offsets, lengths = load(path)

@@ -11,6 +11,8 @@ import polars as pl
 
 from ..atomic import check_writable
 from ..errors import InputError
+from ..parsing import loads_json
+from ..paths import read_frame
 from ..policies.base import SUMMARY_KEYS
 from ..replay import RESULTS_FORMAT, ReplayResults
 
@@ -68,12 +70,12 @@ def load_train_results(folder: str | Path) -> TrainResults:
     rerun = f"re-run `fiitedsim train ... --out {folder}`"
     path = folder / SUMMARY_FILE
     try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
+        summary = loads_json(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"{path} is not valid JSON ({exc}); {rerun}") from None
     check_train_summary(summary, path, rerun)
     try:
-        curve = pl.read_parquet(folder / CURVE_FILE)
+        curve = read_frame(folder / CURVE_FILE)
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise InputError(f"{folder / CURVE_FILE} is missing or not readable ({type(exc).__name__}); {rerun}") from None
     wrong = [c for c, dtype in CURVE_SCHEMA.items() if c not in curve.columns or curve.schema[c] != dtype]
@@ -155,7 +157,7 @@ def load_results(folder: str | Path) -> ReplayResults:
     if not path.is_file():
         raise InputError(f"{folder} has no summary.json, so it is not a fiitedsim results folder; {rerun}")
     try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
+        summary = loads_json(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"{path} is not valid JSON ({exc}); re-run `fiitedsim replay TRACE --out {folder}`") from None
     check_summary(summary, path, folder)
@@ -166,7 +168,7 @@ def load_results(folder: str | Path) -> ReplayResults:
             raise InputError(f"{folder} is incomplete: timeseries/{key}.parquet is missing; "
                              f"re-run `fiitedsim replay TRACE --out {folder}`")
         try:
-            series[key] = pl.read_parquet(ts)
+            series[key] = read_frame(ts)
         except (OSError, pl.exceptions.PolarsError) as exc:  # a damaged or truncated file
             raise InputError(f"{ts} is not a readable Parquet file ({type(exc).__name__}); "
                              f"re-run `fiitedsim replay TRACE --out {folder}`") from None
@@ -299,7 +301,10 @@ def check_series(results: ReplayResults) -> None:
 
 
 def check_report_path(target: str | Path, will_exist: str | Path | None = None) -> Path:
-    """Fail before any work if the report cannot be written: its folder must exist (or be `will_exist`)."""
+    """Fail before any work if the report cannot be written: its folder must exist (or be `will_exist`), and the
+    address space must hold the chart engine (`memory.check_report_address_space`)."""
+    from ..memory import check_report_address_space
+    check_report_address_space()
     target = Path(target)
     parent = target.parent
     if target.is_dir():

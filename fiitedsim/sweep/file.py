@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..config import AUTO, parse_budget
 from ..errors import InputError
+from ..parsing import TooDeep, loads_toml
 from ..policies import POLICIES
 
 
@@ -106,6 +107,20 @@ class SweepFile:
     data: tuple[str, ...] = ()           # a data sweep: the data specs as written (the `data` column); traces ()
     data_specs: tuple[str, ...] = ()     # ... with their paths made absolute
     columns: dict[str, str] = field(default_factory=dict)  # label, sparse, dense as given
+
+
+#: The most points a sweep file may expand to. The grid is planned (every point checked and keyed) before any
+#: point runs: 10**6 points took 1.7 GB and over a minute before any output. Past this a sweep is refused.
+MAX_POINTS = 100_000
+
+
+def _check_grid_size(path: Path, sizes: dict[str, int]) -> None:
+    """Refuse a grid of more than MAX_POINTS points (`sizes`: the length of every axis), before it is built."""
+    total = math.prod(sizes.values())
+    if total > MAX_POINTS:
+        axes = " x ".join(f"{n:,} {name}" for name, n in sizes.items() if n > 1)
+        raise InputError(f"{path}: the grid has {total:,} points ({axes}), more than the {MAX_POINTS:,} one sweep "
+                         "runs; split it into several sweep files")
 
 
 def _type_name(kind: type) -> str:
@@ -201,8 +216,8 @@ def load_sweep_file(path: str | Path) -> SweepFile:
         raise InputError(f"sweep file not found: {path}" if not path.exists() else
                          f"sweep file {path} is not a file; give a .toml file with a [sweep] table")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        data = loads_toml(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, TooDeep) as exc:
         raise InputError(f"{path}: not valid TOML: {exc}") from None
     extra = [k for k in data if k != "sweep"]
     if extra:
@@ -244,6 +259,8 @@ def load_sweep_file(path: str | Path) -> SweepFile:
     if "tables" in sweep:
         tables = base / non_empty_string(f"{path}: [sweep] tables", sweep["tables"])
     paths = () if generate else tuple(base / t for t in traces)
+    _check_grid_size(path, {"traces": len(generate) or len(traces), "policies": len(policies),
+                            "budgets": len(budgets), **{k: len(v) for k, v in knobs.items()}})
     return SweepFile(path, traces, paths, policies, budgets, knobs, out, tables, generate=generate,
                      generate_axes=generate_axes)
 
@@ -261,6 +278,7 @@ def _generate_grid(path: Path, raw) -> tuple[tuple[dict, ...], tuple[str, ...]]:
         raise InputError(f"{where}: unknown option {unknown[0]!r}; allowed: {', '.join(GENERATE_KEYS)}")
     axes = {k: _axis(path, f"generate.{k}", raw[k], lambda w, v, k=k: _check_value(w, v, GENERATE_KEYS[k]))
             for k in GENERATE_KEYS if k in raw}
+    _check_grid_size(path, {f"generate.{k}": len(v) for k, v in axes.items()})
     grid = tuple(dict(zip(axes, values)) for values in itertools.product(*axes.values()))
     for g in grid:
         try:
@@ -328,5 +346,7 @@ def _load_train_sweep(path: Path, sweep: dict) -> SweepFile:
         raise InputError(f"{path}: [sweep] data {tables_kinds[0]!r} needs label = \"COLUMN\" and "
                          "sparse = \"COLUMN,COLUMN\" (and optionally dense = \"COLUMN,...\") in [sweep]")
     out = base / _non_empty_string(f"{path}: [sweep] out", sweep["out"]) if "out" in sweep else None
+    _check_grid_size(path, {"data": len(data), "policies": len(policies), "budgets": len(budgets),
+                            **{k: len(v) for k, v in knobs.items()}})
     return SweepFile(path, (), (), policies, budgets, knobs, out, None, data=data, data_specs=tuple(specs),
                      columns=columns)

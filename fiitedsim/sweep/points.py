@@ -17,6 +17,7 @@ from .. import __version__
 from ..config import ReplayConfig, TableSpec, TrainConfig, load_tables_file
 from ..errors import InputError
 from ..memory import check_train_data_memory
+from ..paths import arrow_file
 from ..plan import BudgetTwice, Run, check_runs, plan
 from ..replay import RESULTS_FORMAT
 from ..trace import TraceSource
@@ -260,7 +261,7 @@ def generated_trace(out: Path, options: dict, progress: Callable[[str], None] | 
     text = json.dumps({"fiitedsim": __version__, **asdict(cfg)}, sort_keys=True, separators=(",", ":"))
     target = out / GENERATED_DIR / f"generate-{hashlib.sha256(text.encode()).hexdigest()[:16]}.parquet"
     try:
-        complete = pq.ParquetFile(target).metadata.num_rows == cfg.tables * cfg.steps * cfg.batch
+        complete = pq.read_metadata(arrow_file(target)).num_rows == cfg.tables * cfg.steps * cfg.batch
     except (OSError, pa.ArrowException):
         complete = False
     if not complete:

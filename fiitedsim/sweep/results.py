@@ -13,6 +13,8 @@ import polars as pl
 from ..atomic import atomic_path, check_writable, refuse_cwd_or_parent, write_parquet_frame
 from ..checks import replay_warnings, train_warnings
 from ..errors import InputError
+from ..parsing import loads_json
+from ..paths import read_frame
 from ..policies.base import SUMMARY_KEYS
 from ..replay import RESULTS_FORMAT, ReplayResults
 from .file import GENERATE_KEYS, KNOB_BY_NAME, TRAIN_KNOB_BY_NAME, IntOrAuto
@@ -42,7 +44,7 @@ def check_sweep_out(out: str | Path) -> Path:
 def _stored(out: Path, key: str) -> dict | None:
     """The stored record of a point, or None when it is absent, damaged or of another layout."""
     try:
-        record = json.loads((out / POINTS_DIR / f"{key}.json").read_text(encoding="utf-8"))
+        record = loads_json((out / POINTS_DIR / f"{key}.json").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
         return None
     ok = (isinstance(record, dict) and record.get("format") == SWEEP_FORMAT and record.get("key") == key
@@ -161,7 +163,7 @@ def load_sweep_points(out: str | Path) -> list[StoredPoint]:
     out = Path(out)
     rerun = "run the sweep again (`fiitedsim sweep FILE --out " + str(out) + "`; stored points are reused)"
     try:
-        keys = pl.read_parquet(out / POINTS_FILE, columns=["key"])["key"].to_list()
+        keys = read_frame(out / POINTS_FILE, columns=["key"])["key"].to_list()
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise InputError(f"{out}/{POINTS_FILE} is missing or not readable ({type(exc).__name__}): the sweep did "
                          f"not finish; {rerun}") from None
@@ -288,7 +290,7 @@ def report_groups(out: Path, points: list[StoredPoint]) -> list[tuple[str, Repla
         for p in members:
             key = f"{p.policy}@{p.budget_label}" if keyed else p.policy
             summary["policies"][key] = p.summary["policies"][p.policy]
-            series[key] = pl.read_parquet(out / POINTS_DIR / f"{p.key}.parquet")
+            series[key] = read_frame(out / POINTS_DIR / f"{p.key}.parquet")
             runs.append((key, p.policy, p.budget_label, p.budget_bytes))
         summary["warnings"] = replay_warnings(summary, runs)
         results.append((_title(rest), ReplayResults(summary, series)))
@@ -324,7 +326,7 @@ def train_report_groups(out: Path, points: list[StoredPoint]) -> list[tuple[str,
                    "config": config}
         summary["warnings"] = train_warnings(summary, [(p.policy, p.budget_label, p.budget_bytes)
                                                        for p in members if p.seed == config["seeds"][0]])
-        curve = pl.concat([pl.read_parquet(out / POINTS_DIR / f"{p.key}.parquet") for p in members])
+        curve = pl.concat([read_frame(out / POINTS_DIR / f"{p.key}.parquet") for p in members])
         results.append((_title(rest), summary, curve))
     return results
 

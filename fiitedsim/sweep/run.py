@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..atomic import is_write_error, write_error
 from ..errors import InputError
+from ..memory import check_report_address_space
 from ..replay import replay_each
 from ..trace import TraceSource
 from .file import SweepFile
@@ -180,6 +181,11 @@ def probe_scheduler(host: str, port: int, address: str, timeout: float) -> None:
             raise InputError(not_dask.format("its first message is no Dask handshake"))
 
 
+def max_local_workers() -> int:
+    """The most local worker processes `--workers` may ask for: 4 per CPU core (2**64 tried to start that many)."""
+    return 4 * (os.cpu_count() or 1)
+
+
 @contextlib.contextmanager
 def dask_client(scheduler: str | None, workers: int | None, connect_timeout: float):
     """A Client of `scheduler`, or of a LocalCluster of `workers` single-threaded processes on 127.0.0.1."""
@@ -225,10 +231,14 @@ def run_sweep(sweep: SweepFile, out: str | Path, *, scheduler: str | None = None
     """
     if workers is not None and workers < 1:
         raise InputError(f"--workers must be at least 1, got {workers}")
+    if workers is not None and workers > max_local_workers():
+        raise InputError(f"--workers must be at most {max_local_workers()} (4 per CPU core: more processes only "
+                         f"compete for the cores), got {workers}")
     if scheduler is not None and workers is not None:
         raise InputError("--workers sizes the local cluster; with --scheduler the cluster has its own workers")
     if points_per_task < 1:
         raise InputError(f"--points-per-task must be at least 1, got {points_per_task}")
+    check_report_address_space()  # the sweep ends with its report
     if not connect_timeout > 0:
         raise InputError(f"--connect-timeout must be positive, got {connect_timeout:g}")
     if scheduler is not None:

@@ -37,9 +37,10 @@ import numba
 import numpy as np
 
 from ..config import TrainConfig
-from ..errors import InputError, refuse_duplicate_columns
+from ..errors import InputError, refuse_duplicate_columns, text_line
 from ..hashing import hash_rows
 from ..memory import format_bytes, memory_limit
+from ..paths import arrow_file
 
 CRITEO_DENSE = [f"I{i}" for i in range(1, 14)]
 CRITEO_SPARSE = [f"C{i}" for i in range(1, 27)]
@@ -493,7 +494,7 @@ def _csv_batches(path: str, delimiter: str, names: list[str] | None, label, spar
     kind = "TSV" if delimiter == "\t" else "CSV"
 
     def source():
-        return pa.input_stream(path, compression="gzip" if gz else None)
+        return pa.input_stream(arrow_file(path), compression="gzip" if gz else None)
     try:
         with pcsv.open_csv(source(), read_options=read, parse_options=parse) as probe:
             _check_columns(path, probe.schema.names, wanted)
@@ -513,7 +514,7 @@ def _parquet_batches(path: str, label, sparse, dense):
     import pyarrow as pa
     import pyarrow.parquet as pq
     try:
-        f = pq.ParquetFile(path)
+        f = pq.ParquetFile(arrow_file(path))
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"{path}: not a readable Parquet file: {str(exc).splitlines()[0]}") from None
     _check_columns(path, f.schema_arrow.names, [label, *sparse, *dense])
@@ -568,7 +569,7 @@ def _first_line(path: str, gz: bool = False) -> str:
     import gzip
     try:
         with (gzip.open if gz else open)(path, "rb") as fh:
-            return fh.readline(1 << 16).decode("utf-8", "replace").removeprefix("\ufeff")
+            return text_line(path, fh.readline(1 << 16))
     except (OSError, EOFError) as exc:
         raise InputError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
 
@@ -678,7 +679,8 @@ def _ml_package_tables(files: list[Path]) -> tuple[dict, dict, dict]:
 
     def read(path, columns):
         try:
-            table = pq.read_table(path)
+            with arrow_file(path) as f:
+                table = pq.read_table(f)
         except (pa.ArrowInvalid, OSError) as exc:
             raise InputError(f"{path}: not a readable Parquet file: {str(exc).splitlines()[0]}") from None
         _check_columns(str(path), table.column_names, columns)

@@ -22,9 +22,10 @@ import polars as pl
 from ..atomic import atomic_path, check_writable, refuse_cwd_or_parent, write_parquet_frame
 from ..checks import train_warnings
 from ..compare import QualityPoint, equal_quality
-from ..config import TRAIN_FIELDS, TRAIN_ROWS, ReplayConfig, TableSpec, dense_bytes
+from ..config import MAX_BYTES, TRAIN_FIELDS, TRAIN_ROWS, ReplayConfig, TableSpec, check_seed, dense_bytes
 from ..errors import InputError
 from ..memory import check_model_memory
+from ..parsing import loads_json
 from ..plan import Run, check_runs, plan, split_list
 from ..policies import POLICIES, knowledge, sized_from_window, window_text
 from ..replay import budget_entries
@@ -141,8 +142,8 @@ def load_data(spec: str, label: str | None, sparse: str | None, dense: str | Non
 def train_config(**kw) -> TrainConfig:
     """TrainConfig from user values (CLI options or sweep knobs), with their bounds checked as input errors."""
     for key in ("batch", "epochs", "eval_every", "interval"):
-        if kw.get(key) is not None and kw[key] < 1:
-            raise InputError(f"--{key.replace('_', '-')} must be at least 1, got {kw[key]}")
+        if kw.get(key) is not None and not 1 <= kw[key] < MAX_BYTES:  # int64 in the outputs (a sweep's points)
+            raise InputError(f"--{key.replace('_', '-')} must be at least 1 and below 2**62, got {kw[key]}")
     for key in ("lr_emb", "lr_mlp"):
         if key in kw and not (math.isfinite(kw[key]) and kw[key] > 0):
             raise InputError(f"--{key.replace('_', '-')} must be a positive number, got {kw[key]}")
@@ -164,8 +165,8 @@ def parse_seeds(text: str) -> list[int]:
         seeds = [int(x) for x in items]
     except ValueError:
         raise InputError(f"--seeds {text!r}: give comma-separated integers such as 0,1,2") from None
-    if any(x < 0 for x in seeds):
-        raise InputError(f"--seeds {text!r}: seeds must not be negative")
+    for x in seeds:
+        check_seed(x, f"--seeds {text!r}: each seed")
     if len(set(seeds)) != len(seeds):
         raise InputError(f"--seeds {text!r} lists a seed twice; each seed is one more training of every point")
     return seeds
@@ -426,7 +427,7 @@ def check_train_out(out: Path) -> Path:
 
 def _is_train_folder(folder: Path) -> bool:
     try:
-        summary = json.loads((folder / SUMMARY_FILE).read_text())
+        summary = loads_json((folder / SUMMARY_FILE).read_text())
     except (OSError, UnicodeDecodeError, ValueError):
         return False
     return isinstance(summary, dict) and "policies" in summary and "config" in summary
