@@ -300,7 +300,7 @@ def _print_summary(summary: dict) -> None:
 @app.command()
 def train(
     data: str = o.DATA, label: Optional[str] = o.LABEL, sparse: Optional[str] = o.SPARSE,
-    dense: Optional[str] = o.DENSE, samples: Optional[int] = o.SAMPLES, fields: int = o.FIELDS,
+    dense: Optional[str] = o.DENSE, samples: Optional[int] = o.SAMPLES, fields: Optional[int] = o.FIELDS,
     rows: str = o.TRAIN_ROWS_OPTION, drift: float = o.TRAIN_DRIFT, size_from: float = o.SIZE_FROM,
     policy: str = o.TRAIN_POLICY_OPTION, budget: str = o.BUDGET,
     dim: int = o.TRAIN_DIM, chunk: int = o.TRAIN_CHUNK, batch: int = o.TRAIN_BATCH, epochs: int = o.EPOCHS,
@@ -326,16 +326,20 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
     from .plan import budget_labels, parse_policies
     from .train.engine_hook import TRAIN_POLICIES
     from .train.runner import (
+        DEFAULT_FIELDS,
         check_train_out,
         data_kind,
         load_data,
         parse_rows,
         parse_seeds,
+        refuse_unused_data_options,
         run_all,
         train_config,
         write_outputs,
     )
 
+    refuse_unused_data_options(data, {"--label": label, "--sparse": sparse, "--dense": dense, "--fields": fields})
+    fields = DEFAULT_FIELDS if fields is None else fields
     names = parse_policies(policy, TRAIN_POLICIES, " for training")
     budgets = budget_labels(budget)  # the list's syntax now; the bytes once the data's tables are known
     seed_list = parse_seeds(seeds) if seeds is not None else [seed]

@@ -577,3 +577,64 @@ def test_bad_train_option_values_are_refused(scratch, option, value):
     out = folder / "o"
     assert_refused(*run_cli("train", "--samples", "300", "--rows", "50", "--fields", "2", "--batch", "64",
                             "--page-bytes", "256", option, value, "-q", "--out", out), out)
+
+
+# --- round two: G1 (dense values past the trainer's float32), G2 (the label as a feature), G3 (no false claims
+# about seeds), G4 (nested Parquet columns), H (damaged stored sweep points), I (time series and training curves
+# out of range), data options the data does not read ---
+
+
+@st.composite
+def hostile_training_data(draw, folder: Path) -> tuple[str, list[str]]:
+    """Training data `train` must refuse (issue 21): a dense value whose square overflows float32 (G1), the label
+    also used as a feature (G2), a nested Parquet column (G4), an option the --data kind does not read."""
+    kind = draw(st.sampled_from(["huge_dense", "leak", "nested", "unread_option"]))
+    n = 40
+    cols = {"y": [i % 2 for i in range(n)], "s": [f"v{i % 7}" for i in range(n)], "d": [i / 10 for i in range(n)]}
+    use = ["--label", "y", "--sparse", "s", "--dense", "d"]
+    if kind == "huge_dense":
+        cols["d"][draw(st.integers(0, n - 1))] = draw(st.sampled_from([-1, 1])) * draw(
+            st.floats(1.85e19, 3.4e38, allow_nan=False))
+    elif kind == "leak":
+        use = ["--label", "y", "--sparse", draw(st.sampled_from(["y", "s,y", "y,s"])), "--dense",
+               draw(st.sampled_from(["d", "d,y", "y"]))]
+        if "y" not in use[3].split(","):
+            use[5] = "y"
+    elif kind == "nested":
+        name = draw(st.sampled_from(["y", "s", "d"]))
+        nested = draw(st.sampled_from([pa.list_(pa.int64()), pa.large_list(pa.string()),
+                                       pa.list_(pa.float64(), 1), pa.struct([("p", pa.int64())]),
+                                       pa.map_(pa.string(), pa.int64())]))
+        value = {"list": [1], "large_list": ["a"], "fixed_size_list": [1.0], "struct": {"p": 1},
+                 "map": [("k", 1)]}[str(nested).split("<")[0]]
+        table = {k: pa.array(v) for k, v in cols.items()}
+        table[name] = pa.array([value] * n, nested)
+        pq.write_table(pa.table(table), folder / "d.parquet")
+        return f"parquet:{folder / 'd.parquet'}", use
+    else:
+        extra = draw(st.sampled_from([["--fields", "3"], ["--drift", "0.5"]]))
+        use = use + extra
+    if draw(st.booleans()):
+        pq.write_table(pa.table(cols), folder / "d.parquet")
+        return f"parquet:{folder / 'd.parquet'}", use
+    _csv(folder, list(cols), [[str(cols[c][i]) for c in cols] for i in range(n)])
+    return f"csv:{folder / 'd.csv'}", use
+
+
+@hostile(40)
+@given(data=st.data())
+def test_hostile_training_data_round_two_is_refused(scratch, data):
+    folder = fresh(scratch)
+    spec, columns = data.draw(hostile_training_data(folder))
+    out, report = folder / "o", folder / "r.html"
+    assert_refused(*run_cli("train", "--data", spec, *columns, "--rows", "50", "--batch", "8", "--page-bytes", "256",
+                            "--policy", "full", "--budget", "0.5", "-q", "--out", out, "--report", report),
+                   out, report)
+
+
+@hostile(20)
+@given(option=st.sampled_from([["--label", "y"], ["--sparse", "a"], ["--dense", "x"]]),
+       data=st.sampled_from(["synthetic", "movielens"]))
+def test_column_options_with_data_that_has_no_columns_are_refused(scratch, option, data):
+    out = fresh(scratch) / "o"
+    assert_refused(*run_cli("train", "--data", data, "--samples", "300", *option, "-q", "--out", out), out)
