@@ -380,10 +380,6 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
         from .report import write_train_report
         write_train_report(report, outputs)
         err.print(f"report in {report}", markup=False, highlight=False)
-    for key, run in outputs.summary["policies"].items():
-        if run["logloss"] is None:  # NaN predictions: the model diverged
-            _say("warning:", "yellow", f"{key}: the evaluation log loss is not a number, so training diverged; "
-                                       "scale the dense features or lower --lr-emb / --lr-mlp")
     _print_train(outputs.summary)
     for what, path in (("results", out_dir), ("trace", emit_trace), ("importance log", emit_importance)):
         if path is not None:
@@ -391,16 +387,18 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
 
 
 def _print_train(summary: dict) -> None:
-    from .compare import runs_of
-    from .report.train import once_per_policy, tables_text
+    from .compare import no_spread_reason, runs_of
+    from .report.train import common_seeds, once_per_policy, tables_text
 
     teacher = summary.get("teacher_auc")
     cfg = summary["config"]
     seeds = cfg["seeds"]
+    with_auc = common_seeds(summary, runs_of(summary))
     title = "training results" + (f" (teacher AUC {teacher:.4f}: the best achievable)" if teacher is not None else "")
     table = Table(title=title, title_justify="left")
     table.caption = (f"{len(seeds)} seed(s) {', '.join(map(str, seeds))}: AUC and log loss are means"
                      + (" ± standard deviation" if len(seeds) > 1 else "; one seed shows no spread")
+                     + (f". {no_spread_reason(seeds, with_auc)}" if with_auc != seeds else "")
                      + f". The model's {tables_text(cfg)}. The training split touched {sum(cfg['touched_rows']):,} "
                        f"rows, {_mib(cfg['touched_dense_bytes'])} MiB dense; budgets as a share of that: "
                      + ", ".join(f"{b['label']} = {b['touched_share']:.3g}x" for b in cfg["budgets"])

@@ -169,6 +169,20 @@ def test_an_overflowing_model_is_one_error_line_without_raw_warnings(monkeypatch
     assert not [w for w in seen if issubclass(w.category, RuntimeWarning)], [str(w.message) for w in seen]
 
 
+def test_an_evaluation_split_of_one_class_is_named_as_the_reason_for_no_auc(monkeypatch, capsys, tmp_path):
+    """Issue 21, G3: with all-one labels and --seeds 0,1 the report said "One seed: no spread, cannot call
+    ties"; the printed table said nothing of why AUC was missing."""
+    data = write_csv(tmp_path / "ones.csv", GOOD_CSV.replace("\n0,", "\n1,"))
+    result = train(monkeypatch, capsys, "--data", f"csv:{data}", "--label", "y", "--sparse", "a,b", "--rows", "64",
+                   "--batch", "8", "--policy", "fiited,full", "--budget", "0.5", "--seeds", "0,1",
+                   "--report", tmp_path / "r.html")
+    printed = " ".join(result.out.split())
+    assert "AUC is undefined: the evaluation split holds one class only" in printed, printed
+    page = (tmp_path / "r.html").read_text()
+    assert "One seed" not in page and "one seed (" not in page
+    assert "AUC is undefined: the evaluation split holds one class only, on every seed" in page
+
+
 def test_drift_beyond_its_range_is_refused(monkeypatch, capsys, tmp_path):
     fails_cleanly(monkeypatch, capsys, tmp_path, ["train", "--samples", "300", "--drift", "1.5", "-q"],
                   "--drift must be in [0, 1]")

@@ -638,3 +638,36 @@ def test_hostile_training_data_round_two_is_refused(scratch, data):
 def test_column_options_with_data_that_has_no_columns_are_refused(scratch, option, data):
     out = fresh(scratch) / "o"
     assert_refused(*run_cli("train", "--data", data, "--samples", "300", *option, "-q", "--out", out), out)
+
+
+@hostile(30)
+@given(seeds=st.lists(st.integers(0, 9), min_size=1, max_size=4, unique=True), data=st.data())
+def test_a_training_report_never_claims_one_seed_for_several(seeds, data):
+    """G3: seeds whose evaluation split holds one class have no AUC; the report says so, and never that one
+    seed was trained when several were."""
+    import html
+    import re
+
+    import polars as pl
+    from report_fixtures import train_outputs
+
+    from fiitedsim import report as rp
+    from fiitedsim.compare import NO_AUC
+
+    without = data.draw(st.lists(st.sampled_from(seeds), unique=True))
+    outputs = train_outputs(seeds=tuple(seeds))
+    for stats in outputs.summary["policies"].values():
+        for entry in stats["per_seed"]:
+            entry["auc"] = None if entry["seed"] in without else entry["auc"]
+        aucs = [e["auc"] for e in stats["per_seed"] if e["auc"] is not None]
+        stats["auc"], stats["auc_std"] = (sum(aucs) / len(aucs) if aucs else None), None
+    curve = outputs.curve.with_columns(pl.when(pl.col("seed").is_in(without)).then(None).otherwise(pl.col("auc"))
+                                       .alias("auc"))
+    page = rp.render_train_report(outputs.summary, curve)
+    text = html.unescape(re.sub(r"<[^>]+>", "", re.sub(r"<(script|style)\b.*?</\1>", "", page, flags=re.S)))
+    if len(seeds) > 1:
+        assert "One seed" not in text and "one seed (" not in text
+    if len(without) == len(seeds):
+        assert NO_AUC in text and "Highest mean AUC" not in text and "Winner" not in text
+    elif len(seeds) - len(without) == 1 and len(seeds) > 1:
+        assert f"Only seed {[s for s in seeds if s not in without][0]} has an AUC for every run" in text

@@ -519,6 +519,38 @@ def test_training_with_one_seed_does_not_call_ties():
     assert "One seed: no spread, cannot call ties" in section(page, "equal-memory")
 
 
+def _without_auc(outputs, seeds_without: tuple):
+    """`outputs` as if the evaluation split of each seed of `seeds_without` held one class: AUC null there."""
+    for stats in outputs.summary["policies"].values():
+        for entry in stats["per_seed"]:
+            if entry["seed"] in seeds_without:
+                entry["auc"] = None
+        aucs = [e["auc"] for e in stats["per_seed"] if e["auc"] is not None]
+        stats["auc"] = sum(aucs) / len(aucs) if aucs else None
+        stats["auc_std"] = None
+    curve = outputs.curve.with_columns(pl.when(pl.col("seed").is_in(list(seeds_without))).then(None)
+                                       .otherwise(pl.col("auc")).alias("auc"))
+    return outputs.summary, curve
+
+
+@pytest.mark.parametrize("seeds, without, reason", [
+    ((0, 1), (0, 1), "AUC is undefined: the evaluation split holds one class only"),
+    ((0, 1, 2), (1, 2), "Only seed 0 has an AUC for every run"),
+    ((0,), (0,), "AUC is undefined: the evaluation split holds one class only"),
+])
+def test_training_without_auc_says_why_not_one_seed(seeds, without, reason):
+    """Issue 21, G3: with --seeds 0,1 and one class in the evaluation split, the page said "One seed: no
+    spread, cannot call ties": AUC was undefined, and two seeds were trained."""
+    from report_fixtures import train_outputs
+
+    page = rp.render_train_report(*_without_auc(train_outputs(seeds=seeds), without))
+    text = html.unescape(re.sub(r"<[^>]+>", "", re.sub(r"<(script|style)\b.*?</\1>", "", page, flags=re.S)))
+    if len(seeds) > 1:
+        assert "One seed" not in text and "one seed (" not in text, re.findall(r".{80}ne seed.{80}", text)
+    assert reason in text
+    assert "Winner" not in text and "Highest mean AUC" not in text or len(seeds) - len(without) == 1
+
+
 def test_training_warnings_at_the_top_and_beside_the_run():
 
     warning = "fiited@0.25 ran 1 pruning round (interval 5 over steps 0..19): its figures are first-come admission"
