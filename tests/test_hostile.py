@@ -671,3 +671,85 @@ def test_a_training_report_never_claims_one_seed_for_several(seeds, data):
         assert NO_AUC in text and "Highest mean AUC" not in text and "Winner" not in text
     elif len(seeds) - len(without) == 1 and len(seeds) > 1:
         assert f"Only seed {[s for s in seeds if s not in without][0]} has an AUC for every run" in text
+
+
+#: Values a time-series or curve column must not hold, by the column's kind (docs/formats.md).
+_BAD_BY_KIND = {"share": [float("nan"), -0.01, 1.01, 7.5, float("inf")], "number": [float("nan"), -1.0, -float("inf")],
+                "int": [-1, -2**62], "auc": [-0.5, 1.5, float("inf")]}
+
+
+def _series_kind(name: str) -> str:
+    if name in ("fragmentation", "index_load_factor", "chunk_hit_rate", "dim_hit_rate"):
+        return "share"
+    if name in ("theta", "train_loss", "logloss"):
+        return "number"
+    return "auc" if name == "auc" else "int"
+
+
+def _damage_frame(data, path: Path, columns: list[str]) -> None:
+    """One value of one of `columns` of the Parquet file at `path` out of its range, or the file's bytes broken."""
+    import polars as pl
+
+    how = data.draw(st.sampled_from(["value", "value", "garbage", "truncated"]))
+    if how == "garbage":
+        path.write_bytes(data.draw(st.sampled_from([b"", b"PAR1", b"PAR1" + b"\0" * 40 + b"PAR1"])))
+        return
+    if how == "truncated":
+        good = path.read_bytes()
+        path.write_bytes(good[:data.draw(st.integers(0, len(good) - 1))])
+        return
+    frame = pl.read_parquet(path)
+    name = data.draw(st.sampled_from(columns))
+    value = data.draw(st.sampled_from(_BAD_BY_KIND[_series_kind(name)]))
+    row = data.draw(st.integers(0, frame.height - 1))
+    column = frame[name].cast(pl.Float64) if isinstance(value, float) else frame[name]
+    frame.with_columns(column.scatter(row, value).alias(name)).write_parquet(path)
+
+
+@hostile(60)
+@given(data=st.data())
+def test_time_series_out_of_range_are_refused(scratch, results, data):
+    """I: a replay folder's time series holding NaN, a share outside 0..1 or a negative count is refused."""
+    import polars as pl
+
+    folder = fresh(scratch) / "run"
+    shutil.copytree(results, folder)
+    target = data.draw(st.sampled_from(sorted((folder / "timeseries").iterdir())))
+    columns = [c for c in pl.read_parquet(target).columns]
+    _damage_frame(data, target, columns)
+    out = folder.parent / "r.html"
+    assert_refused(*run_cli("report", folder, "-o", out), out)
+
+
+@hostile(40)
+@given(data=st.data())
+def test_training_curves_out_of_range_are_refused(scratch, data):
+    """I: a training folder's curve.parquet out of its ranges (or unreadable) is refused."""
+    from report_fixtures import train_outputs
+
+    from fiitedsim.train.runner import CURVE_SCHEMA, write_outputs
+
+    folder = fresh(scratch) / "t"
+    write_outputs(folder, train_outputs(seeds=(0, 1)))
+    _damage_frame(data, folder / "curve.parquet", [c for c in CURVE_SCHEMA if c not in ("key", "policy", "budget")])
+    out = folder.parent / "r.html"
+    assert_refused(*run_cli("report", folder, "-o", out), out)
+
+
+@hostile(60)
+@given(data=st.data())
+def test_damaged_stored_sweep_points_are_not_stored(scratch, data):
+    """H: a stored point whose Parquet file is damaged or out of range counts as not stored (a sweep computes it
+    again; `report` of the folder says it is damaged) instead of failing every rerun."""
+    import polars as pl
+    from report_fixtures import stored_points
+
+    from fiitedsim.sweep import POINTS_DIR
+    from fiitedsim.sweep.results import _stored
+
+    out = fresh(scratch)
+    key = stored_points(out)[data.draw(st.sampled_from(["replay", "train"]))]
+    target = out / POINTS_DIR / f"{key}.parquet"
+    columns = [c for c in pl.read_parquet(target).columns if c not in ("key", "policy", "budget")]
+    _damage_frame(data, target, columns)
+    assert _stored(out, key) is None

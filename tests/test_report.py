@@ -240,6 +240,45 @@ def test_report_command_fails_cleanly(monkeypatch, capsys, tmp_path, case, words
         fails_cleanly(monkeypatch, capsys, tmp_path, ["report", *args], *words)
 
 
+SERIES_DAMAGE = [  # (column, value, words): issue 21, class I; the first two rendered with exit 0
+    ("fragmentation", float("nan"), ["fragmentation", "NaN", "not a share in 0..1"]),
+    ("fragmentation", 7.5, ["fragmentation", "7.5", "not a share in 0..1"]),
+    ("index_load_factor", -0.5, ["index_load_factor", "-0.5", "not a share in 0..1"]),
+    ("theta", float("nan"), ["theta", "NaN", "not a number >= 0"]),
+    ("theta", -1.0, ["theta", "-1", "not a number >= 0"]),
+    ("lookups", -3, ["lookups", "-3", "not an integer >= 0"]),
+    ("dim_0", -1, ["dim_0", "-1", "not an integer >= 0"]),
+    ("payload_bytes", 2.5, ["payload_bytes", "Float64", "not Int64"]),
+]
+
+
+@pytest.mark.parametrize("column, value, words", SERIES_DAMAGE, ids=[f"{c}={v}" for c, v, _ in SERIES_DAMAGE])
+def test_a_time_series_out_of_its_ranges_is_refused(monkeypatch, capsys, tmp_path, run_dir, column, value, words):
+    """docs/usage.md: a time-series value that breaks its contract is refused with one line saying what to re-run."""
+    import shutil
+
+    folder = tmp_path / "run"
+    shutil.copytree(run_dir, folder)
+    target = sorted((folder / "timeseries").iterdir())[-1]
+    frame = pl.read_parquet(target)
+    frame = frame.with_columns(pl.when(pl.int_range(pl.len()) == frame.height - 1).then(pl.lit(value))
+                               .otherwise(pl.col(column)).alias(column))
+    frame.write_parquet(target)
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["report", folder, "-o", tmp_path / "r.html"],
+                  *words, target.stem, "re-run")
+
+
+def test_an_infinite_theta_in_a_time_series_is_fine(monkeypatch, capsys, tmp_path, run_dir):
+    """theta +inf means that the budget holds no chunk (summary.json writes it as null)."""
+    import shutil
+
+    folder = tmp_path / "run"
+    shutil.copytree(run_dir, folder)
+    target = sorted((folder / "timeseries").iterdir())[0]
+    pl.read_parquet(target).with_columns(pl.lit(float("inf")).alias("theta")).write_parquet(target)
+    assert run(monkeypatch, capsys, "report", folder, "-o", tmp_path / "r.html").code == 0
+
+
 def test_report_command_into_a_missing_folder_fails_cleanly(monkeypatch, capsys, tmp_path, run_dir):
     fails_cleanly(monkeypatch, capsys, tmp_path, ["report", run_dir, "-o", tmp_path / "no" / "r.html"],
                   "no", "does not exist")

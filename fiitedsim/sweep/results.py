@@ -40,14 +40,27 @@ def check_sweep_out(out: str | Path) -> Path:
 
 
 def _stored(out: Path, key: str) -> dict | None:
-    """The stored record of a point, or None when it is absent, damaged or of another layout."""
+    """The stored record of a point, or None when it is absent, damaged or of another layout: its JSON, and its
+    series (a replay point's time series, a training point's curve), checked as `fiitedsim report` checks them."""
     try:
         record = json.loads((out / POINTS_DIR / f"{key}.json").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
         return None
     ok = (isinstance(record, dict) and record.get("format") == SWEEP_FORMAT and record.get("key") == key
-          and (out / POINTS_DIR / f"{key}.parquet").is_file() and _valid_summary(record.get("summary")))
+          and _valid_summary(record.get("summary")) and _valid_series(out / POINTS_DIR / f"{key}.parquet",
+                                                                        "trace" not in record["summary"]))
     return record if ok else None
+
+
+def _valid_series(path: Path, training: bool) -> bool:
+    """A stored point's Parquet file is readable and holds a curve (training) or time series in its ranges."""
+    from ..report.load import UnreadableFrame, curve_problem, read_frame, series_problem
+
+    try:
+        frame = read_frame(path)
+    except UnreadableFrame:
+        return False
+    return (curve_problem if training else series_problem)(frame) is None
 
 
 def _valid_summary(summary) -> bool:
@@ -160,11 +173,13 @@ def load_sweep_points(out: str | Path) -> list[StoredPoint]:
     whose sweep did not finish, or whose files were changed, is an InputError that says to run it again."""
     out = Path(out)
     rerun = "run the sweep again (`fiitedsim sweep FILE --out " + str(out) + "`; stored points are reused)"
+    from ..report.load import UnreadableFrame, read_frame
+
     try:
-        keys = pl.read_parquet(out / POINTS_FILE, columns=["key"])["key"].to_list()
-    except (OSError, pl.exceptions.PolarsError) as exc:
-        raise InputError(f"{out}/{POINTS_FILE} is missing or not readable ({type(exc).__name__}): the sweep did "
-                         f"not finish; {rerun}") from None
+        keys = read_frame(out / POINTS_FILE, columns=["key"])["key"].to_list()
+    except UnreadableFrame as exc:
+        raise InputError(f"{out}/{POINTS_FILE} is missing or not readable ({exc}): the sweep did not finish; "
+                         f"{rerun}") from None
     points = []
     for key in keys:
         record = _stored(out, key) if isinstance(key, str) else None
@@ -275,6 +290,8 @@ def _group_budgets(members: list[StoredPoint]) -> list[dict]:
 def report_groups(out: Path, points: list[StoredPoint]) -> list[tuple[str, ReplayResults]]:
     """Points that differ only in policy and budget form one replay-like result (keys NAME@BUDGET), with the
     warnings a replay of all of them would give (`checks.replay_warnings`: identical results across them too)."""
+    from ..report.load import read_frame
+
     results = []
     for rest, members in _groups(points).items():
         budgets = list(dict.fromkeys(p.budget_label for p in members))
@@ -288,7 +305,7 @@ def report_groups(out: Path, points: list[StoredPoint]) -> list[tuple[str, Repla
         for p in members:
             key = f"{p.policy}@{p.budget_label}" if keyed else p.policy
             summary["policies"][key] = p.summary["policies"][p.policy]
-            series[key] = pl.read_parquet(out / POINTS_DIR / f"{p.key}.parquet")
+            series[key] = read_frame(out / POINTS_DIR / f"{p.key}.parquet")
             runs.append((key, p.policy, p.budget_label, p.budget_bytes))
         summary["warnings"] = replay_warnings(summary, runs)
         results.append((_title(rest), ReplayResults(summary, series)))
@@ -302,6 +319,7 @@ def train_report_groups(out: Path, points: list[StoredPoint]) -> list[tuple[str,
     them), each run's seeds combined as `train --seeds` combines them (mean, spread, per_seed), and the
     first point's configuration with the group's policies, budgets and seeds; its curve is theirs.
     """
+    from ..report.load import read_frame
     from ..train.runner import combine_seeds
 
     results = []
@@ -324,7 +342,7 @@ def train_report_groups(out: Path, points: list[StoredPoint]) -> list[tuple[str,
                    "config": config}
         summary["warnings"] = train_warnings(summary, [(p.policy, p.budget_label, p.budget_bytes)
                                                        for p in members if p.seed == config["seeds"][0]])
-        curve = pl.concat([pl.read_parquet(out / POINTS_DIR / f"{p.key}.parquet") for p in members])
+        curve = pl.concat([read_frame(out / POINTS_DIR / f"{p.key}.parquet") for p in members])
         results.append((_title(rest), summary, curve))
     return results
 
