@@ -753,3 +753,39 @@ def test_damaged_stored_sweep_points_are_not_stored(scratch, data):
     columns = [c for c in pl.read_parquet(target).columns if c not in ("key", "policy", "budget")]
     _damage_frame(data, target, columns)
     assert _stored(out, key) is None
+
+
+@pytest.fixture(scope="module")
+def training_csv(scratch) -> Path:
+    """400 samples, two sparse columns and one dense one, for runs that get far enough to train."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y, a, b, x = rng.integers(0, 2, 400), rng.integers(0, 20, 400), rng.integers(0, 30, 400), rng.normal(size=400)
+    rows = [[str(y[i]), str(a[i]), str(b[i]), repr(float(x[i]))] for i in range(400)]
+    folder = scratch / "training-csv"
+    folder.mkdir()
+    return _csv(folder, ["y", "a", "b", "x"], rows)
+
+
+@hostile(12)
+@given(option=st.sampled_from(["--lr-emb", "--lr-mlp"]), exponent=st.sampled_from([12, 20, 30, 38]),
+       batch=st.sampled_from(["8", "32", "256"]))
+def test_a_model_that_overflows_float32_is_one_error_line(scratch, training_csv, option, exponent, batch):
+    """G1: whatever overflows the float32 model (here a learning rate far too large) ends as one error line, not
+    raw RuntimeWarnings (from the trainer's matmul threads too) and a one-class model with exit 0."""
+    import warnings
+
+    out = fresh(scratch) / "o"
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        result = run_cli("train", "--data", f"csv:{training_csv}", "--label", "y", "--sparse", "a,b", "--dense", "x",
+                         "--batch", batch, "--policy", "full,fiited", "--budget", "0.5",
+                         "--page-bytes", "256", option, f"1e{exponent}", "-q", "--out", out)
+    assert not [w for w in seen if issubclass(w.category, RuntimeWarning)], [str(w.message) for w in seen]
+    if result[0] == 0:   # a rate that did not overflow trains a model of finite numbers
+        summary = json.loads((out / "train_summary.json").read_text())
+        assert all(math.isfinite(run["logloss"]) for run in summary["policies"].values())
+        return
+    assert_refused(*result, out)
+    assert "float32" in result[2]
