@@ -307,7 +307,7 @@ def _print_summary(summary: dict) -> None:
 @app.command()
 def train(
     data: str = o.DATA, label: Optional[str] = o.LABEL, sparse: Optional[str] = o.SPARSE,
-    dense: Optional[str] = o.DENSE, samples: Optional[int] = o.SAMPLES, fields: int = o.FIELDS,
+    dense: Optional[str] = o.DENSE, samples: Optional[int] = o.SAMPLES, fields: Optional[int] = o.FIELDS,
     rows: str = o.TRAIN_ROWS_OPTION, drift: float = o.TRAIN_DRIFT, size_from: float = o.SIZE_FROM,
     policy: str = o.TRAIN_POLICY_OPTION, budget: str = o.BUDGET,
     dim: int = o.TRAIN_DIM, chunk: int = o.TRAIN_CHUNK, batch: int = o.TRAIN_BATCH, epochs: int = o.EPOCHS,
@@ -333,16 +333,20 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
     from .plan import budget_labels, parse_policies
     from .train.engine_hook import TRAIN_POLICIES
     from .train.runner import (
+        DEFAULT_FIELDS,
         check_train_out,
         data_kind,
         load_data,
         parse_rows,
         parse_seeds,
+        refuse_unused_data_options,
         run_all,
         train_config,
         write_outputs,
     )
 
+    refuse_unused_data_options(data, {"--label": label, "--sparse": sparse, "--dense": dense, "--fields": fields})
+    fields = DEFAULT_FIELDS if fields is None else fields
     names = parse_policies(policy, TRAIN_POLICIES, " for training")
     budgets = budget_labels(budget)  # the list's syntax now; the bytes once the data's tables are known
     seed_list = parse_seeds(seeds) if seeds is not None else [seed]
@@ -383,10 +387,6 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
         from .report import write_train_report
         write_train_report(report, outputs)
         _note(f"report in {report}")
-    for key, run in outputs.summary["policies"].items():
-        if run["logloss"] is None:  # NaN predictions: the model diverged
-            _say("warning:", "yellow", f"{key}: the evaluation log loss is not a number, so training diverged; "
-                                       "scale the dense features or lower --lr-emb / --lr-mlp")
     _print_train(outputs.summary)
     for what, path in (("results", out_dir), ("trace", emit_trace), ("importance log", emit_importance)):
         if path is not None:
@@ -394,16 +394,18 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
 
 
 def _print_train(summary: dict) -> None:
-    from .compare import runs_of
-    from .report.train import once_per_policy, tables_text
+    from .compare import no_spread_reason, runs_of
+    from .report.train import common_seeds, once_per_policy, tables_text
 
     teacher = summary.get("teacher_auc")
     cfg = summary["config"]
     seeds = cfg["seeds"]
+    with_auc = common_seeds(summary, runs_of(summary))
     title = "training results" + (f" (teacher AUC {teacher:.4f}: the best achievable)" if teacher is not None else "")
     table = Table(title=title, title_justify="left")
     table.caption = (f"{len(seeds)} seed(s) {', '.join(map(str, seeds))}: AUC and log loss are means"
                      + (" ± standard deviation" if len(seeds) > 1 else "; one seed shows no spread")
+                     + (f". {no_spread_reason(seeds, with_auc)}" if with_auc != seeds else "")
                      + f". The model's {tables_text(cfg)}. The training split touched {sum(cfg['touched_rows']):,} "
                        f"rows, {_mib(cfg['touched_dense_bytes'])} MiB dense; budgets as a share of that: "
                      + ", ".join(f"{b['label']} = {b['touched_share']:.3g}x" for b in cfg["budgets"])

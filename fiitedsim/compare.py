@@ -110,6 +110,23 @@ def paired_verdict(a: Sequence[float], b: Sequence[float]) -> Paired:
     return Paired(outcome, mean, sd, agree, n)
 
 
+#: Why a training run has no AUC (null in train_summary.json): AUC ranks positives against negatives.
+NO_AUC = "AUC is undefined: the evaluation split holds one class only"
+
+
+def no_spread_reason(trained: Sequence, with_auc: Sequence) -> str | None:
+    """Why the paired tie rule cannot be applied to training runs, as a sentence, or None when it can: `trained`
+    are the seeds trained, `with_auc` those with an AUC for every run (the pairs of the paired rule)."""
+    if len(with_auc) >= 2:
+        return None
+    if not with_auc:
+        return NO_AUC + (", on every seed" if len(trained) > 1 else "")
+    if len(trained) < 2:
+        return "One seed: no spread, cannot call ties"
+    return (f"Only seed {with_auc[0]} has an AUC for every run (on the others the evaluation split holds one class "
+            "only): no spread, cannot call ties")
+
+
 @dataclass(frozen=True)
 class CurvePoint:
     """One measured run of a policy: its memory, its value, the value per seed (training) and its budget."""

@@ -139,7 +139,8 @@ SPARSE = typer.Option(None, "--sparse", help="Comma-separated categorical column
 DENSE = typer.Option(None, "--dense", help="Comma-separated numeric columns of parquet:/csv: data.")
 SAMPLES = typer.Option(None, "--samples", help="Samples to use (synthetic: to generate, default 2,000,000; files: "
                                                "the first N, default all).")
-FIELDS = typer.Option(TRAIN_FIELDS, "--fields", help="Synthetic data: sparse fields (embedding tables).")
+FIELDS = typer.Option(None, "--fields", help=f"Synthetic data: sparse fields (embedding tables); default "
+                                             f"{TRAIN_FIELDS}.")
 TRAIN_ROWS_OPTION = typer.Option(
     "auto", "--rows",
     help="Rows of each embedding table. auto: one row per distinct value of the field in the training split, plus "

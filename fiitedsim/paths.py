@@ -28,9 +28,22 @@ def arrow_file(path, mode: str = "r"):
     return pa.OSFile(os.fsencode(path), mode)
 
 
-def read_frame(path, **kw):
-    """`polars.read_parquet(path, **kw)` through Python's file object (polars refuses a path that is not UTF-8)."""
-    import polars as pl
+class UnreadableFrame(Exception):
+    """A Parquet file that cannot be read: missing, truncated or damaged (the message says how)."""
 
-    with open(path, "rb") as f:
-        return pl.read_parquet(f, **kw)
+
+def read_frame(path, columns: list[str] | None = None):
+    """A Parquet file fiitedsim wrote (a time series, a curve, a sweep's points) as a polars frame, read by its
+    bytes (`arrow_file`) through pyarrow with its page checksums verified where it has them: on a damaged file
+    polars' own reader can panic, or abort the process, where pyarrow raises. Anything unreadable is an
+    `UnreadableFrame` naming the exception."""
+    import polars as pl
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        with arrow_file(path) as f:
+            return pl.from_arrow(pq.read_table(f, columns=columns, page_checksum_verification=True))
+    except (OSError, UnicodeDecodeError, pa.ArrowException, pl.exceptions.PolarsError,
+            pl.exceptions.PanicException) as exc:
+        raise UnreadableFrame(type(exc).__name__) from None

@@ -86,3 +86,32 @@ def train_outputs(seeds: tuple[int, ...] = (0, 1, 2), warnings: tuple[str, ...] 
                           "budgets": budgets, "dense_bytes": 20 * 2**20, "touched_rows": [1000, 2000],
                           "touched_dense_bytes": 4 * 2**20}}
     return TrainOutputs(summary, pl.DataFrame(rows, schema=list(CURVE_COLUMNS), orient="row"))
+
+
+def stored_points(out) -> dict:
+    """A replay point and a training point stored in the sweep folder `out` as a sweep stores them (`store_point`),
+    from the results above: {kind: key}."""
+    import io
+    from types import SimpleNamespace
+
+    import polars as pl
+
+    from fiitedsim.sweep import POINTS_DIR
+    from fiitedsim.sweep.results import store_point
+
+    (out / POINTS_DIR).mkdir(parents=True)
+    results = sample_results()
+    name = next(iter(results.summary["policies"]))
+    replay_summary = {**results.summary, "policies": {name: results.summary["policies"][name]}}
+    trained = train_outputs(seeds=(0,))
+    key = next(iter(trained.summary["policies"]))
+    train_summary = {**trained.summary, "policies": {key: trained.summary["policies"][key]}}
+    points = {}
+    for kind, summary, frame in (("replay", replay_summary, results.series[name]),
+                                 ("train", train_summary, trained.curve.filter(pl.col("key") == key))):
+        buffer = io.BytesIO()
+        frame.write_parquet(buffer)
+        point = SimpleNamespace(key=f"{kind}-point", axes={"policy": name})
+        store_point(out, point, summary, buffer.getvalue())
+        points[kind] = point.key
+    return points

@@ -15,12 +15,14 @@ from test_train_data import write_ml100k
 from fiitedsim.train.runner import CURVE_COLUMNS, RUN_KEYS
 
 # Tiny but real: 4 fields of 300 rows, 16-dim embeddings in 4 chunks, 256-byte pages (16 chunks each).
-SMALL = ["--samples", "1500", "--fields", "4", "--rows", "300", "--batch", "128", "--eval-every", "4",
+SMALL = ["--samples", "1500", "--rows", "300", "--batch", "128", "--eval-every", "4",
          "--interval", "3", "--page-bytes", "256", "-q"]
 
 
 def train(monkeypatch, capsys, *args):
-    result = run(monkeypatch, capsys, "train", *SMALL, *args)
+    """`train` with SMALL's settings (and, for synthetic data, 4 fields: files bring their own)."""
+    files = any(str(a).partition(":")[0] in ("csv", "parquet", "criteo", "movielens") for a in args)
+    result = run(monkeypatch, capsys, "train", *SMALL, *([] if files else ["--fields", "4"]), *args)
     assert result.code == 0, result.err
     return result
 
@@ -123,6 +125,17 @@ GOOD_CSV = "y,a,b,x\n" + "".join(f"{i % 2},u{i % 7},v{i % 5},{i / 10}\n" for i i
     (GOOD_CSV, ["--label", "y", "--sparse", "a", "--size-from", "0"], ["--size-from must be in (0, 1]"]),
     (GOOD_CSV, ["--label", "y", "--sparse", "a", "--size-from", "1.5"], ["--size-from must be in (0, 1]"]),
     (GOOD_CSV, ["--label", "y", "--sparse", "a", "--drift", "0.5"], ["--drift", "synthetic"]),
+    # issue 21, G2: the label used as a feature trained to AUC 1.0 with exit 0
+    (GOOD_CSV, ["--label", "y", "--sparse", "a,y"], ["label column 'y'", "--sparse", "leak"]),
+    (GOOD_CSV, ["--label", "y", "--sparse", "a", "--dense", "x,y"], ["label column 'y'", "--dense", "leak"]),
+    # issue 21, G1: a dense value within float32 whose square is not (Adam squares its gradient) overflowed the
+    # model with raw RuntimeWarnings and exit 0 (AUC 0.5, log loss 17.4)
+    (GOOD_CSV.replace("0.5\n", "3e38\n"), ["--label", "y", "--sparse", "a", "--dense", "x"],
+     ["dense column 'x', sample 5", "3e+38", "too large"]),
+    (GOOD_CSV.replace("0.5\n", "-2e19\n"), ["--label", "y", "--sparse", "a", "--dense", "x"],
+     ["dense column 'x', sample 5", "-2e+19", "too large"]),
+    # issue 21, smaller item: options of other --data kinds were silently ignored
+    (GOOD_CSV, ["--label", "y", "--sparse", "a", "--fields", "5"], ["--fields", "synthetic"]),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(monkeypatch, capsys, tmp_path, content, args, words):
     data = write_csv(tmp_path / "data.csv", content)
@@ -130,6 +143,44 @@ def test_bad_input_is_one_line_and_writes_nothing(monkeypatch, capsys, tmp_path,
     fails_cleanly(monkeypatch, capsys, tmp_path,
                   ["train", "--data", f"csv:{data}", "--rows", "64", "--batch", "8", "-q", "--out", tmp_path / "out",
                    "--report", tmp_path / "r.html", *args], *words)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--label", "y"], ["--label", "parquet:PATH or csv:PATH"]),
+    (["--sparse", "a"], ["--sparse", "parquet:PATH or csv:PATH"]),
+    (["--dense", "x"], ["--dense", "parquet:PATH or csv:PATH"]),
+])
+def test_column_options_of_files_are_refused_with_other_data(monkeypatch, capsys, tmp_path, args, words):
+    """Issue 21, smaller item: --label, --sparse and --dense were silently ignored by synthetic data."""
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["train", "--samples", "300", *args, "-q"], *words)
+
+
+def test_an_overflowing_model_is_one_error_line_without_raw_warnings(monkeypatch, capsys, tmp_path):
+    """Issue 21, G1: whatever overflows the float32 model in training (here a learning rate of 1e30) ends as one
+    error line, not raw RuntimeWarnings and a model that reports AUC 0.5 with exit 0."""
+    import warnings
+    data = write_csv(tmp_path / "data.csv", GOOD_CSV)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        fails_cleanly(monkeypatch, capsys, tmp_path, ["train", "--data", f"csv:{data}", "--label", "y", "--sparse",
+                                                      "a,b", "--dense", "x", "--rows", "64", "--batch", "8",
+                                                      "--lr-mlp", "1e30", "-q", "--out", tmp_path / "o"],
+                      "float32", "--lr-mlp")
+    assert not [w for w in seen if issubclass(w.category, RuntimeWarning)], [str(w.message) for w in seen]
+
+
+def test_an_evaluation_split_of_one_class_is_named_as_the_reason_for_no_auc(monkeypatch, capsys, tmp_path):
+    """Issue 21, G3: with all-one labels and --seeds 0,1 the report said "One seed: no spread, cannot call
+    ties"; the printed table said nothing of why AUC was missing."""
+    data = write_csv(tmp_path / "ones.csv", GOOD_CSV.replace("\n0,", "\n1,"))
+    result = train(monkeypatch, capsys, "--data", f"csv:{data}", "--label", "y", "--sparse", "a,b", "--rows", "64",
+                   "--batch", "8", "--policy", "fiited,full", "--budget", "0.5", "--seeds", "0,1",
+                   "--report", tmp_path / "r.html")
+    printed = " ".join(result.out.split())
+    assert "AUC is undefined: the evaluation split holds one class only" in printed, printed
+    page = (tmp_path / "r.html").read_text()
+    assert "One seed" not in page and "one seed (" not in page
+    assert "AUC is undefined: the evaluation split holds one class only, on every seed" in page
 
 
 def test_drift_beyond_its_range_is_refused(monkeypatch, capsys, tmp_path):

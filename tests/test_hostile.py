@@ -741,3 +741,215 @@ def test_any_small_address_space_limit_is_one_line(scratch, limit_mib, command):
                        timeout=300, preexec_fn=limit)
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and p.stderr.startswith("error: "), p.stderr[-1000:]
     assert sorted(os.listdir(folder)) == before
+
+
+# --- round two: G1 (dense values past the trainer's float32), G2 (the label as a feature), G3 (no false claims
+# about seeds), G4 (nested Parquet columns), H (damaged stored sweep points), I (time series and training curves
+# out of range), data options the data does not read ---
+
+
+@st.composite
+def hostile_training_data(draw, folder: Path) -> tuple[str, list[str]]:
+    """Training data `train` must refuse (issue 21): a dense value whose square overflows float32 (G1), the label
+    also used as a feature (G2), a nested Parquet column (G4), an option the --data kind does not read."""
+    kind = draw(st.sampled_from(["huge_dense", "leak", "nested", "unread_option"]))
+    n = 40
+    cols = {"y": [i % 2 for i in range(n)], "s": [f"v{i % 7}" for i in range(n)], "d": [i / 10 for i in range(n)]}
+    use = ["--label", "y", "--sparse", "s", "--dense", "d"]
+    if kind == "huge_dense":
+        cols["d"][draw(st.integers(0, n - 1))] = draw(st.sampled_from([-1, 1])) * draw(
+            st.floats(1.85e19, 3.4e38, allow_nan=False))
+    elif kind == "leak":
+        use = ["--label", "y", "--sparse", draw(st.sampled_from(["y", "s,y", "y,s"])), "--dense",
+               draw(st.sampled_from(["d", "d,y", "y"]))]
+        if "y" not in use[3].split(","):
+            use[5] = "y"
+    elif kind == "nested":
+        name = draw(st.sampled_from(["y", "s", "d"]))
+        nested = draw(st.sampled_from([pa.list_(pa.int64()), pa.large_list(pa.string()),
+                                       pa.list_(pa.float64(), 1), pa.struct([("p", pa.int64())]),
+                                       pa.map_(pa.string(), pa.int64())]))
+        value = {"list": [1], "large_list": ["a"], "fixed_size_list": [1.0], "struct": {"p": 1},
+                 "map": [("k", 1)]}[str(nested).split("<")[0]]
+        table = {k: pa.array(v) for k, v in cols.items()}
+        table[name] = pa.array([value] * n, nested)
+        pq.write_table(pa.table(table), folder / "d.parquet")
+        return f"parquet:{folder / 'd.parquet'}", use
+    else:
+        extra = draw(st.sampled_from([["--fields", "3"], ["--drift", "0.5"]]))
+        use = use + extra
+    if draw(st.booleans()):
+        pq.write_table(pa.table(cols), folder / "d.parquet")
+        return f"parquet:{folder / 'd.parquet'}", use
+    _csv(folder, list(cols), [[str(cols[c][i]) for c in cols] for i in range(n)])
+    return f"csv:{folder / 'd.csv'}", use
+
+
+@hostile(40)
+@given(data=st.data())
+def test_hostile_training_data_round_two_is_refused(scratch, data):
+    folder = fresh(scratch)
+    spec, columns = data.draw(hostile_training_data(folder))
+    out, report = folder / "o", folder / "r.html"
+    assert_refused(*run_cli("train", "--data", spec, *columns, "--rows", "50", "--batch", "8", "--page-bytes", "256",
+                            "--policy", "full", "--budget", "0.5", "-q", "--out", out, "--report", report),
+                   out, report)
+
+
+@hostile(20)
+@given(option=st.sampled_from([["--label", "y"], ["--sparse", "a"], ["--dense", "x"]]),
+       data=st.sampled_from(["synthetic", "movielens"]))
+def test_column_options_with_data_that_has_no_columns_are_refused(scratch, option, data):
+    out = fresh(scratch) / "o"
+    assert_refused(*run_cli("train", "--data", data, "--samples", "300", *option, "-q", "--out", out), out)
+
+
+@hostile(30)
+@given(seeds=st.lists(st.integers(0, 9), min_size=1, max_size=4, unique=True), data=st.data())
+def test_a_training_report_never_claims_one_seed_for_several(seeds, data):
+    """G3: seeds whose evaluation split holds one class have no AUC; the report says so, and never that one
+    seed was trained when several were."""
+    import html
+    import re
+
+    import polars as pl
+    from report_fixtures import train_outputs
+
+    from fiitedsim import report as rp
+    from fiitedsim.compare import NO_AUC
+
+    without = data.draw(st.lists(st.sampled_from(seeds), unique=True))
+    outputs = train_outputs(seeds=tuple(seeds))
+    for stats in outputs.summary["policies"].values():
+        for entry in stats["per_seed"]:
+            entry["auc"] = None if entry["seed"] in without else entry["auc"]
+        aucs = [e["auc"] for e in stats["per_seed"] if e["auc"] is not None]
+        stats["auc"], stats["auc_std"] = (sum(aucs) / len(aucs) if aucs else None), None
+    curve = outputs.curve.with_columns(pl.when(pl.col("seed").is_in(without)).then(None).otherwise(pl.col("auc"))
+                                       .alias("auc"))
+    page = rp.render_train_report(outputs.summary, curve)
+    text = html.unescape(re.sub(r"<[^>]+>", "", re.sub(r"<(script|style)\b.*?</\1>", "", page, flags=re.S)))
+    if len(seeds) > 1:
+        assert "One seed" not in text and "one seed (" not in text
+    if len(without) == len(seeds):
+        assert NO_AUC in text and "Highest mean AUC" not in text and "Winner" not in text
+    elif len(seeds) - len(without) == 1 and len(seeds) > 1:
+        assert f"Only seed {[s for s in seeds if s not in without][0]} has an AUC for every run" in text
+
+
+#: Values a time-series or curve column must not hold, by the column's kind (docs/formats.md).
+_BAD_BY_KIND = {"share": [float("nan"), -0.01, 1.01, 7.5, float("inf")], "number": [float("nan"), -1.0, -float("inf")],
+                "int": [-1, -2**62], "auc": [-0.5, 1.5, float("inf")]}
+
+
+def _series_kind(name: str) -> str:
+    if name in ("fragmentation", "index_load_factor", "chunk_hit_rate", "dim_hit_rate"):
+        return "share"
+    if name in ("theta", "train_loss", "logloss"):
+        return "number"
+    return "auc" if name == "auc" else "int"
+
+
+def _damage_frame(data, path: Path, columns: list[str]) -> None:
+    """One value of one of `columns` of the Parquet file at `path` out of its range, or the file's bytes broken."""
+    import polars as pl
+
+    how = data.draw(st.sampled_from(["value", "value", "garbage", "truncated"]))
+    if how == "garbage":
+        path.write_bytes(data.draw(st.sampled_from([b"", b"PAR1", b"PAR1" + b"\0" * 40 + b"PAR1"])))
+        return
+    if how == "truncated":
+        good = path.read_bytes()
+        path.write_bytes(good[:data.draw(st.integers(0, len(good) - 1))])
+        return
+    frame = pl.read_parquet(path)
+    name = data.draw(st.sampled_from(columns))
+    value = data.draw(st.sampled_from(_BAD_BY_KIND[_series_kind(name)]))
+    row = data.draw(st.integers(0, frame.height - 1))
+    column = frame[name].cast(pl.Float64) if isinstance(value, float) else frame[name]
+    frame.with_columns(column.scatter(row, value).alias(name)).write_parquet(path)
+
+
+@hostile(60)
+@given(data=st.data())
+def test_time_series_out_of_range_are_refused(scratch, results, data):
+    """I: a replay folder's time series holding NaN, a share outside 0..1 or a negative count is refused."""
+    import polars as pl
+
+    folder = fresh(scratch) / "run"
+    shutil.copytree(results, folder)
+    target = data.draw(st.sampled_from(sorted((folder / "timeseries").iterdir())))
+    columns = [c for c in pl.read_parquet(target).columns]
+    _damage_frame(data, target, columns)
+    out = folder.parent / "r.html"
+    assert_refused(*run_cli("report", folder, "-o", out), out)
+
+
+@hostile(40)
+@given(data=st.data())
+def test_training_curves_out_of_range_are_refused(scratch, data):
+    """I: a training folder's curve.parquet out of its ranges (or unreadable) is refused."""
+    from report_fixtures import train_outputs
+
+    from fiitedsim.train.runner import CURVE_SCHEMA, write_outputs
+
+    folder = fresh(scratch) / "t"
+    write_outputs(folder, train_outputs(seeds=(0, 1)))
+    _damage_frame(data, folder / "curve.parquet", [c for c in CURVE_SCHEMA if c not in ("key", "policy", "budget")])
+    out = folder.parent / "r.html"
+    assert_refused(*run_cli("report", folder, "-o", out), out)
+
+
+@hostile(60)
+@given(data=st.data())
+def test_damaged_stored_sweep_points_are_not_stored(scratch, data):
+    """H: a stored point whose Parquet file is damaged or out of range counts as not stored (a sweep computes it
+    again; `report` of the folder says it is damaged) instead of failing every rerun."""
+    import polars as pl
+    from report_fixtures import stored_points
+
+    from fiitedsim.sweep import POINTS_DIR
+    from fiitedsim.sweep.results import _stored
+
+    out = fresh(scratch)
+    key = stored_points(out)[data.draw(st.sampled_from(["replay", "train"]))]
+    target = out / POINTS_DIR / f"{key}.parquet"
+    columns = [c for c in pl.read_parquet(target).columns if c not in ("key", "policy", "budget")]
+    _damage_frame(data, target, columns)
+    assert _stored(out, key) is None
+
+
+@pytest.fixture(scope="module")
+def training_csv(scratch) -> Path:
+    """400 samples, two sparse columns and one dense one, for runs that get far enough to train."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y, a, b, x = rng.integers(0, 2, 400), rng.integers(0, 20, 400), rng.integers(0, 30, 400), rng.normal(size=400)
+    rows = [[str(y[i]), str(a[i]), str(b[i]), repr(float(x[i]))] for i in range(400)]
+    folder = scratch / "training-csv"
+    folder.mkdir()
+    return _csv(folder, ["y", "a", "b", "x"], rows)
+
+
+@hostile(12)
+@given(option=st.sampled_from(["--lr-emb", "--lr-mlp"]), exponent=st.sampled_from([12, 20, 30, 38]),
+       batch=st.sampled_from(["8", "32", "256"]))
+def test_a_model_that_overflows_float32_is_one_error_line(scratch, training_csv, option, exponent, batch):
+    """G1: whatever overflows the float32 model (here a learning rate far too large) ends as one error line, not
+    raw RuntimeWarnings (from the trainer's matmul threads too) and a one-class model with exit 0."""
+    import warnings
+
+    out = fresh(scratch) / "o"
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        result = run_cli("train", "--data", f"csv:{training_csv}", "--label", "y", "--sparse", "a,b", "--dense", "x",
+                         "--batch", batch, "--policy", "full,fiited", "--budget", "0.5",
+                         "--page-bytes", "256", option, f"1e{exponent}", "-q", "--out", out)
+    assert not [w for w in seen if issubclass(w.category, RuntimeWarning)], [str(w.message) for w in seen]
+    if result[0] == 0:   # a rate that did not overflow trains a model of finite numbers
+        summary = json.loads((out / "train_summary.json").read_text())
+        assert all(math.isfinite(run["logloss"]) for run in summary["policies"].values())
+        return
+    assert_refused(*result, out)
+    assert "float32" in result[2]

@@ -240,6 +240,45 @@ def test_report_command_fails_cleanly(monkeypatch, capsys, tmp_path, case, words
         fails_cleanly(monkeypatch, capsys, tmp_path, ["report", *args], *words)
 
 
+SERIES_DAMAGE = [  # (column, value, words): issue 21, class I; the first two rendered with exit 0
+    ("fragmentation", float("nan"), ["fragmentation", "NaN", "not a share in 0..1"]),
+    ("fragmentation", 7.5, ["fragmentation", "7.5", "not a share in 0..1"]),
+    ("index_load_factor", -0.5, ["index_load_factor", "-0.5", "not a share in 0..1"]),
+    ("theta", float("nan"), ["theta", "NaN", "not a number >= 0"]),
+    ("theta", -1.0, ["theta", "-1", "not a number >= 0"]),
+    ("lookups", -3, ["lookups", "-3", "not an integer >= 0"]),
+    ("dim_0", -1, ["dim_0", "-1", "not an integer >= 0"]),
+    ("payload_bytes", 2.5, ["payload_bytes", "Float64", "not Int64"]),
+]
+
+
+@pytest.mark.parametrize("column, value, words", SERIES_DAMAGE, ids=[f"{c}={v}" for c, v, _ in SERIES_DAMAGE])
+def test_a_time_series_out_of_its_ranges_is_refused(monkeypatch, capsys, tmp_path, run_dir, column, value, words):
+    """docs/usage.md: a time-series value that breaks its contract is refused with one line saying what to re-run."""
+    import shutil
+
+    folder = tmp_path / "run"
+    shutil.copytree(run_dir, folder)
+    target = sorted((folder / "timeseries").iterdir())[-1]
+    frame = pl.read_parquet(target)
+    frame = frame.with_columns(pl.when(pl.int_range(pl.len()) == frame.height - 1).then(pl.lit(value))
+                               .otherwise(pl.col(column)).alias(column))
+    frame.write_parquet(target)
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["report", folder, "-o", tmp_path / "r.html"],
+                  *words, target.stem, "re-run")
+
+
+def test_an_infinite_theta_in_a_time_series_is_fine(monkeypatch, capsys, tmp_path, run_dir):
+    """theta +inf means that the budget holds no chunk (summary.json writes it as null)."""
+    import shutil
+
+    folder = tmp_path / "run"
+    shutil.copytree(run_dir, folder)
+    target = sorted((folder / "timeseries").iterdir())[0]
+    pl.read_parquet(target).with_columns(pl.lit(float("inf")).alias("theta")).write_parquet(target)
+    assert run(monkeypatch, capsys, "report", folder, "-o", tmp_path / "r.html").code == 0
+
+
 def test_report_command_into_a_missing_folder_fails_cleanly(monkeypatch, capsys, tmp_path, run_dir):
     fails_cleanly(monkeypatch, capsys, tmp_path, ["report", run_dir, "-o", tmp_path / "no" / "r.html"],
                   "no", "does not exist")
@@ -517,6 +556,38 @@ def test_training_with_one_seed_does_not_call_ties():
     assert ranking.count("One seed: no spread, cannot call ties") == 2
     assert "Winner" not in ranking and ">tie<" not in ranking and ">below<" not in ranking
     assert "One seed: no spread, cannot call ties" in section(page, "equal-memory")
+
+
+def _without_auc(outputs, seeds_without: tuple):
+    """`outputs` as if the evaluation split of each seed of `seeds_without` held one class: AUC null there."""
+    for stats in outputs.summary["policies"].values():
+        for entry in stats["per_seed"]:
+            if entry["seed"] in seeds_without:
+                entry["auc"] = None
+        aucs = [e["auc"] for e in stats["per_seed"] if e["auc"] is not None]
+        stats["auc"] = sum(aucs) / len(aucs) if aucs else None
+        stats["auc_std"] = None
+    curve = outputs.curve.with_columns(pl.when(pl.col("seed").is_in(list(seeds_without))).then(None)
+                                       .otherwise(pl.col("auc")).alias("auc"))
+    return outputs.summary, curve
+
+
+@pytest.mark.parametrize("seeds, without, reason", [
+    ((0, 1), (0, 1), "AUC is undefined: the evaluation split holds one class only"),
+    ((0, 1, 2), (1, 2), "Only seed 0 has an AUC for every run"),
+    ((0,), (0,), "AUC is undefined: the evaluation split holds one class only"),
+])
+def test_training_without_auc_says_why_not_one_seed(seeds, without, reason):
+    """Issue 21, G3: with --seeds 0,1 and one class in the evaluation split, the page said "One seed: no
+    spread, cannot call ties": AUC was undefined, and two seeds were trained."""
+    from report_fixtures import train_outputs
+
+    page = rp.render_train_report(*_without_auc(train_outputs(seeds=seeds), without))
+    text = html.unescape(re.sub(r"<[^>]+>", "", re.sub(r"<(script|style)\b.*?</\1>", "", page, flags=re.S)))
+    if len(seeds) > 1:
+        assert "One seed" not in text and "one seed (" not in text, re.findall(r".{80}ne seed.{80}", text)
+    assert reason in text
+    assert "Winner" not in text and "Highest mean AUC" not in text or len(seeds) - len(without) == 1
 
 
 def test_training_warnings_at_the_top_and_beside_the_run():

@@ -84,6 +84,35 @@ def test_a_damaged_training_folder_is_one_line(monkeypatch, capsys, tmp_path, tr
                   "curve.parquet is missing or not readable")
 
 
+CURVE_DAMAGE = [  # (column, value, words): issue 21, class I
+    ("auc", 1.5, ["auc", "1.5", "not an AUC in 0..1"]),
+    ("dim_hit_rate", -0.1, ["dim_hit_rate", "-0.1", "not a share in 0..1"]),
+    ("chunk_hit_rate", float("nan"), ["chunk_hit_rate", "NaN", "not a share in 0..1"]),
+    ("train_loss", float("nan"), ["train_loss", "NaN", "not a number >= 0"]),
+    ("logloss", -1.0, ["logloss", "-1", "not a number >= 0"]),
+    ("step", -5, ["step", "-5", "not an integer >= 0"]),
+    ("total_bytes", -1, ["total_bytes", "-1", "not an integer >= 0"]),
+    ("key", None, ["key", "empty"]),
+]
+
+
+@pytest.mark.slow  # trains models
+@pytest.mark.parametrize("column, value, words", CURVE_DAMAGE, ids=[f"{c}={v}" for c, v, _ in CURVE_DAMAGE])
+def test_a_training_curve_out_of_its_ranges_is_refused(monkeypatch, capsys, tmp_path, train_folder, column, value,
+                                                       words):
+    import shutil
+
+    import polars as pl
+
+    folder = tmp_path / "t"
+    shutil.copytree(train_folder / "t", folder)
+    curve = pl.read_parquet(folder / "curve.parquet")
+    curve.with_columns(pl.when(pl.int_range(pl.len()) == 3).then(pl.lit(value, curve.schema[column]))
+                       .otherwise(pl.col(column)).alias(column)).write_parquet(folder / "curve.parquet")
+    fails_cleanly(monkeypatch, capsys, tmp_path, ["report", folder, "-o", tmp_path / "r.html"],
+                  "curve.parquet", *words, "re-run")
+
+
 @pytest.mark.slow  # trains models
 def test_report_never_replaces_a_file_it_reads(monkeypatch, capsys, tmp_path, train_folder):
     import shutil

@@ -313,6 +313,14 @@ def test_resume_recomputes_only_missing_points_and_force_recomputes_all(monkeypa
     assert "6 points (1 computed, 5 already stored)" in line
     assert (out / "points.parquet").read_bytes() == table
     assert (out / "report.html").read_bytes() == report
+    # a damaged series (issue 21, class H: every rerun failed with ComputeError) is computed again as well
+    stored[2].with_suffix(".parquet").write_bytes(b"PAR1" + b"\x00" * 64 + b"PAR1")
+    result = run(monkeypatch, capsys, "report", out, "-o", tmp_path / "r.html")
+    assert result.code == 2 and "missing or damaged" in result.err, result
+    line = final_line(run(monkeypatch, capsys, "sweep", toml, "--scheduler", cluster.scheduler_address, "-q"))
+    assert "6 points (1 computed, 5 already stored)" in line
+    assert (out / "report.html").read_bytes() == report
+    mtimes[stored[2]] = stored[2].stat().st_mtime_ns
     assert {p: p.stat().st_mtime_ns for p in stored if p != stored[2]} == \
         {p: t for p, t in mtimes.items() if p != stored[2]}
     # nothing to do: no cluster is contacted at all (an unreachable address does not matter)
@@ -325,6 +333,33 @@ def test_resume_recomputes_only_missing_points_and_force_recomputes_all(monkeypa
     assert all(p.stat().st_mtime_ns != mtimes[p] for p in stored if p != stored[2])
     assert sorted(p.name for p in (out / POINTS_DIR).iterdir()) == sorted(
         [p.name for p in stored] + [p.with_suffix(".parquet").name for p in stored])
+
+
+@pytest.mark.parametrize("damage", ["garbage", "empty", "truncated", "out of range", "wrong type"])
+def test_a_damaged_stored_series_is_not_stored_so_it_is_computed_again(tmp_path, damage):
+    """Issue 21, class H: a garbage points/KEY.parquet made every rerun fail with polars' ComputeError; a damaged
+    JSON was already recomputed. Either file damaged means the point is not stored."""
+    from report_fixtures import stored_points
+
+    from fiitedsim.sweep.results import _stored
+
+    points = stored_points(tmp_path)
+    for kind, key in points.items():
+        assert _stored(tmp_path, key) is not None
+        target = tmp_path / POINTS_DIR / f"{key}.parquet"
+        good = target.read_bytes()
+        if damage == "garbage":
+            target.write_bytes(b"PAR1" + b"\x17" * 300 + b"PAR1")
+        elif damage == "empty":
+            target.write_bytes(b"")
+        elif damage == "truncated":
+            target.write_bytes(good[: len(good) // 2])
+        else:
+            frame = pl.read_parquet(target)
+            column = {"replay": "fragmentation", "train": "auc"}[kind] if damage == "out of range" else "step"
+            frame.with_columns((pl.lit(7.5) if damage == "out of range" else pl.col(column).cast(pl.String))
+                               .alias(column)).write_parquet(target)
+        assert _stored(tmp_path, key) is None, (kind, damage)
 
 
 @pytest.mark.slow  # starts a Dask cluster

@@ -137,6 +137,10 @@ BAD_FILES = [
     ({"data": ["csv:missing.csv"], "label": "y", "sparse": "a", **BASE}, ["data 'csv:missing.csv'", "not found"]),
     ({"data": ["csv:d.csv"], "sparse": "a", **BASE}, ["needs label", "sparse"]),
     ({"data": ["synthetic"], "label": "y", **BASE}, ["'label' names columns of parquet:/csv: data"]),
+    # issue 21, smaller item: a fields axis over files made copies of the same point
+    ({"data": ["csv:d.csv"], "label": "y", "sparse": "a", "fields": [2, 3], **BASE},
+     ["'fields' is for synthetic data"]),
+    ({"data": ["csv:d.csv"], "label": "y", "sparse": "a,y", **BASE}, ["label column 'y'", "leak"]),
     ({"data": ["csv:d.csv"], "label": "y", "sparse": "a,nope", **BASE}, ["d.csv", "unknown column", "nope"]),
     ({"data": ["synthetic", "synthetic"], **BASE}, ["lists 'synthetic' twice"]),
     ({"data": ["synthetic"], "dim": 8, "chunk": [4, 3], **BASE}, ["--chunk 3 must divide --dim 8"]),

@@ -387,7 +387,9 @@ def test_residency_hook_masks_reports_and_zeroes():
 
 @pytest.mark.parametrize("value, words", [
     ("inf", "value inf is infinite"), ("-Infinity", "value -inf is infinite"),
-    ("1e39", "value 1e+39 is beyond the float32 range"), ("-5e38", "value -5e+38 is beyond the float32 range"),
+    ("1e39", "value 1e+39 is too large for the float32 model"),
+    ("-5e38", "value -5e+38 is too large for the float32 model"),
+    ("3e38", "value 3e+38 is too large"), ("1.9e19", "value 1.9e+19 is too large"),
 ])
 def test_infinite_or_huge_dense_values_are_refused_with_their_sample(tmp_path, value, words):
     # np.nan_to_num used to turn inf into 1.8e308 before the finiteness check, and the float32 cast then made
@@ -545,3 +547,32 @@ def test_drift_brings_values_training_never_saw():
     assert (drifting.sparse[ev] == 0).mean() > 0.1 > (still.sparse[ev] == 0).mean()
     with pytest.raises(InputError, match="--drift must be in"):
         synthetic(samples=10, fields=1, rows=40, drift=1.5)
+
+
+# ---------------------------------------------------------------- nested columns (issue 21, G4)
+
+@pytest.mark.parametrize("use, column, type_words", [
+    ("sparse", pa.array([[1], [2, 3], []], pa.list_(pa.int64())), "list<"),
+    ("sparse", pa.array([{"p": 1}, {"p": 2}, {"p": 3}]), "struct<p: int64>"),
+    ("sparse", pa.array([[("k", 1)], [], [("k", 2)]], pa.map_(pa.string(), pa.int64())), "map<string, int64"),
+    ("dense", pa.array([[1.0], [2.0], [3.0]], pa.list_(pa.float64())), "list<"),
+    ("dense", pa.array([{"p": 1.0}, {"p": 2.0}, {"p": 3.0}]), "struct<p: double>"),
+    ("label", pa.array([[1], [0], [1]], pa.large_list(pa.int8())), "large_list<"),
+])
+def test_nested_parquet_columns_are_refused_naming_the_column_and_its_type(tmp_path, use, column, type_words):
+    """A list or struct column used to escape as an Arrow traceback (a sparse one: 'Unsupported cast')."""
+    table = {"y": pa.array([1, 0, 1]), "s": pa.array(["a", "b", "c"]), "d": pa.array([0.5, 1.0, 2.0])}
+    name = {"sparse": "s", "dense": "d", "label": "y"}[use]
+    table[name] = column
+    pq.write_table(pa.table(table), tmp_path / "n.parquet")
+    with pytest.raises(InputError, match=re.escape(f"{use} column {name!r} is {type_words}")):
+        read_table(tmp_path / "n.parquet", "y", ["s"], ["d"], rows=10)
+
+
+def test_a_label_used_as_a_feature_is_refused(tmp_path):
+    """Issue 21, G2: the label as a sparse or dense feature trained to AUC 1.0 with exit 0."""
+    path = tmp_path / "d.csv"
+    path.write_text("y,s,d\n1,a,0.5\n0,b,1\n")
+    for sparse, dense, option in ((["s", "y"], [], "sparse"), (["s"], ["d", "y"], "dense")):
+        with pytest.raises(InputError, match=f"label column 'y' is also a {option} column"):
+            read_table(path, "y", sparse, dense, rows=10)

@@ -11,8 +11,9 @@ import polars as pl
 
 from ..atomic import check_writable
 from ..errors import InputError
+from ..metrics import COUNTER_COLUMNS, FLOAT_COLUMNS, GAUGE_COLUMNS
 from ..parsing import loads_json
-from ..paths import read_frame
+from ..paths import UnreadableFrame, read_frame
 from ..policies.base import SUMMARY_KEYS
 from ..replay import RESULTS_FORMAT, ReplayResults
 
@@ -76,13 +77,57 @@ def load_train_results(folder: str | Path) -> TrainResults:
     check_train_summary(summary, path, rerun)
     try:
         curve = read_frame(folder / CURVE_FILE)
-    except (OSError, pl.exceptions.PolarsError) as exc:
-        raise InputError(f"{folder / CURVE_FILE} is missing or not readable ({type(exc).__name__}); {rerun}") from None
+    except UnreadableFrame as exc:
+        raise InputError(f"{folder / CURVE_FILE} is missing or not readable ({exc}); {rerun}") from None
+    problem = curve_problem(curve)
+    if problem:
+        raise InputError(f"{folder / CURVE_FILE}: {problem}; {rerun}")
+    return TrainResults(summary, curve.select(list(CURVE_SCHEMA)))
+
+
+#: curve.parquet columns by kind (docs/formats.md): shares in [0, 1], numbers >= 0, AUCs in [0, 1] or NaN/null
+#: (undefined: the evaluation split held one class); the other numeric columns are integers >= 0.
+_CURVE_SHARES = ("chunk_hit_rate", "dim_hit_rate")
+_CURVE_NUMBERS = ("train_loss", "logloss")
+
+
+def curve_problem(curve: pl.DataFrame) -> str | None:
+    """What is wrong with a training curve (curve.parquet, or a sweep's stored training point), None if nothing:
+    every column of `runner.CURVE_SCHEMA` of its type, and every value in its range."""
+    from ..train.runner import CURVE_SCHEMA
+
     wrong = [c for c, dtype in CURVE_SCHEMA.items() if c not in curve.columns or curve.schema[c] != dtype]
     if wrong:
-        raise InputError(f"{folder / CURVE_FILE}: column {wrong[0]} is missing or not {CURVE_SCHEMA[wrong[0]]}; "
-                         f"{rerun}")
-    return TrainResults(summary, curve.select(list(CURVE_SCHEMA)))
+        return f"column {wrong[0]} is missing or not {CURVE_SCHEMA[wrong[0]]}"
+    for name, dtype in CURVE_SCHEMA.items():
+        column = curve[name]
+        if name == "auc":
+            problem = _range_problem(name, column.fill_nan(0.5).fill_null(0.5), 1.0, "an AUC in 0..1 or undefined")
+        elif name in _CURVE_SHARES:
+            problem = _range_problem(name, column, 1.0, "a share in 0..1")
+        elif name in _CURVE_NUMBERS:
+            problem = _range_problem(name, column, math.inf, "a number >= 0")
+        elif dtype.is_integer():
+            problem = _range_problem(name, column, math.inf, "an integer >= 0")
+        else:
+            problem = f"column {name} has empty values" if column.null_count() else None
+        if problem:
+            return problem
+    return None
+
+
+def _range_problem(name: str, column: pl.Series, most: float, what: str) -> str | None:
+    """A numeric column's first value that is empty, NaN, below 0 or above `most` (None: all fine)."""
+    if column.null_count():
+        return f"column {name} has empty values"
+    values = column.cast(pl.Float64)
+    bad = (values.is_nan() | (values < 0) | (values > most)).arg_true()
+    if bad.len():
+        row = int(bad[0])
+        value = column[row]
+        shown = "NaN" if isinstance(value, float) and math.isnan(value) else _shown(value)
+        return f"column {name}, row {row:,}: {shown} is not {what}"
+    return None
 
 
 #: train_summary.json figures of a run by kind: shares in [0, 1], non-negative numbers, non-negative integers.
@@ -169,8 +214,8 @@ def load_results(folder: str | Path) -> ReplayResults:
                              f"re-run `fiitedsim replay TRACE --out {folder}`")
         try:
             series[key] = read_frame(ts)
-        except (OSError, pl.exceptions.PolarsError) as exc:  # a damaged or truncated file
-            raise InputError(f"{ts} is not a readable Parquet file ({type(exc).__name__}); "
+        except UnreadableFrame as exc:  # a damaged or truncated file
+            raise InputError(f"{ts} is not a readable Parquet file ({exc}); "
                              f"re-run `fiitedsim replay TRACE --out {folder}`") from None
     return ReplayResults(summary, series)
 
@@ -285,19 +330,45 @@ def _trace_value_problem(name: str, value) -> str | None:
 
 
 def check_series(results: ReplayResults) -> None:
+    """Every run's time series has the columns the report reads, of their types and ranges (`series_problem`)."""
     for key in results.summary["policies"]:
         frame = results.series.get(key)
-        columns = [] if frame is None else frame.columns
-        missing = [c for c in NEEDED_SERIES_COLUMNS if c not in columns]
-        if missing or not any(c.startswith("dim_") and c[4:].isdigit() for c in columns) or frame.height == 0:
-            what = missing[0] if missing else ("dim_0 .. dim_K" if frame is not None and frame.height else "rows")
-            raise InputError(f"time series of {key} lacks {what}; re-run `fiitedsim replay TRACE --out DIR`")
-        for name in [*NEEDED_SERIES_COLUMNS, *(c for c in columns if c.startswith("dim_"))]:
-            dtype = frame.schema[name]
-            if not dtype.is_numeric() or frame[name].null_count():
-                what = f"has type {dtype}" if not dtype.is_numeric() else "has empty values"
-                raise InputError(f"time series of {key}: column {name} {what}, not numbers; the file was changed "
-                                 "or damaged: re-run `fiitedsim replay TRACE --out DIR`")
+        problem = "is missing" if frame is None else series_problem(frame)
+        if problem:
+            raise InputError(f"time series of {key}: {problem}; the file was changed or damaged: re-run "
+                             "`fiitedsim replay TRACE --out DIR`")
+
+
+#: Time-series columns that are shares in [0, 1]; `theta` is a number >= 0 (+inf: the budget holds no chunk).
+_SERIES_SHARES = ("fragmentation", "index_load_factor")
+
+
+def series_problem(frame: pl.DataFrame) -> str | None:
+    """What is wrong with one replay time series (a replay's timeseries/KEY.parquet, or a sweep's stored replay
+    point), None if nothing. docs/formats.md: the columns the report reads and dim_0 .. dim_K, at least one row;
+    `fragmentation` and `index_load_factor` shares in [0, 1], `theta` a number >= 0 (+inf allowed), every other
+    column of the contract an integer >= 0 (Int64); nothing empty or NaN."""
+    columns = frame.columns
+    missing = [c for c in NEEDED_SERIES_COLUMNS if c not in columns]
+    dims = [c for c in columns if c.startswith("dim_") and c[4:].isdigit()]
+    if missing or not dims or frame.height == 0:
+        return f"lacks {missing[0] if missing else 'dim_0 .. dim_K' if frame.height else 'rows'}"
+    known = {"step", *COUNTER_COLUMNS, *GAUGE_COLUMNS, *dims}
+    for name in [c for c in columns if c in known]:
+        dtype, column = frame.schema[name], frame[name]
+        if not dtype.is_numeric():
+            return f"column {name} has type {dtype}, not numbers"
+        if name in FLOAT_COLUMNS:
+            problem = _range_problem(name, column.replace(math.inf, 0.0) if name == "theta" else column,
+                                     1.0 if name in _SERIES_SHARES else math.inf,
+                                     "a share in 0..1" if name in _SERIES_SHARES else "a number >= 0")
+        elif not dtype.is_integer():
+            return f"column {name} is {dtype}, not Int64"
+        else:
+            problem = _range_problem(name, column, math.inf, "an integer >= 0")
+        if problem:
+            return problem
+    return None
 
 
 def check_report_path(target: str | Path, will_exist: str | Path | None = None) -> Path:

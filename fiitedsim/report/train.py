@@ -11,6 +11,7 @@ from ..atomic import atomic_path
 from ..compare import (
     CACHE_NOTE,
     KINDS,
+    NO_AUC,
     QUALITY_TOLERANCE,
     RANKED,
     CurvePoint,
@@ -19,6 +20,7 @@ from ..compare import (
     Run,
     equal_quality,
     knew,
+    no_spread_reason,
     paired_verdict,
     policy_kind,
     policy_order,
@@ -63,6 +65,11 @@ def common_seeds(summary: dict, runs: list[Run]) -> list:
     each = [_seed_aucs(summary["policies"][r.key]) for r in runs]
     order = policy_order(s for aucs in each for s in aucs)
     return [s for s in order if all(s in aucs for aucs in each)]
+
+
+def trained_seeds(summary: dict) -> list:
+    """The seeds the summary's runs were trained with (its config's `seeds`)."""
+    return [s for s in summary["config"].get("seeds") or [] if s is not None]
 
 
 def _paired(summary: dict, a: Run, b: Run, seeds: list) -> Paired:
@@ -150,7 +157,9 @@ TRAIN_HOW = [
     "<b>Ties</b> come from the <i>paired</i> differences instead: one seed means the same data and the same "
     "initial model for every policy, so for two policies at a budget take d = AUC(A) - AUC(B) per seed. A beats "
     "B when the mean of d exceeds the sample standard deviation of d <b>and</b> every seed's d is positive; "
-    "otherwise the two <b>tie</b>. With one seed there is no spread: the report says so instead of calling ties.",
+    "otherwise the two <b>tie</b>. With one seed there is no spread: the report says so instead of calling ties. "
+    "A seed whose evaluation split holds one class has no AUC (it ranks clicks against non-clicks), so it pairs "
+    "nothing.",
     "<b>Memory</b> is the peak total (payload + hash index + per-row metadata; the largest over the seeds) on a "
     "log axis, with payload alone beside it: at small budgets index and metadata can exceed the payload.",
     "<b>What each policy knew</b> is said beside it, and all are ranked together: fiited and row-prune learn in "
@@ -178,6 +187,8 @@ def train_ranking(summary: dict, runs: list[Run], lay: ChartLayout, warns: Warni
     stats = summary["policies"]
     covers_all = summary["config"].get("budget_covers") == "all"
     blocks = []
+    trained = trained_seeds(summary)
+    reason = no_spread_reason(trained, seeds)
 
     def figures(run: Run) -> str:
         s = stats[run.key]
@@ -212,9 +223,10 @@ def train_ranking(summary: dict, runs: list[Run], lay: ChartLayout, warns: Warni
                                                    for i, (r, (_, text)) in enumerate(zip(rest, verdicts), 2)]
             tied = [r.policy for r, (v, _) in zip(rest, verdicts) if v.outcome == "tie"]
             beaten = [r.policy for r, (v, _) in zip(rest, verdicts) if v.outcome == "better"]
-            if len(seeds) < 2 and rest:
-                verdict = (f"Highest mean AUC: <b>{esc(leader.policy)}</b>. One seed: no spread, cannot call ties "
-                           "(train with --seeds 0,1,2 to tell differences from noise).")
+            if reason is not None and rest:
+                verdict = (f"Highest mean AUC: <b>{esc(leader.policy)}</b>. {esc(reason)}"
+                           + (" (train with --seeds 0,1,2 to tell differences from noise)." if len(trained) < 2
+                              else "."))
             elif tied:
                 verdict = (f"No single winner: <b>{esc(leader.policy)}</b> ties with {esc(', '.join(tied))}"
                            + (f" (and beats {esc(', '.join(beaten))})" if beaten else "") + ".")
@@ -233,6 +245,8 @@ def train_ranking(summary: dict, runs: list[Run], lay: ChartLayout, warns: Warni
                              f"{figures(ref)}; {esc(leader.policy)} against it{text or ': no AUC'}</p>")
         else:
             lines += [f'<p class="rank ref"><span class="what">Dense reference:</span> {figures(r)}</p>' for r in refs]
+        if not mine:
+            lines.append(f'<p class="rank"><span class="verdict">Nothing to rank: {esc(NO_AUC)}.</span></p>')
         if caches:
             lines.append(f'<p class="rank cache"><span class="what">Caches, ranked apart: each {esc(CACHE_NOTE)}:'
                          "</span> " + " &middot; ".join(f"{i}. {figures(r)}" for i, r in enumerate(caches, 1))
@@ -377,9 +391,11 @@ def train_sections(summary: dict, curve: pl.DataFrame, prefix: str = "", h: str 
     facts = f"data {config.get('data')}, {config.get('samples', 0):,} samples"
     if isinstance(config.get("steps_run"), int):
         facts += f", {config['steps_run']:,} training steps, evaluated every {config.get('eval_every')}"
-    named = [s for s in config.get("seeds") or [] if s is not None]
+    named = trained_seeds(summary)
+    reason = no_spread_reason(named, seeds)
     facts += (f"; seeds {', '.join(map(str, named))}" if len(named) > 1
-              else f"; one seed ({named[0] if named else config.get('seed', '?')}): no spread, cannot call ties")
+              else f"; one seed ({named[0] if named else config.get('seed', '?')})")
+    facts += "" if reason is None else ": no spread, cannot call ties" if len(named) < 2 and seeds else f". {reason}"
     if teacher is not None:
         facts += f"; the planted teacher's AUC on the evaluation split is {teacher:.4f} (the best achievable)"
     _, touched_dense, touched_rows = dense_sizes(summary)
@@ -395,7 +411,7 @@ def train_sections(summary: dict, curve: pl.DataFrame, prefix: str = "", h: str 
                   f"{window_text(config.get('size_from', 1.0))}, never saw")
     knobs = [[k, plain_value(v)] for k, v in config.items() if k != "budgets"]
     knobs.append(["budgets", budgets_text(summary)])
-    one_seed = "" if len(seeds) > 1 else " One seed: no spread, cannot call ties; the gaps are one run's."
+    one_seed = "" if reason is None else f" {reason}" + ("; the gaps are one run's." if seeds else ".")
     body = [
         f'<p class="sub">{esc(facts)}.</p>',
         warns.box(),

@@ -342,6 +342,9 @@ def _load_train_sweep(path: Path, sweep: dict) -> SweepFile:
     if columns and not tables_kinds:
         raise InputError(f"{path}: [sweep] {next(iter(columns))!r} names columns of parquet:/csv: data, and "
                          "data lists none; remove it")
+    for name in ("fields", "drift"):   # they shape synthetic data only: a sweep of files would repeat its points
+        if name in knobs and not any(data_kind(s)[0] == "synthetic" for s in data):
+            raise InputError(f"{path}: [sweep] {name!r} is for synthetic data, and data lists none; remove it")
     if tables_kinds and not ("label" in columns and "sparse" in columns):
         raise InputError(f"{path}: [sweep] data {tables_kinds[0]!r} needs label = \"COLUMN\" and "
                          "sparse = \"COLUMN,COLUMN\" (and optionally dense = \"COLUMN,...\") in [sweep]")

@@ -14,7 +14,7 @@ from ..atomic import atomic_path, check_writable, refuse_cwd_or_parent, write_pa
 from ..checks import replay_warnings, train_warnings
 from ..errors import InputError
 from ..parsing import loads_json
-from ..paths import read_frame
+from ..paths import UnreadableFrame, read_frame
 from ..policies.base import SUMMARY_KEYS
 from ..replay import RESULTS_FORMAT, ReplayResults
 from .file import GENERATE_KEYS, KNOB_BY_NAME, TRAIN_KNOB_BY_NAME, IntOrAuto
@@ -42,14 +42,27 @@ def check_sweep_out(out: str | Path) -> Path:
 
 
 def _stored(out: Path, key: str) -> dict | None:
-    """The stored record of a point, or None when it is absent, damaged or of another layout."""
+    """The stored record of a point, or None when it is absent, damaged or of another layout: its JSON, and its
+    series (a replay point's time series, a training point's curve), checked as `fiitedsim report` checks them."""
     try:
         record = loads_json((out / POINTS_DIR / f"{key}.json").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
         return None
     ok = (isinstance(record, dict) and record.get("format") == SWEEP_FORMAT and record.get("key") == key
-          and (out / POINTS_DIR / f"{key}.parquet").is_file() and _valid_summary(record.get("summary")))
+          and _valid_summary(record.get("summary")) and _valid_series(out / POINTS_DIR / f"{key}.parquet",
+                                                                        "trace" not in record["summary"]))
     return record if ok else None
+
+
+def _valid_series(path: Path, training: bool) -> bool:
+    """A stored point's Parquet file is readable and holds a curve (training) or time series in its ranges."""
+    from ..report.load import curve_problem, series_problem
+
+    try:
+        frame = read_frame(path)
+    except UnreadableFrame:
+        return False
+    return (curve_problem if training else series_problem)(frame) is None
 
 
 def _valid_summary(summary) -> bool:
@@ -164,9 +177,9 @@ def load_sweep_points(out: str | Path) -> list[StoredPoint]:
     rerun = "run the sweep again (`fiitedsim sweep FILE --out " + str(out) + "`; stored points are reused)"
     try:
         keys = read_frame(out / POINTS_FILE, columns=["key"])["key"].to_list()
-    except (OSError, pl.exceptions.PolarsError) as exc:
-        raise InputError(f"{out}/{POINTS_FILE} is missing or not readable ({type(exc).__name__}): the sweep did "
-                         f"not finish; {rerun}") from None
+    except UnreadableFrame as exc:
+        raise InputError(f"{out}/{POINTS_FILE} is missing or not readable ({exc}): the sweep did not finish; "
+                         f"{rerun}") from None
     points = []
     for key in keys:
         record = _stored(out, key) if isinstance(key, str) else None
@@ -277,6 +290,7 @@ def _group_budgets(members: list[StoredPoint]) -> list[dict]:
 def report_groups(out: Path, points: list[StoredPoint]) -> list[tuple[str, ReplayResults]]:
     """Points that differ only in policy and budget form one replay-like result (keys NAME@BUDGET), with the
     warnings a replay of all of them would give (`checks.replay_warnings`: identical results across them too)."""
+
     results = []
     for rest, members in _groups(points).items():
         budgets = list(dict.fromkeys(p.budget_label for p in members))

@@ -144,12 +144,19 @@ class SparseFields:
 
     def add(self, columns: list) -> None:
         """One block's columns, in field order."""
+        import pyarrow as pa
         import pyarrow.compute as pc
         for f, column in enumerate(columns):
-            if self.rows is not None:
-                self._parts[f].append(hash_rows(column, f, self.rows).astype(np.int32))
-                continue
-            encoded = pc.dictionary_encode(_text(column), null_encoding="encode")
+            refuse_nested(self.where, "sparse", self.names[f], column.type)
+            try:
+                if self.rows is not None:
+                    self._parts[f].append(hash_rows(column, f, self.rows).astype(np.int32))
+                    continue
+                text = _text(column)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                raise InputError(f"{self.where}: sparse column {self.names[f]!r} is {column.type}, which cannot be "
+                                 f"read as text; a sparse column holds {_ONE_VALUE['sparse']}") from None
+            encoded = pc.dictionary_encode(text, null_encoding="encode")
             self._parts[f].append(encoded.indices.to_numpy(zero_copy_only=False).astype(np.int32))
             self._values[f].append(encoded.dictionary)
             self._bytes += encoded.dictionary.nbytes
@@ -403,6 +410,21 @@ def _missing(col) -> np.ndarray:
     return pc.is_null(col).to_numpy(zero_copy_only=False)
 
 
+#: What one column of each use holds, as `refuse_nested` says it.
+_ONE_VALUE = {"label": "one label (0 or 1) per sample", "sparse": "one value per sample (text or a number)",
+              "dense": "one number per sample"}
+
+
+def refuse_nested(path: str, use: str, name: str, dtype) -> None:
+    """A column of lists, structs, maps or unions holds no single value per sample: an InputError naming it and its
+    type (Arrow cannot cast it to text or a number, and would fail with its own traceback)."""
+    import pyarrow as pa
+    value_type = dtype.value_type if pa.types.is_dictionary(dtype) else dtype
+    if pa.types.is_nested(value_type):
+        raise InputError(f"{path}: {use} column {name!r} is {dtype}, not {_ONE_VALUE[use]}; give each value of "
+                         f"it a column of its own")
+
+
 def _labels(col, path: str, name: str, offset: int = 0) -> np.ndarray:
     import pyarrow as pa
     try:
@@ -418,8 +440,12 @@ def _labels(col, path: str, name: str, offset: int = 0) -> np.ndarray:
     return y.astype(np.float32)
 
 
-#: The largest magnitude a dense value may have: the model computes in float32.
+#: The largest float32, the precision the model computes in.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: The largest magnitude a dense value used as given may have: sqrt(FLOAT32_MAX), about 1.84e19. The first layer's
+#: weight gradients are proportional to the values and Adam squares them in float32, so a larger value (3e38,
+#: within float32 itself) overflows the optimizer and trains a model that predicts nothing.
+DENSE_MAX = float(np.sqrt(np.float64(FLOAT32_MAX)))
 
 
 class _NanCount:
@@ -443,7 +469,7 @@ def _dense(col, path: str, name: str, log1p: bool, offset: int = 0, nans: _NanCo
     """Missing -> 0; with `log1p` (Criteo): log(1 + max(x, 0)), negatives clamped to 0 as in DLRM's preprocessing.
 
     NaN values (the text "nan", a NaN float) are read as 0 like missing ones and counted in `nans` for a
-    warning; an infinite value, or one beyond the float32 range the model computes in, is an InputError
+    warning; an infinite value, or (used as given) one larger in magnitude than `DENSE_MAX`, is an InputError
     naming its sample (`offset` is the batch's first sample).
     """
     import pyarrow as pa
@@ -456,11 +482,13 @@ def _dense(col, path: str, name: str, log1p: bool, offset: int = 0, nans: _NanCo
     if nans is not None:
         nans.add(name, nan & ~missing, offset)
     x = np.where(nan, 0.0, x)
-    # Criteo's log(1 + x) brings any finite count into range; values used as given must fit float32
-    bad = np.flatnonzero(np.isinf(x) if log1p else ~(np.abs(x) <= FLOAT32_MAX))
+    # Criteo's log(1 + x) brings any finite count into range; values used as given must be at most DENSE_MAX
+    bad = np.flatnonzero(np.isinf(x) if log1p else ~(np.abs(x) <= DENSE_MAX))
     if bad.size:
         i = int(bad[0])
-        what = "is infinite" if np.isinf(x[i]) else f"is beyond the float32 range (+-{FLOAT32_MAX:.4g})"
+        what = ("is infinite" if np.isinf(x[i]) else
+                f"is too large for the float32 model (at most +-{DENSE_MAX:.4g}, the square root of the largest "
+                "float32: the trainer squares gradients in proportion to it)")
         raise InputError(f"{path}: dense column {name!r}, sample {offset + i:,}: value {float(x[i]):g} {what}; "
                          "dense values must be finite numbers the model can hold (scale or clip them)")
     if log1p:
@@ -518,6 +546,9 @@ def _parquet_batches(path: str, label, sparse, dense):
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"{path}: not a readable Parquet file: {str(exc).splitlines()[0]}") from None
     _check_columns(path, f.schema_arrow.names, [label, *sparse, *dense])
+    for use, names in (("label", [label]), ("sparse", sparse), ("dense", dense)):
+        for name in names:
+            refuse_nested(path, use, name, f.schema_arrow.field(name).type)
     yield from f.iter_batches(batch_size=1 << 20, columns=list(dict.fromkeys([label, *sparse, *dense])))
 
 
@@ -619,6 +650,10 @@ def read_table(path: str | Path, label: str, sparse: list[str], dense: list[str]
     (module docstring). Parquet is recognised by its magic bytes.
     """
     path = str(path)
+    for use, names in (("sparse", sparse), ("dense", dense)):
+        if label in names:
+            raise InputError(f"{path}: label column {label!r} is also a {use} column (--{use}): a model given its "
+                             f"label as a feature learns the label itself (a leak: AUC 1.0); leave it out of --{use}")
     try:
         with open(path, "rb") as fh:
             magic = fh.read(4)

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from ..config import TrainConfig  # noqa: F401 (its home before; the trainer's users import it here)
+from ..errors import InputError
 from .data import Dataset
 from .metrics import auc, log_loss
 from .model import (
@@ -146,6 +147,22 @@ class Trainer:
         return out
 
 
+def check_finite(trainer: Trainer, losses: list[float], prob: np.ndarray, step: int, ds: Dataset) -> None:
+    """The model is still numbers after `step` steps: the losses since the last evaluation, the evaluation's
+    predictions, the parameters and the optimizers' state are finite. A model that overflowed float32 would
+    predict one class and report a meaningless AUC: an InputError says what to change instead."""
+    state = [trainer.p.emb, trainer.adagrad.acc, *trainer.p.mlp_arrays(), *trainer.adam.m, *trainer.adam.v]
+    if np.isfinite(losses).all() and np.isfinite(prob).all() and all(np.isfinite(a).all() for a in state):
+        return
+    largest = ""
+    if ds.dense.shape[1]:
+        biggest = np.abs(ds.dense).max(axis=0)
+        j = int(np.argmax(biggest))
+        largest = f" (the largest dense value is {float(biggest[j]):.4g}, in column {ds.dense_names[j]!r})"
+    raise InputError(f"training overflowed the float32 model by step {step:,}: its loss, gradients or parameters "
+                     f"are no longer finite numbers; scale the dense features{largest} or lower --lr-mlp / --lr-emb")
+
+
 #: Evaluations and pruning rounds a run gets when `eval_every` / `interval` are not set, so that a small data
 #: set still shows an AUC curve and still prunes (and a large one does not evaluate or prune needlessly often).
 AUTO_EVALS, AUTO_ROUNDS, MAX_AUTO_INTERVAL = 20, 10, 100
@@ -194,8 +211,9 @@ def train(ds: Dataset, cfg: TrainConfig, hook: ResidencyHook | None = None, prog
     history, losses = [], []
     seconds, samples = 0.0, 0
     ev_auc = ev_ll = float("nan")
-    # threads.py: BLAS single-threaded, the trainer's own threads split the products
-    with blas_threads(1), closing(trainer):
+    # threads.py: BLAS single-threaded, the trainer's own threads split the products. Floating-point overflow
+    # is not warned about: `check_finite` turns a model it broke into one error
+    with blas_threads(1), closing(trainer), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for s in range(total):
             lo = (s % per_epoch) * cfg.batch
             hi = min(lo + cfg.batch, n_train)
@@ -207,6 +225,7 @@ def train(ds: Dataset, cfg: TrainConfig, hook: ResidencyHook | None = None, prog
                 progress(s + 1, total)
             if (s + 1) % cfg.eval_every == 0 or s + 1 == total:
                 prob = trainer.predict(ds.dense[ev], ds.sparse[ev])
+                check_finite(trainer, losses, prob, s + 1, ds)
                 ev_auc, ev_ll = auc(y_ev, prob), log_loss(y_ev, prob)
                 history.append({"step": s + 1, "samples": samples, "train_loss": float(np.mean(losses)),
                                 "auc": ev_auc, "logloss": ev_ll, **(eval_extra() if eval_extra is not None else {})})

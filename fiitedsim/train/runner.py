@@ -88,6 +88,21 @@ def data_files(spec: str) -> list[Path]:
     return [Path(path)]
 
 
+#: Options of `fiitedsim train` that only some --data kinds read: given with another kind, they would be ignored.
+DATA_OPTIONS = {"--label": ("parquet", "csv"), "--sparse": ("parquet", "csv"), "--dense": ("parquet", "csv"),
+                "--fields": ("synthetic",)}
+
+
+def refuse_unused_data_options(spec: str, given: dict[str, object]) -> None:
+    """An InputError for an option of `DATA_OPTIONS` given (not None) with a --data kind that does not read it."""
+    kind = data_kind(spec)[0]
+    for option, value in given.items():
+        kinds = DATA_OPTIONS[option]
+        if value is not None and kind not in kinds:
+            readers = " or ".join(f"{k}:PATH" if k in ("parquet", "csv") else k for k in kinds)
+            raise InputError(f"{option} is for --data {readers}; --data {spec} does not read it (leave {option} out)")
+
+
 def parse_rows(value) -> int | None:
     """`--rows`: `auto` (None: vocabulary tables) or a whole number of rows to hash every field into (an int, or
     its text); the number's range is checked where the tables are made."""

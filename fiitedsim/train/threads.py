@@ -60,10 +60,12 @@ class ThreadedMatmul:
             return a @ b
         out = np.empty((m, n), dtype=np.result_type(a, b))
         bounds = np.linspace(0, m, self.threads + 1).astype(int)
+        caller = np.geterr()   # floating-point error handling is per thread: every block follows the caller's
 
         def block(i: int) -> None:
             lo, hi = bounds[i], bounds[i + 1]
-            np.matmul(a[lo:hi], b, out=out[lo:hi])
+            with np.errstate(**caller):
+                np.matmul(a[lo:hi], b, out=out[lo:hi])
 
         futures = [self._pool.submit(block, i) for i in range(1, self.threads)]
         block(0)
