@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .errors import InputError
+from .errors import InputError, file_kind
 
 #: errno values of a write that fails because of where it goes, not because of a bug: a full disk or quota, a
 #: file over the size limit (RLIMIT_FSIZE), a read-only file system, no permission.
@@ -50,6 +50,54 @@ def write_parquet_frame(frame, path: str | Path, **kw) -> None:
     buffer = io.BytesIO()
     frame.write_parquet(buffer, **kw)
     Path(path).write_bytes(buffer.getvalue())
+
+
+def output_path(target: str | Path, directory: bool = False, what: str = "output") -> Path:
+    """Where an output named `target` is written: `target` itself or, for a symbolic link, the file it points to
+    (written through: the link stays and the file it names is replaced, as a shell's `>` does).
+
+    Only a regular file (or, with `directory`, a folder) is ever replaced: a device, a FIFO, a socket (or a
+    folder where a file is meant) is refused, whatever the command.
+    """
+    target = Path(target)
+    real = Path(os.path.realpath(target)) if target.is_symlink() else target
+    kind = file_kind(real)
+    if kind is not None and not (directory and kind == "a folder"):
+        through = f" (the link points to {real})" if real != target else ""
+        raise InputError(f"{what} {target} is {kind}{through}; fiitedsim replaces only regular files: name a "
+                         "new file")
+    return real
+
+
+def _same_or_inside(inner: Path, outer: Path) -> bool:
+    """`inner` is `outer` (by any name: a link, a hard link, `a/../b`) or lies inside the folder `outer`."""
+    a, b = Path(os.path.realpath(inner)), Path(os.path.realpath(outer))
+    if a == b or b in a.parents:
+        return True
+    try:
+        return os.path.samefile(inner, outer)
+    except (OSError, ValueError):
+        return False
+
+
+def refuse_inputs(outputs, inputs) -> None:
+    """No output replaces one of the command's inputs or another of its outputs.
+
+    `outputs` and `inputs` are (option, path) pairs, such as ("--report", path) or ("the trace", part); a
+    folder output is given as the entries it replaces (OUT/summary.json, OUT/timeseries), so an input
+    elsewhere in the folder is fine. Called before any work, so nothing is lost.
+    """
+    outputs = [(name, Path(path)) for name, path in outputs if path is not None]
+    inputs = [(name, Path(path)) for name, path in inputs if path is not None]
+    for i, (name, path) in enumerate(outputs):
+        for in_name, in_path in inputs:
+            if _same_or_inside(in_path, path):
+                raise InputError(f"{name} {path} would replace {in_name} {in_path}, an input of this command; "
+                                 "write the output elsewhere")
+        for other_name, other in outputs[:i]:
+            if _same_or_inside(path, other) or _same_or_inside(other, path):
+                raise InputError(f"{name} {path} and {other_name} {other} name the same file; give each output "
+                                 "its own name")
 
 
 def _host() -> str:
@@ -140,7 +188,7 @@ def atomic_path(target: str | Path, directory: bool = False, replaces: tuple[str
     `target` is replaced by the new one, but every other entry the user put in it is kept: linked (or
     copied) into the new folder before the swap, so that a crash at any point loses neither.
     """
-    target = Path(target)
+    target = output_path(target, directory)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         remove_leftovers(target.parent)
@@ -190,15 +238,16 @@ def atomic_path(target: str | Path, directory: bool = False, replaces: tuple[str
         raise
 
 
-def check_writable(target: str | Path, inside: bool = False) -> None:
-    """Fail now, not after the run, if `target` cannot be written: a read-only file system, no permission.
+def check_writable(target: str | Path, inside: bool = False, directory: bool = False) -> None:
+    """Fail now, not after the run, if `target` cannot be written: a read-only file system, no permission, or
+    a target that is not a regular file (a folder with `directory`: `output_path`).
 
     Creates and removes a hidden probe file in the folder where the output's temporary file will go: the
     nearest existing folder at or above `target`'s parent (or, with `inside`, at or above `target` itself,
     for a folder that is filled in place such as a sweep's). A full disk is not predicted (it may fill up
     during the run); `atomic_path` reports that at the write.
     """
-    target = Path(target)
+    target = output_path(target, directory=directory or inside)
     start = target if inside else target.parent
     folder = next((p for p in (start, *start.parents) if p.exists()), None)
     if folder is None or not folder.is_dir():

@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import options as o
-from .atomic import check_writable, is_write_error
+from .atomic import check_writable, is_write_error, refuse_inputs
 from .config import ReplayConfig, auto_or_number
 from .errors import InputError
 
@@ -107,6 +107,8 @@ def replay(
         from .report import check_report_path
         check_report_path(report, will_exist=out_dir)  # the report may go inside the --out folder
     source = TraceSource(trace_path, tables_file=tables, importance=importance, warn=_warn)
+    refuse_inputs([("--report", report), *_folder_outputs(out_dir, ("summary.json", "timeseries"))],
+                  [*(("the trace", part) for part in source.parts), ("--tables", tables), ("--importance", importance)])
     overrides = {"dim": dim, "chunk": chunk, "dtype_bytes": dtype_bytes}
     runs = plan(source.tables, names, budget, cfg, {k: (v,) for k, v in overrides.items() if v is not None})
     source.set_tables(list(runs[0].tables))
@@ -124,6 +126,11 @@ def replay(
     _print_summary(results.summary)
     if out_dir is not None:
         err.print(f"results in {out_dir}/ (summary.json, timeseries/)", markup=False, highlight=False)
+
+
+def _folder_outputs(out_dir: Path | None, names) -> list[tuple[str, Path]]:
+    """An --out folder as the outputs `refuse_inputs` compares: the entries of it that are replaced."""
+    return [] if out_dir is None else [("--out", out_dir / name) for name in names]
 
 
 def _write_report(target: Path, results, what: str = "report", write=None) -> None:
@@ -180,15 +187,8 @@ inside the file, so it opens offline.
 
         def write(target, points):
             write_sweep_report(run_dir, points, target)
-    _refuse_input_as_output(target, run_dir, inputs)
+    refuse_inputs([("--output", target)], [("the results folder's", run_dir / name) for name in inputs])
     _write_report(check_report_path(target), results, f"report of a {kind} folder", write)
-
-
-def _refuse_input_as_output(target: Path, folder: Path, inputs: list[str]) -> None:
-    """A report must not replace a file it was made from."""
-    if target.exists() and any(target.resolve() == (folder / name).resolve() for name in inputs):
-        raise InputError(f"--output {target} is a file of the results folder the report reads; name another file, "
-                         f"such as {folder / 'report.html'}")
 
 
 SWEEP_EPILOG = """[bold]Sweep file[/bold] (TOML; relative paths are relative to the file's folder):
@@ -326,7 +326,10 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
     from .plan import budget_labels, parse_policies
     from .train.engine_hook import TRAIN_POLICIES
     from .train.runner import (
+        CURVE_FILE,
+        SUMMARY_FILE,
         check_train_out,
+        data_files,
         data_kind,
         load_data,
         parse_rows,
@@ -352,10 +355,11 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
         from .report import check_report_path
         check_report_path(report, will_exist=out_dir)
     for path in (emit_trace, emit_importance):
-        if path is not None and path.is_dir():
-            raise InputError(f"{path} is a folder; name a .parquet file")
         if path is not None:
             check_writable(path)
+    refuse_inputs([*_folder_outputs(out_dir, (SUMMARY_FILE, CURVE_FILE)), ("--report", report),
+                   ("--emit-trace", emit_trace), ("--emit-importance", emit_importance)],
+                  [("--data", path) for path in data_files(data)])
     from .memory import check_train_data_memory
     check_train_data_memory(data_kind(data)[0], fields, [c for c in (sparse or "").split(",") if c.strip()],
                             table_rows, dim, batch, samples)
@@ -525,7 +529,7 @@ def import_fbgemm(
     from .importers.common import Layout, check_output
     from .importers.fbgemm import import_fbgemm as run
 
-    out_path = check_output(output, [input])
+    out_path = check_output(output, [("the input", input), ("--tables", tables)])
     _run_import(f"importing {input.name}", quiet, lambda progress: run(
         input, out_path, step=step, rows=rows, tables_file=tables, layout=Layout(dim, chunk, dtype_bytes),
         progress=progress))
@@ -552,7 +556,7 @@ def import_criteo(
     from .importers.common import Layout, check_output
     from .importers.criteo import import_criteo as run
 
-    out_path = check_output(output, [input])
+    out_path = check_output(output, [("the input", input), ("--tables", tables)])
     _run_import(f"importing {input.name}", quiet, lambda progress: run(
         input, out_path, batch=batch, rows=rows, step=step, tables_file=tables,
         layout=Layout(dim, chunk, dtype_bytes), progress=progress))
@@ -564,7 +568,7 @@ def _import_columns(fmt: str, input: Path, output: Path, step_col: str, table_co
     from .importers.columns import import_columns
     from .importers.common import Layout, check_output
 
-    out_path = check_output(output, [input])
+    out_path = check_output(output, [("the input", input), ("--tables", tables)])
     _run_import(f"importing {input.name}", quiet, lambda progress: import_columns(
         fmt, input, out_path, step_col=step_col, table_col=table_col, row_col=row_col, grad_col=grad_col,
         tables_file=tables, layout=Layout(dim, chunk, dtype_bytes), progress=progress))

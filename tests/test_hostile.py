@@ -577,3 +577,125 @@ def test_bad_train_option_values_are_refused(scratch, option, value):
     out = folder / "o"
     assert_refused(*run_cli("train", "--samples", "300", "--rows", "50", "--fields", "2", "--batch", "64",
                             "--page-bytes", "256", option, value, "-q", "--out", out), out)
+
+
+# --- round two: A (outputs onto special files or inputs), E (closed stdout), K (interrupts), L (bit rot) ---
+# (and inputs that are folders or FIFOs). Issue 21.
+
+
+def _special_file(path: Path, kind: str) -> None:
+    """Make `path` a FIFO, a device node (root only; else a FIFO), a socket, or a link to a FIFO."""
+    import os
+    import socket
+    import stat
+    if kind == "device" and os.geteuid() == 0:
+        os.mknod(path, stat.S_IFCHR | 0o644, os.makedev(1, 7))  # /dev/full's numbers
+    elif kind == "socket":
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(str(path))
+    elif kind == "link":
+        _special_file(path.with_name(path.name + ".fifo"), "fifo")
+        path.symlink_to(path.name + ".fifo")
+    else:
+        os.mkfifo(path)
+
+
+def _state(path: Path):
+    """What is at `path` (not following a link): its kind and, for a regular file, its bytes."""
+    import os
+    import stat
+    st_ = os.lstat(path)
+    if stat.S_ISLNK(st_.st_mode):
+        return "link", os.readlink(path), _state(path.resolve()) if path.exists() else None
+    return stat.S_IFMT(st_.st_mode), path.read_bytes() if stat.S_ISREG(st_.st_mode) else None
+
+
+@pytest.fixture(scope="module")
+def own_inputs(scratch) -> dict:
+    """A trace, a tables file, a replay results folder and a training CSV that commands read."""
+    folder = scratch / "own-inputs"
+    folder.mkdir()
+    trace = _write(folder / "trace.parquet", _columns())
+    tables = folder / "tables.json"
+    tables.write_text(json.dumps(TABLES))
+    run = folder / "run"
+    assert run_cli("replay", trace, *REPLAY, "--out", run)[0] == 0
+    data = folder / "clicks.csv"
+    data.write_text("y,a,b\n" + "".join(f"{i % 2},{i % 7},{i % 5}\n" for i in range(300)))
+    return {"trace": trace, "tables": tables, "run": run, "data": data}
+
+
+TRAIN_SMALL = ["--label", "y", "--sparse", "a,b", "--policy", "full", "--budget", "0.5", "--samples", "300",
+               "--dim", "8", "--chunk", "4", "-q"]
+GENERATE_SMALL = ["--table-count", "1", "--rows", "50", "--steps", "2", "--batch", "8", "-q"]
+
+
+@st.composite
+def output_onto_what_it_must_not_replace(draw, folder: Path, inputs: dict) -> tuple[list, Path]:
+    """A command whose output is a special file, or one of the command's own inputs (by any spelling), or
+    another of its outputs: (the command line, the path that must stay as it was)."""
+    import os
+    kind = draw(st.sampled_from(["special", "input", "other output"]))
+    if kind == "special":
+        target = folder / draw(st.sampled_from(["out.parquet", "r.html"]))
+        _special_file(target, draw(st.sampled_from(["fifo", "device", "socket", "link"])))
+        command = draw(st.sampled_from([
+            ["replay", inputs["trace"], *REPLAY, "--report", target],
+            ["generate", target, *GENERATE_SMALL],
+            ["import", "parquet", inputs["trace"], "-o", target.with_suffix(".parquet")],
+            ["report", inputs["run"], "-o", target],
+            ["train", "--data", f"csv:{inputs['data']}", *TRAIN_SMALL, "--emit-trace", target],
+        ]))
+        if command[0] == "import" and not target.with_suffix(".parquet").exists():
+            target.rename(target.with_suffix(".parquet"))
+            target = target.with_suffix(".parquet")
+        return command, target
+    # a copy of the inputs, so that a failure cannot spoil the other examples
+    copies = {name: folder / path.name for name, path in inputs.items()}
+    for name, path in inputs.items():
+        (shutil.copytree if path.is_dir() else shutil.copy)(path, copies[name])
+    if kind == "input":
+        victim, command = draw(st.sampled_from([
+            ("trace", lambda t: ["replay", copies["trace"], *REPLAY, "--report", t]),
+            ("tables", lambda t: ["replay", copies["trace"], *REPLAY, "--tables", copies["tables"], "--report", t]),
+            ("data", lambda t: ["train", "--data", f"csv:{copies['data']}", *TRAIN_SMALL, "--report", t]),
+            ("data", lambda t: ["train", "--data", f"csv:{copies['data']}", *TRAIN_SMALL, "--emit-trace", t]),
+            ("data", lambda t: ["train", "--data", f"csv:{copies['data']}", *TRAIN_SMALL, "--out", folder / "o",
+                                "--emit-importance", t]),
+            ("summary", lambda t: ["report", copies["run"], "-o", t]),
+        ]))
+        target = copies["run"] / "summary.json" if victim == "summary" else copies[victim]
+        spelling = draw(st.sampled_from(["same", "link", "hard link", "dotdot"]))
+        if spelling == "link":
+            (folder / "alias").symlink_to(target)
+            name = folder / "alias"
+        elif spelling == "hard link":
+            os.link(target, folder / "alias")
+            name = folder / "alias"
+        elif spelling == "dotdot":
+            name = target.parent / ".." / target.parent.name / target.name
+        else:
+            name = target
+        return command(name), target
+    run = folder / "o"  # two outputs of one command on one file
+    command, target = draw(st.sampled_from([
+        (["replay", copies["trace"], *REPLAY, "--out", run, "--report", run / "summary.json"], run / "summary.json"),
+        (["replay", copies["trace"], *REPLAY, "--out", run, "--report", run / "timeseries"], run),
+        (["train", "--data", f"csv:{copies['data']}", *TRAIN_SMALL, "--emit-trace", folder / "e.parquet",
+          "--emit-importance", folder / "e.parquet"], folder / "e.parquet"),
+        (["train", "--data", f"csv:{copies['data']}", *TRAIN_SMALL, "--out", run, "--report", run / "curve.parquet"],
+         run),
+    ]))
+    return command, target
+
+
+@hostile(30)
+@given(data=st.data())
+def test_outputs_never_replace_special_files_or_the_commands_inputs(scratch, own_inputs, data):
+    """Class A: refused before any work, and whatever was there stays as it was."""
+    folder = fresh(scratch)
+    command, target = data.draw(output_onto_what_it_must_not_replace(folder, own_inputs))
+    before = _state(target) if target.exists() or target.is_symlink() else None
+    code, out, err = run_cli(*command)
+    assert_refused(code, out, err)
+    assert (_state(target) if target.exists() or target.is_symlink() else None) == before

@@ -8,7 +8,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from ..atomic import atomic_path, check_writable
+from ..atomic import atomic_path, check_writable, refuse_inputs
 from ..config import DEFAULT_CHUNK, DEFAULT_DIM, DEFAULT_DTYPE_BYTES, TableSpec, load_tables_file
 from ..errors import InputError
 from ..trace import TraceSource
@@ -95,12 +95,11 @@ def write_trace(output, tables: list[TableSpec], chunks: Iterable[tuple], with_g
 
 
 def check_output(output, inputs) -> Path:
-    """The output must be a .parquet file name and must not be an input."""
+    """The output must be a .parquet file name and must not be an input (`inputs`: (option, path) pairs)."""
     output = Path(output)
     if output.suffix != ".parquet":
         raise InputError(f"-o {output}: give a .parquet file name for the trace")
-    if output.exists() and any(Path(p).exists() and output.samefile(p) for p in inputs):
-        raise InputError(f"-o {output} is the input file; choose another output name")
+    refuse_inputs([("-o", output)], inputs)
     if output.is_dir():
         raise InputError(f"-o {output} is a folder; give a .parquet file name (e.g. {output}/part-0.parquet)")
     check_writable(output)

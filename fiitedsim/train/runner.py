@@ -420,7 +420,7 @@ def check_train_out(out: Path) -> Path:
             raise InputError(f"--out {out} exists and is not a folder")
         if any(out.iterdir()) and not _is_train_folder(out):
             raise InputError(f"--out {out} exists and is not a fiitedsim train folder; choose a new folder")
-    check_writable(out)
+    check_writable(out, directory=True)
     return out
 
 
