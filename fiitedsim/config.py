@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, require_file
 
 DEFAULT_DIM = 64
 DEFAULT_CHUNK = 8
@@ -140,8 +140,7 @@ def parse_tables_json(text: str):
 def load_tables_file(path: str | Path) -> list[TableSpec]:
     """Read a `--tables FILE` (JSON or TOML)."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"tables file not found: {path}")
+    require_file(path, "tables file", "give a .json or .toml file")
     try:
         text = path.read_text()
         data = tomllib.loads(text) if path.suffix == ".toml" else parse_tables_json(text)

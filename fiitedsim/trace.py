@@ -37,7 +37,15 @@ import pyarrow.parquet as pq
 
 from .atomic import atomic_path
 from .config import MAX_TABLES, TableSpec, load_tables_file, parse_tables_json, tables_from_json
-from .errors import EmptyImportanceLog, GradNormIgnored, InputError, TablesInferred, refuse_duplicate_columns
+from .errors import (
+    EmptyImportanceLog,
+    GradNormIgnored,
+    InputError,
+    TablesInferred,
+    file_kind,
+    refuse_duplicate_columns,
+    require_file,
+)
 from .trace_writer import IMPORTANCE_SCHEMA, TABLES_KEY
 
 TRACE_COLUMNS = ("step", "table", "row")
@@ -98,10 +106,7 @@ def _one_line(exc: BaseException) -> str:
 
 def _open_parquet(path: Path, what: str) -> pq.ParquetFile:
     """Open a Parquet file or explain in one line why it cannot be read."""
-    if not path.exists():
-        raise InputError(f"{what} not found: {path}")
-    if not path.is_file():
-        raise InputError(f"{what} {path} is not a file; give the path of one Parquet file")
+    require_file(path, what, "give the path of one Parquet file")
     try:
         return pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as exc:
@@ -140,7 +145,8 @@ def trace_parts(path) -> list[Path]:
             raise InputError(f"trace file not found, nor any file matching it as a glob pattern: {path}")
         return sorted(parts, key=natural_key)
     if path.exists():
-        raise InputError(f"trace file {path} is not a regular file; give a Parquet file, a folder of parts or a glob")
+        raise InputError(f"trace file {path} is {file_kind(path)}, not a regular file; give a Parquet file, a folder "
+                         "of parts or a glob")
     raise InputError(f"trace file not found: {path}")
 
 

@@ -699,3 +699,30 @@ def test_outputs_never_replace_special_files_or_the_commands_inputs(scratch, own
     code, out, err = run_cli(*command)
     assert_refused(code, out, err)
     assert (_state(target) if target.exists() or target.is_symlink() else None) == before
+
+
+@hostile(30)
+@given(data=st.data())
+def test_an_input_that_is_not_a_file_is_named_for_what_it_is(scratch, own_inputs, data):
+    """A folder or a FIFO given as an input file was "not found"; now the message says what it is."""
+    folder = fresh(scratch)
+    kind = data.draw(st.sampled_from(["folder", "fifo", "socket", "link"]))
+    path = folder / "input"
+    if kind == "folder":
+        path.mkdir()
+    else:
+        _special_file(path, kind)
+    command = data.draw(st.sampled_from([
+        ["replay", own_inputs["trace"], *REPLAY, "--tables", path],
+        ["replay", own_inputs["trace"], *REPLAY, "--importance", path],
+        ["inspect", own_inputs["trace"], "--tables", path, "-q"],
+        ["train", "--data", f"csv:{path}", *TRAIN_SMALL],
+        ["train", "--data", f"parquet:{path}", *TRAIN_SMALL],
+        ["sweep", path],
+        ["import", "csv", path, "-o", folder / "t.parquet"],
+        *([["replay", path, *REPLAY], ["report", path]] if kind != "folder" else []),
+    ]))
+    code, out, err = run_cli(*command)
+    assert_refused(code, out, err)
+    what = {"folder": "a folder", "socket": "a socket"}.get(kind, "a FIFO (named pipe)")
+    assert f"is {what}" in err and "not found" not in err, err

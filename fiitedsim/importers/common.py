@@ -10,7 +10,7 @@ import numpy as np
 
 from ..atomic import atomic_path, check_writable, refuse_inputs
 from ..config import DEFAULT_CHUNK, DEFAULT_DIM, DEFAULT_DTYPE_BYTES, TableSpec, load_tables_file
-from ..errors import InputError
+from ..errors import InputError, require_file
 from ..trace import TraceSource
 from ..trace_writer import TraceWriter
 
@@ -107,12 +107,7 @@ def check_output(output, inputs) -> Path:
 
 
 def check_input(path, what: str) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{what} not found: {path}")
-    if not path.is_file():
-        raise InputError(f"{what} {path} is not a file")
-    return path
+    return require_file(path, what)
 
 
 def arrow_error(path, exc: BaseException, what: str) -> InputError:

@@ -37,7 +37,7 @@ import numba
 import numpy as np
 
 from ..config import TrainConfig
-from ..errors import InputError, refuse_duplicate_columns
+from ..errors import InputError, file_kind, refuse_duplicate_columns
 from ..hashing import hash_rows
 from ..memory import format_bytes, memory_limit
 
@@ -665,9 +665,10 @@ def movielens_files(folder: str | Path | None) -> list[Path]:
             raise InputError(f"--data movielens:{folder}: {folder} is not a folder (give the GroupLens ml-100k "
                              f"folder holding {', '.join(MOVIELENS_FILES)})")
         files = [base / name for name in MOVIELENS_FILES]
-    missing = [str(f) for f in files if not f.is_file()]
-    if missing:
-        raise InputError(f"MovieLens-100k: {missing[0]} not found")
+    for f in files:
+        if not f.is_file():
+            kind = file_kind(f)
+            raise InputError(f"MovieLens-100k: {f} " + (f"is {kind}, not a file" if kind else "not found"))
     return files
 
 

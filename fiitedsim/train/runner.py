@@ -23,7 +23,7 @@ from ..atomic import atomic_path, check_writable, refuse_cwd_or_parent, write_pa
 from ..checks import train_warnings
 from ..compare import QualityPoint, equal_quality
 from ..config import TRAIN_FIELDS, TRAIN_ROWS, ReplayConfig, TableSpec, dense_bytes
-from ..errors import InputError
+from ..errors import InputError, require_file
 from ..memory import check_model_memory
 from ..plan import Run, check_runs, plan, split_list
 from ..policies import POLICIES, knowledge, sized_from_window, window_text
@@ -82,9 +82,7 @@ def data_files(spec: str) -> list[Path]:
         return []
     if kind == "movielens":
         return movielens_files(path or None)
-    if not Path(path).is_file():
-        raise InputError(f"--data {spec!r}: file {path} not found")
-    return [Path(path)]
+    return [require_file(path, f"--data {spec!r}: file")]
 
 
 def parse_rows(value) -> int | None:
