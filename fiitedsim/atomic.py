@@ -12,8 +12,10 @@ import io
 import os
 import re
 import shutil
+import signal
 import socket
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -177,6 +179,43 @@ def _link_tree(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst, follow_symlinks=False)
 
 
+#: Outputs this process renamed into place, in order: what a run that is interrupted, or cannot print its
+#: summary, says it wrote (`written_text`).
+WRITTEN: list[Path] = []
+NOTHING_WRITTEN = "nothing was written"
+
+
+def written_text() -> str:
+    """What this process wrote, for a message: "nothing was written", or the outputs (a sweep's many points
+    counted)."""
+    done = [p for p in dict.fromkeys(WRITTEN) if p.exists()]
+    if not done:
+        return NOTHING_WRITTEN
+    if len(done) > 4:
+        return f"{len(done)} outputs were written, the last {done[-1]}"
+    return "written: " + ", ".join(map(str, done))
+
+
+@contextlib.contextmanager
+def together():
+    """Hold SIGINT and SIGTERM while the block writes a run's outputs, so that they appear together: a signal
+    before the block leaves none, one during it is delivered when all are written. (Only in the main thread,
+    where Python delivers signals.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    before = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in held}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+        if caught:
+            signal.raise_signal(caught[0])
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path, directory: bool = False, replaces: tuple[str, ...] | None = None):
     """Yield a temporary path next to `target`; rename it onto `target` only on success.
@@ -226,6 +265,7 @@ def atomic_path(target: str | Path, directory: bool = False, replaces: tuple[str
                 shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, target)
+        WRITTEN.append(target)
     except BaseException as exc:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -6,8 +6,11 @@ stderr and exit code 2, never a traceback.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Optional
 
@@ -19,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import options as o
-from .atomic import check_writable, is_write_error, refuse_inputs
+from .atomic import NOTHING_WRITTEN, WRITTEN, check_writable, is_write_error, refuse_inputs, together, written_text
 from .config import ReplayConfig, auto_or_number
 from .errors import InputError
 
@@ -116,10 +119,11 @@ def replay(
     with _progress(f"replaying {trace_path.name}", quiet or as_json, total) as update:
         results = replay_runs(source, runs, progress=_counting(update))
     _warn(*results.summary["warnings"])
-    if out_dir is not None:
-        write_results(out_dir, results)
-    if report is not None:
-        _write_report(report, results)
+    with together():  # a signal now is delivered once both are written
+        if out_dir is not None:
+            write_results(out_dir, results)
+        if report is not None:
+            _write_report(report, results)
     if as_json:
         sys.stdout.write(summary_text(results.summary))
         return
@@ -374,12 +378,13 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
         outputs = run_all(data_of_seed, data, names, budgets, tcfg, rcfg, emit_trace, emit_importance,
                           progress=update, seeds=seed_list, drift=drift)
     _warn(*outputs.summary["warnings"])
-    if out_dir is not None:
-        write_outputs(out_dir, outputs)
-    if report is not None:
-        from .report import write_train_report
-        write_train_report(report, outputs)
-        err.print(f"report in {report}", markup=False, highlight=False)
+    with together():  # a signal now is delivered once both are written
+        if out_dir is not None:
+            write_outputs(out_dir, outputs)
+        if report is not None:
+            from .report import write_train_report
+            write_train_report(report, outputs)
+            err.print(f"report in {report}", markup=False, highlight=False)
     for key, run in outputs.summary["policies"].items():
         if run["logloss"] is None:  # NaN predictions: the model diverged
             _say("warning:", "yellow", f"{key}: the evaluation log loss is not a number, so training diverged; "
@@ -618,24 +623,122 @@ def _usage_errors() -> tuple[type, ...]:
     return tuple(found)
 
 
-def _flush_stdout() -> None:
-    """Flush stdout now, so that a full disk behind `> file` is an error line instead of an ignored exception."""
+class StdoutFailed(Exception):
+    """Printing to standard output failed: the reader went away (EPIPE), it was closed (`>&-`: EBADF), or a
+    write error (a full disk behind `> file`)."""
+
+    def __init__(self, errno_: int):
+        super().__init__(os.strerror(errno_))
+        self.errno = errno_
+
+
+class _Stdout:
+    """Standard output for the commands: a failed write or flush raises `StdoutFailed` (which click does not
+    turn into a silent exit 1, as it does a broken pipe), and a closed one (None) fails the same way."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def _call(self, name: str, *args):
+        if self.stream is None:
+            raise StdoutFailed(errno.EBADF)
+        try:
+            return getattr(self.stream, name)(*args)
+        except OSError as exc:
+            raise StdoutFailed(exc.errno) from None
+
+    def write(self, text: str) -> int:
+        return self._call("write", text)
+
+    def flush(self) -> None:
+        if self.stream is not None:
+            self._call("flush")
+
+    def isatty(self) -> bool:
+        return self.stream is not None and self.stream.isatty()
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def _guard_standard_streams() -> None:
+    """A closed stdin, stdout or stderr (`>&-`) gets /dev/null behind its number, so that no file this run opens
+    takes the number and receives what is printed; printing to a closed stdout is still an error (`_Stdout`)."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            if devnull != fd:
+                os.dup2(devnull, fd)
+                os.close(devnull)
+    if sys.stderr is None:  # nothing can be said; the exit code still tells
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+
+
+def _stdout_failed(exc: StdoutFailed) -> int:
+    """The exit code for a failed standard output, with one line saying what was written (nothing when the
+    reader went away, as `head` does: 141, the status of a writer killed by SIGPIPE)."""
+    with contextlib.suppress(OSError):  # nothing more can go there: keep Python's exit flush quiet
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    if exc.errno == errno.EPIPE:
+        return 128 + signal.SIGPIPE
+    why = "it is closed" if exc.errno == errno.EBADF else str(exc)
+    done = written_text()
+    _say("error:", "bold red", f"cannot write to standard output: {why}"
+                               + (f"; {done}" if done != NOTHING_WRITTEN else ""))
+    return 2
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived (`signum`); raised in the main thread so that temporaries are removed."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _interrupt(signum, frame):
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def _signals_raise():
+    """SIGINT and SIGTERM raise `Interrupted` for the block (SIGTERM's default would kill the run at once and
+    leave its temporaries); the handlers before are restored after (tests run the CLI in-process)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        sys.stdout.flush()
-    except OSError as exc:
-        if not is_write_error(exc):
-            raise
-        _say("error:", "bold red", f"cannot write to standard output: {os.strerror(exc.errno)}")
-        with contextlib.suppress(OSError):  # nothing more can go there: keep Python's exit flush quiet
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(2)
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
 
 
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
+    _guard_standard_streams()
+    WRITTEN.clear()  # what this run writes (an in-process caller may have written before)
+    stdout = sys.stdout
+    sys.stdout = _Stdout(stdout)
+    try:
+        with _signals_raise():
+            _main()
+    finally:
+        sys.stdout = stdout
+
+
+def _main() -> None:
     try:
         code = app(standalone_mode=False)
-        _flush_stdout()
+        sys.stdout.flush()  # now, so that a full disk behind `> file` is an error line, not an ignored exception
+    except StdoutFailed as exc:
+        sys.exit(_stdout_failed(exc))
+    except Interrupted as exc:
+        _say("aborted:", "bold red", f"interrupted by {exc}; {written_text()}")
+        sys.exit(128 + exc.signum)
     except InputError as exc:
         _say("error:", "bold red", exc)
         sys.exit(2)

@@ -726,3 +726,108 @@ def test_an_input_that_is_not_a_file_is_named_for_what_it_is(scratch, own_inputs
     assert_refused(code, out, err)
     what = {"folder": "a folder", "socket": "a socket"}.get(kind, "a FIFO (named pipe)")
     assert f"is {what}" in err and "not found" not in err, err
+
+
+def _fiitedsim(args, **kw):
+    """`python -m fiitedsim ARGS` in a child process (closed streams and signals need a process of their own)."""
+    import subprocess
+    return subprocess.Popen([sys.executable, "-m", "fiitedsim", *map(str, args)], stderr=subprocess.PIPE,
+                            text=True, **kw)
+
+
+@hostile(8)
+@given(data=st.data())
+def test_a_closed_or_broken_standard_output(scratch, own_inputs, data):
+    """Class E: `>&-` raised AttributeError (exit 1) after --out was written; `inspect | head -1` exited 1 with
+    nothing said. Now: a closed stdout is one error line naming what was written (exit 2), a reader that went
+    away ends the run quietly with 141 (a writer killed by SIGPIPE), and the outputs are whole."""
+    import os
+    import subprocess
+    folder = fresh(scratch)
+    out = folder / "o"
+    command = data.draw(st.sampled_from([
+        ["replay", own_inputs["trace"], *REPLAY, "--out", out],
+        ["replay", own_inputs["trace"], *REPLAY, "--out", out, "--json"],
+        ["inspect", own_inputs["trace"]],
+        ["inspect", own_inputs["trace"], "--json"],
+    ]))
+    how = data.draw(st.sampled_from(["closed", "reader gone"]))
+    if how == "closed":
+        child = _fiitedsim(command, preexec_fn=lambda: os.close(1))
+    else:
+        child = _fiitedsim(command, stdout=subprocess.PIPE)
+        child.stdout.close()  # the reader is gone before the first line
+    err = child.stderr.read()
+    code = child.wait()
+    assert "Traceback" not in err and "Exception" not in err, err
+    if "--out" in command:
+        assert (out / "summary.json").is_file() and (out / "timeseries").is_dir()
+        assert not [p for p in folder.iterdir() if p.name.startswith(".")]
+    if how == "closed":
+        assert code == 2, (code, err)
+        assert err.count("\n") == 1 and err.startswith("error: cannot write to standard output: it is closed"), err
+        assert (f"it is closed; written: {out}" in err) == ("--out" in command), err
+    else:
+        assert code == 141 and err == "", (code, err)
+
+
+K_HOOKS = {  # where a signal is sent: (module, function), before or after the call
+    "replay": [("fiitedsim.replay", "replay_runs"), ("fiitedsim.replay", "write_results"),
+               ("fiitedsim.report", "write_report"), ("fiitedsim.atomic", "_link_tree")],
+    "train": [("fiitedsim.train.runner", "run_all"), ("fiitedsim.train.runner", "write_outputs"),
+              ("fiitedsim.report", "write_train_report")],
+}
+K_SCRIPT = """
+import importlib, os, signal, sys
+module = importlib.import_module({module!r})
+real = getattr(module, {function!r})
+def hooked(*args, **kw):
+    if {before!r}:
+        os.kill(os.getpid(), signal.{signal})
+    result = real(*args, **kw)
+    if not {before!r}:
+        os.kill(os.getpid(), signal.{signal})
+    return result
+setattr(module, {function!r}, hooked)
+sys.argv = ["fiitedsim", *{args!r}]
+from fiitedsim import cli
+cli.main()
+"""
+
+
+@hostile(10)
+@given(data=st.data())
+def test_an_interrupt_leaves_all_outputs_or_none_or_says_which(scratch, own_inputs, data):
+    """Class K: SIGINT or SIGTERM during `replay TRACE --out X --report Y` left X without Y (and SIGTERM left
+    temporaries). Now a signal while the outputs are written is held until all are; one before leaves none; the
+    `aborted:` line names what was written, and no temporary is left."""
+    import subprocess
+    folder = fresh(scratch)
+    outputs = {"--out": folder / "X", "--report": folder / "Y.html"}
+    kind = data.draw(st.sampled_from(sorted(K_HOOKS)))
+    if kind == "replay":
+        args = ["replay", own_inputs["trace"], *REPLAY]
+    else:
+        outputs["--emit-trace"] = folder / "E.parquet"
+        args = ["train", "--data", f"csv:{own_inputs['data']}", *TRAIN_SMALL]
+    args = [str(a) for a in args] + [str(a) for pair in outputs.items() for a in pair]
+    module, function = data.draw(st.sampled_from(K_HOOKS[kind]))
+    sig = data.draw(st.sampled_from(["SIGINT", "SIGTERM"]))
+    before = data.draw(st.booleans())
+    script = K_SCRIPT.format(module=module, function=function, before=before, signal=sig, args=args)
+    child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert "Traceback" not in child.stderr, child.stderr
+    written = [name for name, path in outputs.items() if path.exists()]
+    assert not [p for p in folder.rglob(".*")], list(folder.rglob(".*"))
+    if child.returncode == 0:  # the hook's signal came after the last output: nothing to interrupt
+        assert len(written) == len(outputs)
+        return
+    assert child.returncode == 128 + {"SIGINT": 2, "SIGTERM": 15}[sig], (child.returncode, child.stderr)
+    last = child.stderr.strip().splitlines()[-1]
+    assert last.startswith("aborted: interrupted by " + sig), child.stderr
+    if written and len(written) < len(outputs):
+        assert all(outputs[name].name in last for name in written), (written, last)
+    if not written:
+        assert "nothing was written" in last, last
+    if kind == "replay":
+        assert len(written) in (0, len(outputs)), written  # replay's two appear together
