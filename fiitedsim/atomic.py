@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import io
 import os
 import re
 import shutil
@@ -46,12 +45,11 @@ def write_error(target, exc: OSError) -> WriteError:
     return WriteError(target, exc.errno)
 
 
-def write_parquet_frame(frame, path: str | Path, **kw) -> None:
-    """`frame.write_parquet` through Python's file I/O: polars reports a failed write (a full disk) as a
-    ComputeError without its errno, Python as the OSError it is. The bytes are the same."""
-    buffer = io.BytesIO()
-    frame.write_parquet(buffer, **kw)
-    Path(path).write_bytes(buffer.getvalue())
+def write_parquet_frame(frame, path: str | Path, statistics: bool = True) -> None:
+    """A polars frame as Parquet with page checksums (`parquet.frame_bytes`), through Python's file I/O: a
+    failed write (a full disk) is the OSError it is."""
+    from .parquet import frame_bytes
+    Path(path).write_bytes(frame_bytes(frame, statistics))
 
 
 def output_path(target: str | Path, directory: bool = False, what: str = "output") -> Path:

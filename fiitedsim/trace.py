@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from . import parquet
 from .atomic import atomic_path
 from .config import MAX_TABLES, TableSpec, load_tables_file, parse_tables_json, tables_from_json
 from .errors import (
@@ -108,8 +109,8 @@ def _open_parquet(path: Path, what: str) -> pq.ParquetFile:
     """Open a Parquet file or explain in one line why it cannot be read."""
     require_file(path, what, "give the path of one Parquet file")
     try:
-        return pq.ParquetFile(path)
-    except (pa.ArrowException, OSError) as exc:
+        return parquet.open_file(path)
+    except parquet.READ_ERRORS as exc:
         raise InputError(f"{path}: not a readable Parquet file (corrupt, truncated or another format): "
                          f"{_one_line(exc)}") from None
 
@@ -153,14 +154,14 @@ def trace_parts(path) -> list[Path]:
 def _stream(path: Path, columns: list[str], batch_rows: int) -> Iterator[pa.RecordBatch]:
     """Stream `columns` in batches; pyarrow errors raised mid-file (bad pages) become InputError."""
     try:
-        with pq.ParquetFile(path) as pf:
+        with parquet.open_file(path) as pf:
             # one row group at a time: iter_batches over the whole file keeps memory that grows with
             # the number of row groups read (measured 7x on a 10x longer trace), per group it is flat
             for group in range(pf.num_row_groups):
                 for batch in pf.iter_batches(batch_size=batch_rows, columns=columns, row_groups=[group]):
                     if batch.num_rows:
                         yield batch
-    except (pa.ArrowException, OSError) as exc:
+    except parquet.READ_ERRORS as exc:
         raise InputError(f"{path}: corrupt or truncated Parquet data: {_one_line(exc)}") from None
 
 
@@ -341,6 +342,9 @@ class TraceSource:
             with _open_parquet(part, "trace file") as pf:
                 schema = pf.schema_arrow
                 total += pf.metadata.num_rows
+                if not parquet.metadata_intact(pf, TABLES_KEY):
+                    raise InputError(f"{part}: the two copies of its '{TABLES_KEY.decode()}' metadata differ: the "
+                                     "file is damaged; write or copy it again")
             _check_schema(part, schema, "a trace", TRACE_COLUMNS, {
                 "step": _INT_TYPE, "row": _INT_TYPE, "table": _TABLE_TYPE,
                 "grad_norm": (_is_float_list, "a list of floats (one L2 norm per chunk)")})
@@ -651,4 +655,4 @@ def write_importance(path, step, table, row, chunk, value) -> None:
         raise ValueError(f"importance columns differ in length: {[len(a) for a in arrays]}")
     table_ = pa.Table.from_arrays([pa.array(a) for a in arrays], schema=IMPORTANCE_SCHEMA)
     with atomic_path(path) as tmp:
-        pq.write_table(table_, tmp, compression="zstd")
+        pq.write_table(table_, tmp, compression="zstd", **parquet.WRITE)

@@ -35,9 +35,8 @@ from pathlib import Path
 
 import numba
 import numpy as np
-import pyarrow.parquet as pq
 
-from . import profiles
+from . import parquet, profiles
 from .errors import GradNormIgnored, InputError
 from .readahead import read_ahead
 from .rowset import TouchedRows
@@ -195,7 +194,7 @@ def _reuse_json(lookups: np.ndarray, distinct: np.ndarray, max_batch: int, compa
 
 def _footer(path: Path):
     """(Arrow schema, number of row groups) of a Parquet file TraceSource has already opened and checked."""
-    with pq.ParquetFile(path) as pf:
+    with parquet.open_file(path) as pf:
         return pf.schema_arrow, pf.num_row_groups
 
 

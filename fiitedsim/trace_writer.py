@@ -5,6 +5,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import parquet
 from .atomic import atomic_path
 from .config import TableSpec, tables_to_json
 
@@ -34,7 +35,7 @@ class _ParquetStream:
     def __enter__(self):
         self._atomic = atomic_path(self.path)
         tmp = self._atomic.__enter__()
-        self._writer = pq.ParquetWriter(tmp, self.schema, compression=self.compression)
+        self._writer = pq.ParquetWriter(tmp, self.schema, compression=self.compression, **parquet.WRITE)
         return self
 
     def __exit__(self, exc_type, exc, tb):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
+from .. import parquet
 from ..atomic import check_writable
 from ..errors import InputError, file_kind
 from ..policies.base import SUMMARY_KEYS
@@ -74,8 +75,8 @@ def load_train_results(folder: str | Path) -> TrainResults:
         raise InputError(f"{path} is not valid JSON ({exc}); {rerun}") from None
     check_train_summary(summary, path, rerun)
     try:
-        curve = pl.read_parquet(folder / CURVE_FILE)
-    except (OSError, pl.exceptions.PolarsError) as exc:
+        curve = parquet.read_frame(folder / CURVE_FILE)
+    except (*parquet.READ_ERRORS, pl.exceptions.PolarsError) as exc:
         raise InputError(f"{folder / CURVE_FILE} is missing or not readable ({type(exc).__name__}); {rerun}") from None
     wrong = [c for c, dtype in CURVE_SCHEMA.items() if c not in curve.columns or curve.schema[c] != dtype]
     if wrong:
@@ -167,8 +168,8 @@ def load_results(folder: str | Path) -> ReplayResults:
             raise InputError(f"{folder} is incomplete: timeseries/{key}.parquet is missing; "
                              f"re-run `fiitedsim replay TRACE --out {folder}`")
         try:
-            series[key] = pl.read_parquet(ts)
-        except (OSError, pl.exceptions.PolarsError) as exc:  # a damaged or truncated file
+            series[key] = parquet.read_frame(ts)
+        except (*parquet.READ_ERRORS, pl.exceptions.PolarsError) as exc:  # a damaged or truncated file
             raise InputError(f"{ts} is not a readable Parquet file ({type(exc).__name__}); "
                              f"re-run `fiitedsim replay TRACE --out {folder}`") from None
     return ReplayResults(summary, series)

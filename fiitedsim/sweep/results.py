@@ -10,6 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
+from .. import parquet
 from ..atomic import atomic_path, check_writable, refuse_cwd_or_parent, write_parquet_frame
 from ..checks import replay_warnings, train_warnings
 from ..errors import InputError
@@ -161,8 +162,8 @@ def load_sweep_points(out: str | Path) -> list[StoredPoint]:
     out = Path(out)
     rerun = "run the sweep again (`fiitedsim sweep FILE --out " + str(out) + "`; stored points are reused)"
     try:
-        keys = pl.read_parquet(out / POINTS_FILE, columns=["key"])["key"].to_list()
-    except (OSError, pl.exceptions.PolarsError) as exc:
+        keys = parquet.read_frame(out / POINTS_FILE, columns=["key"])["key"].to_list()
+    except (*parquet.READ_ERRORS, pl.exceptions.PolarsError) as exc:
         raise InputError(f"{out}/{POINTS_FILE} is missing or not readable ({type(exc).__name__}): the sweep did "
                          f"not finish; {rerun}") from None
     points = []
@@ -288,7 +289,7 @@ def report_groups(out: Path, points: list[StoredPoint]) -> list[tuple[str, Repla
         for p in members:
             key = f"{p.policy}@{p.budget_label}" if keyed else p.policy
             summary["policies"][key] = p.summary["policies"][p.policy]
-            series[key] = pl.read_parquet(out / POINTS_DIR / f"{p.key}.parquet")
+            series[key] = parquet.read_frame(out / POINTS_DIR / f"{p.key}.parquet")
             runs.append((key, p.policy, p.budget_label, p.budget_bytes))
         summary["warnings"] = replay_warnings(summary, runs)
         results.append((_title(rest), ReplayResults(summary, series)))
@@ -324,7 +325,7 @@ def train_report_groups(out: Path, points: list[StoredPoint]) -> list[tuple[str,
                    "config": config}
         summary["warnings"] = train_warnings(summary, [(p.policy, p.budget_label, p.budget_bytes)
                                                        for p in members if p.seed == config["seeds"][0]])
-        curve = pl.concat([pl.read_parquet(out / POINTS_DIR / f"{p.key}.parquet") for p in members])
+        curve = pl.concat([parquet.read_frame(out / POINTS_DIR / f"{p.key}.parquet") for p in members])
         results.append((_title(rest), summary, curve))
     return results
 

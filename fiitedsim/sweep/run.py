@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import logging
 import os
 import re
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from ..atomic import is_write_error, refuse_inputs, write_error
 from ..errors import InputError
+from ..parquet import frame_bytes
 from ..replay import replay_each
 from ..trace import TraceSource
 from .file import SweepFile
@@ -48,12 +48,7 @@ def run_points(specs: list[PointSpec]) -> list[tuple[dict, bytes]]:
     source = TraceSource(first.trace, tables_file=first.tables_file, warn=lambda message: None)  # client warned
     source.set_tables(list(first.tables))
     results = replay_each(source, [s.run() for s in specs])
-    out = []
-    for spec, result in zip(specs, results):
-        buffer = io.BytesIO()
-        result.series[spec.policy].write_parquet(buffer)
-        out.append((result.summary, buffer.getvalue()))
-    return out
+    return [(result.summary, frame_bytes(result.series[spec.policy])) for spec, result in zip(specs, results)]
 
 
 #: The last data set this (worker) process loaded, with its `data_key`: consecutive training points on the same
@@ -80,9 +75,7 @@ def run_train_point(spec: TrainPointSpec) -> tuple[dict, bytes]:
 
     outputs = run_all(_dataset(spec), spec.data, [spec.policy], spec.budget_label, spec.train, spec.config,
                       drift=spec.drift)
-    buffer = io.BytesIO()
-    outputs.curve.write_parquet(buffer)
-    return outputs.summary, buffer.getvalue()
+    return outputs.summary, frame_bytes(outputs.curve)
 
 
 def run_train_points(specs: list[TrainPointSpec]) -> list[tuple[dict, bytes]]:

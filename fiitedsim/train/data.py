@@ -36,6 +36,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
+from .. import parquet
 from ..config import TrainConfig
 from ..errors import InputError, file_kind, refuse_duplicate_columns
 from ..hashing import hash_rows
@@ -510,14 +511,15 @@ def _csv_batches(path: str, delimiter: str, names: list[str] | None, label, spar
 
 
 def _parquet_batches(path: str, label, sparse, dense):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
     try:
-        f = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as exc:
+        f = parquet.open_file(path)
+    except parquet.READ_ERRORS as exc:
         raise InputError(f"{path}: not a readable Parquet file: {str(exc).splitlines()[0]}") from None
     _check_columns(path, f.schema_arrow.names, [label, *sparse, *dense])
-    yield from f.iter_batches(batch_size=1 << 20, columns=list(dict.fromkeys([label, *sparse, *dense])))
+    try:
+        yield from f.iter_batches(batch_size=1 << 20, columns=list(dict.fromkeys([label, *sparse, *dense])))
+    except parquet.READ_ERRORS as exc:  # a damaged page: its checksum, or data that does not decode
+        raise InputError(f"{path}: corrupt or truncated Parquet data: {str(exc).splitlines()[0]}") from None
 
 
 def _warn_stderr(message: str) -> None:
@@ -679,8 +681,8 @@ def _ml_package_tables(files: list[Path]) -> tuple[dict, dict, dict]:
 
     def read(path, columns):
         try:
-            table = pq.read_table(path)
-        except (pa.ArrowInvalid, OSError) as exc:
+            table = pq.read_table(path, **parquet.READ)
+        except parquet.READ_ERRORS as exc:
             raise InputError(f"{path}: not a readable Parquet file: {str(exc).splitlines()[0]}") from None
         _check_columns(str(path), table.column_names, columns)
         return {c: table.column(c).combine_chunks() for c in columns}
