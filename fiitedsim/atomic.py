@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import io
 import os
 import re
 import shutil
+import signal
 import socket
 import tempfile
+import threading
 import time
 from pathlib import Path
 
-from .errors import InputError
+from .errors import InputError, file_kind
 
 #: errno values of a write that fails because of where it goes, not because of a bug: a full disk or quota, a
 #: file over the size limit (RLIMIT_FSIZE), a read-only file system, no permission.
@@ -44,12 +45,59 @@ def write_error(target, exc: OSError) -> WriteError:
     return WriteError(target, exc.errno)
 
 
-def write_parquet_frame(frame, path: str | Path, **kw) -> None:
-    """`frame.write_parquet` through Python's file I/O: polars reports a failed write (a full disk) as a
-    ComputeError without its errno, Python as the OSError it is. The bytes are the same."""
-    buffer = io.BytesIO()
-    frame.write_parquet(buffer, **kw)
-    Path(path).write_bytes(buffer.getvalue())
+def write_parquet_frame(frame, path: str | Path, statistics: bool = True) -> None:
+    """A polars frame as Parquet with page checksums (`parquet.frame_bytes`), through Python's file I/O: a
+    failed write (a full disk) is the OSError it is."""
+    from .parquet import frame_bytes
+    Path(path).write_bytes(frame_bytes(frame, statistics))
+
+
+def output_path(target: str | Path, directory: bool = False, what: str = "output") -> Path:
+    """Where an output named `target` is written: `target` itself or, for a symbolic link, the file it points to
+    (written through: the link stays and the file it names is replaced, as a shell's `>` does).
+
+    Only a regular file (or, with `directory`, a folder) is ever replaced: a device, a FIFO, a socket (or a
+    folder where a file is meant) is refused, whatever the command.
+    """
+    target = Path(target)
+    real = Path(os.path.realpath(target)) if target.is_symlink() else target
+    kind = file_kind(real)
+    if kind is not None and not (directory and kind == "a folder"):
+        through = f" (the link points to {real})" if real != target else ""
+        raise InputError(f"{what} {target} is {kind}{through}; fiitedsim replaces only regular files: name a "
+                         "new file")
+    return real
+
+
+def _same_or_inside(inner: Path, outer: Path) -> bool:
+    """`inner` is `outer` (by any name: a link, a hard link, `a/../b`) or lies inside the folder `outer`."""
+    a, b = Path(os.path.realpath(inner)), Path(os.path.realpath(outer))
+    if a == b or b in a.parents:
+        return True
+    try:
+        return os.path.samefile(inner, outer)
+    except (OSError, ValueError):
+        return False
+
+
+def refuse_inputs(outputs, inputs) -> None:
+    """No output replaces one of the command's inputs or another of its outputs.
+
+    `outputs` and `inputs` are (option, path) pairs, such as ("--report", path) or ("the trace", part); a
+    folder output is given as the entries it replaces (OUT/summary.json, OUT/timeseries), so an input
+    elsewhere in the folder is fine. Called before any work, so nothing is lost.
+    """
+    outputs = [(name, Path(path)) for name, path in outputs if path is not None]
+    inputs = [(name, Path(path)) for name, path in inputs if path is not None]
+    for i, (name, path) in enumerate(outputs):
+        for in_name, in_path in inputs:
+            if _same_or_inside(in_path, path):
+                raise InputError(f"{name} {path} would replace {in_name} {in_path}, an input of this command; "
+                                 "write the output elsewhere")
+        for other_name, other in outputs[:i]:
+            if _same_or_inside(path, other) or _same_or_inside(other, path):
+                raise InputError(f"{name} {path} and {other_name} {other} name the same file; give each output "
+                                 "its own name")
 
 
 def _host() -> str:
@@ -129,6 +177,43 @@ def _link_tree(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst, follow_symlinks=False)
 
 
+#: Outputs this process renamed into place, in order: what a run that is interrupted, or cannot print its
+#: summary, says it wrote (`written_text`).
+WRITTEN: list[Path] = []
+NOTHING_WRITTEN = "nothing was written"
+
+
+def written_text() -> str:
+    """What this process wrote, for a message: "nothing was written", or the outputs (a sweep's many points
+    counted)."""
+    done = [p for p in dict.fromkeys(WRITTEN) if p.exists()]
+    if not done:
+        return NOTHING_WRITTEN
+    if len(done) > 4:
+        return f"{len(done)} outputs were written, the last {done[-1]}"
+    return "written: " + ", ".join(map(str, done))
+
+
+@contextlib.contextmanager
+def together():
+    """Hold SIGINT and SIGTERM while the block writes a run's outputs, so that they appear together: a signal
+    before the block leaves none, one during it is delivered when all are written. (Only in the main thread,
+    where Python delivers signals.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    before = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in held}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+        if caught:
+            signal.raise_signal(caught[0])
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path, directory: bool = False, replaces: tuple[str, ...] | None = None):
     """Yield a temporary path next to `target`; rename it onto `target` only on success.
@@ -140,7 +225,7 @@ def atomic_path(target: str | Path, directory: bool = False, replaces: tuple[str
     `target` is replaced by the new one, but every other entry the user put in it is kept: linked (or
     copied) into the new folder before the swap, so that a crash at any point loses neither.
     """
-    target = Path(target)
+    target = output_path(target, directory)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         remove_leftovers(target.parent)
@@ -178,6 +263,7 @@ def atomic_path(target: str | Path, directory: bool = False, replaces: tuple[str
                 shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, target)
+        WRITTEN.append(target)
     except BaseException as exc:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -190,15 +276,16 @@ def atomic_path(target: str | Path, directory: bool = False, replaces: tuple[str
         raise
 
 
-def check_writable(target: str | Path, inside: bool = False) -> None:
-    """Fail now, not after the run, if `target` cannot be written: a read-only file system, no permission.
+def check_writable(target: str | Path, inside: bool = False, directory: bool = False) -> None:
+    """Fail now, not after the run, if `target` cannot be written: a read-only file system, no permission, or
+    a target that is not a regular file (a folder with `directory`: `output_path`).
 
     Creates and removes a hidden probe file in the folder where the output's temporary file will go: the
     nearest existing folder at or above `target`'s parent (or, with `inside`, at or above `target` itself,
     for a folder that is filled in place such as a sweep's). A full disk is not predicted (it may fill up
     during the run); `atomic_path` reports that at the write.
     """
-    target = Path(target)
+    target = output_path(target, directory=directory or inside)
     start = target if inside else target.parent
     folder = next((p for p in (start, *start.parents) if p.exists()), None)
     if folder is None or not folder.is_dir():

@@ -6,8 +6,11 @@ stderr and exit code 2, never a traceback.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Optional
 
@@ -19,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import options as o
-from .atomic import check_writable, is_write_error
+from .atomic import NOTHING_WRITTEN, WRITTEN, check_writable, is_write_error, refuse_inputs, together, written_text
 from .config import ReplayConfig, auto_or_number
 from .errors import InputError
 from .paths import shown
@@ -113,6 +116,8 @@ def replay(
         from .report import check_report_path
         check_report_path(report, will_exist=out_dir)  # the report may go inside the --out folder
     source = TraceSource(trace_path, tables_file=tables, importance=importance, warn=_warn)
+    refuse_inputs([("--report", report), *_folder_outputs(out_dir, ("summary.json", "timeseries"))],
+                  [*(("the trace", part) for part in source.parts), ("--tables", tables), ("--importance", importance)])
     overrides = {"dim": dim, "chunk": chunk, "dtype_bytes": dtype_bytes}
     runs = plan(source.tables, names, budget, cfg, {k: (v,) for k, v in overrides.items() if v is not None})
     source.set_tables(list(runs[0].tables))
@@ -120,16 +125,22 @@ def replay(
     with _progress(f"replaying {shown(trace_path.name)}", quiet or as_json, total) as update:
         results = replay_runs(source, runs, progress=_counting(update))
     _warn(*results.summary["warnings"])
-    if out_dir is not None:
-        write_results(out_dir, results)
-    if report is not None:
-        _write_report(report, results)
+    with together():  # a signal now is delivered once both are written
+        if out_dir is not None:
+            write_results(out_dir, results)
+        if report is not None:
+            _write_report(report, results)
     if as_json:
         sys.stdout.write(summary_text(results.summary))
         return
     _print_summary(results.summary)
     if out_dir is not None:
         _note(f"results in {out_dir}/ (summary.json, timeseries/)")
+
+
+def _folder_outputs(out_dir: Path | None, names) -> list[tuple[str, Path]]:
+    """An --out folder as the outputs `refuse_inputs` compares: the entries of it that are replaced."""
+    return [] if out_dir is None else [("--out", out_dir / name) for name in names]
 
 
 def _write_report(target: Path, results, what: str = "report", write=None) -> None:
@@ -186,15 +197,8 @@ inside the file, so it opens offline.
 
         def write(target, points):
             write_sweep_report(run_dir, points, target)
-    _refuse_input_as_output(target, run_dir, inputs)
+    refuse_inputs([("--output", target)], [("the results folder's", run_dir / name) for name in inputs])
     _write_report(check_report_path(target), results, f"report of a {kind} folder", write)
-
-
-def _refuse_input_as_output(target: Path, folder: Path, inputs: list[str]) -> None:
-    """A report must not replace a file it was made from."""
-    if target.exists() and any(target.resolve() == (folder / name).resolve() for name in inputs):
-        raise InputError(f"--output {target} is a file of the results folder the report reads; name another file, "
-                         f"such as {folder / 'report.html'}")
 
 
 SWEEP_EPILOG = """[bold]Sweep file[/bold] (TOML; relative paths are relative to the file's folder):
@@ -333,8 +337,11 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
     from .plan import budget_labels, parse_policies
     from .train.engine_hook import TRAIN_POLICIES
     from .train.runner import (
+        CURVE_FILE,
         DEFAULT_FIELDS,
+        SUMMARY_FILE,
         check_train_out,
+        data_files,
         data_kind,
         load_data,
         parse_rows,
@@ -363,10 +370,11 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
         from .report import check_report_path
         check_report_path(report, will_exist=out_dir)
     for path in (emit_trace, emit_importance):
-        if path is not None and path.is_dir():
-            raise InputError(f"{path} is a folder; name a .parquet file")
         if path is not None:
             check_writable(path)
+    refuse_inputs([*_folder_outputs(out_dir, (SUMMARY_FILE, CURVE_FILE)), ("--report", report),
+                   ("--emit-trace", emit_trace), ("--emit-importance", emit_importance)],
+                  [("--data", path) for path in data_files(data)])
     from .memory import check_train_data_memory
     check_train_data_memory(data_kind(data)[0], fields, [c for c in (sparse or "").split(",") if c.strip()],
                             table_rows, dim, batch, samples)
@@ -381,12 +389,13 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
         outputs = run_all(data_of_seed, data, names, budgets, tcfg, rcfg, emit_trace, emit_importance,
                           progress=update, seeds=seed_list, drift=drift)
     _warn(*outputs.summary["warnings"])
-    if out_dir is not None:
-        write_outputs(out_dir, outputs)
-    if report is not None:
-        from .report import write_train_report
-        write_train_report(report, outputs)
-        _note(f"report in {report}")
+    with together():  # a signal now is delivered once both are written
+        if out_dir is not None:
+            write_outputs(out_dir, outputs)
+        if report is not None:
+            from .report import write_train_report
+            write_train_report(report, outputs)
+            _note(f"report in {report}")
     _print_train(outputs.summary)
     for what, path in (("results", out_dir), ("trace", emit_trace), ("importance log", emit_importance)):
         if path is not None:
@@ -534,7 +543,7 @@ def import_fbgemm(
     from .importers.common import Layout, check_output
     from .importers.fbgemm import import_fbgemm as run
 
-    out_path = check_output(output, [input])
+    out_path = check_output(output, [("the input", input), ("--tables", tables)])
     _run_import(f"importing {shown(input.name)}", quiet, lambda progress: run(
         input, out_path, step=step, rows=rows, tables_file=tables, layout=Layout(dim, chunk, dtype_bytes),
         progress=progress))
@@ -561,7 +570,7 @@ def import_criteo(
     from .importers.common import Layout, check_output
     from .importers.criteo import import_criteo as run
 
-    out_path = check_output(output, [input])
+    out_path = check_output(output, [("the input", input), ("--tables", tables)])
     _run_import(f"importing {shown(input.name)}", quiet, lambda progress: run(
         input, out_path, batch=batch, rows=rows, step=step, tables_file=tables,
         layout=Layout(dim, chunk, dtype_bytes), progress=progress))
@@ -573,7 +582,7 @@ def _import_columns(fmt: str, input: Path, output: Path, step_col: str, table_co
     from .importers.columns import import_columns
     from .importers.common import Layout, check_output
 
-    out_path = check_output(output, [input])
+    out_path = check_output(output, [("the input", input), ("--tables", tables)])
     _run_import(f"importing {shown(input.name)}", quiet, lambda progress: import_columns(
         fmt, input, out_path, step_col=step_col, table_col=table_col, row_col=row_col, grad_col=grad_col,
         tables_file=tables, layout=Layout(dim, chunk, dtype_bytes), progress=progress))
@@ -623,17 +632,98 @@ def _usage_errors() -> tuple[type, ...]:
     return tuple(found)
 
 
-def _flush_stdout() -> None:
-    """Flush stdout now, so that a full disk behind `> file` is an error line instead of an ignored exception."""
+class StdoutFailed(Exception):
+    """Printing to standard output failed: the reader went away (EPIPE), it was closed (`>&-`: EBADF), or a
+    write error (a full disk behind `> file`)."""
+
+    def __init__(self, errno_: int):
+        super().__init__(os.strerror(errno_))
+        self.errno = errno_
+
+
+class _Stdout:
+    """Standard output for the commands: a failed write or flush raises `StdoutFailed` (which click does not
+    turn into a silent exit 1, as it does a broken pipe), and a closed one (None) fails the same way."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def _call(self, name: str, *args):
+        if self.stream is None:
+            raise StdoutFailed(errno.EBADF)
+        try:
+            return getattr(self.stream, name)(*args)
+        except OSError as exc:
+            raise StdoutFailed(exc.errno) from None
+
+    def write(self, text: str) -> int:
+        return self._call("write", text)
+
+    def flush(self) -> None:
+        if self.stream is not None:
+            self._call("flush")
+
+    def isatty(self) -> bool:
+        return self.stream is not None and self.stream.isatty()
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def _guard_standard_streams() -> None:
+    """A closed stdin, stdout or stderr (`>&-`) gets /dev/null behind its number, so that no file this run opens
+    takes the number and receives what is printed; printing to a closed stdout is still an error (`_Stdout`)."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            if devnull != fd:
+                os.dup2(devnull, fd)
+                os.close(devnull)
+    if sys.stderr is None:  # nothing can be said; the exit code still tells
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+
+
+def _stdout_failed(exc: StdoutFailed) -> int:
+    """The exit code for a failed standard output, with one line saying what was written (nothing when the
+    reader went away, as `head` does: 141, the status of a writer killed by SIGPIPE)."""
+    with contextlib.suppress(OSError):  # nothing more can go there: keep Python's exit flush quiet
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    if exc.errno == errno.EPIPE:
+        return 128 + signal.SIGPIPE
+    why = "it is closed" if exc.errno == errno.EBADF else str(exc)
+    done = written_text()
+    _say("error:", "bold red", f"cannot write to standard output: {why}"
+                               + (f"; {done}" if done != NOTHING_WRITTEN else ""))
+    return 2
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived (`signum`); raised in the main thread so that temporaries are removed."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _interrupt(signum, frame):
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def _signals_raise():
+    """SIGINT and SIGTERM raise `Interrupted` for the block (SIGTERM's default would kill the run at once and
+    leave its temporaries); the handlers before are restored after (tests run the CLI in-process)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        sys.stdout.flush()
-    except OSError as exc:
-        if not is_write_error(exc):
-            raise
-        _say("error:", "bold red", f"cannot write to standard output: {os.strerror(exc.errno)}")
-        with contextlib.suppress(OSError):  # nothing more can go there: keep Python's exit flush quiet
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(2)
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
 
 
 def _escape_unencodable_output() -> None:
@@ -645,12 +735,29 @@ def _escape_unencodable_output() -> None:
 
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
+    _guard_standard_streams()
     _escape_unencodable_output()
+    WRITTEN.clear()  # what this run writes (an in-process caller may have written before)
+    stdout = sys.stdout
+    sys.stdout = _Stdout(stdout)
+    try:
+        with _signals_raise():
+            _main()
+    finally:
+        sys.stdout = stdout
+
+
+def _main() -> None:
     try:
         from .memory import check_address_space
         check_address_space()
         code = app(standalone_mode=False)
-        _flush_stdout()
+        sys.stdout.flush()  # now, so that a full disk behind `> file` is an error line, not an ignored exception
+    except StdoutFailed as exc:
+        sys.exit(_stdout_failed(exc))
+    except Interrupted as exc:
+        _say("aborted:", "bold red", f"interrupted by {exc}; {written_text()}")
+        sys.exit(128 + exc.signum)
     except InputError as exc:
         _say("error:", "bold red", exc)
         sys.exit(2)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, require_file
 from .parsing import TooDeep, loads_json, loads_toml
 
 DEFAULT_DIM = 64
@@ -146,8 +146,7 @@ def parse_tables_json(text: str):
 def load_tables_file(path: str | Path) -> list[TableSpec]:
     """Read a `--tables FILE` (JSON or TOML)."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"tables file not found: {path}")
+    require_file(path, "tables file", "give a .json or .toml file")
     try:
         text = path.read_text()
         data = loads_toml(text) if path.suffix == ".toml" else parse_tables_json(text)

@@ -9,6 +9,11 @@ there) drops a kind of warning by class, never by its wording.
 """
 
 
+import os
+import stat
+from pathlib import Path
+
+
 class InputError(ValueError):
     """Bad input from the user: a file, a flag value or a combination of them."""
 
@@ -52,3 +57,32 @@ def refuse_duplicate_columns(source, names, used=None) -> None:
     if twice:
         raise InputError(f"{source}: {seen[twice[0]]} columns are named {twice[0]!r}; rename all but one of them "
                          "(it is not clear which one is meant)")
+
+
+#: What a path is, for the file kinds a command cannot read as a file or replace with one.
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def file_kind(path) -> str | None:
+    """What `path` is if it exists and is not a regular file ("a folder", "a FIFO (named pipe)", "a character
+    device" ...), following links; None for a regular file or a name with nothing behind it."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def require_file(path, what: str, hint: str = "") -> Path:
+    """`path` names an existing regular file; else one line saying what it is instead ("a folder", "a FIFO") or
+    that nothing is there. `hint` (e.g. "give a .toml file") ends the message."""
+    path = Path(path)
+    kind = file_kind(path)
+    if kind is not None:
+        raise InputError(f"{what} {path} is {kind}, not a file" + (f"; {hint}" if hint else ""))
+    if not path.is_file():
+        raise InputError(f"{what} not found: {path}")
+    return path

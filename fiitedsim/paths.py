@@ -26,24 +26,3 @@ def arrow_file(path, mode: str = "r"):
     import pyarrow as pa
 
     return pa.OSFile(os.fsencode(path), mode)
-
-
-class UnreadableFrame(Exception):
-    """A Parquet file that cannot be read: missing, truncated or damaged (the message says how)."""
-
-
-def read_frame(path, columns: list[str] | None = None):
-    """A Parquet file fiitedsim wrote (a time series, a curve, a sweep's points) as a polars frame, read by its
-    bytes (`arrow_file`) through pyarrow with its page checksums verified where it has them: on a damaged file
-    polars' own reader can panic, or abort the process, where pyarrow raises. Anything unreadable is an
-    `UnreadableFrame` naming the exception."""
-    import polars as pl
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        with arrow_file(path) as f:
-            return pl.from_arrow(pq.read_table(f, columns=columns, page_checksum_verification=True))
-    except (OSError, UnicodeDecodeError, pa.ArrowException, pl.exceptions.PolarsError,
-            pl.exceptions.PanicException) as exc:
-        raise UnreadableFrame(type(exc).__name__) from None

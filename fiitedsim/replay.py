@@ -193,7 +193,7 @@ def check_out_dir(out: str | Path) -> Path:
             if not parent.is_dir():
                 raise InputError(f"--out {out}: {parent} is not a folder")
             break
-    check_writable(out)
+    check_writable(out, directory=True)
     return out
 
 

@@ -36,9 +36,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from . import parquet
 from .atomic import atomic_path
 from .config import MAX_TABLES, TableSpec, load_tables_file, parse_tables_json, tables_from_json
-from .errors import EmptyImportanceLog, GradNormIgnored, InputError, TablesInferred, refuse_duplicate_columns
+from .errors import (
+    EmptyImportanceLog,
+    GradNormIgnored,
+    InputError,
+    TablesInferred,
+    file_kind,
+    refuse_duplicate_columns,
+    require_file,
+)
 from .parsing import TooDeep, loads_json
 from .paths import arrow_file
 from .trace_writer import IMPORTANCE_SCHEMA, TABLES_KEY
@@ -101,13 +110,10 @@ def _one_line(exc: BaseException) -> str:
 
 def _open_parquet(path: Path, what: str) -> pq.ParquetFile:
     """Open a Parquet file or explain in one line why it cannot be read."""
-    if not path.exists():
-        raise InputError(f"{what} not found: {path}")
-    if not path.is_file():
-        raise InputError(f"{what} {path} is not a file; give the path of one Parquet file")
+    require_file(path, what, "give the path of one Parquet file")
     try:
-        return pq.ParquetFile(arrow_file(path))
-    except (pa.ArrowException, OSError) as exc:
+        return parquet.open_file(arrow_file(path))
+    except parquet.READ_ERRORS as exc:
         raise InputError(f"{path}: not a readable Parquet file (corrupt, truncated or another format): "
                          f"{_one_line(exc)}") from None
 
@@ -143,21 +149,22 @@ def trace_parts(path) -> list[Path]:
             raise InputError(f"trace file not found, nor any file matching it as a glob pattern: {path}")
         return sorted(parts, key=natural_key)
     if path.exists():
-        raise InputError(f"trace file {path} is not a regular file; give a Parquet file, a folder of parts or a glob")
+        raise InputError(f"trace file {path} is {file_kind(path)}, not a regular file; give a Parquet file, a folder "
+                         "of parts or a glob")
     raise InputError(f"trace file not found: {path}")
 
 
 def _stream(path: Path, columns: list[str], batch_rows: int) -> Iterator[pa.RecordBatch]:
     """Stream `columns` in batches; pyarrow errors raised mid-file (bad pages) become InputError."""
     try:
-        with arrow_file(path) as f, pq.ParquetFile(f) as pf:
+        with arrow_file(path) as f, parquet.open_file(f) as pf:
             # one row group at a time: iter_batches over the whole file keeps memory that grows with
             # the number of row groups read (measured 7x on a 10x longer trace), per group it is flat
             for group in range(pf.num_row_groups):
                 for batch in pf.iter_batches(batch_size=batch_rows, columns=columns, row_groups=[group]):
                     if batch.num_rows:
                         yield batch
-    except (pa.ArrowException, OSError) as exc:
+    except parquet.READ_ERRORS as exc:
         raise InputError(f"{path}: corrupt or truncated Parquet data: {_one_line(exc)}") from None
 
 
@@ -347,6 +354,9 @@ class TraceSource:
             with _open_parquet(part, "trace file") as pf:
                 schema = pf.schema_arrow
                 total += pf.metadata.num_rows
+                if not parquet.metadata_intact(pf, TABLES_KEY):
+                    raise InputError(f"{part}: the two copies of its '{TABLES_KEY.decode()}' metadata differ: the "
+                                     "file is damaged; write or copy it again")
             _check_schema(part, schema, "a trace", TRACE_COLUMNS, {
                 "step": _INT_TYPE, "row": _INT_TYPE, "table": _TABLE_TYPE,
                 "grad_norm": (_is_float_list, "a list of floats (one L2 norm per chunk)")})
@@ -658,4 +668,4 @@ def write_importance(path, step, table, row, chunk, value) -> None:
         raise ValueError(f"importance columns differ in length: {[len(a) for a in arrays]}")
     table_ = pa.Table.from_arrays([pa.array(a) for a in arrays], schema=IMPORTANCE_SCHEMA)
     with atomic_path(path) as tmp, arrow_file(tmp, "wb") as f:
-        pq.write_table(table_, f, compression="zstd")
+        pq.write_table(table_, f, compression="zstd", **parquet.WRITE)

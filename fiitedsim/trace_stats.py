@@ -35,9 +35,8 @@ from pathlib import Path
 
 import numba
 import numpy as np
-import pyarrow.parquet as pq
 
-from . import profiles
+from . import parquet, profiles
 from .errors import GradNormIgnored, InputError
 from .paths import arrow_file, shown
 from .readahead import read_ahead
@@ -196,7 +195,7 @@ def _reuse_json(lookups: np.ndarray, distinct: np.ndarray, max_batch: int, compa
 
 def _footer(path: Path):
     """(Arrow schema, number of row groups) of a Parquet file TraceSource has already opened and checked."""
-    with arrow_file(path) as f, pq.ParquetFile(f) as pf:
+    with arrow_file(path) as f, parquet.open_file(f) as pf:
         return pf.schema_arrow, pf.num_row_groups
 
 

@@ -5,6 +5,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import parquet
 from .atomic import atomic_path
 from .config import TableSpec, tables_to_json
 from .paths import arrow_file
@@ -37,7 +38,7 @@ class _ParquetStream:
         tmp = self._atomic.__enter__()
         try:
             self._sink = arrow_file(tmp, "wb")
-            self._writer = pq.ParquetWriter(self._sink, self.schema, compression=self.compression)
+            self._writer = pq.ParquetWriter(self._sink, self.schema, compression=self.compression, **parquet.WRITE)
         except BaseException as exc:
             self._atomic.__exit__(type(exc), exc, exc.__traceback__)
             raise

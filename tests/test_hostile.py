@@ -953,3 +953,313 @@ def test_a_model_that_overflows_float32_is_one_error_line(scratch, training_csv,
         return
     assert_refused(*result, out)
     assert "float32" in result[2]
+
+
+# --- round two: A (outputs onto special files or inputs), E (closed stdout), K (interrupts), L (bit rot) ---
+# (and inputs that are folders or FIFOs). Issue 21.
+
+
+def _special_file(path: Path, kind: str) -> None:
+    """Make `path` a FIFO, a device node (root only; else a FIFO), a socket, or a link to a FIFO."""
+    import os
+    import socket
+    import stat
+    if kind == "device" and os.geteuid() == 0:
+        os.mknod(path, stat.S_IFCHR | 0o644, os.makedev(1, 7))  # /dev/full's numbers
+    elif kind == "socket":
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(str(path))
+    elif kind == "link":
+        _special_file(path.with_name(path.name + ".fifo"), "fifo")
+        path.symlink_to(path.name + ".fifo")
+    else:
+        os.mkfifo(path)
+
+
+def _state(path: Path):
+    """What is at `path` (not following a link): its kind and, for a regular file, its bytes."""
+    import os
+    import stat
+    st_ = os.lstat(path)
+    if stat.S_ISLNK(st_.st_mode):
+        return "link", os.readlink(path), _state(path.resolve()) if path.exists() else None
+    return stat.S_IFMT(st_.st_mode), path.read_bytes() if stat.S_ISREG(st_.st_mode) else None
+
+
+@pytest.fixture(scope="module")
+def own_inputs(scratch) -> dict:
+    """A trace, a tables file, a replay results folder and a training CSV that commands read."""
+    folder = scratch / "own-inputs"
+    folder.mkdir()
+    trace = _write(folder / "trace.parquet", _columns())
+    tables = folder / "tables.json"
+    tables.write_text(json.dumps(TABLES))
+    run = folder / "run"
+    assert run_cli("replay", trace, *REPLAY, "--out", run)[0] == 0
+    data = folder / "clicks.csv"
+    data.write_text("y,a,b\n" + "".join(f"{i % 2},{i % 7},{i % 5}\n" for i in range(300)))
+    return {"trace": trace, "tables": tables, "run": run, "data": data}
+
+
+TRAIN_SMALL = ["--label", "y", "--sparse", "a,b", "--policy", "full", "--budget", "0.5", "--samples", "300",
+               "--dim", "8", "--chunk", "4", "-q"]
+GENERATE_SMALL = ["--table-count", "1", "--rows", "50", "--steps", "2", "--batch", "8", "-q"]
+
+
+@st.composite
+def output_onto_what_it_must_not_replace(draw, folder: Path, inputs: dict) -> tuple[list, Path]:
+    """A command whose output is a special file, or one of the command's own inputs (by any spelling), or
+    another of its outputs: (the command line, the path that must stay as it was)."""
+    import os
+    kind = draw(st.sampled_from(["special", "input", "other output"]))
+    if kind == "special":
+        target = folder / draw(st.sampled_from(["out.parquet", "r.html"]))
+        _special_file(target, draw(st.sampled_from(["fifo", "device", "socket", "link"])))
+        command = draw(st.sampled_from([
+            ["replay", inputs["trace"], *REPLAY, "--report", target],
+            ["generate", target, *GENERATE_SMALL],
+            ["import", "parquet", inputs["trace"], "-o", target.with_suffix(".parquet")],
+            ["report", inputs["run"], "-o", target],
+            ["train", "--data", f"csv:{inputs['data']}", *TRAIN_SMALL, "--emit-trace", target],
+        ]))
+        if command[0] == "import" and not target.with_suffix(".parquet").exists():
+            target.rename(target.with_suffix(".parquet"))
+            target = target.with_suffix(".parquet")
+        return command, target
+    # a copy of the inputs, so that a failure cannot spoil the other examples
+    copies = {name: folder / path.name for name, path in inputs.items()}
+    for name, path in inputs.items():
+        (shutil.copytree if path.is_dir() else shutil.copy)(path, copies[name])
+    if kind == "input":
+        victim, command = draw(st.sampled_from([
+            ("trace", lambda t: ["replay", copies["trace"], *REPLAY, "--report", t]),
+            ("tables", lambda t: ["replay", copies["trace"], *REPLAY, "--tables", copies["tables"], "--report", t]),
+            ("data", lambda t: ["train", "--data", f"csv:{copies['data']}", *TRAIN_SMALL, "--report", t]),
+            ("data", lambda t: ["train", "--data", f"csv:{copies['data']}", *TRAIN_SMALL, "--emit-trace", t]),
+            ("data", lambda t: ["train", "--data", f"csv:{copies['data']}", *TRAIN_SMALL, "--out", folder / "o",
+                                "--emit-importance", t]),
+            ("summary", lambda t: ["report", copies["run"], "-o", t]),
+        ]))
+        target = copies["run"] / "summary.json" if victim == "summary" else copies[victim]
+        spelling = draw(st.sampled_from(["same", "link", "hard link", "dotdot"]))
+        if spelling == "link":
+            (folder / "alias").symlink_to(target)
+            name = folder / "alias"
+        elif spelling == "hard link":
+            os.link(target, folder / "alias")
+            name = folder / "alias"
+        elif spelling == "dotdot":
+            name = target.parent / ".." / target.parent.name / target.name
+        else:
+            name = target
+        return command(name), target
+    run = folder / "o"  # two outputs of one command on one file
+    command, target = draw(st.sampled_from([
+        (["replay", copies["trace"], *REPLAY, "--out", run, "--report", run / "summary.json"], run / "summary.json"),
+        (["replay", copies["trace"], *REPLAY, "--out", run, "--report", run / "timeseries"], run),
+        (["train", "--data", f"csv:{copies['data']}", *TRAIN_SMALL, "--emit-trace", folder / "e.parquet",
+          "--emit-importance", folder / "e.parquet"], folder / "e.parquet"),
+        (["train", "--data", f"csv:{copies['data']}", *TRAIN_SMALL, "--out", run, "--report", run / "curve.parquet"],
+         run),
+    ]))
+    return command, target
+
+
+@hostile(30)
+@given(data=st.data())
+def test_outputs_never_replace_special_files_or_the_commands_inputs(scratch, own_inputs, data):
+    """Class A: refused before any work, and whatever was there stays as it was."""
+    folder = fresh(scratch)
+    command, target = data.draw(output_onto_what_it_must_not_replace(folder, own_inputs))
+    before = _state(target) if target.exists() or target.is_symlink() else None
+    code, out, err = run_cli(*command)
+    assert_refused(code, out, err)
+    assert (_state(target) if target.exists() or target.is_symlink() else None) == before
+
+
+@hostile(30)
+@given(data=st.data())
+def test_an_input_that_is_not_a_file_is_named_for_what_it_is(scratch, own_inputs, data):
+    """A folder or a FIFO given as an input file was "not found"; now the message says what it is."""
+    folder = fresh(scratch)
+    kind = data.draw(st.sampled_from(["folder", "fifo", "socket", "link"]))
+    path = folder / "input"
+    if kind == "folder":
+        path.mkdir()
+    else:
+        _special_file(path, kind)
+    command = data.draw(st.sampled_from([
+        ["replay", own_inputs["trace"], *REPLAY, "--tables", path],
+        ["replay", own_inputs["trace"], *REPLAY, "--importance", path],
+        ["inspect", own_inputs["trace"], "--tables", path, "-q"],
+        ["train", "--data", f"csv:{path}", *TRAIN_SMALL],
+        ["train", "--data", f"parquet:{path}", *TRAIN_SMALL],
+        ["sweep", path],
+        ["import", "csv", path, "-o", folder / "t.parquet"],
+        *([["replay", path, *REPLAY], ["report", path]] if kind != "folder" else []),
+    ]))
+    code, out, err = run_cli(*command)
+    assert_refused(code, out, err)
+    what = {"folder": "a folder", "socket": "a socket"}.get(kind, "a FIFO (named pipe)")
+    assert f"is {what}" in err and "not found" not in err, err
+
+
+def _fiitedsim(args, **kw):
+    """`python -m fiitedsim ARGS` in a child process (closed streams and signals need a process of their own)."""
+    import subprocess
+    return subprocess.Popen([sys.executable, "-m", "fiitedsim", *map(str, args)], stderr=subprocess.PIPE,
+                            text=True, **kw)
+
+
+@hostile(8)
+@given(data=st.data())
+def test_a_closed_or_broken_standard_output(scratch, own_inputs, data):
+    """Class E: `>&-` raised AttributeError (exit 1) after --out was written; `inspect | head -1` exited 1 with
+    nothing said. Now: a closed stdout is one error line naming what was written (exit 2), a reader that went
+    away ends the run quietly with 141 (a writer killed by SIGPIPE), and the outputs are whole."""
+    import os
+    import subprocess
+    folder = fresh(scratch)
+    out = folder / "o"
+    command = data.draw(st.sampled_from([
+        ["replay", own_inputs["trace"], *REPLAY, "--out", out],
+        ["replay", own_inputs["trace"], *REPLAY, "--out", out, "--json"],
+        ["inspect", own_inputs["trace"]],
+        ["inspect", own_inputs["trace"], "--json"],
+    ]))
+    how = data.draw(st.sampled_from(["closed", "reader gone"]))
+    if how == "closed":
+        child = _fiitedsim(command, preexec_fn=lambda: os.close(1))
+    else:
+        child = _fiitedsim(command, stdout=subprocess.PIPE)
+        child.stdout.close()  # the reader is gone before the first line
+    err = child.stderr.read()
+    code = child.wait()
+    assert "Traceback" not in err and "Exception" not in err, err
+    if "--out" in command:
+        assert (out / "summary.json").is_file() and (out / "timeseries").is_dir()
+        assert not [p for p in folder.iterdir() if p.name.startswith(".")]
+    if how == "closed":
+        assert code == 2, (code, err)
+        assert err.count("\n") == 1 and err.startswith("error: cannot write to standard output: it is closed"), err
+        assert (f"it is closed; written: {out}" in err) == ("--out" in command), err
+    else:
+        assert code == 141 and err == "", (code, err)
+
+
+K_HOOKS = {  # where a signal is sent: (module, function), before or after the call
+    "replay": [("fiitedsim.replay", "replay_runs"), ("fiitedsim.replay", "write_results"),
+               ("fiitedsim.report", "write_report"), ("fiitedsim.atomic", "_link_tree")],
+    "train": [("fiitedsim.train.runner", "run_all"), ("fiitedsim.train.runner", "write_outputs"),
+              ("fiitedsim.report", "write_train_report")],
+}
+K_SCRIPT = """
+import importlib, os, signal, sys
+module = importlib.import_module({module!r})
+real = getattr(module, {function!r})
+def hooked(*args, **kw):
+    if {before!r}:
+        os.kill(os.getpid(), signal.{signal})
+    result = real(*args, **kw)
+    if not {before!r}:
+        os.kill(os.getpid(), signal.{signal})
+    return result
+setattr(module, {function!r}, hooked)
+sys.argv = ["fiitedsim", *{args!r}]
+from fiitedsim import cli
+cli.main()
+"""
+
+
+@hostile(10)
+@given(data=st.data())
+def test_an_interrupt_leaves_all_outputs_or_none_or_says_which(scratch, own_inputs, data):
+    """Class K: SIGINT or SIGTERM during `replay TRACE --out X --report Y` left X without Y (and SIGTERM left
+    temporaries). Now a signal while the outputs are written is held until all are; one before leaves none; the
+    `aborted:` line names what was written, and no temporary is left."""
+    import subprocess
+    folder = fresh(scratch)
+    outputs = {"--out": folder / "X", "--report": folder / "Y.html"}
+    kind = data.draw(st.sampled_from(sorted(K_HOOKS)))
+    if kind == "replay":
+        args = ["replay", own_inputs["trace"], *REPLAY]
+    else:
+        outputs["--emit-trace"] = folder / "E.parquet"
+        args = ["train", "--data", f"csv:{own_inputs['data']}", *TRAIN_SMALL]
+    args = [str(a) for a in args] + [str(a) for pair in outputs.items() for a in pair]
+    module, function = data.draw(st.sampled_from(K_HOOKS[kind]))
+    sig = data.draw(st.sampled_from(["SIGINT", "SIGTERM"]))
+    before = data.draw(st.booleans())
+    script = K_SCRIPT.format(module=module, function=function, before=before, signal=sig, args=args)
+    child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert "Traceback" not in child.stderr, child.stderr
+    written = [name for name, path in outputs.items() if path.exists()]
+    assert not [p for p in folder.rglob(".*")], list(folder.rglob(".*"))
+    if child.returncode == 0:  # the hook's signal came after the last output: nothing to interrupt
+        assert len(written) == len(outputs)
+        return
+    assert child.returncode == 128 + {"SIGINT": 2, "SIGTERM": 15}[sig], (child.returncode, child.stderr)
+    last = child.stderr.strip().splitlines()[-1]
+    assert last.startswith("aborted: interrupted by " + sig), child.stderr
+    if written and len(written) < len(outputs):
+        assert all(outputs[name].name in last for name in written), (written, last)
+    if not written:
+        assert "nothing was written" in last, last
+    if kind == "replay":
+        assert len(written) in (0, len(outputs)), written  # replay's two appear together
+
+
+@pytest.fixture(scope="module")
+def rotting(scratch) -> dict:
+    """Files fiitedsim wrote (a generated trace, a replay's time series) and what reading them gives."""
+    folder = scratch / "rot"
+    folder.mkdir()
+    trace = folder / "g.parquet"
+    assert run_cli("generate", trace, "--table-count", "2", "--rows", "300", "--steps", "12", "--batch", "32",
+                   "--dim", "16", "--chunk", "4", "-q")[0] == 0
+    code, stats, _ = run_cli("inspect", trace, "--json", "-q")
+    assert code == 0
+    run = folder / "run"
+    assert run_cli("replay", trace, *REPLAY, "--out", run)[0] == 0
+    assert run_cli("report", run, "-o", folder / "r.html")[0] == 0
+    return {"trace": trace, "stats": json.loads(stats), "run": run, "html": (folder / "r.html").read_bytes()}
+
+
+@hostile(40)
+@given(data=st.data())
+def test_bit_rot_is_one_error_line_or_changes_nothing(scratch, rotting, data):
+    """Class L: 35 of 40 copies of a trace with 1-3 flipped bits passed `inspect` with changed statistics. Now
+    every page carries a checksum that is verified on read (and the table list, stored twice, is compared)."""
+    folder = fresh(scratch)
+    which = data.draw(st.sampled_from(["trace", "series"]))
+    if which == "trace":
+        damaged = folder / "g.parquet"
+        original = rotting["trace"]
+    else:
+        shutil.copytree(rotting["run"], folder / "run")
+        damaged = sorted((folder / "run" / "timeseries").iterdir())[data.draw(st.integers(0, 3))]
+        original = rotting["run"] / "timeseries" / damaged.name
+    raw = bytearray(original.read_bytes())
+    for _ in range(data.draw(st.integers(1, 3))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] ^= 1 << data.draw(st.integers(0, 7))
+    damaged.write_bytes(bytes(raw))
+    if which == "trace":
+        code, out, err = run_cli("inspect", damaged, "--json", "-q")
+        if code == 0:
+            stats = json.loads(out)
+            assert {**stats, "path": None} == {**rotting["stats"], "path": None}, "changed statistics, exit 0"
+            return
+    else:
+        code, out, err = run_cli("report", folder / "run", "-o", folder / "r.html")
+        if code == 0:
+            assert (folder / "r.html").read_bytes() == rotting["html"], "a changed report, exit 0"
+            return
+    assert_refused(code, out, err)
+
+
+def test_a_trace_of_another_writer_without_page_checksums_still_reads(scratch):
+    folder = fresh(scratch)
+    trace = _write(folder / "t.parquet", _columns())  # pyarrow's defaults: no page checksums
+    code, out, err = run_cli("inspect", trace, "--json", "-q")
+    assert code == 0 and err == "", err
+    assert json.loads(out)["lookups"] == len(STEP)

@@ -449,7 +449,7 @@ def test_import_help_lists_formats(monkeypatch, capsys):
 def test_output_onto_the_input_is_refused(monkeypatch, capsys, tmp_path):
     pq.write_table(pa.table({"step": [0], "table": [0], "row": [1]}), tmp_path / "in.parquet")
     fails_cleanly(monkeypatch, capsys, tmp_path, ["import", "parquet", tmp_path / "in.parquet", "-o",
-                                                  tmp_path / "in.parquet"], "is the input file")
+                                                  tmp_path / "in.parquet"], "would replace the input")
 
 
 @pytest.mark.slow  # torch writes the .pt files (its import alone takes seconds)

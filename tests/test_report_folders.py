@@ -121,7 +121,7 @@ def test_report_never_replaces_a_file_it_reads(monkeypatch, capsys, tmp_path, tr
     shutil.copytree(train_folder / "t", folder)
     before = (folder / "train_summary.json").read_bytes()
     fails_cleanly(monkeypatch, capsys, tmp_path, ["report", folder, "-o", folder / "train_summary.json"],
-                  "is a file of the results folder the report reads")
+                  "would replace the results folder's")
     assert (folder / "train_summary.json").read_bytes() == before
 
 

@@ -378,3 +378,51 @@ def test_an_address_space_limit_is_one_line(tmp_path, limit_gib, args, words):
     assert p.stderr.count("\n") == 1 and p.stderr.startswith("error: ") and all(w in p.stderr for w in words), \
         p.stderr[-2000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no output, no temporary
+# Outputs that are not regular files, and links (issue 21, class A)
+
+FILE_OUTPUTS = {  # the file outputs of COMMANDS, each named out.parquet
+    "replay --report": lambda t, p: ["replay", t, "--policy", "full", "--budget", "0.5", "--report", p, "-q"],
+    "generate": lambda t, p: ["generate", p, "--table-count", "2", "--rows", "100", "--steps", "3", "--batch", "64",
+                              "--dim", "8", "--chunk", "4", "-q"],
+    "import csv": lambda t, p: ["import", "csv", t.parent / "l.csv", "-o", p, "-q"],
+    "train --emit-trace": lambda t, p: [*TRAIN, "--emit-trace", p],
+    "train --report": lambda t, p: [*TRAIN, "--report", p],
+}
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+@pytest.mark.parametrize("name", list(FILE_OUTPUTS))
+def test_an_output_never_replaces_a_device_or_a_fifo(monkeypatch, capsys, tmp_path, trace, name, kind):
+    """The device node became a 921 KB regular file, and so did a FIFO."""
+    import os
+    import stat
+    (trace.parent / "l.csv").write_text("step,table,row\n0,0,1\n")
+    target = tmp_path / "out.parquet"
+    if kind == "device":
+        if os.geteuid() != 0:
+            pytest.skip("mknod of a device needs root")
+        os.mknod(target, stat.S_IFCHR | 0o644, os.makedev(1, 7))
+    else:
+        os.mkfifo(target)
+    mode = os.lstat(target).st_mode
+    result = run(monkeypatch, capsys, *FILE_OUTPUTS[name](trace, target))
+    words = {"fifo": "a FIFO (named pipe)", "device": "a character device"}[kind]
+    assert_clean_failure(result, str(target), words, "replaces only regular files")
+    assert os.lstat(target).st_mode == mode
+
+
+@pytest.mark.parametrize("name", list(FILE_OUTPUTS))
+def test_an_output_through_a_link_replaces_the_file_it_points_to(monkeypatch, capsys, tmp_path, trace, name):
+    """The link was replaced and the file it named left untouched: now the link stays and its file is written."""
+    (trace.parent / "l.csv").write_text("step,table,row\n" + "".join(f"{i // 50},{i % 2},{i % 37}\n"
+                                                                     for i in range(400)))
+    real = tmp_path / "real" / "file.parquet"
+    real.parent.mkdir()
+    real.write_bytes(b"old")
+    link = tmp_path / "out.parquet"
+    link.symlink_to(real)
+    result = run(monkeypatch, capsys, *FILE_OUTPUTS[name](trace, link))
+    assert result.code == 0, result.err
+    assert link.is_symlink() and link.resolve() == real
+    assert real.read_bytes() != b"old" and real.stat().st_size > 100
+    assert [p.name for p in tmp_path.iterdir()] == [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")]

@@ -21,8 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
+from .. import parquet
 from ..config import MAX_TABLES, load_tables_file
 from ..errors import InputError, refuse_duplicate_columns, text_line
 from ..paths import arrow_file
@@ -42,10 +42,10 @@ class _Input:
             raise InputError(f"the step, table, row (and grad) columns must be different, got {', '.join(names)}")
         if fmt == "parquet":
             try:
-                with arrow_file(path) as f, pq.ParquetFile(f) as pf:
+                with arrow_file(path) as f, parquet.open_file(f) as pf:
                     available = pf.schema_arrow.names
                     self.total = pf.metadata.num_rows
-            except (pa.ArrowException, OSError) as exc:
+            except parquet.READ_ERRORS as exc:
                 raise arrow_error(path, exc, "not a readable Parquet file (corrupt, truncated or another format)") \
                     from None
         else:
@@ -73,7 +73,7 @@ class _Input:
         try:
             if self.fmt == "parquet":
                 done = 0
-                with arrow_file(self.path) as f, pq.ParquetFile(f) as pf:
+                with arrow_file(self.path) as f, parquet.open_file(f) as pf:
                     for group in range(pf.num_row_groups):
                         for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=names, row_groups=[group]):
                             yield {role: batch.column(name) for role, name in self.columns.items()}
@@ -88,7 +88,7 @@ class _Input:
                         yield {role: batch.column(name) for role, name in self.columns.items()}
                         if progress:
                             progress(min(raw.tell(), self.total), self.total)
-        except (pa.ArrowException, OSError) as exc:
+        except parquet.READ_ERRORS as exc:
             raise arrow_error(self.path, exc, "corrupt or unreadable data") from None
 
 

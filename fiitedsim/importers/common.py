@@ -8,9 +8,9 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from ..atomic import atomic_path, check_writable
+from ..atomic import atomic_path, check_writable, refuse_inputs
 from ..config import DEFAULT_CHUNK, DEFAULT_DIM, DEFAULT_DTYPE_BYTES, TableSpec, load_tables_file
-from ..errors import InputError
+from ..errors import InputError, require_file
 from ..trace import TraceSource
 from ..trace_writer import TraceWriter
 
@@ -95,12 +95,11 @@ def write_trace(output, tables: list[TableSpec], chunks: Iterable[tuple], with_g
 
 
 def check_output(output, inputs) -> Path:
-    """The output must be a .parquet file name and must not be an input."""
+    """The output must be a .parquet file name and must not be an input (`inputs`: (option, path) pairs)."""
     output = Path(output)
     if output.suffix != ".parquet":
         raise InputError(f"-o {output}: give a .parquet file name for the trace")
-    if output.exists() and any(Path(p).exists() and output.samefile(p) for p in inputs):
-        raise InputError(f"-o {output} is the input file; choose another output name")
+    refuse_inputs([("-o", output)], inputs)
     if output.is_dir():
         raise InputError(f"-o {output} is a folder; give a .parquet file name (e.g. {output}/part-0.parquet)")
     check_writable(output)
@@ -108,12 +107,7 @@ def check_output(output, inputs) -> Path:
 
 
 def check_input(path, what: str) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{what} not found: {path}")
-    if not path.is_file():
-        raise InputError(f"{what} {path} is not a file")
-    return path
+    return require_file(path, what)
 
 
 def arrow_error(path, exc: BaseException, what: str) -> InputError:

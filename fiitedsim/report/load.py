@@ -10,10 +10,10 @@ from pathlib import Path
 import polars as pl
 
 from ..atomic import check_writable
-from ..errors import InputError
+from ..errors import InputError, file_kind
 from ..metrics import COUNTER_COLUMNS, FLOAT_COLUMNS, GAUGE_COLUMNS
+from ..parquet import UnreadableFrame, read_frame
 from ..parsing import loads_json
-from ..paths import UnreadableFrame, read_frame
 from ..policies.base import SUMMARY_KEYS
 from ..replay import RESULTS_FORMAT, ReplayResults
 
@@ -44,7 +44,8 @@ def folder_kind(folder: str | Path) -> str:
         raise InputError(f"results folder {folder} does not exist; write one with `fiitedsim replay TRACE --out "
                          f"{folder}`, `fiitedsim train ... --out {folder}` or a sweep")
     if not folder.is_dir():
-        raise InputError(f"{folder} is a file, not a results folder; give the folder that `fiitedsim replay --out`, "
+        raise InputError(f"{folder} is {file_kind(folder) or 'a file'}, not a results folder; give the folder that "
+                         "`fiitedsim replay --out`, "
                          "`train --out` or `sweep` wrote")
     for kind, marker in FOLDER_KINDS.items():
         if (folder / marker).is_file():
@@ -197,7 +198,7 @@ def load_results(folder: str | Path) -> ReplayResults:
     if not folder.exists():
         raise InputError(f"results folder {folder} does not exist; {rerun}")
     if not folder.is_dir():
-        raise InputError(f"{folder} is a file, not a results folder; {rerun}")
+        raise InputError(f"{folder} is {file_kind(folder) or 'a file'}, not a results folder; {rerun}")
     path = folder / "summary.json"
     if not path.is_file():
         raise InputError(f"{folder} has no summary.json, so it is not a fiitedsim results folder; {rerun}")

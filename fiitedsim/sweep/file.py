@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import AUTO, parse_budget
-from ..errors import InputError
+from ..errors import InputError, require_file
 from ..parsing import TooDeep, loads_toml
 from ..policies import POLICIES
 
@@ -212,9 +212,7 @@ def _sweep_kind(path: Path, sweep: dict) -> str:
 def load_sweep_file(path: str | Path) -> SweepFile:
     """Parse and validate a sweep file; every problem is an InputError that says what to change."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"sweep file not found: {path}" if not path.exists() else
-                         f"sweep file {path} is not a file; give a .toml file with a [sweep] table")
+    require_file(path, "sweep file", "give a .toml file with a [sweep] table")
     try:
         data = loads_toml(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, TooDeep) as exc:

@@ -13,8 +13,8 @@ import polars as pl
 from ..atomic import atomic_path, check_writable, refuse_cwd_or_parent, write_parquet_frame
 from ..checks import replay_warnings, train_warnings
 from ..errors import InputError
+from ..parquet import UnreadableFrame, read_frame
 from ..parsing import loads_json
-from ..paths import UnreadableFrame, read_frame
 from ..policies.base import SUMMARY_KEYS
 from ..replay import RESULTS_FORMAT, ReplayResults
 from .file import GENERATE_KEYS, KNOB_BY_NAME, TRAIN_KNOB_BY_NAME, IntOrAuto

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import logging
 import os
 import re
@@ -13,14 +12,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..atomic import is_write_error, write_error
+from ..atomic import is_write_error, refuse_inputs, write_error
 from ..errors import InputError
 from ..memory import check_report_address_space
+from ..parquet import frame_bytes
 from ..replay import replay_each
 from ..trace import TraceSource
 from .file import SweepFile
 from .points import Point, PointSpec, TrainPointSpec, pass_key, plan_points, plan_tasks, with_generated
-from .results import POINTS_DIR, _stored, check_sweep_out, store_point, write_points_table, write_sweep_report
+from .results import (
+    POINTS_DIR,
+    POINTS_FILE,
+    REPORT_FILE,
+    _stored,
+    check_sweep_out,
+    store_point,
+    write_points_table,
+    write_sweep_report,
+)
 
 
 def run_point(spec: PointSpec) -> tuple[dict, bytes]:
@@ -40,12 +49,7 @@ def run_points(specs: list[PointSpec]) -> list[tuple[dict, bytes]]:
     source = TraceSource(first.trace, tables_file=first.tables_file, warn=lambda message: None)  # client warned
     source.set_tables(list(first.tables))
     results = replay_each(source, [s.run() for s in specs])
-    out = []
-    for spec, result in zip(specs, results):
-        buffer = io.BytesIO()
-        result.series[spec.policy].write_parquet(buffer)
-        out.append((result.summary, buffer.getvalue()))
-    return out
+    return [(result.summary, frame_bytes(result.series[spec.policy])) for spec, result in zip(specs, results)]
 
 
 #: The last data set this (worker) process loaded, with its `data_key`: consecutive training points on the same
@@ -72,9 +76,7 @@ def run_train_point(spec: TrainPointSpec) -> tuple[dict, bytes]:
 
     outputs = run_all(_dataset(spec), spec.data, [spec.policy], spec.budget_label, spec.train, spec.config,
                       drift=spec.drift)
-    buffer = io.BytesIO()
-    outputs.curve.write_parquet(buffer)
-    return outputs.summary, buffer.getvalue()
+    return outputs.summary, frame_bytes(outputs.curve)
 
 
 def run_train_points(specs: list[TrainPointSpec]) -> list[tuple[dict, bytes]]:
@@ -219,6 +221,22 @@ class SweepOutcome:
     reused: int     # points found stored
 
 
+def sweep_inputs(sweep: SweepFile) -> list[tuple[str, Path]]:
+    """The files a sweep reads (its file, the traces' parts, the data files, the tables file), for
+    `refuse_inputs`; a missing one is left to the planning, which says what is wrong with it."""
+    from ..trace import trace_parts
+    from ..train.runner import data_files
+
+    found: list[tuple[str, Path]] = [("the sweep file", sweep.path), ("the tables file", sweep.tables_file)]
+    for name, paths in (("the trace", lambda: [p for t in sweep.trace_paths for p in trace_parts(t)]),
+                        ("the data", lambda: [p for d in sweep.data_specs for p in data_files(d)])):
+        try:
+            found += [(name, p) for p in paths()]
+        except InputError:
+            pass
+    return found
+
+
 def run_sweep(sweep: SweepFile, out: str | Path, *, scheduler: str | None = None, workers: int | None = None,
               connect_timeout: float = 10.0, force: bool = False, points_per_task: int = 4,
               warn: Callable[[str], None] = lambda m: None,
@@ -244,6 +262,7 @@ def run_sweep(sweep: SweepFile, out: str | Path, *, scheduler: str | None = None
     if scheduler is not None:
         scheduler_address(scheduler)  # the syntax, before any planning
     out = check_sweep_out(out)
+    refuse_inputs([("the sweep's", out / POINTS_FILE), ("the sweep's", out / REPORT_FILE)], sweep_inputs(sweep))
     sweep = with_generated(sweep, out)
     points = plan_points(sweep, warn)
     pending = points if force else [p for p in points if _stored(out, p.key) is None]

@@ -36,8 +36,9 @@ from pathlib import Path
 import numba
 import numpy as np
 
+from .. import parquet
 from ..config import TrainConfig
-from ..errors import InputError, refuse_duplicate_columns, text_line
+from ..errors import InputError, file_kind, refuse_duplicate_columns, text_line
 from ..hashing import hash_rows
 from ..memory import format_bytes, memory_limit
 from ..paths import arrow_file
@@ -539,17 +540,18 @@ def _csv_batches(path: str, delimiter: str, names: list[str] | None, label, spar
 
 
 def _parquet_batches(path: str, label, sparse, dense):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
     try:
-        f = pq.ParquetFile(arrow_file(path))
-    except (pa.ArrowInvalid, OSError) as exc:
+        f = parquet.open_file(arrow_file(path))
+    except parquet.READ_ERRORS as exc:
         raise InputError(f"{path}: not a readable Parquet file: {str(exc).splitlines()[0]}") from None
     _check_columns(path, f.schema_arrow.names, [label, *sparse, *dense])
     for use, names in (("label", [label]), ("sparse", sparse), ("dense", dense)):
         for name in names:
             refuse_nested(path, use, name, f.schema_arrow.field(name).type)
-    yield from f.iter_batches(batch_size=1 << 20, columns=list(dict.fromkeys([label, *sparse, *dense])))
+    try:
+        yield from f.iter_batches(batch_size=1 << 20, columns=list(dict.fromkeys([label, *sparse, *dense])))
+    except parquet.READ_ERRORS as exc:  # a damaged page: its checksum, or data that does not decode
+        raise InputError(f"{path}: corrupt or truncated Parquet data: {str(exc).splitlines()[0]}") from None
 
 
 def _warn_stderr(message: str) -> None:
@@ -701,9 +703,10 @@ def movielens_files(folder: str | Path | None) -> list[Path]:
             raise InputError(f"--data movielens:{folder}: {folder} is not a folder (give the GroupLens ml-100k "
                              f"folder holding {', '.join(MOVIELENS_FILES)})")
         files = [base / name for name in MOVIELENS_FILES]
-    missing = [str(f) for f in files if not f.is_file()]
-    if missing:
-        raise InputError(f"MovieLens-100k: {missing[0]} not found")
+    for f in files:
+        if not f.is_file():
+            kind = file_kind(f)
+            raise InputError(f"MovieLens-100k: {f} " + (f"is {kind}, not a file" if kind else "not found"))
     return files
 
 
@@ -715,8 +718,8 @@ def _ml_package_tables(files: list[Path]) -> tuple[dict, dict, dict]:
     def read(path, columns):
         try:
             with arrow_file(path) as f:
-                table = pq.read_table(f)
-        except (pa.ArrowInvalid, OSError) as exc:
+                table = pq.read_table(f, **parquet.READ)
+        except parquet.READ_ERRORS as exc:
             raise InputError(f"{path}: not a readable Parquet file: {str(exc).splitlines()[0]}") from None
         _check_columns(str(path), table.column_names, columns)
         return {c: table.column(c).combine_chunks() for c in columns}

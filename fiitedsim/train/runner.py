@@ -23,7 +23,7 @@ from ..atomic import atomic_path, check_writable, refuse_cwd_or_parent, write_pa
 from ..checks import train_warnings
 from ..compare import QualityPoint, equal_quality
 from ..config import MAX_BYTES, TRAIN_FIELDS, TRAIN_ROWS, ReplayConfig, TableSpec, check_seed, dense_bytes
-from ..errors import InputError
+from ..errors import InputError, require_file
 from ..memory import check_model_memory
 from ..parsing import loads_json
 from ..plan import Run, check_runs, plan, split_list
@@ -83,9 +83,7 @@ def data_files(spec: str) -> list[Path]:
         return []
     if kind == "movielens":
         return movielens_files(path or None)
-    if not Path(path).is_file():
-        raise InputError(f"--data {spec!r}: file {path} not found")
-    return [Path(path)]
+    return [require_file(path, f"--data {spec!r}: file")]
 
 
 #: Options of `fiitedsim train` that only some --data kinds read: given with another kind, they would be ignored.
@@ -436,7 +434,7 @@ def check_train_out(out: Path) -> Path:
             raise InputError(f"--out {out} exists and is not a folder")
         if any(out.iterdir()) and not _is_train_folder(out):
             raise InputError(f"--out {out} exists and is not a fiitedsim train folder; choose a new folder")
-    check_writable(out)
+    check_writable(out, directory=True)
     return out
 
 
