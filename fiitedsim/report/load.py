@@ -166,10 +166,8 @@ def check_train_summary(summary, path: str | Path = "train_summary.json", rerun:
                 isinstance(e, dict) and "seed" in e and _train_value_problem("auc", e.get("auc", "?")) is None
                 for e in seeds):
             raise InputError(f"{path}: run {key}: per_seed is {_shown(seeds)}, not a list of seeds' figures; {rerun}")
-    for name in ("budgets", "policies"):
-        problem = _config_value_problem(name, summary["config"].get(name))
-        if problem:
-            raise InputError(f"{path}: config {name} {problem}; {rerun}")
+    _check_values(path, "config", {name: summary["config"].get(name) for name in ("budgets", "policies")},
+                  _config_value_problem, rerun)
     _check_warnings(summary, path, rerun)
 
 
@@ -179,10 +177,16 @@ def _check_runs(path, noun: str, runs: dict, needed, problem_of, lacking_rerun: 
         missing = [k for k in needed if not isinstance(stats, dict) or k not in stats]
         if missing:
             raise InputError(f"{path}: {noun} {key} lacks {missing[0]}; {lacking_rerun}")
-        for name, value in stats.items():
-            problem = problem_of(name, value)
-            if problem:
-                raise InputError(f"{path}: {noun} {key}: {name} {problem}; {rerun}")
+        _check_values(path, f"{noun} {key}:", stats, problem_of, rerun)
+
+
+def _check_values(path, where: str, values: dict, problem_of, rerun: str) -> None:
+    """No value of a summary's section (`where`: "config", "trace", "run KEY:") that `problem_of(name, value)`
+    finds wrong."""
+    for name, value in values.items():
+        problem = problem_of(name, value)
+        if problem:
+            raise InputError(f"{path}: {where} {name} {problem}; {rerun}")
 
 
 def _check_warnings(summary: dict, path, rerun: str) -> None:
@@ -244,14 +248,8 @@ def check_summary(summary, path: str | Path = "summary.json", folder: str | Path
             raise InputError(f"{path}: {section} lacks {lacking[0]}; {rerun}")
     _check_runs(path, "policy", policies, NEEDED_SUMMARY_KEYS, _summary_value_problem,
                 f"re-run `fiitedsim replay TRACE --out {folder}`", rerun)
-    for name, value in config.items():
-        problem = _config_value_problem(name, value)
-        if problem:
-            raise InputError(f"{path}: config {name} {problem}; {rerun}")
-    for name, value in trace.items():
-        problem = _trace_value_problem(name, value)
-        if problem:
-            raise InputError(f"{path}: trace {name} {problem}; {rerun}")
+    _check_values(path, "config", config, _config_value_problem, rerun)
+    _check_values(path, "trace", trace, _trace_value_problem, rerun)
     _check_warnings(summary, path, rerun)
 
 
