@@ -318,6 +318,12 @@ def _env(**over):
     return env
 
 
+def _others_can_read(folder: Path) -> bool:
+    """Any user may list and read `folder`: it and every folder above it grant others execute (and it read)."""
+    folder = folder.resolve()
+    return all(os.stat(p).st_mode & 0o001 for p in (folder, *folder.parents)) and bool(os.stat(folder).st_mode & 0o004)
+
+
 @pytest.mark.slow  # subprocesses
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),
                     reason="needs root (and setpriv) to run as a user without a passwd entry")
@@ -325,6 +331,13 @@ def _env(**over):
 def test_import_without_home_or_passwd_entry(tmp_path, xdg):
     """`env -u HOME` as a user with no passwd entry crashed at import (Path.home()), even with XDG_CACHE_HOME."""
     import pwd
+    import sysconfig
+
+    import fiitedsim
+    for where in (Path(fiitedsim.__file__).parent, Path(sysconfig.get_paths()["purelib"])):
+        if not _others_can_read(where):
+            pytest.skip(f"another user cannot read {where} (a checkout or venv in a private folder, such as "
+                        "mktemp -d's): the package cannot be imported as that user")
     uid = next(u for u in range(54321, 64000) if not any(p.pw_uid == u for p in pwd.getpwall()))
     import tempfile
     cache = Path(tempfile.mkdtemp(prefix="xdg-"))  # in /tmp: the user can reach it (not pytest's root-only folder)
