@@ -28,7 +28,7 @@ TraceSource.batches() pass alone (decoding + validation, no policy), so the
 reader sees how much of end-to-end is reading the trace; and the *utility
 floor*: over the same in-memory batches, in its own fresh process, only the
 first thing every FIITED access does (find or track the row with
-`store.track_row`, then `fiited.update_utilities`: decay and K multiply-adds),
+`engine.store.track_row`, then `engine.access.update_utilities`: decay and K multiply-adds),
 with the record loop's prefetching of tracker buckets and records, and nothing
 of the VHPI store (no index, no pages, no rounds). No exact FIITED replay can
 be faster than this on the same machine. It must end with the fiited run's
@@ -128,7 +128,7 @@ def state_digest(st) -> str:
     """sha256 of the tracked rows' keys, last steps and utility bits (this tree's engine layout)."""
     import numpy as np
 
-    from fiitedsim import store
+    from fiitedsim.engine import store
     n = int(st.sc[store.Scalar.TRACKED])
     k_max = int(st.ip[store.Param.KMAX])
     h = hashlib.sha256()
@@ -175,18 +175,19 @@ def worker_engine(policy: str, trace: str, digest: bool, pin: bool) -> None:
 
 
 def utility_floor_kernel():
-    """Compile (once) the floor loop: track the row, update its utilities, prefetch like `fiited.run`.
+    """Compile (once) the floor loop: track the row, update its utilities, prefetch like `engine.loop.run`.
 
-    The prefetching repeats the first two stages of `fiited.prefetch_ahead` (tracker bucket, then the
+    The prefetching repeats the first two stages of `engine.loop.prefetch_ahead` (tracker bucket, then the
     record) but not its index and slot prefetches: the floor reads neither, and prefetching them would
     load it with traffic that is not its own.
     """
     import numba
     import numpy as np
 
-    from fiitedsim import store
-    from fiitedsim.policies.fiited import RECORD_AHEAD, TRACKER_AHEAD, update_utilities
-    from fiitedsim.prefetch import prefetch, prefetch2
+    from fiitedsim.engine import store
+    from fiitedsim.engine.access import update_utilities
+    from fiitedsim.engine.loop import RECORD_AHEAD, TRACKER_AHEAD
+    from fiitedsim.engine.prefetch import prefetch, prefetch2
 
     @numba.njit(nogil=True, _nrt=False)
     def floor(st, lk_step, lk_table, lk_row, lk_grad, i):
@@ -201,7 +202,8 @@ def utility_floor_kernel():
                 prefetch(st.trk, np.int64(store.splitmix64(key) & np.uint64(st.trk.shape[0] - 1)))
             mid = i + RECORD_AHEAD
             if mid < n:
-                tid = store.tracker_peek(st.trk, store.packed_row_key(lk_table[mid], lk_row[mid]))
+                tid = store.tracker_peek_hashed(st.trk, store.splitmix64(store.packed_row_key(lk_table[mid],
+                                                                                              lk_row[mid])))
                 if tid >= 0:
                     prefetch(st.rec, tid)
                     prefetch2(st.rec, tid, st.ip[store.Param.R_KEY])
@@ -219,9 +221,8 @@ def utility_floor_run(kernel, source, batches) -> dict:
     """The floor loop over every in-memory batch, on a fresh engine state of FIITED's tables and config."""
     import numpy as np
 
-    from fiitedsim import store
     from fiitedsim.config import ReplayConfig
-    from fiitedsim.engine import NEED_ROWS, EngineState
+    from fiitedsim.engine import NEED_ROWS, EngineState, store
     from fiitedsim.replay import parse_budgets
 
     (label, budget), = parse_budgets(common.BUDGET, source.tables)

@@ -14,8 +14,8 @@ def _kernel_cache_dir() -> str:
     """A Numba cache folder keyed by a hash of every source file of the package.
 
     Numba invalidates a cached kernel only when the file that defines it
-    changes, but our kernels inline functions from other modules (store.py into
-    policies/*.py). Keying the whole cache on all sources makes any edit or
+    changes, but our kernels inline functions from other modules (engine/hashmap.py
+    into engine/store.py, policies/rowcache.py and others). Keying the whole cache on all sources makes any edit or
     upgrade recompile everything once instead of running a stale kernel. Where it goes: `_cache_bases`.
     """
     digest = hashlib.sha1(sys.version.encode())

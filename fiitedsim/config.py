@@ -25,7 +25,7 @@ DEFAULT_DIM = 64
 DEFAULT_CHUNK = 8
 DEFAULT_DTYPE_BYTES = 4
 
-#: Packed keys use 40 bits for the row and 16 for the table (see store.py).
+#: Packed keys use 40 bits for the row and 16 for the table (see engine/hashmap.py).
 MAX_ROWS = 1 << 40
 #: Byte counts are int64 in the engine: a table's dense size, the tables' total and a budget stay below this.
 MAX_BYTES = 1 << 62

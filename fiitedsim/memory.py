@@ -91,7 +91,7 @@ def check_fits(need: int, what: str, fix: str) -> None:
 
 def engine_upfront_bytes(tables: list[TableSpec], cfg: ReplayConfig) -> tuple[int, int]:
     """(index bytes, page bookkeeping bytes) that `engine.EngineState` allocates before the first record."""
-    from .engine import INDEX_MIN, INITIAL_PAGES
+    from .engine.state import INDEX_MIN, INITIAL_PAGES
 
     cfg = resolve_layout(tables, cfg)
     caps = sum(cfg.index_capacity(t, k) for t, spec in enumerate(tables) for k in range(spec.chunks))
@@ -120,7 +120,7 @@ def check_engine_memory(tables: list[TableSpec], cfg: ReplayConfig) -> None:
                           f"position) of {cfg.index_initial} buckets each", "lower --index-initial (or leave it at "
                           "auto; indices grow by themselves)")
     spp = max(PoolLayout.of(tables, cfg.page_bytes).slots_per_page)
-    from .engine import INITIAL_PAGES
+    from .engine.state import INITIAL_PAGES
     check_fits(pages, f"--page-bytes {cfg.page_bytes}: the bookkeeping of the first {INITIAL_PAGES} pages of "
                       f"{spp} chunk slots each", "lower --page-bytes (or leave it at auto)")
 

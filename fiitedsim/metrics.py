@@ -7,6 +7,7 @@ This module owns what a replay reports, so that every policy reports it the same
   whole replay for the summary (the byte peaks and the longest probe);
 * **gauges**: current values, integers (`IntGauge`: bytes, pages, chunks, rows) and ratios
   (`FloatGauge`), in `GAUGE_COLUMNS` order;
+* the hit counting of every record loop (`add_hits`);
 * the **time series**: one row per snapshot, written by `write_snapshot` (a Numba function that
   every policy's kernel or driver calls) into a `Series`, whose integer columns stay int64 from the
   kernel to the Parquet file (steps and counters near 2**63 survive) and whose ratios are float64;
@@ -108,6 +109,20 @@ def int_columns(k_max: int) -> int:
 # ============================================================================
 # The one snapshot-row writer
 # ============================================================================
+
+@numba.njit(cache=True, inline="always")
+def add_hits(counts, lookups, row_hits, full_hits, chunk_hits, chunks, dim_hits, dims):
+    """Count `lookups` lookups that asked for `chunks` chunks and `dims` dimensions in all, of which `row_hits` found
+    their row, `full_hits` all of it, `chunk_hits` chunks and `dim_hits` dimensions resident (DESIGN 5): the
+    hit counting of every policy's record loop (one lookup at a time, or sums kept in registers)."""
+    counts[Count.LOOKUPS] += lookups
+    counts[Count.ROW_HITS] += row_hits
+    counts[Count.FULL_HITS] += full_hits
+    counts[Count.CHUNK_HITS] += chunk_hits
+    counts[Count.CHUNKS_REQUESTED] += chunks
+    counts[Count.DIM_HITS] += dim_hits
+    counts[Count.DIMS_REQUESTED] += dims
+
 
 @numba.njit(cache=True, inline="always")
 def write_snapshot(ints, floats, n, step, counts, int_gauges, float_gauges, dim_hist, unseen_rows):

@@ -15,13 +15,13 @@ import polars as pl
 from .atomic import atomic_path, check_writable, refuse_cwd_or_parent, write_parquet_frame
 from .checks import replay_warnings
 from .config import ReplayConfig, TableSpec, dense_bytes, resolve_layout
+from .engine.rowset import RowMap, TouchedRows
 from .errors import InputError
 from .parsing import loads_json
 from .paths import shown
 from .plan import Run, check_runs, keyed, parse_budgets, parse_policies, plan, split_list  # noqa: F401 (API)
 from .policies import POLICIES
 from .readahead import read_ahead
-from .rowset import RowMap, TouchedRows
 from .trace import TraceSource
 
 #: Version of the results folder layout (summary.json + timeseries/); bump on incompatible change.

@@ -37,10 +37,10 @@ import numba
 import numpy as np
 
 from . import parquet, profiles
+from .engine.rowset import TouchedRows
 from .errors import GradNormIgnored, InputError
 from .paths import arrow_file, shown
 from .readahead import read_ahead
-from .rowset import TouchedRows
 from .trace import TraceSource, print_to_stderr
 from .trace_writer import TABLES_KEY
 

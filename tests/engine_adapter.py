@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fiitedsim.engine.rowset import RowMap
 from fiitedsim.policies import POLICIES
-from fiitedsim.rowset import RowMap
 from fiitedsim.trace import RecordBatch
 
 

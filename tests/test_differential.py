@@ -144,11 +144,11 @@ def test_growth_and_compaction_match_the_reference(monkeypatch, policy, allocato
     """With no room reserved up front, the engine grows its row arrays and page arrays, rebuilds its
     tracker and compacts its flat index many times; none of it may change a result.
 
-    The engine normally reserves room for a trace this small (engine.RESERVE_BYTES) and never grows.
+    The engine normally reserves room for a trace this small (engine.state.RESERVE_BYTES) and never grows.
     """
     import numpy as np
 
-    from fiitedsim import engine
+    from fiitedsim.engine import state as engine
 
     monkeypatch.setattr(engine, "RESERVE_BYTES", 0)
     monkeypatch.setattr(engine, "ROWS_MIN", 2)
@@ -185,7 +185,7 @@ def test_round_blocks_do_not_matter(monkeypatch, policy, allocator):
     split gives the reference's results. Here up to 7 blocks of a few rows each, several pools."""
     import numpy as np
 
-    from fiitedsim import engine
+    from fiitedsim.engine import state as engine
 
     monkeypatch.setattr(engine, "ROUND_BLOCKS", 7)
     monkeypatch.setattr(engine, "ROUND_BLOCK_MIN", 1)

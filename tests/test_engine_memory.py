@@ -12,9 +12,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from fiitedsim import populate
 from fiitedsim.config import ReplayConfig, TableSpec
-from fiitedsim.engine import RECORD_ALIGN, EngineState, aligned_zeros
+from fiitedsim.engine import RECORD_ALIGN, EngineState, aligned_zeros, populate
 from fiitedsim.metrics import COUNTER_COLUMNS, FLOAT_COLUMNS, GAUGE_COLUMNS, snapshot_columns
 from fiitedsim.policies import POLICIES
 from fiitedsim.trace import RecordBatch

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from fiitedsim import rowset
-from fiitedsim.rowset import RowMap, TouchedRows
+from fiitedsim.engine import rowset
+from fiitedsim.engine.rowset import RowMap, TouchedRows
 
 
 def lookups(seed=0, n=5000):

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from fiitedsim.config import ReplayConfig, TableSpec
+from fiitedsim.engine.rowset import RowMap
 from fiitedsim.errors import InputError
 from fiitedsim.policies import HashingTrick, UniformDim, knowledge, sized_from_window, window_text
-from fiitedsim.rowset import RowMap
 from fiitedsim.train.data import synthetic
 from fiitedsim.train.loop import TrainConfig
 from fiitedsim.train.runner import unseen_share, window_lookups, window_samples

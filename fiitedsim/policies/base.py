@@ -18,7 +18,7 @@ from ..config import ReplayConfig, TableSpec
 from ..metrics import SUMMARY_KEYS  # noqa: F401  (the summary.json contract lives in fiitedsim/metrics.py)
 
 if TYPE_CHECKING:
-    from ..rowset import RowMap
+    from ..engine.rowset import RowMap
     from ..trace import RecordBatch
 
 

@@ -54,9 +54,9 @@ import numba
 import numpy as np
 
 from ..config import budget_name, dense_bytes
+from ..engine.hashmap import ROW_BITS, splitmix64
+from ..engine.rowset import SharedRows
 from ..errors import InputError
-from ..rowset import SharedRows
-from ..store import ROW_BITS, splitmix64
 from .static import StaticPolicy, chunk_hist
 
 #: The artifact's Criteo pairs (`tasks/criteo.json`): (ratio, threshold k, cold share h), by falling ratio.

@@ -39,9 +39,9 @@ import numba
 import numpy as np
 
 from ..config import budget_name, dense_bytes
+from ..engine.hashmap import splitmix64
+from ..engine.rowset import RowMap, SharedRows
 from ..errors import InputError
-from ..rowset import RowMap, SharedRows
-from ..store import splitmix64
 from .static import StaticPolicy, chunk_hist
 
 

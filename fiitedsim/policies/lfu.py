@@ -8,11 +8,11 @@ see docs/semantics.md, "Row caches".
 """
 from __future__ import annotations
 
-from .rowcache import LFU, RowCache
+from .rowcache import Kind, RowCache
 
 
 class Lfu(RowCache):
     name = "lfu"
-    kind = LFU
+    kind = Kind.LFU
     #: previous and next links of its frequency bucket's list and a pointer to the bucket, as int32
     meta_bytes_per_row = 12

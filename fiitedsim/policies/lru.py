@@ -8,11 +8,11 @@ The shared machinery is in `rowcache.py`; see docs/semantics.md, "Row caches".
 """
 from __future__ import annotations
 
-from .rowcache import LRU, RowCache
+from .rowcache import Kind, RowCache
 
 
 class Lru(RowCache):
     name = "lru"
-    kind = LRU
+    kind = Kind.LRU
     #: previous and next links of the recency list, as int32 slot numbers
     meta_bytes_per_row = 8

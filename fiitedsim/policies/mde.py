@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..rowset import RowMap
+from ..engine.rowset import RowMap
 from .static import StaticPolicy
 
 

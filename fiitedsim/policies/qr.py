@@ -41,8 +41,8 @@ import math
 import numpy as np
 
 from ..config import budget_name, dense_bytes
+from ..engine.rowset import SharedRows
 from ..errors import InputError
-from ..rowset import SharedRows
 from .static import StaticPolicy, chunk_hist
 
 #: The combinations `--qr-operation` takes.

@@ -11,15 +11,23 @@ series lines up step for step. Chunk figures count whole resident chunks
 """
 from __future__ import annotations
 
+from enum import IntEnum
+
 import numba
 import numpy as np
 
 from .. import metrics
+from ..engine.loop import crosses, next_is_lookup
 from ..metrics import Count, Series
 from .base import Policy, PolicyResult
 
-# ctl: the loop's previous step, and snapshot rows written
-_PREV, _HAVE_PREV, _SNAP_N = range(3)
+
+class Ctl(IntEnum):
+    """ctl: the loop's previous step, and snapshot rows written."""
+
+    PREV = 0
+    HAVE_PREV = 1
+    SNAP_N = 2
 
 
 @numba.njit(cache=True, nogil=True)
@@ -32,29 +40,23 @@ def static_run(cnt, ctl, lk_step, lk_table, lk_dims, lk_collided, tab_dims, chun
     per_lookup, collisions = lk_dims.size > 0, lk_collided.size > 0
     i = j = 0
     while i < n_lk or j < n_im:
-        is_lookup = i < n_lk and (j >= n_im or lk_step[i] <= im_step[j])
+        is_lookup = next_is_lookup(lk_step, im_step, i, j)
         s = lk_step[i] if is_lookup else im_step[j]
-        if ctl[_HAVE_PREV] and s // report_every > ctl[_PREV] // report_every:
-            metrics.write_snapshot(snap_i, snap_f, ctl[_SNAP_N], ctl[_PREV], cnt, gi, gf, dim_hist, 0)
-            ctl[_SNAP_N] += 1
+        if ctl[Ctl.HAVE_PREV] and crosses(ctl[Ctl.PREV], s, report_every):
+            metrics.write_snapshot(snap_i, snap_f, ctl[Ctl.SNAP_N], ctl[Ctl.PREV], cnt, gi, gf, dim_hist, 0)
+            ctl[Ctl.SNAP_N] += 1
         if is_lookup:
             t = lk_table[i]
             dims = lk_dims[i] if per_lookup else tab_dims[t]
             dim = tab_d[t]
-            cnt[Count.LOOKUPS] += 1
-            cnt[Count.ROW_HITS] += dims > 0
-            cnt[Count.CHUNK_HITS] += chunks_of[t, dims]
-            cnt[Count.CHUNKS_REQUESTED] += tab_k[t]
-            cnt[Count.FULL_HITS] += dims == dim
-            cnt[Count.DIM_HITS] += dims
-            cnt[Count.DIMS_REQUESTED] += dim
+            metrics.add_hits(cnt, 1, dims > 0, dims == dim, chunks_of[t, dims], tab_k[t], dims, dim)
             if collisions:
                 cnt[Count.COLLISIONS] += lk_collided[i]
             i += 1
         else:
             j += 1
-        ctl[_PREV] = s
-        ctl[_HAVE_PREV] = 1
+        ctl[Ctl.PREV] = s
+        ctl[Ctl.HAVE_PREV] = 1
 
 
 _NONE = np.zeros(0, np.int64)
@@ -117,24 +119,24 @@ class StaticPolicy(Policy):
         self.cnt[Count.TOTAL_PEAK] = total
 
     def consume(self, batch) -> None:
-        bound = snapshot_bound(batch, self.ctl[_PREV] if self.ctl[_HAVE_PREV] else None, self.cfg.report_every)
+        bound = snapshot_bound(batch, self.ctl[Ctl.PREV] if self.ctl[Ctl.HAVE_PREV] else None, self.cfg.report_every)
         if not bound:
             return
         self.series.reserve(bound)
-        self.ctl[_SNAP_N] = 0
+        self.ctl[Ctl.SNAP_N] = 0
         dims, collided = self.observe(batch)
         tab_dims = self.table_dims if self.table_dims is not None else _NONE
         static_run(self.cnt, self.ctl, batch.step, batch.table, dims, collided, tab_dims, self.chunks_of, self.tab_k,
                    self.tab_d, batch.imp_step, self.cfg.report_every, *self._gauges(), self.series.ints,
                    self.series.floats)
-        self.series.flush(int(self.ctl[_SNAP_N]))
+        self.series.flush(int(self.ctl[Ctl.SNAP_N]))
 
     def _row_now(self, ints: np.ndarray, floats: np.ndarray) -> None:
         gi, gf, hist = self._gauges()
-        metrics.write_snapshot(ints, floats, 0, self.ctl[_PREV], self.cnt, gi, gf, hist, 0)
+        metrics.write_snapshot(ints, floats, 0, self.ctl[Ctl.PREV], self.cnt, gi, gf, hist, 0)
 
     def finish(self) -> PolicyResult:
-        if self.ctl[_HAVE_PREV]:  # the final snapshot, after the last record
+        if self.ctl[Ctl.HAVE_PREV]:  # the final snapshot, after the last record
             self._row_now(self.series.ints, self.series.floats)
             self.series.flush(1)
         return PolicyResult(summary=self.summary(), snapshots=self.series.frame())

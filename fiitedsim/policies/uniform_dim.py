@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..rowset import RowMap
+from ..engine.rowset import RowMap
 from .static import StaticPolicy, chunk_hist
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ..store import splitmix64
+from ..engine.hashmap import splitmix64
 from .static import StaticPolicy
 
 REMAP_BYTES_PER_ROW = 8

@@ -37,11 +37,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import ReplayConfig, TableSpec, check_tables_fit_pages
+from ..engine.hashmap import ROW_BITS
+from ..engine.rowset import RowMap
 from ..errors import InputError
 from ..policies import POLICIES, sized_from_window
 from ..policies.base import Policy, PolicyResult
-from ..rowset import RowMap
-from ..store import ROW_BITS
 from ..trace import RecordBatch
 from .residency import Resets
 

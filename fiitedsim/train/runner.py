@@ -23,13 +23,13 @@ from ..atomic import atomic_path, check_writable, refuse_cwd_or_parent, write_pa
 from ..checks import train_warnings
 from ..compare import QualityPoint, equal_quality
 from ..config import MAX_BYTES, TRAIN_FIELDS, TRAIN_ROWS, ReplayConfig, TableSpec, check_seed, dense_bytes
+from ..engine.rowset import RowMap
 from ..errors import InputError, require_file
 from ..memory import check_model_memory
 from ..parsing import loads_json
 from ..plan import Run, check_runs, plan, split_list
 from ..policies import POLICIES, knowledge, sized_from_window, window_text
 from ..replay import budget_entries
-from ..rowset import RowMap
 from ..trace_writer import ImportanceWriter, TraceWriter
 from .data import OOV_ROW, Dataset, movielens_files, read_criteo, read_movielens, read_table, synthetic
 from .engine_hook import EngineResidency, TraceRecorder, train_tables

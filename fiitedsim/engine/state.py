@@ -18,9 +18,9 @@ from enum import IntEnum
 import numba
 import numpy as np
 
+from ..config import PoolLayout, ReplayConfig, TableSpec, resolve_layout
+from ..metrics import N_COUNTS, Count, Series, snapshot_columns  # noqa: F401  (snapshot_columns: for callers of the engine)
 from . import populate, store
-from .config import PoolLayout, ReplayConfig, TableSpec, resolve_layout
-from .metrics import N_COUNTS, Count, Series, snapshot_columns  # noqa: F401  (snapshot_columns: for callers of the engine)
 from .store import FParam, Ix, Param, PoolCol, RecordLayout, Scalar
 
 
@@ -72,7 +72,7 @@ HUGE_MIN_BYTES = 4 << 20
 HUGE_PAGE = 2 << 20
 RECORD_ALIGN = 128
 #: How far ahead of the record loop the memory it will write first is faulted in on a helper thread
-#: (`fiitedsim/populate.py`): tracked rows past the last one, and index entries past the bump pointer
+#: (`engine/populate.py`): tracked rows past the last one, and index entries past the bump pointer
 #: (at least twice the largest index, room for its next doubling)
 POPULATE_ROWS = 1 << 18
 POPULATE_ENTRIES = 1 << 20

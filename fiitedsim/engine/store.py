@@ -49,7 +49,9 @@ import numba
 import numpy as np
 from numba.cpython.unsafe.numbers import trailing_zeros
 
-from .metrics import Count
+from ..metrics import Count
+from . import hashmap
+from .hashmap import EMPTY, ROW_BITS, ROW_MASK, entry_value, inline, packed_row_key, splitmix64  # noqa: F401
 
 
 class Scalar(IntEnum):
@@ -153,36 +155,8 @@ class PoolCol(IntEnum):
 
 UNMAPPED = -1                                      # page_live[p, page] of a page that is not mapped
 
-ROW_BITS = 40
-ROW_MASK = (1 << ROW_BITS) - 1
-EMPTY = 0  # an empty tracker or index bucket; entries hold tid + 1 in their low half
-LOW32 = np.uint64(0xFFFFFFFF)
 #: tracked-row ids must fit the low half of an entry with room for + 1
 MAX_TRACKED = (1 << 32) - 2
-
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-inline = numba.njit(cache=True, inline="always")
-
-
-@inline
-def splitmix64(x):
-    """The standard splitmix64 finaliser of DESIGN 3.1 (arithmetic mod 2**64)."""
-    z = np.uint64(x)
-    z = (z ^ (z >> np.uint64(30))) * _M1
-    z = (z ^ (z >> np.uint64(27))) * _M2
-    return z ^ (z >> np.uint64(31))
-
-
-@inline
-def home_bucket(row, capacity):
-    return np.int64(splitmix64(row) & np.uint64(capacity - 1))
-
-
-@inline
-def packed_row_key(t, r):
-    """(table, row) as one int64: table in bits 40.., row in bits 0..39."""
-    return (np.int64(t) << ROW_BITS) | np.int64(r)
 
 
 # ============================================================================
@@ -238,20 +212,10 @@ def page_cap(sc, ip, pools, pool):
 
 
 # ============================================================================
-# Row tracker (implementation memory: not part of the modelled footprint)
-# trk[b] = (high 32 bits of splitmix64(key)) << 32 | (tid + 1), 0 = empty; home = splitmix64(key) & mask.
-# The hash bits filter the probe; the record's key confirms a match (the record is read next anyway).
+# Row tracker (implementation memory: not part of the modelled footprint), a map of hashmap.py:
+# trk[b] = the entry of splitmix64(key) holding tid; the record's key confirms a match of the hash bits (the
+# record is read next anyway).
 # ============================================================================
-
-@inline
-def tracker_entry(h, tid):
-    return np.int64((h & ~LOW32) | np.uint64(tid + 1))
-
-
-@inline
-def entry_tid(e):
-    return np.int64(np.uint64(e) & LOW32) - 1
-
 
 @inline
 def tracker_find(trk, rec, r_key, key):
@@ -262,53 +226,14 @@ def tracker_find(trk, rec, r_key, key):
 @inline
 def tracker_find_hashed(trk, rec, r_key, key, h):
     """`tracker_find` with h = splitmix64(key) computed by the caller."""
-    mask = trk.shape[0] - 1
-    hi = h & ~LOW32
-    b = np.int64(h & np.uint64(mask))
-    while True:
-        e = trk[b]
-        if e == EMPTY:
-            return -1
-        if (np.uint64(e) & ~LOW32) == hi:
-            tid = entry_tid(e)
-            if rec[tid, r_key] == key:
-                return tid
-        b = (b + 1) & mask
-
-
-@inline
-def tracker_peek(trk, key):
-    """The first tracked-row id whose hash bits match packed key, or -1: a guess for prefetching only
-    (it reads no record)."""
-    return tracker_peek_hashed(trk, splitmix64(key))
+    return hashmap.find(trk, 0, trk.shape[0] - 1, h, rec, r_key, key)
 
 
 @inline
 def tracker_peek_hashed(trk, h):
-    mask = trk.shape[0] - 1
-    hi = h & ~LOW32
-    b = np.int64(h & np.uint64(mask))
-    while True:
-        e = trk[b]
-        if e == EMPTY:
-            return -1
-        if (np.uint64(e) & ~LOW32) == hi:
-            return entry_tid(e)
-        b = (b + 1) & mask
-
-
-@inline
-def tracker_insert(trk, key, tid):
-    tracker_insert_hashed(trk, splitmix64(key), tid)
-
-
-@inline
-def tracker_insert_hashed(trk, h, tid):
-    mask = trk.shape[0] - 1
-    b = np.int64(h & np.uint64(mask))
-    while trk[b] != EMPTY:
-        b = (b + 1) & mask
-    trk[b] = tracker_entry(h, tid)
+    """The first tracked-row id whose hash bits match h = splitmix64(key), or -1: a guess for prefetching only
+    (it reads no record)."""
+    return hashmap.peek(trk, 0, trk.shape[0] - 1, h)
 
 
 @inline
@@ -332,7 +257,7 @@ def track_row_hashed(trk, rec, rec_u, dim_hist, tabs, sc, cnt, ip, t, key, s, h,
     if tid >= 0:
         return tid
     tid = sc[Scalar.TRACKED]
-    tracker_insert_hashed(trk, h, tid)
+    hashmap.insert(trk, 0, trk.shape[0] - 1, h, tid)
     for k in range(tabs[t, Tab.K]):
         rec_u[tid, k] = 0.0
     rec[tid, r_key] = key
@@ -348,42 +273,24 @@ def track_row_hashed(trk, rec, rec_u, dim_hist, tabs, sc, cnt, ip, t, key, s, h,
 @numba.njit(cache=True)
 def tracker_rebuild(new, rec, r_key, n):
     """Insert tracked rows 0 .. n-1 into an empty (larger) tracker, reading their keys from the records."""
+    mask = new.shape[0] - 1
     for tid in range(n):
-        tracker_insert(new, rec[tid, r_key], tid)
+        hashmap.insert(new, 0, mask, splitmix64(rec[tid, r_key]), tid)
 
 
 # ============================================================================
 # Hash index, one per (table, chunk position): DESIGN 3.1
-# ix[off + b] = (low 32 bits of splitmix64(row)) << 32 | (tid + 1), 0 = empty.
-# rec_p[tid, pcol] is the bucket of the row's entry in the index of its chunk (pcol = R_POS + k).
+# Index i is a map of hashmap.py in the region ix[off : off + capacity] of the flat array: the entry of
+# splitmix64(row) holding tid. rec_p[tid, pcol] is the bucket of the row's entry in the index of its chunk
+# (pcol = R_POS + k).
 # ============================================================================
-
-@inline
-def index_entry(h, tid):
-    return np.int64((h << np.uint64(32)) | np.uint64(tid + 1))
-
-
-@inline
-def entry_home(e, mask):
-    return np.int64((np.uint64(e) >> np.uint64(32)) & np.uint64(mask))
-
-
-@inline
-def first_empty(ix, off, mask, b):
-    """The first empty bucket at or after b (cyclically) and the probe length to it."""
-    probes = 1
-    while ix[off + b] != EMPTY:
-        b = (b + 1) & mask
-        probes += 1
-    return b, probes
-
 
 @inline
 def absent_probes(ix, ix_meta, i, h):
     """Probe length of a search of index i for a row whose hash is h and which index i does not hold:
     it ends at the first empty bucket from the home bucket."""
     mask = ix_meta[i, Ix.CAP] - 1
-    _, probes = first_empty(ix, ix_meta[i, Ix.OFF], mask, np.int64(h & np.uint64(mask)))
+    _, probes = hashmap.first_empty(ix, ix_meta[i, Ix.OFF], mask, hashmap.home(h, mask))
     return probes
 
 
@@ -396,7 +303,7 @@ def resident_probes(ix_meta, i, h, pos):
     emptied without shifting the key back), so no index access is needed.
     """
     mask = ix_meta[i, Ix.CAP] - 1
-    return ((pos - np.int64(h & np.uint64(mask))) & mask) + 1
+    return ((pos - hashmap.home(h, mask)) & mask) + 1
 
 
 @inline
@@ -431,9 +338,7 @@ def index_rehash(ix, ix_meta, ix_free, sc, cnt, ip, i, rec_p, pcol):
     for j in range(old_cap):
         e = ix[old_off + j]
         if e != EMPTY:
-            b, _ = first_empty(ix, new_off, mask, entry_home(e, mask))
-            ix[new_off + b] = e
-            rec_p[entry_tid(e), pcol] = b
+            rec_p[entry_value(e), pcol] = hashmap.place(ix, new_off, mask, e)
     note_peaks(sc, cnt, ip, new_cap)  # old and new are both held during the move
     region_free(ix, ix_free, old_off, old_cap)
     ix_meta[i, Ix.OFF] = new_off
@@ -449,10 +354,7 @@ def index_insert(ix, ix_meta, ix_free, sc, cnt, ip, max_load, i, h, tid, rec_p, 
     (count + 1) > max_load * capacity; record the bucket in rec_p[tid, pcol]."""
     if (ix_meta[i, Ix.COUNT] + 1) > max_load * ix_meta[i, Ix.CAP]:
         index_rehash(ix, ix_meta, ix_free, sc, cnt, ip, i, rec_p, pcol)
-    off, mask = ix_meta[i, Ix.OFF], ix_meta[i, Ix.CAP] - 1
-    b, _ = first_empty(ix, off, mask, np.int64(h & np.uint64(mask)))
-    ix[off + b] = index_entry(h, tid)
-    rec_p[tid, pcol] = b
+    rec_p[tid, pcol] = hashmap.insert(ix, ix_meta[i, Ix.OFF], ix_meta[i, Ix.CAP] - 1, h, tid)
     ix_meta[i, Ix.COUNT] += 1
     sc[Scalar.IX_COUNT_TOTAL] += 1
 
@@ -469,19 +371,13 @@ def index_delete(ix, ix_meta, sc, i, hole, rec_p, pcol):
 def index_remove(ix, ix_meta, i, hole, rec_p, pcol):
     """`index_delete` but for sc[IX_COUNT_TOTAL], which the caller lowers (a round's free loop, once)."""
     off, mask = ix_meta[i, Ix.OFF], ix_meta[i, Ix.CAP] - 1
-    j = hole
-    while True:
-        j = (j + 1) & mask
+    j = hashmap.next_shift(ix, off, mask, hole, hole)
+    while j >= 0:  # hashmap.remove, keeping the cached bucket of each entry it moves
         e = ix[off + j]
-        if e == EMPTY:
-            break
-        h = entry_home(e, mask)
-        # the entry at j stays unless its home lies cyclically outside (hole, j]
-        stays = (hole < h <= j) if hole <= j else (h > hole or h <= j)
-        if not stays:
-            ix[off + hole] = e
-            rec_p[entry_tid(e), pcol] = hole
-            hole = j
+        ix[off + hole] = e
+        rec_p[entry_value(e), pcol] = hole
+        hole = j
+        j = hashmap.next_shift(ix, off, mask, hole, hole)
     ix[off + hole] = EMPTY
     ix_meta[i, Ix.COUNT] -= 1
 
