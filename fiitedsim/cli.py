@@ -342,7 +342,7 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
 --report runs/train.html
     """
     from .plan import budget_labels, parse_policies
-    from .train.engine_hook import TRAIN_POLICIES
+    from .policies import TRAIN_POLICIES
     from .train.runner import (
         CURVE_FILE,
         DEFAULT_FIELDS,

@@ -102,6 +102,18 @@ def parse_budgets(budgets, tables: Sequence[TableSpec], where: str | None = None
     return parsed
 
 
+def run_key(name: str, budget_label: str) -> str:
+    """A run's key in a summary that holds several budgets: NAME@BUDGET (`parse_run_key` reads it back)."""
+    return f"{name}@{budget_label}"
+
+
+def parse_run_key(key: str) -> tuple[str, str | None]:
+    """(policy name, budget label) of a summary key made by `run_key`; the label is None for a key that names
+    no budget (NAME alone: a summary of one budget)."""
+    name, at, label = key.partition("@")
+    return name, label if at else None
+
+
 @dataclass(frozen=True)
 class Run:
     """One policy at one budget under one setting of the knobs: a replay of a trace, or one training run."""
@@ -120,7 +132,7 @@ class Run:
 
     def key(self, keyed: bool) -> str:
         """The run's key in a summary: NAME, or NAME@BUDGET when the summary holds several budgets."""
-        return f"{self.policy}@{self.budget_label}" if keyed else self.policy
+        return run_key(self.policy, self.budget_label) if keyed else self.policy
 
 
 def keyed(runs: Sequence[Run]) -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..config import AUTO, parse_budget
 from ..errors import InputError, require_file
 from ..parsing import TooDeep, loads_toml
-from ..policies import POLICIES
+from ..policies import POLICIES, TRAIN_POLICIES
 
 
 @dataclass(frozen=True)
@@ -300,7 +300,6 @@ def _non_empty_string(where: str, value, what: str = "string") -> str:
 
 def _load_train_sweep(path: Path, sweep: dict) -> SweepFile:
     """The rest of `load_sweep_file` for a data sweep: data specs, training policies, train knobs, columns."""
-    from ..train.engine_hook import TRAIN_POLICIES
     from ..train.runner import DATA_SPECS, data_kind
 
     missing = [k for k in COMMON_KEYS[:2] if k not in sweep]
