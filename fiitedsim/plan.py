@@ -29,11 +29,19 @@ import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from .config import ReplayConfig, TableSpec, check_tables_fit_pages, dense_bytes, parse_budget, resolve_layout
+from .config import (
+    ReplayConfig,
+    TableSpec,
+    check_tables_fit_pages,
+    dense_bytes,
+    knobs,
+    parse_budget,
+    resolve_layout,
+)
 from .errors import InputError
 from .policies import POLICIES
 
-#: Knobs that override a field of every table; the other knobs are `ReplayConfig` fields.
+#: Knobs that override a field of every table; the other knobs are `ReplayConfig` fields (`config.knobs`).
 TABLE_KNOBS = ("dim", "chunk", "dtype_bytes")
 
 
@@ -153,6 +161,10 @@ def plan(tables: Sequence[TableSpec], policies: Sequence[str], budgets, config: 
     `check_runs` (a command with checks of its own to make first).
     """
     axes = dict(axes or {})
+    unknown = [k for k in axes if k not in TABLE_KNOBS and k not in knobs()]
+    if unknown:  # a caller's mistake: a sweep file's keys are checked against the same knobs before
+        raise ValueError(f"{unknown[0]!r} is no knob: neither a table override {TABLE_KNOBS} nor a ReplayConfig "
+                         "knob (config.knobs)")
     settings = []  # per setting of the knobs: (knobs, tables, config, budgets)
     for values in itertools.product(*axes.values()):
         chosen = tuple(zip(axes, values))
