@@ -42,7 +42,7 @@ from common import OUT, git_rev, load, machine_line, print_table
 from fiitedsim.compare import QualityPoint, equal_quality, paired_verdict, policy_kind
 from fiitedsim.config import ReplayConfig
 from fiitedsim.errors import InputError
-from fiitedsim.plan import check_runs, plan
+from fiitedsim.plan import check_runs, parse_run_key, plan
 from fiitedsim.report import write_train_report
 from fiitedsim.train.engine_hook import train_tables
 from fiitedsim.train.loop import TrainConfig
@@ -162,7 +162,7 @@ def main() -> None:
             for w in summary["warnings"]:
                 print(f"warning: {w}")
             for key, stats in summary["policies"].items():
-                policy, _, share = key.partition("@")
+                policy, share = parse_run_key(key)
                 runs[(name_of(policy, label), share)] = stats
     seconds = time.perf_counter() - t0
     cfg = summaries["policies"]["config"]

@@ -40,6 +40,7 @@ import numpy as np
 from common import load, machine_line, print_table
 
 from fiitedsim.config import ReplayConfig
+from fiitedsim.plan import run_key
 from fiitedsim.replay import parse_budgets
 from fiitedsim.train.data import read_movielens, synthetic
 from fiitedsim.train.engine_hook import EngineResidency, train_tables
@@ -177,9 +178,9 @@ def main() -> None:
                     todo.append("uniform-dim")
             out = run_all(ds, args.data, todo, budgets[share], tcfg, rcfg).summary
             for p in todo:
-                results["runs"][f"{p}@{share}/{seed}"] = out["policies"][f"{p}@{budgets[share]}"]
+                results["runs"][f"{p}@{share}/{seed}"] = out["policies"][run_key(p, budgets[share])]
                 if p == "uniform-dim":
-                    static[stored] = out["policies"][f"{p}@{budgets[share]}"]
+                    static[stored] = out["policies"][run_key(p, budgets[share])]
             print(f"  share {share} ({budgets[share]}): " + ", ".join(
                 f"{p} {results['runs'][f'{p}@{share}/{seed}']['auc']:.4f}" for p in policies)
                 + f" ({time.perf_counter() - t1:.0f} s)", flush=True)

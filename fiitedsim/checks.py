@@ -12,11 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from .policies import ROUND_POLICIES
+from .plan import run_key
+from .policies import POLICIES
 
 #: Replay figures that make two policies' results "identical": every hit count and every memory figure.
 REPLAY_SIGNATURE = ("row_hits", "chunk_hits", "full_hits", "dim_hits", "collisions", "payload_bytes_peak",
                     "index_bytes_peak", "meta_bytes_final", "total_bytes_peak")
+
+
+def _has_rounds(name: str) -> bool:
+    """Whether policy `name` runs pruning rounds (`Policy.has_rounds`; a name fiitedsim does not know: no)."""
+    return getattr(POLICIES.get(name), "has_rounds", False)
 
 
 def few_rounds(key: str, rounds: int, interval: int, steps: str, what: str = "--interval") -> str:
@@ -50,7 +56,7 @@ def replay_warnings(summary: dict, runs: list[tuple[str, str, str, int]]) -> lis
     policies, trace, cfg = summary["policies"], summary["trace"], summary["config"]
     steps = f"{trace['first_step']}..{trace['last_step']}"
     out = [few_rounds(key, policies[key]["rounds"], cfg["interval"], steps)
-           for key, name, _, _ in runs if name in ROUND_POLICIES and policies[key]["rounds"] < 2]
+           for key, name, _, _ in runs if _has_rounds(name) and policies[key]["rounds"] < 2]
     budgets = {b["label"]: b for b in cfg["budgets"]}
     for label in dict.fromkeys(label for _, _, label, _ in runs):
         keys = [key for key, _, lab, _ in runs if lab == label]
@@ -62,12 +68,12 @@ def replay_warnings(summary: dict, runs: list[tuple[str, str, str, int]]) -> lis
 def train_warnings(summary: dict, runs: list[tuple[str, str, int]]) -> list[str]:
     """Warnings of a train summary; `runs` are its (policy, budget label, budget bytes)."""
     policies, cfg = summary["policies"], summary["config"]
-    out = [few_rounds(f"{name}@{label}", policies[f"{name}@{label}"]["rounds"], cfg["interval"],
+    out = [few_rounds(run_key(name, label), policies[run_key(name, label)]["rounds"], cfg["interval"],
                       f"0..{cfg['steps_run'] - 1}" if "steps_run" in cfg else "of the run", "--interval")
-           for name, label, _ in runs if name in ROUND_POLICIES and policies[f"{name}@{label}"]["rounds"] < 2]
+           for name, label, _ in runs if _has_rounds(name) and policies[run_key(name, label)]["rounds"] < 2]
     budgets = {b["label"]: b for b in cfg["budgets"]}
     for label in dict.fromkeys(label for _, label, _ in runs):
-        keys = [f"{name}@{lab}" for name, lab, _ in runs if lab == label]
+        keys = [run_key(name, lab) for name, lab, _ in runs if lab == label]
         same = identical_groups(keys, lambda k: tuple((e["auc"], e["logloss"]) for e in policies[k]["per_seed"]))
         for group in same:
             out.append(identical(group, budgets.get(label), "AUC and log loss on every seed"))

@@ -22,7 +22,7 @@ from rich.text import Text
 
 from . import options as o
 from .atomic import NOTHING_WRITTEN, WRITTEN, check_writable, is_write_error, refuse_inputs, together, written_text
-from .config import ReplayConfig, auto_or_number
+from .config import knob_config
 from .errors import InputError
 from .paths import shown
 from .streams import (
@@ -91,14 +91,16 @@ def _counting(update):
 def replay(
     trace: Optional[Path] = o.TRACE, budget: str = o.BUDGET, policy: str = o.REPLAY_POLICY,
     out_dir: Optional[Path] = o.REPLAY_OUT, tables: Optional[Path] = o.TABLES_FILE,
-    importance: Optional[Path] = o.IMPORTANCE, gamma: float = o.GAMMA, interval: int = o.INTERVAL,
-    position_weight: float = o.POSITION_WEIGHT, dim: Optional[int] = o.DIM_OVERRIDE,
+    importance: Optional[Path] = o.IMPORTANCE, gamma: float = o.KNOB["gamma"], interval: int = o.KNOB["interval"],
+    position_weight: float = o.KNOB["position_weight"], dim: Optional[int] = o.DIM_OVERRIDE,
     chunk: Optional[int] = o.CHUNK_OVERRIDE, dtype_bytes: Optional[int] = o.DTYPE_OVERRIDE,
-    page_bytes: str = o.PAGE_BYTES, max_load: float = o.MAX_LOAD, index_initial: str = o.INDEX_INITIAL,
-    allocator: str = o.ALLOCATOR, budget_covers: str = o.BUDGET_COVERS, report_every: int = o.REPORT_EVERY,
-    count_accesses: bool = o.COUNT_ACCESSES, mde_exponent: float = o.MDE_EXPONENT,
-    qr_operation: str = o.QR_OPERATION, cafe_threshold: str = o.CAFE_THRESHOLD,
-    cafe_cold_share: str = o.CAFE_COLD_SHARE, cafe_decay: float = o.CAFE_DECAY, as_json: bool = o.JSON,
+    page_bytes: str = o.KNOB["page_bytes"], max_load: float = o.KNOB["max_load"],
+    index_initial: str = o.KNOB["index_initial"], allocator: str = o.KNOB["allocator"],
+    budget_covers: str = o.KNOB["budget_covers"], report_every: int = o.KNOB["report_every"],
+    count_accesses: bool = o.KNOB["count_accesses"], mde_exponent: float = o.KNOB["mde_exponent"],
+    qr_operation: str = o.KNOB["qr_operation"], cafe_threshold: str = o.KNOB["cafe_threshold"],
+    cafe_cold_share: str = o.KNOB["cafe_cold_share"], cafe_decay: float = o.KNOB["cafe_decay"],
+    as_json: bool = o.JSON,
     report: Optional[Path] = o.REPORT, quiet: bool = o.QUIET,
 ):
     """Replay a trace through the policies and compare memory, fragmentation and hit rates.
@@ -109,13 +111,8 @@ def replay(
     from .replay import check_out_dir, passes, replay_runs, summary_text, write_results
     from .trace import TraceSource
 
+    cfg = knob_config(locals())  # the knobs' parameters, by their ReplayConfig field names
     trace_path = trace if trace is not None else SAMPLE_TRACE
-    cfg = ReplayConfig(gamma=gamma, interval=interval, position_weight=position_weight, page_bytes=page_bytes,
-                       max_load=max_load, index_initial=index_initial, allocator=allocator,
-                       budget_covers=budget_covers, report_every=report_every, count_accesses=count_accesses,
-                       mde_exponent=mde_exponent, qr_operation=qr_operation, cafe_decay=cafe_decay,
-                       cafe_threshold=auto_or_number(cafe_threshold, "--cafe-threshold"),
-                       cafe_cold_share=auto_or_number(cafe_cold_share, "--cafe-cold-share"))
     names = parse_policies(policy)
     if out_dir is not None:
         check_out_dir(out_dir)  # before the replay, not after it
@@ -323,9 +320,10 @@ def train(
     policy: str = o.TRAIN_POLICY_OPTION, budget: str = o.BUDGET,
     dim: int = o.TRAIN_DIM, chunk: int = o.TRAIN_CHUNK, batch: int = o.TRAIN_BATCH, epochs: int = o.EPOCHS,
     eval_every: Optional[int] = o.EVAL_EVERY, lr_emb: float = o.LR_EMB, lr_mlp: float = o.LR_MLP,
-    gamma: float = o.GAMMA, interval: Optional[int] = o.TRAIN_INTERVAL, page_bytes: str = o.PAGE_BYTES,
-    index_initial: str = o.INDEX_INITIAL, mde_exponent: float = o.MDE_EXPONENT, qr_operation: str = o.QR_OPERATION,
-    cafe_threshold: str = o.CAFE_THRESHOLD, cafe_cold_share: str = o.CAFE_COLD_SHARE, cafe_decay: float = o.CAFE_DECAY,
+    gamma: float = o.KNOB["gamma"], interval: Optional[int] = o.TRAIN_INTERVAL, page_bytes: str = o.KNOB["page_bytes"],
+    index_initial: str = o.KNOB["index_initial"], mde_exponent: float = o.KNOB["mde_exponent"],
+    qr_operation: str = o.KNOB["qr_operation"], cafe_threshold: str = o.KNOB["cafe_threshold"],
+    cafe_cold_share: str = o.KNOB["cafe_cold_share"], cafe_decay: float = o.KNOB["cafe_decay"],
     seed: int = o.TRAIN_SEED,
     seeds: Optional[str] = o.SEEDS, out_dir: Optional[Path] = o.TRAIN_OUT, report: Optional[Path] = o.REPORT,
     emit_trace: Optional[Path] = o.EMIT_TRACE, emit_importance: Optional[Path] = o.EMIT_IMPORTANCE,
@@ -342,7 +340,7 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
 --report runs/train.html
     """
     from .plan import budget_labels, parse_policies
-    from .train.engine_hook import TRAIN_POLICIES
+    from .policies import TRAIN_POLICIES
     from .train.runner import (
         CURVE_FILE,
         DEFAULT_FIELDS,
@@ -367,10 +365,7 @@ FIITED utilities. Prints AUC and log loss on the last 10% of the data beside eac
     table_rows = parse_rows(rows)
     tcfg = train_config(dim=dim, chunk=chunk, batch=batch, epochs=epochs, eval_every=eval_every, interval=interval,
                         lr_emb=lr_emb, lr_mlp=lr_mlp, seed=seed_list[0], size_from=size_from)
-    rcfg = ReplayConfig(gamma=gamma, page_bytes=page_bytes, index_initial=index_initial, mde_exponent=mde_exponent,
-                        qr_operation=qr_operation, cafe_decay=cafe_decay,
-                        cafe_threshold=auto_or_number(cafe_threshold, "--cafe-threshold"),
-                        cafe_cold_share=auto_or_number(cafe_cold_share, "--cafe-cold-share"))
+    rcfg = knob_config(locals(), train=True)  # the knobs train has options for; its --interval is TrainConfig's
     if out_dir is not None:
         check_train_out(out_dir)
     if report is not None:

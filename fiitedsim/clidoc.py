@@ -2,7 +2,7 @@
 
     python -m fiitedsim.clidoc > docs/cli.md
 
-The options are declared once (`fiitedsim/options.py`) and the commands are
+The options are declared once (`fiitedsim/options.py`; the knobs' in `ReplayConfig`'s fields) and the commands are
 described once (their docstrings in `fiitedsim/cli.py`); this page is made
 from them, and tests/test_docs.py checks that the committed page equals what
 this prints, so it cannot go stale.

@@ -9,25 +9,27 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .policies import CACHE_POLICIES, POLICIES, knowledge
+from .plan import parse_run_key
+from .policies import DENSE_REFERENCE, POLICIES, knowledge  # noqa: F401 (DENSE_REFERENCE: API)
 
 
 @dataclass(frozen=True)
-class Run:
-    key: str            # the summary key: NAME or NAME@BUDGET
+class SummaryRun:
+    """A run as a saved summary keys it (`runs_of`); `plan.Run` is a run to compute."""
+    key: str            # the summary key: NAME or NAME@BUDGET (`plan.run_key`)
     policy: str
     budget: str         # budget label as given on the command line
     budget_bytes: int | None
 
 
-def runs_of(summary: dict) -> list[Run]:
+def runs_of(summary: dict) -> list[SummaryRun]:
     budgets = {b["label"]: b.get("bytes") for b in summary["config"].get("budgets", []) if isinstance(b, dict)}
     only = next(iter(budgets)) if len(budgets) == 1 else ""
     runs = []
     for key in summary["policies"]:
-        name, at, label = key.partition("@")
-        label = label if at else only
-        runs.append(Run(key, name, label, budgets.get(label)))
+        name, label = parse_run_key(key)
+        label = label if label is not None else only
+        runs.append(SummaryRun(key, name, label, budgets.get(label)))
     return runs
 
 
@@ -38,8 +40,6 @@ def policy_order(values) -> list:
 # ---------------------------------------------------------------------------
 # What a policy is and what it knew: learned online, sized before training, a cache, the dense reference
 
-#: The dense reference: every row stored whole, so above any budget below the dense size.
-DENSE_REFERENCE = ("full",)
 CACHE_NOTE = "needs a full backing copy: a miss is served from it, not lost"
 #: Kind -> how charts and tables name it (the charts' line style follows it). "online" and "sized" are ranked
 #: together, each run labelled with what it knew (`knew`).
@@ -53,12 +53,12 @@ def policy_kind(name: str) -> str:
     """`cache` (misses served from a full copy elsewhere), `reference` (the dense table), `sized` (sized before
     training: from the table sizes, or from a first pass over a window of the lookups) or `online` (learns in
     training from the lookups so far; also any policy fiitedsim does not know)."""
-    if name in CACHE_POLICIES:
+    cls = POLICIES.get(name)
+    if cls is None:
+        return "online"
+    if cls.is_cache:
         return "cache"
-    if name in DENSE_REFERENCE:
-        return "reference"
-    sizing = getattr(POLICIES.get(name), "sizing", "online")
-    return "online" if sizing == "online" else "reference" if sizing == "dense" else "sized"
+    return "online" if cls.sizing == "online" else "reference" if cls.sizing == "dense" else "sized"
 
 
 def knew(name: str, stats: dict) -> str:

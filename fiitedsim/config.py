@@ -13,7 +13,7 @@ import json
 import math
 import re
 import tomllib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -215,28 +215,70 @@ def _check_index_initial(value: int) -> None:
 
 
 @dataclass(frozen=True)
-class ReplayConfig:
-    """Every knob of DESIGN.md sections 2-5, with its default."""
+class KnobSpec:
+    """What a `ReplayConfig` field that is a knob declares: the command line, the sweep files and the planning
+    step read it from the field's metadata (`knobs()`), so a knob is declared once, here.
 
-    budget_bytes: int = 0
-    gamma: float = 0.999
-    interval: int = 100
-    position_weight: float = 1.0
-    page_bytes: int | str = AUTO      # or "auto" (the default): `resolve_layout` picks it per budget
-    max_load: float = 0.75
-    index_initial: int | str | tuple = AUTO  # or "auto"; resolved: a capacity per (table, k) (`resolve_layout`)
-    index_entry_bytes: int = 16
-    meta_bytes_per_row: int | None = None  # None: 4 + 4*K per table
-    allocator: str = "lowest"
-    budget_covers: str = "payload"
-    report_every: int = 100
-    count_accesses: bool = False
-    mde_exponent: float = 0.3          # `mde`: a row's dimension grows as (its lookup share) ** mde_exponent
-    qr_operation: str = "mult"         # `qr`: a row's quotient and remainder vectors combine by product or sum
-    cafe_threshold: float | None = None   # `cafe`: the sketch score that makes a feature hot (None: by the ratio)
-    cafe_cold_share: float | None = None  # `cafe`: the budget's share of the cold hashed tables (None: by the ratio)
-    cafe_decay: float = 0.99              # `cafe`: the sketch's decay factor
-    budget_label: str = field(default="", compare=False)
+    Its option is `--NAME` (`knob_option`) on `replay`, its key NAME in a replay sweep's [sweep] table.
+    """
+
+    help: str
+    #: the values it takes: "int", "float", "str", "bool", "int or auto" (`page_bytes`: "auto" or its digits) or
+    #: "number or auto" (the field holds None for auto; the command line's default is "auto")
+    kind: str
+    #: what training does with it: "option" (`train` has the option and a data sweep the key), "sweep" (a data
+    #: sweep's key only), None (training ignores it, or has its own: `train --interval` is TrainConfig's)
+    train: str | None = None
+
+
+def _knob(default, help: str, kind: str, train: str | None = None):
+    return field(default=default, metadata={"knob": KnobSpec(help, kind, train)})
+
+
+#: The metadata of a `ReplayConfig` field that no option sets (the planning step, or nothing, does).
+NOT_A_KNOB = {"knob": None}
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """Every knob of DESIGN.md sections 2-5, with its default; a knob's option is declared in its field's metadata
+    (`KnobSpec`), a field that no option sets says so (`NOT_A_KNOB`)."""
+
+    budget_bytes: int = field(default=0, metadata=NOT_A_KNOB)  # the planning step sets it per run from --budget
+    gamma: float = _knob(0.999, "Utility decay factor per step.", "float", "option")
+    interval: int = _knob(100, "Steps between pruning rounds.", "int")
+    position_weight: float = _knob(
+        1.0, "Weight w_k = position_weight**k of chunk k; below 1 favours leading chunks.", "float", "sweep")
+    page_bytes: int | str = _knob(  # or "auto" (the default): `resolve_layout` picks it per budget
+        AUTO, "Physical page size in bytes, or auto: per budget, the largest power of two up to 64 KiB of which every "
+              "pool's share of the budget holds 16 pages.", "int or auto", "option")
+    max_load: float = _knob(0.75, "Hash-index load factor that triggers doubling.", "float", "sweep")
+    index_initial: int | str | tuple = _knob(  # or "auto"; resolved: a capacity per (table, k) (`resolve_layout`)
+        AUTO, "Initial capacity of every hash index (a power of two), or auto: per index, the smallest power of two "
+              "(at least 16) that holds at --max-load the chunks the budget can hold for it.", "int or auto", "option")
+    index_entry_bytes: int = field(default=16, metadata=NOT_A_KNOB)        # the modelled size of an index entry
+    meta_bytes_per_row: int | None = field(default=None, metadata=NOT_A_KNOB)  # None: 4 + 4*K per table
+    allocator: str = _knob("lowest", "Slot allocator: lowest (lowest free address) or lifo.", "str", "sweep")
+    budget_covers: str = _knob("payload", "What the budget covers: payload, or all (payload + index + metadata).",
+                               "str", "sweep")
+    report_every: int = _knob(100, "Steps per time-series window.", "int")
+    count_accesses: bool = _knob(False, "With --importance, accesses also add w_k to utilities.", "bool")
+    mde_exponent: float = _knob(  # `mde`: a row's dimension grows as (its lookup share) ** mde_exponent
+        0.3, "mde: a row's dimension grows as (its share of its table's lookups) ** this, in [0, 1]; 0 gives every "
+             "touched row the same dimension.", "float", "option")
+    qr_operation: str = _knob(  # `qr`: a row's quotient and remainder vectors combine by product or sum
+        "mult", "qr: how a row's quotient and remainder vectors combine: mult (element-wise product) or add (sum).",
+        "str", "option")
+    cafe_threshold: float | None = _knob(  # `cafe`: the sketch score that makes a feature hot (None: by the ratio)
+        None, "cafe: the sketch score (normalised gradient norms, a field's scores summing to its lookups per step) "
+              "that makes a feature hot; auto: by the budget's ratio, as the CAFE artifact's Criteo runs pair them "
+              "(10 at 0.2-0.5 ... 500 below 0.005).", "number or auto", "option")
+    cafe_cold_share: float | None = _knob(  # `cafe`: the budget's share of the cold hashed tables (None: by the ratio)
+        None, "cafe: the budget's share of the cold hashed tables (the rest holds the hot table and its sketch); "
+              "auto: by the budget's ratio, as the CAFE artifact's Criteo runs (0.7 at 0.5 ... 0.1 at 0.0005).",
+        "number or auto", "option")
+    cafe_decay: float = _knob(0.99, "cafe: the sketch's decay factor (the artifact's 0.99).", "float", "option")
+    budget_label: str = field(default="", compare=False, metadata=NOT_A_KNOB)  # --budget's label of budget_bytes
 
     def __post_init__(self):
         object.__setattr__(self, "page_bytes", _layout_value(self.page_bytes, "--page-bytes",
@@ -308,6 +350,29 @@ class ReplayConfig:
 
     def with_budget(self, budget_bytes: int, label: str = "") -> "ReplayConfig":
         return replace(self, budget_bytes=budget_bytes, budget_label=label)
+
+
+def knobs() -> dict[str, KnobSpec]:
+    """The knobs: every `ReplayConfig` field that an option sets, by name, in field order (the order of a replay
+    sweep's points.parquet columns)."""
+    return {f.name: f.metadata["knob"] for f in fields(ReplayConfig) if f.metadata.get("knob") is not None}
+
+
+def knob_option(name: str) -> str:
+    """The command-line option of knob `name`: `--page-bytes` for `page_bytes`."""
+    return "--" + name.replace("_", "-")
+
+
+def knob_config(values: dict, train: bool = False) -> ReplayConfig:
+    """The `ReplayConfig` of knob values as a command line gives them (other names in `values` are left out);
+    `train`: only the knobs `fiitedsim train` has an option for (the others keep their defaults)."""
+    given = {}
+    for name, knob in knobs().items():
+        if name not in values or (train and knob.train != "option"):
+            continue
+        value = values[name]
+        given[name] = auto_or_number(value, knob_option(name)) if knob.kind == "number or auto" else value
+    return ReplayConfig(**given)
 
 
 def auto_or_number(value, option: str) -> float | None:

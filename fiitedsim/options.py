@@ -4,7 +4,9 @@ A command's signature names these objects (`quiet: bool = QUIET`), so an
 option shared by several commands (`--quiet`, `--budget`, `--gamma`, a table
 list, ...) has one flag, one help text and one default. Defaults are read from
 the classes that hold the parameters (`config.ReplayConfig`, `TrainConfig`,
-`GenerateConfig`, `config.DEFAULT_DIM`, ...), never written again here. An
+`GenerateConfig`, `config.DEFAULT_DIM`, ...), never written again here; the
+engine's knobs (`KNOB`) are made from `ReplayConfig`'s fields, which declare
+their flags and help (`config.KnobSpec`). An
 option whose meaning differs between commands is a separate object with its
 own name: replay's `--dim` overrides the trace's tables (`DIM_OVERRIDE`),
 train's sets the model (`TRAIN_DIM`), generate's and the importers' give
@@ -24,8 +26,11 @@ from .config import (
     DEFAULT_DTYPE_BYTES,
     TRAIN_FIELDS,
     GenerateConfig,
+    KnobSpec,
     ReplayConfig,
     TrainConfig,
+    knob_option,
+    knobs,
 )
 from .importers import CRITEO_BATCH, CRITEO_ROWS
 
@@ -79,41 +84,16 @@ TRAIN_POLICY_OPTION = typer.Option(TRAIN_POLICY, "--policy",
 
 # --------------------------------------------------------------------------- the engine's knobs (ReplayConfig)
 
-_R = ReplayConfig
-GAMMA = typer.Option(_R.gamma, "--gamma", help="Utility decay factor per step.")
-INTERVAL = typer.Option(_R.interval, "--interval", help="Steps between pruning rounds.")
-POSITION_WEIGHT = typer.Option(_R.position_weight, "--position-weight",
-                               help="Weight w_k = position_weight**k of chunk k; below 1 favours leading chunks.")
-PAGE_BYTES = typer.Option(_R.page_bytes, "--page-bytes",
-                          help="Physical page size in bytes, or auto: per budget, the largest power of two up to 64 "
-                               "KiB of which every pool's share of the budget holds 16 pages.")
-MAX_LOAD = typer.Option(_R.max_load, "--max-load", help="Hash-index load factor that triggers doubling.")
-INDEX_INITIAL = typer.Option(_R.index_initial, "--index-initial",
-                             help="Initial capacity of every hash index (a power of two), or auto: per index, the "
-                                  "smallest power of two (at least 16) that holds at --max-load the chunks the "
-                                  "budget can hold for it.")
-ALLOCATOR = typer.Option(_R.allocator, "--allocator", help="Slot allocator: lowest (lowest free address) or lifo.")
-BUDGET_COVERS = typer.Option(_R.budget_covers, "--budget-covers",
-                             help="What the budget covers: payload, or all (payload + index + metadata).")
-REPORT_EVERY = typer.Option(_R.report_every, "--report-every", help="Steps per time-series window.")
-COUNT_ACCESSES = typer.Option(_R.count_accesses, "--count-accesses",
-                              help="With --importance, accesses also add w_k to utilities.")
-QR_OPERATION = typer.Option(_R.qr_operation, "--qr-operation",
-                            help="qr: how a row's quotient and remainder vectors combine: mult (element-wise "
-                                 "product) or add (sum).")
-CAFE_THRESHOLD = typer.Option("auto", "--cafe-threshold",
-                              help="cafe: the sketch score (normalised gradient norms, a field's scores summing to "
-                                   "its lookups per step) that makes a feature hot; auto: by the budget's ratio, as "
-                                   "the CAFE artifact's Criteo runs pair them (10 at 0.2-0.5 ... 500 below 0.005).")
-CAFE_COLD_SHARE = typer.Option("auto", "--cafe-cold-share",
-                               help="cafe: the budget's share of the cold hashed tables (the rest holds the hot "
-                                    "table and its sketch); auto: by the budget's ratio, as the CAFE artifact's "
-                                    "Criteo runs (0.7 at 0.5 ... 0.1 at 0.0005).")
-CAFE_DECAY = typer.Option(_R.cafe_decay, "--cafe-decay",
-                          help="cafe: the sketch's decay factor (the artifact's 0.99).")
-MDE_EXPONENT = typer.Option(_R.mde_exponent, "--mde-exponent",
-                            help="mde: a row's dimension grows as (its share of its table's lookups) ** this, in "
-                                 "[0, 1]; 0 gives every touched row the same dimension.")
+
+
+def _knob_option(name: str, knob: KnobSpec):
+    """The option of a knob, as its `ReplayConfig` field declares it (`config.KnobSpec`): default, flag and help."""
+    default = "auto" if knob.kind == "number or auto" else getattr(ReplayConfig, name)
+    return typer.Option(default, knob_option(name), help=knob.help)
+
+
+#: The option of every knob, by field name: `replay` has them all, `train` those whose `KnobSpec.train` is "option".
+KNOB = {name: _knob_option(name, knob) for name, knob in knobs().items()}
 
 # --------------------------------------------------------------------------- outputs
 

@@ -29,11 +29,19 @@ import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from .config import ReplayConfig, TableSpec, check_tables_fit_pages, dense_bytes, parse_budget, resolve_layout
+from .config import (
+    ReplayConfig,
+    TableSpec,
+    check_tables_fit_pages,
+    dense_bytes,
+    knobs,
+    parse_budget,
+    resolve_layout,
+)
 from .errors import InputError
 from .policies import POLICIES
 
-#: Knobs that override a field of every table; the other knobs are `ReplayConfig` fields.
+#: Knobs that override a field of every table; the other knobs are `ReplayConfig` fields (`config.knobs`).
 TABLE_KNOBS = ("dim", "chunk", "dtype_bytes")
 
 
@@ -102,6 +110,18 @@ def parse_budgets(budgets, tables: Sequence[TableSpec], where: str | None = None
     return parsed
 
 
+def run_key(name: str, budget_label: str) -> str:
+    """A run's key in a summary that holds several budgets: NAME@BUDGET (`parse_run_key` reads it back)."""
+    return f"{name}@{budget_label}"
+
+
+def parse_run_key(key: str) -> tuple[str, str | None]:
+    """(policy name, budget label) of a summary key made by `run_key`; the label is None for a key that names
+    no budget (NAME alone: a summary of one budget)."""
+    name, at, label = key.partition("@")
+    return name, label if at else None
+
+
 @dataclass(frozen=True)
 class Run:
     """One policy at one budget under one setting of the knobs: a replay of a trace, or one training run."""
@@ -120,7 +140,7 @@ class Run:
 
     def key(self, keyed: bool) -> str:
         """The run's key in a summary: NAME, or NAME@BUDGET when the summary holds several budgets."""
-        return f"{self.policy}@{self.budget_label}" if keyed else self.policy
+        return run_key(self.policy, self.budget_label) if keyed else self.policy
 
 
 def keyed(runs: Sequence[Run]) -> bool:
@@ -141,6 +161,10 @@ def plan(tables: Sequence[TableSpec], policies: Sequence[str], budgets, config: 
     `check_runs` (a command with checks of its own to make first).
     """
     axes = dict(axes or {})
+    unknown = [k for k in axes if k not in TABLE_KNOBS and k not in knobs()]
+    if unknown:  # a caller's mistake: a sweep file's keys are checked against the same knobs before
+        raise ValueError(f"{unknown[0]!r} is no knob: neither a table override {TABLE_KNOBS} nor a ReplayConfig "
+                         "knob (config.knobs)")
     settings = []  # per setting of the knobs: (knobs, tables, config, budgets)
     for values in itertools.product(*axes.values()):
         chosen = tuple(zip(axes, values))

@@ -13,10 +13,15 @@ from .uniform_row import UniformRow
 
 POLICIES = {cls.name: cls for cls in (Fiited, RowPrune, UniformDim, UniformRow, HashingTrick, Qr, Cafe, Mde, Full,
                                      Lru, Lfu)}
+# The registry by kind, in registry order: read from the classes' attributes (`base.Policy.is_cache`, ...).
 #: Policies that keep whole rows of a full copy elsewhere: a miss is served from that copy, not lost.
-CACHE_POLICIES = ("lru", "lfu")
+CACHE_POLICIES = tuple(name for name, cls in POLICIES.items() if cls.is_cache)
 #: Policies that run pruning rounds (the "fewer than 2 rounds" warning applies to them).
-ROUND_POLICIES = ("fiited", "row-prune")
+ROUND_POLICIES = tuple(name for name, cls in POLICIES.items() if cls.has_rounds)
+#: The dense reference: every row stored whole, so above any budget below the dense size.
+DENSE_REFERENCE = tuple(name for name, cls in POLICIES.items() if cls.sizing == "dense")
+#: Policies a trainer can run on: chunk storage through the engine, or a fixed layout.
+TRAIN_POLICIES = tuple(name for name, cls in POLICIES.items() if cls.trainable)
 
 
 def sized_from_window(name: str, vocabulary: bool) -> bool:

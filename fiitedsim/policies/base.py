@@ -65,6 +65,15 @@ class Policy:
     budget_independent = False
     #: whether what is resident never changes (the static layouts): nothing is ever freed or admitted
     fixed_layout = False
+    # What kind of policy it is: every module reads these (`policies.CACHE_POLICIES` and the other lists are
+    # derived from them); `sizing` "dense" is the dense reference.
+    #: a cache: keeps whole rows of a full copy elsewhere, so a miss is served from that copy, not lost (`lru`,
+    #: `lfu`); ranked apart from the pruning policies
+    is_cache = False
+    #: whether the policy runs pruning rounds (the "fewer than 2 rounds" warning applies to it)
+    has_rounds = False
+    #: whether a trainer can run on it: chunk storage through the engine, or a fixed layout
+    trainable = True
 
     def __init__(self, tables: list[TableSpec], cfg: ReplayConfig, has_grad: bool, has_log: bool):
         self.tables, self.cfg, self.has_grad, self.has_log = tables, cfg, has_grad, has_log

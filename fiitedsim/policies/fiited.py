@@ -24,6 +24,7 @@ class Fiited(Policy):
     name = "fiited"
     #: granularity: a row holds any prefix of its chunks (FIITED) or all or none (row-prune)
     whole_rows = False
+    has_rounds = True
     #: the record loop and gap handler (one pair for both granularities)
     run_kernel = staticmethod(run)
     gap_kernel = staticmethod(handle_gap)

@@ -405,6 +405,8 @@ class RowCache(Policy):
     #: modelled bytes of eviction-order state per cached row (used unless ReplayConfig.meta_bytes_per_row is set)
     meta_bytes_per_row = 0
     uses_grad = False
+    is_cache = True
+    trainable = False
 
     def __init__(self, tables, cfg, has_grad, has_log):
         super().__init__(tables, cfg, has_grad, has_log)

@@ -91,6 +91,7 @@ def kept_rows(rows: int, budget: int, dense: int) -> int:
 class UniformRow(StaticPolicy):
     name = "uniform-row"
     sizing = "tables"
+    trainable = False
 
     def __init__(self, tables, cfg, has_grad, has_log):
         super().__init__(tables, cfg, has_grad, has_log)

@@ -10,7 +10,7 @@ import altair as alt
 import numpy as np
 import polars as pl
 
-from ..compare import KINDS, Run, policy_kind, policy_order, runs_of
+from ..compare import KINDS, SummaryRun, policy_kind, policy_order, runs_of
 from ..replay import ReplayResults
 
 MIB = 2**20
@@ -62,7 +62,7 @@ def _window_rates(frame: pl.DataFrame) -> pl.DataFrame:
     return out
 
 
-def _series_rows(results: ReplayResults, runs: list[Run], limit: int, make) -> list[dict]:
+def _series_rows(results: ReplayResults, runs: list[SummaryRun], limit: int, make) -> list[dict]:
     rows = []
     for run in runs:
         for record in make(_thin(results.series[run.key], limit)).iter_rows(named=True):
@@ -89,7 +89,7 @@ def _long(rows: list[dict], keep: tuple[str, ...], value_columns: dict[str, str]
 class ChartLayout:
     """Shared colours and facets so every chart reads the same way."""
 
-    def __init__(self, runs: list[Run]):
+    def __init__(self, runs: list[SummaryRun]):
         self.policies = policy_order(r.policy for r in runs)
         budget_bytes = {r.budget: r.budget_bytes for r in runs}
         # budgets ascending by bytes where known, otherwise in the order given
@@ -185,7 +185,7 @@ def memory_panels(rows: list[dict], y: tuple[str, str, alt.Scale], tooltip: list
         title=alt.Title(title, subtitle=subtitle))
 
 
-def chart_tradeoff(results: ReplayResults, runs: list[Run], lay: ChartLayout):
+def chart_tradeoff(results: ReplayResults, runs: list[SummaryRun], lay: ChartLayout):
     """Dim hit rate against total memory (peak, log axis) and against payload, one line per policy."""
     rows = []
     for run in runs:
@@ -210,7 +210,7 @@ def chart_tradeoff(results: ReplayResults, runs: list[Run], lay: ChartLayout):
         "resident dims / requested dims; one point per policy")
 
 
-def chart_memory(results: ReplayResults, runs: list[Run], lay: ChartLayout):
+def chart_memory(results: ReplayResults, runs: list[SummaryRun], lay: ChartLayout):
     wide = _series_rows(results, runs, MAX_WINDOWS, lambda f: f.select("step", *MEMORY_PARTS.values()))
     rows = _long(wide, ("policy", "budget", "step"), MEMORY_PARTS, "mib", scale=MIB)
     chart = alt.Chart(alt.Data(values=rows)).mark_area().encode(

@@ -22,6 +22,7 @@ from ..compare import (
     paired_verdict,
     policy_kind,
 )
+from ..plan import run_key
 from ..replay import RESULTS_FORMAT
 from .charts import MIB
 
@@ -285,7 +286,7 @@ def equal_memory_table(raw: dict[str, list[CurvePoint]], value: str, gap: str, s
                for n, c in curves.items() if len(c) == 1]
     if singles:
         notes.append("Measured at one memory only, so not interpolated: " + ", ".join(singles) + ".")
-    empty = [f"{n}@{p.budget}" if p.budget else n for n, pts in raw.items() for p in pts if p.memory <= 0]
+    empty = [run_key(n, p.budget) if p.budget else n for n, pts in raw.items() for p in pts if p.memory <= 0]
     if empty:
         notes.append("Stored nothing (0 bytes), so not on a log scale: " + ", ".join(empty) + ".")
     note = ('<p class="note">' + " ".join(esc(n) for n in notes) + " Each policy's curve is linear in log(memory) "

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..atomic import atomic_path
-from ..compare import CACHE_NOTE, RANKED, CurvePoint, Run, policy_kind, runs_of
+from ..compare import CACHE_NOTE, RANKED, CurvePoint, SummaryRun, policy_kind, runs_of
 from ..policies import CACHE_POLICIES
 from ..replay import ReplayResults
 from .charts import CHART_IDS, CHARTS, ChartLayout, chart_specs
@@ -31,7 +31,7 @@ from .page import (
 )
 
 
-def summary_table(results: ReplayResults, runs: list[Run], warns: WarningMarks | None = None) -> str:
+def summary_table(results: ReplayResults, runs: list[SummaryRun], warns: WarningMarks | None = None) -> str:
     dense = results.summary["trace"].get("dense_bytes") or 0
     covers_all = results.summary["config"].get("budget_covers") == "all"
     header = ["policy", "budget", "budget MiB", "total MiB", "total peak MiB", "payload MiB", "index MiB",
@@ -54,7 +54,8 @@ def summary_table(results: ReplayResults, runs: list[Run], warns: WarningMarks |
     return html_table(header, rows, "numbers")
 
 
-def headline(results: ReplayResults, runs: list[Run], lay: ChartLayout, warns: WarningMarks | None = None) -> str:
+def headline(results: ReplayResults, runs: list[SummaryRun], lay: ChartLayout,
+             warns: WarningMarks | None = None) -> str:
     """Per budget: its size, then the pruning policies from the highest dim hit rate down (ties: order given)
     with their total memory, the dense reference, and the caches apart; the warnings about that budget.
 
@@ -68,13 +69,13 @@ def headline(results: ReplayResults, runs: list[Run], lay: ChartLayout, warns: W
     for budget in lay.budgets:
         mine = [r for r in runs if r.budget == budget]
 
-        def figures(run: Run) -> str:
+        def figures(run: SummaryRun) -> str:
             s = stats[run.key]
             return (f"<b>{esc(run.policy)}</b> {pct(s['dim_hit_rate'])} in {size_text(s['total_bytes_peak'])}"
                     + run_tags(run.policy, s, over_budget(s, run.budget_bytes, covers_all), cache=False)
                     + warns.marks(run.key))
 
-        def by_rate(kinds: tuple[str, ...]) -> list[Run]:
+        def by_rate(kinds: tuple[str, ...]) -> list[SummaryRun]:
             return sorted((r for r in mine if policy_kind(r.policy) in kinds),
                           key=lambda r: -stats[r.key]["dim_hit_rate"])
         ranked, refs, caches = by_rate(RANKED), by_rate(("reference",)), by_rate(("cache",))
@@ -95,7 +96,7 @@ def headline(results: ReplayResults, runs: list[Run], lay: ChartLayout, warns: W
     return '<div class="headline">' + "".join(blocks) + "</div>"
 
 
-def replay_curves(summary: dict, runs: list[Run]) -> dict[str, list[CurvePoint]]:
+def replay_curves(summary: dict, runs: list[SummaryRun]) -> dict[str, list[CurvePoint]]:
     """Each policy's measured points: dim hit rate (%) against total memory (peak), one per budget."""
     curves: dict[str, list[CurvePoint]] = {}
     for run in runs:

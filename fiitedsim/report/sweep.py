@@ -11,6 +11,7 @@ import polars as pl
 
 from ..atomic import atomic_path
 from ..compare import RANKED, paired_verdict, policy_kind, policy_order
+from ..plan import parse_run_key, run_key
 from ..replay import ReplayResults
 from .charts import MIB, num
 from .page import budgets_text, esc, how_to_read, html_table, mib_text, render_page
@@ -30,13 +31,13 @@ def seed_spread_section(title: str, seeds: list, runs: dict[str, list[dict]], an
         return [s["dim_hit_rate"] for s in runs[key]]
     budgets: dict[str, list[str]] = {}
     for key in runs:
-        budgets.setdefault(key.rpartition("@")[2] if "@" in key else "", []).append(key)
+        budgets.setdefault(parse_run_key(key)[1] or "", []).append(key)
     rows = []
     for keys in budgets.values():
-        ranked = [k for k in keys if policy_kind(k.partition("@")[0]) in RANKED]
+        ranked = [k for k in keys if policy_kind(parse_run_key(k)[0]) in RANKED]
         lead = max(ranked, key=lambda k: sum(rates(k)) / len(seeds)) if ranked else None
         for key in keys:
-            name = key.partition("@")[0]
+            name = parse_run_key(key)[0]
             values = rates(key)
             mean = sum(values) / len(values)
             sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None
@@ -109,7 +110,7 @@ def knob_charts(points: Sequence) -> list[tuple[str, str, dict]]:
         for rest, members in groups.items():
             series: dict[tuple, list] = {}
             for p in members:
-                series.setdefault((f"{p.policy}@{p.budget_label}", p.axes[knob]), []).append(p.stats)
+                series.setdefault((run_key(p.policy, p.budget_label), p.axes[knob]), []).append(p.stats)
             rows = []
             for (line, value), runs in series.items():
                 ys = [r[metric] * scale for r in runs if r.get(metric) is not None]

@@ -17,7 +17,7 @@ from ..compare import (
     CurvePoint,
     Paired,
     QualityPoint,
-    Run,
+    SummaryRun,
     equal_quality,
     knew,
     no_spread_reason,
@@ -60,7 +60,7 @@ def _seed_aucs(stats: dict) -> dict:
     return {e.get("seed"): e["auc"] for e in per_seed if isinstance(e, dict) and e.get("auc") is not None}
 
 
-def common_seeds(summary: dict, runs: list[Run]) -> list:
+def common_seeds(summary: dict, runs: list[SummaryRun]) -> list:
     """The seeds every run has a finite AUC for, in the order trained: the pairs of every paired comparison."""
     each = [_seed_aucs(summary["policies"][r.key]) for r in runs]
     order = policy_order(s for aucs in each for s in aucs)
@@ -72,7 +72,7 @@ def trained_seeds(summary: dict) -> list:
     return [s for s in summary["config"].get("seeds") or [] if s is not None]
 
 
-def _paired(summary: dict, a: Run, b: Run, seeds: list) -> Paired:
+def _paired(summary: dict, a: SummaryRun, b: SummaryRun, seeds: list) -> Paired:
     sa, sb = _seed_aucs(summary["policies"][a.key]), _seed_aucs(summary["policies"][b.key])
     return paired_verdict([sa[s] for s in seeds], [sb[s] for s in seeds])
 
@@ -181,7 +181,7 @@ TRAIN_HOW = [
 ]
 
 
-def train_ranking(summary: dict, runs: list[Run], lay: ChartLayout, warns: WarningMarks, seeds: list) -> str:
+def train_ranking(summary: dict, runs: list[SummaryRun], lay: ChartLayout, warns: WarningMarks, seeds: list) -> str:
     """Per budget: the policies from the highest mean AUC down, each compared with the first by the paired tie
     rule (`paired_verdict`), the dense reference against the first, caches apart; the budget's warnings."""
     stats = summary["policies"]
@@ -190,13 +190,13 @@ def train_ranking(summary: dict, runs: list[Run], lay: ChartLayout, warns: Warni
     trained = trained_seeds(summary)
     reason = no_spread_reason(trained, seeds)
 
-    def figures(run: Run) -> str:
+    def figures(run: SummaryRun) -> str:
         s = stats[run.key]
         return (f"<b>{esc(run.policy)}</b> {_pm(s.get('auc'), s.get('auc_std'))} in {size_text(s['total_bytes_peak'])}"
                 + run_tags(run.policy, s, over_budget(s, run.budget_bytes, covers_all), cache=False)
                 + warns.marks(run.key))
 
-    def against(leader: Run, run: Run) -> tuple[Paired, str]:
+    def against(leader: SummaryRun, run: SummaryRun) -> tuple[Paired, str]:
         v = _paired(summary, leader, run, seeds)
         if v.mean is None:
             return v, ""
@@ -212,7 +212,7 @@ def train_ranking(summary: dict, runs: list[Run], lay: ChartLayout, warns: Warni
     for budget in lay.budgets:
         mine = [r for r in runs if r.budget == budget and stats[r.key].get("auc") is not None]
 
-        def by_auc(kinds: tuple[str, ...]) -> list[Run]:
+        def by_auc(kinds: tuple[str, ...]) -> list[SummaryRun]:
             return sorted((r for r in mine if policy_kind(r.policy) in kinds), key=lambda r: -stats[r.key]["auc"])
         ranked, refs, caches = by_auc(RANKED), by_auc(("reference",)), by_auc(("cache",))
         lines = [f'<p class="budget-line">{budget_line(summary, budget)}</p>']
@@ -256,7 +256,7 @@ def train_ranking(summary: dict, runs: list[Run], lay: ChartLayout, warns: Warni
     return '<div class="headline">' + "".join(blocks) + "</div>"
 
 
-def train_curves(summary: dict, runs: list[Run], seeds: list) -> dict[str, list[CurvePoint]]:
+def train_curves(summary: dict, runs: list[SummaryRun], seeds: list) -> dict[str, list[CurvePoint]]:
     """Each policy's measured points: AUC (mean over `seeds`, and per seed) against total peak memory."""
     curves: dict[str, list[CurvePoint]] = {}
     for run in runs:
@@ -270,7 +270,7 @@ def train_curves(summary: dict, runs: list[Run], seeds: list) -> dict[str, list[
     return curves
 
 
-def quality_points(summary: dict, runs: list[Run]) -> list[QualityPoint]:
+def quality_points(summary: dict, runs: list[SummaryRun]) -> list[QualityPoint]:
     """Every run with an AUC as `equal_quality` takes it (the seeds of its own `per_seed`)."""
     points = []
     for run in runs:
@@ -280,7 +280,7 @@ def quality_points(summary: dict, runs: list[Run]) -> list[QualityPoint]:
     return points
 
 
-def equal_quality_table(summary: dict, runs: list[Run]) -> str:
+def equal_quality_table(summary: dict, runs: list[SummaryRun]) -> str:
     """Per policy, the least total memory and payload at which its AUC is at `full`'s (`compare.equal_quality`),
     each beside full's own, best first; "not reached in the measured range" where no budget got there."""
     quality = equal_quality(quality_points(summary, runs))
@@ -337,7 +337,7 @@ def _without_seconds(stats: dict) -> dict:
             for k, v in stats.items() if k != "seconds"}
 
 
-def once_per_policy(summary: dict, runs: list[Run]) -> list[tuple[Run, str]]:
+def once_per_policy(summary: dict, runs: list[SummaryRun]) -> list[tuple[SummaryRun, str]]:
     """The runs a table lists, each with the budget it shows: a policy that ignores the budget (`full`) once, at
     its first budget, shown as "every budget", when its figures are the same at every budget (as `train`
     repeats them; a sweep trains it once per budget point); every other run as it is."""
@@ -357,7 +357,7 @@ def once_per_policy(summary: dict, runs: list[Run]) -> list[tuple[Run, str]]:
     return listed
 
 
-def train_table(summary: dict, runs: list[Run], warns: WarningMarks) -> str:
+def train_table(summary: dict, runs: list[SummaryRun], warns: WarningMarks) -> str:
     covers_all = summary["config"].get("budget_covers") == "all"
     order = policy_order(seed for run in runs for seed in _seed_aucs(summary["policies"][run.key]) if seed is not None)
     rows = []

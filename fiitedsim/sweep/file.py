@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import AUTO, parse_budget
+from ..config import AUTO, knobs, parse_budget
 from ..errors import InputError, require_file
 from ..parsing import TooDeep, loads_toml
-from ..policies import POLICIES
+from ..policies import POLICIES, TRAIN_POLICIES
 
 
 @dataclass(frozen=True)
@@ -41,17 +41,15 @@ class IntOrAuto:
     `rows`): its points.parquet column holds strings, "auto" or the number's digits."""
 
 
+#: The sweep file's type of a `ReplayConfig` knob's values (`config.KnobSpec.kind`); "auto" is no sweep value of
+#: cafe_threshold and cafe_cold_share: leave the key out.
+_KIND = {"int": int, "float": float, "str": str, "bool": bool, "int or auto": IntOrAuto, "number or auto": float}
+#: The `ReplayConfig` knobs (its fields' metadata, `config.knobs`) as sweep keys, in field order.
+CONFIG_KNOBS = tuple(Knob(name, _KIND[knob.kind], "config") for name, knob in knobs().items())
 #: Knobs of a replay sweep (`traces`) in column order of points.parquet (after trace, policy, budget).
-#: Every CLI knob of `replay`.
+#: Every CLI knob of `replay`: the table overrides, then every `ReplayConfig` knob.
 KNOBS = (
-    Knob("chunk", int, "tables"), Knob("dim", int, "tables"), Knob("dtype_bytes", int, "tables"),
-    Knob("gamma", float, "config"), Knob("interval", int, "config"), Knob("position_weight", float, "config"),
-    Knob("page_bytes", IntOrAuto, "config"), Knob("max_load", float, "config"),
-    Knob("index_initial", IntOrAuto, "config"),
-    Knob("allocator", str, "config"), Knob("budget_covers", str, "config"), Knob("report_every", int, "config"),
-    Knob("count_accesses", bool, "config"), Knob("mde_exponent", float, "config"), Knob("qr_operation", str, "config"),
-    Knob("cafe_threshold", float, "config"), Knob("cafe_cold_share", float, "config"),
-    Knob("cafe_decay", float, "config"),
+    Knob("chunk", int, "tables"), Knob("dim", int, "tables"), Knob("dtype_bytes", int, "tables"), *CONFIG_KNOBS,
 )
 KNOB_BY_NAME = {k.name: k for k in KNOBS}
 #: Knobs of a training sweep (`data`) in column order of its points.parquet (after data, policy, budget): the
@@ -64,12 +62,7 @@ TRAIN_KNOBS = (
     Knob("rows", IntOrAuto, "data"),
     Knob("drift", float, "data"), Knob("size_from", float, "train"),
     Knob("eval_every", int, "train"), Knob("interval", int, "train"),
-    Knob("gamma", float, "config"), Knob("position_weight", float, "config"),
-    Knob("page_bytes", IntOrAuto, "config"), Knob("max_load", float, "config"),
-    Knob("index_initial", IntOrAuto, "config"),
-    Knob("allocator", str, "config"), Knob("budget_covers", str, "config"), Knob("mde_exponent", float, "config"),
-    Knob("qr_operation", str, "config"), Knob("cafe_threshold", float, "config"),
-    Knob("cafe_cold_share", float, "config"), Knob("cafe_decay", float, "config"),
+    *(k for k in CONFIG_KNOBS if knobs()[k.name].train is not None),
 )
 TRAIN_KNOB_BY_NAME = {k.name: k for k in TRAIN_KNOBS}
 #: Keys of [sweep] that are not knobs. A sweep has exactly one of `traces` (replay points) and `data` (training).
@@ -300,7 +293,6 @@ def _non_empty_string(where: str, value, what: str = "string") -> str:
 
 def _load_train_sweep(path: Path, sweep: dict) -> SweepFile:
     """The rest of `load_sweep_file` for a data sweep: data specs, training policies, train knobs, columns."""
-    from ..train.engine_hook import TRAIN_POLICIES
     from ..train.runner import DATA_SPECS, data_kind
 
     missing = [k for k in COMMON_KEYS[:2] if k not in sweep]

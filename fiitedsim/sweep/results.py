@@ -15,6 +15,7 @@ from ..checks import replay_warnings, train_warnings
 from ..errors import InputError
 from ..parquet import UnreadableFrame, read_frame
 from ..parsing import loads_json
+from ..plan import run_key
 from ..policies.base import SUMMARY_KEYS
 from ..replay import RESULTS_FORMAT, ReplayResults
 from .file import GENERATE_KEYS, KNOB_BY_NAME, TRAIN_KNOB_BY_NAME, IntOrAuto
@@ -302,7 +303,7 @@ def report_groups(out: Path, points: list[StoredPoint]) -> list[tuple[str, Repla
         summary["config"]["policies"] = list(dict.fromkeys(p.policy for p in members))
         series, runs = {}, []
         for p in members:
-            key = f"{p.policy}@{p.budget_label}" if keyed else p.policy
+            key = run_key(p.policy, p.budget_label) if keyed else p.policy
             summary["policies"][key] = p.summary["policies"][p.policy]
             series[key] = read_frame(out / POINTS_DIR / f"{p.key}.parquet")
             runs.append((key, p.policy, p.budget_label, p.budget_bytes))
@@ -382,7 +383,7 @@ def seed_spreads(points: list[StoredPoint]) -> list[tuple[str, list, dict[str, l
             continue
         runs: dict[str, dict] = {}
         for p in members:
-            runs.setdefault(f"{p.policy}@{p.budget_label}", {})[p.axes["generate_seed"]] = \
+            runs.setdefault(run_key(p.policy, p.budget_label), {})[p.axes["generate_seed"]] = \
                 p.summary["policies"][p.policy]
         title = _title(rest) or "generated traces"
         out_sets.append((title, seeds, {key: [by_seed[s] for s in seeds] for key, by_seed in runs.items()}))

@@ -40,13 +40,10 @@ from ..config import ReplayConfig, TableSpec, check_tables_fit_pages
 from ..engine.hashmap import ROW_BITS
 from ..engine.rowset import RowMap
 from ..errors import InputError
-from ..policies import POLICIES, sized_from_window
+from ..policies import POLICIES, TRAIN_POLICIES, sized_from_window
 from ..policies.base import Policy, PolicyResult
 from ..trace import RecordBatch
 from .residency import Resets
-
-#: Policies a trainer can run on: chunk storage through the engine, or a fixed layout.
-TRAIN_POLICIES = ("fiited", "row-prune", "uniform-dim", "hash", "qr", "cafe", "mde", "full")
 
 _NO_IMP = (np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.int64),
            np.zeros(0, np.float32))
@@ -102,7 +99,7 @@ class EngineResidency:
     """A residency hook backed by a replay policy object (module docstring)."""
 
     def __init__(self, policy: Policy, recorder: TraceRecorder | None = None):
-        if policy.name not in TRAIN_POLICIES:
+        if not policy.trainable:
             raise InputError(f"policy {policy.name!r} cannot drive training; choose from {', '.join(TRAIN_POLICIES)}")
         if len({t.chunks for t in policy.tables}) != 1:
             raise ValueError("the trainer's tables all have the same chunks per row")
