@@ -50,6 +50,7 @@ from .errors import (
 )
 from .parsing import TooDeep, loads_json
 from .paths import arrow_file
+from .trace_grad import first_bad, gather_columns
 from .trace_writer import IMPORTANCE_SCHEMA, TABLES_KEY
 
 TRACE_COLUMNS = ("step", "table", "row")
@@ -179,6 +180,26 @@ def _is_float_list(t: pa.DataType) -> bool:
     return is_list and pa.types.is_floating(t.value_type)
 
 
+_SPLIT_GRAD = re.compile(r"grad_norm_(0|[1-9][0-9]*)")
+
+
+def grad_columns(path: Path, schema: pa.Schema) -> list[str]:
+    """The columns holding a trace's gradient norms: ["grad_norm"] (a list per lookup), the split columns
+    grad_norm_0 .. grad_norm_{J-1} (docs/formats.md, "Gradient norms"), or [] for a trace without them."""
+    split = [name for name in schema.names if _SPLIT_GRAD.fullmatch(name)]
+    if "grad_norm" in schema.names:
+        if split:
+            raise InputError(f"{path}: columns grad_norm and {split[0]} both hold gradient norms; keep one "
+                             "layout (a list column grad_norm, or grad_norm_0, grad_norm_1, ...)")
+        return ["grad_norm"]
+    want = [f"grad_norm_{c}" for c in range(len(split))]
+    if sorted(split) != sorted(want):
+        missing = next(name for name in want if name not in split)
+        raise InputError(f"{path}: split gradient-norm columns {', '.join(split)} lack {missing}; "
+                         f"they must be grad_norm_0 .. grad_norm_{len(split) - 1}, one per chunk position")
+    return want
+
+
 def _check_schema(path: Path, schema: pa.Schema, what: str, required: tuple[str, ...],
                   types: dict[str, tuple[Callable[[pa.DataType], bool], str]]) -> None:
     """Columns present, each once, and of usable types, checked from the footer before reading any data."""
@@ -221,6 +242,7 @@ def _tables_meta(schema: pa.Schema):
 
 _TABLE_TYPE = (lambda t: pa.types.is_integer(t) or _is_string(t), "an integer table index or a string table name")
 _INT_TYPE = (pa.types.is_integer, "an integer type")
+_SPLIT_TYPE = (pa.types.is_floating, "a float type (the L2 norm of one chunk position)")
 
 
 class _Where:
@@ -257,6 +279,13 @@ def _floats(values: pa.Array) -> np.ndarray:
     """Float column as float32; float64 overflow becomes inf, which the caller then rejects."""
     with np.errstate(over="ignore"):
         return values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+
+
+def _read_only(values: np.ndarray) -> np.ndarray:
+    """A read-only view: what decoding zero-copy gives, so copies and views share one Numba signature."""
+    view = values.view()
+    view.flags.writeable = False
+    return view
 
 
 def _value_text(values: pa.Array, i: int, as_float32: float) -> str:
@@ -325,7 +354,9 @@ class TraceSource:
         self.num_importance = 0
         if self.has_importance:
             self._open_importance()
-        trace_has_grad = "grad_norm" in schema.names
+        #: the columns of the trace's gradient norms (`grad_columns`), read even when a log is given by inspect
+        self.grad_columns = grad_columns(self.parts[0], schema)
+        trace_has_grad = bool(self.grad_columns)
         self.has_grad = trace_has_grad and not self.has_importance
         if trace_has_grad and self.has_importance:
             warn(GradNormIgnored(f"{self.path} has grad_norm and an importance log {self.importance_path} was "
@@ -359,7 +390,8 @@ class TraceSource:
                                      "file is damaged; write or copy it again")
             _check_schema(part, schema, "a trace", TRACE_COLUMNS, {
                 "step": _INT_TYPE, "row": _INT_TYPE, "table": _TABLE_TYPE,
-                "grad_norm": (_is_float_list, "a list of floats (one L2 norm per chunk)")})
+                "grad_norm": (_is_float_list, "a list of floats (one L2 norm per chunk)"),
+                **{name: _SPLIT_TYPE for name in grad_columns(part, schema) if name != "grad_norm"}})
             if first is None:
                 first = schema
                 continue
@@ -495,27 +527,42 @@ class TraceSource:
                                 f"fix the trace or give the table's real size with --tables")
         return table, row
 
-    def _grad(self, col: pa.Array, table: np.ndarray, step: np.ndarray, where: _Where) -> np.ndarray:
-        """grad_norm lists as a zero-padded float32 [n, K_max] matrix."""
-        _no_nulls(col, "grad_norm", where)
-        lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False).astype(np.int64)
-        want = self._k[table]
+    def _grad(self, batch: pa.RecordBatch, table: np.ndarray, step: np.ndarray, where: _Where) -> np.ndarray:
+        """The batch's gradient norms, in either layout, as a zero-padded float32 [n, K_max] matrix."""
+        if self.grad_columns == ["grad_norm"]:
+            return self._grad_list(batch.column("grad_norm"), table, step, where)
+        return self._grad_split([batch.column(name) for name in self.grad_columns], table, step, where)
+
+    def _wrong_length(self, lengths: np.ndarray, want: np.ndarray, table: np.ndarray, step: np.ndarray,
+                      where: _Where) -> None:
+        """Refuse the first record whose count of gradient norms is not the K of its table."""
         bad = np.flatnonzero(lengths != want)
         if bad.size:
             i = bad[0]
             where.fail(i, step, f"grad_norm has {int(lengths[i])} values but table "
                                 f"{self.tables[table[i]].name!r} has K={int(want[i])} chunks (dim/chunk)")
+
+    @staticmethod
+    def _bad_value(values: pa.Array, p: int, as_float32: float, i: int, step: np.ndarray, where: _Where) -> None:
+        where.fail(i, step, f"grad_norm value {_value_text(values, p, as_float32)} is not allowed; "
+                            "gradient norms must be finite and >= 0")
+
+    def _grad_list(self, col: pa.Array, table: np.ndarray, step: np.ndarray, where: _Where) -> np.ndarray:
+        """A grad_norm list column: when every list holds K_max values (offsets regular), the flat values are
+        reshaped without a copy; else they are scattered into the zero-padded matrix."""
+        _no_nulls(col, "grad_norm", where)
+        lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False).astype(np.int64)
+        want = self._k[table]
+        self._wrong_length(lengths, want, table, step, where)
         flat = col.flatten()
         ends = np.cumsum(lengths)
         if flat.null_count:
             p = int(np.flatnonzero(flat.is_null().to_numpy(zero_copy_only=False))[0])
             where.fail(int(np.searchsorted(ends, p, side="right")), step, "grad_norm contains a null value")
         values = _floats(flat)
-        bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
-        if bad.size:
-            i = int(np.searchsorted(ends, bad[0], side="right"))
-            where.fail(i, step, f"grad_norm value {_value_text(flat, int(bad[0]), values[bad[0]])} is not allowed; "
-                                "gradient norms must be finite and >= 0")
+        p = first_bad(values)
+        if p >= 0:
+            self._bad_value(flat, p, values[p], int(np.searchsorted(ends, p, side="right")), step, where)
         n = len(table)
         if (lengths == self.k_max).all():
             return values.reshape(n, self.k_max)
@@ -525,12 +572,32 @@ class TraceSource:
         grad[record, np.arange(len(values)) - starts[record]] = values
         return grad
 
+    def _grad_split(self, cols: list[pa.Array], table: np.ndarray, step: np.ndarray, where: _Where) -> np.ndarray:
+        """Split columns grad_norm_0 .. grad_norm_{J-1}: a record's norms are its leading non-null values, as
+        many as its table has chunks; the values are copied into the matrix and checked in one pass."""
+        want = self._k[table]
+        if any(col.null_count for col in cols):
+            valid = np.stack([col.is_valid().to_numpy(zero_copy_only=False) for col in cols], axis=1)
+            self._wrong_length(valid.sum(axis=1), want, table, step, where)
+            hole = np.flatnonzero((valid != (np.arange(len(cols)) < want[:, None])).any(axis=1))
+            if hole.size:
+                where.fail(hole[0], step, "grad_norm contains a null value")
+        else:
+            self._wrong_length(np.full(len(table), len(cols)), want, table, step, where)
+        values = tuple(_read_only(_floats(col)) for col in cols)  # one array type, so one compiled kernel
+        grad = np.empty((len(table), self.k_max), dtype=np.float32)
+        p = gather_columns(values, want, grad)
+        if p >= 0:
+            i, c = divmod(int(p), self.k_max)
+            self._bad_value(cols[c], i, values[c][i], i, step, where)
+        return grad
+
     # -- streams ---------------------------------------------------------------
 
     def _lookups(self, with_grad: bool) -> Iterator[tuple]:
         """Validated lookups per Parquet batch: (step, table, row, grad)."""
         read_grad = self.has_grad and with_grad
-        columns = list(TRACE_COLUMNS) + (["grad_norm"] if read_grad else [])
+        columns = list(TRACE_COLUMNS) + (self.grad_columns if read_grad else [])
         last, last_part = None, None
         for part in self.parts:
             offset = 0
@@ -543,7 +610,7 @@ class TraceSource:
                                         "order and their steps must be non-decreasing across parts")
                 last = _check_steps(step, last, where, "sort the trace by step, keeping lookup order within a step")
                 table, row = self._tables_rows(batch.column("table"), batch.column("row"), step, where)
-                grad = self._grad(batch.column("grad_norm"), table, step, where) if read_grad else None
+                grad = self._grad(batch, table, step, where) if read_grad else None
                 yield step, table.astype(np.int32), row, grad
                 offset += batch.num_rows
             if offset:
@@ -625,12 +692,16 @@ class TraceSource:
             if held and part[0][0] == x == held[-1][0][-1]:  # the part only continues the held step: no copy yet
                 held.append(part)
                 continue
-            lookups = _join(held + [part])
-            out, tail = _split(lookups, int(np.searchsorted(lookups[0], x, side="left")))
+            part, tail = _split(part, int(np.searchsorted(part[0], x, side="left")))
+            if held:  # the held step ends in this part (its last step x is later): join only that step's lookups
+                ending, part = _split(part, int(np.searchsorted(part[0], held[-1][0][-1], side="right")))
+                lookups = _join(held + [ending])
+                after = part[0][0] if len(part[0]) else x
+                yield self._batch(lookups, importance_before(after))
             held = [tail]
             imp_out = importance_before(x)
-            if len(out[0]) or len(imp_out[0]):
-                yield self._batch(out, imp_out)
+            if len(part[0]) or len(imp_out[0]):
+                yield self._batch(part, imp_out)
         rest = _join(imp_held + list(importance))
         lookups = _join(held) if held else None
         if lookups is not None or len(rest[0]):

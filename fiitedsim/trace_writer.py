@@ -1,4 +1,10 @@
-"""Write access traces in the schema of DESIGN.md section 1.2."""
+"""Write access traces in the schema of DESIGN.md section 1.2.
+
+Gradient norms are written split: one float32 column `grad_norm_c` per chunk position c (docs/formats.md,
+"Gradient norms"), lz4 with byte-stream-split floats and no dictionary. A `list<float32>` column needs
+repetition levels, whose decoding capped reading at about 5 M lookups/s whatever the codec; the split columns
+read at engine speed (benchmarks/README.md, "Decoding gradient norms", measured with bench_decode.py).
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -18,11 +24,28 @@ IMPORTANCE_SCHEMA = pa.schema([
 ])
 
 
+#: The columns of every lookup; gradient norms follow as `grad_columns(k)`.
+LOOKUP_COLUMNS = ("step", "table", "row")
+
+
+def grad_columns(k: int) -> list[str]:
+    """The split gradient-norm columns of a trace whose tables have at most `k` chunks: grad_norm_0 .. _{k-1}."""
+    return [f"grad_norm_{c}" for c in range(k)]
+
+
 def trace_schema(tables: list[TableSpec], with_grad: bool) -> pa.Schema:
     fields = [pa.field("step", pa.int64()), pa.field("table", pa.int32()), pa.field("row", pa.int64())]
     if with_grad:
-        fields.append(pa.field("grad_norm", pa.list_(pa.float32())))
+        fields += [pa.field(name, pa.float32()) for name in grad_columns(max(t.chunks for t in tables))]
     return pa.schema(fields, metadata={TABLES_KEY: tables_to_json(tables).encode()})
+
+
+def trace_options(schema: pa.Schema) -> dict:
+    """ParquetWriter options of a trace (chosen by bench_decode.py): zstd with dictionaries for the integer
+    columns; lz4, byte-stream-split floats and no dictionary for the gradient norms."""
+    grads = [name for name in schema.names if name not in LOOKUP_COLUMNS]
+    return {"compression": {**{name: "zstd" for name in LOOKUP_COLUMNS}, **{name: "lz4" for name in grads}},
+            "use_dictionary": list(LOOKUP_COLUMNS), "use_byte_stream_split": grads or False}
 
 
 class _ParquetStream:
@@ -31,14 +54,14 @@ class _ParquetStream:
     schema: pa.Schema
 
     def __init__(self, path, compression: str = "zstd"):
-        self.path, self.compression = path, compression
+        self.path, self.options = path, {"compression": compression}
 
     def __enter__(self):
         self._atomic = atomic_path(self.path)
         tmp = self._atomic.__enter__()
         try:
             self._sink = arrow_file(tmp, "wb")
-            self._writer = pq.ParquetWriter(self._sink, self.schema, compression=self.compression, **parquet.WRITE)
+            self._writer = pq.ParquetWriter(self._sink, self.schema, **self.options, **parquet.WRITE)
         except BaseException as exc:
             self._atomic.__exit__(type(exc), exc, exc.__traceback__)
             raise
@@ -84,20 +107,25 @@ class TraceWriter(_ParquetStream):
     roughly a million lookups to keep memory flat.
     """
 
-    def __init__(self, path, tables: list[TableSpec], with_grad: bool, compression: str = "zstd"):
-        super().__init__(path, compression)
+    def __init__(self, path, tables: list[TableSpec], with_grad: bool):
+        super().__init__(path)
         self.tables, self.with_grad = tables, with_grad
         self.schema = trace_schema(tables, with_grad)
+        self.options = trace_options(self.schema)
         self.lookups = 0
 
     def write(self, step, table, row, grad=None) -> None:
-        """Append lookups; `grad` is a float32 array of shape (n, K) when the trace has grad norms."""
+        """Append lookups; `grad` is a float32 array of shape (n, K) when the trace has grad norms, K at most
+        the tables' largest chunk count (the columns past K are written null: no value)."""
         columns = [pa.array(np.asarray(step, np.int64)), pa.array(np.asarray(table, np.int32)),
                    pa.array(np.asarray(row, np.int64))]
         if self.with_grad:
-            grad = np.ascontiguousarray(grad, dtype=np.float32)
+            grad = np.asarray(grad, dtype=np.float32)
             n, k = grad.shape
-            offsets = pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32))
-            columns.append(pa.ListArray.from_arrays(offsets, pa.array(grad.reshape(-1))))
+            slots = len(self.schema) - len(LOOKUP_COLUMNS)
+            if k > slots:
+                raise ValueError(f"grad has {k} norms per lookup; the tables have at most {slots} chunks")
+            columns += [pa.array(np.ascontiguousarray(grad[:, c])) for c in range(k)]
+            columns += [pa.nulls(n, pa.float32())] * (slots - k)
         self._writer.write_table(pa.Table.from_arrays(columns, schema=self.schema))
         self.lookups += len(columns[0])
