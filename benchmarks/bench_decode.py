@@ -18,8 +18,15 @@ and the file size. The lines printed end with the commit, date and load. Candida
   list-lz4-bss     ... lz4 instead of zstd for grad_norm
   list-none        no dictionary, no compression for grad_norm
   fixed-zstd-bss   fixed_size_list<float32, K> (Parquet still stores a list: repetition levels remain)
-  columns-zstd-bss K float32 columns grad_norm_0 .. grad_norm_{K-1} (no repetition levels at all)
+  columns-zstd-bss K float32 columns grad_norm_0 .. grad_norm_{K-1} (no repetition levels; the reader would
+                   still have to interleave them into the [n, K] matrix: not read by TraceSource)
   columns-lz4-bss  the same with lz4
+  bytes-zstd-bss   packed: fixed_size_binary(4 K), the K float32 of a lookup side by side (no repetition
+                   levels, and the decoded buffer is the [n, K] matrix), zstd, byte-stream split
+  bytes-lz4-bss    the same with lz4
+  bytes-lz4        lz4 without byte-stream split
+  bytes-none       neither compression nor byte-stream split
+  writer           what this tree's TraceWriter writes
 
 Usage: python benchmarks/bench_decode.py [--steps 1221] [--repeat 3] [--encodings a,b,...] [--target 15]
 The last lines judge the chosen encoding (the writer's, `fiitedsim.trace_writer`) against the target of
@@ -49,13 +56,19 @@ ENCODINGS = {
     "fixed-zstd-bss": ("fixed", "zstd", False, True),
     "columns-zstd-bss": ("columns", "zstd", False, True),
     "columns-lz4-bss": ("columns", "lz4", False, True),
+    "bytes-zstd-bss": ("bytes", "zstd", False, True),
+    "bytes-lz4-bss": ("bytes", "lz4", False, True),
+    "bytes-lz4": ("bytes", "lz4", False, False),
+    "bytes-none": ("bytes", "none", False, False),
 }
 INT_COLUMNS = ["step", "table", "row"]
 
 
 def grad_columns(layout: str, k: int) -> list[str]:
     """The Parquet column paths that hold the gradient norms in `layout`."""
-    return [f"grad_norm_{c}" for c in range(k)] if layout == "columns" else [GRAD_PATH]
+    if layout == "columns":
+        return [f"grad_norm_{c}" for c in range(k)]
+    return ["grad_norm"] if layout == "bytes" else [GRAD_PATH]
 
 
 def writer_options(name: str, k: int) -> dict:
@@ -92,6 +105,9 @@ def convert(source: Path, name: str) -> Path:
                 cols["grad_norm"] = grad
             elif layout == "fixed":
                 cols["grad_norm"] = pa.FixedSizeListArray.from_arrays(values, k)
+            elif layout == "bytes":
+                cols["grad_norm"] = pa.FixedSizeBinaryArray.from_buffers(pa.binary(4 * k), len(grad),
+                                                                         [None, pa.py_buffer(values.to_numpy())])
             else:
                 matrix = values.to_numpy().reshape(-1, k)
                 cols.update({f"grad_norm_{c}": pa.array(np.ascontiguousarray(matrix[:, c])) for c in range(k)})
@@ -126,7 +142,10 @@ def worker_source(path: str) -> dict:
     gc.collect()
     t0 = time.perf_counter()
     n = 0
-    for batch in TraceSource(path).batches():
+    source = TraceSource(path)
+    if not source.has_grad:
+        return {"error": "not read"}
+    for batch in source.batches():
         n += batch.num_lookups
     return {"wall_s": time.perf_counter() - t0, "lookups": n}
 

@@ -49,9 +49,10 @@ from .errors import (
     require_file,
 )
 from .parsing import TooDeep, loads_json
+from .readahead import read_ahead
 from .paths import arrow_file
-from .trace_grad import first_bad, gather_columns
-from .trace_writer import IMPORTANCE_SCHEMA, TABLES_KEY
+from .trace_checks import first_bad_norm, first_bad_value, rows_in_bounds, steps_in_order
+from .trace_writer import IMPORTANCE_SCHEMA, TABLES_KEY, unpack_grad
 
 TRACE_COLUMNS = ("step", "table", "row")
 IMPORTANCE_COLUMNS = ("step", "table", "row", "chunk", "importance")
@@ -180,24 +181,13 @@ def _is_float_list(t: pa.DataType) -> bool:
     return is_list and pa.types.is_floating(t.value_type)
 
 
-_SPLIT_GRAD = re.compile(r"grad_norm_(0|[1-9][0-9]*)")
+def _is_packed(t: pa.DataType) -> bool:
+    """Packed gradient norms (what `TraceWriter` writes): fixed-size binary of 4 bytes per float32 norm."""
+    return pa.types.is_fixed_size_binary(t) and t.byte_width > 0 and t.byte_width % 4 == 0
 
 
-def grad_columns(path: Path, schema: pa.Schema) -> list[str]:
-    """The columns holding a trace's gradient norms: ["grad_norm"] (a list per lookup), the split columns
-    grad_norm_0 .. grad_norm_{J-1} (docs/formats.md, "Gradient norms"), or [] for a trace without them."""
-    split = [name for name in schema.names if _SPLIT_GRAD.fullmatch(name)]
-    if "grad_norm" in schema.names:
-        if split:
-            raise InputError(f"{path}: columns grad_norm and {split[0]} both hold gradient norms; keep one "
-                             "layout (a list column grad_norm, or grad_norm_0, grad_norm_1, ...)")
-        return ["grad_norm"]
-    want = [f"grad_norm_{c}" for c in range(len(split))]
-    if sorted(split) != sorted(want):
-        missing = next(name for name in want if name not in split)
-        raise InputError(f"{path}: split gradient-norm columns {', '.join(split)} lack {missing}; "
-                         f"they must be grad_norm_0 .. grad_norm_{len(split) - 1}, one per chunk position")
-    return want
+def _is_grad(t: pa.DataType) -> bool:
+    return _is_float_list(t) or _is_packed(t)
 
 
 def _check_schema(path: Path, schema: pa.Schema, what: str, required: tuple[str, ...],
@@ -242,7 +232,6 @@ def _tables_meta(schema: pa.Schema):
 
 _TABLE_TYPE = (lambda t: pa.types.is_integer(t) or _is_string(t), "an integer table index or a string table name")
 _INT_TYPE = (pa.types.is_integer, "an integer type")
-_SPLIT_TYPE = (pa.types.is_floating, "a float type (the L2 norm of one chunk position)")
 
 
 class _Where:
@@ -281,13 +270,6 @@ def _floats(values: pa.Array) -> np.ndarray:
         return values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
 
 
-def _read_only(values: np.ndarray) -> np.ndarray:
-    """A read-only view: what decoding zero-copy gives, so copies and views share one Numba signature."""
-    view = values.view()
-    view.flags.writeable = False
-    return view
-
-
 def _value_text(values: pa.Array, i: int, as_float32: float) -> str:
     """How a message names the value at `i` that `_floats` made `as_float32`: the file's own value when the cast
     made it inf (1e300 read as float32 is inf, and "importance inf" misnamed it)."""
@@ -299,6 +281,8 @@ def _value_text(values: pa.Array, i: int, as_float32: float) -> str:
 
 def _check_steps(step: np.ndarray, previous: int | None, where: _Where, fix: str) -> int:
     """Steps >= 0 and non-decreasing, also across batch boundaries; return the last step."""
+    if steps_in_order(step, previous):
+        return int(step[-1])
     neg = np.flatnonzero(step < 0)
     if neg.size:
         where.fail(neg[0], step, f"step {int(step[neg[0]])} is negative; steps must be >= 0")
@@ -354,9 +338,9 @@ class TraceSource:
         self.num_importance = 0
         if self.has_importance:
             self._open_importance()
-        #: the columns of the trace's gradient norms (`grad_columns`), read even when a log is given by inspect
-        self.grad_columns = grad_columns(self.parts[0], schema)
-        trace_has_grad = bool(self.grad_columns)
+        #: whether the trace has gradient norms (inspect reads them even when a log is given)
+        self.trace_has_grad = trace_has_grad = "grad_norm" in schema.names
+        self._packed = trace_has_grad and _is_packed(schema.field("grad_norm").type)
         self.has_grad = trace_has_grad and not self.has_importance
         if trace_has_grad and self.has_importance:
             warn(GradNormIgnored(f"{self.path} has grad_norm and an importance log {self.importance_path} was "
@@ -390,8 +374,8 @@ class TraceSource:
                                      "file is damaged; write or copy it again")
             _check_schema(part, schema, "a trace", TRACE_COLUMNS, {
                 "step": _INT_TYPE, "row": _INT_TYPE, "table": _TABLE_TYPE,
-                "grad_norm": (_is_float_list, "a list of floats (one L2 norm per chunk)"),
-                **{name: _SPLIT_TYPE for name in grad_columns(part, schema) if name != "grad_norm"}})
+                "grad_norm": (_is_grad, "a list of floats (one L2 norm per chunk), or fixed-size binary "
+                                        "of 4 bytes per chunk (packed float32)")})
             if first is None:
                 first = schema
                 continue
@@ -513,6 +497,10 @@ class TraceSource:
                      where: _Where) -> tuple[np.ndarray, np.ndarray]:
         """Table indices in range and rows within their table, checked against the table list."""
         table = self._table_index(col, where, self._names, grow=False)
+        if not row_col.null_count and row_col.type != pa.uint64():  # the checks of _ints cannot fail: order kept
+            row = _ints(row_col, "row", where)
+            if rows_in_bounds(table, row, self._rows):
+                return table, row
         n = len(self.tables)
         bad = np.flatnonzero((table < 0) | (table >= n))
         if bad.size:
@@ -527,11 +515,9 @@ class TraceSource:
                                 f"fix the trace or give the table's real size with --tables")
         return table, row
 
-    def _grad(self, batch: pa.RecordBatch, table: np.ndarray, step: np.ndarray, where: _Where) -> np.ndarray:
-        """The batch's gradient norms, in either layout, as a zero-padded float32 [n, K_max] matrix."""
-        if self.grad_columns == ["grad_norm"]:
-            return self._grad_list(batch.column("grad_norm"), table, step, where)
-        return self._grad_split([batch.column(name) for name in self.grad_columns], table, step, where)
+    def _grad(self, col: pa.Array, table: np.ndarray, step: np.ndarray, where: _Where) -> np.ndarray:
+        """The batch's gradient norms, packed or as lists, as a zero-padded float32 [n, K_max] matrix."""
+        return (self._grad_packed if self._packed else self._grad_list)(col, table, step, where)
 
     def _wrong_length(self, lengths: np.ndarray, want: np.ndarray, table: np.ndarray, step: np.ndarray,
                       where: _Where) -> None:
@@ -560,7 +546,7 @@ class TraceSource:
             p = int(np.flatnonzero(flat.is_null().to_numpy(zero_copy_only=False))[0])
             where.fail(int(np.searchsorted(ends, p, side="right")), step, "grad_norm contains a null value")
         values = _floats(flat)
-        p = first_bad(values)
+        p = first_bad_value(values)
         if p >= 0:
             self._bad_value(flat, p, values[p], int(np.searchsorted(ends, p, side="right")), step, where)
         n = len(table)
@@ -572,24 +558,33 @@ class TraceSource:
         grad[record, np.arange(len(values)) - starts[record]] = values
         return grad
 
-    def _grad_split(self, cols: list[pa.Array], table: np.ndarray, step: np.ndarray, where: _Where) -> np.ndarray:
-        """Split columns grad_norm_0 .. grad_norm_{J-1}: a record's norms are its leading non-null values, as
-        many as its table has chunks; the values are copied into the matrix and checked in one pass."""
-        want = self._k[table]
-        if any(col.null_count for col in cols):
-            valid = np.stack([col.is_valid().to_numpy(zero_copy_only=False) for col in cols], axis=1)
-            self._wrong_length(valid.sum(axis=1), want, table, step, where)
-            hole = np.flatnonzero((valid != (np.arange(len(cols)) < want[:, None])).any(axis=1))
-            if hole.size:
-                where.fail(hole[0], step, "grad_norm contains a null value")
+    def _grad_packed(self, col: pa.Array, table: np.ndarray, step: np.ndarray, where: _Where) -> np.ndarray:
+        """Packed norms (fixed-size binary of J float32): the values are the matrix, without a copy when J is
+        K_max. A record holds J values, of which those past the K of its table must be 0 (padding)."""
+        _no_nulls(col, "grad_norm", where)
+        n, j = len(col), col.type.byte_width // 4
+        matrix = unpack_grad(col)
+        if (self._k == j).all():  # every table has J chunks: no padding, no per-record K
+            p = first_bad_value(matrix.reshape(-1))
+            want = None
         else:
-            self._wrong_length(np.full(len(table), len(cols)), want, table, step, where)
-        values = tuple(_read_only(_floats(col)) for col in cols)  # one array type, so one compiled kernel
-        grad = np.empty((len(table), self.k_max), dtype=np.float32)
-        p = gather_columns(values, want, grad)
+            want = self._k[table]
+            if (want > j).any():
+                self._wrong_length(np.full(n, j), want, table, step, where)
+            p = first_bad_norm(matrix, want)
         if p >= 0:
-            i, c = divmod(int(p), self.k_max)
-            self._bad_value(cols[c], i, values[c][i], i, step, where)
+            i, c = divmod(int(p), j)
+            k = j if want is None else int(want[i])
+            if c < k:
+                where.fail(i, step, f"grad_norm value {matrix[i, c]} is not allowed; gradient norms must be "
+                                    "finite and >= 0")
+            where.fail(i, step, f"grad_norm value {matrix[i, c]} past the K={k} chunks of table "
+                                f"{self.tables[table[i]].name!r}; packed grad_norm is 0 there")
+        if j == self.k_max:
+            return matrix.astype(np.float32, copy=False)  # no copy on a little-endian machine
+        grad = np.zeros((n, self.k_max), dtype=np.float32)
+        width = min(j, self.k_max)
+        grad[:, :width] = matrix[:, :width]
         return grad
 
     # -- streams ---------------------------------------------------------------
@@ -597,11 +592,11 @@ class TraceSource:
     def _lookups(self, with_grad: bool) -> Iterator[tuple]:
         """Validated lookups per Parquet batch: (step, table, row, grad)."""
         read_grad = self.has_grad and with_grad
-        columns = list(TRACE_COLUMNS) + (self.grad_columns if read_grad else [])
+        columns = list(TRACE_COLUMNS) + (["grad_norm"] if read_grad else [])
         last, last_part = None, None
         for part in self.parts:
             offset = 0
-            for batch in _stream(part, columns, self.batch_rows):
+            for batch in read_ahead(_stream(part, columns, self.batch_rows), depth=1):  # decode the next meanwhile
                 where = _Where(part, offset)
                 step = _ints(batch.column("step"), "step", where)
                 if offset == 0 and last_part is not None and step[0] < last:
@@ -610,7 +605,7 @@ class TraceSource:
                                         "order and their steps must be non-decreasing across parts")
                 last = _check_steps(step, last, where, "sort the trace by step, keeping lookup order within a step")
                 table, row = self._tables_rows(batch.column("table"), batch.column("row"), step, where)
-                grad = self._grad(batch, table, step, where) if read_grad else None
+                grad = self._grad(batch.column("grad_norm"), table, step, where) if read_grad else None
                 yield step, table.astype(np.int32), row, grad
                 offset += batch.num_rows
             if offset:

@@ -1,9 +1,10 @@
 """Write access traces in the schema of DESIGN.md section 1.2.
 
-Gradient norms are written split: one float32 column `grad_norm_c` per chunk position c (docs/formats.md,
-"Gradient norms"), lz4 with byte-stream-split floats and no dictionary. A `list<float32>` column needs
-repetition levels, whose decoding capped reading at about 5 M lookups/s whatever the codec; the split columns
-read at engine speed (benchmarks/README.md, "Decoding gradient norms", measured with bench_decode.py).
+Gradient norms are written packed: `grad_norm` is a fixed_size_binary(4 K_max) column holding each lookup's
+K_max norms as little-endian float32, zero past the K of its table (docs/formats.md, "Gradient norms"), lz4
+with byte-stream split and no dictionary. A `list<float32>` column needs repetition levels, whose decoding
+capped reading at about 5 M lookups/s whatever the codec; the packed column decodes straight into the
+replay's [n, K_max] matrix (benchmarks/README.md, "Decoding gradient norms", measured with bench_decode.py).
 """
 from __future__ import annotations
 
@@ -24,28 +25,28 @@ IMPORTANCE_SCHEMA = pa.schema([
 ])
 
 
-#: The columns of every lookup; gradient norms follow as `grad_columns(k)`.
+#: The columns of every lookup; `grad_norm` may follow.
 LOOKUP_COLUMNS = ("step", "table", "row")
+#: How packed gradient norms are stored: little-endian float32, K_max of them in one fixed-size binary value.
+PACKED_FLOAT = "<f4"
 
 
-def grad_columns(k: int) -> list[str]:
-    """The split gradient-norm columns of a trace whose tables have at most `k` chunks: grad_norm_0 .. _{k-1}."""
-    return [f"grad_norm_{c}" for c in range(k)]
+def packed_grad_type(k_max: int) -> pa.DataType:
+    """The type of a packed `grad_norm` column: one fixed-size binary value of K_max float32 per lookup."""
+    return pa.binary(4 * k_max)
 
 
 def trace_schema(tables: list[TableSpec], with_grad: bool) -> pa.Schema:
     fields = [pa.field("step", pa.int64()), pa.field("table", pa.int32()), pa.field("row", pa.int64())]
     if with_grad:
-        fields += [pa.field(name, pa.float32()) for name in grad_columns(max(t.chunks for t in tables))]
+        fields.append(pa.field("grad_norm", packed_grad_type(max(t.chunks for t in tables))))
     return pa.schema(fields, metadata={TABLES_KEY: tables_to_json(tables).encode()})
 
 
-def trace_options(schema: pa.Schema) -> dict:
-    """ParquetWriter options of a trace (chosen by bench_decode.py): zstd with dictionaries for the integer
-    columns; lz4, byte-stream-split floats and no dictionary for the gradient norms."""
-    grads = [name for name in schema.names if name not in LOOKUP_COLUMNS]
-    return {"compression": {**{name: "zstd" for name in LOOKUP_COLUMNS}, **{name: "lz4" for name in grads}},
-            "use_dictionary": list(LOOKUP_COLUMNS), "use_byte_stream_split": grads or False}
+#: ParquetWriter options of a trace (chosen by bench_decode.py): zstd with dictionaries for the integer columns;
+#: lz4, byte-stream split (one stream per byte of the K_max floats) and no dictionary for the gradient norms.
+TRACE_OPTIONS = {"compression": {**{name: "zstd" for name in LOOKUP_COLUMNS}, "grad_norm": "lz4"},
+                 "use_dictionary": list(LOOKUP_COLUMNS), "use_byte_stream_split": ["grad_norm"]}
 
 
 class _ParquetStream:
@@ -111,21 +112,36 @@ class TraceWriter(_ParquetStream):
         super().__init__(path)
         self.tables, self.with_grad = tables, with_grad
         self.schema = trace_schema(tables, with_grad)
-        self.options = trace_options(self.schema)
+        self.options = TRACE_OPTIONS if with_grad else {"compression": "zstd", "use_dictionary": True}
         self.lookups = 0
 
     def write(self, step, table, row, grad=None) -> None:
         """Append lookups; `grad` is a float32 array of shape (n, K) when the trace has grad norms, K at most
-        the tables' largest chunk count (the columns past K are written null: no value)."""
+        the tables' largest chunk count, and 0 past the K of each lookup's table."""
         columns = [pa.array(np.asarray(step, np.int64)), pa.array(np.asarray(table, np.int32)),
                    pa.array(np.asarray(row, np.int64))]
         if self.with_grad:
-            grad = np.asarray(grad, dtype=np.float32)
-            n, k = grad.shape
-            slots = len(self.schema) - len(LOOKUP_COLUMNS)
-            if k > slots:
-                raise ValueError(f"grad has {k} norms per lookup; the tables have at most {slots} chunks")
-            columns += [pa.array(np.ascontiguousarray(grad[:, c])) for c in range(k)]
-            columns += [pa.nulls(n, pa.float32())] * (slots - k)
+            columns.append(pack_grad(grad, self.schema.field("grad_norm").type.byte_width // 4))
         self._writer.write_table(pa.Table.from_arrays(columns, schema=self.schema))
         self.lookups += len(columns[0])
+
+
+def pack_grad(grad, k_max: int) -> pa.FixedSizeBinaryArray:
+    """An (n, K) array of gradient norms as a packed `grad_norm` column, zero-padded to K_max, without a copy
+    when K = K_max."""
+    grad = np.asarray(grad, dtype=np.float32)
+    n, k = grad.shape
+    if k > k_max:
+        raise ValueError(f"grad has {k} norms per lookup; the tables have at most {k_max} chunks")
+    if k == k_max:
+        packed = np.ascontiguousarray(grad, PACKED_FLOAT)
+    else:
+        packed = np.zeros((n, k_max), PACKED_FLOAT)
+        packed[:, :k] = grad
+    return pa.FixedSizeBinaryArray.from_buffers(packed_grad_type(k_max), n, [None, pa.py_buffer(packed)])
+
+
+def unpack_grad(col: pa.FixedSizeBinaryArray) -> np.ndarray:
+    """A packed `grad_norm` column (without nulls) as its read-only [n, J] float32 matrix, without a copy."""
+    n, j = len(col), col.type.byte_width // 4
+    return np.frombuffer(col.buffers()[1], PACKED_FLOAT, n * j, col.offset * j * 4).reshape(n, j)
