@@ -28,7 +28,13 @@ and the file size. The lines printed end with the commit, date and load. Candida
   bytes-none       neither compression nor byte-stream split
   writer           what this tree's TraceWriter writes
 
+With --cli it measures targets 2 and 3 instead: `fiitedsim replay TRACE --policy fiited` (progress bar on a
+pseudo-terminal, as on a terminal) against the engine alone (bench_replay's engine worker: in-memory batches)
+on the benchmark trace and on one of 2000 lookups per table per step (20.0M lookups), each written packed by
+this tree and converted to 5cddf2c's list encoding; summaries of the two encodings are compared.
+
 Usage: python benchmarks/bench_decode.py [--steps 1221] [--repeat 3] [--encodings a,b,...] [--target 15]
+       python benchmarks/bench_decode.py --cli [--repeat 3]
 The last lines judge the chosen encoding (the writer's, `fiitedsim.trace_writer`) against the target of
 15 M lookups/s for `TraceSource.batches()`, and the old encoding beside it.
 """
@@ -37,6 +43,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -62,6 +69,9 @@ ENCODINGS = {
     "bytes-none": ("bytes", "none", False, False),
 }
 INT_COLUMNS = ["step", "table", "row"]
+#: The trace of the CLI target: 2000 lookups per table per step, 2500 steps x 4 tables = 20.0M lookups.
+CLI_BATCH, CLI_STEPS = 2000, 2500
+HERE = Path(__file__).resolve().parent
 
 
 def grad_columns(layout: str, k: int) -> list[str]:
@@ -97,8 +107,7 @@ def convert(source: Path, name: str) -> Path:
         writer = None
         for group in range(pf.num_row_groups):
             t = pf.read_row_group(group, columns=INT_COLUMNS + ["grad_norm"])
-            grad = t.column("grad_norm").combine_chunks()
-            values = grad.flatten()
+            grad, values = grad_values(t.column("grad_norm").combine_chunks())
             k = len(values) // len(grad)
             cols = {c: t.column(c).combine_chunks() for c in INT_COLUMNS}
             if layout == "list":
@@ -119,6 +128,20 @@ def convert(source: Path, name: str) -> Path:
         writer.close()
     tmp.rename(out)
     return out
+
+
+def grad_values(col):
+    """A grad_norm column of either layout as (the same column as lists, its flat float32 values)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from fiitedsim.trace_writer import unpack_grad
+    if pa.types.is_fixed_size_binary(col.type):
+        matrix = unpack_grad(col)
+        values = pa.array(np.ascontiguousarray(matrix).reshape(-1))
+        offsets = pa.array(np.arange(0, (len(col) + 1) * matrix.shape[1], matrix.shape[1], dtype=np.int32))
+        return pa.ListArray.from_arrays(offsets, values), values
+    return col, col.flatten()
 
 
 # ----------------------------------------------------------------------------- workers (fresh processes)
@@ -181,12 +204,104 @@ def measure(files: dict[str, Path], repeat: int) -> dict:
     return runs
 
 
+# ----------------------------------------------------------------------------- end to end (--cli)
+
+def _drain(fd: int) -> None:
+    """Read a pseudo-terminal until it closes, so that the progress bar never blocks on a full buffer."""
+    try:
+        while os.read(fd, 65536):
+            pass
+    except OSError:
+        pass
+
+
+def cli_replay(trace: Path) -> dict:
+    """`fiitedsim replay TRACE --policy fiited --budget B --out TMP` in a fresh process with its default display:
+    stderr a pseudo-terminal, so the progress bar draws (redirected, it would not). Wall time and the summary."""
+    import pty
+    import tempfile
+    import threading
+    with tempfile.TemporaryDirectory(prefix="fiitedsim-decode-") as tmp:
+        out = Path(tmp) / "out"
+        cmd = common.fiitedsim_exe() + ["replay", str(trace), "--policy", "fiited", "--budget", common.BUDGET,
+                                        "--out", str(out)]
+        master, slave = pty.openpty()
+        reader = threading.Thread(target=_drain, args=(master,), daemon=True)
+        reader.start()
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave, cwd=tmp)
+        wall = time.perf_counter() - t0
+        os.close(slave)
+        reader.join(5)
+        os.close(master)
+        if proc.returncode:
+            return {"error": f"exit {proc.returncode}"}
+        summary = json.loads((out / "summary.json").read_text())
+    return {"wall_s": wall, "lookups": summary["trace"]["lookups"], "policies": summary["policies"]}
+
+
+def engine_only(trace: Path) -> dict:
+    """bench_replay's engine run: a fresh process replays the in-memory batches; consume() + finish() timed."""
+    proc = subprocess.run([sys.executable, str(HERE / "bench_replay.py"), "--worker-engine", "fiited", str(trace)],
+                          capture_output=True, text=True)
+    if proc.returncode:
+        return {"error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def without_seconds(value):
+    """A summary with its wall-time fields blanked (the one allowed difference between two replays)."""
+    if isinstance(value, dict):
+        return {k: None if "seconds" in k else without_seconds(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_seconds(v) for v in value]
+    return value
+
+
+def end_to_end(repeat: int) -> None:
+    """Targets 2 and 3 of issue 20: CLI replay against engine-only speed, on both benchmark traces (4096 and
+    2000 lookups per table per step), each in the packed (this writer) and the list (5cddf2c) encoding."""
+    traces = {}
+    for batch, steps in ((common.BATCH, common.STEPS_20M), (CLI_BATCH, CLI_STEPS)):
+        packed = common.ensure_trace(None, steps, batch=batch)
+        traces[f"b{batch} packed"] = packed
+        traces[f"b{batch} list"] = convert(packed, "list-zstd-dict")
+    runs = {(name, kind): [] for name in traces for kind in ("cli", "engine")}
+    for rep in range(repeat):
+        names = list(traces) if rep % 2 == 0 else list(traces)[::-1]
+        for name in names:
+            runs[(name, "cli")].append(cli_replay(traces[name]))
+            runs[(name, "engine")].append(engine_only(traces[name]))
+    rows = []
+    for name in traces:
+        cli, cli_walls = median_mps(runs[(name, "cli")])
+        eng, eng_walls = median_mps(runs[(name, "engine")])
+        ratio = None if cli is None or eng is None else cli / eng
+        rows.append([name, cli_walls, "-" if cli is None else f"{cli:.2f}", eng_walls,
+                     "-" if eng is None else f"{eng:.2f}", "-" if ratio is None else f"{ratio:.2f}"])
+    common.print_table(["trace", "CLI replay s", "CLI M/s", "engine s", "engine M/s", "CLI / engine"], rows,
+                       title=f"end to end: `fiitedsim replay TRACE --policy fiited --budget {common.BUDGET}` with its "
+                             f"progress bar (a pseudo-terminal), median of {repeat}, vs the engine alone")
+    for batch in (common.BATCH, CLI_BATCH):
+        a, b = runs[(f"b{batch} packed", "cli")][0], runs[(f"b{batch} list", "cli")][0]
+        same = "policies" in a and without_seconds(a["policies"]) == without_seconds(b["policies"])
+        print(f"  b{batch}: the summaries of the packed and the list trace are equal (seconds blanked): {same}")
+    by = {row[0]: row for row in rows}
+    ratio = by[f"b{common.BATCH} packed"][5]
+    cli = by[f"b{CLI_BATCH} packed"][2]
+    print(f"RESULT CLI replay / engine on the 20M trace (packed): {ratio}, target >= 0.9: "
+          f"{common.verdict(ratio != '-' and float(ratio) >= 0.9)}")
+    print(f"RESULT CLI replay of the {CLI_BATCH}-lookups-per-table-step trace (packed): {cli} M lookups/s, "
+          f"target >= 4: {common.verdict(cli != '-' and float(cli) >= 4)}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=common.STEPS_20M)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--encodings", default=",".join(ENCODINGS))
     ap.add_argument("--target", type=float, default=15.0, help="M lookups/s of TraceSource.batches() (default 15)")
+    ap.add_argument("--cli", action="store_true", help="measure CLI replays against the engine instead (targets 2, 3)")
     ap.add_argument("--worker-scan", help=argparse.SUPPRESS)
     ap.add_argument("--worker-source", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -200,6 +315,10 @@ def main() -> None:
         ap.error(f"unknown encoding {unknown[0]!r}; choose from {', '.join(ENCODINGS)}")
     print(f"bench_decode: {common.machine_line()}")
     print(f"load average at start: {common.load()}")
+    if args.cli:
+        end_to_end(args.repeat)
+        print(f"load average at end: {common.load()}")
+        return
     trace = common.ensure_trace(None, args.steps)
     files = {n: convert(trace, n) for n in names}
     files["writer"] = trace_by_writer(trace)
@@ -234,9 +353,8 @@ def trace_by_writer(source: Path) -> Path:
         with TraceWriter(out, tables, with_grad=True) as writer:
             for group in range(pf.num_row_groups):
                 t = pf.read_row_group(group, columns=INT_COLUMNS + ["grad_norm"])
-                grad = t.column("grad_norm").combine_chunks()
-                values = grad.flatten().to_numpy()
-                writer.write(*(t.column(c).to_numpy() for c in INT_COLUMNS), values.reshape(len(grad), -1))
+                grad, values = grad_values(t.column("grad_norm").combine_chunks())
+                writer.write(*(t.column(c).to_numpy() for c in INT_COLUMNS), values.to_numpy().reshape(len(grad), -1))
     return out
 
 

@@ -163,7 +163,10 @@ def _stream(path: Path, columns: list[str], batch_rows: int) -> Iterator[pa.Reco
             # one row group at a time: iter_batches over the whole file keeps memory that grows with
             # the number of row groups read (measured 7x on a 10x longer trace), per group it is flat
             for group in range(pf.num_row_groups):
-                for batch in pf.iter_batches(batch_size=batch_rows, columns=columns, row_groups=[group]):
+                # one thread per file: the caller validates on another (read_ahead in `_lookups`), and on two
+                # cores pyarrow's column threads only competed with it (measured, benchmarks/README.md)
+                for batch in pf.iter_batches(batch_size=batch_rows, columns=columns, row_groups=[group],
+                                             use_threads=False):
                     if batch.num_rows:
                         yield batch
     except parquet.READ_ERRORS as exc:
@@ -262,6 +265,11 @@ def _ints(col: pa.Array, name: str, where: _Where) -> np.ndarray:
         if big.size:
             where.fail(big[0], None, f"{name} {int(values[big[0]])} does not fit a signed 64-bit integer")
     return values.astype(np.int64, copy=False)
+
+
+def _int32(col: pa.Array, table: np.ndarray) -> np.ndarray:
+    """Validated table indices as int32: the column itself, without a copy, when it is an int32 column."""
+    return col.to_numpy() if col.type == pa.int32() else table.astype(np.int32)
 
 
 def _floats(values: pa.Array) -> np.ndarray:
@@ -606,7 +614,7 @@ class TraceSource:
                 last = _check_steps(step, last, where, "sort the trace by step, keeping lookup order within a step")
                 table, row = self._tables_rows(batch.column("table"), batch.column("row"), step, where)
                 grad = self._grad(batch.column("grad_norm"), table, step, where) if read_grad else None
-                yield step, table.astype(np.int32), row, grad
+                yield step, _int32(batch.column("table"), table), row, grad
                 offset += batch.num_rows
             if offset:
                 last_part = part

@@ -1,7 +1,8 @@
 """The checks of a trace batch that make one pass over its values (trace.py words the errors).
 
-Each answers "is everything allowed?" fast (SIMD reductions or one compiled pass, the GIL released so that
-Parquet decoding can go on meanwhile); trace.py's numpy code then finds and names the first offence.
+Each answers "is everything allowed?" fast, with SIMD reductions; a compiled pass (the GIL released, so
+that Parquet decoding goes on meanwhile) runs only where padding needs a per-record K or a value fails, and
+trace.py's numpy code then finds and names the first offence.
 
 A trace's `grad_norm` is a list column (what earlier versions wrote, and what users may write) or packed
 (fixed-size binary of K_max float32, what `TraceWriter` writes; docs/formats.md, "Gradient norms").
@@ -53,18 +54,15 @@ def first_bad_value(values: np.ndarray) -> int:
     return first_bad(values)
 
 
-@numba.njit(cache=True, nogil=True)
-def rows_in_bounds(table, row, rows) -> bool:
-    """Whether every table index is in 0..len(rows)-1 and every row in 0..rows[table]-1."""
-    n_tables = rows.shape[0]
-    ok = True
-    for i in range(table.shape[0]):
-        t = table[i]
-        if t < 0 or t >= n_tables:
-            return False
-        r = row[i]
-        ok &= (r >= 0) & (r < rows[t])
-    return ok
+def rows_in_bounds(table: np.ndarray, row: np.ndarray, rows: np.ndarray) -> bool:
+    """Whether every table index is in 0..len(rows)-1 and every row in 0..rows[table]-1: SIMD reductions, and
+    a gather only when some row is not below every table's size (numpy: a kernel's load from Numba's cache
+    costs a fresh process more than all the batches' checks)."""
+    if not len(table):
+        return True
+    if table.min() < 0 or table.max() >= len(rows) or row.min() < 0:
+        return False
+    return bool(row.max() < rows.min() or (row < rows[table]).all())
 
 
 def steps_in_order(step: np.ndarray, previous: int | None) -> bool:
