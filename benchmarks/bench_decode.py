@@ -53,21 +53,17 @@ from pathlib import Path
 import common
 
 GRAD_PATH = "grad_norm.list.element"  # the Parquet column path of a list's values
-ENCODINGS = {
-    # name: (layout, writer options for the gradient column(s): compression, dictionary, byte-stream split)
-    "list-zstd-dict": ("list", "zstd", True, False),
-    "list-zstd": ("list", "zstd", False, False),
-    "list-zstd-bss": ("list", "zstd", False, True),
-    "list-lz4-bss": ("list", "lz4", False, True),
-    "list-none": ("list", "none", False, False),
-    "fixed-zstd-bss": ("fixed", "zstd", False, True),
-    "columns-zstd-bss": ("columns", "zstd", False, True),
-    "columns-lz4-bss": ("columns", "lz4", False, True),
-    "bytes-zstd-bss": ("bytes", "zstd", False, True),
-    "bytes-lz4-bss": ("bytes", "lz4", False, True),
-    "bytes-lz4": ("bytes", "lz4", False, False),
-    "bytes-none": ("bytes", "none", False, False),
-}
+#: The candidates, named LAYOUT-CODEC[-dict][-bss]: dictionary on, byte-stream split on (see `encoding`).
+ENCODINGS = ["list-zstd-dict", "list-zstd", "list-zstd-bss", "list-lz4-bss", "list-none", "fixed-zstd-bss",
+             "columns-zstd-bss", "columns-lz4-bss", "bytes-zstd-bss", "bytes-lz4-bss", "bytes-lz4", "bytes-none"]
+
+
+def encoding(name: str) -> tuple[str, str, bool, bool]:
+    """(layout, codec of the gradient column(s), dictionary, byte-stream split) of a candidate's name."""
+    layout, codec, *flags = name.split("-")
+    return layout, codec, "dict" in flags, "bss" in flags
+
+
 INT_COLUMNS = ["step", "table", "row"]
 #: The trace of the CLI target: 2000 lookups per table per step, 2500 steps x 4 tables = 20.0M lookups.
 CLI_BATCH, CLI_STEPS = 2000, 2500
@@ -83,7 +79,7 @@ def grad_columns(layout: str, k: int) -> list[str]:
 
 def writer_options(name: str, k: int) -> dict:
     """ParquetWriter keyword arguments of encoding `name`; the integer columns as the trace writer writes them."""
-    layout, codec, dictionary, bss = ENCODINGS[name]
+    layout, codec, dictionary, bss = encoding(name)
     grads = grad_columns(layout, k)
     return {"compression": {**{c: "zstd" for c in INT_COLUMNS}, **{c: codec for c in grads}},
             "use_dictionary": INT_COLUMNS + (grads if dictionary else []),
@@ -100,7 +96,7 @@ def convert(source: Path, name: str) -> Path:
     if out.exists():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    layout = ENCODINGS[name][0]
+    layout = encoding(name)[0]
     with pq.ParquetFile(source) as pf:
         meta = pf.schema_arrow.metadata
         k = None

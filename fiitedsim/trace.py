@@ -49,8 +49,8 @@ from .errors import (
     require_file,
 )
 from .parsing import TooDeep, loads_json
-from .readahead import read_ahead
 from .paths import arrow_file
+from .readahead import read_ahead
 from .trace_checks import first_bad_norm, first_bad_value, rows_in_bounds, steps_in_order
 from .trace_writer import IMPORTANCE_SCHEMA, TABLES_KEY, unpack_grad
 
@@ -536,11 +536,6 @@ class TraceSource:
             where.fail(i, step, f"grad_norm has {int(lengths[i])} values but table "
                                 f"{self.tables[table[i]].name!r} has K={int(want[i])} chunks (dim/chunk)")
 
-    @staticmethod
-    def _bad_value(values: pa.Array, p: int, as_float32: float, i: int, step: np.ndarray, where: _Where) -> None:
-        where.fail(i, step, f"grad_norm value {_value_text(values, p, as_float32)} is not allowed; "
-                            "gradient norms must be finite and >= 0")
-
     def _grad_list(self, col: pa.Array, table: np.ndarray, step: np.ndarray, where: _Where) -> np.ndarray:
         """A grad_norm list column: when every list holds K_max values (offsets regular), the flat values are
         reshaped without a copy; else they are scattered into the zero-padded matrix."""
@@ -556,7 +551,8 @@ class TraceSource:
         values = _floats(flat)
         p = first_bad_value(values)
         if p >= 0:
-            self._bad_value(flat, p, values[p], int(np.searchsorted(ends, p, side="right")), step, where)
+            where.fail(int(np.searchsorted(ends, p, side="right")), step, f"grad_norm value "
+                       f"{_value_text(flat, p, values[p])} is not allowed; gradient norms must be finite and >= 0")
         n = len(table)
         if (lengths == self.k_max).all():
             return values.reshape(n, self.k_max)
@@ -663,6 +659,8 @@ class TraceSource:
         importance records of step X must come after all of them. The last
         batch gets whatever remains, including importance records after the
         last lookup. Consumers that count per step (trace statistics) need this.
+        A step that ends in the next Parquet batch is passed on as a batch of
+        its own, so that only its lookups are copied (joined), not the batch's.
 
         With `whole_steps=False`, lookups are passed on as soon as they are
         decoded, so a step may continue in the next batch, and only importance
