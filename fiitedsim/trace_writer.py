@@ -2,7 +2,7 @@
 
 Gradient norms are written packed: `grad_norm` is a fixed_size_binary(4 K_max) column holding each lookup's
 K_max norms as little-endian float32, zero past the K of its table (docs/formats.md, "Gradient norms"), lz4
-with byte-stream split and no dictionary. A `list<float32>` column needs repetition levels, whose decoding
+and no dictionary (byte-stream split would save 11% but polars cannot read it on fixed-size binary). A `list<float32>` column needs repetition levels, whose decoding
 capped reading at about 5 M lookups/s whatever the codec; the packed column decodes straight into the
 replay's [n, K_max] matrix (benchmarks/README.md, "Decoding gradient norms", measured with bench_decode.py).
 """
@@ -44,9 +44,9 @@ def trace_schema(tables: list[TableSpec], with_grad: bool) -> pa.Schema:
 
 
 #: ParquetWriter options of a trace (chosen by bench_decode.py): zstd with dictionaries for the integer columns;
-#: lz4, byte-stream split (one stream per byte of the K_max floats) and no dictionary for the gradient norms.
+#: lz4 and no dictionary for the gradient norms (byte-stream split, smaller, is unreadable to polars there).
 TRACE_OPTIONS = {"compression": {**{name: "zstd" for name in LOOKUP_COLUMNS}, "grad_norm": "lz4"},
-                 "use_dictionary": list(LOOKUP_COLUMNS), "use_byte_stream_split": ["grad_norm"]}
+                 "use_dictionary": list(LOOKUP_COLUMNS)}
 
 
 class _ParquetStream:
