@@ -2,9 +2,10 @@
 
 Gradient norms are written packed: `grad_norm` is a fixed_size_binary(4 K_max) column holding each lookup's
 K_max norms as little-endian float32, zero past the K of its table (docs/formats.md, "Gradient norms"), lz4
-and no dictionary (byte-stream split would save 11% but polars cannot read it on fixed-size binary). A `list<float32>` column needs repetition levels, whose decoding
-capped reading at about 5 M lookups/s whatever the codec; the packed column decodes straight into the
-replay's [n, K_max] matrix (benchmarks/README.md, "Decoding gradient norms", measured with bench_decode.py).
+and no dictionary (byte-stream split would save 11% but polars cannot read it on fixed-size binary). A
+`list<float32>` column needs repetition levels, whose decoding capped reading at about 5 M lookups/s whatever
+the codec; the packed column decodes straight into the replay's [n, K_max] matrix (benchmarks/README.md,
+"Decoding gradient norms", measured with bench_decode.py).
 """
 from __future__ import annotations
 
