@@ -533,8 +533,10 @@ class TraceSource:
         bad = np.flatnonzero(lengths != want)
         if bad.size:
             i = bad[0]
-            where.fail(i, step, f"grad_norm has {int(lengths[i])} values but table "
-                                f"{self.tables[table[i]].name!r} has K={int(want[i])} chunks (dim/chunk)")
+            where.fail(i, step, self._length_text(int(lengths[i]), int(want[i]), table[i]))
+
+    def _length_text(self, has: int, k: int, t: int) -> str:
+        return f"grad_norm has {has} values but table {self.tables[t].name!r} has K={k} chunks (dim/chunk)"
 
     def _grad_list(self, col: pa.Array, table: np.ndarray, step: np.ndarray, where: _Where) -> np.ndarray:
         """A grad_norm list column: when every list holds K_max values (offsets regular), the flat values are
@@ -582,8 +584,8 @@ class TraceSource:
             if c < k:
                 where.fail(i, step, f"grad_norm value {matrix[i, c]} is not allowed; gradient norms must be "
                                     "finite and >= 0")
-            where.fail(i, step, f"grad_norm value {matrix[i, c]} past the K={k} chunks of table "
-                                f"{self.tables[table[i]].name!r}; packed grad_norm is 0 there")
+            has = int(np.flatnonzero(matrix[i])[-1]) + 1  # a value past K, where packing pads with 0
+            where.fail(i, step, self._length_text(has, k, table[i]))
         if j == self.k_max:
             return matrix.astype(np.float32, copy=False)  # no copy on a little-endian machine
         grad = np.zeros((n, self.k_max), dtype=np.float32)

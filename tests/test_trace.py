@@ -593,8 +593,9 @@ def test_packed_grad_bad_values_all_tables_alike(tmp_path):
 def test_packed_grad_padding_must_be_zero(tmp_path):
     grad = np.ones((4, 8), np.float32)
     grad[3, 4:] = 0
-    expect_error(r"record 1 \(step 0\): grad_norm value 1.0 past the K=4 chunks of table 'items'; packed "
-                 "grad_norm is 0 there", consume, TraceSource(packed_trace(tmp_path / "t.parquet", grad)))
+    grad[1, 6] = 0  # a record's values end at its last non-zero one
+    expect_error(r"record 1 \(step 0\): grad_norm has 8 values but table 'items' has K=4", consume,
+                 TraceSource(packed_trace(tmp_path / "t.parquet", grad)))
 
 
 def test_packed_grad_too_short_and_null(tmp_path):
