@@ -188,6 +188,10 @@ def median_mps(runs: list[dict]) -> tuple[float | None, str]:
             ", ".join(f"{r['wall_s']:.2f}" for r in good))
 
 
+def mps_text(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 def measure(files: dict[str, Path], repeat: int) -> dict:
     """Every (encoding, mode) `repeat` times in fresh processes, the encodings in a rotating order."""
     names = list(files)
@@ -330,9 +334,9 @@ def main() -> None:
                        title=f"median of {args.repeat} fresh processes per cell, encodings alternating")
     chosen = figures.get("writer")
     print(f"RESULT TraceSource.batches() on the writer's encoding: "
-          f"{'-' if chosen is None else f'{chosen:.1f}'} M lookups/s, target >= {args.target:g}: "
+          f"{mps_text(chosen)} M lookups/s, target >= {args.target:g}: "
           f"{common.verdict(chosen is not None and chosen >= args.target)}; on the old encoding "
-          f"(list-zstd-dict): {figures.get('list-zstd-dict') or '-'}")
+          f"(list-zstd-dict): {mps_text(figures.get('list-zstd-dict'))} M lookups/s")
     print(f"load average at end: {common.load()}")
 
 
