@@ -43,9 +43,21 @@ def lookups_of(steps: int, batch: int = BATCH) -> int:
     return steps * TABLES * batch
 
 
+def grad_layout() -> str:
+    """The name part of this tree's `grad_norm` layout: "grad" for the lists written up to 5cddf2c, "gradpacked"
+    for packed float32 (issue 20), so that a trace of either writer is cached under its own name."""
+    import pyarrow as pa
+
+    from fiitedsim.config import TableSpec
+    from fiitedsim.trace_writer import trace_schema
+    kind = trace_schema([TableSpec("t", rows=1)], True).field("grad_norm").type
+    return "gradpacked" if pa.types.is_fixed_size_binary(kind) else "grad"
+
+
 def trace_path(steps: int, seed: int = 0, batch: int = BATCH) -> Path:
-    """Where the benchmark trace of `steps` steps lives (the name encodes every generator argument)."""
-    grad = "grad" if GRAD else "nograd"
+    """Where the benchmark trace of `steps` steps lives (the name encodes every generator argument and the
+    writer's grad_norm layout)."""
+    grad = grad_layout() if GRAD else "nograd"
     return OUT / (f"{PROFILE}{ALPHA:g}_t{TABLES}_r{ROWS}_b{batch}_d{DIM}_c{CHUNK}_{grad}"
                   f"_s{steps}_seed{seed}.parquet")
 

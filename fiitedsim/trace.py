@@ -50,7 +50,9 @@ from .errors import (
 )
 from .parsing import TooDeep, loads_json
 from .paths import arrow_file
-from .trace_writer import IMPORTANCE_SCHEMA, TABLES_KEY
+from .readahead import read_ahead
+from .trace_checks import first_bad_norm, first_bad_value, rows_in_bounds, steps_in_order
+from .trace_writer import IMPORTANCE_SCHEMA, TABLES_KEY, unpack_grad
 
 TRACE_COLUMNS = ("step", "table", "row")
 IMPORTANCE_COLUMNS = ("step", "table", "row", "chunk", "importance")
@@ -161,7 +163,10 @@ def _stream(path: Path, columns: list[str], batch_rows: int) -> Iterator[pa.Reco
             # one row group at a time: iter_batches over the whole file keeps memory that grows with
             # the number of row groups read (measured 7x on a 10x longer trace), per group it is flat
             for group in range(pf.num_row_groups):
-                for batch in pf.iter_batches(batch_size=batch_rows, columns=columns, row_groups=[group]):
+                # one thread per file: the caller validates on another (read_ahead in `_lookups`), and on two
+                # cores pyarrow's column threads only competed with it (measured, benchmarks/README.md)
+                for batch in pf.iter_batches(batch_size=batch_rows, columns=columns, row_groups=[group],
+                                             use_threads=False):
                     if batch.num_rows:
                         yield batch
     except parquet.READ_ERRORS as exc:
@@ -177,6 +182,15 @@ def _is_string(t: pa.DataType) -> bool:
 def _is_float_list(t: pa.DataType) -> bool:
     is_list = pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
     return is_list and pa.types.is_floating(t.value_type)
+
+
+def _is_packed(t: pa.DataType) -> bool:
+    """Packed gradient norms (what `TraceWriter` writes): fixed-size binary of 4 bytes per float32 norm."""
+    return pa.types.is_fixed_size_binary(t) and t.byte_width > 0 and t.byte_width % 4 == 0
+
+
+def _is_grad(t: pa.DataType) -> bool:
+    return _is_float_list(t) or _is_packed(t)
 
 
 def _check_schema(path: Path, schema: pa.Schema, what: str, required: tuple[str, ...],
@@ -253,6 +267,11 @@ def _ints(col: pa.Array, name: str, where: _Where) -> np.ndarray:
     return values.astype(np.int64, copy=False)
 
 
+def _int32(col: pa.Array, table: np.ndarray) -> np.ndarray:
+    """Validated table indices as int32: the column itself, without a copy, when it is an int32 column."""
+    return col.to_numpy() if col.type == pa.int32() else table.astype(np.int32)
+
+
 def _floats(values: pa.Array) -> np.ndarray:
     """Float column as float32; float64 overflow becomes inf, which the caller then rejects."""
     with np.errstate(over="ignore"):
@@ -270,6 +289,8 @@ def _value_text(values: pa.Array, i: int, as_float32: float) -> str:
 
 def _check_steps(step: np.ndarray, previous: int | None, where: _Where, fix: str) -> int:
     """Steps >= 0 and non-decreasing, also across batch boundaries; return the last step."""
+    if steps_in_order(step, previous):
+        return int(step[-1])
     neg = np.flatnonzero(step < 0)
     if neg.size:
         where.fail(neg[0], step, f"step {int(step[neg[0]])} is negative; steps must be >= 0")
@@ -325,7 +346,9 @@ class TraceSource:
         self.num_importance = 0
         if self.has_importance:
             self._open_importance()
-        trace_has_grad = "grad_norm" in schema.names
+        #: whether the trace has gradient norms (inspect reads them even when a log is given)
+        self.trace_has_grad = trace_has_grad = "grad_norm" in schema.names
+        self._packed = trace_has_grad and _is_packed(schema.field("grad_norm").type)
         self.has_grad = trace_has_grad and not self.has_importance
         if trace_has_grad and self.has_importance:
             warn(GradNormIgnored(f"{self.path} has grad_norm and an importance log {self.importance_path} was "
@@ -359,7 +382,8 @@ class TraceSource:
                                      "file is damaged; write or copy it again")
             _check_schema(part, schema, "a trace", TRACE_COLUMNS, {
                 "step": _INT_TYPE, "row": _INT_TYPE, "table": _TABLE_TYPE,
-                "grad_norm": (_is_float_list, "a list of floats (one L2 norm per chunk)")})
+                "grad_norm": (_is_grad, "a list of floats (one L2 norm per chunk), or fixed-size binary "
+                                        "of 4 bytes per chunk (packed float32)")})
             if first is None:
                 first = schema
                 continue
@@ -481,6 +505,10 @@ class TraceSource:
                      where: _Where) -> tuple[np.ndarray, np.ndarray]:
         """Table indices in range and rows within their table, checked against the table list."""
         table = self._table_index(col, where, self._names, grow=False)
+        if not row_col.null_count and row_col.type != pa.uint64():  # the checks of _ints cannot fail: order kept
+            row = _ints(row_col, "row", where)
+            if rows_in_bounds(table, row, self._rows):
+                return table, row
         n = len(self.tables)
         bad = np.flatnonzero((table < 0) | (table >= n))
         if bad.size:
@@ -496,26 +524,37 @@ class TraceSource:
         return table, row
 
     def _grad(self, col: pa.Array, table: np.ndarray, step: np.ndarray, where: _Where) -> np.ndarray:
-        """grad_norm lists as a zero-padded float32 [n, K_max] matrix."""
-        _no_nulls(col, "grad_norm", where)
-        lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False).astype(np.int64)
-        want = self._k[table]
+        """The batch's gradient norms, packed or as lists, as a zero-padded float32 [n, K_max] matrix."""
+        return (self._grad_packed if self._packed else self._grad_list)(col, table, step, where)
+
+    def _wrong_length(self, lengths: np.ndarray, want: np.ndarray, table: np.ndarray, step: np.ndarray,
+                      where: _Where) -> None:
+        """Refuse the first record whose count of gradient norms is not the K of its table."""
         bad = np.flatnonzero(lengths != want)
         if bad.size:
             i = bad[0]
-            where.fail(i, step, f"grad_norm has {int(lengths[i])} values but table "
-                                f"{self.tables[table[i]].name!r} has K={int(want[i])} chunks (dim/chunk)")
+            where.fail(i, step, self._length_text(int(lengths[i]), int(want[i]), table[i]))
+
+    def _length_text(self, has: int, k: int, t: int) -> str:
+        return f"grad_norm has {has} values but table {self.tables[t].name!r} has K={k} chunks (dim/chunk)"
+
+    def _grad_list(self, col: pa.Array, table: np.ndarray, step: np.ndarray, where: _Where) -> np.ndarray:
+        """A grad_norm list column: when every list holds K_max values (offsets regular), the flat values are
+        reshaped without a copy; else they are scattered into the zero-padded matrix."""
+        _no_nulls(col, "grad_norm", where)
+        lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False).astype(np.int64)
+        want = self._k[table]
+        self._wrong_length(lengths, want, table, step, where)
         flat = col.flatten()
         ends = np.cumsum(lengths)
         if flat.null_count:
             p = int(np.flatnonzero(flat.is_null().to_numpy(zero_copy_only=False))[0])
             where.fail(int(np.searchsorted(ends, p, side="right")), step, "grad_norm contains a null value")
         values = _floats(flat)
-        bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
-        if bad.size:
-            i = int(np.searchsorted(ends, bad[0], side="right"))
-            where.fail(i, step, f"grad_norm value {_value_text(flat, int(bad[0]), values[bad[0]])} is not allowed; "
-                                "gradient norms must be finite and >= 0")
+        p = first_bad_value(values)
+        if p >= 0:
+            where.fail(int(np.searchsorted(ends, p, side="right")), step, f"grad_norm value "
+                       f"{_value_text(flat, p, values[p])} is not allowed; gradient norms must be finite and >= 0")
         n = len(table)
         if (lengths == self.k_max).all():
             return values.reshape(n, self.k_max)
@@ -523,6 +562,35 @@ class TraceSource:
         starts = ends - lengths
         record = np.repeat(np.arange(n), lengths)
         grad[record, np.arange(len(values)) - starts[record]] = values
+        return grad
+
+    def _grad_packed(self, col: pa.Array, table: np.ndarray, step: np.ndarray, where: _Where) -> np.ndarray:
+        """Packed norms (fixed-size binary of J float32): the values are the matrix, without a copy when J is
+        K_max. A record holds J values, of which those past the K of its table must be 0 (padding)."""
+        _no_nulls(col, "grad_norm", where)
+        n, j = len(col), col.type.byte_width // 4
+        matrix = unpack_grad(col)
+        if (self._k == j).all():  # every table has J chunks: no padding, no per-record K
+            p = first_bad_value(matrix.reshape(-1))
+            want = None
+        else:
+            want = self._k[table]
+            if (want > j).any():
+                self._wrong_length(np.full(n, j), want, table, step, where)
+            p = first_bad_norm(matrix, want)
+        if p >= 0:
+            i, c = divmod(int(p), j)
+            k = j if want is None else int(want[i])
+            if c < k:
+                where.fail(i, step, f"grad_norm value {matrix[i, c]} is not allowed; gradient norms must be "
+                                    "finite and >= 0")
+            has = int(np.flatnonzero(matrix[i])[-1]) + 1  # a value past K, where packing pads with 0
+            where.fail(i, step, self._length_text(has, k, table[i]))
+        if j == self.k_max:
+            return matrix.astype(np.float32, copy=False)  # no copy on a little-endian machine
+        grad = np.zeros((n, self.k_max), dtype=np.float32)
+        width = min(j, self.k_max)
+        grad[:, :width] = matrix[:, :width]
         return grad
 
     # -- streams ---------------------------------------------------------------
@@ -534,7 +602,7 @@ class TraceSource:
         last, last_part = None, None
         for part in self.parts:
             offset = 0
-            for batch in _stream(part, columns, self.batch_rows):
+            for batch in read_ahead(_stream(part, columns, self.batch_rows), depth=1):  # decode the next meanwhile
                 where = _Where(part, offset)
                 step = _ints(batch.column("step"), "step", where)
                 if offset == 0 and last_part is not None and step[0] < last:
@@ -544,7 +612,7 @@ class TraceSource:
                 last = _check_steps(step, last, where, "sort the trace by step, keeping lookup order within a step")
                 table, row = self._tables_rows(batch.column("table"), batch.column("row"), step, where)
                 grad = self._grad(batch.column("grad_norm"), table, step, where) if read_grad else None
-                yield step, table.astype(np.int32), row, grad
+                yield step, _int32(batch.column("table"), table), row, grad
                 offset += batch.num_rows
             if offset:
                 last_part = part
@@ -593,6 +661,8 @@ class TraceSource:
         importance records of step X must come after all of them. The last
         batch gets whatever remains, including importance records after the
         last lookup. Consumers that count per step (trace statistics) need this.
+        A step that ends in the next Parquet batch is passed on as a batch of
+        its own, so that only its lookups are copied (joined), not the batch's.
 
         With `whole_steps=False`, lookups are passed on as soon as they are
         decoded, so a step may continue in the next batch, and only importance
@@ -625,12 +695,16 @@ class TraceSource:
             if held and part[0][0] == x == held[-1][0][-1]:  # the part only continues the held step: no copy yet
                 held.append(part)
                 continue
-            lookups = _join(held + [part])
-            out, tail = _split(lookups, int(np.searchsorted(lookups[0], x, side="left")))
+            part, tail = _split(part, int(np.searchsorted(part[0], x, side="left")))
+            if held:  # the held step ends in this part (its last step x is later): join only that step's lookups
+                ending, part = _split(part, int(np.searchsorted(part[0], held[-1][0][-1], side="right")))
+                lookups = _join(held + [ending])
+                after = part[0][0] if len(part[0]) else x
+                yield self._batch(lookups, importance_before(after))
             held = [tail]
             imp_out = importance_before(x)
-            if len(out[0]) or len(imp_out[0]):
-                yield self._batch(out, imp_out)
+            if len(part[0]) or len(imp_out[0]):
+                yield self._batch(part, imp_out)
         rest = _join(imp_held + list(importance))
         lookups = _join(held) if held else None
         if lookups is not None or len(rest[0]):

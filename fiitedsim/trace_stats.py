@@ -217,7 +217,7 @@ def inspect_trace(path, tables_file=None, importance=None, compare: str | None =
     schema, row_groups = footers[0][0], sum(groups for _, groups in footers)
     # a replay ignores grad_norm when a log is given (TraceSource warns so); inspect reports both,
     # so that one warning would be wrong here
-    trace_has_grad = "grad_norm" in schema.names
+    trace_has_grad = source.trace_has_grad
     for message in held:
         if not isinstance(message, GradNormIgnored):
             warn(message)

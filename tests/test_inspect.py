@@ -21,11 +21,12 @@ QUIET = {"warn": lambda m: None}
 
 
 def write_mixed(path, step, table, row, grad, tables=TABLES, groups=1):
-    """A trace whose grad_norm lists have each table's own K (TraceWriter takes one K per write call)."""
+    """A trace whose grad_norm lists (the list layout) have each table's own K."""
     k = [t.chunks for t in tables]
     lists = pa.array([list(g[:k[t]]) for g, t in zip(np.asarray(grad), table)], pa.list_(pa.float32()))
+    schema = trace_schema(tables, False).append(pa.field("grad_norm", pa.list_(pa.float32())))
     data = pa.Table.from_arrays([pa.array(np.asarray(step, np.int64)), pa.array(np.asarray(table, np.int32)),
-                                 pa.array(np.asarray(row, np.int64)), lists], schema=trace_schema(tables, True))
+                                 pa.array(np.asarray(row, np.int64)), lists], schema=schema)
     pq.write_table(data, path, row_group_size=-(-len(step) // groups))
     assert pq.ParquetFile(path).num_row_groups == groups
     return path

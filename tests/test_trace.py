@@ -499,3 +499,114 @@ def test_tables_file_with_bad_table_spec_names_the_file(tmp_path):
                                 {"name": "b", "rows": 0, "dim": 8, "chunk": 4}]))
     expect_error(r"tables.json: table 'b': rows must be between", TraceSource, simple(tmp_path / "t.parquet"),
                  tables_file=spec)
+
+
+# ---------------------------------------------------------------------------
+# Encodings of grad_norm (issue 20): lists as written before, packed float32 as TraceWriter writes now
+
+
+def write_old_encoding(path, step, table, row, grad, tables=TABLES, groups=1):
+    """A trace as 5cddf2c's TraceWriter wrote it: grad_norm list<float32> of K(table) values, zstd, dictionaries
+    on (pyarrow's default), one row group per write."""
+    k = np.array([t.chunks for t in tables])[np.asarray(table)]
+    schema = pa.schema([pa.field("step", pa.int64()), pa.field("table", pa.int32()), pa.field("row", pa.int64()),
+                        pa.field("grad_norm", pa.list_(pa.float32()))],
+                       metadata={TABLES_KEY: tables_to_json(tables).encode()})
+    with pq.ParquetWriter(path, schema, compression="zstd") as w:
+        for idx in np.array_split(np.arange(len(step)), groups):
+            lists = pa.array([list(np.asarray(grad)[i, :k[i]]) for i in idx], pa.list_(pa.float32()))
+            w.write_table(pa.Table.from_arrays([pa.array(np.asarray(step, np.int64)[idx]),
+                                                pa.array(np.asarray(table, np.int32)[idx]),
+                                                pa.array(np.asarray(row, np.int64)[idx]), lists], schema=schema))
+    return path
+
+
+def mixed_lookups(n=3000, seed=0):
+    """Lookups over TABLES (K = 8 and 4), steps with many lookups each, norms zero past K(table)."""
+    rng = np.random.default_rng(seed)
+    step = np.sort(rng.integers(0, 40, n))
+    table = rng.integers(0, 2, n)
+    row = np.where(table == 0, rng.integers(0, 100, n), rng.integers(0, 50, n))
+    grad = rng.random((n, 8), dtype=np.float32) * 3
+    grad[table == 1, 4:] = 0
+    return step, table, row, grad
+
+
+@pytest.mark.parametrize("batch_rows", [1 << 20, 257])
+@pytest.mark.parametrize("whole_steps", [True, False])
+def test_old_and_new_encodings_read_the_same(tmp_path, batch_rows, whole_steps):
+    step, table, row, grad = mixed_lookups()
+    old = write_old_encoding(tmp_path / "old.parquet", step, table, row, grad, groups=3)
+    new = write_trace(tmp_path / "new.parquet", step, table, row, grad, groups=3)
+    assert pq.read_schema(old).field("grad_norm").type == pa.list_(pa.float32())
+    assert pq.read_schema(new).field("grad_norm").type == pa.binary(32)  # packed: K_max = 8 float32
+    a = list(TraceSource(old, batch_rows=batch_rows).batches(whole_steps=whole_steps))
+    b = list(TraceSource(new, batch_rows=batch_rows).batches(whole_steps=whole_steps))
+    assert len(a) == len(b) and len(a) > (1 if batch_rows < 1000 else 0)
+    for x, y in zip(a, b):
+        for name, value in vars(x).items():
+            other = getattr(y, name)
+            assert value.dtype == other.dtype and value.shape == other.shape, name
+            assert np.array_equal(value, other), name
+    assert np.array_equal(np.concatenate([x.grad for x in a]), grad)
+
+
+def test_new_encoding_keeps_integer_dictionaries_and_packs_grad(tmp_path):
+    step, table, row, grad = mixed_lookups(200)
+    md = pq.ParquetFile(write_trace(tmp_path / "t.parquet", step, table, row, grad)).metadata.row_group(0)
+    columns = {md.column(i).path_in_schema: md.column(i) for i in range(md.num_columns)}
+    assert columns["grad_norm"].compression in ("LZ4", "LZ4_RAW")
+    assert "BYTE_STREAM_SPLIT" not in columns["grad_norm"].encodings  # polars cannot read it on fixed-size binary
+    assert not columns["grad_norm"].has_dictionary_page
+    assert all(columns[c].compression == "ZSTD" and columns[c].has_dictionary_page for c in ("step", "table", "row"))
+    import polars as pl
+    frame = pl.read_parquet(tmp_path / "t.parquet")  # other tools read it too: the norms as 32-byte binaries
+    assert frame["grad_norm"].to_list()[0] == grad[0].astype("<f4").tobytes()
+
+
+def packed_trace(path, grad, tables=TABLES, table=(0, 1, 0, 1)):
+    """The four lookups of `simple` with packed norms `grad` (4 x J float32; nulls where a row is None)."""
+    grad = [None if g is None else np.asarray(g, "<f4").tobytes() for g in grad]
+    j = next(len(g) for g in grad if g is not None) // 4
+    return simple(path, table=pa.array(list(table), pa.int32()), grad_norm=pa.array(grad, pa.binary(4 * j)))
+
+
+@pytest.mark.parametrize("bad, shown", [(np.nan, "nan"), (np.inf, "inf"), (-0.5, "-0.5")])
+def test_packed_grad_bad_values(tmp_path, bad, shown):
+    grad = np.ones((4, 8), np.float32)
+    grad[[1, 3], 4:] = 0
+    grad[2, 3] = bad
+    expect_error(rf"record 2 \(step 1\): grad_norm value {shown} is not allowed", consume,
+                 TraceSource(packed_trace(tmp_path / "t.parquet", grad)))
+
+
+def test_packed_grad_bad_values_all_tables_alike(tmp_path):
+    tables = [TableSpec("users", rows=100), TableSpec("items", rows=50)]  # K = 8 for both: the fast path
+    grad = np.ones((4, 8), np.float32)
+    grad[3, 7] = -1
+    path = packed_trace(tmp_path / "t.parquet", grad)
+    source = TraceSource(path)
+    source.set_tables(tables)
+    expect_error(r"record 3 \(step 2\): grad_norm value -1.0 is not allowed", consume, source)
+
+
+def test_packed_grad_padding_must_be_zero(tmp_path):
+    grad = np.ones((4, 8), np.float32)
+    grad[3, 4:] = 0
+    grad[1, 6] = 0  # a record's values end at its last non-zero one
+    expect_error(r"record 1 \(step 0\): grad_norm has 8 values but table 'items' has K=4", consume,
+                 TraceSource(packed_trace(tmp_path / "t.parquet", grad)))
+
+
+def test_packed_grad_too_short_and_null(tmp_path):
+    short = np.ones((4, 4), np.float32)
+    expect_error(r"record 0 \(step 0\): grad_norm has 4 values but table 'users' has K=8", consume,
+                 TraceSource(packed_trace(tmp_path / "s.parquet", short)))
+    grad = [np.ones(8), np.zeros(8), None, np.zeros(8)]
+    expect_error("record 2: column 'grad_norm' is null", consume,
+                 TraceSource(packed_trace(tmp_path / "n.parquet", grad)))
+
+
+def test_packed_grad_odd_width_refused(tmp_path):
+    path = simple(tmp_path / "t.parquet", grad_norm=pa.array([b"abc"] * 4, pa.binary(3)))
+    expect_error(r"'grad_norm' has type fixed_size_binary\[3\]; expected a list of floats", TraceSource, path)

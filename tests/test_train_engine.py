@@ -18,7 +18,7 @@ from fiitedsim.config import ReplayConfig, dense_bytes, parse_budget
 from fiitedsim.errors import InputError
 from fiitedsim.replay import replay
 from fiitedsim.trace import TraceSource
-from fiitedsim.trace_writer import ImportanceWriter, TraceWriter
+from fiitedsim.trace_writer import ImportanceWriter, TraceWriter, unpack_grad
 from fiitedsim.train.data import synthetic
 from fiitedsim.train.engine_hook import EngineResidency, TraceRecorder, train_tables
 from fiitedsim.train.loop import TrainConfig, Trainer, model_config, train
@@ -58,7 +58,8 @@ def test_replaying_the_emitted_trace_gives_the_trainers_memory_metrics(data, tmp
     t, log = pq.read_table(trace), pq.read_table(imp)
     K = TRAIN.dim // TRAIN.chunk
     assert log.num_rows == K * t.num_rows == K * summary["lookups"]
-    assert np.array_equal(log["importance"].to_numpy(), t["grad_norm"].combine_chunks().flatten().to_numpy())
+    grad = unpack_grad(t["grad_norm"].combine_chunks())
+    assert np.array_equal(log["importance"].to_numpy(), grad.reshape(-1))
     assert np.array_equal(log["row"].to_numpy()[::K], t["row"].to_numpy())
     assert np.array_equal(log["chunk"].to_numpy(), np.tile(np.arange(K), t.num_rows))
 

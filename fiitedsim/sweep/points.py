@@ -233,7 +233,7 @@ def pass_key(spec: PointSpec) -> tuple:
 def plan_tasks(points: list[Point], workers: int, points_per_task: int) -> list[list[Point]]:
     """Batch points that share a trace pass into tasks of at most `points_per_task` points.
 
-    Decoding the trace (above all its grad_norm lists) is a large share of a point's work, so a
+    Decoding the trace (above all its grad_norm) is a large share of a point's work, so a
     task replays several points in one pass. A group of n points becomes a multiple of `workers`
     tasks (when it has that many points), filled round-robin so fast and slow policies mix and
     the workers finish together. `points_per_task` 1 gives one task per point.
