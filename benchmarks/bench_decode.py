@@ -35,7 +35,7 @@ this tree and converted to 5cddf2c's list encoding; summaries of the two encodin
 
 Usage: python benchmarks/bench_decode.py [--steps 1221] [--repeat 3] [--encodings a,b,...] [--target 15]
        python benchmarks/bench_decode.py --cli [--repeat 3]
-The last lines judge the chosen encoding (the writer's, `fiitedsim.trace_writer`) against the target of
+The last lines judge the chosen encoding (the writer's, `fiitedsim.traces.writer`) against the target of
 15 M lookups/s for `TraceSource.batches()`, and the old encoding beside it.
 """
 from __future__ import annotations
@@ -131,7 +131,7 @@ def grad_values(col):
     import numpy as np
     import pyarrow as pa
 
-    from fiitedsim.trace_writer import unpack_grad
+    from fiitedsim.traces.writer import unpack_grad
     if pa.types.is_fixed_size_binary(col.type):
         matrix = unpack_grad(col)
         values = pa.array(np.ascontiguousarray(matrix).reshape(-1))
@@ -157,7 +157,7 @@ def worker_scan(path: str) -> dict:
 
 def worker_source(path: str) -> dict:
     """`TraceSource(path).batches()`, grad_norm included."""
-    from fiitedsim.trace import TraceSource
+    from fiitedsim.traces.source import TraceSource
     gc.collect()
     t0 = time.perf_counter()
     n = 0
@@ -345,7 +345,7 @@ def trace_by_writer(source: Path) -> Path:
     import pyarrow.parquet as pq
 
     from fiitedsim.config import tables_from_json
-    from fiitedsim.trace_writer import TABLES_KEY, TraceWriter
+    from fiitedsim.traces.writer import TABLES_KEY, TraceWriter
 
     with pq.ParquetFile(source) as pf:
         tables = tables_from_json(json.loads(pf.schema_arrow.metadata[TABLES_KEY]), str(source))

@@ -103,7 +103,7 @@ def worker_warmup(policy: str, trace: str) -> None:
     import fiitedsim
     from fiitedsim.config import ReplayConfig
     from fiitedsim.replay import parse_budgets, replay
-    from fiitedsim.trace import TraceSource
+    from fiitedsim.traces.source import TraceSource
     t_import = time.perf_counter() - t0
     times = []
     for _ in range(2):
@@ -116,7 +116,7 @@ def worker_warmup(policy: str, trace: str) -> None:
 
 
 def load_batches(path):
-    from fiitedsim.trace import TraceSource
+    from fiitedsim.traces.source import TraceSource
     gc.collect()
     c0, t0 = time.process_time(), time.perf_counter()
     source = TraceSource(path)
@@ -324,7 +324,7 @@ def pyarrow_scan(path: Path, columns: list[str]) -> tuple[float, float, int]:
 
 def end_to_end(name: str, path: Path, cfg) -> dict:
     from fiitedsim.replay import parse_budgets, replay
-    from fiitedsim.trace import TraceSource
+    from fiitedsim.traces.source import TraceSource
     gc.collect()
     c0, t0 = time.process_time(), time.perf_counter()
     source = TraceSource(path)
@@ -544,6 +544,11 @@ def main() -> None:
     tiny = common.ensure_trace(None, WARMUP_STEPS, batch=WARMUP_BATCH)
     record: dict = {"machine": common.machine_line(), "steps": args.steps, "policies": {}}
     if args.against:
+        # REV may predate the packed grad_norm (issue 20): both trees replay the list encoding, which every
+        # revision reads (this tree reads both)
+        from bench_decode import convert
+        trace, tiny = convert(trace, "list-zstd-dict"), convert(tiny, "list-zstd-dict")
+        print(f"--against: both trees read {common.rel(trace)} (grad_norm as lists, as 5cddf2c wrote them)")
         against(args, policies, trace, tiny, record)
         print(f"load average at end: {common.load()} (other processes on this machine slow every figure down)")
         if args.json:

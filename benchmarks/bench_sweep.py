@@ -7,7 +7,7 @@ caching policies plus `full`), a superset of the target's six.
 The figure is the wall time of the whole command as a user runs it (start-up, decoding, every
 policy and budget, writing results). The reference figures measured in the same run: one replay of
 the same trace under `fiited` alone at budget 0.10 (the slowest policy, the unit the sweep is made
-of), and a bare pass over the trace with `fiitedsim.trace.TraceSource.batches()` (decoding and
+of), and a bare pass over the trace with `fiitedsim.traces.source.TraceSource.batches()` (decoding and
 validation only), so the reader can see how the sweep's time splits.
 
 Usage: python benchmarks/bench_sweep.py [--budgets 0.02,0.05,0.10,0.25] [--policy all] [--json FILE]
@@ -41,7 +41,7 @@ def timed_replay(trace: Path, budgets: str, policy: str) -> tuple[float, dict]:
 
 
 def decode_only(trace: Path) -> float:
-    from fiitedsim.trace import TraceSource
+    from fiitedsim.traces.source import TraceSource
     t0 = time.perf_counter()
     for _ in TraceSource(trace).batches(with_grad=True):
         pass

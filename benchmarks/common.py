@@ -49,7 +49,7 @@ def grad_layout() -> str:
     import pyarrow as pa
 
     from fiitedsim.config import TableSpec
-    from fiitedsim.trace_writer import trace_schema
+    from fiitedsim.traces.writer import trace_schema
     kind = trace_schema([TableSpec("t", rows=1)], True).field("grad_norm").type
     return "gradpacked" if pa.types.is_fixed_size_binary(kind) else "grad"
 
@@ -77,7 +77,7 @@ def ensure_trace(path: str | Path | None, steps: int, seed: int = 0, batch: int 
     `path=None` picks the default name under benchmarks/out/ (see `trace_path`).
     Prints how long generation took (or that the cached file was reused).
     """
-    from fiitedsim.generate import GenerateConfig, generate
+    from fiitedsim.traces.generate import GenerateConfig, generate
 
     path = Path(path) if path is not None else trace_path(steps, seed, batch)
     cfg = GenerateConfig(profile=PROFILE, alpha=ALPHA, tables=TABLES, rows=ROWS, steps=steps, batch=batch,
@@ -184,7 +184,7 @@ def ensure_repeated_trace(base: Path, times: int, verbose: bool = True) -> Path:
     import pyarrow.parquet as pq
 
     from fiitedsim.config import tables_from_json
-    from fiitedsim.trace_writer import TABLES_KEY, TraceWriter
+    from fiitedsim.traces.writer import TABLES_KEY, TraceWriter
 
     path = base.with_name(f"{base.stem}_x{times}.parquet")
     src = pq.ParquetFile(base)

@@ -109,7 +109,7 @@ def replay(
     """
     from .plan import parse_policies, plan
     from .replay import check_out_dir, passes, replay_runs, summary_text, write_results
-    from .trace import TraceSource
+    from .traces.source import TraceSource
 
     cfg = knob_config(locals())  # the knobs' parameters, by their ReplayConfig field names
     trace_path = trace if trace is not None else SAMPLE_TRACE
@@ -462,8 +462,8 @@ def generate(
 
     Example: fiitedsim generate traces/demo.parquet --profile meta2021 --table-count 4 --rows 1000000 --steps 2000
     """
-    from .generate import GenerateConfig
-    from .generate import generate as run_generate
+    from .traces.generate import GenerateConfig
+    from .traces.generate import generate as run_generate
 
     cfg = GenerateConfig(profile=profile, alpha=alpha, tables=table_count, rows=rows, steps=steps, batch=batch,
                          dim=dim, chunk=chunk, drift=drift, grad=not no_grad, seed=seed)
@@ -492,7 +492,7 @@ def inspect(
     Example: fiitedsim inspect traces/demo.parquet --compare meta2021
     """
     from .replay import summary_text
-    from .trace_stats import inspect_trace, stats_tables
+    from .traces.stats import inspect_trace, stats_tables
 
     trace_path = trace if trace is not None else SAMPLE_TRACE
     with _progress(f"inspecting {shown(trace_path.name)}", quiet or as_json) as update:
@@ -542,8 +542,8 @@ def import_fbgemm(
     Example: for i in 0 1 2; do fiitedsim import fbgemm fbgemm_t856_bs65536_$i.pt --step $i \
 -o traces/meta/part-$i.parquet; done
     """
-    from .importers.common import Layout, check_output
-    from .importers.fbgemm import import_fbgemm as run
+    from .traces.importers.common import Layout, check_output
+    from .traces.importers.fbgemm import import_fbgemm as run
 
     out_path = check_output(output, [("the input", input), ("--tables", tables)])
     _run_import(f"importing {shown(input.name)}", quiet, lambda progress: run(
@@ -565,12 +565,12 @@ def import_criteo(
     Every --batch samples form one step; within a step lookups are table-major.
 
     A value is hashed into its table with FNV-1a 64 + splitmix64 (stable across runs and machines; see
-    fiitedsim/hashing.py); a missing value is row 0.
+    fiitedsim/traces/hashing.py); a missing value is row 0.
 
     Example: fiitedsim import criteo day_0.tsv --batch 4096 -o traces/criteo.parquet
     """
-    from .importers.common import Layout, check_output
-    from .importers.criteo import import_criteo as run
+    from .traces.importers.common import Layout, check_output
+    from .traces.importers.criteo import import_criteo as run
 
     out_path = check_output(output, [("the input", input), ("--tables", tables)])
     _run_import(f"importing {shown(input.name)}", quiet, lambda progress: run(
@@ -581,8 +581,8 @@ def import_criteo(
 def _import_columns(fmt: str, input: Path, output: Path, step_col: str, table_col: str, row_col: str,
                     grad_col: Optional[str], tables: Optional[Path], dim: int, chunk: int, dtype_bytes: int,
                     quiet: bool) -> None:
-    from .importers.columns import import_columns
-    from .importers.common import Layout, check_output
+    from .traces.importers.columns import import_columns
+    from .traces.importers.common import Layout, check_output
 
     out_path = check_output(output, [("the input", input), ("--tables", tables)])
     _run_import(f"importing {shown(input.name)}", quiet, lambda progress: import_columns(

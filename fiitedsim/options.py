@@ -32,7 +32,7 @@ from .config import (
     knob_option,
     knobs,
 )
-from .importers import CRITEO_BATCH, CRITEO_ROWS
+from .traces.importers import CRITEO_BATCH, CRITEO_ROWS
 
 #: `--budget` when none is given: 10% of the dense size.
 DEFAULT_BUDGET = "0.10"

@@ -21,8 +21,8 @@ from .parsing import loads_json
 from .paths import shown
 from .plan import Run, check_runs, keyed, parse_budgets, parse_policies, plan, split_list  # noqa: F401 (API)
 from .policies import POLICIES
-from .readahead import read_ahead
-from .trace import TraceSource
+from .traces.readahead import read_ahead
+from .traces.source import TraceSource
 
 #: Version of the results folder layout (summary.json + timeseries/); bump on incompatible change.
 #: 2: dimension-granular uniform-dim, hash and mde, dim hit rates, collisions, touched rows, warnings.

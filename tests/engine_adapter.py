@@ -13,7 +13,7 @@ import numpy as np
 
 from fiitedsim.engine.rowset import RowMap
 from fiitedsim.policies import POLICIES
-from fiitedsim.trace import RecordBatch
+from fiitedsim.traces.source import RecordBatch
 
 
 @dataclass

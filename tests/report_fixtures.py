@@ -11,7 +11,7 @@ import functools
 from fiitedsim.cli import SAMPLE_TRACE
 from fiitedsim.config import ReplayConfig
 from fiitedsim.replay import ReplayResults, parse_budgets, replay
-from fiitedsim.trace import TraceSource
+from fiitedsim.traces.source import TraceSource
 
 # Named, not list(POLICIES): a policy another engineer is still writing must not break the report tests;
 # test_report.py checks separately that any policy name in a summary reaches the page.

@@ -20,7 +20,7 @@ import pytest
 from test_cli import FAST, GEN_SMALL, TABLES, fails_cleanly, run, write_trace
 
 from fiitedsim.config import TableSpec, tables_to_json
-from fiitedsim.trace_writer import TABLES_KEY
+from fiitedsim.traces.writer import TABLES_KEY
 
 
 @pytest.fixture
@@ -129,7 +129,7 @@ def _criteo(label, cats="a") -> str:
 
 
 def test_train_reads_a_criteo_file_with_a_byte_order_mark_and_gzip(tmp_path):
-    from fiitedsim.importers.criteo import import_criteo
+    from fiitedsim.traces.importers.criteo import import_criteo
     from fiitedsim.train.data import read_criteo
 
     body = "".join(_criteo(i % 2, f"v{i}") for i in range(6))
@@ -245,7 +245,7 @@ def test_a_three_lookup_trace_of_a_huge_table_replays_at_the_cost_of_its_lookups
     """uniform-row counted kept rows over every row of every table: hours for 2**40 - 1 rows."""
     from fiitedsim.config import TableSpec
     from fiitedsim.policies import uniform_row
-    from fiitedsim.trace_writer import TraceWriter
+    from fiitedsim.traces.writer import TraceWriter
 
     n = 2**40 - 1
     with TraceWriter(folder / "t.parquet", [TableSpec("huge", rows=n, dim=8, chunk=4)], with_grad=False) as w:
@@ -323,7 +323,7 @@ def test_a_table_entry_needs_rows_dim_and_chunk(monkeypatch, capsys, tmp_path, f
 
 def test_importance_records_past_the_trace_do_not_move_its_steps(monkeypatch, capsys, tmp_path, folder):
     """The summary's trace.first_step/last_step are the trace's; a log reaching past them moved them."""
-    from fiitedsim.trace import write_importance
+    from fiitedsim.traces.source import write_importance
 
     trace = write_trace(folder / "t.parquet")                        # steps 0..29
     write_importance(folder / "log.parquet", [0, 5, 400], [0, 1, 0], [1, 2, 3], [0, 3, 2], [1.0, 1.0, 1.0])

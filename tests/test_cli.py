@@ -25,8 +25,8 @@ from fiitedsim import cli
 from fiitedsim.config import TableSpec, tables_to_json
 from fiitedsim.policies import POLICIES
 from fiitedsim.policies.base import SUMMARY_KEYS
-from fiitedsim.trace import write_importance
-from fiitedsim.trace_writer import TABLES_KEY, TraceWriter
+from fiitedsim.traces.source import write_importance
+from fiitedsim.traces.writer import TABLES_KEY, TraceWriter
 
 # Big virtual tables (cheap: state grows with the rows touched) so the default 64 KiB page fits any budget
 # used below; K = 4 in both, two pools (chunk bytes 16 and 32). Dense size 8,960,000 bytes.

@@ -16,7 +16,7 @@ from fiitedsim.config import ReplayConfig, TableSpec
 from fiitedsim.engine import RECORD_ALIGN, EngineState, aligned_zeros, populate
 from fiitedsim.metrics import COUNTER_COLUMNS, FLOAT_COLUMNS, GAUGE_COLUMNS, snapshot_columns
 from fiitedsim.policies import POLICIES
-from fiitedsim.trace import RecordBatch
+from fiitedsim.traces.source import RecordBatch
 
 
 @pytest.mark.parametrize("shape", [(5,), (3, 16), (1 << 20, 16)])  # small (np.zeros) and large (a mapping)

@@ -1,4 +1,5 @@
-"""Tests for the synthetic trace generator (fiitedsim.generate) and the published profiles (fiitedsim.profiles)."""
+"""Tests for the synthetic trace generator (fiitedsim.traces.generate) and the published profiles
+(fiitedsim.traces.profiles)."""
 from __future__ import annotations
 
 import json
@@ -9,12 +10,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-# The project has no installed package or root conftest yet; make `import fiitedsim` work from a checkout.
-from fiitedsim import generate as gen  # noqa: E402
-from fiitedsim import profiles  # noqa: E402
 from fiitedsim.errors import InputError  # noqa: E402
-from fiitedsim.generate import GenerateConfig, generate  # noqa: E402
-from fiitedsim.trace_writer import TABLES_KEY, unpack_grad  # noqa: E402
+
+# The project has no installed package or root conftest yet; make `import fiitedsim` work from a checkout.
+from fiitedsim.traces import generate as gen  # noqa: E402
+from fiitedsim.traces import profiles  # noqa: E402
+from fiitedsim.traces.generate import GenerateConfig, generate  # noqa: E402
+from fiitedsim.traces.writer import TABLES_KEY, unpack_grad  # noqa: E402
 
 
 def small(**kw) -> GenerateConfig:

@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fiitedsim import cli
-from fiitedsim.trace import write_importance
-from fiitedsim.trace_writer import TABLES_KEY
+from fiitedsim.traces.source import write_importance
+from fiitedsim.traces.writer import TABLES_KEY
 
 pytestmark = pytest.mark.slow  # hypothesis: generated malformed inputs through the command line
 

@@ -20,20 +20,20 @@ from test_cli import fails_cleanly, run
 
 from fiitedsim.config import TableSpec, tables_to_json
 from fiitedsim.errors import InputError
-from fiitedsim.hashing import hash_rows, hash_value
-from fiitedsim.importers import criteo as criteo_mod
-from fiitedsim.importers.columns import import_columns
-from fiitedsim.importers.common import Layout
-from fiitedsim.importers.criteo import import_criteo
-from fiitedsim.trace import read_lookups
-from fiitedsim.trace_writer import TABLES_KEY
+from fiitedsim.traces.hashing import hash_rows, hash_value
+from fiitedsim.traces.importers import criteo as criteo_mod
+from fiitedsim.traces.importers.columns import import_columns
+from fiitedsim.traces.importers.common import Layout
+from fiitedsim.traces.importers.criteo import import_criteo
+from fiitedsim.traces.source import read_lookups
+from fiitedsim.traces.writer import TABLES_KEY
 
 QUIET = {"warn": lambda m: None}
 M64 = (1 << 64) - 1
 
 
 # ---------------------------------------------------------------------------
-# An independent oracle for the hash (fiitedsim/hashing.py docstring)
+# An independent oracle for the hash (fiitedsim/traces/hashing.py docstring)
 
 
 def fnv1a64(data: bytes) -> int:
@@ -110,7 +110,7 @@ OFFSETS = [0, 1, 1, 3, 4, 4, 4, 4, 4, 7, 8, 9, 10]  # running sum of the flatten
 @pytest.mark.parametrize("compress, legacy", [(False, False), (True, False), (False, True)],
                          ids=["pt", "pt.gz", "legacy-format"])
 def test_fbgemm_hand_example(tmp_path, compress, legacy):
-    from fiitedsim.importers.fbgemm import import_fbgemm
+    from fiitedsim.traces.importers.fbgemm import import_fbgemm
     pt = write_pt(tmp_path / "b.pt", INDICES, OFFSETS, LENGTHS, compress, legacy)
     report = import_fbgemm(pt, tmp_path / "out.parquet", step=7, layout=Layout(dim=16, chunk=4))
     got = read_lookups(tmp_path / "out.parquet", **QUIET)
@@ -127,7 +127,7 @@ def test_fbgemm_hand_example(tmp_path, compress, legacy):
 
 @pytest.mark.slow  # torch writes the .pt files (its import alone takes seconds)
 def test_fbgemm_rows_and_tables_options(tmp_path):
-    from fiitedsim.importers.fbgemm import import_fbgemm
+    from fiitedsim.traces.importers.fbgemm import import_fbgemm
     pt = write_pt(tmp_path / "b.pt", INDICES, OFFSETS, LENGTHS)
     import_fbgemm(pt, tmp_path / "r.parquet", rows=100)
     assert [t["rows"] for t in json.loads(pq.read_schema(tmp_path / "r.parquet").metadata[TABLES_KEY])] == [100] * 3
@@ -143,7 +143,7 @@ def test_fbgemm_rows_and_tables_options(tmp_path):
 @pytest.mark.slow  # torch writes the .pt files (its import alone takes seconds)
 def test_fbgemm_parts_replay_as_one_trace(tmp_path):
     """Three batch files imported with --step 0, 1, 2 into one folder read back in step order."""
-    from fiitedsim.importers.fbgemm import import_fbgemm
+    from fiitedsim.traces.importers.fbgemm import import_fbgemm
     pt = write_pt(tmp_path / "b.pt", INDICES, OFFSETS, LENGTHS)
     for i in (2, 0, 1):
         import_fbgemm(pt, tmp_path / "meta" / f"part-{i}.parquet", step=i, rows=10)
@@ -206,7 +206,7 @@ def test_fbgemm_bad_file_exits_2(monkeypatch, capsys, tmp_path, kind, words):
 
 
 def test_fbgemm_without_torch(monkeypatch, tmp_path):
-    from fiitedsim.importers.fbgemm import import_fbgemm
+    from fiitedsim.traces.importers.fbgemm import import_fbgemm
     (tmp_path / "b.pt").write_bytes(b"x")
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
     with pytest.raises(InputError, match=r"needs PyTorch.*pip install 'fiitedsim\[fbgemm\]'"):

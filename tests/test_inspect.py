@@ -14,8 +14,8 @@ from test_trace import TABLES, write_raw, write_trace
 
 from fiitedsim import cli
 from fiitedsim.config import TableSpec
-from fiitedsim.trace_stats import inspect_trace
-from fiitedsim.trace_writer import trace_schema
+from fiitedsim.traces.stats import inspect_trace
+from fiitedsim.traces.writer import trace_schema
 
 QUIET = {"warn": lambda m: None}
 

@@ -209,7 +209,7 @@ def test_auto_indices_of_a_huge_table_start_at_the_cap_and_a_number_beyond_memor
     grow as entries come. `--index-initial 2**30` asks the engine to reserve 4 x 8 bytes per bucket up front:
     2 x 4 x 2**30 x 8 = 64 GiB, more than the 8 GiB this test says the machine has."""
     from fiitedsim import memory
-    from fiitedsim.trace_writer import TraceWriter
+    from fiitedsim.traces.writer import TraceWriter
 
     n = 2**40 - 1
     huge = [TableSpec("huge", rows=n, dim=8, chunk=4)]

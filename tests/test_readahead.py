@@ -2,7 +2,7 @@
 import pytest
 
 from fiitedsim.errors import InputError
-from fiitedsim.readahead import read_ahead
+from fiitedsim.traces.readahead import read_ahead
 
 
 @pytest.mark.parametrize("depth", [0, 1, 3])

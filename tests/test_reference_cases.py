@@ -855,7 +855,7 @@ def test_uniform_row_keeps_exactly_m_rows_per_table(rows, budget):
     """Every table's perm is a bijection of [0, rows); the engine keeps exactly the rows with perm < m_t, m_t of
     them, and the payload never exceeds the budget (it was a sampled count, off by sampling noise)."""
     from fiitedsim.policies.uniform_row import UniformRow
-    from fiitedsim.trace import RecordBatch
+    from fiitedsim.traces.source import RecordBatch
 
     tables = [table(f"t{i}", n, 4, 2) for i, n in enumerate(rows)]
     dense = sum(t.dense_bytes for t in tables)

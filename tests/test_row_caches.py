@@ -25,8 +25,8 @@ from fiitedsim.config import ReplayConfig, TableSpec
 from fiitedsim.engine import snapshot_columns
 from fiitedsim.policies import POLICIES
 from fiitedsim.policies.base import SUMMARY_KEYS
-from fiitedsim.trace import RecordBatch, TraceSource
-from fiitedsim.trace_writer import TraceWriter
+from fiitedsim.traces.source import RecordBatch, TraceSource
+from fiitedsim.traces.writer import TraceWriter
 
 ORACLE_DTYPE = np.dtype([("timestamp", "<u4"), ("obj_id", "<u8"), ("obj_size", "<u4"), ("next_access_vtime", "<i8")])
 UNIT = TableSpec("t", rows=1 << 20, dim=1, chunk=1, dtype_bytes=1)  # a row is 1 byte: budget bytes = rows

@@ -6,8 +6,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fiitedsim.cli import SAMPLE_TRACE
-from fiitedsim.generate import GenerateConfig, generate
-from fiitedsim.trace import TraceSource
+from fiitedsim.traces.generate import GenerateConfig, generate
+from fiitedsim.traces.source import TraceSource
 
 
 def test_shipped_sample_is_reproducible(tmp_path: Path):

@@ -29,8 +29,8 @@ from fiitedsim.config import ReplayConfig, TableSpec, resolve_layout
 from fiitedsim.policies.base import SUMMARY_KEYS
 from fiitedsim.replay import replay
 from fiitedsim.sweep import POINTS_DIR, load_sweep_file, plan_points, plan_tasks
-from fiitedsim.trace import TraceSource
-from fiitedsim.trace_writer import TraceWriter
+from fiitedsim.traces.source import TraceSource
+from fiitedsim.traces.writer import TraceWriter
 
 distributed = pytest.importorskip("distributed")
 

@@ -26,7 +26,7 @@ from fiitedsim.sweep import (
     plan_points,
     trace_identity,
 )
-from fiitedsim.trace import TraceSource
+from fiitedsim.traces.source import TraceSource
 from fiitedsim.train.runner import RUN_KEYS, load_data, run_all, train_config
 
 distributed = pytest.importorskip("distributed")

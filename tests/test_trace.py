@@ -1,4 +1,4 @@
-"""Tests for fiitedsim.trace: round trips, the batch/hold-back merge property, and every input error."""
+"""Tests for fiitedsim.traces.source: round trips, the batch/hold-back merge property, and every input error."""
 from __future__ import annotations
 
 import json
@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 # The project has no installed package or root conftest yet; make `import fiitedsim` work from a checkout.
 from fiitedsim.config import TableSpec, tables_to_json  # noqa: E402
 from fiitedsim.errors import GradNormIgnored, InputError  # noqa: E402
-from fiitedsim.trace import TraceSource, read_lookups, write_importance  # noqa: E402
-from fiitedsim.trace_writer import TABLES_KEY, TraceWriter  # noqa: E402
+from fiitedsim.traces.source import TraceSource, read_lookups, write_importance  # noqa: E402
+from fiitedsim.traces.writer import TABLES_KEY, TraceWriter  # noqa: E402
 
 TABLES = [TableSpec("users", rows=100), TableSpec("items", rows=50, dim=32, chunk=8)]  # K = 8 and 4
 

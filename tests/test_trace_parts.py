@@ -18,8 +18,8 @@ from fiitedsim.config import ReplayConfig, TableSpec
 from fiitedsim.errors import InputError
 from fiitedsim.policies import POLICIES
 from fiitedsim.replay import parse_budgets, replay
-from fiitedsim.trace import TraceSource, natural_key, read_lookups, trace_parts, write_importance
-from fiitedsim.trace_writer import TABLES_KEY, TraceWriter
+from fiitedsim.traces.source import TraceSource, natural_key, read_lookups, trace_parts, write_importance
+from fiitedsim.traces.writer import TABLES_KEY, TraceWriter
 
 TABLES = [TableSpec("a", rows=10, dim=16, chunk=4), TableSpec("b", rows=20, dim=16, chunk=4)]
 QUIET = {"warn": lambda m: None}

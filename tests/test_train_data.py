@@ -43,7 +43,7 @@ def fnv1a64(text: str) -> int:
 
 
 def ref_row(text: str, field: int, rows: int) -> int:
-    """fiitedsim/hashing.py's rule from its docstring: FNV-1a 64, per-field seed, splitmix64 (DESIGN 3.1)."""
+    """fiitedsim/traces/hashing.py's rule from its docstring: FNV-1a 64, per-field seed, splitmix64 (DESIGN 3.1)."""
     if text == "":
         return 0
     z = (fnv1a64(text) + (field + 1) * 0x9E3779B97F4A7C15) % 2**64

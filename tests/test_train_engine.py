@@ -17,8 +17,8 @@ import pytest
 from fiitedsim.config import ReplayConfig, dense_bytes, parse_budget
 from fiitedsim.errors import InputError
 from fiitedsim.replay import replay
-from fiitedsim.trace import TraceSource
-from fiitedsim.trace_writer import ImportanceWriter, TraceWriter, unpack_grad
+from fiitedsim.traces.source import TraceSource
+from fiitedsim.traces.writer import ImportanceWriter, TraceWriter, unpack_grad
 from fiitedsim.train.data import synthetic
 from fiitedsim.train.engine_hook import EngineResidency, TraceRecorder, train_tables
 from fiitedsim.train.loop import TrainConfig, Trainer, model_config, train

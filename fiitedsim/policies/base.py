@@ -19,7 +19,7 @@ from ..metrics import SUMMARY_KEYS  # noqa: F401  (the summary.json contract liv
 
 if TYPE_CHECKING:
     from ..engine.rowset import RowMap
-    from ..trace import RecordBatch
+    from ..traces.source import RecordBatch
 
 
 class ChunkRanges(NamedTuple):

@@ -258,7 +258,7 @@ def load_sweep_file(path: str | Path) -> SweepFile:
 
 def _generate_grid(path: Path, raw) -> tuple[tuple[dict, ...], tuple[str, ...]]:
     """The `generate` table: `fiitedsim generate` options, each a value or a list (an axis), every trace checked."""
-    from ..generate import GenerateConfig
+    from ..traces.generate import GenerateConfig
 
     where = f"{path}: [sweep] generate"
     if not isinstance(raw, dict):

@@ -20,7 +20,7 @@ from ..memory import check_train_data_memory
 from ..paths import arrow_file
 from ..plan import BudgetTwice, Run, check_runs, plan
 from ..replay import RESULTS_FORMAT
-from ..trace import TraceSource
+from ..traces.source import TraceSource
 from .file import KNOB_BY_NAME, TRAIN_KNOB_BY_NAME, SweepFile
 
 #: Layout version of a sweep folder (points/KEY.json, points.parquet); part of every point key.
@@ -255,7 +255,7 @@ def generated_trace(out: Path, options: dict, progress: Callable[[str], None] | 
     Named by a hash of the options and the fiitedsim version, so a changed option or version is a new file;
     a file whose footer does not hold the expected lookups (a partial copy) is made again.
     """
-    from ..generate import GenerateConfig, generate
+    from ..traces.generate import GenerateConfig, generate
 
     cfg = GenerateConfig(**options)
     text = json.dumps({"fiitedsim": __version__, **asdict(cfg)}, sort_keys=True, separators=(",", ":"))

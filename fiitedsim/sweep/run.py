@@ -17,7 +17,7 @@ from ..errors import InputError
 from ..memory import check_report_address_space
 from ..parquet import frame_bytes
 from ..replay import replay_each
-from ..trace import TraceSource
+from ..traces.source import TraceSource
 from .file import SweepFile
 from .points import Point, PointSpec, TrainPointSpec, pass_key, plan_points, plan_tasks, with_generated
 from .results import (
@@ -224,7 +224,7 @@ class SweepOutcome:
 def sweep_inputs(sweep: SweepFile) -> list[tuple[str, Path]]:
     """The files a sweep reads (its file, the traces' parts, the data files, the tables file), for
     `refuse_inputs`; a missing one is left to the planning, which says what is wrong with it."""
-    from ..trace import trace_parts
+    from ..traces.source import trace_parts
     from ..train.runner import data_files
 
     found: list[tuple[str, Path]] = [("the sweep file", sweep.path), ("the tables file", sweep.tables_file)]

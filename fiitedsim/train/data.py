@@ -13,7 +13,7 @@ Sparse values become rows in one of two ways (`SparseFields`), chosen by `rows`:
   plus row 0 (`OOV_ROW`), shared by every value first seen later. The map
   value -> row is exact (values are compared as text, no hashing, no
   collisions); a missing or empty value is one value like any other.
-* `rows=N` (`--rows N`): hashed tables of N rows with `fiitedsim.hashing.hash_rows`
+* `rows=N` (`--rows N`): hashed tables of N rows with `fiitedsim.traces.hashing.hash_rows`
   (the rule the Criteo importer uses too: FNV-1a 64 of the value's text, seeded
   per field, splitmix64, row 1 + h mod (rows - 1); a missing or empty value is
   row 0).
@@ -39,9 +39,9 @@ import numpy as np
 from .. import parquet
 from ..config import TrainConfig
 from ..errors import InputError, file_kind, refuse_duplicate_columns, text_line
-from ..hashing import hash_rows
 from ..memory import format_bytes, memory_limit
 from ..paths import arrow_file
+from ..traces.hashing import hash_rows
 
 CRITEO_DENSE = [f"I{i}" for i in range(1, 14)]
 CRITEO_SPARSE = [f"C{i}" for i in range(1, 27)]

@@ -42,7 +42,7 @@ from ..engine.rowset import RowMap
 from ..errors import InputError
 from ..policies import POLICIES, TRAIN_POLICIES, sized_from_window
 from ..policies.base import Policy, PolicyResult
-from ..trace import RecordBatch
+from ..traces.source import RecordBatch
 from .residency import Resets
 
 _NO_IMP = (np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.int64),

@@ -30,7 +30,7 @@ from ..parsing import loads_json
 from ..plan import Run, check_runs, plan, split_list
 from ..policies import POLICIES, knowledge, sized_from_window, window_text
 from ..replay import budget_entries
-from ..trace_writer import ImportanceWriter, TraceWriter
+from ..traces.writer import ImportanceWriter, TraceWriter
 from .data import OOV_ROW, Dataset, movielens_files, read_criteo, read_movielens, read_table, synthetic
 from .engine_hook import EngineResidency, TraceRecorder, train_tables
 from .loop import TrainConfig, config_dict, schedule, total_steps, train

@@ -23,8 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .engine.hashmap import splitmix64
-from .errors import InputError
+from ..engine.hashmap import splitmix64
+from ..errors import InputError
 
 FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 FNV_PRIME = np.uint64(0x100000001B3)

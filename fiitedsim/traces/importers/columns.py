@@ -22,10 +22,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from .. import parquet
-from ..config import MAX_TABLES, load_tables_file
-from ..errors import InputError, refuse_duplicate_columns, text_line
-from ..paths import arrow_file
+from ... import parquet
+from ...config import MAX_TABLES, load_tables_file
+from ...errors import InputError, refuse_duplicate_columns, text_line
+from ...paths import arrow_file
 from .common import ImportReport, Layout, Progress, arrow_error, check_input, write_trace
 
 BLOCK_BYTES = 4 << 20  # pyarrow reads blocks ahead; small blocks keep peak memory flat (~0.5 GB RSS, any input size)

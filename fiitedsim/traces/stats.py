@@ -36,13 +36,14 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from . import parquet, profiles
-from .engine.rowset import TouchedRows
-from .errors import GradNormIgnored, InputError
-from .paths import arrow_file, shown
+from .. import parquet
+from ..engine.rowset import TouchedRows
+from ..errors import GradNormIgnored, InputError
+from ..paths import arrow_file, shown
+from . import profiles
 from .readahead import read_ahead
-from .trace import TraceSource, print_to_stderr
-from .trace_writer import TABLES_KEY
+from .source import TraceSource, print_to_stderr
+from .writer import TABLES_KEY
 
 #: Version of the `inspect --json` object; bump on an incompatible change.
 STATS_FORMAT = 1

@@ -13,13 +13,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import parquet
-from .atomic import atomic_path
-from .config import TableSpec, tables_to_json
-from .paths import arrow_file
+from .. import parquet
+from ..atomic import atomic_path
+from ..config import TableSpec, tables_to_json
+from ..paths import arrow_file
 
 TABLES_KEY = b"fiitedsim.tables"
-#: The importance log's columns (DESIGN.md 1.3); trace.py reads against the same schema.
+#: The importance log's columns (DESIGN.md 1.3); source.py reads against the same schema.
 IMPORTANCE_SCHEMA = pa.schema([
     pa.field("step", pa.int64()), pa.field("table", pa.int32()), pa.field("row", pa.int64()),
     pa.field("chunk", pa.int16()), pa.field("importance", pa.float32()),

@@ -8,11 +8,11 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from ..atomic import atomic_path, check_writable, refuse_inputs
-from ..config import DEFAULT_CHUNK, DEFAULT_DIM, DEFAULT_DTYPE_BYTES, TableSpec, load_tables_file
-from ..errors import InputError, require_file
-from ..trace import TraceSource
-from ..trace_writer import TraceWriter
+from ...atomic import atomic_path, check_writable, refuse_inputs
+from ...config import DEFAULT_CHUNK, DEFAULT_DIM, DEFAULT_DTYPE_BYTES, TableSpec, load_tables_file
+from ...errors import InputError, require_file
+from ..source import TraceSource
+from ..writer import TraceWriter
 
 #: progress(done, total) in the importer's unit (bytes of input, or lookups)
 Progress = Callable[[int, int], None]

@@ -34,7 +34,7 @@ Profiles
 `zipf`: every lookup is an independent Zipf(alpha) draw.
 
 `meta2021`, `meta2022`: each batch reproduces Meta's published reuse-factor
-histogram (fiitedsim.profiles). Reuse factor = how many times a row occurs in
+histogram (fiitedsim.traces.profiles). Reuse factor = how many times a row occurs in
 one batch; the histogram matched is LOOKUP-weighted (share of lookups whose
 row has a reuse factor in each of Meta's bins (0,1], (1,2], (2,4], ...,
 (32768+). A batch of B lookups cannot hold reuse factors above B, so the
@@ -104,12 +104,12 @@ from typing import Callable
 import numba
 import numpy as np
 
+from ..atomic import check_writable
+from ..config import GenerateConfig
+from ..errors import InputError
+from ..memory import check_fits, format_bytes
 from . import profiles
-from .atomic import check_writable
-from .config import GenerateConfig
-from .errors import InputError
-from .memory import check_fits, format_bytes
-from .trace_writer import TraceWriter
+from .writer import TraceWriter
 
 ROW_GROUP_LOOKUPS = 1 << 20
 ZIPF_HEAD = 1 << 16           # ranks sampled exactly from the discrete CDF

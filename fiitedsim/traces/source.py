@@ -36,10 +36,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from . import parquet
-from .atomic import atomic_path
-from .config import MAX_TABLES, TableSpec, load_tables_file, parse_tables_json, tables_from_json
-from .errors import (
+from .. import parquet
+from ..atomic import atomic_path
+from ..config import MAX_TABLES, TableSpec, load_tables_file, parse_tables_json, tables_from_json
+from ..errors import (
     EmptyImportanceLog,
     GradNormIgnored,
     InputError,
@@ -48,11 +48,11 @@ from .errors import (
     refuse_duplicate_columns,
     require_file,
 )
-from .parsing import TooDeep, loads_json
-from .paths import arrow_file
+from ..parsing import TooDeep, loads_json
+from ..paths import arrow_file
+from .checks import first_bad_norm, first_bad_value, rows_in_bounds, steps_in_order
 from .readahead import read_ahead
-from .trace_checks import first_bad_norm, first_bad_value, rows_in_bounds, steps_in_order
-from .trace_writer import IMPORTANCE_SCHEMA, TABLES_KEY, unpack_grad
+from .writer import IMPORTANCE_SCHEMA, TABLES_KEY, unpack_grad
 
 TRACE_COLUMNS = ("step", "table", "row")
 IMPORTANCE_COLUMNS = ("step", "table", "row", "chunk", "importance")

@@ -1,8 +1,8 @@
-"""The checks of a trace batch that make one pass over its values (trace.py words the errors).
+"""The checks of a trace batch that make one pass over its values (source.py words the errors).
 
 Each answers "is everything allowed?" fast, with SIMD reductions; a compiled pass (the GIL released, so
 that Parquet decoding goes on meanwhile) runs only where padding needs a per-record K or a value fails, and
-trace.py's numpy code then finds and names the first offence.
+source.py's numpy code then finds and names the first offence.
 
 A trace's `grad_norm` is a list column (what earlier versions wrote, and what users may write) or packed
 (fixed-size binary of K_max float32, what `TraceWriter` writes; docs/formats.md, "Gradient norms").

@@ -27,8 +27,8 @@ import warnings
 
 import numpy as np
 
-from ..config import check_first_step
-from ..errors import InputError
+from ...config import check_first_step
+from ...errors import InputError
 from .common import ImportReport, Layout, Progress, check_input, check_rows_fit, one_line, tables_from_file, write_trace
 
 #: lookups per written row group

@@ -10,7 +10,7 @@ means a header. Only the 26 categorical columns (the last 26) are read.
 Every `batch` consecutive samples form one training step, starting at
 `step` (the last step may hold fewer samples). Each categorical field is a
 table (named C1..C26, or by the header) of `rows` rows; a value is hashed into
-its table by `fiitedsim.hashing` (FNV-1a 64 + splitmix64, stable across runs
+its table by `fiitedsim.traces.hashing` (FNV-1a 64 + splitmix64, stable across runs
 and platforms), and a missing value takes the reserved row 0. Within a step
 the lookups are table-major (all samples of C1, then C2, ...), the order of
 FBGEMM's table-batched requests. The file is streamed in blocks (a day file is
@@ -25,8 +25,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from ..config import check_first_step
-from ..errors import InputError, refuse_duplicate_columns, text_line
+from ...config import check_first_step
+from ...errors import InputError, refuse_duplicate_columns, text_line
 from ..hashing import hash_rows
 from . import CRITEO_BATCH, CRITEO_ROWS
 from .common import ImportReport, Layout, Progress, arrow_error, check_input, tables_from_file, write_trace
