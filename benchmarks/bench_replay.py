@@ -95,6 +95,17 @@ ROUNDS_SHARE_TARGET = 0.25
 
 # ----------------------------------------------------------------------------- workers (fresh processes)
 
+def trace_source_class():
+    """`TraceSource` of the tree under test: `fiitedsim.traces.source` since issue 20, `fiitedsim.trace` before (a
+    revision run with --against)."""
+    import importlib
+    from pathlib import Path
+
+    import fiitedsim
+    moved = (Path(fiitedsim.__file__).parent / "traces").is_dir()
+    return importlib.import_module("fiitedsim.traces.source" if moved else "fiitedsim.trace").TraceSource
+
+
 def worker_warmup(policy: str, trace: str) -> None:
     """Time imports, then a first and a second replay of the tiny trace; print JSON."""
     t0 = time.perf_counter()
@@ -103,7 +114,7 @@ def worker_warmup(policy: str, trace: str) -> None:
     import fiitedsim
     from fiitedsim.config import ReplayConfig
     from fiitedsim.replay import parse_budgets, replay
-    from fiitedsim.traces.source import TraceSource
+    TraceSource = trace_source_class()
     t_import = time.perf_counter() - t0
     times = []
     for _ in range(2):
@@ -116,7 +127,7 @@ def worker_warmup(policy: str, trace: str) -> None:
 
 
 def load_batches(path):
-    from fiitedsim.traces.source import TraceSource
+    TraceSource = trace_source_class()
     gc.collect()
     c0, t0 = time.process_time(), time.perf_counter()
     source = TraceSource(path)
@@ -324,7 +335,7 @@ def pyarrow_scan(path: Path, columns: list[str]) -> tuple[float, float, int]:
 
 def end_to_end(name: str, path: Path, cfg) -> dict:
     from fiitedsim.replay import parse_budgets, replay
-    from fiitedsim.traces.source import TraceSource
+    TraceSource = trace_source_class()
     gc.collect()
     c0, t0 = time.process_time(), time.perf_counter()
     source = TraceSource(path)

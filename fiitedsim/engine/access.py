@@ -61,7 +61,7 @@ def observe(st, tid, t, d, k_row, h):
             p = store.absent_probes(ix, ix_meta, i0 + k, h)
         probes += p
         longest = max(longest, p)
-    add_hits(cnt, 1, d > 0, d == k_row, d, k_row, d * c, k_row * c)
+    add_hits(cnt, 1, d > 0, d, k_row, d == k_row, d * c, k_row * c)
     cnt[Count.SEARCHES] += searches
     cnt[Count.PROBES] += probes
     cnt[Count.MAX_PROBE] = max(cnt[Count.MAX_PROBE], longest)

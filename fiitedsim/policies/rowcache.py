@@ -357,7 +357,7 @@ def run(sc, cnt, ip, tabs, items, buckets, hmap, by_k, snap_i, snap_f, gi, gf, l
             break
         s = lk_step[i] if is_lookup else im_step[j]
         if sc[Sc.HAVE_PREV] and crosses(sc[Sc.PREV], s, report_every):
-            metrics.add_hits(cnt, lookups, hits, hits, chunk_hits, chunks, dim_hits, dims)
+            metrics.add_hits(cnt, lookups, hits, chunk_hits, chunks, hits, dim_hits, dims)
             lookups = chunks = dims = hits = chunk_hits = dim_hits = 0
             write_row(sc, cnt, ip, by_k, gi, gf, sc[Sc.PREV], snap_i, snap_f, sc[Sc.SNAP_N])
             sc[Sc.SNAP_N] += 1
@@ -382,7 +382,7 @@ def run(sc, cnt, ip, tabs, items, buckets, hmap, by_k, snap_i, snap_f, gi, gf, l
             j += 1
         sc[Sc.PREV] = s
         sc[Sc.HAVE_PREV] = 1
-    metrics.add_hits(cnt, lookups, hits, hits, chunk_hits, chunks, dim_hits, dims)
+    metrics.add_hits(cnt, lookups, hits, chunk_hits, chunks, hits, dim_hits, dims)
     if i < n_lk or j < n_im:
         return Status.NEED_GROW, i, j
     return Status.DONE, i, j

@@ -30,7 +30,9 @@ class Ctl(IntEnum):
     SNAP_N = 2
 
 
-@numba.njit(cache=True, nogil=True)
+# Without reference counting (`_nrt=False`, docs/engine.md): the record-stream and hit-counting helpers it
+# inlines take arrays, and each call would otherwise pay an incref/decref pair per array.
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def static_run(cnt, ctl, lk_step, lk_table, lk_dims, lk_collided, tab_dims, chunks_of, tab_k, tab_d, im_step,
                report_every, gi, gf, dim_hist, snap_i, snap_f):
     """Count hits of a fixed layout from each lookup's resident dimensions (lk_dims, or tab_dims[table] when
@@ -49,7 +51,7 @@ def static_run(cnt, ctl, lk_step, lk_table, lk_dims, lk_collided, tab_dims, chun
             t = lk_table[i]
             dims = lk_dims[i] if per_lookup else tab_dims[t]
             dim = tab_d[t]
-            metrics.add_hits(cnt, 1, dims > 0, dims == dim, chunks_of[t, dims], tab_k[t], dims, dim)
+            metrics.add_hits(cnt, 1, dims > 0, chunks_of[t, dims], tab_k[t], dims == dim, dims, dim)
             if collisions:
                 cnt[Count.COLLISIONS] += lk_collided[i]
             i += 1
