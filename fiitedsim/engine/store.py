@@ -2,11 +2,12 @@
 
 Three structures, each a set of small functions over plain arrays:
 
-* the row tracker: (table, row) -> dense tracked-row id (`tid`), an
-  open-addressing map that is *implementation* memory, not part of the
-  modelled footprint; each tracked row has one *record* (below);
+* the row tracker: (table, row) -> dense tracked-row id (`tid`), a map of
+  `hashmap.py` that is *implementation* memory, not part of the modelled
+  footprint; each tracked row has one *record* (below);
 * the hash indices ("virtually hashed", 3.1): one linear-probing table per
-  (table, chunk position); keys are row ids, values physical slot addresses;
+  (table, chunk position), each a map of `hashmap.py`; keys are row ids, values
+  physical slot addresses;
 * the physical pools ("physically indexed", 3.2): pages of chunk slots with
   the lowest-address (default) or LIFO allocation rule.
 
