@@ -1,4 +1,4 @@
-"""The per-row bookkeeping maps (`fiitedsim/rowset.py`) against Python sets and dicts."""
+"""The per-row bookkeeping maps (`fiitedsim/engine/rowset.py`) against Python sets and dicts."""
 import numpy as np
 import pytest
 

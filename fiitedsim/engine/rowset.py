@@ -4,8 +4,8 @@ Three users share `RowMap`: the census of the rows a trace touches (`replay`'s t
 `inspect`'s distinct rows), the lookup counts per row that `mde` sizes its rows from, and the owner of each
 bucket that `hash` and `qr` need to recognise collisions (`SharedRows`). A RowMap is a map of hashmap.py from
 `packed_row_key(t, r)` to a slot of its dense arrays `kv[slot] = (key, value)`, slots given in order of first
-appearance, at a load of at most 1/2, doubled by the Python side before a batch could pass it: 32-48 bytes per
-key (plus 16-32 per lookup of the batch in flight).
+appearance, at a load of at most 1/2, doubled by the Python side before a batch could pass it: 32-64 bytes per
+key (plus as much per lookup of the batch in flight, room reserved before it is counted).
 """
 from __future__ import annotations
 
@@ -171,7 +171,7 @@ class TouchedRows:
 
     A bit per row of every table while that is small (`BITMAP_MAX_ROWS`), so
     counting costs a few bytes per row of the tables and no hashing; else a
-    `RowMap` (16-32 bytes per distinct row).
+    `RowMap` (32-64 bytes per distinct row).
     """
 
     def __init__(self, table_rows: list[int]):
