@@ -48,7 +48,6 @@ def _run(capacity, ops):
        st.sampled_from([8, 16]))
 def test_map_agrees_with_a_dict_and_deletion_leaves_no_trace(script, capacity):
     ops, live, order = [], {}, []
-    expected = []
     for op, x in script:  # make the script valid: insert only absent keys, delete only present ones
         if op == 1 and x not in live and len(live) < capacity // 2:
             live[x] = len(order)
@@ -62,7 +61,6 @@ def test_map_agrees_with_a_dict_and_deletion_leaves_no_trace(script, capacity):
         elif op == 2:
             key = order[x % len(order)] if order and x % 2 else x  # a live key half the time
             ops.append((2, key))
-            expected.append((len(ops) - 1, key))
     m, keys, found = _run(capacity, ops)
     # finds answer as a dict would: the slot the key was inserted at, -1 when absent at that moment
     state, n = {}, 0

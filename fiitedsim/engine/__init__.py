@@ -21,17 +21,10 @@ docs/engine.md has the measured rules the kernels follow. The policies' Python s
 """
 from __future__ import annotations
 
-from .state import (  # noqa: F401  (the names callers of the engine use)
-    DONE,
-    GAP,
-    NEED_INDEX,
-    NEED_PAGES,
+from .state import (  # noqa: F401  (the names callers of the engine use; tunables are patched on `state` itself)
     NEED_ROWS,
     RECORD_ALIGN,
-    RESERVE_BYTES,
     EngineState,
-    Loop,
-    Status,
     aligned_zeros,
     snapshot_columns,
 )

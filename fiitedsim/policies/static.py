@@ -91,7 +91,7 @@ class StaticPolicy(Policy):
         self.chunks_of = np.array([[d // t.chunk for d in range(max(t.dim for t in tables) + 1)] for t in tables],
                                   np.int64)
         self.cnt = np.zeros(metrics.N_COUNTS, np.int64)
-        self.ctl = np.zeros(3, np.int64)
+        self.ctl = np.zeros(len(Ctl), np.int64)
         self.series = Series(self.k_max)
 
     def resident_dims(self, table: np.ndarray, row: np.ndarray) -> np.ndarray:

@@ -52,9 +52,9 @@ from ..parsing import TooDeep, loads_json
 from ..paths import arrow_file
 from .checks import first_bad_norm, first_bad_value, rows_in_bounds, steps_in_order
 from .readahead import read_ahead
-from .writer import IMPORTANCE_SCHEMA, TABLES_KEY, unpack_grad
+from .writer import IMPORTANCE_SCHEMA, LOOKUP_COLUMNS, TABLES_KEY, unpack_grad
 
-TRACE_COLUMNS = ("step", "table", "row")
+TRACE_COLUMNS = LOOKUP_COLUMNS
 IMPORTANCE_COLUMNS = ("step", "table", "row", "chunk", "importance")
 _INT64_MAX = np.iinfo(np.int64).max
 
